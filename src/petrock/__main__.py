@@ -1,0 +1,5 @@
+"""``python -m petrock``."""
+
+from petrock.cli import main
+
+main()

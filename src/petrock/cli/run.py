@@ -1,0 +1,1 @@
+"""Commands registered on the petrock app (filled in by their issue)."""

@@ -1,0 +1,43 @@
+"""Idempotent edits between ``# petrock:NAME`` / ``# petrock:end-NAME`` markers.
+
+User code outside the markers is never touched; a line already present is not
+added twice; a removed line disappears without disturbing its neighbours.
+"""
+
+from __future__ import annotations
+
+import re
+
+from petrock.errors import UserError
+
+
+def _block(text: str, marker: str, path: str) -> tuple[int, int, str]:
+    """Start and end offsets of the lines between the markers, and the indentation to use."""
+    start = re.search(rf"^([ \t]*)# petrock:{re.escape(marker)}[ \t]*\n", text, re.MULTILINE)
+    end = re.search(rf"^[ \t]*# petrock:end-{re.escape(marker)}[ \t]*$", text, re.MULTILINE)
+    if start is None or end is None or end.start() < start.end():
+        raise UserError(
+            f"{path} has lost its `# petrock:{marker}` / `# petrock:end-{marker}` markers",
+            "put them back (see a freshly generated app) so petrock can edit the file",
+        )
+    return start.end(), end.start(), start.group(1)
+
+
+def lines_between(text: str, marker: str, path: str = "file") -> list[str]:
+    start, end, _ = _block(text, marker, path)
+    return [line.strip() for line in text[start:end].splitlines() if line.strip()]
+
+
+def add_line(text: str, marker: str, line: str, path: str = "file") -> str:
+    """Append ``line`` inside the marked block unless it is already there."""
+    if line.strip() in lines_between(text, marker, path):
+        return text
+    _, end, indent = _block(text, marker, path)
+    return f"{text[:end]}{indent}{line.strip()}\n{text[end:]}"
+
+
+def remove_line(text: str, marker: str, line: str, path: str = "file") -> str:
+    """Remove ``line`` from the marked block (no-op if absent)."""
+    start, end, _ = _block(text, marker, path)
+    kept = [existing for existing in text[start:end].splitlines(keepends=True) if existing.strip() != line.strip()]
+    return text[:start] + "".join(kept) + text[end:]

@@ -1,0 +1,155 @@
+"""Names: which project, feature and component names are safe, and the names derived from them."""
+
+from __future__ import annotations
+
+import importlib.util
+import keyword
+import re
+import sys
+from dataclasses import dataclass
+
+from petrock.errors import InvalidName
+
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
+MAX_LENGTH = 50
+
+# Modules every generated app imports; a feature or app with one of these names would shadow it.
+APP_DEPENDENCIES = frozenset(
+    {
+        "starlette", "uvicorn", "pydantic", "pydantic_core", "jinja2", "httpx", "httpcore", "typer",
+        "click", "anyio", "sniffio", "h11", "markupsafe", "pytest", "annotated_types", "typing_extensions",
+    }
+)  # fmt: skip
+# Names of the generated app's own modules.
+APP_MODULES = frozenset({"core", "features", "cli", "main", "tests", "templates", "static"})
+TOOL_NAMES = frozenset({"petrock", "copier", "app"})
+
+
+def suggest(name: str) -> str | None:
+    """The nearest valid identifier to ``name`` (``My-Posts`` -> ``my_posts``), if there is one."""
+    candidate = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    candidate = re.sub(r"_+", "_", candidate)
+    if candidate and candidate[0].isdigit():
+        candidate = candidate.lstrip("0123456789_")
+    if not candidate or candidate == name or keyword.iskeyword(candidate):
+        return None
+    return candidate
+
+
+def _shape_error(kind: str, name: str) -> InvalidName | None:
+    if not name:
+        return InvalidName(f"the {kind} name is empty", "give a name such as `posts`")
+    if len(name) > MAX_LENGTH:
+        return InvalidName(f"the {kind} name {name!r} is longer than {MAX_LENGTH} characters", "choose a shorter one")
+    if not IDENTIFIER.match(name):
+        hint = suggest(name)
+        fix = (
+            f"did you mean `{hint}`?"
+            if hint
+            else "use lowercase letters, digits and underscores, starting with a letter"
+        )
+        return InvalidName(f"{name!r} is not a valid {kind} name (a lowercase Python identifier)", fix)
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return InvalidName(f"{name!r} is a Python keyword and cannot be a {kind} name", f"try `{name}s` or `my_{name}`")
+    return None
+
+
+def _clash(name: str) -> str | None:
+    """Why ``name`` would shadow an importable module, or None. Uses find_spec: imports nothing."""
+    if name in sys.stdlib_module_names:
+        return "a standard-library module"
+    if name in APP_DEPENDENCIES:
+        return "a module the app depends on"
+    if name in TOOL_NAMES:
+        return "a name petrock reserves"
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    return "an installed module" if found else None
+
+
+def validate_project_name(name: str) -> str:
+    """Return ``name`` if it can be an app's name and package, else raise InvalidName."""
+    if error := _shape_error("project", name):
+        raise error
+    if reason := _clash(name):
+        raise InvalidName(f"{name!r} is {reason}; an app with that package name would shadow it", f"try `my_{name}`")
+    return name
+
+
+def validate_feature_name(name: str, *, app: str) -> str:
+    """Return ``name`` if it can be a feature of ``app``, else raise InvalidName."""
+    if error := _shape_error("feature", name):
+        raise error
+    if name in APP_MODULES or name == app:
+        raise InvalidName(f"{name!r} is already a module of the app", f"try `{name}_items` or another name")
+    if reason := _clash(name):
+        raise InvalidName(f"{name!r} is {reason}; a feature with that name would shadow it", f"try `{name}_items`")
+    return name
+
+
+def component_identifier(name: str) -> str:
+    """``publish-draft`` or ``publish_draft`` -> ``publish_draft``, validated."""
+    identifier = name.replace("-", "_")
+    if error := _shape_error("component", identifier):
+        raise error
+    return identifier
+
+
+# --- inflection ---
+
+_IRREGULAR = {"people": "person", "children": "child", "men": "man", "women": "woman", "mice": "mouse", "data": "datum"}
+_UNCOUNTABLE = {"news", "series", "species", "status", "information", "equipment", "feedback", "media", "analytics"}
+
+
+def singular(word: str) -> str:
+    """English singular of a lowercase word, good enough for class names (``categories`` -> ``category``)."""
+    if word in _UNCOUNTABLE or word.endswith("ss") or word.endswith("us") or word.endswith("is"):
+        return word
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word.endswith("ies") and len(word) > 3:
+        return word[:-3] + "y"
+    for ending in ("ches", "shes", "sses", "xes", "zes"):
+        if word.endswith(ending):
+            return word[:-2]
+    if word.endswith("s") and len(word) > 1:
+        return word[:-1]
+    return word
+
+
+def pascal(name: str) -> str:
+    """``order_items`` -> ``OrderItems``."""
+    return "".join(part.capitalize() for part in name.split("_") if part)
+
+
+def kebab(name: str) -> str:
+    """``publish_draft`` -> ``publish-draft`` (message type verbs)."""
+    return name.replace("_", "-")
+
+
+def title(name: str) -> str:
+    """``order_items`` -> ``Order items`` (headings in pages)."""
+    return name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class FeatureNames:
+    """Every name the feature template needs, derived once from the feature name."""
+
+    name: str  # posts, order_items: package and message-type prefix
+    item: str  # post, order_item: one of them, in variables
+    Item: str  # Post, OrderItem: class-name stem
+    Items: str  # Posts, OrderItems
+    title: str  # Posts, Order items
+    item_title: str  # Post, Order item
+    kebab: str  # posts, order-items: URL paths
+
+    @classmethod
+    def of(cls, name: str) -> FeatureNames:
+        parts = name.split("_")
+        item = "_".join([*parts[:-1], singular(parts[-1])])
+        if item == name:
+            item = f"{name}_item"
+        return cls(name, item, pascal(item), pascal(name), title(name), title(item), kebab(name))
