@@ -86,7 +86,8 @@ class Plan:
     def _current(self, path: str) -> str | None:
         target = self.root / path
         try:
-            return target.read_text()
+            with target.open(encoding="utf-8", newline="") as handle:  # keep line endings as they are
+                return handle.read()
         except FileNotFoundError:
             return None
         except IsADirectoryError:
@@ -147,12 +148,18 @@ class Plan:
         return [{"path": c.path, "action": c.action.value, "note": c.note} for c in self]
 
     def apply(self) -> list[Change]:
-        """Write every change or none; returns the changes written."""
+        """Write every change or none; returns the changes written.
+
+        A file that changed on disk since the plan was made is a conflict: the
+        run stops and puts back what it wrote, so it never clobbers a concurrent edit.
+        """
         self.check()
         written: list[Change] = []
         created_dirs: list[Path] = []
         try:
             for change in self.writes:
+                if self._current(change.path) != change.old:
+                    raise ConflictError(f"{change.path} changed while petrock was working", "run the command again")
                 target = self.root / change.path
                 if change.new is None:
                     target.unlink()
@@ -177,11 +184,24 @@ def _make_parents(directory: Path) -> list[Path]:
     return list(reversed(missing))
 
 
+def _default_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(target: Path, text: str) -> None:
+    """Write through a temporary file and rename, keeping the mode of the file it replaces."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = _default_mode()
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
