@@ -67,7 +67,7 @@ def test_a_file_the_user_changed_is_a_conflict_and_nothing_is_written(tmp_path: 
     change = plan.write("a.py", "regenerated\n")
     assert change.action is Action.CONFLICT
     assert change.note == "modified"
-    with pytest.raises(ConflictError, match="a.py"):
+    with pytest.raises(ConflictError, match=r"a\.py"):
         plan.apply()
     assert (tmp_path / "a.py").read_text() == "the user's version\n"
     assert not (tmp_path / "b.py").exists()
@@ -95,7 +95,7 @@ def test_delete_removes_a_pristine_file_and_refuses_a_changed_one(tmp_path: Path
     assert plan.delete("ours.py").action is Action.REMOVE
     assert plan.delete("edited.py").action is Action.CONFLICT
     assert plan.delete("gone.py").action is Action.SKIP
-    with pytest.raises(ConflictError, match="edited.py"):
+    with pytest.raises(ConflictError, match=r"edited\.py"):
         plan.apply()
     assert (tmp_path / "ours.py").exists()
 
@@ -115,7 +115,7 @@ def test_a_file_petrock_never_generated_is_not_deleted_without_force(tmp_path: P
 
 def test_a_directory_in_the_way_is_a_clear_conflict(tmp_path: Path) -> None:
     (tmp_path / "a.py").mkdir()
-    with pytest.raises(ConflictError, match="a.py is a directory"):
+    with pytest.raises(ConflictError, match=r"a\.py is a directory"):
         Plan(tmp_path).write("a.py", "x\n")
 
 
@@ -188,7 +188,7 @@ def test_a_file_changed_after_planning_stops_the_run_and_keeps_that_change(tmp_p
     plan.write("c.py", "created by the plan\n")
     (tmp_path / "b.py").write_text("edited meanwhile\n")
     (tmp_path / "c.py").write_text("someone else made this\n")
-    with pytest.raises(ConflictError, match="b.py changed"):
+    with pytest.raises(ConflictError, match=r"b\.py changed"):
         plan.apply()
     assert snapshot(tmp_path) == {"b.py": "edited meanwhile\n", "c.py": "someone else made this\n"}
 
