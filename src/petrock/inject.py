@@ -28,12 +28,25 @@ def lines_between(text: str, marker: str, path: str = "file") -> list[str]:
     return [line.strip() for line in text[start:end].splitlines() if line.strip()]
 
 
-def add_line(text: str, marker: str, line: str, path: str = "file") -> str:
-    """Append ``line`` inside the marked block unless it is already there."""
-    if line.strip() in lines_between(text, marker, path):
+def add_line(text: str, marker: str, line: str, path: str = "file", *, keep_sorted: bool = False) -> str:
+    """Add ``line`` inside the marked block unless it is already there.
+
+    It goes last, or with ``keep_sorted`` before the first line that sorts after
+    it (imports, so that isort-style linters stay quiet).
+    """
+    wanted = line.strip()
+    if wanted in lines_between(text, marker, path):
         return text
-    _, end, indent = _block(text, marker, path)
-    return f"{text[:end]}{indent}{line.strip()}\n{text[end:]}"
+    start, end, indent = _block(text, marker, path)
+    at = end
+    if keep_sorted:
+        offset = start
+        for existing in text[start:end].splitlines(keepends=True):
+            if existing.strip() and existing.strip() > wanted:
+                at = offset
+                break
+            offset += len(existing)
+    return f"{text[:at]}{indent}{wanted}\n{text[at:]}"
 
 
 def remove_line(text: str, marker: str, line: str, path: str = "file") -> str:
