@@ -88,7 +88,7 @@ class Plan:
         try:
             with target.open(encoding="utf-8", newline="") as handle:  # keep line endings as they are
                 return handle.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except IsADirectoryError:
             raise ConflictError(f"{path} is a directory", "move it out of the way") from None
