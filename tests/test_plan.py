@@ -200,3 +200,19 @@ def test_a_file_created_by_someone_else_after_planning_is_never_replaced_or_dele
     with pytest.raises(ConflictError):
         plan.apply()
     assert (tmp_path / "a.py").read_text() == "someone else's\n"
+
+
+def test_the_refusal_says_whether_it_would_overwrite_or_delete(tmp_path: Path) -> None:
+    write(tmp_path, "a.py", "changed\n")
+    write(tmp_path, "b.py", "changed\n")
+    overwrite, delete, both = Plan(tmp_path), Plan(tmp_path), Plan(tmp_path)
+    overwrite.write("a.py", "new\n")
+    delete.delete("a.py")
+    both.write("a.py", "new\n")
+    both.delete("b.py")
+    with pytest.raises(ConflictError, match=r"^would overwrite your changes to a\.py"):
+        overwrite.check()
+    with pytest.raises(ConflictError, match=r"^would delete your changes to a\.py"):
+        delete.check()
+    with pytest.raises(ConflictError, match=r"^would overwrite or delete your changes to a\.py, b\.py"):
+        both.check()

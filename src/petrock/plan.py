@@ -139,7 +139,9 @@ class Plan:
         """Raise if applying would overwrite or delete user changes."""
         if conflicts := self.conflicts:
             paths = ", ".join(c.path for c in conflicts)
-            raise ConflictError(f"would overwrite your changes to {paths}", "commit or move them, or pass --force")
+            deletions = sum(c.new is None for c in conflicts)
+            verb = {0: "overwrite", len(conflicts): "delete"}.get(deletions, "overwrite or delete")
+            raise ConflictError(f"would {verb} your changes to {paths}", "commit or move them, or pass --force")
 
     def diff(self) -> str:
         return "".join(change.diff() for change in self)
