@@ -90,12 +90,12 @@ def test_list_shows_what_the_app_registers_for_each_feature(blog: Path) -> None:
     assert posts["name"] == "posts" and posts["registered"] and posts["generated"]
     assert "posts/create" in posts["commands"] and "posts/publish-draft" in posts["commands"]
     assert "posts/recent-drafts" in posts["queries"]
-    assert "posts/notify-subscribers" in posts["workers"]
+    assert "posts-notify-subscribers" in posts["workers"]
     assert posts["components"] == {"publish_draft": "command", "recent_drafts": "query", "notify_subscribers": "worker"}
 
     table = petrock(blog, "feature", "list")
     assert table.returncode == 0, table.stderr
-    assert "posts/publish-draft" in table.stdout and "posts/notify-subscribers" in table.stdout
+    assert "posts/publish-draft" in table.stdout and "posts-notify-subscribers" in table.stdout
     assert git(blog, "status", "--porcelain") == ""
 
 

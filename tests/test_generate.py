@@ -108,7 +108,7 @@ def test_one_of_each_component_is_registered_tested_and_inspectable(blog: Path) 
     described = json.loads(inspect.stdout)
     assert "posts/publish-draft" in [c["type"] for c in described["commands"]]
     assert "posts/recent-drafts" in [q["type"] for q in described["queries"]]
-    assert "posts/notify-subscribers" in [w["name"] for w in described["workers"]]
+    assert "posts-notify-subscribers" in [w["name"] for w in described["workers"]]
 
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "E,F,I,B,UP,SIM,RUF", "--line-length", "120"]
@@ -173,7 +173,7 @@ def test_dry_run_shows_the_diff_and_writes_nothing(blog: Path) -> None:
 
 def test_json_prints_the_plan_and_the_commit(blog: Path) -> None:
     dry = json.loads(petrock(blog, "g", "command", "posts/archive", "--dry-run", "--json").stdout)
-    assert dry["dry_run"] is True and dry["type"] == "posts/archive"
+    assert dry["dry_run"] is True and dry["registers"] == "posts/archive" and dry["component"] == "posts/archive"
     assert {"path": f"src/{APP}/posts/archive.py", "action": "create", "note": ""} in dry["files"]
     done = json.loads(petrock(blog, "g", "command", "posts/archive", "--json").stdout)
     assert done["dry_run"] is False

@@ -52,8 +52,9 @@ def _generate(
         ensure_can_prompt(no_input, f"the {kind} to generate (FEATURE/NAME)")
         target = typer.prompt(f"{kind} to generate (FEATURE/NAME)")
     plan, updated, component = plan_component(root, manifest, kind, target, force=force, watches=watches)
+    described = {"kind": kind, "component": f"{component.feature}/{component.name}", "registers": component.type}
     if dry_run:
-        show_plan(plan, dry_run=True, as_json=as_json, extra={"type": component.type})
+        show_plan(plan, dry_run=True, as_json=as_json, extra=described)
         return
     require_clean(root, allow_dirty=allow_dirty)
     commit = apply_and_commit(
@@ -62,7 +63,7 @@ def _generate(
         f"Generate {kind} {component.type} with petrock",
         record_as=f"component:{component.feature}/{component.name}",
     )
-    show_plan(plan, dry_run=False, as_json=as_json, extra={"type": component.type, "commit": commit})
+    show_plan(plan, dry_run=False, as_json=as_json, extra={**described, "commit": commit})
     if not as_json and not plan.writes:
         typer.echo(f"\n{component.type} is already generated and unchanged")
 

@@ -42,8 +42,9 @@ class Component:
 
     @property
     def type(self) -> str:
-        """The message type, ``posts/publish-draft``."""
-        return f"{self.feature}/{kebab(self.name)}"
+        """What the app registers: the message type ``posts/publish-draft``, or the worker's name
+        ``posts-notify-subscribers`` (as the feature's own ``posts-summaries``)."""
+        return f"{self.feature}{'-' if self.kind == 'worker' else '/'}{kebab(self.name)}"
 
     @property
     def module_path(self) -> str:
