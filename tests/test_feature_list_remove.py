@@ -107,7 +107,7 @@ def test_list_in_an_app_without_features_says_how_to_add_one(tmp_path: Path) -> 
 
 
 def test_list_reports_an_app_that_does_not_load(blog: Path) -> None:
-    (blog / f"src/{APP}/posts/recent_drafts.py").write_text("this is not python\n")
+    (blog / f"src/{APP}/posts/recent_drafts.py").write_text("def broken(:\n")
     result = petrock(blog, "feature", "list")
     assert result.returncode != 0
     assert result.stderr.startswith("error: the app failed to load: SyntaxError")

@@ -245,6 +245,8 @@ def _hand_written_module(root: Path) -> None:
         (["command", "posts/../x"], None, "is not a component name (no paths)"),
         (["command", "posts/class"], None, "'class' is a Python keyword"),
         (["query", "posts/state"], None, "'state' is one of the modules every feature has"),
+        (["command", "posts/app"], None, "'app' would name its class App, which the component's code already uses"),
+        (["worker", "posts/posts_state"], None, "would name its class PostsState"),
         (["command", "posts/create"], None, "error: posts/create is already defined in src/blog/posts/"),
         (["command", "posts/recent_drafts"], _commit_generated_query, "posts/recent_drafts is already a query"),
         (["command", "posts/helpers"], _hand_written_module, f"error: src/{APP}/posts/helpers.py already exists"),

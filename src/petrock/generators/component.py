@@ -27,6 +27,13 @@ KINDS = ("command", "query", "worker")
 FEATURE_MODULES = frozenset(
     {"__init__", "commands", "queries", "state", "routes", "register", "worker", "jobs", "templates", "tests"}
 )
+# Names the component templates import: a component class by one of these names would hide it.
+IMPORTED_NAMES = frozenset(
+    {
+        "Any", "App", "BaseModel", "Callable", "CommandRejected", "CommandWorker", "ConfigDict", "Context",
+        "Field", "Iterator", "Message", "MessageLog", "NotFound", "Path", "TestClient", "ValidationError",
+    }
+)  # fmt: skip
 MESSAGE_TYPE = re.compile(r"[a-z][a-z0-9_]*/[a-z][a-z0-9-]*\Z")
 
 
@@ -126,6 +133,12 @@ def plan_component(
     if watches is not None and not MESSAGE_TYPE.match(watches):
         raise InvalidName(f"{watches!r} is not a message type", "write FEATURE/VERB, e.g. `posts/create`")
     component = Component(kind, manifest.project_name, feature, name, watches or f"{feature}/create")
+    class_name = pascal(name)
+    if class_name in IMPORTED_NAMES | {f"{pascal(feature)}State"}:
+        raise InvalidName(
+            f"{name!r} would name its class {class_name}, which the component's code already uses",
+            f"choose another name, e.g. `{name}_item`",
+        )
     recorded = manifest.features.get(feature, {}).get("components", {})
     _refuse_clashes(root, component, recorded.get(name), force=force)
 
