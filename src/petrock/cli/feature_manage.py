@@ -44,7 +44,9 @@ def list_features(
 @feature_app.command("remove")
 @reports_errors
 def remove(
-    name: Annotated[str | None, typer.Argument(help="The feature to remove.", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="The feature to remove.", show_default=False)
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Also remove generated files you changed.")] = False,
     allow_dirty: Annotated[

@@ -23,7 +23,9 @@ app.add_typer(generate_app, name="g", hidden=True)
 
 Target = Annotated[
     str | None,
-    typer.Argument(help="FEATURE/NAME, e.g. posts/publish_draft (or posts/publish-draft).", show_default=False),
+    typer.Argument(
+        metavar="FEATURE/NAME", help="e.g. posts/publish_draft (or posts/publish-draft).", show_default=False
+    ),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan and a diff; write nothing.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the plan or result as JSON.")]
