@@ -38,17 +38,21 @@ def render_folder(folder: Path, context: Mapping[str, Any]) -> dict[str, str]:
 
 def _template_files(folder: Path) -> list[Path]:
     return sorted(
-        path for path in folder.rglob("*") if path.is_file() and not IGNORED.intersection(path.relative_to(folder).parts)
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not IGNORED.intersection(path.relative_to(folder).parts)
     )
 
 
 @functools.cache
 def _environment(folder: Path) -> Environment:
-    """One environment per template folder, so compiled templates are reused within a run."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    """One environment per template folder. Compiled templates are kept in Jinja's per-user
+    cache directory (keyed by template source), which saves most of the rendering time."""
+    from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
     return Environment(
         loader=FileSystemLoader(folder),
+        bytecode_cache=FileSystemBytecodeCache(),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -18,7 +18,9 @@ from petrock.cli.output import reports_errors, show_plan
 class AddIsDefault(TyperGroup):
     """A group in which an unknown subcommand is a feature name: ``feature posts`` runs ``feature add posts``."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in self.commands:
             args = ["add", *args]
         return super().resolve_command(ctx, args)
@@ -39,7 +41,9 @@ app.add_typer(feature_app, name="feature")
 def add(
     name: Annotated[str, typer.Argument(help="The feature's name: a lowercase Python identifier, usually plural.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the files and the diff; write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Render again over an existing feature, even edited files.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Render again over an existing feature, even edited files.")
+    ] = False,
     allow_dirty: Annotated[
         bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes in the app.")
     ] = False,
