@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from petrock.project import Manifest
-
-from .support import new_app
 
 APP = "blog"
 
@@ -58,20 +55,10 @@ def run_app_tests(root: Path, *paths: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
-def base_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An app with a `posts` feature, made once; tests work on copies."""
-    root = new_app(tmp_path_factory.mktemp("base"), APP)
-    added = petrock(root, "feature", "add", "posts")
-    assert added.returncode == 0, added.stderr
-    return root
-
-
 @pytest.fixture
-def blog(base_app: Path, tmp_path: Path) -> Path:
-    root = tmp_path / APP
-    shutil.copytree(base_app, root, symlinks=True)
-    return root
+def blog(blog_with_posts: Path) -> Path:
+    """The app after `petrock feature add posts`, this test's own copy."""
+    return blog_with_posts
 
 
 # --- the whole loop ---
