@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from typing import Annotated
 
@@ -45,6 +46,7 @@ def serve(
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
+        _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
     try:
@@ -52,7 +54,16 @@ def serve(
     except LogLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    _exit_quietly_after_shutdown()
     uvicorn.run(create_http_app(app), **options)
+    typer.echo(f"stopped {PACKAGE}")
+
+
+def _exit_quietly_after_shutdown() -> None:
+    """uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    that was installed before it; a no-op handler there makes a clean stop exit 0."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
 
 
 @cli.command()
