@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,34 +15,14 @@ import httpx
 import pytest
 
 from petrock.serve import ServeOptions, app_python, exit_code, prepare
+from tests.support import free_port, new_app, run_petrock
 
 STOP_TIMEOUT = 3.0
 
 
-def petrock(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "petrock", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def generated_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One app generated per session; tests get their own copy."""
-    root = tmp_path_factory.mktemp("generated") / "blog"
-    result = petrock("new", "blog", "--dir", str(root), "--no-git", cwd=root.parent)
-    assert result.returncode == 0, result.stderr
-    return root
-
-
 @pytest.fixture
-def app_root(generated_app: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "blog"
-    shutil.copytree(generated_app, root)
-    return root
+def app_root(tmp_path: Path) -> Path:
+    return new_app(tmp_path)
 
 
 class Server:
@@ -95,7 +74,7 @@ def servers() -> Iterator[list[Server]]:
 
 
 def test_refuses_outside_an_app(tmp_path: Path) -> None:
-    result = petrock("serve", cwd=tmp_path)
+    result = run_petrock("serve", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: no petrock app here ({tmp_path.resolve()}) — run this inside an app made by `petrock new`"
@@ -107,7 +86,7 @@ def test_refuses_a_port_in_use(app_root: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = petrock("serve", "--port", str(port), cwd=app_root)
+        result = run_petrock("serve", "--port", str(port), cwd=app_root)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: port {port} on 127.0.0.1 is already in use — stop what runs there or pass --port N"
@@ -116,7 +95,7 @@ def test_refuses_a_port_in_use(app_root: Path) -> None:
 
 
 def test_refuses_a_database_in_a_missing_directory(app_root: Path) -> None:
-    result = petrock("serve", "--port", str(free_port()), "--db", "missing/app.db", cwd=app_root)
+    result = run_petrock("serve", "--port", str(free_port()), "--db", "missing/app.db", cwd=app_root)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: database directory {app_root / 'missing'} does not exist — ")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -124,7 +103,7 @@ def test_refuses_a_database_in_a_missing_directory(app_root: Path) -> None:
 
 def test_refuses_a_database_path_that_is_a_directory(app_root: Path) -> None:
     (app_root / "data").mkdir()
-    result = petrock("serve", "--port", str(free_port()), "--db", "data", cwd=app_root)
+    result = run_petrock("serve", "--port", str(free_port()), "--db", "data", cwd=app_root)
     assert result.returncode == 1
     assert (
         result.stderr.strip() == f"error: database path {app_root / 'data'} is a directory — pass --db with a file name"
@@ -135,14 +114,14 @@ def test_refuses_a_database_another_process_serves(app_root: Path) -> None:
     db = app_root / "app.db"
     with open(f"{db}.lock", "w") as lock:  # what a running app holds
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = petrock("serve", "--port", str(free_port()), cwd=app_root)
+        result = run_petrock("serve", "--port", str(free_port()), cwd=app_root)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: database {db} is already served by another process")
     assert not db.exists()
 
 
 def test_refuses_an_unknown_synchronous_mode(app_root: Path) -> None:
-    result = petrock("serve", "--synchronous", "sometimes", cwd=app_root)
+    result = run_petrock("serve", "--synchronous", "sometimes", cwd=app_root)
     assert result.returncode == 1
     assert "unknown synchronous mode 'sometimes'" in result.stderr
 
@@ -188,7 +167,7 @@ def test_serves_from_a_subdirectory_and_stops_cleanly_on_a_signal(
     assert httpx.get(f"{server.url}/", timeout=5).status_code == 200
 
     # While it runs, a second server on the same database is refused before it starts.
-    second = petrock("serve", "--port", str(free_port()), cwd=app_root)
+    second = run_petrock("serve", "--port", str(free_port()), cwd=app_root)
     assert second.returncode == 1
     assert "already served by another process" in second.stderr
 

@@ -146,6 +146,7 @@ class Selftest:
             capture_output=True,
             text=True,
             timeout=600,
+            check=False,
         )
         summary = _last_line(result.stdout)
         if result.returncode != 0:
@@ -226,7 +227,13 @@ class Selftest:
 
     def _petrock(self, *args: str, cwd: Path) -> None:
         result = subprocess.run(
-            [sys.executable, "-m", "petrock", *args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "petrock", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if result.returncode != 0:
             raise StepFailed(f"exit {result.returncode}: {_last_line(result.stderr or result.stdout)}")
