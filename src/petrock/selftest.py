@@ -27,7 +27,7 @@ APP = "blog"
 FEATURE = "posts"
 STOP_TIMEOUT = 5.0
 # The summary API settings a user may have exported: the self-test uses the local summarizer.
-SUMMARY_SETTINGS = ("SUMMARY_API_URL", "SUMMARY_API_KEY", "SUMMARY_MODEL")
+SUMMARY_SETTINGS_PREFIX = "SUMMARY_"
 
 
 class StepFailed(Exception):
@@ -77,7 +77,7 @@ class Selftest:
         self.url = f"http://127.0.0.1:{self.port}"
         self.report = Report(workdir, server_log=workdir / "serve.log")
         self.on_step = on_step
-        self.env = {k: v for k, v in os.environ.items() if k not in SUMMARY_SETTINGS}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(SUMMARY_SETTINGS_PREFIX)}
         self.server: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
         self.post_title = "Hello from petrock selftest"
