@@ -22,7 +22,7 @@ def run_example_tests(example: Path, workdir: Path) -> subprocess.CompletedProce
     path = os.pathsep.join(filter(None, [str(copy / "src"), os.environ.get("PYTHONPATH")]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUMMARY_")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         cwd=copy,
         env={**env, "PYTHONPATH": path},
         capture_output=True,

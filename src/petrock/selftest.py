@@ -81,6 +81,7 @@ class Selftest:
         self.server: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
         self.post_title = "Hello from petrock selftest"
+        self.created_at = 0.0
 
     def steps(self) -> list[tuple[str, Callable[[], str]]]:
         return [
@@ -140,7 +141,7 @@ class Selftest:
             self.env, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root / "src"), self.env.get("PYTHONPATH")]))
         )
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
             cwd=self.root,
             env=env,
             capture_output=True,
@@ -168,6 +169,7 @@ class Selftest:
 
     def create_valid(self) -> str:
         payload = {"title": self.post_title, "content": "petrock selftest wrote this post. " * 8}
+        self.created_at = time.monotonic()
         response = self._command({"type": f"{FEATURE}/create", "payload": payload})
         if not 200 <= response.status_code < 300:
             raise StepFailed(f"HTTP {response.status_code}: {response.text[:200]}")
@@ -194,7 +196,8 @@ class Selftest:
         while time.monotonic() < deadline:
             post = next((item for item in self._list() if item.get("title") == self.post_title), None)
             if post and post.get("summary"):
-                return repr(_shorten(post["summary"], 50))
+                latency = (time.monotonic() - self.created_at) * 1000
+                return f"{latency:.0f} ms after the create: {_shorten(post['summary'], 40)!r}"
             time.sleep(0.05)
         raise StepFailed(f"no summary after {timeout:.0f} s")
 
