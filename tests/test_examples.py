@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from petrock.examples import EXAMPLES, build_blog, differences
+from petrock.examples import ALL, EXAMPLES, NOTIFIER, Example, build, differences
 
-EXAMPLE_APPS = ["blog", "notifier"]
+EXAMPLE_APPS = [example.directory for example in ALL]
 
 
 def run_example_tests(example: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -41,9 +41,10 @@ def test_examples_are_committed_without_their_own_git() -> None:
 
 
 @pytest.mark.slow
-def test_the_blog_example_is_what_petrock_generates_today(tmp_path: Path) -> None:
-    fresh = build_blog(tmp_path)
-    assert differences(EXAMPLES / "blog", fresh) == [], "examples/blog is out of date: run `make examples`"
+@pytest.mark.parametrize("example", ALL, ids=EXAMPLE_APPS)
+def test_an_example_is_what_petrock_generates_today(example: Example, tmp_path: Path) -> None:
+    fresh = build(example, tmp_path)
+    assert differences(EXAMPLES / example.directory, fresh) == [], "examples/ is out of date: run `make examples`"
 
 
 @pytest.mark.slow
@@ -55,10 +56,9 @@ def test_an_examples_own_tests_pass(name: str, tmp_path: Path) -> None:
 
 
 def test_the_hand_written_notifier_is_lint_clean() -> None:
-    notifier = EXAMPLES / "notifier"
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "src", "tests"],
-        cwd=notifier,
+        [sys.executable, "-m", "ruff", "check", "--no-cache", *NOTIFIER.hand_written],
+        cwd=EXAMPLES / NOTIFIER.directory,
         capture_output=True,
         text=True,
         check=False,
