@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from petrock.inject import add_line
 
-from .support import new_app, serving
+from .support import app_env, new_app, serving
 
 NOTES_FEATURE = '''\
 """A hand-written feature for tests: notes, and a worker that echoes each one exactly once."""
@@ -125,6 +127,27 @@ def test_only_valid_commands_reach_the_log_and_replay_restores_state(app_root: P
         assert state["items"] == {"a": "first", "b": "second"}
         assert sorted(state["echoed"]) == [message_id for message_id, _ in rows(db, "notes/add")]
         assert server.terminate() == 0
+
+
+def test_inspect_shows_live_worker_states_from_a_running_server(app_root: Path, tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    with serving(app_root, db) as server:
+        assert post(server.url, {"type": "notes/add", "payload": {"id": "a", "text": "x"}}).status_code == 201
+        time.sleep(0.5)
+        result = subprocess.run(
+            [sys.executable, "-m", "blog", "inspect", "--db", str(db), "--url", server.url],
+            cwd=app_root,
+            env=app_env(app_root),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert server.terminate() == 0
+    description = json.loads(result.stdout)
+    assert [c["type"] for c in description["commands"]] == ["notes/add", "notes/echo"]
+    (worker,) = description["workers"]
+    assert (worker["name"], worker["state"], worker["last_error"]) == ("echo", "running", None)
+    assert worker["position"] >= 1
 
 
 def test_sigterm_stops_workers_and_exits_cleanly(app_root: Path, tmp_path: Path) -> None:

@@ -67,13 +67,27 @@ def _exit_quietly_after_shutdown() -> None:
 
 
 @cli.command()
-def inspect(db: DbOption = DEFAULT_DB) -> None:
+def inspect(
+    db: DbOption = DEFAULT_DB,
+    url: Annotated[
+        str | None, typer.Option(help="A running server (http://127.0.0.1:8080) to ask for live worker states.")
+    ] = None,
+) -> None:
     """Print the registered features, commands, queries, workers and routes as JSON."""
     app = build_app(db)
     try:
-        typer.echo(json.dumps(app.describe(), indent=2))
+        description = app.describe()
     finally:
         app.log.close()
+    if url is not None:
+        import httpx
+
+        try:
+            description["workers"] = httpx.get(f"{url.rstrip('/')}/healthz", timeout=5).json()["workers"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(description, indent=2))
 
 
 @kv_cli.command("get")
