@@ -43,6 +43,7 @@ class Converted:
     worker: str  # CleanupWorker
     interval: str  # the sleep's argument, now the poll interval
     threaded: bool
+    slept_first: bool  # the loop slept before its first cycle; a worker works at once
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Migration:
             lines.append("converted to workers:")
             for c in self.converted:
                 how = ", in a thread as before" if c.threaded else ""
+                how += "; it now runs once at start instead of after one interval" if c.slept_first else ""
                 lines.append(f"  {c.feature}: Jobs.{c.method} -> {c.worker} (every {c.interval} s{how})")
         if self.removed:
             lines.append("removed hand-written start-up lines:")
@@ -185,6 +187,7 @@ class Job:
     footer: Sequence[cst.EmptyLine] = ()
     interval: cst.BaseExpression | None = None
     sleep_comments: list[str] = field(default_factory=list)
+    slept_first: bool = False
     helpers: list[str] = field(default_factory=list)  # methods of Jobs the body calls
     problem: str | None = None
 
@@ -440,6 +443,7 @@ def _read_loop(job: Job, loop: cst.FunctionDef) -> None:
     if len(sleeps) != 1 or sleeps[0] not in (0, len(body) - 1) or len(body) == 1:
         job.problem = "it has no single sleep at the start or end of its loop (an interval that changes?)"
         return
+    job.slept_first = sleeps[0] == 0
     sleep = body.pop(sleeps[0])
     interval = _sleep_interval(sleep, job.threaded)
     used = _names(interval)
@@ -865,7 +869,14 @@ def _plan_feature(root: Path, jobs: FeatureJobs, migration: Migration, texts: di
     )
     for job in convertible:
         migration.converted.append(
-            Converted(jobs.name, job.start, classes[job.start], jobs.module.code_for_node(job.interval), job.threaded)
+            Converted(
+                jobs.name,
+                job.start,
+                classes[job.start],
+                jobs.module.code_for_node(job.interval),
+                job.threaded,
+                job.slept_first,
+            )
         )
     moved = {name for job in convertible for name in (job.start, job.loop_method) if name}
     used = {"__init__", *moved, *(helper for job in convertible for helper in job.helpers)}
