@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from .support import app_env, run_petrock, tree_snapshot
+
 LEGACY_APP = Path(__file__).parent / "fixtures" / "legacy_app"
 
 
 def petrock(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "petrock", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    return run_petrock(*args, cwd=cwd)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -27,9 +26,12 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def app_python(app: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run Python inside the app, as its developer would (its src on the path)."""
-    env = {**os.environ, "PYTHONPATH": str(app / "src")}
-    return subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout)
+    """Run Python inside the app, as its developer would: its src on the path, and only the plugins the app
+    installs (none): a plugin importing at exit races the legacy jobs' thread, which nothing stops."""
+    env = app_env(app, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    return subprocess.run(
+        [sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture
@@ -117,6 +119,8 @@ def test_user_logic_and_comments_move_verbatim_into_the_worker(shop: Path) -> No
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "src/shop/orders/worker.py", "src/shop/main.py"],
         cwd=shop,
+        env=app_env(shop),
+        check=False,
         capture_output=True,
         text=True,
     )
@@ -152,11 +156,11 @@ def test_what_cannot_be_converted_stays_marked_and_listed(shop: Path) -> None:
 
 
 def test_dry_run_writes_nothing_and_one_feature_can_be_migrated_alone(shop: Path) -> None:
-    before = git(shop, "rev-parse", "HEAD")
+    before = tree_snapshot(shop)
     dry = petrock(shop, "migrate", "jobs", "orders", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "+class CleanupWorker:" in dry.stdout and "dry run: nothing was written" in dry.stdout
-    assert git(shop, "status", "--porcelain") == "" and git(shop, "rev-parse", "HEAD") == before
+    assert tree_snapshot(shop) == before
 
     only = petrock(shop, "migrate", "jobs", "orders")
     assert only.returncode == 0, only.stderr

@@ -127,10 +127,11 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
         raise UserError(f"no feature in {package.relative_to(root)} has a jobs.py", "there is nothing to migrate")
 
     features = {name: _read_feature(package / name, name) for name in names}
+    # Only modules that mention jobs can import or start them; parsing the rest would only cost time.
     files = {
         path: _parse(path)
         for path in sorted(package.rglob("*.py"))
-        if path.name != "jobs.py" and "__pycache__" not in path.parts
+        if path.name != "jobs.py" and "__pycache__" not in path.parts and "jobs" in path.read_text().lower()
     }
     starts = _find_start_ups(package, manifest.project_name, files, set(features))
     for jobs in features.values():
