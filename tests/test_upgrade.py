@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from petrock.merge import carry_marker_blocks, has_conflict_markers
 from petrock.templates import templates_dir
 
-from .support import new_app, run_petrock, tree_snapshot
+from .support import app_env, new_app, run_petrock, tree_snapshot
 
 PROJECT = Path("project/src/{{project_name}}")
 
@@ -219,3 +220,44 @@ def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings()
     theirs = "A\n# petrock:imports\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks(ours, theirs) == "A\n# petrock:imports\nimport x\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks("no markers\n", theirs) == theirs
+
+
+FEATURE = Path("feature/src/{{project_name}}/{{feature}}")
+
+
+@pytest.mark.slow
+def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(shop: Path, templates: Path) -> None:
+    assert petrock(shop, "feature", "add", "posts").returncode == 0
+    state = shop / "src/shop/posts/state.py"
+    state.write_text(state.read_text() + "\n\n# Our own note at the end of the posts state.\n")
+    git(shop, "commit", "-qam", "Note in posts state")
+    edit(templates / FEATURE / "state.py.jinja", '"""The {{ feature }} state:', '"""The {{ feature }} state (0.2.0):')
+    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (0.2.0):')
+
+    result = petrock(shop, "upgrade", "--feature", "posts", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert "merge  src/shop/posts/state.py" in result.stdout
+    text = state.read_text()
+    assert text.startswith('"""The posts state (0.2.0):') and "# Our own note at the end" in text
+    assert "(0.2.0)" not in (shop / "src/shop/main.py").read_text()  # the project core was not in scope
+    recorded = manifest(shop)
+    assert recorded["features"]["posts"]["template_version"] == "0.2.0"
+    assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 0.2.0\n"
+    assert petrock(shop, "check", templates=templates).stderr.startswith("error: project behind")
+    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
+    whole = petrock(shop, "upgrade", templates=templates)
+    assert whole.returncode == 0, whole.stderr
+    features = (shop / "src/shop/features.py").read_text()
+    assert '"""Every feature (0.2.0)' in features and features.count("register_posts(app)") == 1
+    assert petrock(shop, "check", templates=templates).returncode == 0
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_posts.py"],
+        cwd=shop,
+        env=app_env(shop),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
