@@ -7,6 +7,7 @@ from .core import App
 
 # petrock:imports
 from .posts.register import register as register_posts
+
 # petrock:end-imports
 from .notifier.register import register as register_notifier  # written by hand
 
