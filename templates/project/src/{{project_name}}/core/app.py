@@ -100,14 +100,16 @@ class App:
 
     def replay(self) -> int:
         """Rebuild every feature's state from the log; returns how many messages were applied."""
-        specs = {spec.type: spec for spec in self.commands if spec.handler is not None}
+        # The hot loop of start-up: look each type's parser and handler up once, not per row.
+        appliers = {spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler}
+        make_message = Message._make
         applied = 0
         for row in self.log.rows_after(0):
-            spec = specs.get(row[2])
-            if spec is None:
-                continue
-            spec.handler(spec.model.model_validate_json(row[3]), Message(*row))  # type: ignore[misc]
-            applied += 1
+            applier = appliers.get(row[2])
+            if applier is not None:
+                parse, handler = applier
+                handler(parse(row[3]), make_message(row))
+                applied += 1
         return applied
 
     # --- workers ---
