@@ -158,7 +158,7 @@ def table(rows: Sequence[Row]) -> str:
     notes: list[str] = []
     for row in rows:
         if isinstance(row, Skipped):
-            lines.append(f"| {row.name} | skipped: {row.reason} | | | | |")
+            lines.append(f"| {row.name} | skipped: {row.reason} | — | — | — | — |")
             continue
         marker = ""
         if row.note:
