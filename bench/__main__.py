@@ -9,6 +9,7 @@ crashes is reported in the table and makes the exit status 1; a missed target do
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
 import time
@@ -44,6 +45,18 @@ def run_all(size: str) -> tuple[list[Row], bool]:
     return rows, crashed
 
 
+def machine() -> str:
+    """CPU model, core count, OS and Python: what the numbers depend on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+
+
 def main() -> None:
     size = sys.argv[1] if len(sys.argv) > 1 else "full"
     if size not in SIZES:
@@ -51,7 +64,7 @@ def main() -> None:
     began = time.perf_counter()
     rows, crashed = run_all(size)
     print(f"=== all benchmarks ({size}, {time.perf_counter() - began:.0f} s)")
-    print(f"machine: {platform.machine()}, {platform.processor() or 'unknown cpu'}, python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(table(rows))
     if crashed:
         sys.exit(1)

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from .commands import CommandRegistry
 from .kv import KeyValueStore
-from .log import Message, MessageLog
+from .log import Message, MessageLog, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
 from .supervisor import Supervisor
@@ -102,13 +102,12 @@ class App:
         """Rebuild every feature's state from the log; returns how many messages were applied."""
         # The hot loop of start-up: look each type's parser and handler up once, not per row.
         appliers = {spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler}
-        make_message = Message._make
         applied = 0
         for row in self.log.rows_after(0):
             applier = appliers.get(row[2])
             if applier is not None:
                 parse, handler = applier
-                handler(parse(row[3]), make_message(row))
+                handler(parse(row[3]), message_from_row(row))
                 applied += 1
         return applied
 

@@ -7,6 +7,7 @@ message through a process crash; use ``FULL`` to survive power loss as well.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -55,6 +56,10 @@ class Message(NamedTuple):
         """The stored data, decoded."""
         return json.loads(self.data)
 
+
+# Builds a Message from an (id, timestamp, type, data) tuple in C, with no Python-level
+# __new__: appends and replays make one per row, and this is about three times faster.
+message_from_row: Callable[[tuple[int, str, str, str]], Message] = functools.partial(tuple.__new__, Message)
 
 Listener = Callable[[], None]
 
@@ -105,7 +110,7 @@ class MessageLog:
         """Store one message and return it with its id."""
         row = (_now(), type, data if isinstance(data, str) else json.dumps(data))
         with Transaction(self):
-            message = Message(self._db.execute(INSERT, row).lastrowid or 0, *row)
+            message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
             self._appended = True
         return message
 
@@ -121,7 +126,7 @@ class MessageLog:
             self._db.executemany(INSERT, rows)
             last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self._appended = True
-        return [Message(id, *row) for id, row in enumerate(rows, last - len(rows) + 1)]
+        return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
         """Stream the messages with an id greater than ``position``, oldest first.
@@ -137,8 +142,7 @@ class MessageLog:
                 ).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield Message._make(row)
+            yield from map(message_from_row, rows)
             position = rows[-1][0]
 
     def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[tuple[int, str, str, str]]:
