@@ -107,15 +107,12 @@ def timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - began
 
 
-def best_of_interleaved(
-    ours: Callable[[], float], baseline: Callable[[], float], rounds: int
-) -> tuple[list[float], list[float]]:
-    """Run ours and the baseline alternately ``rounds`` times each, so drift hits both alike."""
-    our_samples, base_samples = [], []
-    for _ in range(rounds):
-        our_samples.append(ours())
-        base_samples.append(baseline())
-    return our_samples, base_samples
+def children_cpu() -> float:
+    """CPU seconds (user + sys) used so far by this process's finished child processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(samples: Sequence[float], p: float) -> float:
