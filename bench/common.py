@@ -168,7 +168,7 @@ def table(rows: Sequence[Row]) -> str:
         )
     if notes:
         lines.append("")
-        lines.extend(f"[{number}] {note}" for number, note in enumerate(notes, 1))
+        lines.extend(f"- [{number}] {note}" for number, note in enumerate(notes, 1))
     return "\n".join(lines)
 
 
