@@ -1,0 +1,41 @@
+"""Shared fixtures: one generated app per session, copied per test, and servers that always stop."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import APP_NAME, Server, petrock
+
+
+@pytest.fixture(scope="session")
+def app_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``petrock new relapp``, once per session (per xdist worker)."""
+    base = tmp_path_factory.mktemp("template")
+    result = petrock("new", APP_NAME, "--no-git", cwd=base)
+    assert result.returncode == 0, result.stderr
+    return base / APP_NAME
+
+
+@pytest.fixture
+def app_dir(app_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the generated app."""
+    return Path(shutil.copytree(app_template, tmp_path / APP_NAME))
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., Server]]:
+    """Make (unstarted) servers; any still running when the test ends is killed."""
+    made: list[Server] = []
+
+    def make(app_dir: Path, db: Path, **options: object) -> Server:
+        server = Server(app_dir, db, **options)  # type: ignore[arg-type]
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.kill()
