@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import APP_NAME, Server, petrock
+from .harness import APP_NAME, Server, add_feature, petrock
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,14 @@ def servers() -> Iterator[Callable[..., Server]]:
     yield make
     for server in made:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def notes_server(app_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per test module, running an app with the hand-written ``notes`` feature."""
+    base = tmp_path_factory.mktemp("notes")
+    app_dir = Path(shutil.copytree(app_template, base / APP_NAME))
+    add_feature(app_dir, "notes")
+    server = Server(app_dir, base / "app.db").start()
+    yield server
+    server.kill()

@@ -113,7 +113,7 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def terminate(self, timeout: float = 30.0, signum: int = signal.SIGTERM) -> float:
-        """SIGTERM (or ``signum``), then wait; returns the seconds it took to exit (SIGKILL and raise after ``timeout``)."""
+        """Send ``signum`` and wait; returns the seconds it took to exit (SIGKILL and raise after ``timeout``)."""
         assert self.process is not None
         began = time.monotonic()
         self.process.send_signal(signum)
