@@ -42,7 +42,11 @@ scalars = (
     | st.text(max_size=30)
     | st.integers(10_000, 300_000).map(lambda n: "x" * n)
 )
-junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)  # fmt: skip
+junk = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 VALID_NOTE = {"id": "n", "title": "t", "body": "b", "tags": ["a"], "priority": 1, "score": 0.5, "author": {"name": "a"}}
 
@@ -66,11 +70,18 @@ envelopes = (
     | st.fixed_dictionaries({"type": st.just("notes/add"), "payload": mutated_notes()})
     | st.fixed_dictionaries({"type": st.just("notes/add")}, optional={"payload": junk, "extra": junk})
 )
+
+
+def huge_number_body(digits: int) -> bytes:
+    """A note whose priority has more digits than Python parses by default."""
+    return b'{"type": "notes/add", "payload": {"id": "a", "title": "t", "priority": %s}}' % (b"1" * digits)
+
+
 raw_bodies = (
     st.binary(max_size=200)
     | st.text(max_size=200).map(str.encode)
     | envelopes.map(lambda e: json.dumps(e)[: max(1, len(json.dumps(e)) // 2)].encode())  # truncated JSON
-    | st.integers(4_000, 6_000).map(lambda n: ('{"type":"notes/add","payload":{"id":"a","title":"t","priority":%s}}' % ("1" * n)).encode())  # noqa: UP031
+    | st.integers(4_000, 6_000).map(huge_number_body)
     | st.just(b"")
 )  # fmt: skip
 
@@ -118,9 +129,9 @@ def test_fuzzed_raw_bodies_get_4xx_and_append_nothing(
     check(client.post("/commands", content=body, headers={"content-type": content_type}), before, notes_server)
 
 
-path_parts = st.text(
-    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=20
-) | st.sampled_from(["notes", "get", "list", "..", "%00", "core"])
+path_parts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=20) | (
+    st.sampled_from(["notes", "get", "list", "..", "%00", "core"])
+)
 params = st.dictionaries(
     st.sampled_from(["id", "prefix", "limit", "x", "limit[]"]) | st.text(max_size=10),
     st.text(max_size=40) | st.integers().map(str) | st.sampled_from(["' OR 1=1 --", "1e999", "-1", "NaN", "\x00"]),
