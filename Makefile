@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(shell mktemp -d -t petrock-demo-XXXXXX)
 PORT ?= 8080
+LINTED := $(wildcard src tests bench)
 
 .PHONY: install demo test lint format bench examples clean
 
@@ -25,16 +26,16 @@ demo: install
 
 ## test: the whole suite (petrock's tests, generated apps' own tests, examples, reliability)
 test: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 bench: install
 	$(BIN)/python -m bench

@@ -63,9 +63,11 @@ def _clash(name: str) -> str | None:
     if name in TOOL_NAMES:
         return "a name petrock reserves"
     try:
-        found = importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        found = False
+        spec = None
+    # A bare folder (namespace package), such as the app's own target directory, is not a module.
+    found = spec is not None and spec.origin not in (None, "namespace")
     return "an installed module" if found else None
 
 
@@ -105,7 +107,7 @@ _UNCOUNTABLE = {"news", "series", "species", "status", "information", "equipment
 
 def singular(word: str) -> str:
     """English singular of a lowercase word, good enough for class names (``categories`` -> ``category``)."""
-    if word in _UNCOUNTABLE or word.endswith("ss") or word.endswith("us") or word.endswith("is"):
+    if word in _UNCOUNTABLE or word.endswith(("ss", "us", "is")):
         return word
     if word in _IRREGULAR:
         return _IRREGULAR[word]

@@ -87,7 +87,7 @@ class Plan:
         target = self.root / path
         try:
             return target.read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except IsADirectoryError:
             raise ConflictError(f"{path} is a directory", "move it out of the way") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from typing import Annotated
 
@@ -45,6 +46,7 @@ def serve(
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
+        _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
     try:
@@ -52,17 +54,40 @@ def serve(
     except LogLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    _exit_quietly_after_shutdown()
     uvicorn.run(create_http_app(app), **options)
+    typer.echo(f"stopped {PACKAGE}")
+
+
+def _exit_quietly_after_shutdown() -> None:
+    """uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    that was installed before it; a no-op handler there makes a clean stop exit 0."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
 
 
 @cli.command()
-def inspect(db: DbOption = DEFAULT_DB) -> None:
+def inspect(
+    db: DbOption = DEFAULT_DB,
+    url: Annotated[
+        str | None, typer.Option(help="A running server (http://127.0.0.1:8080) to ask for live worker states.")
+    ] = None,
+) -> None:
     """Print the registered features, commands, queries, workers and routes as JSON."""
     app = build_app(db)
     try:
-        typer.echo(json.dumps(app.describe(), indent=2))
+        description = app.describe()
     finally:
         app.log.close()
+    if url is not None:
+        import httpx
+
+        try:
+            description["workers"] = httpx.get(f"{url.rstrip('/')}/healthz", timeout=5).json()["workers"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(description, indent=2))
 
 
 @kv_cli.command("get")

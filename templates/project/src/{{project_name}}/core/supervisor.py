@@ -203,7 +203,7 @@ class Supervisor:
             handle.wake.clear()
             try:
                 await handle.worker.work()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - isolate the failure, back off, retry
                 failures += 1
                 self._record_failure(handle, "work", exc)
                 if await _wait(handle.stopping, self.backoff(failures)):
@@ -224,7 +224,7 @@ class Supervisor:
             try:
                 await handle.worker.start(self.app)
                 return True
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - report as failed, retry with backoff
                 attempt += 1
                 self._record_failure(handle, "start", exc)
                 if await _wait(handle.stopping, self.backoff(attempt)):

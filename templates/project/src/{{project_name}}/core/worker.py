@@ -57,11 +57,12 @@ class Worker(Protocol):
 
 
 class WorkerError(Exception):
-    """A worker failed; carries the worker's name and the cause."""
+    """A worker failed; carries the worker's name and, when there is one, the cause."""
 
-    def __init__(self, worker: str, message: str) -> None:
+    def __init__(self, worker: str, message: str, cause: BaseException | None = None) -> None:
         super().__init__(f"worker {worker!r}: {message}")
         self.worker = worker
+        self.__cause__ = cause
 
 
 class WorkerStopped(WorkerError):
@@ -181,6 +182,8 @@ class CommandWorker:
 
     async def work(self) -> None:
         """Handle every message after the stored position, then run periodic tasks."""
+        if self._stopped:
+            raise WorkerStopped(self.name, "work() called after stop()")
         app = self.app
         handled_up_to = self.position
         for message in self.log.after(self.position):

@@ -1,0 +1,127 @@
+"""Helpers the tests share: run the real CLI, make apps, serve them on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+_APP_CACHE: dict[str, Path] = {}
+
+
+def run_petrock(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``petrock ARGS`` as a real subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "petrock", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def app_env(root: Path, **extra: str) -> dict[str, str]:
+    """Environment to run a generated app from its source tree with this interpreter."""
+    path = os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def new_app(parent: Path, name: str = "blog") -> Path:
+    """A freshly generated app (with its git history) at ``parent/name``.
+
+    Generating takes about a second (copier), so each name is generated once per
+    test process and copied.
+    """
+    if name not in _APP_CACHE:
+        cache = Path(tempfile.mkdtemp(prefix="petrock-app-cache-"))
+        result = run_petrock("new", name, cwd=cache)
+        assert result.returncode == 0, result.stderr
+        _APP_CACHE[name] = cache / name
+    target = parent / name
+    shutil.copytree(_APP_CACHE[name], target, symlinks=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (the .git folder included), to prove nothing was written."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Server:
+    """A generated app served by its own ``python -m APP serve`` in a subprocess."""
+
+    def __init__(self, root: Path, db: Path, *, stop_timeout: float = 5.0, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.db = db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        package = tomllib.loads((root / ".petrock.toml").read_text())["project_name"]
+        self.command = [
+            sys.executable, "-m", package, "serve", "--port", str(self.port), "--db", str(db),
+            "--stop-timeout", str(stop_timeout),
+        ]  # fmt: skip
+        self.env = app_env(root, **(env or {}))
+        self.process: subprocess.Popen[str] | None = None
+        self.log_path = db.with_suffix(".serve.log")
+
+    def start(self, timeout: float = 20.0) -> Server:
+        self._log = self.log_path.open("a")
+        self.process = subprocess.Popen(self.command, cwd=self.root, env=self.env, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code in (200, 503):
+                    return self
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"server did not come up:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        with contextlib.suppress(AttributeError):
+            self._log.close()
+
+
+@contextlib.contextmanager
+def serving(root: Path, db: Path, **kwargs: object) -> Iterator[Server]:
+    server = Server(root, db, **kwargs).start()  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.kill()

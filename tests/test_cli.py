@@ -1,0 +1,59 @@
+"""The petrock command line itself: help, version, error format, import cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from petrock import __version__
+from petrock.cli import app
+
+from .support import run_petrock
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands_with_examples() -> None:
+    result = run_petrock("--help")
+    assert result.returncode == 0
+    for command in ("new", "feature"):
+        assert command in result.stdout
+    assert "petrock new blog" in result.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"petrock {__version__}"
+
+
+def test_new_help_shows_examples_and_options() -> None:
+    result = runner.invoke(app, ["new", "--help"])
+    assert result.exit_code == 0
+    assert "--dry-run" in result.stdout and "petrock new blog --dir" in result.stdout
+
+
+def test_help_does_not_import_the_heavy_libraries() -> None:
+    probe = (
+        "import sys\n"
+        "from petrock.cli import app\n"
+        "try:\n    app(['--help'], prog_name='petrock')\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('copier', 'jinja2', 'starlette', 'rich', 'libcst', 'pydantic') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in output
+
+
+def test_a_user_error_is_one_line_without_traceback() -> None:
+    result = run_petrock("new", "Not-Valid")
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknown_command_exits_non_zero() -> None:
+    assert run_petrock("frobnicate").returncode != 0

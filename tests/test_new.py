@@ -1,0 +1,123 @@
+"""`petrock new`: a runnable, committed app, or a clear error and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from petrock import __version__, git
+from petrock.cli import app
+from petrock.generators.new_project import create_project, plan_project
+
+from .support import app_env, new_app, run_petrock, tree_snapshot
+
+runner = CliRunner()
+
+
+def test_new_creates_a_committed_app_with_a_manifest(tmp_path: Path) -> None:
+    result = run_petrock("new", "blog", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "blog"
+    assert "create  src/blog/core/worker.py" in result.stdout
+    assert (root / "src/blog/core/log.py").is_file()
+    assert git.dirty_files(root) == []
+    subjects = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    assert f"Create blog with petrock {__version__}" in subjects
+
+    manifest = tomllib.loads((root / ".petrock.toml").read_text())
+    assert manifest["project_name"] == "blog" and manifest["answers"] == {"project_name": "blog"}
+    assert manifest["template_version"] == __version__
+    generation = manifest["commits"]["project"]
+    assert git.show(root, generation, "src/blog/core/app.py") == (root / "src/blog/core/app.py").read_text()
+    # Every generated file is recorded by its git blob id, which finds its original content.
+    assert git.read_blob(root, manifest["files"]["src/blog/features.py"]) == (root / "src/blog/features.py").read_text()
+
+
+def test_the_generated_app_passes_its_own_tests(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=root,
+        env=app_env(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+def test_generated_code_is_lint_clean(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "src", "tests"], cwd=root, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["new", "blog", "--dir", str(tmp_path / "blog"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "create  src/blog/core/app.py" in result.stdout
+    assert "dry run: nothing was written" in result.stdout
+    assert not (tmp_path / "blog").exists()
+
+
+def test_no_git_writes_the_files_without_a_repository(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["new", "shop", "--dir", str(tmp_path / "shop"), "--no-git", "--json"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "shop/.git").exists()
+    assert (tmp_path / "shop/src/shop/main.py").is_file()
+
+
+def test_an_existing_empty_directory_is_used(tmp_path: Path) -> None:
+    (tmp_path / "blog").mkdir()
+    assert run_petrock("new", "blog", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "blog/.petrock.toml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Blog", "not a valid project name"),
+        ("my-blog", "did you mean `my_blog`?"),
+        ("2blog", "not a valid project name"),
+        ("class", "keyword"),
+        ("json", "standard-library module"),
+        ("petrock", "reserves"),
+        ("../escape", "not a valid project name"),
+        ("", "empty"),
+    ],
+)
+def test_bad_names_are_refused_and_nothing_is_written(tmp_path: Path, name: str, message: str) -> None:
+    result = run_petrock("new", name, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_empty_target_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "blog/notes.txt").write_text("mine")
+    before = tree_snapshot(tmp_path)
+    result = run_petrock("new", "blog", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "already exists and is not empty" in result.stderr
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_a_failure_while_writing_leaves_no_half_made_directory(tmp_path: Path) -> None:
+    """A write that fails part-way (here: a file where a folder must go) removes all this run made."""
+    target = tmp_path / "blog"
+    plan, manifest = plan_project("blog", target)
+    plan.write("README.md/inside.txt", "README.md is a file by then\n")
+    with pytest.raises(OSError):
+        create_project(plan, manifest)
+    assert not target.exists()
