@@ -41,6 +41,7 @@ def petrock(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
         env={**os.environ, "NO_COLOR": "1"},
+        check=False,
     )
 
 

@@ -1,0 +1,87 @@
+"""CLI fuzz: any name gives either a working app or one clean error line with nothing written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from .harness import petrock
+
+pytestmark = pytest.mark.slow
+
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
+TRICKY_NAMES = [
+    "", " ", "class", "match", "None", "core", "os", "json", "test", "tests", "app", "petrock", "starlette",
+    "typer", "_x", "1abc", "a-b", "Blog", "a/b", "../evil", "..", ".", "~", "a b", "a;touch pwned", 'x"y', "x'y",
+    "{{x}}", "{% x %}", "$(id)", "`id`", "é", "café", "\u0430pp", "a" * 51, "a" * 50, "x\n", "\ty", "-h", "--help",
+    "a\\b", "con", "nul", "__init__", "__main__", "a__b", "z_9_",
+]  # fmt: skip
+# Generating an app takes about two seconds and a refusal a third of one: most examples aim to be refused.
+names = (
+    st.sampled_from(TRICKY_NAMES)
+    | st.text("abcXYZ019_-./ é;$", max_size=10)
+    | st.text(st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
+    | st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+)
+
+
+def tree(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")}
+
+
+def git_status(root: Path) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def run_app_tests(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+APP_TESTS_RUN: list[str] = []
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=names)
+def test_petrock_new_with_any_name_makes_a_working_app_or_writes_nothing(name: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="petrock-fuzz-") as scratch:
+        sandbox = Path(scratch)
+        work = sandbox / "work"
+        work.mkdir()
+        result = petrock("new", "--", name, cwd=work)
+        if result.returncode != 0:
+            event("refused")
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+            assert "—" in lines[0], f"no fix suggested: {lines[0]}"
+            assert "Traceback" not in result.stdout + result.stderr
+            assert tree(sandbox) == {"work"}, f"{name!r} was refused but something was written"
+            return
+        event("generated")
+        assert IDENTIFIER.fullmatch(name), f"{name!r} is not a lowercase identifier, yet an app was generated"
+        root = work / name
+        assert tree(sandbox) - {"work"} <= {f"work/{p}" for p in [name, *(f"{name}/{q}" for q in tree(root))]}
+        assert (root / "src" / name / "__init__.py").is_file()
+        assert git_status(root) == "", "the new app's tree is not committed"
+        if not APP_TESTS_RUN:  # one generated app's own tests per run keeps the fuzz inside its time budget
+            APP_TESTS_RUN.append(name)
+            tests = run_app_tests(root)
+            assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
