@@ -15,9 +15,24 @@ from .harness import APP_NAME, Server, add_feature, petrock
 def app_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``petrock new relapp``, once per session (per xdist worker)."""
     base = tmp_path_factory.mktemp("template")
-    result = petrock("new", APP_NAME, "--no-git", cwd=base)
+    result = petrock("new", APP_NAME, cwd=base)
     assert result.returncode == 0, result.stderr
     return base / APP_NAME
+
+
+@pytest.fixture(scope="session")
+def posts_template(app_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated app plus ``petrock feature add posts``, once per session."""
+    root = Path(shutil.copytree(app_template, tmp_path_factory.mktemp("posts") / APP_NAME))
+    result = petrock("feature", "add", "posts", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture
+def posts_dir(posts_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the app with the posts feature."""
+    return Path(shutil.copytree(posts_template, tmp_path / APP_NAME))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Everything here binds to 127.0.0.1 and every process it starts is stopped by the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,3 +152,40 @@ def log_version(db: Path) -> int:
 def integrity(db: Path) -> str:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         return connection.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; returns whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+@dataclass
+class SummaryHistory:
+    """What the log says about each post's summary: its requests and their outcomes."""
+
+    posts: dict[str, dict[str, object]] = field(default_factory=dict)  # post id -> create payload
+    requests: dict[str, list[str]] = field(default_factory=dict)  # post id -> request ids
+    outcomes: dict[str, list[tuple[str, dict[str, object]]]] = field(default_factory=dict)  # post id -> outcomes
+
+    @classmethod
+    def read(cls, db: Path, feature: str = "posts") -> SummaryHistory:
+        history = cls()
+        for _, _, type, data in log_rows(db):
+            payload = json.loads(data)
+            verb = type.removeprefix(f"{feature}/")
+            if verb == "create":
+                history.posts[payload["id"]] = payload
+            elif verb == "request-summary-generation":
+                history.requests.setdefault(payload["item_id"], []).append(payload["request_id"])
+            elif verb in ("set-generated-summary", "fail-summary-generation"):
+                history.outcomes.setdefault(payload["item_id"], []).append((verb, payload))
+        return history
+
+    def settled(self) -> bool:
+        """Every post has an outcome."""
+        return all(self.outcomes.get(post) for post in self.posts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from .harness import petrock
+from .harness import APP_NAME, petrock
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +86,41 @@ def test_petrock_new_with_any_name_makes_a_working_app_or_writes_nothing(name: s
             APP_TESTS_RUN.append(name)
             tests = run_app_tests(root)
             assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+
+FEATURE_TESTS_RUN: list[str] = []
+feature_names = (
+    st.sampled_from([*TRICKY_NAMES, "main", "features", "cli", "relapp", "posts", "order_items", "people", "datum"])
+    | st.text("abcXYZ019_-./ é;$", max_size=10)
+    | st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=feature_names)
+def test_feature_add_with_any_name_makes_a_working_feature_or_writes_nothing(app_template: Path, name: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="petrock-fuzz-") as scratch:
+        root = Path(shutil.copytree(app_template, Path(scratch) / "app", symlinks=True))
+        before = snapshot(root)
+        result = petrock("feature", "add", "--", name, cwd=root)
+        if result.returncode != 0:
+            event("refused")
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+            assert "Traceback" not in result.stdout + result.stderr
+            assert snapshot(root) == before, f"{name!r} was refused but files changed"
+            assert git_status(root) == ""
+            return
+        event("generated")
+        assert IDENTIFIER.fullmatch(name), f"{name!r} is not a lowercase identifier, yet a feature was generated"
+        assert (root / "src" / APP_NAME / name / "register.py").is_file()
+        assert git_status(root) == "", "the feature was not committed"
+        if not FEATURE_TESTS_RUN:
+            FEATURE_TESTS_RUN.append(name)
+            tests = run_app_tests(root)
+            assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file, .git included, so that a refusal provably wrote nothing."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

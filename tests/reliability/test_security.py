@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import APP_NAME, Server, add_feature, integrity, log_rows
+from .harness import APP_NAME, Server, SummaryHistory, add_feature, integrity, log_rows, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -100,3 +102,40 @@ def test_generated_files_get_the_usual_permissions(app_template: Path) -> None:
     os.umask(old)
     modes = {p.relative_to(app_template).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in app_template.rglob("*.py")}
     assert modes and set(modes.values()) == {0o666 & ~old}, modes
+
+
+def test_script_in_a_post_and_its_summary_is_escaped_on_every_page(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    db = tmp_path / "app.db"
+    described = subprocess.run(
+        [sys.executable, "-m", APP_NAME, "inspect", "--db", str(tmp_path / "scratch.db")],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(posts_dir / "src"), os.environ.get("PYTHONPATH", "")])},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pages = [
+        re.sub(r"\{[^}]+\}", "xss", route["path"])
+        for route in json.loads(described.stdout)["routes"]
+        if "GET" in route["methods"]
+    ]
+    server = servers(posts_dir, db, env={"SUMMARY_API_URL": ""}).start()  # the offline summarizer echoes the text
+    post = {"id": "xss", "title": SCRIPT, "content": f"{SCRIPT} is how it starts. Then more."}
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/commands", json={"type": "posts/create", "payload": post}).status_code == 201
+        assert wait_until(lambda: SummaryHistory.read(db).settled(), 10)
+        assert SummaryHistory.read(db).outcomes["xss"][0][0] == "set-generated-summary"
+        html = 0
+        for path in ["/", *pages]:
+            page = client.get(path)
+            if page.headers.get("content-type", "").startswith("text/html"):
+                html += 1
+                assert SCRIPT not in page.text, f"{path} renders user data unescaped"
+        assert html >= 4, pages
+        assert "&lt;script&gt;" in client.get("/posts/xss").text
+        # A refused form comes back with the user's input in it: escaped too.
+        refused = client.post("/posts/new", data={"title": SCRIPT, "content": ""})
+        assert 400 <= refused.status_code < 500
+        assert SCRIPT not in refused.text
+    server.terminate()
