@@ -1,1 +1,80 @@
-"""Commands registered on the petrock app (filled in by their issue)."""
+"""``petrock feature``: add a feature to the app (``petrock feature NAME`` is short for ``feature add NAME``).
+
+Other subcommands (``list``, ``remove``) register themselves on ``feature_app``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from petrock.cli import app
+from petrock.cli.output import reports_errors, show_plan
+
+
+class AddIsDefault(TyperGroup):
+    """A group in which an unknown subcommand is a feature name: ``feature posts`` runs ``feature add posts``."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            args = ["add", *args]
+        return super().resolve_command(ctx, args)
+
+
+feature_app = typer.Typer(
+    cls=AddIsDefault,
+    help="Add features to the app (commands, queries, state, pages and a summary worker).\n\n"
+    "`petrock feature NAME` is short for `petrock feature add NAME`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(feature_app, name="feature")
+
+
+@feature_app.command("add")
+@reports_errors
+def add(
+    name: Annotated[str, typer.Argument(help="The feature's name: a lowercase Python identifier, usually plural.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the files and the diff; write nothing.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Render again over an existing feature, even edited files.")
+    ] = False,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes in the app.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Add feature NAME to the app: render it into src/APP/NAME/, register it in features.py, commit.
+
+    Run it anywhere inside the app.
+
+    Examples:
+
+      petrock feature add posts
+
+      petrock feature order_items --dry-run
+    """
+    from petrock.generators.feature import add_feature, plan_feature
+
+    planned = plan_feature(name, force=force, allow_dirty=allow_dirty)
+    extra = {"feature": name, "root": str(planned.root)}
+    if dry_run:
+        show_plan(planned.plan, dry_run=True, as_json=as_json, extra=extra)
+        return
+    commit = add_feature(planned)
+    show_plan(planned.plan, dry_run=False, as_json=as_json, extra={**extra, "commit": commit})
+    if as_json:
+        return
+    committed = f" (commit {commit[:10]})" if commit else ""
+    kebab = name.replace("_", "-")
+    typer.echo(f"\nadded feature {name}{committed}")
+    typer.echo("next steps:")
+    typer.echo(f"  python -m pytest tests/test_{name}.py     run its tests")
+    typer.echo(f"  petrock serve                        then open http://127.0.0.1:8080/{kebab}")
+    typer.echo("  SUMMARY_API_URL=http://127.0.0.1:11434/v1 SUMMARY_MODEL=llama3.2 petrock serve")
+    typer.echo("                                       summaries from an OpenAI-compatible API (default: offline)")

@@ -146,6 +146,14 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def form_errors(exc: ValidationError) -> dict[str, str]:
+    """The first error message for each field, for showing next to a form's inputs."""
+    errors: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        errors.setdefault(".".join(str(part) for part in error["loc"]) or "form", error["msg"])
+    return errors
+
+
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 

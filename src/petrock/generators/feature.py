@@ -1,0 +1,135 @@
+"""``petrock feature add``: render templates/feature into an app, register it, commit.
+
+Everything is decided before anything is written: :func:`plan_feature` checks
+the name and the app and returns a Plan; :func:`add_feature` applies it and
+commits. Only the new files, ``features.py`` and ``.petrock.toml`` are read or
+hashed, so the fiftieth feature costs what the first did.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from petrock import __version__, git
+from petrock.errors import AlreadyExists, DirtyTree, InvalidName
+from petrock.generators.new_project import record_commit
+from petrock.inject import add_line
+from petrock.names import FeatureNames, validate_feature_name
+from petrock.plan import Plan
+from petrock.project import MANIFEST, Manifest, find_root
+from petrock.render import render_folder
+from petrock.templates import template_version, templates_dir
+
+# Paths the app's core already serves; a feature's pages at /NAME would be hidden behind them.
+CORE_ROUTES = frozenset({"commands", "queries", "healthz"})
+# Names the feature's modules import or define; the feature's class (posts -> Post) must not be one.
+TEMPLATE_CLASS_NAMES = frozenset(
+    {
+        "Any", "Annotated", "App", "BaseModel", "Callable", "Command", "CommandRejected", "CommandWorker",
+        "ConfigDict", "Content", "Context", "Field", "FakeSummaryAPI", "Id", "Iterator", "Literal", "Message",
+        "MessageLog", "NotFound", "Path", "PendingSummary", "PlainTextResponse", "RedirectResponse", "Reply",
+        "Request", "Response", "StringConstraints", "Summarizer", "SummaryConfig", "SummaryError", "SummaryWorker",
+        "SummaryWorkerState", "TestClient", "Title", "ValidationError",
+    }
+)  # fmt: skip
+# Local names in the templates; the variable for one item (posts -> post) must not be one.
+TEMPLATE_LOCAL_NAMES = frozenset(
+    {
+        "action", "app", "call", "calls", "command", "ctx", "dropped", "exc", "form", "free", "listing", "message",
+        "outcome", "page", "pending", "query", "request", "request_id", "state", "summarizer", "summary", "values",
+        "waiting",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """A feature ready to be written: the plan, and the manifest as it will be after."""
+
+    root: Path
+    name: str
+    plan: Plan
+    manifest: Manifest
+    use_git: bool
+
+
+def render_feature(project_name: str, feature: str) -> dict[str, str]:
+    """Every file the feature template makes, by path from the app root (features.py not included)."""
+    names = FeatureNames.of(feature)
+    context = {"project_name": project_name, "feature": feature, **asdict(names), "item": _variable(names.item)}
+    return render_folder(templates_dir() / "feature", context)
+
+
+def _variable(item: str) -> str:
+    """The variable name for one item: ``post``, or ``type_item`` where ``type`` would shadow a name in use."""
+    if keyword.iskeyword(item) or hasattr(builtins, item) or item in TEMPLATE_LOCAL_NAMES:
+        return f"{item}_item"
+    return item
+
+
+def registration_lines(feature: str) -> tuple[str, str]:
+    """The import and the call that register ``feature`` in features.py."""
+    return f"from .{feature}.register import register as register_{feature}", f"register_{feature}(app)"
+
+
+def register_in_features(text: str, feature: str, path: str = "features.py") -> str:
+    """``features.py`` with ``feature`` registered; unchanged if it already is."""
+    import_line, call_line = registration_lines(feature)
+    text = add_line(text, "imports", import_line, path)
+    return add_line(text, "registrations", call_line, path)
+
+
+def plan_feature(
+    name: str, *, start: Path | None = None, force: bool = False, allow_dirty: bool = False
+) -> FeaturePlan:
+    """Check everything and plan the feature's files; raises a UserError and writes nothing if it cannot."""
+    root = find_root(start)
+    manifest = Manifest.load(root)
+    validate_feature_name(name, app=manifest.project_name)
+    if name in CORE_ROUTES:
+        raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
+    if (item_class := FeatureNames.of(name).Item) in TEMPLATE_CLASS_NAMES:
+        raise InvalidName(
+            f"{name!r} would name its class {item_class}, which the feature's code already uses",
+            f"try `my_{name}` or another name",
+        )
+    package = f"src/{manifest.project_name}/{name}"
+    if not force and (name in manifest.features or (root / package).exists()):
+        raise AlreadyExists(
+            f"feature {name!r} already exists ({package})", "choose another name, or pass --force to render it again"
+        )
+    use_git = git.is_repo(root)
+    if use_git and not allow_dirty and (dirty := git.dirty_files(root)):
+        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+        raise DirtyTree(
+            f"the app has uncommitted changes ({shown})", "commit or stash them first, or pass --allow-dirty"
+        )
+
+    files = render_feature(manifest.project_name, name)
+    plan = Plan(root, pristine=manifest.files, force=force)
+    for path, text in files.items():
+        plan.write(path, text)
+    features_path = f"src/{manifest.project_name}/features.py"
+    features_text = (root / features_path).read_text(encoding="utf-8")
+    plan.write(features_path, register_in_features(features_text, name, features_path), edit=True)
+
+    manifest.features[name] = {"template_version": template_version()}
+    manifest.files.update({path: git.blob_id(text) for path, text in files.items()})
+    plan.write(MANIFEST, manifest.dumps(), edit=True)
+    return FeaturePlan(root, name, plan, manifest, use_git)
+
+
+def add_feature(planned: FeaturePlan) -> str | None:
+    """Write the planned feature and commit it; returns the commit id (None in an app without git)."""
+    written = planned.plan.apply()
+    if not planned.use_git:
+        return None
+    commit = git.commit(
+        planned.root,
+        f"Add feature {planned.name} with petrock {__version__}",
+        [change.path for change in written] or [MANIFEST],
+    )
+    return record_commit(planned.root, planned.manifest, f"feature:{planned.name}", commit)

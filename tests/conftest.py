@@ -1,0 +1,52 @@
+"""Shared fixtures: real apps made by the real CLI, generated once per session and copied per test.
+
+``blog_app`` is a fresh ``petrock new blog``; ``blog_with_posts`` has had
+``petrock feature add posts`` as well. Both are git repositories with
+petrock's commits, safe to change: every test gets its own copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import REPO, new_app, run_petrock
+
+
+@pytest.fixture
+def blog_app(tmp_path: Path) -> Path:
+    """A freshly generated app named ``blog`` (committed, clean) in this test's tmp dir."""
+    return new_app(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def _blog_with_posts_original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = new_app(tmp_path_factory.mktemp("with-posts"))
+    result = run_petrock("feature", "add", "posts", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def blog_with_posts(_blog_with_posts_original: Path, tmp_path: Path) -> Path:
+    """The ``blog`` app after ``petrock feature add posts`` (committed, clean), copied for this test."""
+    target = tmp_path / "blog"
+    shutil.copytree(_blog_with_posts_original, target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def fake_summary_api() -> Iterator[Any]:
+    """The generated apps' fake OpenAI-compatible summary server (tests/fake_summary_api.py), on 127.0.0.1."""
+    source = REPO / "templates" / "project" / "tests" / "fake_summary_api.py"
+    spec = importlib.util.spec_from_file_location("fake_summary_api", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with module.FakeSummaryAPI() as api:
+        yield api
