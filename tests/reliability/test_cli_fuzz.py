@@ -19,8 +19,9 @@ from .harness import APP_NAME, petrock
 pytestmark = pytest.mark.slow
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
+# `tests` is left out: it is a known bug, see the last test of this file.
 TRICKY_NAMES = [
-    "", " ", "class", "match", "None", "core", "os", "json", "test", "tests", "app", "petrock", "starlette",
+    "", " ", "class", "match", "None", "core", "os", "json", "test", "app", "petrock", "starlette",
     "typer", "_x", "1abc", "a-b", "Blog", "a/b", "../evil", "..", ".", "~", "a b", "a;touch pwned", 'x"y', "x'y",
     "{{x}}", "{% x %}", "$(id)", "`id`", "é", "café", "\u0430pp", "a" * 51, "a" * 50, "x\n", "\ty", "-h", "--help",
     "a\\b", "con", "nul", "__init__", "__main__", "a__b", "z_9_",
@@ -57,10 +58,22 @@ def run_app_tests(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-APP_TESTS_RUN: list[str] = []
+# The generated app's own tests take seconds, so they run for the first valid name only; results are kept
+# per name so that Hypothesis, replaying an example, sees the same outcome.
+APP_TESTS: dict[str, subprocess.CompletedProcess[str]] = {}
+FEATURE_TESTS: dict[str, subprocess.CompletedProcess[str]] = {}
 
 
-@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def app_tests_pass(results: dict[str, subprocess.CompletedProcess[str]], name: str, root: Path) -> None:
+    if name not in results:
+        if results:
+            return
+        results[name] = run_app_tests(root)
+    tests = results[name]
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+
+@settings(max_examples=18, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names)
 def test_petrock_new_with_any_name_makes_a_working_app_or_writes_nothing(name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="petrock-fuzz-") as scratch:
@@ -82,21 +95,19 @@ def test_petrock_new_with_any_name_makes_a_working_app_or_writes_nothing(name: s
         assert tree(sandbox) - {"work"} <= {f"work/{p}" for p in [name, *(f"{name}/{q}" for q in tree(root))]}
         assert (root / "src" / name / "__init__.py").is_file()
         assert git_status(root) == "", "the new app's tree is not committed"
-        if not APP_TESTS_RUN:  # one generated app's own tests per run keeps the fuzz inside its time budget
-            APP_TESTS_RUN.append(name)
-            tests = run_app_tests(root)
-            assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+        app_tests_pass(APP_TESTS, name, root)
 
 
-FEATURE_TESTS_RUN: list[str] = []
 feature_names = (
-    st.sampled_from([*TRICKY_NAMES, "main", "features", "cli", "relapp", "posts", "order_items", "people", "datum"])
+    st.sampled_from(
+        [*TRICKY_NAMES, "tests", "main", "features", "cli", "relapp", "posts", "order_items", "people", "datum"]
+    )
     | st.text("abcXYZ019_-./ é;$", max_size=10)
     | st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=feature_names)
 def test_feature_add_with_any_name_makes_a_working_feature_or_writes_nothing(app_template: Path, name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="petrock-fuzz-") as scratch:
@@ -115,12 +126,24 @@ def test_feature_add_with_any_name_makes_a_working_feature_or_writes_nothing(app
         assert IDENTIFIER.fullmatch(name), f"{name!r} is not a lowercase identifier, yet a feature was generated"
         assert (root / "src" / APP_NAME / name / "register.py").is_file()
         assert git_status(root) == "", "the feature was not committed"
-        if not FEATURE_TESTS_RUN:
-            FEATURE_TESTS_RUN.append(name)
-            tests = run_app_tests(root)
-            assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+        app_tests_pass(FEATURE_TESTS, name, root)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file, .git included, so that a refusal provably wrote nothing."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="petrock bug: names.py accepts the project name `tests`, but the app's package `tests` is then "
+    "shadowed by the app's own tests/ package, so its generated tests fail to import (`from tests.core import`)",
+)
+def test_an_app_named_tests_is_refused_or_passes_its_own_tests(tmp_path: Path) -> None:
+    result = petrock("new", "tests", cwd=tmp_path)
+    if result.returncode != 0:
+        assert result.stderr.startswith("error: ")
+        assert list(tmp_path.iterdir()) == []
+        return
+    tests = run_app_tests(tmp_path / "tests")
+    assert tests.returncode == 0, tests.stdout[-3000:]
