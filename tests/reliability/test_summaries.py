@@ -160,10 +160,12 @@ def fault_run(posts_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
         refused.terminate()
     finally:
         refused.kill()
+    settle = {fault: round(settled_at.get(fault, float("inf")), 2) for fault in FAULTS}
+    print(f"summary API faults: attempts per request {attempts}, seconds to an outcome {settle}")
     yield FaultRun(
         history=history,
         attempts=attempts,
-        settle_seconds={fault: settled_at.get(fault, float("inf")) for fault in FAULTS},
+        settle_seconds=settle,
         health=health,
         authorizations=authorizations,
         output=server.output() + refused.output(),
