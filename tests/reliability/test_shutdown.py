@@ -56,6 +56,7 @@ def test_shutdown_is_bounded_and_runs_every_other_stop(
     markers = tmp_path / "markers"
     output = server.output()
 
+    print(f"shutdown with hanging workers ({signal.Signals(signum).name}): exited in {seconds:.2f}s")
     assert seconds <= STOP_TIMEOUT + SLACK, f"took {seconds:.2f}s\n{output}"
     # uvicorn re-raises the signal once it has shut down cleanly, so -signum is a clean exit too.
     assert server.process is not None and server.process.returncode in (0, 1, -signum), output
