@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 PATH = "/v1/chat/completions"
 
@@ -96,7 +96,7 @@ class FakeSummaryAPI:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeSummaryAPI:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
