@@ -178,14 +178,26 @@ def _make_parents(directory: Path) -> list[Path]:
 
 
 def _atomic_write(target: Path, text: str) -> None:
+    """Write via a temporary file and rename, keeping the file's mode (new files get the umask's)."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _roll_back(root: Path, written: list[Change], created_dirs: list[Path]) -> None:

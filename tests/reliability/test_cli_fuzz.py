@@ -134,11 +134,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="petrock bug: names.py accepts the project name `tests`, but the app's package `tests` is then "
-    "shadowed by the app's own tests/ package, so its generated tests fail to import (`from tests.core import`)",
-)
 def test_an_app_named_tests_is_refused_or_passes_its_own_tests(tmp_path: Path) -> None:
     result = petrock("new", "tests", cwd=tmp_path)
     if result.returncode != 0:

@@ -170,10 +170,6 @@ def test_the_server_is_alive_and_its_log_replays_after_the_fuzzing(client: httpx
         assert set(fresh.get("/queries/notes/list").json()) == accepted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: http.py catches only ValueError from json.loads; deeply nested JSON raises RecursionError -> 500",
-)
 def test_deeply_nested_json_is_refused_with_400(client: httpx.Client, notes_server: Server) -> None:
     before = log_version(notes_server.db)
     body = b'{"type": "notes/add", "payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -183,11 +179,6 @@ def test_deeply_nested_json_is_refused_with_400(client: httpx.Client, notes_serv
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: json.loads accepts NaN/Infinity, pydantic stores them as null, and replay then rejects "
-    "the stored command, so the app can no longer start",
-)
 def test_non_finite_numbers_are_refused_and_never_poison_the_log(
     client: httpx.Client, notes_server: Server, number: str
 ) -> None:

@@ -92,11 +92,6 @@ def test_sql_metacharacters_are_stored_verbatim_and_harmless(
     assert integrity(db) == "ok" and len(log_rows(db)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="petrock bug: plan.py writes through tempfile.mkstemp, whose files are 0600, and never sets the mode; "
-    "generated files should get the usual 0666 & ~umask (0644)",
-)
 def test_generated_files_get_the_usual_permissions(app_template: Path) -> None:
     old = os.umask(0o022)
     os.umask(old)

@@ -77,11 +77,6 @@ def test_shutdown_is_bounded_and_runs_every_other_stop(
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", SIGNALS)
 @pytest.mark.parametrize("stalls", ["cancellation", "thread"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: once the lifespan has stopped the workers, asyncio.run's clean-up waits forever for a "
-    "worker task that swallows cancellation or a worker thread (asyncio.to_thread) that never returns",
-)
 def test_shutdown_is_bounded_even_when_a_worker_cannot_be_cancelled(
     app_dir: Path, tmp_path: Path, servers: Callable[..., Server], stalls: str, signum: int
 ) -> None:
