@@ -18,6 +18,9 @@ import pytest
 
 from .support import REPO, new_app, run_petrock
 
+# Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture
 def blog_app(tmp_path: Path) -> Path:
