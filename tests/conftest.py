@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import pytest
 
 from .support import REPO, new_app, run_petrock
+
+# Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
+collect_ignore = ["fixtures"]
 
 
 @pytest.fixture
@@ -47,6 +51,7 @@ def fake_summary_api() -> Iterator[Any]:
     spec = importlib.util.spec_from_file_location("fake_summary_api", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     with module.FakeSummaryAPI() as api:
         yield api

@@ -28,6 +28,7 @@ def lines_between(text: str, marker: str, path: str = "file") -> list[str]:
     return [line.strip() for line in text[start:end].splitlines() if line.strip()]
 
 
+<<<<<<< HEAD
 def add_line(text: str, marker: str, line: str, path: str = "file", *, keep_sorted: bool = False) -> str:
     """Add ``line`` inside the marked block unless it is already there.
 
@@ -47,6 +48,33 @@ def add_line(text: str, marker: str, line: str, path: str = "file", *, keep_sort
                 break
             offset += len(existing)
     return f"{text[:at]}{indent}{wanted}\n{text[at:]}"
+=======
+def add_line(text: str, marker: str, line: str, path: str = "file") -> str:
+    """Add ``line`` inside the marked block unless it is already there.
+
+    Import blocks are kept sorted, as ruff's import sorting expects; other blocks
+    (registrations) keep the order lines were added in.
+    """
+    if line.strip() in lines_between(text, marker, path):
+        return text
+    start, end, indent = _block(text, marker, path)
+    block = text[start:end]
+    lines = [existing for existing in block.splitlines() if existing.strip()]
+    if marker == "imports":
+        position = sum(1 for existing in lines if _import_key(existing) < _import_key(line))
+    else:
+        position = len(lines)
+    lines.insert(position, f"{indent}{line.strip()}")
+    # A blank line kept before the end marker (ruff wants one after an import block) stays.
+    gap = "\n" if block.startswith("\n") or block.endswith("\n\n") else ""
+    return text[:start] + "\n".join(lines) + "\n" + gap + text[end:]
+
+
+def _import_key(line: str) -> str:
+    """Sort key of an import line: its module, as ruff's isort orders them."""
+    words = line.split()
+    return words[1].lower() if len(words) > 1 else line.lower()
+>>>>>>> main
 
 
 def remove_line(text: str, marker: str, line: str, path: str = "file") -> str:

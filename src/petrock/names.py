@@ -75,6 +75,8 @@ def validate_project_name(name: str) -> str:
     """Return ``name`` if it can be an app's name and package, else raise InvalidName."""
     if error := _shape_error("project", name):
         raise error
+    if name in APP_MODULES:
+        raise InvalidName(f"{name!r} is a folder inside every app (its tests would not import)", f"try `my_{name}`")
     if reason := _clash(name):
         raise InvalidName(f"{name!r} is {reason}; an app with that package name would shadow it", f"try `my_{name}`")
     return name

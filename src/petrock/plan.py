@@ -186,19 +186,12 @@ def _make_parents(directory: Path) -> list[Path]:
     return list(reversed(missing))
 
 
-def _default_mode() -> int:
-    """The mode a plain ``open()`` would give a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _atomic_write(target: Path, text: str) -> None:
-    """Write through a temporary file and rename, keeping the mode of the file it replaces."""
+    """Write via a temporary file and rename, keeping the file's mode (new files get the umask's)."""
     try:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = _default_mode()
+        mode = 0o666 & ~_umask()
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
@@ -208,6 +201,12 @@ def _atomic_write(target: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _roll_back(root: Path, written: list[Change], created_dirs: list[Path]) -> None:

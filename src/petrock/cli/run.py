@@ -1,1 +1,108 @@
-"""Commands registered on the petrock app (filled in by their issue)."""
+"""``petrock serve`` and ``petrock selftest``: running apps rather than generating them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from petrock.cli import app
+from petrock.cli.output import reports_errors
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="SQLite database file (default: app.db in the app's root).")
+    ] = None,
+    reload: Annotated[bool, typer.Option("--reload", help="Restart when source files change (development).")] = False,
+    synchronous: Annotated[
+        str, typer.Option(help="SQLite synchronous mode: NORMAL survives a process crash, FULL also power loss.")
+    ] = "NORMAL",
+    stop_timeout: Annotated[float, typer.Option(help="Seconds the workers get to stop on shutdown.")] = 5.0,
+) -> None:
+    """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
+
+    Runs the app's own `python -m APP serve` (with the app's .venv if it has one).
+
+    Examples:
+
+      petrock serve
+
+      petrock serve --port 9000 --db /tmp/blog.db --reload
+    """
+    from petrock.serve import ServeOptions, prepare, run
+
+    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout)
+    command = prepare(options)
+    raise typer.Exit(run(command, stop_timeout=stop_timeout, echo=typer.echo))
+
+
+@app.command()
+@reports_errors
+def selftest(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary directory (the app, its database, logs).")
+    ] = False,
+) -> None:
+    """Check petrock end to end, as a user would, in a temporary directory.
+
+    new -> feature add posts -> the app's tests -> serve on a free 127.0.0.1 port ->
+    HTTP commands and queries -> the worker's summary -> SIGTERM -> restart.
+    Exits 0 only if every step passes.
+
+    Examples:
+
+      petrock selftest
+
+      petrock selftest --keep
+    """
+    import shutil
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from petrock.selftest import Selftest, StepResult
+
+    marks = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+    progress = Console(stderr=True)
+
+    def show_progress(step: StepResult) -> None:
+        timing = f"  [dim]{step.seconds:.2f} s[/]" if step.status != "skip" else ""
+        progress.print(f"  {marks[step.status]}  {step.name}{timing}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="petrock-selftest-"))
+    progress.print(f"petrock selftest in {workdir}")
+    try:
+        report = Selftest(workdir, on_step=show_progress).run()
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    table = Table(title="petrock selftest", title_justify="left")
+    for column, justify in (
+        ("#", "right"),
+        ("step", "left"),
+        ("result", "left"),
+        ("time", "right"),
+        ("detail", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for number, step in enumerate(report.steps, 1):
+        seconds = f"{step.seconds:.2f} s" if step.status != "skip" else ""
+        table.add_row(str(number), step.name, marks[step.status], seconds, step.detail)
+    console = Console()
+    console.print(table)
+    passed = sum(step.status == "pass" for step in report.steps)
+    verdict = "[green]passed[/]" if report.passed else "[bold red]failed[/]"
+    console.print(f"selftest {verdict}: {passed}/{len(report.steps)} steps in {report.seconds:.1f} s")
+    if keep:
+        console.print(f"kept {workdir} (server log: {report.server_log})")
+    elif not report.passed:
+        console.print("run `petrock selftest --keep` to look at the app and its server log")
+    raise typer.Exit(0 if report.passed else 1)

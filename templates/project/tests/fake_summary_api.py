@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 PATH = "/v1/chat/completions"
 
@@ -85,7 +85,7 @@ class FakeSummaryAPI:
         with self._lock:
             self._default = reply
 
-    def start(self) -> FakeSummaryAPI:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -96,7 +96,7 @@ class FakeSummaryAPI:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeSummaryAPI:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

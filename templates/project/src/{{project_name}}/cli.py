@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from typing import Annotated
 
@@ -55,8 +56,16 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _exit_quietly_after_shutdown()
-    uvicorn.run(create_http_app(app), **options)
+    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind), **options)
     typer.echo(f"stopped {PACKAGE}")
+
+
+def _leave_stuck_workers_behind(stuck: list[str]) -> None:
+    """A worker that ignores cancellation, or blocks a thread, would keep the event loop from
+    ever finishing. The database is closed by now, so exit shortly without waiting for it."""
+    if stuck:
+        typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time; exiting without them", err=True)
+        threading.Timer(0.5, os._exit, (1,)).start()
 
 
 def _exit_quietly_after_shutdown() -> None:

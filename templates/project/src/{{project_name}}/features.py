@@ -6,6 +6,7 @@ petrock edits the lines between the ``petrock:`` markers; edit freely elsewhere.
 from .core import App
 
 # petrock:imports
+
 # petrock:end-imports
 
 

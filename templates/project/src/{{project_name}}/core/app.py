@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from .commands import CommandRegistry
 from .kv import KeyValueStore
-from .log import Message, MessageLog
+from .log import Message, MessageLog, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
 from .supervisor import Supervisor
@@ -100,14 +100,15 @@ class App:
 
     def replay(self) -> int:
         """Rebuild every feature's state from the log; returns how many messages were applied."""
-        specs = {spec.type: spec for spec in self.commands if spec.handler is not None}
+        # The hot loop of start-up: look each type's parser and handler up once, not per row.
+        appliers = {spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler}
         applied = 0
         for row in self.log.rows_after(0):
-            spec = specs.get(row[2])
-            if spec is None:
-                continue
-            spec.handler(spec.model.model_validate_json(row[3]), Message(*row))  # type: ignore[misc]
-            applied += 1
+            applier = appliers.get(row[2])
+            if applier is not None:
+                parse, handler = applier
+                handler(parse(row[3]), message_from_row(row))
+                applied += 1
         return applied
 
     # --- workers ---

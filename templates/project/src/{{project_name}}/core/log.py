@@ -7,15 +7,14 @@ message through a process crash; use ``FULL`` to survive power loss as well.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -33,13 +32,20 @@ CREATE TABLE IF NOT EXISTS positions (
 """
 
 
+INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)"
+
+
 class LogLockedError(RuntimeError):
     """Raised when another process already writes to the same database."""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One entry of the log. ``data`` is the JSON text that was stored."""
+class Message(NamedTuple):
+    """One entry of the log. ``data`` is the JSON text that was stored.
+
+    Immutable, like every log entry. A named tuple rather than a frozen dataclass
+    because it is made once per message on every append and replay, and a tuple is
+    built three times faster.
+    """
 
     id: int
     timestamp: str
@@ -50,6 +56,10 @@ class Message:
         """The stored data, decoded."""
         return json.loads(self.data)
 
+
+# Builds a Message from an (id, timestamp, type, data) tuple in C, with no Python-level
+# __new__: appends and replays make one per row, and this is about three times faster.
+message_from_row: Callable[[tuple[int, str, str, str]], Message] = functools.partial(tuple.__new__, Message)
 
 Listener = Callable[[], None]
 
@@ -88,48 +98,35 @@ class MessageLog:
         """The SQLite connection, for stores that share this database (see kv.py)."""
         return self._db
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> Transaction:
         """Commit every append and position update inside the block together, or none.
 
         Nested blocks join the outer one. Listeners hear about appends only once
         the outermost block has committed.
         """
-        with self._mutex:
-            if self._in_transaction:
-                yield
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._appended = False
-                raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._in_transaction = False
-        if self._appended:
-            self._appended = False
-            self._notify()
+        return Transaction(self)
 
     def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
         """Store one message and return it with its id."""
-        return self.append_many([(type, data)])[0]
+        row = (_now(), type, data if isinstance(data, str) else json.dumps(data))
+        with Transaction(self):
+            message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
+            self._appended = True
+        return message
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
         """Store several messages in one transaction."""
         timestamp = _now()
         rows = [(timestamp, type, data if isinstance(data, str) else json.dumps(data)) for type, data in items]
-        messages = []
-        with self.transaction():
-            for row in rows:
-                cursor = self._db.execute("INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)", row)
-                messages.append(Message(cursor.lastrowid or 0, *row))
-            self._appended = bool(messages)
-        return messages
+        if not rows:
+            return []
+        with Transaction(self):
+            # One executemany is much faster than a loop; inside this write transaction
+            # AUTOINCREMENT hands out consecutive ids, so the last one gives them all.
+            self._db.executemany(INSERT, rows)
+            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self._appended = True
+        return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
         """Stream the messages with an id greater than ``position``, oldest first.
@@ -145,8 +142,7 @@ class MessageLog:
                 ).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield Message(*row)
+            yield from map(message_from_row, rows)
             position = rows[-1][0]
 
     def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[tuple[int, str, str, str]]:
@@ -199,6 +195,51 @@ class MessageLog:
     def _notify(self) -> None:
         for listener in list(self._listeners):
             listener()
+
+
+class Transaction:
+    """What :meth:`MessageLog.transaction` returns: holds the log's lock for the block.
+
+    A class rather than a ``@contextmanager`` generator because every append goes
+    through it, and this is several microseconds cheaper per append.
+    """
+
+    __slots__ = ("_log", "_outermost")
+
+    def __init__(self, log: MessageLog) -> None:
+        self._log = log
+        self._outermost = False
+
+    def __enter__(self) -> None:
+        log = self._log
+        log._mutex.acquire()
+        if log._in_transaction:
+            return
+        try:
+            log._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            log._mutex.release()
+            raise
+        log._in_transaction = True
+        self._outermost = True
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        log = self._log
+        if not self._outermost:
+            log._mutex.release()
+            return
+        try:
+            if exc_type is None:
+                log._db.execute("COMMIT")
+            else:
+                log._db.execute("ROLLBACK")
+                log._appended = False
+        finally:
+            log._in_transaction = False
+            log._mutex.release()
+        if log._appended:
+            log._appended = False
+            log._notify()
 
 
 def _now() -> str:

@@ -1,0 +1,1 @@
+"""blog: an event-sourced web app made with petrock."""

@@ -1,0 +1,469 @@
+"""The posts feature: validation, state and queries, pages, and the summary worker.
+
+The worker tests run against a real OpenAI-compatible server on 127.0.0.1
+(tests/fake_summary_api.py) and a real SQLite log, restarting the app as
+``serve`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from starlette.testclient import TestClient
+
+from blog.core import App, CommandRejected, MessageLog, NotFound
+from blog.core.http import create_http_app
+from blog.posts.commands import (
+    CreatePost,
+    DeletePost,
+    FailSummaryGeneration,
+    RequestSummaryGeneration,
+    SetGeneratedSummary,
+    UpdatePost,
+)
+from blog.posts.register import register
+from blog.posts.worker import SummaryWorker
+
+from .fake_summary_api import FakeSummaryAPI, Reply
+
+URL = "/posts"
+SECRET = "sk-test-never-shown"
+CREATE = "posts/create"
+DELETE = "posts/delete"
+REQUEST = "posts/request-summary-generation"
+SET = "posts/set-generated-summary"
+FAIL = "posts/fail-summary-generation"
+SUMMARY_SETTINGS = (
+    "SUMMARY_API_URL",
+    "SUMMARY_API_KEY",
+    "SUMMARY_MODEL",
+    "SUMMARY_TIMEOUT",
+    "SUMMARY_MAX_ATTEMPTS",
+    "SUMMARY_RETRY_BACKOFF",
+    "SUMMARY_CONCURRENCY",
+)
+
+
+# --- fixtures and helpers ---
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No summary API configured: the worker uses the local summarizer."""
+    for name in SUMMARY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def summary_api(offline: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSummaryAPI]:
+    """A fake summary API on 127.0.0.1, configured through the environment as a user would."""
+    with FakeSummaryAPI() as api:
+        monkeypatch.setenv("SUMMARY_API_URL", api.url)
+        monkeypatch.setenv("SUMMARY_API_KEY", SECRET)
+        monkeypatch.setenv("SUMMARY_MODEL", "test-model")
+        monkeypatch.setenv("SUMMARY_RETRY_BACKOFF", "0.01")
+        monkeypatch.setenv("SUMMARY_TIMEOUT", "5")
+        yield api
+
+
+@pytest.fixture
+def feature_app(app: App, offline: None) -> App:
+    """The conftest's App (real SQLite file) with this feature registered, workers not started."""
+    register(app)
+    return app
+
+
+@pytest.fixture
+def client(feature_app: App) -> Iterator[TestClient]:
+    with TestClient(create_http_app(feature_app, start_workers=False), follow_redirects=False) as client:
+        yield client
+
+
+def create(feature_app: App, title: str = "Hello", content: str = "First sentence. Second one.") -> str:
+    """Create a post; returns its id."""
+    return feature_app.dispatch(CreatePost(title=title, content=content)).payload()["id"]
+
+
+def start_app(db_path: Path) -> App:
+    """A fresh App on ``db_path`` with this feature, the log replayed: what ``serve`` does on start."""
+    app = App(MessageLog(db_path), poll_interval=0.05, jitter=0.0, stop_timeout=2.0)
+    register(app)
+    app.replay()
+    return app
+
+
+def logged(db_path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every message in the log at ``db_path`` as (type, payload)."""
+    log = MessageLog(db_path)
+    try:
+        return [(message.type, message.payload()) for message in log.after(0)]
+    finally:
+        log.close()
+
+
+def types(db_path: Path) -> list[str]:
+    return [type for type, _ in logged(db_path)]
+
+
+def summary_of(app: App, item_id: str) -> dict[str, Any]:
+    return app.query("posts/get", {"id": item_id})
+
+
+def worker_of(app: App) -> SummaryWorker:
+    (worker,) = [h.worker for h in app.supervisor.handles if isinstance(h.worker, SummaryWorker)]
+    return worker
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def is_settled(app: App, item_id: str) -> bool:
+    return summary_of(app, item_id)["summary_status"] != "pending"
+
+
+# --- validation ---
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"title": "", "content": "text"},
+        {"title": "   ", "content": "text"},
+        {"title": "x" * 201, "content": "text"},
+        {"title": "Title", "content": ""},
+        {"title": "Title", "content": "x" * 100_001},
+        {"title": "Title"},
+        {"content": "text"},
+        {"title": "Title", "content": "text", "unknown": 1},
+        {"id": "../etc", "title": "Title", "content": "text"},
+    ],
+)
+def test_invalid_create_payloads_are_refused(payload: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CreatePost.model_validate(payload)
+
+
+def test_the_length_limits_are_inclusive_and_whitespace_is_trimmed() -> None:
+    command = CreatePost(title="  " + "t" * 200 + " ", content="c" * 100_000)
+    assert command.title == "t" * 200
+    assert len(command.content) == 100_000
+
+
+def test_an_invalid_command_over_http_is_a_400_and_appends_nothing(client: TestClient, feature_app: App) -> None:
+    response = client.post("/commands", json={"type": CREATE, "payload": {"title": "", "content": "x"}})
+    assert response.status_code == 400
+    assert response.json()["fields"][0]["loc"] == ["title"]
+    assert feature_app.log.version() == 0
+
+
+# --- state and queries ---
+
+
+def test_create_update_and_delete_change_what_the_queries_answer(feature_app: App) -> None:
+    item_id = create(feature_app, "First", "Some content.")
+    item = feature_app.query("posts/get", {"id": item_id})
+    assert item["title"] == "First" and item["content"] == "Some content."
+    assert item["summary"] is None and item["summary_status"] == "pending"
+
+    feature_app.dispatch(UpdatePost(id=item_id, title="Second", content="Other content."))
+    item = feature_app.query("posts/get", {"id": item_id})
+    assert (item["title"], item["content"]) == ("Second", "Other content.")
+    assert item["updated_at"] >= item["created_at"]
+
+    feature_app.dispatch(DeletePost(id=item_id))
+    with pytest.raises(NotFound):
+        feature_app.query("posts/get", {"id": item_id})
+
+
+def test_commands_on_a_missing_item_are_refused_and_not_logged(feature_app: App) -> None:
+    with pytest.raises(NotFound):
+        feature_app.dispatch(UpdatePost(id="missing", title="t", content="c"))
+    with pytest.raises(NotFound):
+        feature_app.dispatch(DeletePost(id="missing"))
+    assert feature_app.log.version() == 0
+
+
+def test_an_id_cannot_be_created_twice(feature_app: App) -> None:
+    feature_app.dispatch(CreatePost(id="one", title="t", content="c"))
+    with pytest.raises(CommandRejected):
+        feature_app.dispatch(CreatePost(id="one", title="t", content="c"))
+    assert feature_app.log.version() == 1
+
+
+def test_a_summary_request_takes_exactly_one_outcome(feature_app: App) -> None:
+    item_id = create(feature_app)
+    feature_app.dispatch(RequestSummaryGeneration(request_id="r1", item_id=item_id, content="c"))
+    with pytest.raises(CommandRejected):
+        feature_app.dispatch(SetGeneratedSummary(request_id="other", item_id=item_id, summary="s"))
+    feature_app.dispatch(SetGeneratedSummary(request_id="r1", item_id=item_id, summary="Short."))
+    with pytest.raises(CommandRejected):
+        feature_app.dispatch(FailSummaryGeneration(request_id="r1", item_id=item_id, error_message="late"))
+    item = feature_app.query("posts/get", {"id": item_id})
+    assert (item["summary"], item["summary_status"]) == ("Short.", "ready")
+
+
+def test_list_is_newest_first_and_paged(feature_app: App) -> None:
+    ids = [create(feature_app, f"title {n}") for n in range(5)]
+    listing = feature_app.query("posts/list", {"offset": 1, "limit": 2})
+    assert [item["id"] for item in listing["items"]] == [ids[3], ids[2]]
+    assert listing["total"] == 5
+    assert {"id", "title", "content", "summary", "summary_status"} <= set(listing["items"][0])
+    with pytest.raises(ValidationError):
+        feature_app.query("posts/list", {"limit": 0})
+
+
+def test_replay_rebuilds_the_same_state(feature_app: App, db_path: Path) -> None:
+    first, second = create(feature_app, "one"), create(feature_app, "two")
+    feature_app.dispatch(UpdatePost(id=first, title="one, edited", content="c"))
+    feature_app.dispatch(DeletePost(id=second))
+    before = feature_app.query("posts/list")
+    restarted = start_app(db_path)
+    try:
+        assert restarted.query("posts/list") == before
+    finally:
+        restarted.log.close()
+
+
+def test_the_json_api_creates_and_lists(client: TestClient) -> None:
+    response = client.post("/commands", json={"type": CREATE, "payload": {"title": "Via API", "content": "Body."}})
+    assert response.status_code == 201
+    item_id = response.json()["data"]["id"]
+    listing = client.get("/queries/posts/list").json()
+    assert [item["id"] for item in listing["items"]] == [item_id]
+    assert client.get("/queries/posts/get", params={"id": "missing"}).status_code == 404
+
+
+# --- pages ---
+
+
+def test_the_list_page_starts_empty_and_is_linked_from_the_index(client: TestClient) -> None:
+    assert "No posts yet" in client.get(URL).text
+    assert f'href="{URL}"' in client.get("/").text
+
+
+def test_the_new_form_creates_and_redirects_to_the_detail_page(client: TestClient) -> None:
+    assert client.get(f"{URL}/new").status_code == 200
+    response = client.post(f"{URL}/new", data={"title": "From the form", "content": "Typed in."})
+    assert response.status_code == 303
+    page = client.get(response.headers["location"])
+    assert page.status_code == 200
+    assert "From the form" in page.text and "Typed in." in page.text
+    assert "From the form" in client.get(URL).text
+
+
+def test_an_invalid_form_is_shown_again_with_errors_and_nothing_is_dispatched(
+    client: TestClient, feature_app: App
+) -> None:
+    response = client.post(f"{URL}/new", data={"title": "", "content": "kept <b>as typed</b>"})
+    assert response.status_code == 400
+    assert 'id="title-error"' in response.text
+    assert "kept &lt;b&gt;as typed&lt;/b&gt;" in response.text
+    assert feature_app.log.version() == 0
+
+
+def test_pages_escape_what_users_typed(client: TestClient, feature_app: App) -> None:
+    item_id = create(feature_app, "<script>alert(1)</script>", "<img src=x onerror=alert(2)>")
+    for path in (URL, f"{URL}/{item_id}", f"{URL}/{item_id}/edit"):
+        text = client.get(path).text
+        assert "<script>alert(1)" not in text and "<img src=x" not in text
+        assert "&lt;script&gt;" in text
+
+
+def test_the_edit_form_updates_and_delete_removes(client: TestClient, feature_app: App) -> None:
+    item_id = create(feature_app, "Before")
+    edit = client.post(f"{URL}/{item_id}/edit", data={"title": "After", "content": "New content."})
+    assert edit.status_code == 303
+    assert feature_app.query("posts/get", {"id": item_id})["title"] == "After"
+    invalid = client.post(f"{URL}/{item_id}/edit", data={"title": "After", "content": ""})
+    assert invalid.status_code == 400 and 'id="content-error"' in invalid.text
+
+    deleted = client.post(f"{URL}/{item_id}/delete")
+    assert (deleted.status_code, deleted.headers["location"]) == (303, URL)
+    assert client.get(f"{URL}/{item_id}").status_code == 404
+    assert client.post(f"{URL}/{item_id}/delete").status_code == 404
+
+
+def test_unknown_ids_are_404_pages(client: TestClient) -> None:
+    for path in (f"{URL}/missing", f"{URL}/missing/edit", f"{URL}/not%20an%20id"):
+        response = client.get(path)
+        assert response.status_code == 404 and "Not found" in response.text
+
+
+# --- the summary worker ---
+
+
+@pytest.mark.anyio
+async def test_a_new_item_gets_its_summary_from_the_api(summary_api: FakeSummaryAPI, db_path: Path) -> None:
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app, "Hello", "The content to summarize. It has two sentences.")
+    await eventually(lambda: is_settled(app, item_id))
+    item = summary_of(app, item_id)
+    await app.close()
+
+    assert (item["summary_status"], item["summary"]) == ("ready", FakeSummaryAPI.summary_for(item["content"]))
+    assert types(db_path) == [CREATE, REQUEST, SET]
+    (request,) = summary_api.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {SECRET}"
+    assert request.headers["idempotency-key"] == item["summary_request_id"]
+    assert request.body["model"] == "test-model"
+    assert request.body["messages"][-1] == {"role": "user", "content": item["content"]}
+
+
+@pytest.mark.anyio
+async def test_a_server_error_is_retried_then_succeeds(summary_api: FakeSummaryAPI, db_path: Path) -> None:
+    summary_api.queue(Reply(500), Reply(502))
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app)
+    await eventually(lambda: is_settled(app, item_id))
+    assert summary_of(app, item_id)["summary_status"] == "ready"
+    await app.close()
+    assert len(summary_api.requests) == 3
+    assert types(db_path) == [CREATE, REQUEST, SET]
+
+
+@pytest.mark.anyio
+async def test_a_permanent_failure_is_recorded_after_bounded_retries(
+    summary_api: FakeSummaryAPI, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARY_MAX_ATTEMPTS", "3")
+    summary_api.always(Reply(503))
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app)
+    await eventually(lambda: is_settled(app, item_id))
+    item = summary_of(app, item_id)
+    await app.close()
+    assert item["summary_status"] == "failed" and "HTTP 503" in item["summary_error"]
+    assert len(summary_api.requests) == 3
+    assert types(db_path) == [CREATE, REQUEST, FAIL]
+
+
+@pytest.mark.anyio
+async def test_timeouts_are_retried_and_reported(
+    summary_api: FakeSummaryAPI, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARY_TIMEOUT", "0.2")
+    monkeypatch.setenv("SUMMARY_MAX_ATTEMPTS", "2")
+    summary_api.always(Reply(delay=5))
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app)
+    await eventually(lambda: is_settled(app, item_id))
+    item = summary_of(app, item_id)
+    await app.close()
+    assert item["summary_status"] == "failed" and "timed out" in item["summary_error"]
+    assert len(summary_api.requests) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(401, body='{"error": {"message": "invalid api key sk-test-never-shown"}}'), "HTTP 401"),
+        (Reply(400, body='{"error": {"message": "model not found"}}'), "model not found"),
+        (Reply(200, body="this is not JSON"), "malformed JSON"),
+        (Reply(200, body='{"choices": []}'), "choices[0].message.content"),
+    ],
+)
+async def test_refusals_and_malformed_answers_fail_at_once_without_the_key(
+    summary_api: FakeSummaryAPI, db_path: Path, reply: Reply, reason: str
+) -> None:
+    summary_api.always(reply)
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app)
+    await eventually(lambda: is_settled(app, item_id))
+    await app.close()
+    assert len(summary_api.requests) == 1
+    (failure,) = [payload for type, payload in logged(db_path) if type == FAIL]
+    assert reason in failure["error_message"]
+    assert SECRET not in str(logged(db_path))
+
+
+@pytest.mark.anyio
+async def test_stop_cancels_a_call_and_a_restart_makes_it_again_without_duplicates(
+    summary_api: FakeSummaryAPI, db_path: Path
+) -> None:
+    summary_api.queue(Reply(delay=30))  # the first call hangs until it is cancelled
+    first = start_app(db_path)
+    await first.start_workers()
+    item_id = create(first)
+    await eventually(lambda: len(summary_api.requests) == 1)
+    began = time.monotonic()
+    assert await first.close() == []
+    assert time.monotonic() - began < 1.5
+    assert types(db_path) == [CREATE, REQUEST]
+
+    second = start_app(db_path)
+    await second.start_workers()
+    await eventually(lambda: is_settled(second, item_id))
+    await second.close()
+
+    third = start_app(db_path)
+    await third.start_workers()
+    await asyncio.sleep(0.3)
+    assert worker_of(third).state.pending_summaries == {}
+    await third.close()
+
+    assert types(db_path) == [CREATE, REQUEST, SET]
+    assert len(summary_api.requests) == 2
+    assert len({request.headers["idempotency-key"] for request in summary_api.requests}) == 1
+
+
+@pytest.mark.anyio
+async def test_each_item_is_requested_once_with_bounded_concurrency(
+    summary_api: FakeSummaryAPI, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARY_CONCURRENCY", "2")
+    summary_api.always(Reply(delay=0.1))
+    app = start_app(db_path)
+    await app.start_workers()
+    ids = [create(app, f"title {n}", f"Content number {n}.") for n in range(6)]
+    await eventually(lambda: all(is_settled(app, item_id) for item_id in ids))
+    await app.close()
+    assert summary_api.max_concurrent == 2
+    messages = logged(db_path)
+    requests = [payload for type, payload in messages if type == REQUEST]
+    assert sorted(request["item_id"] for request in requests) == sorted(ids)
+    assert len({request["request_id"] for request in requests}) == 6
+    assert [type for type, _ in messages].count(SET) == 6
+
+
+@pytest.mark.anyio
+async def test_a_deleted_item_needs_no_summary(summary_api: FakeSummaryAPI, db_path: Path) -> None:
+    summary_api.queue(Reply(delay=30))
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app)
+    await eventually(lambda: len(summary_api.requests) == 1)
+    app.dispatch(DeletePost(id=item_id))
+    await eventually(lambda: not worker_of(app).in_flight)
+    assert worker_of(app).state.pending_summaries == {}
+    await app.close()
+    assert types(db_path) == [CREATE, REQUEST, DELETE]
+
+
+@pytest.mark.anyio
+async def test_without_an_api_url_the_local_summarizer_works_offline(offline: None, db_path: Path) -> None:
+    app = start_app(db_path)
+    await app.start_workers()
+    long_third = "A third sentence, far too long for a summary" + ", and longer" * 15 + "."
+    item_id = create(app, "Offline", f"The first sentence.\n\nThe   second sentence. {long_third}")
+    await eventually(lambda: is_settled(app, item_id))
+    item = summary_of(app, item_id)
+    await app.close()
+    assert (item["summary_status"], item["summary"]) == ("ready", "The first sentence. The second sentence.")

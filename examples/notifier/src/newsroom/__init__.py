@@ -1,0 +1,1 @@
+"""newsroom: an event-sourced web app made with petrock."""

@@ -1,0 +1,79 @@
+"""The posts commands: validated requests to change state, named ``"posts/verb"``.
+
+The app validates a payload against its model before anything reaches the log,
+so a command that is in the log was valid. People send create, update and
+delete (pages or ``POST /commands``); the summary worker sends the other three.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_TITLE_LENGTH = 200
+MAX_CONTENT_LENGTH = 100_000
+MAX_SUMMARY_LENGTH = 2_000
+MAX_ERROR_LENGTH = 1_000
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH)]
+Content = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT_LENGTH)]
+
+
+def new_id() -> str:
+    """A fresh random id. It is stored in the message, so replay gives every post the same id."""
+    return uuid4().hex
+
+
+class Command(BaseModel):
+    """Base of the posts commands: unknown fields are refused rather than silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreatePost(Command):
+    """Create a post; the id is generated unless given."""
+
+    id: Id = Field(default_factory=new_id)
+    title: Title
+    content: Content
+
+
+class UpdatePost(Command):
+    """Replace the title and content of an existing post."""
+
+    id: Id
+    title: Title
+    content: Content
+
+
+class DeletePost(Command):
+    """Delete a post."""
+
+    id: Id
+
+
+class RequestSummaryGeneration(Command):
+    """The summary worker will ask the summary API to summarize ``content``."""
+
+    request_id: Id
+    item_id: Id
+    content: Content
+
+
+class FailSummaryGeneration(Command):
+    """The summary request failed for good; ``error_message`` says why."""
+
+    request_id: Id
+    item_id: Id
+    error_message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ERROR_LENGTH)]
+
+
+class SetGeneratedSummary(Command):
+    """The summary API answered the request with ``summary``."""
+
+    request_id: Id
+    item_id: Id
+    summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SUMMARY_LENGTH)]

@@ -1,0 +1,144 @@
+"""The posts pages: a list, a detail page, and forms that send the same commands as ``POST /commands``.
+
+A form that does not validate is shown again, with the errors beside the
+fields and the input kept, and nothing is dispatched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from ..core import App, CommandRejected, NotFound
+from ..core.http import RequestTooLarge, form_errors, read_form
+from .commands import CreatePost, DeletePost, UpdatePost
+
+URL = "/posts"
+TEMPLATES = Path(__file__).parent / "templates"
+FORM_FIELDS = ("title", "content")
+FORM_METHODS = ("GET", "POST")
+# What the HTML templates (which every feature shares in shape) need to know about this one.
+FEATURE = {"name": "posts", "title": "Posts", "item_title": "Post", "url": URL}
+
+
+class PostsPages:
+    """The posts pages' handlers: they use ``app.query`` and ``app.dispatch``, like any client."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def register(self) -> None:
+        """Add the routes (``new`` before ``{item_id}``, so it is not read as an id) and the index link."""
+        app = self.app
+        app.add_route(URL, self.list_page, name="posts:list")
+        app.add_route(f"{URL}/new", self.new_page, methods=FORM_METHODS, name="posts:new")
+        app.add_route(URL + "/{item_id}", self.detail_page, name="posts:detail")
+        app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="posts:edit")
+        app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="posts:delete")
+        app.add_link("Posts", URL)
+
+    async def list_page(self, request: Request) -> Response:
+        try:
+            listing = self.app.query("posts/list", dict(request.query_params))
+        except ValidationError:
+            return self._error(400, "Bad request", "offset and limit must be small whole numbers")
+        return self._render("list.html", listing=listing)
+
+    async def detail_page(self, request: Request) -> Response:
+        item = self._find(request.path_params["item_id"])
+        if item is None:
+            return self._not_found()
+        return self._render("detail.html", item=item)
+
+    async def new_page(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._form(action=f"{URL}/new", values={})
+        try:
+            values = await _read_fields(request)
+        except RequestTooLarge:
+            return PlainTextResponse("the form is too large", status_code=413)
+        try:
+            command = CreatePost.model_validate(values)
+        except ValidationError as exc:
+            return self._form(action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
+        return self._dispatch_then_show(command, command.id, action=f"{URL}/new", values=values)
+
+    async def edit_page(self, request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        item = self._find(item_id)
+        if item is None:
+            return self._not_found()
+        action = f"{URL}/{item_id}/edit"
+        if request.method == "GET":
+            return self._form(action=action, values=item, item=item)
+        try:
+            values = await _read_fields(request)
+        except RequestTooLarge:
+            return PlainTextResponse("the form is too large", status_code=413)
+        try:
+            command = UpdatePost.model_validate({**values, "id": item_id})
+        except ValidationError as exc:
+            return self._form(action=action, values=values, errors=form_errors(exc), item=item, status_code=400)
+        return self._dispatch_then_show(command, item_id, action=action, values=values, item=item)
+
+    async def delete(self, request: Request) -> Response:
+        item = self._find(request.path_params["item_id"])
+        if item is None:
+            return self._not_found()
+        try:
+            self.app.dispatch(DeletePost(id=item["id"]))
+        except CommandRejected as exc:
+            return self._error(exc.status_code, "Not deleted", str(exc))
+        return RedirectResponse(URL, status_code=303)
+
+    # --- helpers ---
+
+    def _find(self, item_id: str) -> dict[str, Any] | None:
+        try:
+            return self.app.query("posts/get", {"id": item_id})
+        except (NotFound, ValidationError):
+            return None
+
+    def _dispatch_then_show(
+        self,
+        command: CreatePost | UpdatePost,
+        item_id: str,
+        **form: Any,
+    ) -> Response:
+        try:
+            self.app.dispatch(command)
+        except CommandRejected as exc:
+            return self._form(errors={"form": str(exc)}, status_code=exc.status_code, **form)
+        return RedirectResponse(f"{URL}/{item_id}", status_code=303)
+
+    def _form(
+        self,
+        *,
+        action: str,
+        values: dict[str, Any],
+        errors: dict[str, str] | None = None,
+        item: dict[str, Any] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        return self._render("form.html", status_code, action=action, values=values, errors=errors or {}, item=item)
+
+    def _render(self, template: str, status_code: int = 200, **context: Any) -> Response:
+        return self.app.pages.render(f"posts/{template}", status_code, feature=FEATURE, **context)
+
+    def _not_found(self) -> Response:
+        return self._error(404, "Not found", "There is no post with that id.")
+
+    def _error(self, status_code: int, heading: str, message: str) -> Response:
+        return self.app.pages.render(
+            "core/error.html", status_code, heading=heading, message=message, back_url=URL, feature=FEATURE
+        )
+
+
+async def _read_fields(request: Request) -> dict[str, str]:
+    """The form's fields that the commands take (a submit button's name, say, is left out)."""
+    form = await read_form(request)
+    return {name: form[name] for name in FORM_FIELDS if name in form}

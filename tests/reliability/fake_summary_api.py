@@ -1,0 +1,130 @@
+"""A fake OpenAI-compatible ``/chat/completions`` server on 127.0.0.1 that misbehaves on request.
+
+The text to summarize picks the behaviour: a text starting with ``fault=NAME``
+gets that fault, anything else a normal answer after ``delay`` seconds. Every
+call is recorded (idempotency key, authorization header, fault) so a test can
+count attempts per summary request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+HUGE_BYTES = 20 * 1024 * 1024
+DRIP_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Call:
+    idempotency_key: str
+    authorization: str
+    fault: str
+
+
+class FakeSummaryApi:
+    """Run with ``with FakeSummaryApi(...) as api:``; ``api.url`` is the SUMMARY_API_URL."""
+
+    def __init__(self, *, delay: float = 0.0, api_key: str = "") -> None:
+        self.delay = delay
+        self.api_key = api_key
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def attempts(self) -> Counter[str]:
+        """Calls per idempotency key (the summary request id)."""
+        with self._lock:
+            return Counter(call.idempotency_key for call in self.calls)
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+                text = body["messages"][-1]["content"]
+                fault = text.split()[0].removeprefix("fault=") if text.startswith("fault=") else "none"
+                api._record(Call(self.headers.get("idempotency-key", ""), self.headers.get("authorization", ""), fault))
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+                    self.respond(fault, text)
+
+            def respond(self, fault: str, text: str) -> None:
+                if fault == "none":
+                    time.sleep(api.delay)
+                    self.send_json(200, completion(f"Summary: {text[:60]}"))
+                elif fault == "timeout":
+                    time.sleep(5)
+                    self.send_json(200, completion("too late"))
+                elif fault in ("500", "503", "429"):
+                    self.send_json(int(fault), {"error": {"message": "try again later"}}, {"Retry-After": "0"})
+                elif fault == "401-echo":
+                    self.send_json(401, {"error": {"message": f"Incorrect API key provided: {api.api_key}"}})
+                elif fault == "malformed":
+                    self.send_raw(200, b'{"choices": [{"message": {"content": "unterminated')
+                elif fault == "empty-choices":
+                    self.send_json(200, {"choices": []})
+                elif fault == "huge":
+                    self.send_json(200, completion("x" * HUGE_BYTES))
+                elif fault == "drip":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(10_000))
+                    self.end_headers()
+                    deadline = time.monotonic() + DRIP_SECONDS
+                    while time.monotonic() < deadline:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                else:
+                    raise AssertionError(f"unknown fault {fault!r}")
+
+            def send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+                self.send_raw(status, json.dumps(payload).encode(), headers)
+
+            def send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+def completion(content: str) -> dict[str, object]:
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "choices": [choice]}

@@ -1,0 +1,193 @@
+"""``petrock serve``: runs the app's own serve, refuses clearly, stops cleanly on signals."""
+
+from __future__ import annotations
+
+import fcntl
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from petrock.serve import ServeOptions, app_python, exit_code, prepare
+from tests.support import free_port, new_app, run_petrock
+
+STOP_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def app_root(tmp_path: Path) -> Path:
+    return new_app(tmp_path)
+
+
+class Server:
+    """A ``petrock serve`` subprocess and what it printed."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = cwd / "serve.out"
+        argv = [sys.executable, "-m", "petrock", "serve", "--port", str(self.port), *args]
+        argv += ["--stop-timeout", str(STOP_TIMEOUT)]
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.text()
+            try:
+                response = httpx.get(f"{self.url}/healthz", timeout=1.0)
+                if response.status_code == 200:
+                    return response.json()
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"not healthy within {timeout} s:\n{self.text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=STOP_TIMEOUT + 15)
+        return code, time.monotonic() - started
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def test_refuses_outside_an_app(tmp_path: Path) -> None:
+    result = run_petrock("serve", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: no petrock app here ({tmp_path.resolve()}) — run this inside an app made by `petrock new`"
+    ]
+
+
+def test_refuses_a_port_in_use(app_root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_petrock("serve", "--port", str(port), cwd=app_root)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use — stop what runs there or pass --port N"
+    )
+    assert not (app_root / "app.db").exists()
+
+
+def test_refuses_a_database_in_a_missing_directory(app_root: Path) -> None:
+    result = run_petrock("serve", "--port", str(free_port()), "--db", "missing/app.db", cwd=app_root)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: database directory {app_root / 'missing'} does not exist — ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_refuses_a_database_path_that_is_a_directory(app_root: Path) -> None:
+    (app_root / "data").mkdir()
+    result = run_petrock("serve", "--port", str(free_port()), "--db", "data", cwd=app_root)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: database path {app_root / 'data'} is a directory — pass --db with a file name"
+    )
+
+
+def test_refuses_a_database_another_process_serves(app_root: Path) -> None:
+    db = app_root / "app.db"
+    with open(f"{db}.lock", "w") as lock:  # what a running app holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_petrock("serve", "--port", str(free_port()), cwd=app_root)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: database {db} is already served by another process")
+    assert not db.exists()
+
+
+def test_refuses_an_unknown_synchronous_mode(app_root: Path) -> None:
+    result = run_petrock("serve", "--synchronous", "sometimes", cwd=app_root)
+    assert result.returncode == 1
+    assert "unknown synchronous mode 'sometimes'" in result.stderr
+
+
+def test_runs_the_apps_own_serve_with_its_options(app_root: Path) -> None:
+    port = free_port()
+    command = prepare(ServeOptions(port=port, reload=True, synchronous="full"), start=app_root / "src" / "blog")
+    assert command.cwd == app_root
+    assert command.db == app_root / "app.db"
+    assert command.argv[1:] == [
+        "-m", "blog", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(app_root / "app.db"),
+        "--synchronous", "FULL", "--stop-timeout", "5.0", "--reload",
+    ]  # fmt: skip
+    assert command.env["PYTHONPATH"].split(":")[0] == str(app_root / "src")
+
+
+def test_prefers_the_apps_own_virtualenv(app_root: Path) -> None:
+    assert app_python(app_root) == sys.executable
+    venv_python = app_root / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text("")
+    assert app_python(app_root) == str(venv_python)
+
+
+def test_a_requested_stop_is_success_and_a_crash_is_not() -> None:
+    assert exit_code(0, stopped=False) == 0
+    assert exit_code(-signal.SIGTERM, stopped=True) == 0
+    assert exit_code(128 + signal.SIGINT, stopped=True) == 0
+    assert exit_code(-signal.SIGKILL, stopped=True) == 128 + signal.SIGKILL
+    assert exit_code(-signal.SIGTERM, stopped=False) == 128 + signal.SIGTERM
+    assert exit_code(1, stopped=True) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serves_from_a_subdirectory_and_stops_cleanly_on_a_signal(
+    app_root: Path, servers: list[Server], sig: int
+) -> None:
+    server = Server(app_root / "src" / "blog")
+    servers.append(server)
+    health = server.wait_healthy()
+    assert health["status"] == "ok"
+    assert httpx.get(f"{server.url}/", timeout=5).status_code == 200
+
+    # While it runs, a second server on the same database is refused before it starts.
+    second = run_petrock("serve", "--port", str(free_port()), cwd=app_root)
+    assert second.returncode == 1
+    assert "already served by another process" in second.stderr
+
+    code, seconds = server.stop(sig)
+    assert code == 0, server.text()
+    assert seconds < STOP_TIMEOUT + 1
+    output = server.text()
+    assert f"serving blog on http://127.0.0.1:{server.port}" in output
+    assert "Application shutdown complete" in output  # the lifespan stopped the workers and closed the db
+    assert (app_root / "app.db").exists()
+    with open(app_root / "app.db.lock", "w") as lock:  # released: a new server could take it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.slow
+def test_reload_serves_and_stops_cleanly(app_root: Path, servers: list[Server], tmp_path: Path) -> None:
+    server = Server(app_root, "--reload", "--db", str(tmp_path / "reload.db"))
+    servers.append(server)
+    server.wait_healthy()
+    code, seconds = server.stop(signal.SIGTERM)
+    assert code == 0, server.text()
+    assert seconds < STOP_TIMEOUT + 5
+    assert "Started reloader process" in server.text()

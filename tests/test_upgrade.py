@@ -1,0 +1,263 @@
+"""``petrock upgrade`` and ``petrock check`` on a real generated app, against a changed copy of the templates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from petrock.merge import carry_marker_blocks, has_conflict_markers
+from petrock.templates import templates_dir
+
+from .support import app_env, new_app, run_petrock, tree_snapshot
+
+PROJECT = Path("project/src/{{project_name}}")
+
+
+def petrock(cwd: Path, *args: str, templates: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return run_petrock(*args, cwd=cwd, env={"PETROCK_TEMPLATES": str(templates)} if templates else None)
+
+
+def git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    return new_app(tmp_path, "shop")
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    """A copy of the templates to change, declaring a newer version."""
+    copy = tmp_path / "templates"
+    shutil.copytree(templates_dir(), copy)
+    (copy / "VERSION").write_text("0.2.0\n")
+    return copy
+
+
+def without_git_index(snapshot: dict[str, bytes]) -> dict[str, bytes]:
+    """`git status` refreshes the index's stat cache; that is not a write of the app's content."""
+    return {path: data for path, data in snapshot.items() if path != ".git/index"}
+
+
+def manifest(app: Path) -> dict:
+    return tomllib.loads((app / ".petrock.toml").read_text())
+
+
+def head(app: Path) -> str:
+    return git(app, "rev-parse", "HEAD").strip()
+
+
+def test_user_and_template_edits_in_different_parts_of_a_file_both_survive(shop: Path, templates: Path) -> None:
+    main = shop / "src/shop/main.py"
+    main.write_text(main.read_text() + '\n\ndef shop_banner() -> str:\n    return "my own code"\n')
+    git(shop, "commit", "-qam", "Add a banner")
+    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (templates 0.2.0):')
+
+    result = petrock(shop, "upgrade", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert "merge  src/shop/main.py" in result.stdout
+    text = main.read_text()
+    assert '"""Builds the app (templates 0.2.0):' in text
+    assert 'return "my own code"' in text
+    assert not has_conflict_markers(text)
+    assert git(shop, "status", "--porcelain") == ""
+    assert git(shop, "log", "-1", "--format=%s") == "Upgrade shop to petrock templates 0.2.0\n"
+    recorded = manifest(shop)
+    assert recorded["template_version"] == "0.2.0"
+    # The new base is the pure render, and it is in the app's history for the next upgrade.
+    base = git(shop, "cat-file", "blob", recorded["files"]["src/shop/main.py"])
+    assert "(templates 0.2.0)" in base and "my own code" not in base
+    again = petrock(shop, "upgrade", templates=templates)
+    assert again.returncode == 0, again.stderr
+    assert "merge" not in again.stdout and "conflict" not in again.stdout
+    assert main.read_text() == text
+
+
+def test_overlapping_edits_get_conflict_markers_and_nothing_is_committed(shop: Path, templates: Path) -> None:
+    main = shop / "src/shop/main.py"
+    edit(main, 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "shop.db"')
+    git(shop, "commit", "-qam", "Own database name")
+    edit(templates / PROJECT / "main.py", 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "data/app.db"')
+    before = head(shop)
+
+    result = petrock(shop, "upgrade", templates=templates)
+
+    assert result.returncode != 0
+    assert "conflict  src/shop/main.py" in result.stdout
+    assert result.stderr.startswith("error: conflict markers in src/shop/main.py")
+    text = main.read_text()
+    assert "<<<<<<< yours" in text and 'DEFAULT_DB = "shop.db"' in text and 'DEFAULT_DB = "data/app.db"' in text
+    assert ">>>>>>> templates 0.2.0" in text
+    assert head(shop) == before
+    checked = petrock(shop, "check", "--json", templates=templates)
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)["conflicts"] == ["src/shop/main.py"]
+
+
+def test_files_the_user_did_not_touch_take_the_new_render(shop: Path, templates: Path) -> None:
+    edit(
+        templates / PROJECT / "core/kv.py",
+        '"""',
+        '"""Templates 0.2.0. ',
+    )
+    result = petrock(shop, "upgrade", templates=templates)
+    assert result.returncode == 0, result.stderr
+    assert "update  src/shop/core/kv.py" in result.stdout
+    rendered = (templates / PROJECT / "core/kv.py").read_text()
+    assert (shop / "src/shop/core/kv.py").read_text() == rendered
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(shop: Path, templates: Path) -> None:
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    before = without_git_index(tree_snapshot(shop))
+
+    result = petrock(shop, "upgrade", "--dry-run", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert "update  src/shop/core/kv.py" in result.stdout
+    assert '+"""Templates 0.2.0.' in result.stdout
+    assert "dry run: nothing was written" in result.stdout
+    assert without_git_index(tree_snapshot(shop)) == before
+
+
+def test_new_template_files_arrive_and_files_the_user_deleted_stay_deleted(shop: Path, templates: Path) -> None:
+    (shop / "tests/test_log.py").unlink()
+    git(shop, "commit", "-qam", "We do not need the log tests")
+    edit(templates / "project/tests/test_log.py.jinja", '"""', '"""Templates 0.2.0. ')
+    (templates / PROJECT / "core/clock.py").write_text('"""Time, injectable in tests."""\n')
+
+    result = petrock(shop, "upgrade", "--json", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    statuses = {f["path"]: f["status"] for f in json.loads(result.stdout)["files"]}
+    assert statuses["tests/test_log.py"] == "skip"
+    assert statuses["src/shop/core/clock.py"] == "create"
+    assert not (shop / "tests/test_log.py").exists()
+    assert (shop / "src/shop/core/clock.py").read_text() == '"""Time, injectable in tests."""\n'
+    # Still deleted on the next upgrade too.
+    assert petrock(shop, "upgrade", templates=templates).returncode == 0
+    assert not (shop / "tests/test_log.py").exists()
+
+
+def test_a_file_dropped_from_the_templates_is_removed_unless_the_user_changed_it(shop: Path, templates: Path) -> None:
+    edit(shop / "src/shop/core/pages.py", '"""', '"""Ours. ')
+    git(shop, "commit", "-qam", "Note on pages")
+    (templates / PROJECT / "core/pages.py").unlink()
+    (templates / PROJECT / "core/kv.py").unlink()
+
+    result = petrock(shop, "upgrade", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert "remove  src/shop/core/kv.py" in result.stdout
+    assert "keep  src/shop/core/pages.py" in result.stdout
+    assert not (shop / "src/shop/core/kv.py").exists()
+    assert (shop / "src/shop/core/pages.py").read_text().startswith('"""Ours. ')
+    assert "src/shop/core/pages.py" not in manifest(shop)["files"]
+
+
+def test_registrations_between_petrock_markers_survive_a_template_change(shop: Path, templates: Path) -> None:
+    features = shop / "src/shop/features.py"
+    edit(
+        features,
+        "# petrock:end-imports",
+        "from .posts.register import register as register_posts\n# petrock:end-imports",
+    )
+    edit(features, "    # petrock:end-registrations", "    register_posts(app)\n    # petrock:end-registrations")
+    git(shop, "commit", "-qam", "Register posts")
+    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
+
+    result = petrock(shop, "upgrade", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    text = features.read_text()
+    assert '"""Every feature (0.2.0)' in text
+    assert text.count("register_posts(app)") == 1
+    assert text.count("from .posts.register import register as register_posts") == 1
+
+
+def test_upgrade_refuses_a_dirty_tree_and_a_downgrade(shop: Path, templates: Path) -> None:
+    (shop / "src/shop/main.py").write_text("# half-done work\n")
+    dirty = petrock(shop, "upgrade", templates=templates)
+    assert dirty.returncode != 0
+    assert dirty.stderr.startswith("error: the app has uncommitted changes")
+    git(shop, "checkout", "--", ".")
+
+    (templates / "VERSION").write_text("0.0.1\n")
+    downgrade = petrock(shop, "upgrade", templates=templates)
+    assert downgrade.returncode != 0
+    assert "newer than the installed 0.0.1" in downgrade.stderr
+    assert git(shop, "status", "--porcelain") == ""
+
+
+def test_check_fails_when_behind_and_passes_after_upgrade(shop: Path, templates: Path) -> None:
+    assert petrock(shop, "check").returncode == 0
+    behind = petrock(shop, "check", templates=templates)
+    assert behind.returncode == 1
+    assert behind.stderr.startswith("error: project behind the installed templates 0.2.0")
+    assert petrock(shop, "upgrade", templates=templates).returncode == 0
+    after = petrock(shop, "check", "--json", templates=templates)
+    assert after.returncode == 0
+    assert json.loads(after.stdout)["ok"] is True
+
+
+def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings() -> None:
+    ours = "a\n# petrock:imports\nimport x\n# petrock:end-imports\nb\n"
+    theirs = "A\n# petrock:imports\n# petrock:end-imports\nB\n"
+    assert carry_marker_blocks(ours, theirs) == "A\n# petrock:imports\nimport x\n# petrock:end-imports\nB\n"
+    assert carry_marker_blocks("no markers\n", theirs) == theirs
+
+
+FEATURE = Path("feature/src/{{project_name}}/{{feature}}")
+
+
+@pytest.mark.slow
+def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(shop: Path, templates: Path) -> None:
+    assert petrock(shop, "feature", "add", "posts").returncode == 0
+    state = shop / "src/shop/posts/state.py"
+    state.write_text(state.read_text() + "\n\n# Our own note at the end of the posts state.\n")
+    git(shop, "commit", "-qam", "Note in posts state")
+    edit(templates / FEATURE / "state.py.jinja", '"""The {{ feature }} state:', '"""The {{ feature }} state (0.2.0):')
+    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (0.2.0):')
+
+    result = petrock(shop, "upgrade", "--feature", "posts", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert "merge  src/shop/posts/state.py" in result.stdout
+    text = state.read_text()
+    assert text.startswith('"""The posts state (0.2.0):') and "# Our own note at the end" in text
+    assert "(0.2.0)" not in (shop / "src/shop/main.py").read_text()  # the project core was not in scope
+    recorded = manifest(shop)
+    assert recorded["features"]["posts"]["template_version"] == "0.2.0"
+    assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 0.2.0\n"
+    assert petrock(shop, "check", templates=templates).stderr.startswith("error: project behind")
+    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
+    whole = petrock(shop, "upgrade", templates=templates)
+    assert whole.returncode == 0, whole.stderr
+    features = (shop / "src/shop/features.py").read_text()
+    assert '"""Every feature (0.2.0)' in features and features.count("register_posts(app)") == 1
+    assert petrock(shop, "check", templates=templates).returncode == 0
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_posts.py"],
+        cwd=shop,
+        env=app_env(shop),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
