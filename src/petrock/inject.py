@@ -28,27 +28,6 @@ def lines_between(text: str, marker: str, path: str = "file") -> list[str]:
     return [line.strip() for line in text[start:end].splitlines() if line.strip()]
 
 
-<<<<<<< HEAD
-def add_line(text: str, marker: str, line: str, path: str = "file", *, keep_sorted: bool = False) -> str:
-    """Add ``line`` inside the marked block unless it is already there.
-
-    It goes last, or with ``keep_sorted`` before the first line that sorts after
-    it (imports, so that isort-style linters stay quiet).
-    """
-    wanted = line.strip()
-    if wanted in lines_between(text, marker, path):
-        return text
-    start, end, indent = _block(text, marker, path)
-    at = end
-    if keep_sorted:
-        offset = start
-        for existing in text[start:end].splitlines(keepends=True):
-            if existing.strip() and existing.strip() > wanted:
-                at = offset
-                break
-            offset += len(existing)
-    return f"{text[:at]}{indent}{wanted}\n{text[at:]}"
-=======
 def add_line(text: str, marker: str, line: str, path: str = "file") -> str:
     """Add ``line`` inside the marked block unless it is already there.
 
@@ -74,7 +53,6 @@ def _import_key(line: str) -> str:
     """Sort key of an import line: its module, as ruff's isort orders them."""
     words = line.split()
     return words[1].lower() if len(words) > 1 else line.lower()
->>>>>>> main
 
 
 def remove_line(text: str, marker: str, line: str, path: str = "file") -> str:

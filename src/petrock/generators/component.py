@@ -148,9 +148,7 @@ def plan_component(
         plan.write(path, text)
 
     registration = (root / component.register_path).read_text()
-    registered = inject.add_line(
-        registration, "imports", component.import_line, component.register_path, keep_sorted=True
-    )
+    registered = inject.add_line(registration, "imports", component.import_line, component.register_path)
     registered = inject.add_line(registered, "components", component.call_line, component.register_path)
     plan.write(component.register_path, registered, edit=True)
 
