@@ -125,15 +125,26 @@ def test_generate_commits_the_component_and_records_it(blog: Path) -> None:
         "Generate command posts/publish-draft with petrock",
     ] and log[0].startswith("Record petrock generation")
     manifest = Manifest.load(blog)
-    assert manifest.features["posts"]["components"] == {"publish_draft": "command"}
-    assert f"src/{APP}/posts/publish_draft.py" in manifest.files
-    assert "tests/test_posts_publish_draft.py" in manifest.files
+    files = [f"src/{APP}/posts/publish_draft.py", "tests/test_posts_publish_draft.py"]
+    assert manifest.features["posts"]["components"] == {
+        "publish_draft": {"kind": "command", "files": {path: git(blog, "hash-object", path).strip() for path in files}}
+    }
+    # not among the template renders that `petrock upgrade` owns
+    assert not set(files) & set(manifest.files)
     assert manifest.commits["component:posts/publish_draft"] == git(blog, "rev-parse", "HEAD~1").strip()
     # register.py changed only by petrock: it still counts as generated (feature remove removes it)
     register = f"src/{APP}/posts/register.py"
     assert manifest.files[register] == git(blog, "hash-object", register).strip()
     module = (blog / f"src/{APP}/posts/publish_draft.py").read_text()
     assert 'TYPE = "posts/publish-draft"' in module and "class PublishDraft(BaseModel):" in module
+
+
+def test_upgrade_keeps_generated_components(blog: Path) -> None:
+    assert petrock(blog, "g", "command", "posts/publish_draft").returncode == 0
+    assert petrock(blog, "g", "worker", "posts/notify_subscribers").returncode == 0
+    upgrade = petrock(blog, "upgrade", "--dry-run")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "publish_draft" not in upgrade.stdout and "notify_subscribers" not in upgrade.stdout
 
 
 def test_running_it_again_reports_identical_and_commits_nothing(blog: Path) -> None:

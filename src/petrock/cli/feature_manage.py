@@ -140,7 +140,10 @@ def summarize(description: dict[str, Any], recorded: dict[str, dict[str, Any]]) 
             "commands": [],
             "queries": [],
             "workers": [],
-            "components": recorded.get(name, {}).get("components", {}),
+            "components": {
+                component: details.get("kind")
+                for component, details in recorded.get(name, {}).get("components", {}).items()
+            },
         }
         for name in names
     }

@@ -140,10 +140,10 @@ def plan_component(
             f"choose another name, e.g. `{name}_item`",
         )
     recorded = manifest.features.get(feature, {}).get("components", {})
-    _refuse_clashes(root, component, recorded.get(name), force=force)
+    _refuse_clashes(root, component, recorded.get(name, {}).get("kind"), force=force)
 
     files = render(component)
-    plan = Plan(root, pristine=manifest.files, force=force)
+    plan = Plan(root, pristine={**manifest.files, **component_files(manifest)}, force=force)
     for path, text in files.items():
         plan.write(path, text)
 
@@ -154,8 +154,11 @@ def plan_component(
 
     updated = copy_manifest(manifest)
     entry = updated.features.setdefault(feature, {})
-    entry["components"] = {**entry.get("components", {}), name: kind}
-    updated.files.update({path: git.blob_id(text) for path, text in files.items()})
+    # Recorded apart from `files` (the template renders that upgrade merges), which never lists components.
+    entry["components"] = {
+        **entry.get("components", {}),
+        name: {"kind": kind, "files": {path: git.blob_id(text) for path, text in files.items()}},
+    }
     keep_pristine(updated, manifest, component.register_path, registration, registered)
     plan.write(MANIFEST, updated.dumps(), edit=True)
     return plan, updated, component
@@ -196,6 +199,17 @@ def render(component: Component) -> dict[str, str]:
     return {
         component.module_path: environment.get_template(f"{component.kind}.py.jinja").render(context),
         component.test_path: environment.get_template(f"test_{component.kind}.py.jinja").render(context),
+    }
+
+
+def component_files(manifest: Manifest, feature: str | None = None) -> dict[str, str]:
+    """Path -> blob id at generation of every component's files (of one feature, or all)."""
+    features = [feature] if feature is not None else list(manifest.features)
+    return {
+        path: blob
+        for name in features
+        for component in manifest.features.get(name, {}).get("components", {}).values()
+        for path, blob in component.get("files", {}).items()
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from petrock import git, inject
 from petrock.errors import UserError
-from petrock.generators.component import copy_manifest, keep_pristine
+from petrock.generators.component import component_files, copy_manifest, keep_pristine
 from petrock.plan import Plan
 from petrock.project import MANIFEST, Manifest
 
@@ -31,11 +31,14 @@ class Removal:
 
 
 def feature_files(manifest: Manifest, feature: str) -> list[str]:
-    """The generated files that belong to ``feature``: its folder, its tests, its components' tests."""
+    """The generated files that belong to ``feature``: its folder and tests, and its components' files."""
     folder = f"src/{manifest.project_name}/{feature}/"
-    components = manifest.features.get(feature, {}).get("components", {})
-    tests = {f"tests/test_{feature}.py", *(f"tests/test_{feature}_{name}.py" for name in components)}
-    return sorted(path for path in manifest.files if path.startswith((folder, f"tests/{feature}/")) or path in tests)
+    rendered = {
+        path
+        for path in manifest.files
+        if path.startswith((folder, f"tests/{feature}/")) or path == f"tests/test_{feature}.py"
+    }
+    return sorted(rendered | component_files(manifest, feature).keys())
 
 
 def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = False) -> Removal:
@@ -51,7 +54,7 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
         raise UserError(f"there is no feature {feature!r}", f"features petrock generated: {known}")
 
     paths = feature_files(manifest, feature)
-    plan = Plan(root, pristine=manifest.files, force=force)
+    plan = Plan(root, pristine={**manifest.files, **component_files(manifest, feature)}, force=force)
     for path in paths:
         plan.delete(path)
 
@@ -67,7 +70,7 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
 
     del updated.features[feature]
     for path in paths:
-        del updated.files[path]
+        updated.files.pop(path, None)  # component files are recorded with the feature, gone with it
     for key in list(updated.commits):
         if key == f"feature:{feature}" or key.startswith(f"component:{feature}/"):
             del updated.commits[key]
