@@ -163,13 +163,16 @@ class Supervisor:
             self._started = False
             return []
         _, pending = await asyncio.wait(shutdowns, timeout=timeout)
-        stuck = []
         for task in pending:
-            handle = shutdowns[task]
-            handle.state = WorkerState.STUCK
-            stuck.append(handle.name)
             task.cancel()
-            logger.warning("worker %r did not stop within %.1fs", handle.name, timeout)
+        # A shutdown can end at the deadline with the worker's own task still running
+        # (it swallowed cancellation): that worker is stuck too.
+        stuck = []
+        for shutdown, handle in shutdowns.items():
+            if shutdown in pending or (handle.task is not None and not handle.task.done()):
+                handle.state = WorkerState.STUCK
+                stuck.append(handle.name)
+                logger.warning("worker %r did not stop within %.1fs", handle.name, timeout)
         self._started = False
         return stuck
 
