@@ -30,7 +30,9 @@ def is_repo(root: Path) -> bool:
 
 def dirty_files(root: Path) -> list[str]:
     """Paths with uncommitted changes (untracked included), relative to the repository."""
-    output = run(root, "status", "--porcelain", "--untracked-files=all", "--", ".").stdout.decode()
+    # --no-optional-locks: asking must not rewrite .git/index (dry runs write nothing).
+    output = run(root, "--no-optional-locks", "status", "--porcelain", "--untracked-files=all", "--", ".").stdout
+    output = output.decode()
     return [line[3:] for line in output.splitlines() if line]
 
 
@@ -38,15 +40,20 @@ def init(root: Path) -> None:
     run(root, "init", "-q", "-b", "main")
 
 
-def _identity(root: Path) -> tuple[str, ...]:
+def identity(root: Path) -> tuple[str, ...]:
+    """``-c`` options giving git an author when the user has none configured (a fresh machine)."""
     configured = run(root, "config", "user.email", check=False).stdout.strip()
     return () if configured else FALLBACK_IDENTITY
 
 
 def commit(root: Path, message: str, paths: Sequence[str] | None = None) -> str:
-    """Stage ``paths`` (everything when None), commit, and return the new commit id."""
+    """Commit ``paths`` only (everything when None), and return the new commit id.
+
+    With ``paths``, changes the user had staged elsewhere stay out of petrock's commit.
+    """
     run(root, "add", "-A", "--", *(paths or ["."]))
-    run(root, *_identity(root), "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+    only = ["--", *paths] if paths else []
+    run(root, *identity(root), "commit", "-q", "--no-verify", "--allow-empty", "-m", message, *only)
     return head(root)
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,28 +22,16 @@ import httpx
 
 from petrock.inject import add_line
 
+from ..support import free_port, run_petrock
+
 APP_NAME = "relapp"
 HOST = "127.0.0.1"
 FEATURE_SOURCES = Path(__file__).parent / "feature_sources"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def petrock(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the real petrock CLI in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "petrock", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
+def petrock(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real petrock CLI in a subprocess, without colours."""
+    return run_petrock(*args, cwd=cwd, env={"NO_COLOR": "1"})
 
 
 def add_feature(app_dir: Path, name: str) -> None:

@@ -86,8 +86,9 @@ raw_bodies = (
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(notes_server: Server) -> Iterator[httpx.Client]:
+    """Per test: a test may restart the module's server, which then listens on a new port."""
     with httpx.Client(base_url=notes_server.url, timeout=30) as client:
         yield client
 

@@ -174,23 +174,7 @@ def fault_run(posts_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
 
 
-KNOWN_BUGS = {
-    "429": "core/summaries.py fails a 429 at once like any 4xx; a rate limit is transient and should be retried "
-    "(with backoff, honouring Retry-After) within SUMMARY_MAX_ATTEMPTS",
-    "drip": "core/summaries.py relies on httpx's per-read timeout, so an API that sends a byte every 0.1 s holds "
-    "the call (and a concurrency slot) for as long as it likes; each attempt needs an overall deadline",
-}
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(fault, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[fault]))
-        if fault in KNOWN_BUGS
-        else fault
-        for fault in FAULTS
-    ],
-)
+@pytest.mark.parametrize("fault", list(FAULTS))
 def test_each_api_fault_is_retried_a_bounded_number_of_times_and_recorded_once(fault_run: FaultRun, fault: str) -> None:
     expected, fewest, most = FAULTS[fault]
     post = f"fault-{fault}"

@@ -85,7 +85,7 @@ class FakeSummaryAPI:
         with self._lock:
             self._default = reply
 
-    def start(self) -> FakeSummaryAPI:
+    def start(self) -> Self:
         self._thread.start()
         return self
 

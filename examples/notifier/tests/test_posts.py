@@ -417,6 +417,7 @@ async def test_stop_cancels_a_call_and_a_restart_makes_it_again_without_duplicat
     await third.start_workers()
     await asyncio.sleep(0.3)
     assert worker_of(third).state.pending_summaries == {}
+    assert worker_of(third).state.last_processed_id == 3  # rebuilt from the log, up to the summary
     await third.close()
 
     assert types(db_path) == [CREATE, REQUEST, SET]

@@ -216,3 +216,19 @@ async def test_a_stopped_command_worker_refuses_more_work(app: App) -> None:
     await worker.stop()
     with pytest.raises(WorkerStopped):
         await worker.work()
+
+
+async def test_a_periodic_worker_can_opt_out_of_wake_up_on_append(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    periodic, reactive = Recorder("periodic"), Recorder("reactive")
+    periodic.wake_on_append = False
+    app.register_worker(periodic)
+    app.register_worker(reactive)
+    await app.start_workers()
+    await wait_until(lambda: periodic.calls.count("work") == 1 and reactive.calls.count("work") == 1)
+    app.dispatch(AddNote(id="a", text="hello"))
+    await wait_until(lambda: reactive.calls.count("work") == 2)
+    await asyncio.sleep(0.05)
+    assert periodic.calls.count("work") == 1
+    await app.close()

@@ -983,7 +983,8 @@ def _worker_class(jobs: FeatureJobs, job: Job, class_name: str) -> cst.ClassDef:
         f'    name = "{jobs.name}/{kebab(job.short_name)}"\n'
         f"{comments}"
         f"    poll_interval = {jobs.module.code_for_node(job.interval)}\n"
-        f"    jitter = 0.0  # the loop slept exactly its interval\n\n"
+        f"    jitter = 0.0  # the loop slept exactly its interval\n"
+        f"    wake_on_append = False  # keep the loop's cadence: run on the interval only\n\n"
         f"    async def start(self, app: App) -> None:\n"
         f'        """Nothing to load: the job kept no state in the log."""\n\n'
         f"    async def work(self) -> None:\n"

@@ -215,11 +215,6 @@ def apply_upgrade(upgrade: Upgrade) -> Applied:
     return Applied(_commit_merging(root, message, paths, render_commit), [])
 
 
-def _identity(root: Path) -> tuple[str, ...]:
-    configured = git.run(root, "config", "user.email", check=False).stdout.strip()
-    return () if configured else git.FALLBACK_IDENTITY
-
-
 def _store_renders(root: Path, renders: dict[str, str], message: str) -> str:
     """Write the pure renders as a parentless commit; returns its id."""
     blobs = {
@@ -227,7 +222,7 @@ def _store_renders(root: Path, renders: dict[str, str], message: str) -> str:
         for path, text in renders.items()
     }
     tree = _make_tree(root, [(path.split("/"), blob) for path, blob in blobs.items()])
-    return git.run(root, *_identity(root), "commit-tree", tree, "-m", message).stdout.decode().strip()
+    return git.run(root, *git.identity(root), "commit-tree", tree, "-m", message).stdout.decode().strip()
 
 
 def _make_tree(root: Path, entries: Iterable[tuple[list[str], str]]) -> str:
@@ -250,7 +245,7 @@ def _commit_merging(root: Path, message: str, paths: list[str], render_commit: s
     tree = git.run(root, "write-tree").stdout.decode().strip()
     head = git.head(root)
     commit = (
-        git.run(root, *_identity(root), "commit-tree", tree, "-p", head, "-p", render_commit, "-m", message)
+        git.run(root, *git.identity(root), "commit-tree", tree, "-p", head, "-p", render_commit, "-m", message)
         .stdout.decode()
         .strip()
     )

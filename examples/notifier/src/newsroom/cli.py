@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from typing import Annotated
 
@@ -55,8 +57,29 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _exit_quietly_after_shutdown()
-    uvicorn.run(create_http_app(app), **options)
+    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind), **options)
     typer.echo(f"stopped {PACKAGE}")
+
+
+def _leave_stuck_workers_behind(stuck: list[str]) -> None:
+    """Bound the exit once the database is closed.
+
+    A worker that ignores cancellation, or a thread that never returns (``asyncio.to_thread``),
+    would keep the event loop or the interpreter from ever finishing. A normal exit comes well
+    before this watchdog fires; a stuck one is cut short with exit code 1.
+    """
+    if stuck:
+        typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time; exiting without them", err=True)
+
+    def leave() -> None:
+        typer.echo("error: shutdown is still waiting for a worker after the database closed; exiting", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    watchdog = threading.Timer(0.5 if stuck else 1.0, leave)
+    watchdog.daemon = True
+    watchdog.start()
 
 
 def _exit_quietly_after_shutdown() -> None:

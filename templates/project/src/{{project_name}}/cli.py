@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Annotated
@@ -61,11 +62,24 @@ def serve(
 
 
 def _leave_stuck_workers_behind(stuck: list[str]) -> None:
-    """A worker that ignores cancellation, or blocks a thread, would keep the event loop from
-    ever finishing. The database is closed by now, so exit shortly without waiting for it."""
+    """Bound the exit once the database is closed.
+
+    A worker that ignores cancellation, or a thread that never returns (``asyncio.to_thread``),
+    would keep the event loop or the interpreter from ever finishing. A normal exit comes well
+    before this watchdog fires; a stuck one is cut short with exit code 1.
+    """
     if stuck:
         typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time; exiting without them", err=True)
-        threading.Timer(0.5, os._exit, (1,)).start()
+
+    def leave() -> None:
+        typer.echo("error: shutdown is still waiting for a worker after the database closed; exiting", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    watchdog = threading.Timer(0.5 if stuck else 1.0, leave)
+    watchdog.daemon = True
+    watchdog.start()
 
 
 def _exit_quietly_after_shutdown() -> None:

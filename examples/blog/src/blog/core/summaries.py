@@ -109,19 +109,23 @@ class ChatCompletionsSummarizer:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         problem = "no attempt made"
+        retry_after = 0.0
         for attempt in range(self.config.max_attempts):
             if attempt:
-                await asyncio.sleep(self.config.retry_backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(max(retry_after, self.config.retry_backoff * 2 ** (attempt - 1)))
             try:
-                response = await self._client.post(self.url, json=body, headers=headers)
-            except httpx.TimeoutException:
+                # httpx's timeout is per read: a server dripping bytes would never trip it.
+                async with asyncio.timeout(self.config.timeout):
+                    response = await self._client.post(self.url, json=body, headers=headers)
+            except (TimeoutError, httpx.TimeoutException):
                 problem = f"timed out after {self.config.timeout:g}s"
                 continue
             except httpx.TransportError as exc:
                 problem = f"could not connect ({type(exc).__name__})"
                 continue
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code == 429:
                 problem = f"HTTP {response.status_code}"
+                retry_after = _retry_after(response)
                 continue
             return self._summary_from(response)
         raise SummaryError(f"summary API failed after {self.config.max_attempts} attempt(s): {problem}")
@@ -147,6 +151,14 @@ class ChatCompletionsSummarizer:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _retry_after(response: httpx.Response, cap: float = 30.0) -> float:
+    """The server's ``Retry-After`` in seconds (rate limits), capped; 0 when absent or a date."""
+    try:
+        return min(cap, max(0.0, float(response.headers.get("retry-after", "0"))))
+    except ValueError:
+        return 0.0
 
 
 def _error_detail(response: httpx.Response) -> str:

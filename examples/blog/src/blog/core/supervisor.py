@@ -48,6 +48,7 @@ class WorkerHandle:
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_on_append: bool = True
     cycles: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -115,6 +116,7 @@ class Supervisor:
                 name,
                 self.poll_interval if poll is None else poll,
                 self.jitter if jitter is None else jitter,
+                wake_on_append=getattr(worker, "wake_on_append", True),
             )
         )
 
@@ -146,7 +148,8 @@ class Supervisor:
         """Wake every worker now (called after each committed append, from any thread)."""
         if threading.get_ident() == self._loop_thread:
             for handle in self._handles:
-                handle.wake.set()
+                if handle.wake_on_append:
+                    handle.wake.set()
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.wake_all)
 
@@ -163,13 +166,16 @@ class Supervisor:
             self._started = False
             return []
         _, pending = await asyncio.wait(shutdowns, timeout=timeout)
-        stuck = []
         for task in pending:
-            handle = shutdowns[task]
-            handle.state = WorkerState.STUCK
-            stuck.append(handle.name)
             task.cancel()
-            logger.warning("worker %r did not stop within %.1fs", handle.name, timeout)
+        # A shutdown can end at the deadline with the worker's own task still running
+        # (it swallowed cancellation): that worker is stuck too.
+        stuck = []
+        for shutdown, handle in shutdowns.items():
+            if shutdown in pending or (handle.task is not None and not handle.task.done()):
+                handle.state = WorkerState.STUCK
+                stuck.append(handle.name)
+                logger.warning("worker %r did not stop within %.1fs", handle.name, timeout)
         self._started = False
         return stuck
 

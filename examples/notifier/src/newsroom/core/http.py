@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -31,8 +31,18 @@ class RequestTooLarge(Exception):
     """The request body is over the limit."""
 
 
-def create_http_app(app: App, *, replay: bool = True, start_workers: bool = True) -> Starlette:
-    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown."""
+def create_http_app(
+    app: App,
+    *,
+    replay: bool = True,
+    start_workers: bool = True,
+    on_closed: Callable[[list[str]], None] | None = None,
+) -> Starlette:
+    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
+
+    ``on_closed`` gets the names of workers that did not stop in time, once the
+    database is closed (``serve`` uses it to leave without them).
+    """
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -43,7 +53,9 @@ def create_http_app(app: App, *, replay: bool = True, start_workers: bool = True
         try:
             yield
         finally:
-            await app.close()
+            stuck = await app.close()
+            if on_closed is not None:
+                on_closed(stuck)
 
     async def index(request: Request) -> Response:
         return app.pages.render("core/index.html", app=app, request=request)
@@ -56,9 +68,9 @@ def create_http_app(app: App, *, replay: bool = True, start_workers: bool = True
         except RequestTooLarge:
             return _error(413, f"request body is over {MAX_BODY_BYTES} bytes")
         try:
-            envelope = json.loads(body)
-        except ValueError:
-            return _error(400, "body is not valid JSON")
+            envelope = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            return _error(400, "body is not valid JSON (or nested too deeply)")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
             return _error(400, 'expected {"type": "feature/verb", "payload": {...}}')
         payload = envelope.get("payload", {})
@@ -152,6 +164,11 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     for error in exc.errors(include_url=False, include_context=False, include_input=False):
         errors.setdefault(".".join(str(part) for part in error["loc"]) or "form", error["msg"])
     return errors
+
+
+def _refuse_constant(name: str) -> float:
+    """NaN and Infinity are not JSON; stored as null they would break replay."""
+    raise ValueError(f"{name} is not allowed")
 
 
 def _media_type(request: Request) -> str:

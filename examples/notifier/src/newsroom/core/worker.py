@@ -23,7 +23,8 @@ once whenever a message is appended, and ``stop`` on shutdown::
     app.register_worker(Greeter())
 
 Optional attributes: ``name`` (defaults to the class name), ``poll_interval``
-and ``jitter`` (seconds; default to the app's). :class:`CommandWorker` adds
+and ``jitter`` (seconds; default to the app's), and ``wake_on_append = False``
+for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
 stored positions, replay and exactly-once dispatch on top.
 """
 

@@ -1,6 +1,6 @@
 """The posts summary worker: asks for a summary of every new post and records the outcome.
 
-It follows the log as a :class:`~..core.CommandWorker`, so its position is
+It follows the log as the core's ``CommandWorker``, so its position is
 committed in the same transaction as the commands it dispatches:
 
 - on ``posts/create`` it dispatches ``posts/request-summary-generation``, exactly once;
