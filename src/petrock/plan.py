@@ -112,12 +112,16 @@ class Plan:
             action = Action.CONFLICT
         return self._add(Change(path, action, old, content, "" if action != Action.CONFLICT else "modified"))
 
-    def delete(self, path: str) -> Change:
-        """Plan ``path`` to be removed (a conflict if the user changed it, unless forced)."""
+    def delete(self, path: str, *, taken_over: bool = False) -> Change:
+        """Plan ``path`` to be removed (a conflict if the user changed it, unless forced).
+
+        ``taken_over`` says its whole content now lives elsewhere in this plan (a migrated
+        ``jobs.py``), so removing it loses nothing the user wrote.
+        """
         old = self._current(path)
         if old is None:
             action, note = Action.SKIP, "already gone"
-        elif self._is_pristine(path, old) or self.force:
+        elif taken_over or self._is_pristine(path, old) or self.force:
             action, note = Action.REMOVE, ""
         else:
             action, note = Action.CONFLICT, "modified"

@@ -135,7 +135,3 @@ def worker(
         no_input=no_input,
         watches=watches,
     )
-
-
-# `feature list` / `feature remove` live on the `feature` group; importing them here registers them at startup.
-import petrock.cli.feature_manage  # noqa: E402, F401

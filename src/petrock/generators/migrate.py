@@ -882,8 +882,7 @@ def _plan_feature(root: Path, jobs: FeatureJobs, migration: Migration, texts: di
     moved = {name for job in convertible for name in (job.start, job.loop_method) if name}
     used = {"__init__", *moved, *(helper for job in convertible for helper in job.helpers)}
     if set(jobs.methods) <= used and not _other_class_members(jobs.cls):
-        migration.plan._pristine[jobs_path] = git.blob_id(jobs.module.code)
-        migration.plan.delete(jobs_path)
+        migration.plan.delete(jobs_path, taken_over=True)
         return
     staying = _reachable(jobs, [job.start for job in jobs.jobs.values() if job.problem])
     for name in sorted(set(jobs.methods) - used - staying):
