@@ -3,7 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= $(shell mktemp -d -t petrock-demo-XXXXXX)
 PORT ?= 8080
 LINTED := $(wildcard src tests bench)
 
@@ -19,10 +18,11 @@ install: $(STAMP)
 
 ## demo: generate an app with a `posts` feature in a temp dir and serve it on 127.0.0.1
 demo: install
-	cd $(DEMO_DIR) && $(CURDIR)/$(BIN)/petrock new blog
-	cd $(DEMO_DIR)/blog && $(CURDIR)/$(BIN)/petrock feature add posts
-	@echo "demo app in $(DEMO_DIR)/blog — open http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
-	cd $(DEMO_DIR)/blog && $(CURDIR)/$(BIN)/petrock serve --port $(PORT)
+	@dir="$${DEMO_DIR:-$$(mktemp -d -t petrock-demo-XXXXXX)}" && \
+	cd "$$dir" && $(CURDIR)/$(BIN)/petrock new blog && \
+	cd blog && $(CURDIR)/$(BIN)/petrock feature add posts && \
+	echo "demo app in $$dir/blog — open http://127.0.0.1:$(PORT)/posts (Ctrl-C stops it)" && \
+	$(CURDIR)/$(BIN)/petrock serve --port $(PORT)
 
 ## test: the whole suite (petrock's tests, generated apps' own tests, examples, reliability)
 test: install

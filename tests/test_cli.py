@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from petrock import __version__
 from petrock.cli import app
 
-from .support import run_petrock
+from .support import new_app, run_petrock, tree_snapshot
 
 runner = CliRunner()
 
@@ -57,3 +59,23 @@ def test_a_user_error_is_one_line_without_traceback() -> None:
 
 def test_unknown_command_exits_non_zero() -> None:
     assert run_petrock("frobnicate").returncode != 0
+
+
+def test_json_mode_reports_errors_as_json_on_stdout(tmp_path: Path) -> None:
+    result = run_petrock("feature", "add", "Bad-Name", "--json", cwd=new_app(tmp_path))
+    assert result.returncode == 2
+    error = json.loads(result.stdout)
+    assert "not a valid feature name" in error["error"] and error["fix"] == "did you mean `bad_name`?"
+    assert result.stderr.startswith("error: ")
+
+
+def test_a_dry_run_works_on_a_dirty_tree_and_writes_nothing(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    (root / "notes.txt").write_text("work in progress\n")
+    before = tree_snapshot(root)
+    result = run_petrock("feature", "add", "posts", "--dry-run", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing was written" in result.stdout
+    assert tree_snapshot(root) == before
+    refused = run_petrock("feature", "add", "posts", cwd=root)
+    assert refused.returncode == 1 and "uncommitted changes (notes.txt)" in refused.stderr

@@ -81,3 +81,19 @@ def test_component_names_accept_dashes() -> None:
     assert component_identifier("publish-draft") == "publish_draft"
     with pytest.raises(InvalidName):
         component_identifier("Publish")
+
+
+def test_sentences_use_the_right_article() -> None:
+    assert FeatureNames.of("order_items").a_item == "an order item"
+    assert FeatureNames.of("posts").a_item == "a post"
+
+
+@pytest.mark.parametrize("name", ["list", "remove", "add", "help"])
+def test_feature_subcommand_names_are_not_feature_names(name: str) -> None:
+    with pytest.raises(InvalidName, match="subcommand"):
+        validate_feature_name(name, app="blog")
+
+
+def test_a_keyword_gets_a_usable_suggestion() -> None:
+    with pytest.raises(InvalidName, match="try `my_class`"):
+        validate_feature_name("class", app="blog")

@@ -23,6 +23,8 @@ APP_DEPENDENCIES = frozenset(
 # Names of the generated app's own modules.
 APP_MODULES = frozenset({"core", "features", "cli", "main", "tests", "templates", "static"})
 TOOL_NAMES = frozenset({"petrock", "copier", "app"})
+# `petrock feature NAME` is short for `feature add NAME`, so a feature cannot be named like a subcommand.
+FEATURE_SUBCOMMANDS = frozenset({"add", "list", "remove", "help", "ls", "rm"})
 
 
 def suggest(name: str) -> str | None:
@@ -50,7 +52,7 @@ def _shape_error(kind: str, name: str) -> InvalidName | None:
         )
         return InvalidName(f"{name!r} is not a valid {kind} name (a lowercase Python identifier)", fix)
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        return InvalidName(f"{name!r} is a Python keyword and cannot be a {kind} name", f"try `{name}s` or `my_{name}`")
+        return InvalidName(f"{name!r} is a Python keyword and cannot be a {kind} name", f"try `my_{name}`")
     return None
 
 
@@ -86,6 +88,8 @@ def validate_feature_name(name: str, *, app: str) -> str:
     """Return ``name`` if it can be a feature of ``app``, else raise InvalidName."""
     if error := _shape_error("feature", name):
         raise error
+    if name in FEATURE_SUBCOMMANDS:
+        raise InvalidName(f"{name!r} is a `petrock feature` subcommand, not a feature name", f"try `{name}_items`")
     if name in APP_MODULES or name == app:
         raise InvalidName(f"{name!r} is already a module of the app", f"try `{name}_items` or another name")
     if reason := _clash(name):
@@ -149,6 +153,7 @@ class FeatureNames:
     title: str  # Posts, Order items
     item_title: str  # Post, Order item
     kebab: str  # posts, order-items: URL paths
+    a_item: str  # a post, an order item: in sentences
 
     @classmethod
     def of(cls, name: str) -> FeatureNames:
@@ -156,4 +161,15 @@ class FeatureNames:
         item = "_".join([*parts[:-1], singular(parts[-1])])
         if item == name:
             item = f"{name}_item"
-        return cls(name, item, pascal(item), pascal(name), title(name), title(item), kebab(name))
+        item_title = title(item)
+        article = "an" if item_title[0].lower() in "aeiou" else "a"
+        return cls(
+            name,
+            item,
+            pascal(item),
+            pascal(name),
+            title(name),
+            item_title,
+            kebab(name),
+            f"{article} {item_title.lower()}",
+        )

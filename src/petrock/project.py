@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from petrock.errors import NotInApp, UserError
+from petrock import git
+from petrock.errors import DirtyTree, NotInApp, UserError
 
 MANIFEST = ".petrock.toml"
 
@@ -80,3 +81,14 @@ def find_root(start: Path | None = None) -> Path:
         if (directory / MANIFEST).is_file():
             return directory
     raise NotInApp(f"no petrock app here ({here})", "run this inside an app made by `petrock new`")
+
+
+def require_clean(root: Path, *, allow_dirty: bool) -> None:
+    """Refuse to mix petrock's commit with uncommitted work (unless the user says so, or there is no git)."""
+    if allow_dirty or not git.is_repo(root):
+        return
+    if dirty := git.dirty_files(root):
+        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+        raise DirtyTree(
+            f"the app has uncommitted changes ({shown})", "commit or stash them first, or pass --allow-dirty"
+        )

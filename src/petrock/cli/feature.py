@@ -61,7 +61,7 @@ def add(
     """
     from petrock.generators.feature import add_feature, plan_feature
 
-    planned = plan_feature(name, force=force, allow_dirty=allow_dirty)
+    planned = plan_feature(name, force=force, allow_dirty=allow_dirty or dry_run)
     extra = {"feature": name, "root": str(planned.root)}
     if dry_run:
         show_plan(planned.plan, dry_run=True, as_json=as_json, extra=extra)

@@ -66,9 +66,8 @@ def remove(
 
       petrock feature remove posts
     """
-    from petrock.generators.component import require_clean
     from petrock.generators.remove import plan_remove, remove_feature
-    from petrock.project import Manifest, find_root
+    from petrock.project import Manifest, find_root, require_clean
 
     root = find_root()
     manifest = Manifest.load(root)

@@ -45,8 +45,8 @@ def _generate(
     no_input: bool,
     watches: str | None = None,
 ) -> None:
-    from petrock.generators.component import apply_and_commit, plan_component, require_clean
-    from petrock.project import Manifest, find_root
+    from petrock.generators.component import apply_and_commit, plan_component
+    from petrock.project import Manifest, find_root, require_clean
 
     root = find_root()
     manifest = Manifest.load(root)

@@ -61,7 +61,7 @@ def migrate_jobs(
     from petrock.generators.migrate import apply_migration, plan_migration
     from petrock.project import find_root
 
-    migration = plan_migration(find_root(), feature, allow_dirty=allow_dirty)
+    migration = plan_migration(find_root(), feature, allow_dirty=allow_dirty or dry_run)
     commit = None if dry_run else apply_migration(migration)
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, "commit": commit, **migration.to_json()}, indent=2))
@@ -100,7 +100,7 @@ def upgrade(
     from petrock.generators.upgrade import apply_upgrade, plan_upgrade
     from petrock.project import find_root
 
-    planned = plan_upgrade(find_root(), feature=feature, allow_dirty=allow_dirty)
+    planned = plan_upgrade(find_root(), feature=feature, allow_dirty=allow_dirty or dry_run)
     applied = None if dry_run else apply_upgrade(planned)
     if as_json:
         result = {"dry_run": dry_run, **planned.to_json()}

@@ -37,6 +37,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except UserError as error:
+            if kwargs.get("as_json"):  # scripts asked for JSON: they get it for errors too
+                typer.echo(json.dumps({"error": error.what, "fix": error.fix, "exit_code": error.exit_code}))
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from petrock import git, inject
-from petrock.errors import AlreadyExists, DirtyTree, InvalidName, UserError
+from petrock.errors import AlreadyExists, InvalidName, UserError
 from petrock.generators.new_project import record_commit
 from petrock.names import FeatureNames, component_identifier, kebab, pascal, suggest, title
 from petrock.plan import Plan
@@ -234,15 +234,6 @@ def copy_manifest(manifest: Manifest) -> Manifest:
 
 def _deep_copy(entry: dict[str, Any]) -> dict[str, Any]:
     return {key: _deep_copy(value) if isinstance(value, dict) else value for key, value in entry.items()}
-
-
-def require_clean(root: Path, *, allow_dirty: bool) -> None:
-    """Refuse to mix petrock's commit with uncommitted work (unless the user says so)."""
-    if allow_dirty or not git.is_repo(root):
-        return
-    if dirty := git.dirty_files(root):
-        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
-        raise DirtyTree(f"the app has uncommitted changes ({shown})", "commit or stash them, or pass --allow-dirty")
 
 
 def apply_and_commit(plan: Plan, manifest: Manifest, message: str, *, record_as: str | None = None) -> str | None:

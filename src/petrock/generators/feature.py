@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from petrock import __version__, git
-from petrock.errors import AlreadyExists, DirtyTree, InvalidName
+from petrock.errors import AlreadyExists, InvalidName
 from petrock.generators.new_project import record_commit
 from petrock.inject import add_line
 from petrock.names import FeatureNames, validate_feature_name
 from petrock.plan import Plan
-from petrock.project import MANIFEST, Manifest, find_root
+from petrock.project import MANIFEST, Manifest, find_root, require_clean
 from petrock.render import render_folder
 from petrock.templates import template_version, templates_dir
 
@@ -102,11 +102,7 @@ def plan_feature(
             f"feature {name!r} already exists ({package})", "choose another name, or pass --force to render it again"
         )
     use_git = git.is_repo(root)
-    if use_git and not allow_dirty and (dirty := git.dirty_files(root)):
-        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
-        raise DirtyTree(
-            f"the app has uncommitted changes ({shown})", "commit or stash them first, or pass --allow-dirty"
-        )
+    require_clean(root, allow_dirty=allow_dirty)
 
     files = render_feature(manifest.project_name, name)
     plan = Plan(root, pristine=manifest.files, force=force)

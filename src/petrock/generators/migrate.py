@@ -22,10 +22,10 @@ import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from petrock import git
-from petrock.errors import DirtyTree, UserError
+from petrock.errors import UserError
 from petrock.names import kebab, pascal
 from petrock.plan import Plan
-from petrock.project import Manifest
+from petrock.project import Manifest, require_clean
 
 MARK = "# petrock: could not migrate"
 SPAWNERS = {"create_task", "ensure_future"}
@@ -113,11 +113,7 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     manifest = Manifest.load(root)
     package = manifest.package_dir(root)
     _require_worker_runtime(package)
-    if not allow_dirty and git.is_repo(root) and (dirty := git.dirty_files(root)):
-        raise DirtyTree(
-            f"the app has uncommitted changes ({', '.join(dirty[:3])}{', …' if len(dirty) > 3 else ''})",
-            "commit or stash them first, or pass --allow-dirty",
-        )
+    require_clean(root, allow_dirty=allow_dirty)
     names = sorted(path.parent.name for path in package.glob("*/jobs.py") if path.parent.name != "core")
     if feature is not None:
         if feature not in names:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from petrock import git
-from petrock.errors import DirtyTree, GitError, UserError
+from petrock.errors import GitError, UserError
 from petrock.merge import carry_marker_blocks, files_with_conflict_markers, merge_text
 from petrock.plan import Plan
-from petrock.project import MANIFEST, Manifest
+from petrock.project import MANIFEST, Manifest, require_clean
 from petrock.templates import template_version
 
 TEMPLATES_REF = "refs/petrock/templates"
@@ -95,11 +95,7 @@ def plan_upgrade(root: Path, *, feature: str | None = None, allow_dirty: bool = 
     manifest = Manifest.load(root)
     if not git.is_repo(root):
         raise GitError(f"{root} is not a git repository", "upgrade merges from the app's history; run `git init` first")
-    if not allow_dirty and (dirty := git.dirty_files(root)):
-        raise DirtyTree(
-            f"the app has uncommitted changes ({', '.join(dirty[:3])}{', …' if len(dirty) > 3 else ''})",
-            "commit or stash them first, or pass --allow-dirty",
-        )
+    require_clean(root, allow_dirty=allow_dirty)
     installed = template_version()
     if feature is not None and feature not in manifest.features:
         known = ", ".join(sorted(manifest.features)) or "none"
