@@ -191,3 +191,28 @@ def test_reload_serves_and_stops_cleanly(app_root: Path, servers: list[Server], 
     assert code == 0, server.text()
     assert seconds < STOP_TIMEOUT + 5
     assert "Started reloader process" in server.text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_killing_petrock_with_sigkill_does_not_orphan_the_app(app_root: Path, servers: list[Server]) -> None:
+    server = Server(app_root)
+    servers.append(server)
+    server.wait_healthy()
+    server.kill()  # SIGKILL: petrock cannot pass anything on
+    deadline = time.monotonic() + STOP_TIMEOUT + 5
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{server.url}/healthz", timeout=0.5)
+        except httpx.TransportError:
+            break  # the app stopped with its parent
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the app kept serving after petrock was killed")
+    with open(app_root / "app.db.lock", "w") as lock:  # and it lets go of the database, cleanly
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the app still holds the database"
+                time.sleep(0.1)

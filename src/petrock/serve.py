@@ -11,6 +11,8 @@ stop exits 0.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import os
 import signal
@@ -34,6 +36,7 @@ DEFAULT_DB = "app.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 # How long past its own stop timeout the app gets before petrock kills it.
 KILL_GRACE = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -182,7 +185,13 @@ def run(command: ServeCommand, *, stop_timeout: float, echo: Callable[[str], Non
 
     stop_requested_at: float | None = None
     with _handling(STOP_SIGNALS, remember):
-        child = subprocess.Popen(command.argv, cwd=command.cwd, env=command.env, process_group=0)
+        child = subprocess.Popen(
+            command.argv,
+            cwd=command.cwd,
+            env=command.env,
+            process_group=0,
+            preexec_fn=_stop_when_petrock_dies,  # noqa: PLW1509 - petrock runs no other threads
+        )
         while child.poll() is None:
             while received:
                 stop_requested_at = stop_requested_at or time.monotonic()
@@ -194,6 +203,15 @@ def run(command: ServeCommand, *, stop_timeout: float, echo: Callable[[str], Non
                 return 1
             time.sleep(0.05)
     return exit_code(child.returncode, stopped=stop_requested_at is not None or bool(received))
+
+
+def _stop_when_petrock_dies() -> None:
+    """In the child, before the app starts: on Linux, have the kernel send it SIGTERM when
+    petrock dies, even by ``kill -9``, so no server is left running without its parent."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def exit_code(returncode: int, *, stopped: bool) -> int:
