@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from petrock.cli import app
+from petrock.cli.options import AllowDirty, AsJson, DryRun, Force, NoInput
 from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
 
 generate_app = typer.Typer(
@@ -27,11 +28,6 @@ Target = Annotated[
         metavar="FEATURE/NAME", help="e.g. posts/publish_draft (or posts/publish-draft).", show_default=False
     ),
 ]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan and a diff; write nothing.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the plan or result as JSON.")]
-Force = Annotated[bool, typer.Option("--force", help="Overwrite files you changed.")]
-AllowDirty = Annotated[bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes.")]
-NoInput = Annotated[bool, typer.Option("--no-input", help="Never ask; fail if something is missing.")]
 
 
 def _generate(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from petrock.cli import app
+from petrock.cli.options import AllowDirty, AsJson, DryRun
 from petrock.cli.output import STATUS_STYLES, reports_errors
 from petrock.errors import ConflictError, UserError
 
@@ -19,10 +20,6 @@ migrate_app = typer.Typer(
     help="Move an app off old patterns.", no_args_is_help=True, rich_markup_mode=None, add_completion=False
 )
 app.add_typer(migrate_app, name="migrate")
-
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would change, with a diff; write nothing.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-AllowDirty = Annotated[bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes in the app.")]
 
 
 def _status_lines(rows: Iterable[tuple[str, str, str]]) -> None:
