@@ -244,6 +244,16 @@ def test_the_json_api_creates_and_lists(client: TestClient) -> None:
     assert client.get("/queries/posts/get", params={"id": "missing"}).status_code == 404
 
 
+def test_clients_cannot_forge_the_workers_summary_commands(client: TestClient, feature_app: App) -> None:
+    item_id = create(feature_app)
+    version = feature_app.log.version()
+    forged = {"request_id": "forged", "item_id": item_id, "summary": "FORGED"}
+    for verb in ("request-summary-generation", "set-generated-summary", "fail-summary-generation"):
+        response = client.post("/commands", json={"type": f"posts/{verb}", "payload": forged})
+        assert response.status_code == 404
+    assert feature_app.log.version() == version
+
+
 # --- pages ---
 
 

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from newsroom.core import App, MessageLog, NotFound
+from newsroom.core.commands import StateDiverged
 from newsroom.main import build_app
 
 from .conftest import AddNote, RemoveNote, register_notes
@@ -61,3 +62,22 @@ def test_the_generated_app_builds_with_its_features(db_path: Path) -> None:
     app = build_app(str(db_path))
     assert app.describe()["log"]["version"] == 0
     app.log.close()
+
+
+def test_state_that_did_not_commit_stops_the_app_taking_commands(app: App) -> None:
+    """Two commands in one commit, the second refused: the first changed memory but is not in the log."""
+    notes = register_notes(app)
+    with pytest.raises(NotFound):
+        app.commit([AddNote(id="a", text="one"), RemoveNote(id="missing")])
+    assert app.log.version() == 0 and notes.items == {"a": "one"}  # memory and log disagree...
+    with pytest.raises(StateDiverged):  # ...so nothing more is accepted until a restart replays
+        app.dispatch(AddNote(id="b", text="two"))
+    assert app.log.version() == 0
+
+
+def test_a_refused_first_command_leaves_the_app_healthy(app: App) -> None:
+    register_notes(app)
+    with pytest.raises(NotFound):
+        app.commit([RemoveNote(id="missing"), AddNote(id="a", text="one")])
+    assert app.diverged is None
+    app.dispatch(AddNote(id="b", text="two"))

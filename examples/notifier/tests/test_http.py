@@ -77,3 +77,16 @@ def test_index_lists_commands_and_queries(client: TestClient) -> None:
 
 def test_healthz_reports_ok(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_commands_only_workers_send_are_not_on_the_http_api(app: App) -> None:
+    from pydantic import BaseModel
+
+    class Internal(BaseModel):
+        id: str
+
+    app.commands.register("notes/internal", Internal, public=False)
+    register_notes(app)
+    with TestClient(create_http_app(app)) as client:
+        assert post(client, "notes/internal", {"id": "x"}).status_code == 404
+        assert app.log.version() == 0

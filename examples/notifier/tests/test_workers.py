@@ -232,3 +232,15 @@ async def test_a_periodic_worker_can_opt_out_of_wake_up_on_append(db_path: Path)
     await asyncio.sleep(0.05)
     assert periodic.calls.count("work") == 1
     await app.close()
+
+
+async def test_workers_start_again_after_a_stop(app: App) -> None:
+    worker = Recorder("again")
+    app.register_worker(worker)
+    await app.start_workers()
+    await wait_until(lambda: "work" in worker.calls)
+    await app.stop_workers()
+    worker.calls.clear()
+    await app.start_workers()
+    await wait_until(lambda: worker.calls[:2] == ["start", "work"])
+    await app.stop_workers()

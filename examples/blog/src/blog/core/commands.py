@@ -29,6 +29,11 @@ class NotFound(CommandRejected):
     status_code = 404
 
 
+class StateDiverged(RuntimeError):
+    """State was changed for a command that then failed to commit: memory no longer matches
+    the log, so the app refuses further commands until a restart replays the log."""
+
+
 class UnknownCommand(LookupError):
     """No command is registered under that type."""
 
@@ -40,6 +45,7 @@ class CommandSpec:
     type: str
     model: type[BaseModel]
     handler: StateHandler | None
+    public: bool = True  # False: only the app's own workers dispatch it; HTTP clients get a 404
 
     @property
     def feature(self) -> str:
@@ -53,13 +59,19 @@ class CommandRegistry:
         self._by_type: dict[str, CommandSpec] = {}
         self._by_model: dict[type[BaseModel], CommandSpec] = {}
 
-    def register(self, type: str, model: type[BaseModel], handler: StateHandler | None = None) -> None:
-        """Add a command type; ``handler`` applies it to state (None for log-only commands)."""
+    def register(
+        self, type: str, model: type[BaseModel], handler: StateHandler | None = None, *, public: bool = True
+    ) -> None:
+        """Add a command type; ``handler`` applies it to state (None for log-only commands).
+
+        ``public=False`` keeps it off the HTTP API: for commands only workers may send,
+        such as a summary's outcome.
+        """
         if "/" not in type:
             raise ValueError(f"command type {type!r} must look like 'feature/verb'")
         if type in self._by_type:
             raise ValueError(f"command {type!r} is already registered")
-        spec = CommandSpec(type, model, handler)
+        spec = CommandSpec(type, model, handler, public)
         self._by_type[type] = spec
         self._by_model[model] = spec
 

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .app import App
-from .commands import CommandRejected
+from .commands import CommandRejected, StateDiverged
 from .queries import UnknownQuery
 from .supervisor import WorkerState
 
@@ -77,7 +77,7 @@ def create_http_app(
         if not isinstance(payload, dict):
             return _error(400, "payload must be a JSON object")
         spec = app.commands.find(envelope["type"])
-        if spec is None:
+        if spec is None or not spec.public:
             return _error(404, f"unknown command type {envelope['type']!r}")
         try:
             command = spec.model.model_validate(payload)
@@ -87,6 +87,8 @@ def create_http_app(
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
+        except StateDiverged as exc:
+            return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
             status_code=201,
@@ -112,9 +114,14 @@ def create_http_app(
 
     async def healthz(_: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
-        healthy = all(w["state"] != WorkerState.FAILED for w in workers)
+        healthy = app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
         return JSONResponse(
-            {"status": "ok" if healthy else "degraded", "version": app.log.version(), "workers": workers},
+            {
+                "status": "ok" if healthy else "degraded",
+                "version": app.log.version(),
+                "workers": workers,
+                "diverged": app.diverged,
+            },
             status_code=200 if healthy else 503,
         )
 

@@ -141,6 +141,8 @@ class Supervisor:
                 logs[id(own_log)] = own_log
         self._unsubscribe = [log.subscribe(self.wake_all) for log in logs.values()]
         for handle in self._handles:
+            # Fresh events: after stop(), a second start must not see the old stop request.
+            handle.wake, handle.stopping = asyncio.Event(), asyncio.Event()
             handle.task = asyncio.create_task(self._run(handle), name=f"worker:{handle.name}")
         logger.info("started %d worker(s)", len(self._handles))
 

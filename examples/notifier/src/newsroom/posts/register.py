@@ -32,16 +32,17 @@ def register(app: App) -> None:
     state = PostsState()
     app.add_feature("posts", TEMPLATES)
 
-    commands = [
-        ("posts/create", CreatePost, state.create),
-        ("posts/update", UpdatePost, state.update),
-        ("posts/delete", DeletePost, state.delete),
+    app.commands.register("posts/create", CreatePost, state.create)
+    app.commands.register("posts/update", UpdatePost, state.update)
+    app.commands.register("posts/delete", DeletePost, state.delete)
+    # Only the summary worker sends these; HTTP clients cannot forge a summary or spend the API budget.
+    summaries = [
         ("posts/request-summary-generation", RequestSummaryGeneration, state.request_summary),
         ("posts/fail-summary-generation", FailSummaryGeneration, state.fail_summary),
         ("posts/set-generated-summary", SetGeneratedSummary, state.set_summary),
     ]
-    for command_type, model, handler in commands:
-        app.commands.register(command_type, model, handler)
+    for command_type, model, handler in summaries:
+        app.commands.register(command_type, model, handler, public=False)
 
     app.queries.register("posts/get", GetPost, partial(get_post, state))
     app.queries.register("posts/list", ListPosts, partial(list_posts, state))

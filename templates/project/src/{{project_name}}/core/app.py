@@ -6,6 +6,7 @@ the database. Everything it needs comes in through its constructor.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from .commands import CommandRegistry
+from .commands import CommandRegistry, StateDiverged
 from .kv import KeyValueStore
 from .log import Message, MessageLog, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
 from .supervisor import Supervisor
 from .worker import Worker
+
+logger = logging.getLogger(__name__)
 
 
 class App:
@@ -44,6 +47,7 @@ class App:
         self.links: list[tuple[str, str]] = []
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
+        self.diverged: str | None = None  # set when memory stopped matching the log (see commit)
         self.supervisor = Supervisor(self, poll_interval=poll_interval, jitter=jitter, random=random)
 
     # --- registration (called from each feature's register.py) ---
@@ -82,17 +86,31 @@ class App:
 
         A state handler that raises rolls the whole transaction back, so a
         refused command is never in the log. Handlers check before they mutate.
+        If anything fails after a handler has changed state (a later command is
+        refused, the commit itself fails), memory no longer matches the log: the
+        app then refuses every command (:class:`StateDiverged`) until a restart
+        replays the log.
         """
+        if self.diverged is not None:
+            raise StateDiverged(self.diverged)
         specs = [self.commands.spec_for(command) for command in commands]
         messages = []
-        with self.log.transaction():
-            for spec, command in zip(specs, commands, strict=True):
-                message = self.log.append(spec.type, command.model_dump_json())
-                if spec.handler is not None:
-                    spec.handler(command, message)
-                messages.append(message)
-            if position is not None:
-                self.log.set_position(*position)
+        changed_state = False
+        try:
+            with self.log.transaction():
+                for spec, command in zip(specs, commands, strict=True):
+                    message = self.log.append(spec.type, command.model_dump_json())
+                    if spec.handler is not None:
+                        spec.handler(command, message)
+                        changed_state = True
+                    messages.append(message)
+                if position is not None:
+                    self.log.set_position(*position)
+        except BaseException as exc:
+            if changed_state:
+                self.diverged = f"state changed for a command that did not commit ({exc!r}); restart to replay the log"
+                logger.critical("%s", self.diverged)
+            raise
         return messages
 
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:

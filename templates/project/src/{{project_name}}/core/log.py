@@ -230,7 +230,13 @@ class Transaction:
             return
         try:
             if exc_type is None:
-                log._db.execute("COMMIT")
+                try:
+                    log._db.execute("COMMIT")
+                except BaseException:  # disk full, I/O error: leave no half-open transaction behind
+                    if log._db.in_transaction:
+                        log._db.execute("ROLLBACK")
+                    log._appended = False
+                    raise
             else:
                 log._db.execute("ROLLBACK")
                 log._appended = False

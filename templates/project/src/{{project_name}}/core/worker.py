@@ -120,7 +120,9 @@ class CommandWorker:
 
     Its position is stored in the app's database and committed in the same
     transaction as the commands a handler dispatched, so a crash never loses or
-    repeats them. Handlers see the validated command model when the type is
+    repeats them. Side effects a handler performs itself (an e-mail, an API call)
+    happen at least once: a crash before the commit repeats them, so send an
+    idempotency key where the other side accepts one. Handlers see the validated command model when the type is
     registered with the app, else the decoded payload (a dict).
     """
 
