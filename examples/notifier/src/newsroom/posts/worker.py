@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from ..core import App, CommandRejected, CommandWorker, Context
 from ..core.summaries import Summarizer, SummaryConfig, SummaryError, make_summarizer
 from .commands import (
@@ -89,6 +91,8 @@ class SummaryWorker(CommandWorker):
     async def start(self, app: App) -> None:
         """Rebuild the pending requests from the log (calling nothing), then be ready to work."""
         self.state = SummaryWorkerState()
+        if self.summarizer is not None:  # a retried start: close the previous attempt's client
+            await self.summarizer.aclose()
         self.summarizer = make_summarizer(self.config)
         await super().start(app)
 
@@ -150,7 +154,7 @@ class SummaryWorker(CommandWorker):
         for pending in waiting[:free]:
             call = asyncio.create_task(self._summarize(summarizer, pending), name=f"{self.name}:{pending.request_id}")
             self.in_flight[pending.request_id] = call
-            call.add_done_callback(lambda _, request_id=pending.request_id: self._finished(request_id))
+            call.add_done_callback(lambda done, request_id=pending.request_id: self._finished(request_id, done))
 
     async def _summarize(self, summarizer: Summarizer, pending: PendingSummary) -> None:
         """Make one call and dispatch its outcome. Cancelled by ``stop``, it dispatches nothing."""
@@ -167,9 +171,14 @@ class SummaryWorker(CommandWorker):
                 request_id=pending.request_id, item_id=pending.item_id, error_message="unexpected error (see the log)"
             )
         else:
-            outcome = SetGeneratedSummary(
-                request_id=pending.request_id, item_id=pending.item_id, summary=summary[:MAX_SUMMARY_LENGTH]
-            )
+            try:
+                outcome = SetGeneratedSummary(
+                    request_id=pending.request_id, item_id=pending.item_id, summary=summary[:MAX_SUMMARY_LENGTH]
+                )
+            except ValidationError:  # e.g. a custom summarizer returned blank text
+                outcome = FailSummaryGeneration(
+                    request_id=pending.request_id, item_id=pending.item_id, error_message="the summary was unusable"
+                )
         self._record(outcome)
 
     def _record(self, outcome: SetGeneratedSummary | FailSummaryGeneration) -> None:
@@ -181,8 +190,15 @@ class SummaryWorker(CommandWorker):
         with self.state.lock:
             self.state.pending_summaries.pop(outcome.request_id, None)
 
-    def _finished(self, request_id: str) -> None:
-        """A call ended: free its slot and wake the worker so the next pending request starts now."""
+    def _finished(self, request_id: str, call: asyncio.Task[None]) -> None:
+        """A call ended: free its slot and wake the worker so the next pending request starts now.
+
+        A call that crashed (its outcome could not be recorded) waits for the next poll
+        instead, so a lasting failure is not retried in a tight loop.
+        """
         self.in_flight.pop(request_id, None)
-        if self.state.pending_summaries:
+        crashed = not call.cancelled() and call.exception() is not None
+        if crashed:
+            logger.error("summary request %s could not be recorded: %r", request_id, call.exception())
+        elif self.state.pending_summaries:
             self.app.supervisor.wake_all()
