@@ -36,6 +36,7 @@ URL = "/posts"
 SECRET = "sk-test-never-shown"
 CREATE = "posts/create"
 DELETE = "posts/delete"
+UPDATE = "posts/update"
 REQUEST = "posts/request-summary-generation"
 SET = "posts/set-generated-summary"
 FAIL = "posts/fail-summary-generation"
@@ -330,6 +331,22 @@ async def test_a_new_item_gets_its_summary_from_the_api(summary_api: FakeSummary
     assert request.headers["idempotency-key"] == item["summary_request_id"]
     assert request.body["model"] == "test-model"
     assert request.body["messages"][-1] == {"role": "user", "content": item["content"]}
+
+
+@pytest.mark.anyio
+async def test_an_edit_of_the_content_is_summarized_again_and_a_title_edit_is_not(
+    summary_api: FakeSummaryAPI, db_path: Path
+) -> None:
+    app = start_app(db_path)
+    await app.start_workers()
+    item_id = create(app, "Hello", "The first content.")
+    await eventually(lambda: is_settled(app, item_id))
+    app.dispatch(UpdatePost(id=item_id, title="Renamed", content="The first content."))
+    app.dispatch(UpdatePost(id=item_id, title="Renamed", content="The edited content."))
+    await eventually(lambda: summary_of(app, item_id)["summary"] == FakeSummaryAPI.summary_for("The edited content."))
+    await app.close()
+
+    assert types(db_path) == [CREATE, REQUEST, SET, UPDATE, UPDATE, REQUEST, SET]
 
 
 @pytest.mark.anyio

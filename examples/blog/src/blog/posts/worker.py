@@ -1,9 +1,10 @@
-"""The posts summary worker: asks for a summary of every new post and records the outcome.
+"""The posts summary worker: asks for a summary of every new or edited post and records the outcome.
 
 It follows the log as the core's ``CommandWorker``, so its position is
 committed in the same transaction as the commands it dispatches:
 
-- on ``posts/create`` it dispatches ``posts/request-summary-generation``, exactly once;
+- on ``posts/create``, and on ``posts/update`` when the content changed, it dispatches
+  ``posts/request-summary-generation``, exactly once; a newer request supersedes a pending one;
 - it keeps the requests that have no outcome yet in ``SummaryWorkerState.pending_summaries``,
   rebuilt from the log on start minus those already set or failed;
 - after each cycle it calls the summary API for pending requests, a few at a time, and
@@ -35,6 +36,7 @@ from .commands import (
     FailSummaryGeneration,
     RequestSummaryGeneration,
     SetGeneratedSummary,
+    UpdatePost,
     new_id,
 )
 from .state import PostsState
@@ -63,6 +65,7 @@ class SummaryWorkerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_processed_id: int = 0  # the newest message applied to this state
     pending_summaries: dict[str, PendingSummary] = field(default_factory=dict)  # by request id
+    requested_content: dict[str, str] = field(default_factory=dict)  # item id -> content last sent for summary
 
 
 class SummaryWorker(CommandWorker):
@@ -82,6 +85,7 @@ class SummaryWorker(CommandWorker):
         self.summarizer: Summarizer | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # API calls by request id
         self.on("posts/create", self.request_summary)
+        self.on("posts/update", self.request_summary_of_edit)
         self.on("posts/request-summary-generation", self.track_request)
         self.on("posts/set-generated-summary", self.forget_request)
         self.on("posts/fail-summary-generation", self.forget_request)
@@ -109,17 +113,30 @@ class SummaryWorker(CommandWorker):
 
     # --- reacting to the log (during replay too; dispatches are dropped then) ---
 
-    def request_summary(self, command: CreatePost, ctx: Context) -> None:
-        """A new post: ask for its summary, unless it was deleted before we got here."""
+    def request_summary(self, command: CreatePost | UpdatePost, ctx: Context) -> None:
+        """Ask for a summary of the current content, unless the post was deleted before we got here."""
         current = self.posts.get(command.id)
         if current is not None:
             ctx.dispatch(RequestSummaryGeneration(request_id=new_id(), item_id=current.id, content=current.content))
+            with self.state.lock:  # an edit read before this request comes back must not ask again
+                self.state.requested_content[current.id] = current.content
+
+    def request_summary_of_edit(self, command: UpdatePost, ctx: Context) -> None:
+        """An edit that changed the content needs a new summary; a title-only edit keeps the old one."""
+        if command.content != self.state.requested_content.get(command.id):
+            self.request_summary(command, ctx)
 
     def track_request(self, command: RequestSummaryGeneration, ctx: Context) -> None:
+        """Remember the request; an older one for the same post is superseded and its call cancelled."""
         with self._updating(ctx) as state:
+            superseded = [p.request_id for p in state.pending_summaries.values() if p.item_id == command.item_id]
+            for request_id in superseded:
+                del state.pending_summaries[request_id]
             state.pending_summaries[command.request_id] = PendingSummary(
                 command.request_id, command.item_id, command.content, ctx.message.timestamp
             )
+            state.requested_content[command.item_id] = command.content
+        self._cancel_calls(superseded)
 
     def forget_request(self, command: SetGeneratedSummary | FailSummaryGeneration, ctx: Context) -> None:
         with self._updating(ctx) as state:
@@ -131,7 +148,11 @@ class SummaryWorker(CommandWorker):
             dropped = [p.request_id for p in state.pending_summaries.values() if p.item_id == command.id]
             for request_id in dropped:
                 del state.pending_summaries[request_id]
-        for request_id in dropped:
+            state.requested_content.pop(command.id, None)
+        self._cancel_calls(dropped)
+
+    def _cancel_calls(self, request_ids: list[str]) -> None:
+        for request_id in request_ids:
             if (call := self.in_flight.get(request_id)) is not None:
                 call.cancel()
 
