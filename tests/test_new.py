@@ -121,3 +121,12 @@ def test_a_failure_while_writing_leaves_no_half_made_directory(tmp_path: Path) -
     with pytest.raises(OSError):
         create_project(plan, manifest)
     assert not target.exists()
+
+
+def test_an_app_inside_another_app_is_refused(tmp_path: Path) -> None:
+    outer = new_app(tmp_path)
+    before = tree_snapshot(outer)
+    result = run_petrock("new", "inner", cwd=outer / "src")
+    assert result.returncode == 1
+    assert "would be inside the app at" in result.stderr
+    assert tree_snapshot(outer) == before

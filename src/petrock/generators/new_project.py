@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from petrock import __version__, git
-from petrock.errors import AlreadyExists, UserError
+from petrock.errors import AlreadyExists, NotInApp, UserError
 from petrock.names import validate_project_name
 from petrock.plan import Plan
-from petrock.project import MANIFEST, Manifest
+from petrock.project import MANIFEST, Manifest, find_root
 from petrock.templates import template_version, templates_dir
 
 
@@ -45,6 +46,9 @@ def render_project(name: str) -> dict[str, str]:
 def plan_project(name: str, target: Path) -> tuple[Plan, Manifest]:
     """Validate, render, and plan the new app at ``target``; nothing is written."""
     validate_project_name(name)
+    with contextlib.suppress(NotInApp):
+        enclosing = find_root(target.parent if not target.exists() else target)
+        raise AlreadyExists(f"{target} would be inside the app at {enclosing}", "create the new app elsewhere")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise AlreadyExists(f"{target} already exists and is not empty", "choose another name or --dir")
     files = render_project(name)
