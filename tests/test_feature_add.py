@@ -284,6 +284,7 @@ def test_the_fiftieth_feature_is_no_slower_than_the_first(blog_app: Path) -> Non
         add_feature(plan_feature(f"things_{n}", start=blog_app))
         costs.append(cpu_seconds() - began)
     first, last = sorted(costs[1:6])[2], sorted(costs[-5:])[2]  # medians, after a warm-up
+    print(f"first {first * 1000:.0f} ms, fiftieth {last * 1000:.0f} ms")
     assert last < first * 1.5 + 0.02, (first, last)
     assert git(blog_app, "status", "--porcelain") == ""
 
