@@ -27,11 +27,35 @@ def run_petrock(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
         [sys.executable, "-m", "petrock", *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,  # no terminal, as in CI: petrock must never wait for an answer
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def petrock_in(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``petrock ARGS`` run inside ``root``."""
+    return run_petrock(*args, cwd=root)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def app_files(root: Path) -> dict[str, bytes]:
+    """Every file of the app except git's and Python's caches."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".git" not in path.parts and "__pycache__" not in path.parts
+    }
+
+
+def git_snapshot(root: Path) -> tuple[str, str, dict[str, bytes]]:
+    """HEAD, the git status and every file: equal snapshots mean nothing was written or committed."""
+    return git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain"), app_files(root)
 
 
 def app_env(root: Path, **extra: str) -> dict[str, str]:

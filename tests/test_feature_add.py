@@ -19,7 +19,7 @@ from petrock.cli.feature import AddIsDefault
 from petrock.generators.feature import add_feature, plan_feature, register_in_features, render_feature
 from petrock.git import blob_id
 
-from .support import app_env, run_petrock, tree_snapshot
+from .support import app_env, git, run_petrock, tree_snapshot
 
 FEATURE_FILES = [
     "__init__.py",
@@ -35,10 +35,6 @@ FEATURE_FILES = [
 ]
 # The stricter rules petrock holds its own code to (pyproject.toml), applied to generated code.
 RUFF_RULES = ["--select", "E,F,I,B,UP,SIM,RUF", "--ignore", "RUF001,RUF002,RUF003", "--line-length", "120"]
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 def run_in(root: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess:

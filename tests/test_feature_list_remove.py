@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import new_app
+from .support import git, git_snapshot, new_app, petrock_in
 
 APP = "blog"
 COMPONENTS = [
@@ -20,35 +20,6 @@ COMPONENTS = [
 ]
 
 
-def petrock(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in ``root`` without a terminal on stdin (as in CI)."""
-    return subprocess.run(
-        [sys.executable, "-m", "petrock", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and ".git" not in path.parts and "__pycache__" not in path.parts
-    }
-
-
-def snapshot(root: Path) -> tuple[str, str, dict[str, bytes]]:
-    """HEAD, the git status and every file: equal snapshots mean nothing was written or committed."""
-    return git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain"), tree(root)
-
-
 @pytest.fixture(scope="session")
 def base_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """An app with a `posts` feature and one component of each kind, made once, and the
@@ -56,7 +27,7 @@ def base_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = new_app(tmp_path_factory.mktemp("base"), APP)
     before_feature = git(root, "rev-parse", "HEAD").strip()
     for args in (("feature", "add", "posts"), *(("generate", kind, target) for kind, target in COMPONENTS)):
-        result = petrock(root, *args)
+        result = petrock_in(root, *args)
         assert result.returncode == 0, result.stderr
     return root, before_feature
 
@@ -84,7 +55,7 @@ def assert_back_to(root: Path, commit: str) -> None:
 
 
 def test_list_shows_what_the_app_registers_for_each_feature(blog: Path) -> None:
-    listed = json.loads(petrock(blog, "feature", "list", "--json").stdout)
+    listed = json.loads(petrock_in(blog, "feature", "list", "--json").stdout)
     assert listed["app"] == APP
     [posts] = listed["features"]
     assert posts["name"] == "posts" and posts["registered"] and posts["generated"]
@@ -93,7 +64,7 @@ def test_list_shows_what_the_app_registers_for_each_feature(blog: Path) -> None:
     assert "posts-notify-subscribers" in posts["workers"]
     assert posts["components"] == {"publish_draft": "command", "recent_drafts": "query", "notify_subscribers": "worker"}
 
-    table = petrock(blog, "feature", "list")
+    table = petrock_in(blog, "feature", "list")
     assert table.returncode == 0, table.stderr
     assert "posts/publish-draft" in table.stdout and "posts-notify-subscribers" in table.stdout
     assert git(blog, "status", "--porcelain") == ""
@@ -101,14 +72,14 @@ def test_list_shows_what_the_app_registers_for_each_feature(blog: Path) -> None:
 
 def test_list_in_an_app_without_features_says_how_to_add_one(tmp_path: Path) -> None:
     root = new_app(tmp_path, APP)
-    result = petrock(root, "feature", "list")
+    result = petrock_in(root, "feature", "list")
     assert result.returncode == 0, result.stderr
     assert "has no features yet" in result.stdout
 
 
 def test_list_reports_an_app_that_does_not_load(blog: Path) -> None:
     (blog / f"src/{APP}/posts/recent_drafts.py").write_text("def broken(:\n")
-    result = petrock(blog, "feature", "list")
+    result = petrock_in(blog, "feature", "list")
     assert result.returncode != 0
     assert result.stderr.startswith("error: the app failed to load: SyntaxError")
     assert result.stderr.count("\n") == 1
@@ -119,7 +90,7 @@ def test_list_reports_an_app_that_does_not_load(blog: Path) -> None:
 
 @pytest.mark.slow
 def test_remove_leaves_the_app_as_it_was_before_feature_add(blog: Path, before_feature: str) -> None:
-    result = petrock(blog, "feature", "remove", "posts")
+    result = petrock_in(blog, "feature", "remove", "posts")
     assert result.returncode == 0, result.stderr
     assert f"    remove  src/{APP}/posts/register.py" in result.stdout
     assert f"    remove  src/{APP}/posts/publish_draft.py" in result.stdout
@@ -140,17 +111,17 @@ def test_remove_leaves_the_app_as_it_was_before_feature_add(blog: Path, before_f
 
 
 def test_dry_run_lists_the_removals_and_writes_nothing(blog: Path) -> None:
-    before = snapshot(blog)
-    result = petrock(blog, "feature", "remove", "posts", "--dry-run")
+    before = git_snapshot(blog)
+    result = petrock_in(blog, "feature", "remove", "posts", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert f"--- a/src/{APP}/posts/register.py\n+++ /dev/null" in result.stdout
     assert "-from .posts.register import register as register_posts" in result.stdout
     assert result.stdout.rstrip().endswith("dry run: nothing was written")
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
 
 def test_json_prints_the_plan_and_the_commit(blog: Path) -> None:
-    result = json.loads(petrock(blog, "feature", "remove", "posts", "--json").stdout)
+    result = json.loads(petrock_in(blog, "feature", "remove", "posts", "--json").stdout)
     assert result["feature"] == "posts" and result["kept"] == []
     assert {"path": f"src/{APP}/posts/state.py", "action": "remove", "note": ""} in result["files"]
     assert result["commit"] == git(blog, "rev-parse", "HEAD").strip()
@@ -160,14 +131,14 @@ def test_a_changed_file_is_refused_unless_forced(blog: Path, before_feature: str
     state = blog / f"src/{APP}/posts/state.py"
     state.write_text(state.read_text() + "\n# my change\n")
     git(blog, "commit", "-qam", "my change")
-    before = snapshot(blog)
-    refused = petrock(blog, "feature", "remove", "posts")
+    before = git_snapshot(blog)
+    refused = petrock_in(blog, "feature", "remove", "posts")
     assert refused.returncode != 0
     assert refused.stderr.startswith(f"error: would delete your changes to src/{APP}/posts/state.py")
     assert "pass --force" in refused.stderr
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
-    forced = petrock(blog, "feature", "remove", "posts", "--force")
+    forced = petrock_in(blog, "feature", "remove", "posts", "--force")
     assert forced.returncode == 0, forced.stderr
     assert_back_to(blog, before_feature)
 
@@ -177,7 +148,7 @@ def test_files_petrock_did_not_generate_are_kept(blog: Path) -> None:
     notes.write_text("my notes\n")
     git(blog, "add", "-A")
     git(blog, "commit", "-qm", "notes")
-    result = petrock(blog, "feature", "remove", "posts")
+    result = petrock_in(blog, "feature", "remove", "posts")
     assert result.returncode == 0, result.stderr
     assert f"      keep  src/{APP}/posts/NOTES.md  (not generated by petrock)" in result.stdout
     assert notes.read_text() == "my notes\n"
@@ -212,17 +183,17 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
 ) -> None:
     if callable(setup):
         setup(blog)
-    before = snapshot(blog)
-    result = petrock(blog, "feature", *args)
+    before = git_snapshot(blog)
+    result = petrock_in(blog, "feature", *args)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
 
 @pytest.mark.parametrize("command", [["list"], ["remove", "posts"]])
 def test_outside_an_app_it_says_where_to_run_it(tmp_path: Path, command: list[str]) -> None:
-    result = petrock(tmp_path, "feature", *command)
+    result = petrock_in(tmp_path, "feature", *command)
     assert result.returncode != 0
     assert result.stderr.startswith("error: no petrock app here")
     assert list(tmp_path.iterdir()) == []

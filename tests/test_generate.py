@@ -11,37 +11,9 @@ import pytest
 
 from petrock.project import Manifest
 
+from .support import git, git_snapshot, petrock_in
+
 APP = "blog"
-
-
-def petrock(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in ``root`` without a terminal on stdin (as in CI)."""
-    return subprocess.run(
-        [sys.executable, "-m", "petrock", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file of the app except git's and Python's caches."""
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and ".git" not in path.parts and "__pycache__" not in path.parts
-    }
-
-
-def snapshot(root: Path) -> tuple[str, str, dict[str, bytes]]:
-    """HEAD, the git status and every file: equal snapshots mean nothing was written or committed."""
-    return git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain"), tree(root)
 
 
 def run_app_tests(root: Path, *paths: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +43,7 @@ def test_one_of_each_component_is_registered_tested_and_inspectable(blog: Path) 
         ("query", "posts/recent_drafts"),
         ("worker", "posts/notify_subscribers"),
     ]:
-        result = petrock(blog, "generate", kind, target)
+        result = petrock_in(blog, "generate", kind, target)
         assert result.returncode == 0, result.stderr
         assert git(blog, "status", "--porcelain") == ""
 
@@ -111,7 +83,7 @@ def test_one_of_each_component_is_registered_tested_and_inspectable(blog: Path) 
 
 def test_generate_commits_the_component_and_records_it(blog: Path) -> None:
     head = git(blog, "rev-parse", "HEAD").strip()
-    result = petrock(blog, "generate", "command", "posts/publish_draft")
+    result = petrock_in(blog, "generate", "command", "posts/publish_draft")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[:4] == [
         f"    create  src/{APP}/posts/publish_draft.py",
@@ -140,47 +112,47 @@ def test_generate_commits_the_component_and_records_it(blog: Path) -> None:
 
 
 def test_upgrade_keeps_generated_components(blog: Path) -> None:
-    assert petrock(blog, "g", "command", "posts/publish_draft").returncode == 0
-    assert petrock(blog, "g", "worker", "posts/notify_subscribers").returncode == 0
-    upgrade = petrock(blog, "upgrade", "--dry-run")
+    assert petrock_in(blog, "g", "command", "posts/publish_draft").returncode == 0
+    assert petrock_in(blog, "g", "worker", "posts/notify_subscribers").returncode == 0
+    upgrade = petrock_in(blog, "upgrade", "--dry-run")
     assert upgrade.returncode == 0, upgrade.stderr
     assert "publish_draft" not in upgrade.stdout and "notify_subscribers" not in upgrade.stdout
 
 
 def test_running_it_again_reports_identical_and_commits_nothing(blog: Path) -> None:
-    assert petrock(blog, "g", "query", "posts/recent-drafts").returncode == 0
-    before = snapshot(blog)
-    again = petrock(blog, "g", "query", "posts/recent_drafts")
+    assert petrock_in(blog, "g", "query", "posts/recent-drafts").returncode == 0
+    before = git_snapshot(blog)
+    again = petrock_in(blog, "g", "query", "posts/recent_drafts")
     assert again.returncode == 0, again.stderr
     assert [line.split()[0] for line in again.stdout.splitlines()[:4]] == ["identical"] * 4
     assert "already generated and unchanged" in again.stdout
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
 
 def test_dry_run_shows_the_diff_and_writes_nothing(blog: Path) -> None:
-    before = snapshot(blog)
-    result = petrock(blog, "generate", "worker", "posts/notify_subscribers", "--dry-run")
+    before = git_snapshot(blog)
+    result = petrock_in(blog, "generate", "worker", "posts/notify_subscribers", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert f"+++ b/src/{APP}/posts/notify_subscribers.py" in result.stdout
     assert "+class NotifySubscribers(CommandWorker):" in result.stdout
     assert f"+++ b/src/{APP}/posts/register.py" in result.stdout
     assert "+    register_notify_subscribers(app, state)" in result.stdout
     assert result.stdout.rstrip().endswith("dry run: nothing was written")
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
 
 def test_json_prints_the_plan_and_the_commit(blog: Path) -> None:
-    dry = json.loads(petrock(blog, "g", "command", "posts/archive", "--dry-run", "--json").stdout)
+    dry = json.loads(petrock_in(blog, "g", "command", "posts/archive", "--dry-run", "--json").stdout)
     assert dry["dry_run"] is True and dry["registers"] == "posts/archive" and dry["component"] == "posts/archive"
     assert {"path": f"src/{APP}/posts/archive.py", "action": "create", "note": ""} in dry["files"]
-    done = json.loads(petrock(blog, "g", "command", "posts/archive", "--json").stdout)
+    done = json.loads(petrock_in(blog, "g", "command", "posts/archive", "--json").stdout)
     assert done["dry_run"] is False
     assert done["files"] == dry["files"]
     assert done["commit"] == git(blog, "rev-parse", "HEAD~1").strip()
 
 
 def test_a_worker_can_react_to_another_message_type(blog: Path) -> None:
-    result = petrock(blog, "g", "worker", "posts/audit", "--on", "posts/delete")
+    result = petrock_in(blog, "g", "worker", "posts/audit", "--on", "posts/delete")
     assert result.returncode == 0, result.stderr
     assert 'WATCHES = "posts/delete"' in (blog / f"src/{APP}/posts/audit.py").read_text()
 
@@ -192,7 +164,7 @@ def test_user_code_in_register_py_is_kept(blog: Path) -> None:
     )
     register.write_text("# my header\n" + text)
     git(blog, "commit", "-qam", "my edits")
-    assert petrock(blog, "g", "command", "posts/publish_draft").returncode == 0
+    assert petrock_in(blog, "g", "command", "posts/publish_draft").returncode == 0
     after = register.read_text()
     assert after.startswith("# my header\n")
     assert "    app.add_link('Drafts', '/drafts')  # mine\n" in after
@@ -200,16 +172,16 @@ def test_user_code_in_register_py_is_kept(blog: Path) -> None:
 
 
 def test_a_changed_component_is_a_conflict_unless_forced(blog: Path) -> None:
-    assert petrock(blog, "g", "command", "posts/publish_draft").returncode == 0
+    assert petrock_in(blog, "g", "command", "posts/publish_draft").returncode == 0
     module = blog / f"src/{APP}/posts/publish_draft.py"
     module.write_text(module.read_text() + "\n# my rule\n")
     git(blog, "commit", "-qam", "my rule")
-    before = snapshot(blog)
-    refused = petrock(blog, "g", "command", "posts/publish_draft")
+    before = git_snapshot(blog)
+    refused = petrock_in(blog, "g", "command", "posts/publish_draft")
     assert refused.returncode != 0
     assert refused.stderr.startswith(f"error: would overwrite your changes to src/{APP}/posts/publish_draft.py")
-    assert snapshot(blog) == before
-    forced = petrock(blog, "g", "command", "posts/publish_draft", "--force")
+    assert git_snapshot(blog) == before
+    forced = petrock_in(blog, "g", "command", "posts/publish_draft", "--force")
     assert forced.returncode == 0, forced.stderr
     assert f"     force  src/{APP}/posts/publish_draft.py" in forced.stdout
     assert "# my rule" not in module.read_text()
@@ -219,7 +191,7 @@ def test_a_changed_component_is_a_conflict_unless_forced(blog: Path) -> None:
 
 
 def _commit_generated_query(root: Path) -> None:
-    assert petrock(root, "g", "query", "posts/recent_drafts").returncode == 0
+    assert petrock_in(root, "g", "query", "posts/recent_drafts").returncode == 0
 
 
 def _dirty(root: Path) -> None:
@@ -259,17 +231,17 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
 ) -> None:
     if callable(setup):
         setup(blog)
-    before = snapshot(blog)
-    result = petrock(blog, "generate", *args)
+    before = git_snapshot(blog)
+    result = petrock_in(blog, "generate", *args)
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert snapshot(blog) == before
+    assert git_snapshot(blog) == before
 
 
 def test_outside_an_app_it_says_where_to_run_it(tmp_path: Path) -> None:
-    result = petrock(tmp_path, "generate", "command", "posts/publish")
+    result = petrock_in(tmp_path, "generate", "command", "posts/publish")
     assert result.returncode != 0
     assert result.stderr.startswith("error: no petrock app here")
     assert list(tmp_path.iterdir()) == []
@@ -277,6 +249,6 @@ def test_outside_an_app_it_says_where_to_run_it(tmp_path: Path) -> None:
 
 def test_allow_dirty_generates_and_commits_only_its_own_files(blog: Path) -> None:
     (blog / "notes.txt").write_text("work in progress\n")
-    result = petrock(blog, "g", "command", "posts/publish", "--allow-dirty")
+    result = petrock_in(blog, "g", "command", "posts/publish", "--allow-dirty")
     assert result.returncode == 0, result.stderr
     assert git(blog, "status", "--porcelain") == "?? notes.txt\n"
