@@ -58,6 +58,30 @@ def git_snapshot(root: Path) -> tuple[str, str, dict[str, bytes]]:
     return git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain"), app_files(root)
 
 
+def refused_without_a_trace(root: Path, *args: str) -> str:
+    """Run ``petrock ARGS`` in ``root``; assert it refused in one ``error:`` line, wrote and
+    committed nothing; return the message."""
+    before = git_snapshot(root)
+    result = petrock_in(root, *args)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert git_snapshot(root) == before
+    return result.stderr
+
+
+def run_app_tests(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """The generated app's own pytest, run in ``root`` with its ``src/`` importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=root,
+        env=app_env(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def app_env(root: Path, **extra: str) -> dict[str, str]:
     """Environment to run a generated app from its source tree with this interpreter."""
     path = os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))

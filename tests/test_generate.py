@@ -11,20 +11,9 @@ import pytest
 
 from petrock.project import Manifest
 
-from .support import git, git_snapshot, petrock_in
+from .support import git, git_snapshot, petrock_in, refused_without_a_trace, run_app_tests
 
 APP = "blog"
-
-
-def run_app_tests(root: Path, *paths: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 @pytest.fixture
@@ -52,7 +41,7 @@ def test_one_of_each_component_is_registered_tested_and_inspectable(blog: Path) 
         assert f"from .{name} import register as register_{name}\n" in register
         assert f"    register_{name}(app, state)\n" in register
 
-    tests = run_app_tests(blog)
+    tests = run_app_tests(blog, "-q")
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "failed" not in tests.stdout
 
@@ -231,13 +220,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
 ) -> None:
     if callable(setup):
         setup(blog)
-    before = git_snapshot(blog)
-    result = petrock_in(blog, "generate", *args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert git_snapshot(blog) == before
+    assert message in refused_without_a_trace(blog, "generate", *args)
 
 
 def test_outside_an_app_it_says_where_to_run_it(tmp_path: Path) -> None:

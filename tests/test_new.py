@@ -14,7 +14,7 @@ from petrock import __version__, git
 from petrock.cli import app
 from petrock.generators.new_project import create_project, plan_project
 
-from .support import app_env, new_app, run_petrock, tree_snapshot
+from .support import new_app, run_app_tests, run_petrock, tree_snapshot
 
 runner = CliRunner()
 
@@ -42,15 +42,7 @@ def test_new_creates_a_committed_app_with_a_manifest(tmp_path: Path) -> None:
 
 def test_the_generated_app_passes_its_own_tests(tmp_path: Path) -> None:
     root = new_app(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-        cwd=root,
-        env=app_env(root),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_app_tests(root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
 

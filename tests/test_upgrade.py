@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from petrock.merge import carry_marker_blocks, has_conflict_markers
 from petrock.templates import templates_dir
 
-from .support import app_env, new_app, run_petrock, tree_snapshot
+from .support import new_app, run_app_tests, run_petrock, tree_snapshot
 
 PROJECT = Path("project/src/{{project_name}}")
 
@@ -251,13 +250,5 @@ def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(sho
     features = (shop / "src/shop/features.py").read_text()
     assert '"""Every feature (0.2.0)' in features and features.count("register_posts(app)") == 1
     assert petrock(shop, "check", templates=templates).returncode == 0
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_posts.py"],
-        cwd=shop,
-        env=app_env(shop),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    tests = run_app_tests(shop, "-q", "tests/test_posts.py")
     assert tests.returncode == 0, tests.stdout + tests.stderr

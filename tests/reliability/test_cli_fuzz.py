@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from ..support import run_app_tests
 from .harness import APP_NAME, petrock
 
 pytestmark = pytest.mark.slow
@@ -45,19 +44,6 @@ def git_status(root: Path) -> str:
     ).stdout
 
 
-def run_app_tests(root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 # The generated app's own tests take seconds, so they run for the first valid name only; results are kept
 # per name so that Hypothesis, replaying an example, sees the same outcome.
 APP_TESTS: dict[str, subprocess.CompletedProcess[str]] = {}
@@ -68,7 +54,7 @@ def app_tests_pass(results: dict[str, subprocess.CompletedProcess[str]], name: s
     if name not in results:
         if results:
             return
-        results[name] = run_app_tests(root)
+        results[name] = run_app_tests(root, "-q", "-x")
     tests = results[name]
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
 
@@ -140,5 +126,5 @@ def test_an_app_named_tests_is_refused_or_passes_its_own_tests(tmp_path: Path) -
         assert result.stderr.startswith("error: ")
         assert list(tmp_path.iterdir()) == []
         return
-    tests = run_app_tests(tmp_path / "tests")
+    tests = run_app_tests(tmp_path / "tests", "-q", "-x")
     assert tests.returncode == 0, tests.stdout[-3000:]
