@@ -1,0 +1,82 @@
+"""``petrock migrate jobs``: turn legacy ``jobs.py`` loops into workers the app runs.
+
+The legacy pattern: a feature's ``jobs.py`` holds a ``Jobs(app)`` class whose
+``start_*`` methods spawn endless loops (asyncio tasks or threads that sleep),
+started by hand from the app's serve code and never stopped. Each loop that
+can be read safely becomes a worker in the feature's ``worker.py``: the loop
+body is ``work``, the sleep is ``poll_interval``, and the worker is registered
+in ``register.py``. The code moves as libcst nodes, so the user's formatting
+and comments come along. What cannot be converted safely stays where it is,
+marked ``# petrock: could not migrate``, and is listed in the report.
+
+The steps, one module each: ``find`` (start-up lines), ``analyse`` (jobs.py),
+``rewrite`` (the new and edited files), ``verify`` (the gate), ``report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from petrock import git
+from petrock.errors import UserError
+from petrock.plan import Plan
+from petrock.project import Manifest, require_clean
+
+from .analyse import read_feature
+from .find import find_start_ups
+from .report import Migration
+from .rewrite import edit_start_ups, plan_feature
+from .syntax import parse
+
+
+def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool = False) -> Migration:
+    """Read every legacy ``jobs.py`` and plan the conversion; nothing is written."""
+    manifest = Manifest.load(root)
+    package = manifest.package_dir(root)
+    _require_worker_runtime(package)
+    require_clean(root, allow_dirty=allow_dirty)
+    names = sorted(path.parent.name for path in package.glob("*/jobs.py") if path.parent.name != "core")
+    if feature is not None:
+        if feature not in names:
+            raise UserError(f"feature {feature!r} has no jobs.py", "there is nothing to migrate in it")
+        names = [feature]
+    if not names:
+        raise UserError(f"no feature in {package.relative_to(root)} has a jobs.py", "there is nothing to migrate")
+
+    features = {name: read_feature(package / name, name) for name in names}
+    # Only modules that mention jobs can import or start them; parsing the rest would only cost time.
+    files = {
+        path: parse(path)
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "jobs.py" and "__pycache__" not in path.parts and "jobs" in path.read_text().lower()
+    }
+    starts = find_start_ups(package, manifest.project_name, files, set(features))
+    for jobs in features.values():
+        jobs.reconcile(starts)
+
+    migration = Migration(root, Plan(root))
+    texts: dict[Path, str] = {}
+    edit_start_ups(root, files, starts, features, migration, texts)
+    for jobs in features.values():
+        plan_feature(root, jobs, migration, texts)
+    for path, text in texts.items():
+        migration.plan.write(path.relative_to(root).as_posix(), text, edit=True)
+    return migration
+
+
+def apply_migration(migration: Migration) -> str | None:
+    """Write the plan and commit it; returns the commit id (None when nothing was converted or no git)."""
+    migration.plan.apply()
+    if not migration.converted or not git.is_repo(migration.root):
+        return None
+    return git.commit(migration.root, migration.commit_message, [c.path for c in migration.plan.writes])
+
+
+def _require_worker_runtime(package: Path) -> None:
+    app_source = package / "core" / "app.py"
+    has_runtime = (package / "core" / "worker.py").is_file() and app_source.is_file()
+    if not has_runtime or "def register_worker" not in app_source.read_text():
+        raise UserError(
+            "this app's core has no worker runtime (core/worker.py, App.register_worker)",
+            "run `petrock upgrade` first to bring it in, then migrate",
+        )
