@@ -41,6 +41,9 @@ def migrate_jobs(
     dry_run: DryRun = False,
     as_json: AsJson = False,
     allow_dirty: AllowDirty = False,
+    verify_tests: Annotated[
+        bool, typer.Option("--verify-tests/--no-verify-tests", help="Run the app's own tests in the gate.")
+    ] = True,
 ) -> None:
     """Turn the loops of legacy jobs.py files into workers run by the app.
 
@@ -49,23 +52,35 @@ def migrate_jobs(
     start-up lines are removed, and jobs.py goes. What cannot be converted
     safely stays, marked `# petrock: could not migrate`, and is listed.
 
+    Nothing is written unless the migrated app passes a gate, run on a copy:
+    the files compile, no name is undefined or left unused, build_app() works
+    with unique worker names, and the app's tests pass.
+
     Examples:
 
       petrock migrate jobs --dry-run
 
       petrock migrate jobs orders
     """
-    from petrock.generators.migrate import apply_migration, plan_migration
+    from petrock.generators.migrate import VerificationFailed, apply_migration, plan_migration, verify_migration
     from petrock.project import find_root
 
     migration = plan_migration(find_root(), feature, allow_dirty=allow_dirty or dry_run)
-    commit = None if dry_run else apply_migration(migration)
+    verdict = verify_migration(migration, run_tests=verify_tests) if migration.plan.writes else None
+    passed = verdict is None or verdict.ok
+    commit = None if dry_run or not passed or not migration.plan.writes else apply_migration(migration)
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, "commit": commit, **migration.to_json()}, indent=2))
+        if not passed:
+            raise typer.Exit(VerificationFailed.exit_code)
         return
     _status_lines((c.action.value, c.path, c.note) for c in migration.plan)
     typer.echo("")
     typer.echo(migration.report())
+    if not passed:
+        for problem in verdict.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise VerificationFailed(migration)
     if dry_run:
         if diff := migration.plan.diff():
             typer.echo("\n" + diff.rstrip("\n"))

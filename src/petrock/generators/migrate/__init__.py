@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from petrock import git
-from petrock.errors import UserError
-from petrock.plan import Plan
+from petrock.errors import DirtyTree, UserError
+from petrock.plan import Change, Plan
 from petrock.project import Manifest, require_clean
 
 from .analyse import read_feature
@@ -27,6 +27,7 @@ from .find import find_start_ups
 from .report import Migration
 from .rewrite import edit_start_ups, plan_feature
 from .syntax import parse
+from .verify import Verdict, verify
 
 
 def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool = False) -> Migration:
@@ -54,7 +55,7 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     for jobs in features.values():
         jobs.reconcile(starts)
 
-    migration = Migration(root, Plan(root))
+    migration = Migration(root, Plan(root), package=manifest.project_name)
     texts: dict[Path, str] = {}
     edit_start_ups(root, files, starts, features, migration, texts)
     for jobs in features.values():
@@ -64,12 +65,67 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     return migration
 
 
+def verify_migration(migration: Migration, *, run_tests: bool = True) -> Verdict:
+    """Run the gate on the planned result (in a temporary copy) and keep the verdict in the report."""
+    migration.verdict = verify(
+        migration.root,
+        migration.plan,
+        migration.package,
+        run_tests=run_tests and bool(migration.converted),
+        expected_workers=[c.name for c in migration.converted],
+    )
+    return migration.verdict
+
+
 def apply_migration(migration: Migration) -> str | None:
-    """Write the plan and commit it; returns the commit id (None when nothing was converted or no git)."""
-    migration.plan.apply()
+    """Write the plan and commit petrock's own paths; returns the commit id (None when nothing was
+    converted or no git). A failure after writing puts every file back as it was."""
+    if migration.verdict is None or not migration.verdict.ok:
+        raise VerificationFailed(migration)
+    _refuse_edits_to_dirty_files(migration)
+    written = migration.plan.apply()
     if not migration.converted or not git.is_repo(migration.root):
         return None
-    return git.commit(migration.root, migration.commit_message, [c.path for c in migration.plan.writes])
+    try:
+        return git.commit(migration.root, migration.commit_message, [c.path for c in written])
+    except BaseException:
+        restore(migration.root, written)
+        raise
+
+
+def restore(root: Path, changes: list[Change]) -> None:
+    """Put each changed file back exactly as it was (created files go)."""
+    for change in reversed(changes):
+        target = root / change.path
+        if change.old is None:
+            target.unlink(missing_ok=True)
+        else:
+            with target.open("w", encoding="utf-8", newline="") as handle:
+                handle.write(change.old)
+
+
+def _refuse_edits_to_dirty_files(migration: Migration) -> None:
+    """With --allow-dirty, petrock still never edits (and so commits) a file holding the user's uncommitted work."""
+    if not git.is_repo(migration.root):
+        return
+    prefix = git.run(migration.root, "rev-parse", "--show-prefix").stdout.decode().strip()
+    dirty = {path.removeprefix(prefix) for path in git.dirty_files(migration.root)}
+    if touched := sorted(c.path for c in migration.plan.writes if c.path in dirty):
+        raise DirtyTree(
+            f"{', '.join(touched)} has uncommitted changes and petrock must edit it",
+            "commit or stash your changes to it first",
+        )
+
+
+class VerificationFailed(UserError):
+    """The migrated app would not work: nothing was written."""
+
+    def __init__(self, migration: Migration) -> None:
+        count = len(migration.verdict.problems) if migration.verdict else 0
+        super().__init__(
+            f"the migrated app would not work ({count} problems, listed above); nothing was written or committed",
+            "fix what the list names, or migrate one feature at a time (`petrock migrate jobs FEATURE`)",
+        )
 
 
 def _require_worker_runtime(package: Path) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from petrock.plan import Plan
 
+from .verify import Verdict
+
 MARK = "# petrock: could not migrate"
 
 
@@ -19,6 +21,8 @@ class Converted:
     interval: str  # the sleep's argument, now the poll interval
     threaded: bool
     slept_first: bool  # the loop slept before its first cycle; a worker works at once
+    name: str = ""  # the worker's name, orders/cleanup
+    notes: tuple[str, ...] = ()  # what behaves differently, in a few words each
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Migration:
     converted: list[Converted] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
     removed: list[RemovedLine] = field(default_factory=list)
+    package: str = ""
+    verdict: Verdict | None = None
 
     @property
     def features(self) -> list[str]:
@@ -60,6 +66,7 @@ class Migration:
             for c in self.converted:
                 how = ", in a thread as before" if c.threaded else ""
                 how += "; it now runs once at start instead of after one interval" if c.slept_first else ""
+                how += "".join(f"; {note}" for note in c.notes)
                 lines.append(f"  {c.feature}: Jobs.{c.method} -> {c.worker} (every {c.interval} s{how})")
         if self.removed:
             lines.append("removed hand-written start-up lines:")
@@ -69,6 +76,10 @@ class Migration:
             lines += [f"  {k.feature}: {k.what}: {k.reason}" for k in self.kept]
         if not self.converted:
             lines.append("nothing could be converted; nothing was changed but the marks")
+        if self.verdict is not None:
+            checked = ", ".join(self.verdict.checks)
+            outcome = "passed" if self.verdict.ok else f"failed ({len(self.verdict.problems)} problems)"
+            lines.append(f"verification {outcome}: {checked} ({self.verdict.seconds:.1f} s)")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -77,4 +88,12 @@ class Migration:
             "converted": [asdict(c) for c in self.converted],
             "kept": [asdict(k) for k in self.kept],
             "removed_lines": [asdict(r) for r in self.removed],
+            "verification": None
+            if self.verdict is None
+            else {
+                "ok": self.verdict.ok,
+                "checks": self.verdict.checks,
+                "seconds": round(self.verdict.seconds, 2),
+                "problems": [str(problem) for problem in self.verdict.problems],
+            },
         }

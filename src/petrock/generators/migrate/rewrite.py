@@ -118,6 +118,7 @@ def plan_feature(root: Path, jobs: FeatureJobs, migration: Migration, texts: dic
                 jobs.module.code_for_node(job.interval),
                 job.threaded,
                 job.slept_first,
+                f"{jobs.name}/{kebab(job.short_name)}",
             )
         )
     moved = {name for job in convertible for name in (job.start, job.loop_method) if name}
