@@ -25,7 +25,7 @@ from petrock.project import Manifest, require_clean
 from .analyse import read_feature
 from .find import find_start_ups
 from .report import Migration
-from .rewrite import edit_start_ups, plan_feature
+from .rewrite import edit_start_ups, plan_feature, taken_names
 from .syntax import parse
 from .verify import Verdict, verify
 
@@ -58,8 +58,9 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     migration = Migration(root, Plan(root), package=manifest.project_name)
     texts: dict[Path, str] = {}
     edit_start_ups(root, files, starts, features, migration, texts)
+    taken = taken_names(package)
     for jobs in features.values():
-        plan_feature(root, jobs, migration, texts)
+        plan_feature(root, jobs, migration, texts, taken)
     for path, text in texts.items():
         migration.plan.write(path.relative_to(root).as_posix(), text, edit=True)
     return migration

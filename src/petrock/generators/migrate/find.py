@@ -10,18 +10,33 @@ import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 
+@dataclass(frozen=True)
+class Site:
+    """One place a job is started, and whether it runs wherever the app's workers run."""
+
+    path: Path
+    node: cst.CSTNode  # the statement, or the element of a start-up loop's tuple
+    where: str  # "src/shop/main.py:42"
+    with_server: bool  # in the server's start-up (an async lifespan or startup handler, or called from one)
+
+
 @dataclass
 class StartUps:
     """Where the app starts its jobs, found in every module of the package."""
 
-    # (feature, start method) -> [(file, statement)] for lines like `jobs.start_cleanup_task()`
-    sites: dict[tuple[str, str], list[tuple[Path, cst.SimpleStatementLine]]] = field(default_factory=dict)
+    # (feature, start method) -> sites: lines like `jobs.start_cleanup_task()`, or `jobs.start_x` in
+    # `for start in (jobs.start_x, ...): start()`
+    sites: dict[tuple[str, str], list[Site]] = field(default_factory=dict)
+    # `for start in (jobs.start_a, jobs.start_b): start()` -> its elements, to drop it once all are gone
+    loops: dict[cst.For, list[cst.Element]] = field(default_factory=dict)
+    # feature -> where its JOBS list of module-level jobs is started
+    job_lists: dict[str, list[Site]] = field(default_factory=dict)
     # statements building a Jobs instance: `order_jobs = OrderJobs(app)` -> (file, variable, feature)
     constructions: dict[cst.SimpleStatementLine, tuple[Path, str, str]] = field(default_factory=dict)
     # import aliases binding a jobs module or class -> (file, feature)
     imports: dict[cst.ImportAlias, tuple[Path, str]] = field(default_factory=dict)
     # statements using each alias or variable, to know when it is no longer needed
-    users: dict[tuple[Path, str], list[cst.SimpleStatementLine]] = field(default_factory=dict)
+    users: dict[tuple[Path, str], list[cst.CSTNode]] = field(default_factory=dict)
     unfollowable: dict[str, str] = field(default_factory=dict)  # feature -> "file:line"
     uneditable: dict[tuple[str, str], str] = field(default_factory=dict)  # (feature, start method) -> "file:line"
 
@@ -50,6 +65,36 @@ class _StartUpFinder(cst.CSTVisitor):
         self.modules: dict[str, str] = {}  # local name of a jobs module -> feature
         self.instances: dict[str, str] = {}  # variable holding a Jobs instance -> feature
         self.recognised: set[cst.CSTNode] = set()
+        self.lists: dict[str, str] = {}  # local name of a feature's JOBS list -> feature
+        self.functions: list[cst.FunctionDef] = []  # the functions the visit is inside
+        self.server_functions: set[str] = set()  # names of functions that run with the server
+
+    def visit_Module(self, node: cst.Module) -> None:
+        """Functions the server's start-up calls: async ones (lifespan, startup handlers) and what they call."""
+        for function in m.findall(node, m.FunctionDef(asynchronous=m.Asynchronous())):
+            self.server_functions |= {call.func.value for call in m.findall(function, m.Call(func=m.Name()))}
+        for argument in m.findall(node, m.Arg(keyword=m.Name("on_startup") | m.Name("lifespan"))):
+            self.server_functions |= {name.value for name in m.findall(argument, m.Name())}
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions.append(node)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions.pop()
+
+    def _with_server(self) -> bool:
+        return any(
+            f.asynchronous is not None
+            or f.name.value in self.server_functions
+            or any(
+                m.matches(d.decorator, m.Name("asynccontextmanager") | m.Attribute(attr=m.Name("asynccontextmanager")))
+                for d in f.decorators
+            )
+            for f in self.functions
+        )
+
+    def _site(self, node: cst.CSTNode, at: cst.CSTNode | None = None) -> Site:
+        return Site(self.path, node, self.where(at or node), self._with_server())
 
     def where(self, node: cst.CSTNode) -> str:
         line = self.get_metadata(PositionProvider, node).start.line
@@ -86,6 +131,9 @@ class _StartUpFinder(cst.CSTVisitor):
             local = alias.asname.name.value if alias.asname else imported
             if (feature := self._jobs_feature(module)) and imported == "Jobs":
                 self.classes[local] = feature
+            elif feature and imported == "JOBS":
+                self.lists[local] = feature
+                continue
             elif feature:
                 self.starts.unfollowable.setdefault(feature, self.where(node))
                 continue
@@ -126,14 +174,46 @@ class _StartUpFinder(cst.CSTVisitor):
                 binding = self._binding(owner.func)
             else:
                 return
-            self.starts.sites.setdefault((feature, method), []).append((self.path, node))
+            self.starts.sites.setdefault((feature, method), []).append(self._site(node))
             self.starts.users.setdefault((self.path, binding), []).append(node)
             self.recognised.add(node)
+
+    def visit_For(self, node: cst.For) -> None:
+        """``for start in (jobs.start_a, jobs.start_b): start()``: each element is a start-up site."""
+        if not isinstance(node.iter, cst.Tuple | cst.List) or not isinstance(node.target, cst.Name):
+            return
+        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+        calls_target = m.SimpleStatementLine(body=[m.Expr(m.Call(func=m.Name(node.target.value), args=[]))])
+        if len(body) != 1 or not m.matches(body[0], calls_target) or not node.iter.elements:
+            return
+        found = []
+        for element in node.iter.elements:
+            value = element.value
+            if not (
+                isinstance(value, cst.Attribute)
+                and isinstance(value.value, cst.Name)
+                and value.value.value in self.instances
+                and value.attr.value.startswith("start_")
+            ):
+                return
+            found.append((self.instances[value.value.value], value.attr.value, value.value.value, element))
+        for feature, method, binding, element in found:
+            self.starts.sites.setdefault((feature, method), []).append(self._site(element))
+            self.starts.users.setdefault((self.path, binding), []).append(node)
+        self.starts.loops[node] = [element for *_, element in found]
+        self.recognised.add(node.iter)
+
+    def _job_list(self, feature: str, node: cst.CSTNode) -> None:
+        """A use of a feature's JOBS list (``for job in JOBS: create_task(job(app))``): where its jobs start."""
+        self.starts.job_lists.setdefault(feature, []).append(self._site(node))
 
     def visit_Name(self, node: cst.Name) -> None:
         self._check_use(node)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
+        if m.matches(node, m.Attribute(value=m.Name(), attr=m.Name("JOBS"))) and node.value.value in self.modules:
+            self._job_list(self.modules[node.value.value], node)
+            return False
         if isinstance(node.value, cst.Name) and node.value.value in self.instances and not self._inside_recognised:
             feature = self.instances[node.value.value]
             if node.attr.value.startswith("start_"):
@@ -158,6 +238,9 @@ class _StartUpFinder(cst.CSTVisitor):
 
     def _check_use(self, node: cst.Name) -> None:
         if self._inside_recognised:
+            return
+        if node.value in self.lists:
+            self._job_list(self.lists[node.value], node)
             return
         feature = self.classes.get(node.value) or self.modules.get(node.value) or self.instances.get(node.value)
         if feature is not None:

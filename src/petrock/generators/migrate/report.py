@@ -23,6 +23,7 @@ class Converted:
     slept_first: bool  # the loop slept before its first cycle; a worker works at once
     name: str = ""  # the worker's name, orders/cleanup
     notes: tuple[str, ...] = ()  # what behaves differently, in a few words each
+    source: str = ""  # Jobs.start_cleanup_task, or JOBS: refresh_totals
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Migration:
                 how = ", in a thread as before" if c.threaded else ""
                 how += "; it now runs once at start instead of after one interval" if c.slept_first else ""
                 how += "".join(f"; {note}" for note in c.notes)
-                lines.append(f"  {c.feature}: Jobs.{c.method} -> {c.worker} (every {c.interval} s{how})")
+                lines.append(f"  {c.feature}: {c.source} -> {c.worker} (every {c.interval} s{how})")
         if self.removed:
             lines.append("removed hand-written start-up lines:")
             lines += [f"  {r.path}:{r.line}: {r.code}" for r in self.removed]
