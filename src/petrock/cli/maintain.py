@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -44,6 +45,9 @@ def migrate_jobs(
     verify_tests: Annotated[
         bool, typer.Option("--verify-tests/--no-verify-tests", help="Run the app's own tests in the gate.")
     ] = True,
+    adopt_first: Annotated[
+        bool, typer.Option("--adopt", help="First write and commit .petrock.toml for an app that has none.")
+    ] = False,
 ) -> None:
     """Turn the loops of legacy jobs.py files into workers run by the app.
 
@@ -61,11 +65,13 @@ def migrate_jobs(
       petrock migrate jobs --dry-run
 
       petrock migrate jobs orders
+
+      petrock migrate jobs --adopt     (an app without .petrock.toml)
     """
     from petrock.generators.migrate import VerificationFailed, apply_migration, plan_migration, verify_migration
-    from petrock.project import find_root
 
-    migration = plan_migration(find_root(), feature, allow_dirty=allow_dirty or dry_run)
+    root = _app_root(adopt_first and not dry_run, as_json=as_json)
+    migration = plan_migration(root, feature, allow_dirty=allow_dirty or dry_run)
     verdict = verify_migration(migration, run_tests=verify_tests) if migration.plan.writes else None
     passed = verdict is None or verdict.ok
     commit = None if dry_run or not passed or not migration.plan.writes else apply_migration(migration)
@@ -87,6 +93,49 @@ def migrate_jobs(
         typer.echo("\ndry run: nothing was written")
     elif commit:
         typer.echo(f"\ncommitted {commit[:10]}: {migration.commit_message}")
+
+
+def _app_root(adopt_first: bool, *, as_json: bool) -> Path:
+    """The app's root; with ``adopt_first``, an app without ``.petrock.toml`` is adopted first."""
+    from petrock.errors import NotInApp
+    from petrock.generators.migrate.adopt import adopt, find_legacy_root
+    from petrock.project import find_root
+
+    try:
+        return find_root()
+    except NotInApp:
+        legacy = find_legacy_root()
+        if not adopt_first:
+            raise NotInApp(
+                f"{legacy} has no .petrock.toml",
+                "run `petrock adopt` (or pass --adopt) to record the app, then migrate",
+            ) from None
+    _, commit = adopt(legacy)
+    if not as_json:
+        typer.echo(f"adopted {legacy.name}: wrote .petrock.toml" + (f" (commit {commit[:10]})" if commit else ""))
+    return legacy
+
+
+@app.command("adopt")
+@reports_errors
+def adopt_app() -> None:
+    """Record an app made before petrock kept a manifest: write .petrock.toml from what is there, and commit it.
+
+    Then every command works on it (`petrock migrate jobs` first). The templates
+    version it was made from is unknown and recorded as 0.0.0.
+
+    Examples:
+
+      petrock adopt
+    """
+    from petrock.generators.migrate.adopt import adopt, find_legacy_root
+
+    root = find_legacy_root()
+    manifest, commit = adopt(root)
+    features = ", ".join(manifest.features) or "no features"
+    typer.echo(f"adopted {manifest.project_name} ({features}): wrote .petrock.toml")
+    if commit:
+        typer.echo(f"committed {commit[:10]}")
 
 
 @app.command()

@@ -85,6 +85,7 @@ class FeatureJobs:
     job_list: cst.SimpleStatementLine | None = None  # `JOBS = [refresh, prune]`
     problem: str | None = None  # why nothing in this feature can be converted
     others: list[Kept] = field(default_factory=list)  # things in jobs.py that are not jobs petrock can read
+    imported_elsewhere: dict[str, str] = field(default_factory=dict)  # name -> where another module imports it
 
     @property
     def convertible(self) -> list[Job]:
@@ -100,7 +101,10 @@ class FeatureJobs:
         """Only loops the app starts with the server, in a way petrock can edit, are converted."""
         if self.problem is None and (where := starts.unfollowable.get(self.name)):
             self.problem = f"jobs.py is used in {where} in a way petrock cannot follow"
+        self.imported_elsewhere = starts.imported_names.get(self.name, {})
         for job in self.jobs.values():
+            if job.problem is None and job.start in self.imported_elsewhere:
+                job.problem = f"it is imported in {self.imported_elsewhere[job.start]}, which would lose it"
             if job.problem is not None:
                 continue
             sites = (

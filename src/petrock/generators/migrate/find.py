@@ -38,6 +38,8 @@ class StartUps:
     # statements using each alias or variable, to know when it is no longer needed
     users: dict[tuple[Path, str], list[cst.CSTNode]] = field(default_factory=dict)
     unfollowable: dict[str, str] = field(default_factory=dict)  # feature -> "file:line"
+    # feature -> {name imported from its jobs.py elsewhere -> "file:line"}: jobs.py must stay
+    imported_names: dict[str, dict[str, str]] = field(default_factory=dict)
     uneditable: dict[tuple[str, str], str] = field(default_factory=dict)  # (feature, start method) -> "file:line"
 
 
@@ -134,8 +136,8 @@ class _StartUpFinder(cst.CSTVisitor):
             elif feature and imported == "JOBS":
                 self.lists[local] = feature
                 continue
-            elif feature:
-                self.starts.unfollowable.setdefault(feature, self.where(node))
+            elif feature:  # a constant or function of jobs.py: fine while jobs.py stays
+                self.starts.imported_names.setdefault(feature, {}).setdefault(imported, self.where(node))
                 continue
             elif (feature := self._jobs_feature(f"{module}.{imported}")) is not None:
                 self.modules[local] = feature
@@ -213,6 +215,7 @@ class _StartUpFinder(cst.CSTVisitor):
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if m.matches(node, m.Attribute(value=m.Name(), attr=m.Name("JOBS"))) and node.value.value in self.modules:
             self._job_list(self.modules[node.value.value], node)
+            self.starts.users.setdefault((self.path, node.value.value), []).append(node)  # keeps the import
             return False
         if isinstance(node.value, cst.Name) and node.value.value in self.instances and not self._inside_recognised:
             feature = self.instances[node.value.value]

@@ -77,10 +77,40 @@ class _StartUpEditor(cst.CSTTransformer):
     def __init__(self, remove: set[cst.CSTNode], mark: dict[cst.CSTNode, str], drop: set[cst.ImportAlias]) -> None:
         super().__init__()
         self.remove, self.mark, self.drop = remove, mark, drop
+        self.gone: set[int] = set()  # ids of updated statements to drop from their block
 
-    def leave_For(self, original: cst.For, updated: cst.For) -> cst.For | cst.RemovalSentinel:
+    def _drop(self, updated: cst.CSTNode) -> cst.CSTNode:
+        """Drop a statement at the block level, where its blank lines and comments can go to the next one."""
+        self.gone.add(id(updated))
+        return updated
+
+    def _without_gone(self, body: Sequence[cst.BaseStatement], *, first_in_block: bool) -> list[cst.BaseStatement]:
+        kept: list[cst.BaseStatement] = []
+        spacing: Sequence[cst.EmptyLine] = ()
+        for statement in body:
+            if id(statement) in self.gone:
+                ours = [
+                    line for line in statement.leading_lines if line.comment and line.comment.value.startswith(MARK)
+                ]
+                spacing = spacing or [line for line in statement.leading_lines if line not in ours]
+                continue
+            if spacing and not statement.leading_lines:
+                statement = statement.with_changes(leading_lines=spacing)
+            spacing = ()
+            kept.append(statement)
+        if first_in_block and kept:
+            kept[0] = kept[0].with_changes(leading_lines=strip_blank(kept[0].leading_lines))
+        return kept
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        return updated.with_changes(body=self._without_gone(updated.body, first_in_block=False))
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        return updated.with_changes(body=self._without_gone(updated.body, first_in_block=True))
+
+    def leave_For(self, original: cst.For, updated: cst.For) -> cst.CSTNode:
         if original in self.remove:
-            return cst.RemoveFromParent()
+            return self._drop(updated)
         if original in self.mark and not _marked(original):
             comment = cst.EmptyLine(comment=cst.Comment(self.mark[original]))
             return updated.with_changes(leading_lines=[*updated.leading_lines, comment])
@@ -102,9 +132,9 @@ class _StartUpEditor(cst.CSTTransformer):
 
     def leave_SimpleStatementLine(
         self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
-    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+    ) -> cst.CSTNode:
         if original in self.remove:
-            return cst.RemoveFromParent()
+            return self._drop(updated)
         if original in self.mark and not _marked(original):
             comment = cst.EmptyLine(comment=cst.Comment(self.mark[original]))
             return updated.with_changes(leading_lines=[*updated.leading_lines, comment])
@@ -112,7 +142,7 @@ class _StartUpEditor(cst.CSTTransformer):
         if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
             kept = [alias for alias in small.names if alias not in self.drop]
             if not kept:
-                return cst.RemoveFromParent()
+                return self._drop(updated)
             if len(kept) != len(small.names):
                 kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
                 return updated.with_changes(body=[small.with_changes(names=kept)])
@@ -142,6 +172,7 @@ def plan_feature(root: Path, jobs: FeatureJobs, migration: Migration, texts: dic
     copied = {name for job in convertible for name in job.class_attributes}
     stays = (
         jobs.job_list is not None
+        or bool(jobs.imported_elsewhere)
         or len(convertible) < len(jobs.jobs)
         or bool(jobs.others)
         or not set(jobs.methods) <= used
@@ -177,8 +208,9 @@ def plan_feature(root: Path, jobs: FeatureJobs, migration: Migration, texts: dic
         migration.plan.delete(jobs_path, taken_over=True)
         return
     staying = _reachable(jobs, [job.start for job in jobs.jobs.values() if job.problem])
+    has_start_methods = any(job.kind == "method" for job in jobs.jobs.values())
     for name in sorted(set(jobs.methods) - used - staying):
-        if not name.startswith("start_"):
+        if has_start_methods and not name.startswith("start_"):
             migration.kept.append(Kept(jobs.name, f"Jobs.{name}", "not part of a converted job; stays in jobs.py"))
     if jobs.job_list is not None and all(job.problem is None for job in jobs.jobs.values() if job.kind == "function"):
         migration.kept.append(
@@ -286,6 +318,7 @@ def _jobs_left(jobs: FeatureJobs, converted: list[Job]) -> str:
                 body=[small.with_changes(value=small.value.with_changes(elements=elements))]
             )
         body.append(statement)
+    body = _prune_imports(body, body, used_before=_used_names(jobs.module.body))
     if body and jobs.module.body and body[0] is not jobs.module.body[0]:
         body[0] = body[0].with_changes(leading_lines=jobs.module.body[0].leading_lines)
     return jobs.module.with_changes(body=body).code
@@ -452,12 +485,22 @@ def _with_body(
     return function.with_changes(body=function.body.with_changes(body=list(body), footer=footer))
 
 
-def _prune_imports(header: list[cst.BaseStatement], module: Sequence[cst.CSTNode]) -> list[cst.BaseStatement]:
-    """Drop imported names nothing uses any more (``threading`` once the thread is gone)."""
+def _used_names(module: Sequence[cst.CSTNode]) -> set[str]:
     used: set[str] = set()
     for node in module:
         if not m.matches(node, m.SimpleStatementLine(body=[m.Import() | m.ImportFrom()])):
             used |= variable_names(node) | {a.value.value for a in m.findall(node, m.Attribute(value=m.Name()))}
+    return used
+
+
+def _prune_imports(
+    header: list[cst.BaseStatement], module: Sequence[cst.CSTNode], *, used_before: set[str] | None = None
+) -> list[cst.BaseStatement]:
+    """Drop imported names nothing uses any more (``threading`` once the thread is gone); with
+    ``used_before``, only those the code used before (an import kept for its side effects stays)."""
+    used = _used_names(module)
+    if used_before is not None:
+        used |= {name for name in _imported_names(header) if name not in used_before}
     kept: list[cst.BaseStatement] = []
     spacing: Sequence[cst.EmptyLine] = ()  # the blank lines of a dropped import go to the next statement
     for statement in header:
@@ -481,6 +524,16 @@ def _prune_imports(header: list[cst.BaseStatement], module: Sequence[cst.CSTNode
         spacing = ()
         kept.append(statement)
     return kept
+
+
+def _imported_names(statements: Sequence[cst.BaseStatement]) -> set[str]:
+    return {
+        bound_name(alias)
+        for s in statements
+        for small in (s.body if isinstance(s, cst.SimpleStatementLine) else [])
+        if isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar)
+        for alias in small.names
+    }
 
 
 def _ensure_import(header: list[cst.BaseStatement], name: str, statement: cst.BaseStatement) -> list[cst.BaseStatement]:

@@ -107,8 +107,9 @@ def local_name(alias: cst.ImportAlias) -> str:
 
 
 def one_line(module: cst.Module, node: cst.CSTNode) -> str:
+    """The node's code on one line: a compound statement by its first line."""
     code = module.code_for_node(node.with_changes(leading_lines=()) if hasattr(node, "leading_lines") else node)
-    return code.strip()
+    return code.strip().splitlines()[0].rstrip(",")
 
 
 def bound_name(alias: cst.ImportAlias) -> str:
