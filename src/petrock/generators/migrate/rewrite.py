@@ -77,11 +77,12 @@ class _StartUpEditor(cst.CSTTransformer):
     def __init__(self, remove: set[cst.CSTNode], mark: dict[cst.CSTNode, str], drop: set[cst.ImportAlias]) -> None:
         super().__init__()
         self.remove, self.mark, self.drop = remove, mark, drop
-        self.gone: set[int] = set()  # ids of updated statements to drop from their block
+        # Updated statements to drop from their block, by id; holding them keeps their ids from being reused.
+        self.gone: dict[int, cst.CSTNode] = {}
 
     def _drop(self, updated: cst.CSTNode) -> cst.CSTNode:
         """Drop a statement at the block level, where its blank lines and comments can go to the next one."""
-        self.gone.add(id(updated))
+        self.gone[id(updated)] = updated
         return updated
 
     def _without_gone(self, body: Sequence[cst.BaseStatement], *, first_in_block: bool) -> list[cst.BaseStatement]:

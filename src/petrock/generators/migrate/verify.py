@@ -125,7 +125,8 @@ def _python(root: Path) -> str:
 
 def _env(copy: Path) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(copy / "src"), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+    # COLUMNS: pytest cuts its one-line failure reasons to the terminal width.
+    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "400"}
 
 
 def _python_changes(plan: Plan) -> list[tuple[str, str | None, str]]:
