@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,10 +55,13 @@ try:
         finally:
             app.log.close()
 except BaseException as error:
+    root = os.path.dirname(os.path.dirname(src))
     frames = [f for f in traceback.extract_tb(error.__traceback__) if os.path.realpath(f.filename).startswith(src)]
-    where = f"{{os.path.relpath(frames[-1].filename, os.path.dirname(src))}}:{{frames[-1].lineno}}" if frames else ""
+    # The app's own code rather than its core runtime: register.py rather than supervisor.py.
+    frames = [f for f in frames if os.sep + "core" + os.sep not in f.filename] or frames
+    where = f"{{os.path.relpath(frames[-1].filename, root)}}:{{frames[-1].lineno}}" if frames else ""
     if isinstance(error, SyntaxError) and error.filename:
-        where = f"{{os.path.relpath(error.filename, os.path.dirname(src))}}:{{error.lineno}}"
+        where = f"{{os.path.relpath(error.filename, root)}}:{{error.lineno}}"
     print(json.dumps({{"error": f"{{type(error).__name__}}: {{error}}", "where": where}}))
 """
 
@@ -233,10 +237,17 @@ def _run_tests(copy: Path, python: str) -> list[Problem]:
     if result.returncode in (0, 5):  # 5: no tests collected
         return []
     failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    if not failed and _all_passed(result.stdout):
+        return []  # a legacy thread crashed the interpreter on its way out, after every test had passed
     if not failed:
         last = (result.stdout.strip().splitlines() or result.stderr.strip().splitlines() or ["no output"])[-1]
         return [Problem("tests", f"the app's tests fail: {last}")]
     return [_failure(line) for line in failed]
+
+
+def _all_passed(output: str) -> bool:
+    summary = [line for line in output.splitlines() if re.match(r"^=* ?\d+ passed", line)]
+    return bool(summary) and not re.search(r"\b(failed|error|errors)\b", summary[-1])
 
 
 def _failure(line: str) -> Problem:
