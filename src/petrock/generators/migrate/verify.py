@@ -246,8 +246,13 @@ def _run_tests(copy: Path, python: str) -> list[Problem]:
 
 
 def _all_passed(output: str) -> bool:
+    """Whether pytest's progress dots (``-q``) reached 100% without an F or an E."""
+    progress = [re.match(r"^(\S*)\s*\[\s*\d+%\]$", line.strip()) for line in output.splitlines()]
+    marks = "".join(match.group(1) for match in progress if match)
     summary = [line for line in output.splitlines() if re.match(r"^=* ?\d+ passed", line)]
-    return bool(summary) and not re.search(r"\b(failed|error|errors)\b", summary[-1])
+    if summary:
+        return not re.search(r"\b(failed|error|errors)\b", summary[-1])
+    return bool(marks) and "[100%]" in output and set(marks) <= set(".sxX")
 
 
 def _failure(line: str) -> Problem:
