@@ -538,19 +538,15 @@ def _imported_names(statements: Sequence[cst.BaseStatement]) -> set[str]:
 
 
 def _ensure_import(header: list[cst.BaseStatement], name: str, statement: cst.BaseStatement) -> list[cst.BaseStatement]:
-    bound = {
-        bound_name(alias)
-        for s in header
-        for small in (s.body if isinstance(s, cst.SimpleStatementLine) else [])
-        if isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(small.names, cst.ImportStar)
-        for alias in small.names
-    }
-    if name in bound:
+    if name in _imported_names(header):
         return header
     imports = [
         i for i, s in enumerate(header) if m.matches(s, m.SimpleStatementLine(body=[m.Import() | m.ImportFrom()]))
     ]
     position = imports[-1] + 1 if imports else 0
+    relative = m.SimpleStatementLine(body=[m.ImportFrom(relative=[m.AtLeastN(n=1)])])
+    if imports and m.matches(statement, relative) and not m.matches(header[imports[-1]], relative):
+        statement = statement.with_changes(leading_lines=[BLANK])  # the app's own imports come in a group
     return [*header[:position], statement, *header[position:]]
 
 
