@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,10 @@ def test_a_migration_that_fails_the_apps_tests_writes_and_commits_nothing(shop: 
     before = git_snapshot(shop)
 
     for args in (("migrate", "jobs"), ("migrate", "jobs", "--dry-run")):
-        result = petrock_in(shop, *args)
+        # The gate runs the app's tests twice here (after, then before the migration): allow for a busy machine.
+        result = subprocess.run(
+            [sys.executable, "-m", "petrock", *args], cwd=shop, capture_output=True, text=True, timeout=600, check=False
+        )
 
         assert result.returncode != 0, result.stdout
         problems = result.stderr.splitlines()

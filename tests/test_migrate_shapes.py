@@ -126,7 +126,9 @@ def depot_migrated(depot_original: Path, tmp_path_factory: pytest.TempPathFactor
     root = copy_app(depot_original, tmp_path_factory.mktemp("depot-migrated") / "depot")
     adopted = petrock_in(root, "adopt")
     assert adopted.returncode == 0, adopted.stderr
-    result = petrock_in(root, "migrate", "jobs", "--json")
+    # The gate runs the depot's tests: allow for a busy machine.
+    command = [sys.executable, "-m", "petrock", "migrate", "jobs", "--json"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return root, json.loads(result.stdout)
 
@@ -184,7 +186,7 @@ def test_the_report_lists_what_converted_and_why_the_rest_stayed(depot_migrated:
     assert converted == {(feature, job) for feature, job, converts in SHAPES.values() if converts}
     assert {(feature, job) for feature, job, converts in SHAPES.values() if not converts} <= set(kept)
     assert "outside the server's start-up" in kept["epsilon", "Jobs.start_relay_thread"]
-    assert "src/depot/main.py:40" in kept["epsilon", "Jobs.start_relay_thread"]
+    assert "src/depot/main.py:41" in kept["epsilon", "Jobs.start_relay_thread"]
     assert "mutable class attribute" in kept["delta", "Jobs.start_queue_task"]
     assert "`break`" in kept["delta", "Jobs.start_until_task"]
     assert "start and stop" in kept["gamma", "Jobs"]
