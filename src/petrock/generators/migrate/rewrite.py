@@ -397,9 +397,8 @@ def _worker_module(
 
 def _worker_class(jobs: FeatureJobs, job: Job, class_name: str, worker_name: str) -> cst.ClassDef:
     start_method = jobs.methods.get(job.start) if job.kind == "method" else None
-    summary = (docstring_summary(start_method) or docstring_summary(job.loop) or f"The {job.short_name} job.").replace(
-        '"""', "'''"
-    )
+    fallback = f"The {job.short_name.replace('_', ' ')} job."
+    summary = (docstring_summary(start_method) or docstring_summary(job.loop) or fallback).replace('"""', "'''")
     cycle = "run_once" if job.threaded else "work"
     was = f"``Jobs.{job.start}``" if job.kind == "method" else f"``{job.start}`` in JOBS"
     comments = "".join(f"    {comment}\n" for comment in job.sleep_comments)
