@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import libcst as cst
+
 from petrock import git
 from petrock.errors import DirtyTree, UserError
 from petrock.plan import Change, Plan
 from petrock.project import Manifest, require_clean
 
-from .analyse import read_feature
+from .analyse import FeatureJobs, read_feature
 from .find import find_start_ups
 from .report import Migration
 from .rewrite import edit_start_ups, plan_feature, taken_names
@@ -44,7 +46,7 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     if not names:
         raise UserError(f"no feature in {package.relative_to(root)} has a jobs.py", "there is nothing to migrate")
 
-    features = {name: read_feature(package / name, name) for name in names}
+    features = {name: _read_feature_or_keep_it(package / name, name) for name in names}
     # Only modules that mention jobs can import or start them; parsing the rest would only cost time.
     files = {
         path: parse(path)
@@ -64,6 +66,17 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     for path, text in texts.items():
         migration.plan.write(path.relative_to(root).as_posix(), text, edit=True)
     return migration
+
+
+def _read_feature_or_keep_it(folder: Path, name: str) -> FeatureJobs:
+    """A jobs.py whose shape petrock's reader does not expect stays as it is, with the reason, rather
+    than stopping the whole migration with a traceback."""
+    try:
+        return read_feature(folder, name)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:  # a shape it did not expect
+        found = FeatureJobs(name, folder, cst.parse_module((folder / "jobs.py").read_text()))
+        found.problem = f"petrock could not read it ({type(error).__name__}: {error}); please report this"
+        return found
 
 
 def verify_migration(migration: Migration, *, run_tests: bool = True) -> Verdict:
