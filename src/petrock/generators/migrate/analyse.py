@@ -126,7 +126,8 @@ class FeatureJobs:
     def _check_shared_state(self) -> None:
         """Each worker gets its own instance, so jobs that shared an attribute must stay together."""
         init = self.methods.get("__init__")
-        app_attributes = attributes_set_from(init, init.params.params[1].name.value) if init else set()
+        takes_app = init is not None and len(init.params.params) > 1
+        app_attributes = attributes_set_from(init, init.params.params[1].name.value) if takes_app else set()
         users: dict[str, list[Job]] = {}
         for job in self.convertible:
             if job.kind != "method":
