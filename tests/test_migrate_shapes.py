@@ -216,6 +216,10 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     root, _ = depot_migrated
     src = root / "src" / "depot"
     alpha, main = (src / "alpha" / "worker.py").read_text(), (src / "main.py").read_text()
+    # A Jobs class without __init__ (a KeyError '__init__' once): its worker takes the app like the others.
+    eta = (src / "eta" / "worker.py").read_text()
+    assert "class PingWorker:" in eta and "    def __init__(self, app: App) -> None:\n        self.app = app\n" in eta
+    assert "EtaJobs" not in main
     # Jobs(app) used by a start-up loop: the loop, the instance and nothing else went.
     assert "for start in" not in main and "epsilon = EpsilonJobs(app)" not in main
     assert "from .epsilon.jobs import Jobs as EpsilonJobs" in main  # still used by start_relay
