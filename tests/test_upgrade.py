@@ -203,15 +203,40 @@ def test_upgrade_refuses_a_dirty_tree_and_a_downgrade(shop: Path, templates: Pat
     assert git(shop, "status", "--porcelain") == ""
 
 
-def test_check_fails_when_behind_and_passes_after_upgrade(shop: Path, templates: Path) -> None:
+def test_check_lists_the_files_the_templates_would_render_differently(shop: Path, templates: Path) -> None:
     assert petrock(shop, "check").returncode == 0
+    assert petrock(shop, "check", templates=templates).returncode == 0  # a new version number alone changes nothing
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    (templates / "project/Dockerfile").write_text("FROM python:3.12-slim\n")
+    (templates / PROJECT / "core/pages.py").unlink()
+
     behind = petrock(shop, "check", templates=templates)
+
     assert behind.returncode == 1
-    assert behind.stderr.startswith("error: project behind the installed templates 0.2.0")
+    assert behind.stderr.startswith("error: 3 files behind the installed templates 0.2.0: ")
+    for listed in ("Dockerfile (new)", "src/shop/core/kv.py (changed)", "src/shop/core/pages.py (dropped)"):
+        assert listed in behind.stderr
+    as_json = json.loads(petrock(shop, "check", "--json", templates=templates).stdout)
+    assert as_json["ok"] is False
+    assert as_json["behind"] == ["Dockerfile", "src/shop/core/kv.py", "src/shop/core/pages.py"]
+    assert {c["path"]: c["change"] for c in as_json["changes"]}["Dockerfile"] == "new"
     assert petrock(shop, "upgrade", templates=templates).returncode == 0
     after = petrock(shop, "check", "--json", templates=templates)
     assert after.returncode == 0
     assert json.loads(after.stdout)["ok"] is True
+
+
+def test_a_second_upgrade_writes_and_commits_nothing(shop: Path, templates: Path) -> None:
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    assert petrock(shop, "upgrade", templates=templates).returncode == 0
+    before = without_git_index(tree_snapshot(shop))
+
+    again = petrock(shop, "upgrade", templates=templates)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "already up to date with templates 0.2.0: nothing to write\n"
+    assert without_git_index(tree_snapshot(shop)) == before
+    assert json.loads(petrock(shop, "upgrade", "--json", templates=templates).stdout)["up_to_date"] is True
 
 
 def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings() -> None:
@@ -243,7 +268,8 @@ def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(sho
     recorded = manifest(shop)
     assert recorded["features"]["posts"]["template_version"] == "0.2.0"
     assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 0.2.0\n"
-    assert petrock(shop, "check", templates=templates).stderr.startswith("error: project behind")
+    behind = petrock(shop, "check", templates=templates).stderr
+    assert behind.startswith("error: 1 file behind the installed templates 0.2.0: src/shop/main.py (changed)")
     edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
     whole = petrock(shop, "upgrade", templates=templates)
     assert whole.returncode == 0, whole.stderr
