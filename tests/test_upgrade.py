@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from petrock.merge import carry_marker_blocks, has_conflict_markers
+from petrock.merge import carry_marker_blocks, has_conflict_markers, sort_import_blocks
 from petrock.templates import templates_dir
 
 from .support import git_snapshot, new_app, refused_without_a_trace, run_app_tests, run_petrock, tree_snapshot
@@ -245,6 +245,23 @@ def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings()
     theirs = "A\n# petrock:imports\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks(ours, theirs) == "A\n# petrock:imports\nimport x\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks("no markers\n", theirs) == theirs
+
+
+def test_import_blocks_petrock_owns_are_sorted_and_end_with_one_blank_line() -> None:
+    block = "x\n# petrock:imports\nfrom .posts import a\nfrom .articles import b\nfrom .posts import a\n"
+    block += "# petrock:end-imports\n"
+    assert sort_import_blocks(block) == (
+        "x\n# petrock:imports\nfrom .articles import b\nfrom .posts import a\n\n# petrock:end-imports\n"
+    )
+    assert (
+        sort_import_blocks("# petrock:imports\n# petrock:end-imports\n")
+        == "# petrock:imports\n\n# petrock:end-imports\n"
+    )
+    hand_written = "# petrock:imports\nfrom .b import (\n    c,\n)\nfrom .a import d\n# petrock:end-imports\n"
+    assert sort_import_blocks(hand_written) == hand_written  # not petrock's lines: left as they are
+    registrations = "    # petrock:registrations\n    register_posts(app)\n    register_articles(app)\n"
+    registrations += "    # petrock:end-registrations\n"
+    assert sort_import_blocks(registrations) == registrations  # the order features were added in
 
 
 FEATURE = Path("feature/src/{{project_name}}/{{feature}}")

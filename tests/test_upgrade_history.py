@@ -135,6 +135,11 @@ def test_an_app_with_unsorted_imports_upgrades_ruff_clean_with_edits_kept_and_te
     assert features.index("register as register_articles") < features.index("register as register_posts")
     assert 'return "our own code"' in main.read_text()
     assert git(app, "status", "--porcelain") == ""
+    # Import lines added after the upgrade land in blocks ruff accepts too.
+    generated = petrock(app, "generate", "command", "posts/publish")
+    assert generated.returncode == 0, generated.stderr
+    linted = ruff(app)
+    assert linted.returncode == 0, linted.stdout
     tests = run_app_tests(app, "-q", "-x", "-p", "no:randomly")
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert petrock(app, "upgrade").stdout.startswith("already up to date")

@@ -64,21 +64,21 @@ def sort_import_blocks(text: str) -> str:
     Older petrock appended import lines in the order features were added and left
     no blank line before the end marker; ruff's import sorting flags both. Lines
     are sorted by module (ruff's order), duplicates dropped, and one blank line
-    ends a non-empty block. A block holding anything but one-line imports is left
-    as it is: petrock did not write it.
+    ends the block (``feature add`` keeps it after the lines it adds). A block
+    holding anything but one-line imports is left as it is: petrock did not write it.
     """
 
     def tidy(match: re.Match[str]) -> str:
         if match["name"] != "imports":
             return match.group(0)
         lines = [line for line in match["body"].splitlines() if line.strip()]
-        if not lines or not all(ONE_LINE_IMPORT.match(line) for line in lines):
+        if not all(ONE_LINE_IMPORT.match(line) for line in lines):
             return match.group(0)
         ordered = sorted(dict.fromkeys(lines), key=import_key)
         start, end = match.span("body")
         text = match.group(0)
         offset = match.start()
-        return text[: start - offset] + "\n".join(ordered) + "\n\n" + text[end - offset :]
+        return text[: start - offset] + "".join(f"{line}\n" for line in ordered) + "\n" + text[end - offset :]
 
     return MARKER_BLOCK.sub(tidy, text)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from petrock import git
 from petrock.errors import DirtyTree, GitError, UserError
-from petrock.generators.fingerprint import Drift, drift, missing_bases, render_app
+from petrock.generators.fingerprint import Drift, drift, missing_bases, render_app, renders_alike
 from petrock.merge import carry_marker_blocks, files_with_conflict_markers, merge_text, sort_import_blocks
 from petrock.plan import Plan
 from petrock.project import MANIFEST, Manifest, require_clean
@@ -186,8 +186,12 @@ def _merge_one(
         plan.write(path, ours, edit=True)
         return FileUpgrade(path, Status.TIDY, "sorted the imports between petrock's markers")
 
-    # Same render as at generation: nothing to bring in, and no base needed to know it.
-    if recorded == upgraded.files[path] or ours == theirs:
+    # Same render as at generation (up to petrock's own marker lines): nothing to bring in, and the
+    # recorded fingerprint stays, since it may include lines `generate` added while the file was pristine.
+    if renders_alike(root, recorded, render):
+        upgraded.files[path] = recorded
+        return unchanged()
+    if ours == theirs:
         return unchanged()
     if recorded is not None and git.blob_id(on_disk) == recorded:
         plan.write(path, theirs, edit=True)
