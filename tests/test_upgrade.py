@@ -376,6 +376,7 @@ def render_commit(app: Path) -> str:
     return manifest(app)["commits"]["project"]
 
 
+@pytest.mark.slow
 def test_a_conflict_leaves_a_merge_whose_commit_keeps_the_new_bases_in_the_history(
     shop: Path, templates: Path, tmp_path: Path
 ) -> None:
@@ -398,6 +399,7 @@ def test_a_conflict_leaves_a_merge_whose_commit_keeps_the_new_bases_in_the_histo
     assert petrock(clone, "upgrade", templates=templates).stdout.startswith("already up to date")
 
 
+@pytest.mark.slow
 def test_upgrade_continue_commits_the_resolution_and_abort_puts_everything_back(shop: Path, templates: Path) -> None:
     conflicting_upgrade(shop, templates)
     before = head(shop)  # a stopped upgrade commits nothing
