@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jinja2 import Environment, Template
+    from jinja2 import Environment
 
 SUFFIX = ".jinja"
 IGNORED = frozenset({"__pycache__", ".DS_Store"})
@@ -26,7 +26,7 @@ def render_folder(folder: Path, context: Mapping[str, Any]) -> dict[str, str]:
     files: dict[str, str] = {}
     for source in _template_files(folder):
         relative = source.relative_to(folder).as_posix()
-        target = _path_template(environment, relative).render(context)
+        target = environment.from_string(relative).render(context)
         if relative.endswith(SUFFIX):
             target = target.removesuffix(SUFFIX)
             text = environment.get_template(relative).render(context)
@@ -42,12 +42,6 @@ def _template_files(folder: Path) -> list[Path]:
         for path in folder.rglob("*")
         if path.is_file() and not IGNORED.intersection(path.relative_to(folder).parts)
     )
-
-
-@functools.cache
-def _path_template(environment: Environment, relative: str) -> Template:
-    """A template path compiled once: ``check`` and ``upgrade`` render every feature's paths."""
-    return environment.from_string(relative)
 
 
 @functools.cache
