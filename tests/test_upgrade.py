@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from petrock.merge import carry_marker_blocks, has_conflict_markers
+from petrock.merge import carry_marker_blocks, has_conflict_markers, sort_import_blocks
 from petrock.templates import templates_dir
 
-from .support import new_app, run_app_tests, run_petrock, tree_snapshot
+from .support import git_snapshot, new_app, refused_without_a_trace, run_app_tests, run_petrock, tree_snapshot
 
 PROJECT = Path("project/src/{{project_name}}")
 
@@ -203,15 +204,40 @@ def test_upgrade_refuses_a_dirty_tree_and_a_downgrade(shop: Path, templates: Pat
     assert git(shop, "status", "--porcelain") == ""
 
 
-def test_check_fails_when_behind_and_passes_after_upgrade(shop: Path, templates: Path) -> None:
+def test_check_lists_the_files_the_templates_would_render_differently(shop: Path, templates: Path) -> None:
     assert petrock(shop, "check").returncode == 0
+    assert petrock(shop, "check", templates=templates).returncode == 0  # a new version number alone changes nothing
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    (templates / "project/Dockerfile").write_text("FROM python:3.12-slim\n")
+    (templates / PROJECT / "core/pages.py").unlink()
+
     behind = petrock(shop, "check", templates=templates)
+
     assert behind.returncode == 1
-    assert behind.stderr.startswith("error: project behind the installed templates 0.2.0")
+    assert behind.stderr.startswith("error: 3 files behind the installed templates 0.2.0: ")
+    for listed in ("Dockerfile (new)", "src/shop/core/kv.py (changed)", "src/shop/core/pages.py (dropped)"):
+        assert listed in behind.stderr
+    as_json = json.loads(petrock(shop, "check", "--json", templates=templates).stdout)
+    assert as_json["ok"] is False
+    assert as_json["behind"] == ["Dockerfile", "src/shop/core/kv.py", "src/shop/core/pages.py"]
+    assert {c["path"]: c["change"] for c in as_json["changes"]}["Dockerfile"] == "new"
     assert petrock(shop, "upgrade", templates=templates).returncode == 0
     after = petrock(shop, "check", "--json", templates=templates)
     assert after.returncode == 0
     assert json.loads(after.stdout)["ok"] is True
+
+
+def test_a_second_upgrade_writes_and_commits_nothing(shop: Path, templates: Path) -> None:
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    assert petrock(shop, "upgrade", templates=templates).returncode == 0
+    before = without_git_index(tree_snapshot(shop))
+
+    again = petrock(shop, "upgrade", templates=templates)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "already up to date with templates 0.2.0: nothing to write\n"
+    assert without_git_index(tree_snapshot(shop)) == before
+    assert json.loads(petrock(shop, "upgrade", "--json", templates=templates).stdout)["up_to_date"] is True
 
 
 def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings() -> None:
@@ -219,6 +245,23 @@ def test_carry_marker_blocks_keeps_the_apps_block_and_the_targets_surroundings()
     theirs = "A\n# petrock:imports\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks(ours, theirs) == "A\n# petrock:imports\nimport x\n# petrock:end-imports\nB\n"
     assert carry_marker_blocks("no markers\n", theirs) == theirs
+
+
+def test_import_blocks_petrock_owns_are_sorted_and_end_with_one_blank_line() -> None:
+    block = "x\n# petrock:imports\nfrom .posts import a\nfrom .articles import b\nfrom .posts import a\n"
+    block += "# petrock:end-imports\n"
+    assert sort_import_blocks(block) == (
+        "x\n# petrock:imports\nfrom .articles import b\nfrom .posts import a\n\n# petrock:end-imports\n"
+    )
+    assert (
+        sort_import_blocks("# petrock:imports\n# petrock:end-imports\n")
+        == "# petrock:imports\n\n# petrock:end-imports\n"
+    )
+    hand_written = "# petrock:imports\nfrom .b import (\n    c,\n)\nfrom .a import d\n# petrock:end-imports\n"
+    assert sort_import_blocks(hand_written) == hand_written  # not petrock's lines: left as they are
+    registrations = "    # petrock:registrations\n    register_posts(app)\n    register_articles(app)\n"
+    registrations += "    # petrock:end-registrations\n"
+    assert sort_import_blocks(registrations) == registrations  # the order features were added in
 
 
 FEATURE = Path("feature/src/{{project_name}}/{{feature}}")
@@ -243,7 +286,8 @@ def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(sho
     recorded = manifest(shop)
     assert recorded["features"]["posts"]["template_version"] == "0.2.0"
     assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 0.2.0\n"
-    assert petrock(shop, "check", templates=templates).stderr.startswith("error: project behind")
+    behind = petrock(shop, "check", templates=templates).stderr
+    assert behind.startswith("error: 1 file behind the installed templates 0.2.0: src/shop/main.py (changed)")
     edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
     whole = petrock(shop, "upgrade", templates=templates)
     assert whole.returncode == 0, whole.stderr
@@ -252,3 +296,131 @@ def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(sho
     assert petrock(shop, "check", templates=templates).returncode == 0
     tests = run_app_tests(shop, "-q", "tests/test_posts.py")
     assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def top_level(text: str, line: str) -> str:
+    """``line`` as a top-level key (before the first table), any table of the same name renamed away."""
+    key = line.split(" =")[0]
+    text = text.replace(f"\n[{key}]\n", "\n[renamed]\n")
+    return text.replace("\n[answers]", f"\n{line}\n[answers]", 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda t: t.replace('template_version = "0.1.0"', "template_version = 5"), "`template_version` must be a"),
+        (lambda t: top_level(t, 'files = "nope"'), "`files` must be a table ([files]), not a string ('nope')"),
+        (lambda t: top_level(t, 'features = ["posts"]'), "`features` must be a table ([features]), not a list"),
+        (lambda t: t.replace('project_name = "shop"', 'project_name = "store"'), "`project_name` = 'store' does"),
+        (lambda t: t.replace('project_name = "shop"\n', "", 1), "`project_name` is missing"),
+        (lambda t: t.replace('"src/shop/main.py" = "', '"src/shop/main.py" = "x'), '`files."src/shop/main.py"` must'),
+    ],
+    ids=["version-number", "files-string", "features-list", "renamed", "missing-key", "bad-blob"],
+)
+def test_a_hand_edited_manifest_is_refused_in_one_line_naming_the_key(shop: Path, change, says: str) -> None:
+    manifest_file = shop / ".petrock.toml"
+    manifest_file.write_text(change(manifest_file.read_text()))
+    for command in (["check"], ["upgrade"], ["feature", "add", "posts"]):
+        message = refused_without_a_trace(shop, *command)
+        assert message.startswith(f"error: .petrock.toml: {says}"), message
+        assert message.endswith("restore it from git (`git checkout .petrock.toml`)\n"), message
+
+
+def test_allow_dirty_commits_only_what_petrock_changed_and_refuses_files_with_uncommitted_edits(
+    shop: Path, templates: Path
+) -> None:
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    readme = shop / "README.md"
+    readme.write_text(readme.read_text() + "\nOur own notes, not committed yet.\n")
+    (shop / "notes.txt").write_text("staged, not committed\n")
+    git(shop, "add", "notes.txt")
+    kv = shop / "src/shop/core/kv.py"
+    kv.write_text(kv.read_text() + "# half-done\n")
+
+    before = git_snapshot(shop)
+    refused = petrock(shop, "upgrade", "--allow-dirty", templates=templates)
+    assert refused.returncode != 0
+    assert refused.stderr.startswith(
+        "error: the upgrade would change files with uncommitted edits (src/shop/core/kv.py)"
+    )
+    assert git_snapshot(shop) == before
+    git(shop, "checkout", "--", "src/shop/core/kv.py")
+
+    result = petrock(shop, "upgrade", "--allow-dirty", templates=templates)
+
+    assert result.returncode == 0, result.stderr
+    assert set(git(shop, "diff", "--name-only", "HEAD^1", "HEAD").split()) == {
+        ".petrock.toml",
+        "src/shop/core/kv.py",
+    }
+    assert git(shop, "status", "--porcelain").splitlines() == [" M README.md", "A  notes.txt"]
+    assert "Our own notes" in readme.read_text()
+
+
+def conflicting_upgrade(shop: Path, templates: Path) -> subprocess.CompletedProcess[str]:
+    """An upgrade stopped by a conflict in main.py (the user and the templates changed the same line)."""
+    edit(shop / "src/shop/main.py", 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "shop.db"')
+    git(shop, "commit", "-qam", "Own database name")
+    edit(templates / PROJECT / "main.py", 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "data/app.db"')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    result = petrock(shop, "upgrade", templates=templates)
+    assert result.returncode != 0
+    return result
+
+
+def resolve(path: Path, line: str) -> None:
+    path.write_text(re.sub(r"<<<<<<<.*?>>>>>>>[^\n]*\n", line + "\n", path.read_text(), flags=re.DOTALL))
+
+
+def render_commit(app: Path) -> str:
+    return manifest(app)["commits"]["project"]
+
+
+@pytest.mark.slow
+def test_a_conflict_leaves_a_merge_whose_commit_keeps_the_new_bases_in_the_history(
+    shop: Path, templates: Path, tmp_path: Path
+) -> None:
+    stopped = conflicting_upgrade(shop, templates)
+    assert "petrock upgrade --continue" in stopped.stderr
+    assert git(shop, "rev-parse", "MERGE_HEAD").strip() == render_commit(shop)
+    status = git(shop, "status", "--porcelain").splitlines()
+    assert "UU src/shop/main.py" in status and "M  src/shop/core/kv.py" in status
+    again = petrock(shop, "upgrade", templates=templates)
+    assert again.returncode != 0 and "waiting for its conflicts to be resolved" in again.stderr
+
+    resolve(shop / "src/shop/main.py", 'DEFAULT_DB = "data/shop.db"')
+    git(shop, "commit", "-qa", "--no-edit")  # the user's own commit, as after any git merge
+
+    assert git(shop, "rev-parse", "HEAD^2").strip() == render_commit(shop)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(shop), str(clone)], check=True)
+    checked = petrock(clone, "check", templates=templates)
+    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
+    assert petrock(clone, "upgrade", templates=templates).stdout.startswith("already up to date")
+
+
+@pytest.mark.slow
+def test_upgrade_continue_commits_the_resolution_and_abort_puts_everything_back(shop: Path, templates: Path) -> None:
+    conflicting_upgrade(shop, templates)
+    before = head(shop)  # a stopped upgrade commits nothing
+    early = petrock(shop, "upgrade", "--continue", templates=templates)
+    assert early.returncode != 0 and "conflict markers remain in src/shop/main.py" in early.stderr
+    aborted = petrock(shop, "upgrade", "--abort", templates=templates)
+    assert aborted.returncode == 0, aborted.stderr
+    assert head(shop) == before and git(shop, "status", "--porcelain") == ""
+    assert 'DEFAULT_DB = "shop.db"' in (shop / "src/shop/main.py").read_text()
+    assert not (shop / ".git/MERGE_HEAD").exists()
+
+    stopped = petrock(shop, "upgrade", templates=templates)
+    assert stopped.returncode != 0
+    resolve(shop / "src/shop/main.py", 'DEFAULT_DB = "data/shop.db"')
+    continued = petrock(shop, "upgrade", "--continue", templates=templates)
+
+    assert continued.returncode == 0, continued.stderr
+    assert (
+        git(shop, "log", "-1", "--format=%s%n%P")
+        == f"Upgrade shop to petrock templates 0.2.0\n{before} {render_commit(shop)}\n"
+    )
+    assert git(shop, "status", "--porcelain") == ""
+    assert petrock(shop, "check", templates=templates).returncode == 0
+    assert petrock(shop, "upgrade", templates=templates).stdout.startswith("already up to date")

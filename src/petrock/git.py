@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -14,10 +15,14 @@ from petrock.errors import GitError
 FALLBACK_IDENTITY = ("-c", "user.name=petrock", "-c", "user.email=petrock@localhost")
 
 
-def run(root: Path, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(
+    root: Path, *args: str, input: bytes | None = None, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``git ARGS`` in ``root``; ``env`` adds variables (e.g. a scratch ``GIT_INDEX_FILE``)."""
     if shutil.which("git") is None:
         raise GitError("git is not installed", "install git, or pass --no-git")
-    result = subprocess.run(["git", *args], cwd=root, input=input, capture_output=True, check=False)
+    environment = {**os.environ, **env} if env else None
+    result = subprocess.run(["git", *args], cwd=root, input=input, capture_output=True, check=False, env=environment)
     if check and result.returncode != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {message[-1] if message else result.returncode}")
@@ -71,6 +76,19 @@ def read_blob(root: Path, blob_id: str) -> str | None:
     """The text of a blob by id (as recorded in the manifest), or None if git does not have it."""
     result = run(root, "cat-file", "blob", blob_id, check=False)
     return result.stdout.decode() if result.returncode == 0 else None
+
+
+def missing_objects(root: Path, ids: Sequence[str]) -> set[str]:
+    """The ids among ``ids`` that this repository does not have (one ``git cat-file`` for all)."""
+    if not ids:
+        return set()
+    output = run(root, "cat-file", "--batch-check", input="".join(f"{i}\n" for i in ids).encode()).stdout.decode()
+    return {line.split()[0] for line in output.splitlines() if line.endswith(" missing")}
+
+
+def git_path(root: Path, name: str) -> Path:
+    """Where ``.git/NAME`` really is (worktrees and ``GIT_DIR`` included)."""
+    return root / run(root, "rev-parse", "--git-path", name).stdout.decode().strip()
 
 
 def blob_id(content: str | bytes) -> str:

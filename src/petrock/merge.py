@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from petrock import git
+from petrock.inject import _import_key as import_key
 
 # A line git writes at the start or end of a conflict (the middle `=======` alone is too common to trust).
 CONFLICT_LINE = re.compile(r"^(?:<{7}|>{7})(?: |$)", re.MULTILINE)
@@ -19,6 +20,7 @@ MARKER_BLOCK = re.compile(
     r"^(?P<indent>[ \t]*)# petrock:(?P<name>(?!end-)[\w-]+)[ \t]*\n(?P<body>.*?)^[ \t]*# petrock:end-(?P=name)[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
+ONE_LINE_IMPORT = re.compile(r"^[ \t]*(?:from [\w.]+ import [\w, ]+(?: as \w+)?|import [\w.]+(?: as \w+)?)[ \t]*$")
 
 
 def merge_text(ours: str, base: str, theirs: str, labels: tuple[str, str, str]) -> tuple[str, bool]:
@@ -54,6 +56,31 @@ def carry_marker_blocks(source: str, target: str) -> str:
         return text[: start - whole_start] + body + text[end - whole_start :]
 
     return MARKER_BLOCK.sub(replace, target)
+
+
+def sort_import_blocks(text: str) -> str:
+    """``text`` with each ``# petrock:imports`` block as ``feature add`` writes it today.
+
+    Older petrock appended import lines in the order features were added and left
+    no blank line before the end marker; ruff's import sorting flags both. Lines
+    are sorted by module (ruff's order), duplicates dropped, and one blank line
+    ends the block (``feature add`` keeps it after the lines it adds). A block
+    holding anything but one-line imports is left as it is: petrock did not write it.
+    """
+
+    def tidy(match: re.Match[str]) -> str:
+        if match["name"] != "imports":
+            return match.group(0)
+        lines = [line for line in match["body"].splitlines() if line.strip()]
+        if not all(ONE_LINE_IMPORT.match(line) for line in lines):
+            return match.group(0)
+        ordered = sorted(dict.fromkeys(lines), key=import_key)
+        start, end = match.span("body")
+        text = match.group(0)
+        offset = match.start()
+        return text[: start - offset] + "".join(f"{line}\n" for line in ordered) + "\n" + text[end - offset :]
+
+    return MARKER_BLOCK.sub(tidy, text)
 
 
 def has_conflict_markers(text: str) -> bool:

@@ -9,6 +9,7 @@ tell petrock which files the user changed or deleted, and give the base of a
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,16 @@ from petrock import git
 from petrock.errors import DirtyTree, NotInApp, UserError
 
 MANIFEST = ".petrock.toml"
+RESTORE = "restore it from git (`git checkout .petrock.toml`)"
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+BLOB_ID = re.compile(r"[0-9a-f]{40}")
+
+
+class ManifestError(UserError):
+    """``.petrock.toml`` is not what petrock wrote: a wrong type, a missing key, a renamed app."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{MANIFEST}: {what}", RESTORE)
 
 
 @dataclass
@@ -34,27 +45,32 @@ class Manifest:
 
     @classmethod
     def load(cls, root: Path) -> Manifest:
+        """Read and validate the manifest: a hand-edited one fails in one line naming the key, never later."""
         path = root / MANIFEST
         try:
             data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UserError(
-                f"cannot read {path}: {exc}", "restore it from git (`git checkout .petrock.toml`)"
-            ) from None
-        try:
-            return cls(
-                project_name=data["project_name"],
-                template_version=data["template_version"],
-                petrock_version=data.get("petrock_version", data["template_version"]),
-                answers=dict(data.get("answers", {})),
-                commits=dict(data.get("commits", {})),
-                features={k: dict(v) for k, v in data.get("features", {}).items()},
-                files=dict(data.get("files", {})),
-            )
-        except KeyError as exc:
-            raise UserError(
-                f"{path} has no {exc.args[0]!r}", "restore it from git (`git checkout .petrock.toml`)"
-            ) from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}", RESTORE) from None
+        manifest = cls(
+            project_name=_required_text(data, "project_name"),
+            template_version=_required_text(data, "template_version"),
+            petrock_version=_text(data, "petrock_version", data["template_version"]),
+            answers=_table(data, "answers"),
+            commits=_texts(data, "commits"),
+            features=_features(data),
+            files=_blobs(data),
+        )
+        manifest._require_package(root)
+        return manifest
+
+    def _require_package(self, root: Path) -> None:
+        """``project_name`` names the package every path is recorded under: it must be the one on disk."""
+        if not IDENTIFIER.fullmatch(self.project_name):
+            raise ManifestError(f"`project_name` = {self.project_name!r} is not a package name")
+        if not self.package_dir(root).is_dir():
+            on_disk = sorted(p.parent.name for p in (root / "src").glob("*/__init__.py"))
+            found = f"the package on disk is src/{on_disk[0]}" if len(on_disk) == 1 else f"no src/{self.project_name}"
+            raise ManifestError(f"`project_name` = {self.project_name!r} does not match the app ({found})")
 
     def dumps(self) -> str:
         import tomli_w
@@ -100,3 +116,65 @@ def require_clean(root: Path, *, allow_dirty: bool) -> None:
         raise DirtyTree(
             f"the app has uncommitted changes ({shown})", "commit or stash them first, or pass --allow-dirty"
         )
+
+
+def _describe(value: object) -> str:
+    """How a wrong value reads in an error: ``a number (5)``, ``a list``."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "a table"
+    kind = "true/false" if isinstance(value, bool) else "a string" if isinstance(value, str) else "a number"
+    return f"{kind} ({value!r})" if not isinstance(value, str) or value else "an empty string"
+
+
+def _required_text(data: dict[str, Any], key: str) -> str:
+    if key not in data:
+        raise ManifestError(f"`{key}` is missing")
+    return _text(data, key, None)
+
+
+def _text(data: dict[str, Any], key: str, default: Any) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ManifestError(f"`{key}` must be a non-empty string, not {_describe(value)}")
+    return value
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ManifestError(f"`{key}` must be a table ([{key}]), not {_describe(value)}")
+    return dict(value)
+
+
+def _texts(data: dict[str, Any], key: str) -> dict[str, str]:
+    table = _table(data, key)
+    for name, value in table.items():
+        if not isinstance(value, str):
+            raise ManifestError(f"`{key}.{name}` must be a string, not {_describe(value)}")
+    return table
+
+
+def _blobs(data: dict[str, Any]) -> dict[str, str]:
+    files = _texts(data, "files")
+    for name, value in files.items():
+        if not BLOB_ID.fullmatch(value):
+            raise ManifestError(f"`files.{json.dumps(name)}` must be a git blob id (40 hex digits), not {value!r}")
+    return files
+
+
+def _features(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each feature is a table; the keys petrock reads from it have the types it expects."""
+    features = _table(data, "features")
+    for name, entry in features.items():
+        if not isinstance(entry, dict):
+            raise ManifestError(f"`features.{name}` must be a table ([features.{name}]), not {_describe(entry)}")
+        if not IDENTIFIER.fullmatch(name):
+            raise ManifestError(f"`features.{name}` is not a feature name")
+        version = entry.get("template_version", "")
+        if not isinstance(version, str):
+            raise ManifestError(f"`features.{name}.template_version` must be a string, not {_describe(version)}")
+        components = entry.get("components", {})
+        if not isinstance(components, dict) or not all(isinstance(c, dict) for c in components.values()):
+            raise ManifestError(f"`features.{name}.components` must be a table of tables")
+        features[name] = {key: dict(value) if isinstance(value, dict) else value for key, value in entry.items()}
+    return features

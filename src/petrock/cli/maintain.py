@@ -145,12 +145,15 @@ def upgrade(
     dry_run: DryRun = False,
     as_json: AsJson = False,
     allow_dirty: AllowDirty = False,
+    resume: Annotated[bool, typer.Option("--continue", help="Commit an upgrade whose conflicts you resolved.")] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="Undo an upgrade stopped by conflicts.")] = False,
 ) -> None:
     """Bring the installed templates' changes into this app, keeping your edits (3-way merge).
 
     Clean merges are applied and committed. Overlapping changes get conflict
-    markers, are listed, and nothing is committed: resolve them, then commit
-    (or `git reset --hard` to abandon the upgrade).
+    markers, are listed, and a merge is left in progress: resolve them, then
+    `petrock upgrade --continue` (or `git add` + `git commit`), or
+    `petrock upgrade --abort`. With nothing to bring in, nothing is written.
 
     Examples:
 
@@ -158,9 +161,21 @@ def upgrade(
 
       petrock upgrade --feature posts
     """
-    from petrock.generators.upgrade import apply_upgrade, plan_upgrade
+    from petrock.generators.upgrade import abort_upgrade, apply_upgrade, continue_upgrade, plan_upgrade
     from petrock.project import find_root
 
+    if resume or abort:
+        if resume and abort:
+            raise UserError("--continue and --abort cannot be used together", "choose one")
+        if resume:
+            commit = continue_upgrade(find_root())
+            typer.echo(json.dumps({"commit": commit}) if as_json else f"upgrade committed ({commit[:10]})")
+        else:
+            restored = abort_upgrade(find_root())
+            typer.echo(
+                json.dumps({"restored": restored}) if as_json else f"upgrade aborted: {len(restored)} files put back"
+            )
+        return
     planned = plan_upgrade(find_root(), feature=feature, allow_dirty=allow_dirty or dry_run)
     applied = None if dry_run else apply_upgrade(planned)
     if as_json:
@@ -168,8 +183,10 @@ def upgrade(
         if applied is not None:
             result |= {"commit": applied.commit, "conflicts": applied.conflicts}
         typer.echo(json.dumps(result, indent=2))
+    elif planned.up_to_date:
+        typer.echo(f"already up to date with templates {planned.to_version}: nothing to write")
     else:
-        _status_lines((f.status.value, f.path, f.note) for f in planned.files)
+        _status_lines((f.status.value, f.path, f.note) for f in planned.files if f.status != "identical")
         if dry_run:
             if diff := planned.plan.diff():
                 typer.echo("\n" + diff.rstrip("\n"))
@@ -179,7 +196,8 @@ def upgrade(
     if applied is not None and applied.conflicts:
         raise ConflictError(
             f"conflict markers in {', '.join(applied.conflicts)}; nothing was committed",
-            "resolve them and `git commit -a`, or `git reset --hard` to abandon the upgrade",
+            "resolve them, then `petrock upgrade --continue` (or `git add` them and `git commit`); "
+            "`petrock upgrade --abort` undoes the upgrade",
         )
     if dry_run and planned.conflicts:
         raise typer.Exit(1)
@@ -188,7 +206,10 @@ def upgrade(
 @app.command()
 @reports_errors
 def check(as_json: AsJson = False) -> None:
-    """Exit non-zero if the app is behind the installed templates or has conflict markers (for CI).
+    """Exit non-zero if the installed templates would render any file differently, or conflict markers remain (CI).
+
+    Lists the files an upgrade would bring changes to; warns when the versions
+    petrock generated are missing from this clone.
 
     Examples:
 
@@ -200,6 +221,8 @@ def check(as_json: AsJson = False) -> None:
     from petrock.project import find_root
 
     result = check_app(find_root())
+    for warning in result.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         if not result.ok:

@@ -5,6 +5,7 @@ petrock edits the lines between the ``petrock:`` markers; edit freely elsewhere.
 
 from .core import App
 
+# isort: split
 # petrock:imports
 
 # petrock:end-imports

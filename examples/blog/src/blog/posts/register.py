@@ -23,7 +23,9 @@ from .routes import TEMPLATES, PostsPages
 from .state import PostsState
 from .worker import SummaryWorker
 
+# isort: split
 # petrock:imports
+
 # petrock:end-imports
 
 
