@@ -47,7 +47,9 @@ def unit_settings(unit: str) -> dict[str, list[str]]:
 
 
 def test_build_makes_a_wheel_and_an_sdist_and_says_so_in_one_line(blog_with_posts: Path) -> None:
-    result = run_petrock("build", cwd=blog_with_posts / "src")
+    # No package index, no network: the build needs neither.
+    offline = {"PIP_NO_INDEX": "1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_petrock("build", cwd=blog_with_posts / "src", env=offline)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"built dist/blog-0\.1\.0-py3-none-any\.whl \(\d+\.\d kB\) and dist/blog-0\.1\.0\.tar\.gz \(\d+\.\d kB\)\n",

@@ -21,7 +21,8 @@ work after the blocks above it, or to carry a skip marker.
 Markers
 -------
 An HTML comment on the line right before a block's opening fence (blank lines between
-are allowed); it is invisible on the rendered page:
+are allowed; inside a list item, indent it like the fence); it is invisible on the
+rendered page:
 
     <!-- doctest: skip (serves until Ctrl-C) -->
         Do not run the block. The reason, in parentheses, is required and shows in the
@@ -55,7 +56,8 @@ DOCUMENTS = ("README.md", "docs/guide.md")
 SHELL = frozenset({"sh", "bash", "shell", "console"})
 PYTHON = frozenset({"python", "py", "python3"})
 BLOCK_TIMEOUT = 600  # seconds: the guide's `pip install -e` of an app is the slowest block
-FENCE = re.compile(r"^(?P<fence>```|~~~)\s*(?P<lang>[\w+-]*)")
+# Fences may be indented (a block inside a list item); the block's lines lose that indent.
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)\s*(?P<lang>[\w+-]*)")
 MARKER = re.compile(r"^<!--\s*doctest:\s*(?P<body>.*?)\s*-->\s*$")
 SKIP = re.compile(r"skip\s*\((?P<reason>[^)]+)\)")
 FILE = re.compile(r"file\s+(?P<path>\S+)")
@@ -99,11 +101,12 @@ def parse(document: str) -> list[Block]:
             index += 1
             continue
         end = next(
-            (i for i in range(index + 1, len(lines)) if lines[i].startswith(opening["fence"])),
+            (i for i in range(index + 1, len(lines)) if lines[i].lstrip().startswith(opening["fence"])),
             len(lines),
         )
         skip, file = _marker(document, lines, index)
-        code = "\n".join(lines[index + 1 : end]) + "\n"
+        indent = len(opening["indent"])
+        code = "\n".join(line[indent:] if line[:indent].isspace() else line for line in lines[index + 1 : end]) + "\n"
         blocks.append(Block(document, index + 1, opening["lang"].lower(), code, skip, file))
         index = end + 1
     return blocks
@@ -233,12 +236,14 @@ def test_markers_skip_with_a_reason_or_name_a_file(tmp_path: Path, monkeypatch: 
         "<!-- doctest: skip (serves forever) -->\n```sh\npetrock serve\n```\n\n"
         "<!-- doctest: file app.py -->\n\n```python\nprint(1)\n```\n"
         "```text\nnot run\n```\n"
+        "- in a list:\n\n  ```sh\n  cd blog\n    echo indented\n  ```\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    skipped, saved, text = parse("doc.md")
+    skipped, saved, text, listed = parse("doc.md")
     assert (skipped.skip, skipped.runs) == ("serves forever", False)
     assert (saved.file, saved.runs, saved.code) == ("app.py", True, "print(1)\n")
     assert text.runs is False
+    assert (listed.runs, listed.code) == (True, "cd blog\n  echo indented\n")
 
 
 def test_an_unknown_marker_is_an_error_not_a_silent_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
