@@ -41,9 +41,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,7 @@ from .support import REPO
 DOCUMENTS = ("README.md", "docs/guide.md")
 SHELL = frozenset({"sh", "bash", "shell", "console"})
 PYTHON = frozenset({"python", "py", "python3"})
-BLOCK_TIMEOUT = 600  # seconds: the guide's `pip install -e` of an app is the slowest block
+BLOCK_TIMEOUT = 300  # seconds: the guide's `pip install -e` of an app, the slowest block, takes about one
 # Fences may be indented (a block inside a list item); the block's lines lose that indent.
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)\s*(?P<lang>[\w+-]*)")
 MARKER = re.compile(r"^<!--\s*doctest:\s*(?P<body>.*?)\s*-->\s*$")
@@ -133,8 +135,9 @@ def _marker(document: str, lines: list[str], fence: int) -> tuple[str | None, st
 class Session:
     """One reader's terminal for one document: a temp directory, the cwd and exports carried between blocks."""
 
-    def __init__(self, document: str) -> None:
+    def __init__(self, document: str, *, timeout: float = BLOCK_TIMEOUT) -> None:
         self.document = document
+        self.timeout = timeout
         self.home = Path(tempfile.mkdtemp(prefix="petrock-doctest-"))
         self.work = self.home / "work"
         self.work.mkdir()
@@ -173,20 +176,33 @@ class Session:
         )
 
     def run(self, block: Block) -> str | None:
-        """Run one block; None when it passed, else what went wrong."""
-        result = subprocess.run(
+        """Run one block; None when it passed, else what went wrong.
+
+        The block runs in its own process group, so a command that never returns (a
+        server without a skip marker) is stopped with everything it started.
+        """
+        process = subprocess.Popen(
             ["bash", "-c", self.script(block)],
             env=self.env(),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=BLOCK_TIMEOUT,
-            check=False,
+            start_new_session=True,
         )
-        if result.returncode == 0:
+        try:
+            stdout, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            return (
+                f"still running after {self.timeout:g} s; a block that never returns (a server) needs "
+                f"`<!-- doctest: skip (reason) -->` before it\n--- block ---\n{block.code}"
+            )
+        if process.returncode == 0:
             return None
-        stdout, stderr = result.stdout[-4000:], result.stderr[-4000:]
-        return f"exit {result.returncode}\n--- block ---\n{block.code}--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+        stdout, stderr = stdout[-4000:], stderr[-4000:]
+        return f"exit {process.returncode}\n--- block ---\n{block.code}--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
 
     def close(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
@@ -262,6 +278,23 @@ def test_a_failing_command_fails_its_block_and_state_carries_between_blocks(tmp_
         failure = session.run(Block("doc.md", 12, "sh", "false\necho never\n"))
         assert (
             failure is not None and failure.startswith("exit 1") and "never" not in failure.split("--- stdout ---")[1]
+        )
+    finally:
+        session.close()
+
+
+def test_a_block_that_never_returns_is_stopped_with_everything_it_started(tmp_path: Path) -> None:
+    session = Session("doc.md", timeout=2)
+    try:
+        failure = session.run(Block("doc.md", 1, "sh", f"sleep 300 &\necho $! > {tmp_path}/pid\nsleep 300\n"))
+        assert failure is not None and failure.startswith("still running after 2 s")
+        assert "doctest: skip" in failure
+        background = int((tmp_path / "pid").read_text())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{background}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (
+            not Path(f"/proc/{background}").exists() or "Z" in Path(f"/proc/{background}/stat").read_text().split()[2]
         )
     finally:
         session.close()
