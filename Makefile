@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 PORT ?= 8080
 LINTED := $(wildcard src tests bench)
 
-.PHONY: install demo test lint format bench examples clean
+# Where `make install` puts the `petrock` launcher (what pipx does: a link into a venv).
+BINDIR ?= $(HOME)/.local/bin
+
+.PHONY: install venv demo test lint format bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +17,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+venv: $(STAMP)
+
+## install: .venv, plus `petrock` on your PATH in every new shell (a link in BINDIR)
 install: $(STAMP)
+	@mkdir -p "$(BINDIR)"
+	@ln -sfn "$(abspath $(BIN))/petrock" "$(BINDIR)/petrock"
+	@echo "installed $(BINDIR)/petrock -> $(abspath $(BIN))/petrock"
+	@case ":$$PATH:" in \
+	  *":$(BINDIR):"*) echo "petrock is on your PATH: run \`petrock --help\`" ;; \
+	  *) echo "note: $(BINDIR) is not on your PATH (a fresh Debian root shell does not have it). Add it for new shells:"; \
+	     echo "  echo 'export PATH=\"$(BINDIR):\$$PATH\"' >> ~/.bashrc && export PATH=\"$(BINDIR):\$$PATH\"    (zsh: ~/.zshrc)"; \
+	     echo "or install the link where your PATH already looks: make install BINDIR=/usr/local/bin" ;; \
+	esac
 
 ## demo: generate an app with a `posts` feature in a temp dir and serve it on 127.0.0.1
 demo: install
@@ -25,23 +40,24 @@ demo: install
 	$(CURDIR)/$(BIN)/petrock serve --port $(PORT)
 
 ## test: the whole suite (petrock's tests, generated apps' own tests, examples, reliability)
-test: install
+test: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-lint: install
+lint: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-format: install
+format: venv
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix $(LINTED)
 
-bench: install
+bench: venv
 	$(BIN)/python -m bench
 
-examples: install
+examples: venv
 	$(BIN)/python -m petrock.examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+	@if [ "$$(readlink "$(BINDIR)/petrock")" = "$(abspath $(BIN))/petrock" ]; then rm "$(BINDIR)/petrock"; fi

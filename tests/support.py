@@ -116,25 +116,39 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 
 
 class Server:
-    """A generated app served by its own ``python -m APP serve`` in a subprocess."""
+    """A generated app served by its own ``python -m APP serve`` in a subprocess.
 
-    def __init__(self, root: Path, db: Path, *, stop_timeout: float = 5.0, env: dict[str, str] | None = None) -> None:
+    By default from its source tree (``src/`` on the path, run in ``root``); with ``python``
+    (an interpreter the app is installed in) and ``cwd``, as an installed package instead.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        db: Path,
+        *,
+        stop_timeout: float = 5.0,
+        env: dict[str, str] | None = None,
+        python: str | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.root = root
         self.db = db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         package = tomllib.loads((root / ".petrock.toml").read_text())["project_name"]
         self.command = [
-            sys.executable, "-m", package, "serve", "--port", str(self.port), "--db", str(db),
+            python or sys.executable, "-m", package, "serve", "--port", str(self.port), "--db", str(db),
             "--stop-timeout", str(stop_timeout),
         ]  # fmt: skip
-        self.env = app_env(root, **(env or {}))
+        self.env = {**os.environ, **(env or {})} if python else app_env(root, **(env or {}))
+        self.cwd = cwd or root
         self.process: subprocess.Popen[str] | None = None
         self.log_path = db.with_suffix(".serve.log")
 
     def start(self, timeout: float = 20.0) -> Server:
         self._log = self.log_path.open("a")
-        self.process = subprocess.Popen(self.command, cwd=self.root, env=self.env, stdout=self._log, stderr=self._log)
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

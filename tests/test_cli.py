@@ -25,6 +25,58 @@ def test_help_lists_the_commands_with_examples() -> None:
     assert "petrock new blog" in result.stdout
 
 
+def test_help_lists_commands_in_the_order_a_user_walks_them() -> None:
+    listed = run_petrock("--help").stdout.split("Commands:")[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.startswith("  ") and line.split()]
+    walk = ["new", "feature", "generate", "serve", "selftest"]
+    assert names[: len(walk)] == walk
+    assert names[-3:] == ["migrate", "upgrade", "check"]
+
+
+def test_shell_completion_script_is_offered_for_bash() -> None:
+    result = run_petrock("--show-completion", "bash")
+    assert result.returncode == 0
+    assert "_PETROCK_COMPLETE=complete_bash" in result.stdout
+    completed = run_petrock(env={"_PETROCK_COMPLETE": "complete_bash", "COMP_WORDS": "petrock fea", "COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["feature"]
+
+
+def _on_a_terminal(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    """What ``petrock ARGS`` prints when its stdout is a terminal (a real pseudo-terminal)."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "petrock", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done writing
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return b"".join(chunks).decode()
+
+
+def test_status_words_are_coloured_on_a_terminal_unless_no_color_is_set(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
+    coloured = _on_a_terminal("new", "blog", "--dry-run", cwd=tmp_path, env=env)
+    plain = _on_a_terminal("new", "blog", "--dry-run", cwd=tmp_path, env={**env, "NO_COLOR": "1"})
+    piped = run_petrock("new", "blog", "--dry-run", cwd=tmp_path).stdout
+    assert "\x1b[" in coloured and "create" in coloured
+    assert "\x1b[" not in plain and "create" in plain
+    assert "\x1b[" not in piped
+
+
 def test_version_prints_the_package_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
@@ -66,7 +118,7 @@ def test_json_mode_reports_errors_as_json_on_stdout(tmp_path: Path) -> None:
     assert result.returncode == 2
     error = json.loads(result.stdout)
     assert "not a valid feature name" in error["error"] and error["fix"] == "did you mean `bad_name`?"
-    assert result.stderr.startswith("error: ")
+    assert result.stderr == ""  # JSON only: a script reading both streams gets nothing else
 
 
 def test_a_dry_run_works_on_a_dirty_tree_and_writes_nothing(tmp_path: Path) -> None:

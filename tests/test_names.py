@@ -56,6 +56,13 @@ def test_suggestions_turn_near_misses_into_identifiers() -> None:
     assert suggest("---") is None
 
 
+def test_suggestions_split_camel_case_into_words() -> None:
+    assert suggest("PublishDraft") == "publish_draft"
+    assert suggest("orderItems") == "order_items"
+    assert suggest("HTTPServer") == "http_server"
+    assert suggest("Posts") == "posts"
+
+
 @pytest.mark.parametrize(
     ("plural", "one"),
     [("posts", "post"), ("categories", "category"), ("boxes", "box"), ("churches", "church"), ("news", "news"),

@@ -122,3 +122,17 @@ def test_an_app_inside_another_app_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "would be inside the app at" in result.stderr
     assert tree_snapshot(outer) == before
+
+
+def test_a_missing_parent_folder_is_refused_unless_parents_is_given(tmp_path: Path) -> None:
+    target = tmp_path / "some" / "missing" / "blog"
+    result = run_petrock("new", "blog", "--dir", str(target), cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"error: the folder {target.parent} does not exist — create it first, or pass --parents to create it\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    created = run_petrock("new", "blog", "--dir", str(target), "--parents", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert (target / ".petrock.toml").is_file()

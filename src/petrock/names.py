@@ -12,6 +12,8 @@ from petrock.errors import InvalidName
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
 MAX_LENGTH = 50
+# Where CamelCase starts a new word: PublishDraft -> Publish_Draft, HTTPServer -> HTTP_Server.
+CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 # Modules every generated app imports; a feature or app with one of these names would shadow it.
 APP_DEPENDENCIES = frozenset(
@@ -28,8 +30,10 @@ FEATURE_SUBCOMMANDS = frozenset({"add", "list", "remove", "help", "ls", "rm"})
 
 
 def suggest(name: str) -> str | None:
-    """The nearest valid identifier to ``name`` (``My-Posts`` -> ``my_posts``), if there is one."""
-    candidate = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    """The nearest valid identifier to ``name`` (``My-Posts`` -> ``my_posts``, ``PublishDraft`` ->
+    ``publish_draft``), if there is one."""
+    words = CASE_BOUNDARY.sub("_", name.strip())
+    candidate = re.sub(r"[^a-z0-9_]+", "_", words.lower()).strip("_")
     candidate = re.sub(r"_+", "_", candidate)
     if candidate and candidate[0].isdigit():
         candidate = candidate.lstrip("0123456789_")

@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 
-APP = "blog"
+# The guide's app name, unless this environment already has a module of that name (a `blog`
+# installed while following the guide): then the first free alternative.
+APP_NAMES = ("blog", "selftest_blog", *(f"selftest_blog_{n}" for n in range(2, 10)))
 FEATURE = "posts"
 STOP_TIMEOUT = 5.0
 # The summary API settings a user may have exported: the self-test uses the local summarizer.
@@ -59,6 +61,19 @@ class Report:
         return sum(step.seconds for step in self.steps)
 
 
+def free_app_name() -> str:
+    """An app name that no installed or standard module shadows, so step 1 cannot fail on it."""
+    from petrock.errors import InvalidName
+    from petrock.names import validate_project_name
+
+    for name in APP_NAMES:
+        try:
+            return validate_project_name(name)
+        except InvalidName:
+            continue
+    raise StepFailed(f"every candidate app name is taken by an installed module: {', '.join(APP_NAMES)}")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as probe:
@@ -71,7 +86,8 @@ class Selftest:
 
     def __init__(self, workdir: Path, *, on_step: Callable[[StepResult], None] = lambda _: None) -> None:
         self.workdir = workdir
-        self.root = workdir / APP
+        self.app = free_app_name()
+        self.root = workdir / self.app
         self.db = workdir / "selftest.db"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -85,7 +101,7 @@ class Selftest:
 
     def steps(self) -> list[tuple[str, Callable[[], str]]]:
         return [
-            (f"petrock new {APP}", self.new_app),
+            (f"petrock new {self.app}", self.new_app),
             (f"petrock feature add {FEATURE}", self.add_feature),
             ("the app's own tests", self.app_tests),
             ("petrock serve (healthy)", self.serve),
@@ -127,12 +143,12 @@ class Selftest:
     # --- the steps: each returns a short detail or raises StepFailed ---
 
     def new_app(self) -> str:
-        self._petrock("new", APP, cwd=self.workdir)
+        self._petrock("new", self.app, cwd=self.workdir)
         return str(self.root)
 
     def add_feature(self) -> str:
         self._petrock("feature", "add", FEATURE, cwd=self.root)
-        return f"src/{APP}/{FEATURE}/"
+        return f"src/{self.app}/{FEATURE}/"
 
     def app_tests(self) -> str:
         if importlib.util.find_spec("pytest") is None:

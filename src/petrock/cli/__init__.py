@@ -9,11 +9,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from petrock import __version__
 
+# The order a user walks: make an app, grow it, run it, ship it; then the maintenance commands.
+WALK_ORDER = ("new", "feature", "generate", "serve", "selftest", "build")
+MAINTENANCE_ORDER = ("migrate", "upgrade", "check")
+
+
+class WalkOrder(TyperGroup):
+    """Lists commands in the order of a user's path, not alphabetically or by import order."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(self.commands)
+        first = [name for name in WALK_ORDER if name in names]
+        last = [name for name in MAINTENANCE_ORDER if name in names]
+        middle = [name for name in names if name not in first and name not in last]
+        return first + middle + last
+
+
 app = typer.Typer(
+    cls=WalkOrder,
     name="petrock",
     help="Scaffold event-sourced Python web apps.\n\n"
     "Examples:\n\n"
@@ -21,7 +40,6 @@ app = typer.Typer(
     "  cd blog && petrock feature add posts\n\n"
     "  petrock serve",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -44,7 +62,7 @@ def _root(
 
 
 # Command modules register themselves on `app` when imported.
-from petrock.cli import feature, feature_manage, generate, maintain, new, run  # noqa: E402, F401
+from petrock.cli import build, feature, feature_manage, generate, maintain, new, run  # noqa: E402, F401
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def add(
     kebab = name.replace("_", "-")
     typer.echo(f"\nadded feature {name}{committed}")
     typer.echo("next steps:")
-    typer.echo(f"  python -m pytest tests/test_{name}.py     run its tests")
+    typer.echo(f"  .venv/bin/python -m pytest tests/test_{name}.py   its tests (the app's README sets up .venv)")
     typer.echo(f"  petrock serve                        then open http://127.0.0.1:8080/{kebab}")
     typer.echo("  SUMMARY_API_URL=http://127.0.0.1:11434/v1 SUMMARY_MODEL=llama3.2 petrock serve")
     typer.echo("                                       summaries from an OpenAI-compatible API (default: offline)")

@@ -11,7 +11,7 @@ import typer
 
 from petrock.cli import app
 from petrock.cli.options import AllowDirty, AsJson, DryRun
-from petrock.cli.output import STATUS_STYLES, reports_errors
+from petrock.cli.output import reports_errors, status_word
 from petrock.errors import ConflictError, UserError
 
 if TYPE_CHECKING:
@@ -25,12 +25,8 @@ app.add_typer(migrate_app, name="migrate")
 
 def _status_lines(rows: Iterable[tuple[str, str, str]]) -> None:
     """``status path (note)`` per file, as the other generators print them."""
-    color = sys.stdout.isatty()
     for word, path, note in rows:
-        styled = (
-            typer.style(f"{word:>10}", fg=STATUS_STYLES.get(word, "magenta"), bold=True) if color else f"{word:>10}"
-        )
-        typer.echo(f"{styled}  {path}" + (f"  ({note})" if note else ""))
+        typer.echo(f"{status_word(word)}  {path}" + (f"  ({note})" if note else ""))
 
 
 @migrate_app.command("jobs")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from petrock.cli import app
+from petrock.cli.options import AsJson, DryRun
 from petrock.cli.output import reports_errors, show_plan
 
 
@@ -18,9 +19,10 @@ def new(
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to create the app (default: ./NAME). Must be empty.")
     ] = None,
+    parents: Annotated[bool, typer.Option("--parents", help="Create the missing parent folders of --dir.")] = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not run git init or commit.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be created; write nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Create a new app NAME: Starlette + SQLite message log + workers, with tests.
 
@@ -30,12 +32,14 @@ def new(
 
       petrock new blog --dir ~/src/blog --no-git
 
+      petrock new blog --dir ~/src/new/blog --parents
+
       petrock new blog --dry-run
     """
     from petrock.generators.new_project import create_project, plan_project
 
     target = directory if directory is not None else Path(name)
-    plan, manifest = plan_project(name, target)
+    plan, manifest = plan_project(name, target, parents=parents)
     if dry_run:
         show_plan(plan, dry_run=True, as_json=as_json)
         return
@@ -47,3 +51,4 @@ def new(
         typer.echo(f"  cd {target}")
         typer.echo("  petrock feature add posts")
         typer.echo("  petrock serve")
+        typer.echo("  python3 -m venv .venv && .venv/bin/pip install -e '.[test]'    the app's environment (tests)")

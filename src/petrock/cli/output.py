@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -37,9 +38,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            if kwargs.get("as_json"):  # scripts asked for JSON: they get it for errors too
+            if kwargs.get("as_json"):  # scripts asked for JSON: they get it for errors too, and only JSON
                 typer.echo(json.dumps({"error": error.what, "fix": error.fix, "exit_code": error.exit_code}))
-            typer.echo(f"error: {error}", err=True)
+            else:
+                typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: nothing was left half-written", err=True)
@@ -48,12 +50,21 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def use_color() -> bool:
+    """Colour only for a person at a terminal who has not asked for none (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def status_word(word: str) -> str:
+    """``word`` right-aligned in the status column, coloured when `use_color` allows."""
+    padded = f"{word:>10}"
+    return typer.style(padded, fg=STATUS_STYLES.get(word, "magenta"), bold=True) if use_color() else padded
+
+
 def status_lines(changes: Iterable[Change]) -> None:
-    """Print one ``status path`` line per file, coloured when stdout is a terminal."""
-    color = sys.stdout.isatty()
+    """Print one ``status path`` line per file."""
     for change in changes:
-        word = change.action.value
-        styled = typer.style(f"{word:>10}", fg=STATUS_STYLES.get(word), bold=True) if color else f"{word:>10}"
+        styled = status_word(change.action.value)
         note = f"  ({change.note})" if change.note else ""
         typer.echo(f"{styled}  {change.path}{note}")
 

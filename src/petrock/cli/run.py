@@ -61,48 +61,48 @@ def selftest(
 
       petrock selftest --keep
     """
+    import contextlib
     import shutil
     import tempfile
 
     from rich.console import Console
+    from rich.live import Live
     from rich.table import Table
 
     from petrock.selftest import Selftest, StepResult
 
     marks = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
-    progress = Console(stderr=True)
-
-    def show_progress(step: StepResult) -> None:
-        timing = f"  [dim]{step.seconds:.2f} s[/]" if step.status != "skip" else ""
-        progress.print(f"  {marks[step.status]}  {step.name}{timing}")
+    console = Console()
+    table = Table(title="petrock selftest", title_justify="left")
+    for column, justify in (("#", "right"), ("step", "left"), ("result", "left"), ("time", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("detail", overflow="fold")
 
     workdir = Path(tempfile.mkdtemp(prefix="petrock-selftest-"))
-    progress.print(f"petrock selftest in {workdir}")
+    console.print(f"petrock selftest in {workdir}", highlight=False)
+    # One table: on a terminal it grows a row per finished step; elsewhere it is printed once, at the end.
+    live = Live(table, console=console, auto_refresh=False) if console.is_terminal else None
+
+    def add_row(step: StepResult) -> None:
+        seconds = f"{step.seconds:.2f} s" if step.status != "skip" else ""
+        table.add_row(str(table.row_count + 1), step.name, marks[step.status], seconds, step.detail)
+        if live is not None:
+            live.refresh()
+
     try:
-        report = Selftest(workdir, on_step=show_progress).run()
+        with live or contextlib.nullcontext():
+            report = Selftest(workdir, on_step=add_row).run()
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    if live is None:
+        console.print(table)
 
-    table = Table(title="petrock selftest", title_justify="left")
-    for column, justify in (
-        ("#", "right"),
-        ("step", "left"),
-        ("result", "left"),
-        ("time", "right"),
-        ("detail", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for number, step in enumerate(report.steps, 1):
-        seconds = f"{step.seconds:.2f} s" if step.status != "skip" else ""
-        table.add_row(str(number), step.name, marks[step.status], seconds, step.detail)
-    console = Console()
-    console.print(table)
     passed = sum(step.status == "pass" for step in report.steps)
     verdict = "[green]passed[/]" if report.passed else "[bold red]failed[/]"
     console.print(f"selftest {verdict}: {passed}/{len(report.steps)} steps in {report.seconds:.1f} s")
     if keep:
-        console.print(f"kept {workdir} (server log: {report.server_log})")
+        console.print(f"kept {workdir} (server log: {report.server_log})", highlight=False)
     elif not report.passed:
         console.print("run `petrock selftest --keep` to look at the app and its server log")
     raise typer.Exit(0 if report.passed else 1)

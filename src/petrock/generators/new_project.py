@@ -43,9 +43,15 @@ def render_project(name: str) -> dict[str, str]:
         }
 
 
-def plan_project(name: str, target: Path) -> tuple[Plan, Manifest]:
-    """Validate, render, and plan the new app at ``target``; nothing is written."""
+def plan_project(name: str, target: Path, *, parents: bool = False) -> tuple[Plan, Manifest]:
+    """Validate, render, and plan the new app at ``target``; nothing is written.
+
+    A missing parent folder is usually a typo in ``--dir``, so it is created only when asked.
+    """
     validate_project_name(name)
+    parent = target.absolute().parent
+    if not parents and not parent.is_dir():
+        raise UserError(f"the folder {parent} does not exist", "create it first, or pass --parents to create it")
     with contextlib.suppress(NotInApp):
         enclosing = find_root(target.parent if not target.exists() else target)
         raise AlreadyExists(f"{target} would be inside the app at {enclosing}", "create the new app elsewhere")
