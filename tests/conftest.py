@@ -21,9 +21,11 @@ from .support import fake_summary_api_module, new_app, run_petrock
 collect_ignore = ["fixtures"]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """Say up front whether the browser tests (tests/browser) can run, and where their screenshots go."""
-    return browser_report_line()
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After a run with browser tests in it, say in one line why they skipped or where their screenshots are."""
+    reports = [report for reports in terminalreporter.stats.values() for report in reports]
+    if any(getattr(report, "nodeid", "").startswith("tests/browser/") for report in reports):
+        terminalreporter.write_line(browser_report_line())
 
 
 @pytest.fixture
