@@ -191,7 +191,7 @@ def test_signing_out_ends_the_session(app: App) -> None:
 
 def test_login_goes_back_only_to_pages_of_this_site(app: App) -> None:
     with secured(app) as client:
-        for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        for target in ("https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "/x\\y"):
             right = client.post("/login", data={"token": TOKEN, "next": target}, follow_redirects=False)
             assert right.headers["location"] == "/"
 
