@@ -37,12 +37,17 @@ def create_http_app(
     replay: bool = True,
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
+    host: str = "127.0.0.1",
 ) -> Starlette:
     """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
-    database is closed (``serve`` uses it to leave without them).
+    database is closed (``serve`` uses it to leave without them). ``host`` is the
+    interface served on: ``/mcp`` answers only ``Host`` headers that name it.
     """
+    from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
+
+    mcp = MCPEndpoint(app, host=host)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -51,7 +56,8 @@ def create_http_app(
         if start_workers:
             await app.start_workers()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             stuck = await app.close()
             if on_closed is not None:
@@ -132,6 +138,7 @@ def create_http_app(
         Route("/queries", list_queries),
         Route("/queries/{feature}/{name}", run_query),
         Route("/healthz", healthz),
+        Route("/mcp", mcp),
         *app.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan)
