@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,27 @@ def test_mcp_refuses_a_database_a_server_already_owns(blog_with_posts: Path, tmp
     assert result.stdout == ""  # stdout is the protocol: nothing else is ever written there
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "already in use" in result.stderr
+
+
+def test_sigterm_stops_the_stdio_server_cleanly(blog_with_posts: Path, tmp_path: Path) -> None:
+    """Clients close stdin to stop a server, then send SIGTERM if it lingers: the workers still stop."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "blog", "mcp", "--db", str(tmp_path / "app.db")],
+        cwd=blog_with_posts, env=app_env(blog_with_posts), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watchdog = threading.Timer(60, server.kill)  # bounds the blocking readline below
+    watchdog.start()
+    try:
+        assert server.stderr is not None
+        assert "started 1 worker(s)" in server.stderr.readline()  # the app is up, stdin still open
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=20)
+    finally:
+        watchdog.cancel()
+        server.kill()
+    assert server.returncode == 0
+    assert "worker 'posts-summaries' stopped" in stderr
 
 
 def test_a_served_app_answers_mcp_at_slash_mcp(blog_with_posts: Path, tmp_path: Path) -> None:

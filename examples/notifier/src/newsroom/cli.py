@@ -83,10 +83,13 @@ def mcp_stdio(
     except LogLockedError as exc:
         typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
         raise typer.Exit(1) from None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: workers stopped, db closed
     try:
         stuck = asyncio.run(serve_stdio(app))
     except KeyboardInterrupt:
-        return
+        # The app is closed by now; the SDK's stdin reader thread may still be blocked on a read that never ends.
+        sys.stderr.flush()
+        os._exit(0)
     if stuck:
         typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time", err=True)
         raise typer.Exit(1)
