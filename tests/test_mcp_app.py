@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,11 @@ import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .support import app_env, serving
+from .support import REPO, app_env, serving
 
 pytestmark = pytest.mark.slow
 
+GUIDE = REPO / "docs" / "guide.md"
 POSTS_TOOLS = ["posts_create", "posts_delete", "posts_get", "posts_list", "posts_update"]
 
 
@@ -124,6 +126,22 @@ def test_a_served_app_answers_mcp_at_slash_mcp(blog_with_posts: Path, tmp_path: 
     assert missing.is_error and missing.structured_content == {"error": "no post with id 'nope'"}
     assert listed.structured_content["total"] == 1
     assert "posts/delete" not in logged_types(blog_with_posts, db)  # the refused delete appended nothing
+
+
+def test_the_guides_mcp_examples_work(blog_with_posts: Path, tmp_path: Path) -> None:
+    """docs/guide.md, section 9: its client configs are JSON and its Python client runs as printed."""
+    section = GUIDE.read_text().split("## 9. Connecting an AI agent (MCP)")[1]
+    configs = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
+    assert configs and all("mcpServers" in config for config in configs)
+    assert configs[0]["mcpServers"]["blog"]["args"][:3] == ["-m", "blog", "mcp"]
+    (client,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    with serving(blog_with_posts, tmp_path / "app.db") as server:
+        script = client.replace("http://127.0.0.1:8080", server.url)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    registration_order = ["posts_create", "posts_update", "posts_delete", "posts_get", "posts_list"]
+    assert result.stdout.splitlines()[0] == str(registration_order)
+    assert result.stdout.splitlines()[1].startswith("False {'id': 1, 'type': 'posts/create'")
 
 
 def test_slash_mcp_refuses_a_host_header_it_is_not_served_under(blog_with_posts: Path, tmp_path: Path) -> None:
