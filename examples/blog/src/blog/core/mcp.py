@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from inspect import cleandoc
@@ -50,8 +50,8 @@ class ToolRefused(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Tool:
-    """One command or query offered to agents."""
+class AppTool:
+    """One command or query offered to agents as an MCP tool."""
 
     name: str
     type: str
@@ -76,11 +76,11 @@ def tool_name(type: str) -> str:
     return name
 
 
-def app_tools(app: App) -> dict[str, Tool]:
+def app_tools(app: App) -> dict[str, AppTool]:
     """Every public command and every query of ``app``, by tool name."""
-    tools: dict[str, Tool] = {}
+    tools: dict[str, AppTool] = {}
     commands = [
-        Tool(
+        AppTool(
             tool_name(spec.type),
             spec.type,
             _describe(spec.model, f"Sends the command {spec.type} (appended to the log)."),
@@ -92,7 +92,7 @@ def app_tools(app: App) -> dict[str, Tool]:
         if spec.public  # worker-only commands (summaries) stay off, as on POST /commands
     ]
     queries = [
-        Tool(
+        AppTool(
             tool_name(spec.type),
             spec.type,
             _describe(spec.model, f"Answers the query {spec.type}; changes nothing."),
@@ -274,12 +274,12 @@ class MCPEndpoint:
                 self._manager = None
 
 
-def _security(hosts: Iterable[str] | None) -> Any:
+def _security(hosts: list[str] | None) -> Any:
+    """The SDK's Host/Origin checks for ``hosts`` (see :func:`allowed_hosts`)."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     if hosts is None:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    hosts = list(hosts)
     return TransportSecuritySettings(
         allowed_hosts=hosts, allowed_origins=[f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
     )
