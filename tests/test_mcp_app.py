@@ -14,8 +14,10 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 from .support import REPO, app_env, serving
 
@@ -172,3 +174,25 @@ def test_help_and_building_the_http_app_do_not_import_the_mcp_sdk(blog_with_post
     )  # fmt: skip
     assert " mcp " in result.stdout  # the command is listed...
     assert result.stdout.rstrip().endswith("[]")  # ...and nothing of the SDK was imported
+
+
+def test_slash_mcp_needs_the_api_token_when_the_app_has_one(blog_with_posts: Path, tmp_path: Path) -> None:
+    token = "mcp-test-token-0123456789abcdef"
+
+    async def tools_with(url: str, authorization: str) -> list[str]:
+        with anyio.fail_after(60):
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": authorization}) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                return sorted(tool.name for tool in (await client.list_tools()).tools)
+
+    with serving(blog_with_posts, tmp_path / "app.db", env={"APP_API_TOKEN": token}) as server:
+        url = f"{server.url}/mcp"
+        refused = [
+            httpx.post(url, json={}, headers=headers, timeout=30).status_code
+            for headers in ({}, {"Authorization": "Bearer not-the-token"})
+        ]
+        names = anyio.run(tools_with, url, f"Bearer {token}")
+    assert refused == [401, 401]
+    assert names == POSTS_TOOLS

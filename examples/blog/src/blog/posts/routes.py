@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from ..core import App, CommandRejected, NotFound
 from ..core.http import RequestTooLarge, form_errors, read_form
+from ..core.pages import redirect_with_flash
 from .commands import CreatePost, DeletePost, UpdatePost
 
 URL = "/posts"
@@ -45,18 +46,18 @@ class PostsPages:
         try:
             listing = self.app.query("posts/list", dict(request.query_params))
         except ValidationError:
-            return self._error(400, "Bad request", "offset and limit must be small whole numbers")
-        return self._render("list.html", listing=listing)
+            return self._error(request, 400, "Bad request", "offset and limit must be small whole numbers")
+        return self._render(request, "list.html", listing=listing)
 
     async def detail_page(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
         if item is None:
-            return self._not_found()
-        return self._render("detail.html", item=item)
+            return self._not_found(request)
+        return self._render(request, "detail.html", item=item)
 
     async def new_page(self, request: Request) -> Response:
         if request.method == "GET":
-            return self._form(action=f"{URL}/new", values={})
+            return self._form(request, action=f"{URL}/new", values={})
         try:
             values = await _read_fields(request)
         except RequestTooLarge:
@@ -64,17 +65,17 @@ class PostsPages:
         try:
             command = CreatePost.model_validate(values)
         except ValidationError as exc:
-            return self._form(action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
-        return self._dispatch_then_show(command, command.id, action=f"{URL}/new", values=values)
+            return self._form(request, action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
+        return self._dispatch_then_show(request, command, command.id, "created", action=f"{URL}/new", values=values)
 
     async def edit_page(self, request: Request) -> Response:
         item_id = request.path_params["item_id"]
         item = self._find(item_id)
         if item is None:
-            return self._not_found()
+            return self._not_found(request)
         action = f"{URL}/{item_id}/edit"
         if request.method == "GET":
-            return self._form(action=action, values=item, item=item)
+            return self._form(request, action=action, values=item, item=item)
         try:
             values = await _read_fields(request)
         except RequestTooLarge:
@@ -82,18 +83,19 @@ class PostsPages:
         try:
             command = UpdatePost.model_validate({**values, "id": item_id})
         except ValidationError as exc:
-            return self._form(action=action, values=values, errors=form_errors(exc), item=item, status_code=400)
-        return self._dispatch_then_show(command, item_id, action=action, values=values, item=item)
+            errors = form_errors(exc)
+            return self._form(request, action=action, values=values, errors=errors, item=item, status_code=400)
+        return self._dispatch_then_show(request, command, item_id, "saved", action=action, values=values, item=item)
 
     async def delete(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
         if item is None:
-            return self._not_found()
+            return self._not_found(request)
         try:
             self.app.dispatch(DeletePost(id=item["id"]))
         except CommandRejected as exc:
-            return self._error(exc.status_code, "Not deleted", str(exc))
-        return RedirectResponse(URL, status_code=303)
+            return self._error(request, exc.status_code, "Not deleted", str(exc))
+        return redirect_with_flash(URL, "Post deleted.")
 
     # --- helpers ---
 
@@ -105,18 +107,21 @@ class PostsPages:
 
     def _dispatch_then_show(
         self,
+        request: Request,
         command: CreatePost | UpdatePost,
         item_id: str,
+        done: str,
         **form: Any,
     ) -> Response:
         try:
             self.app.dispatch(command)
         except CommandRejected as exc:
-            return self._form(errors={"form": str(exc)}, status_code=exc.status_code, **form)
-        return RedirectResponse(f"{URL}/{item_id}", status_code=303)
+            return self._form(request, errors={"form": str(exc)}, status_code=exc.status_code, **form)
+        return redirect_with_flash(f"{URL}/{item_id}", f"Post {done}.")
 
     def _form(
         self,
+        request: Request,
         *,
         action: str,
         values: dict[str, Any],
@@ -124,17 +129,30 @@ class PostsPages:
         item: dict[str, Any] | None = None,
         status_code: int = 200,
     ) -> Response:
-        return self._render("form.html", status_code, action=action, values=values, errors=errors or {}, item=item)
+        context = {"action": action, "values": values, "errors": errors or {}, "item": item}
+        return self._render(request, "form.html", status_code, **context)
 
-    def _render(self, template: str, status_code: int = 200, **context: Any) -> Response:
-        return self.app.pages.render(f"posts/{template}", status_code, feature=FEATURE, **context)
-
-    def _not_found(self) -> Response:
-        return self._error(404, "Not found", "There is no post with that id.")
-
-    def _error(self, status_code: int, heading: str, message: str) -> Response:
+    def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return self.app.pages.render(
-            "core/error.html", status_code, heading=heading, message=message, back_url=URL, feature=FEATURE
+            f"posts/{template}",
+            status_code,
+            request=request,
+            feature=FEATURE,
+            **context,
+        )
+
+    def _not_found(self, request: Request) -> Response:
+        return self._error(request, 404, "Not found", "There is no post with that id.")
+
+    def _error(self, request: Request, status_code: int, heading: str, message: str) -> Response:
+        return self.app.pages.render(
+            "core/error.html",
+            status_code,
+            request=request,
+            heading=heading,
+            message=message,
+            back_url=URL,
+            feature=FEATURE,
         )
 
 

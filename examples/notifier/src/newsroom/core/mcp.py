@@ -14,9 +14,13 @@ SDK takes about a second to import, so it is imported only once MCP is used.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import re
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,7 +33,7 @@ from pydantic_core import to_jsonable_python
 
 from .app import App
 from .commands import CommandRejected, StateDiverged
-from .http import MAX_BODY_BYTES, field_errors
+from .forms import MAX_BODY_BYTES, field_errors
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -197,6 +201,11 @@ async def serve_stdio(app: App) -> list[str]:
     from mcp.server.stdio import stdio_server
 
     server = build_server(app)
+    stopping: list[asyncio.Task[None]] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(
+            signum, lambda: stopping.append(asyncio.create_task(_close_and_exit(app)))
+        )
     app.replay()
     await app.start_workers()
     try:
@@ -205,6 +214,16 @@ async def serve_stdio(app: App) -> list[str]:
     finally:
         stuck = await app.close()
     return stuck
+
+
+async def _close_and_exit(app: App) -> None:
+    """Stop on a signal: the workers stopped and the database closed, then leave at once. Cancelling the
+    server instead would wait on the SDK's stdin reader, a thread blocked until the client writes or hangs up."""
+    stuck = await app.close()
+    if stuck:
+        print(f"error: worker(s) {', '.join(stuck)} did not stop in time", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(1 if stuck else 0)
 
 
 def allowed_hosts(host: str) -> list[str] | None:
