@@ -240,10 +240,13 @@ def build_server() -> Server:
     async def list_tools(_context: Any, _params: Any) -> types.ListToolsResult:
         return listing
 
+    one_at_a_time = anyio.Lock()  # two generators committing in one repository would trip over git's index lock
+
     async def call_tool(_context: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name not in TOOLS:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}")
-        is_error, answer, text = await call(params.name, params.arguments or {})
+        async with one_at_a_time:
+            is_error, answer, text = await call(params.name, params.arguments or {})
         return types.CallToolResult(
             content=[types.TextContent(text=text)], structured_content=answer, is_error=is_error
         )

@@ -16,8 +16,11 @@ def mcp_server() -> None:
 
     Example client config: {"command": "petrock", "args": ["mcp"]}
     """
+    import signal
+
     import anyio
 
     from petrock.mcp import serve_stdio
 
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # nothing to clean up: Ctrl-C ends it at once
     anyio.run(serve_stdio)
