@@ -83,10 +83,10 @@ def mcp_stdio(
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
 ) -> None:
-    """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents (see docs: MCP).
+    """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents.
 
-    Runs the app as serve does (log replayed, workers started) until the client hangs up.
-    Logs go to stderr: stdout carries the protocol.
+    Runs the app as serve does (log replayed, workers started) until the client hangs up;
+    logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
     """
     from .core.mcp import serve_stdio
 
