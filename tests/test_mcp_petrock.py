@@ -93,16 +93,18 @@ def test_dry_runs_write_nothing_and_generators_answer_as_the_cli_does(blog_with_
 
 
 def test_refusals_are_error_results_with_petrocks_one_line_error(blog_with_posts: Path, tmp_path: Path) -> None:
-    not_an_app, taken, invalid = call_tools(
+    not_an_app, taken, invalid, option_like = call_tools(
         ("check", {"path": str(tmp_path)}),
         ("add_feature", {"name": "posts", "path": str(blog_with_posts)}),
         ("generate_command", {"path": str(blog_with_posts)}),
+        ("add_feature", {"name": "--force", "path": str(blog_with_posts)}),
     )
     cli = petrock_in(tmp_path, "check")
     assert not_an_app.is_error and not_an_app.content[0].text == cli.stderr.strip()
     assert taken.is_error and taken.content[0].text.startswith("error: ") and "\n" not in taken.content[0].text
     assert taken.structured_content["error"] and taken.structured_content["fix"]
     assert invalid.is_error and invalid.structured_content["fields"][0]["loc"] == ["target"]
+    assert option_like.is_error and "'--force' is not a valid feature name" in option_like.content[0].text
 
 
 def test_fields_are_passed_to_feature_add_as_the_cli_takes_them(blog_app: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from inspect import cleandoc
 from pathlib import Path
@@ -128,7 +128,7 @@ class UpgradeDryRun(InApp):
 
 @dataclass(frozen=True, slots=True)
 class PetrockTool:
-    """One MCP tool: its arguments model, and the petrock command line it runs."""
+    """One MCP tool: its arguments model, and the petrock command line (with ``--json``) it runs."""
 
     name: str
     model: type[BaseModel]
@@ -140,8 +140,18 @@ class PetrockTool:
         return cleandoc(self.model.__doc__ or "")
 
 
+def _cli(*words: str, options: Iterable[str] = (), arguments: Iterable[str] = ()) -> list[str]:
+    """A petrock command line asking for JSON; after ``--`` an argument such as ``--force`` stays an argument."""
+    return [*words, *options, "--json", "--", *arguments]
+
+
+def _flags(**flags: bool) -> list[str]:
+    """``dry_run=True`` -> ``["--dry-run"]``."""
+    return [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+
+
 def _writes(args: Writes) -> list[str]:
-    return [*(["--dry-run"] if args.dry_run else []), *(["--allow-dirty"] if args.allow_dirty else [])]
+    return _flags(dry_run=args.dry_run, allow_dirty=args.allow_dirty)
 
 
 TOOLS = {
@@ -150,22 +160,36 @@ TOOLS = {
         PetrockTool(
             "new_app",
             NewApp,
-            lambda a: ["new", a.name, *(["--dry-run"] if a.dry_run else []), *(["--no-git"] if a.no_git else [])],
+            lambda a: _cli("new", options=_flags(dry_run=a.dry_run, no_git=a.no_git), arguments=[a.name]),
         ),
-        PetrockTool("add_feature", AddFeature, lambda a: ["feature", "add", a.name, *a.fields, *_writes(a)]),
-        PetrockTool("generate_command", GenerateCommand, lambda a: ["generate", "command", a.target, *_writes(a)]),
-        PetrockTool("generate_query", GenerateQuery, lambda a: ["generate", "query", a.target, *_writes(a)]),
+        PetrockTool(
+            "add_feature",
+            AddFeature,
+            lambda a: _cli("feature", "add", options=_writes(a), arguments=[a.name, *a.fields]),
+        ),
+        PetrockTool(
+            "generate_command",
+            GenerateCommand,
+            lambda a: _cli("generate", "command", options=_writes(a), arguments=[a.target]),
+        ),
+        PetrockTool(
+            "generate_query",
+            GenerateQuery,
+            lambda a: _cli("generate", "query", options=_writes(a), arguments=[a.target]),
+        ),
         PetrockTool(
             "generate_worker",
             GenerateWorker,
-            lambda a: ["generate", "worker", a.target, *(["--on", a.on] if a.on else []), *_writes(a)],
+            lambda a: _cli(
+                "generate", "worker", options=[*_writes(a), *(["--on", a.on] if a.on else [])], arguments=[a.target]
+            ),
         ),
-        PetrockTool("list_features", ListFeatures, lambda _: ["feature", "list"], read_only=True),
-        PetrockTool("check", Check, lambda _: ["check"], read_only=True),
+        PetrockTool("list_features", ListFeatures, lambda _: _cli("feature", "list"), read_only=True),
+        PetrockTool("check", Check, lambda _: _cli("check"), read_only=True),
         PetrockTool(
             "upgrade_dry_run",
             UpgradeDryRun,
-            lambda a: ["upgrade", "--dry-run", *(["--feature", a.feature] if a.feature else [])],
+            lambda a: _cli("upgrade", options=["--dry-run", *(["--feature", a.feature] if a.feature else [])]),
             read_only=True,
         ),
     ]
@@ -187,7 +211,7 @@ async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, dict[str, An
     cwd = Path(args.path).expanduser() if args.path else Path.cwd()
     if not cwd.is_dir():
         return _error(f"{cwd} is not a directory", "pass the app's directory as path")
-    command = [sys.executable, "-m", "petrock", *tool.argv(args), "--json"]
+    command = [sys.executable, "-m", "petrock", *tool.argv(args)]
     with anyio.fail_after(CALL_TIMEOUT):
         result = await anyio.run_process(command, cwd=cwd, input=b"", check=False, env=_environment())
     stdout = result.stdout.decode(errors="replace")
