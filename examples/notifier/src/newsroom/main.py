@@ -33,4 +33,4 @@ def create_asgi_app() -> Starlette:
         exclusive=True,
         synchronous=os.environ.get("APP_SYNCHRONOUS", "NORMAL"),
     )
-    return create_http_app(app)
+    return create_http_app(app, host=os.environ.get("APP_HOST", "127.0.0.1"))

@@ -1,7 +1,8 @@
-"""The app's command line: ``python -m APP serve | inspect | kv | log``."""
+"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ def serve(
     typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
-        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
+        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
@@ -70,8 +71,35 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _exit_quietly_after_shutdown()
-    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind), **options)
+    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host), **options)
     typer.echo(f"stopped {PACKAGE}")
+
+
+@cli.command("mcp")
+def mcp_stdio(
+    db: DbOption = DEFAULT_DB,
+    synchronous: Annotated[
+        str, typer.Option(help="SQLite synchronous mode: NORMAL survives crashes, FULL power loss.")
+    ] = "NORMAL",
+    stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
+) -> None:
+    """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents.
+
+    Runs the app as serve does (log replayed, workers started) until the client hangs up;
+    logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
+    """
+    from .core.mcp import serve_stdio
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    except LogLockedError as exc:
+        typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
+        raise typer.Exit(1) from None
+    stuck = asyncio.run(serve_stdio(app))  # Ctrl-C and SIGTERM stop it too (workers stopped, database closed)
+    if stuck:
+        typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time", err=True)
+        raise typer.Exit(1)
 
 
 def _leave_stuck_workers_behind(stuck: list[str]) -> None:

@@ -47,15 +47,20 @@ def create_http_app(
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
+    host: str = "127.0.0.1",
 ) -> Starlette:
     """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
     accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
+    ``host`` is the interface served on: ``/mcp`` answers only ``Host`` headers that name it.
     """
+    from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
+
     accepted = tokens_from_env() if tokens is None else tuple(tokens)
     events = EventStreams(app.log)
+    mcp = MCPEndpoint(app, host=host)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -65,7 +70,8 @@ def create_http_app(
             await app.start_workers()
         try:
             with events.closed_on_shutdown_signal():
-                yield
+                async with mcp.running():
+                    yield
         finally:
             events.close()
             stuck = await app.close()
@@ -156,6 +162,7 @@ def create_http_app(
         Route("/queries/{feature}/{name}", run_query),
         Route("/events", events.endpoint, name="events"),
         Route("/healthz", healthz),
+        Route("/mcp", mcp),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *app.routes,
     ]
