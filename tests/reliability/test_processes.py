@@ -16,8 +16,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -95,7 +97,7 @@ class Writers:
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._write, args=(n,), daemon=True) for n in range(threads)]
 
-    def __enter__(self) -> Writers:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -159,19 +161,10 @@ def test_conflicting_commands_in_two_processes_are_decided_on_the_current_log(gr
         assert second.post("/commands", json={"type": "posts/delete", "payload": {"id": "same"}}).status_code == 404
 
         # Both at once, many times over: exactly one create of each id wins.
-        for round in range(10):
-            answers: list[int] = []
-            racers = [
-                threading.Thread(
-                    target=lambda c=client: answers.append(create(c, "race", id=f"race-{round}").status_code)
-                )
-                for client in (first, second)
-            ]
-            for racer in racers:
-                racer.start()
-            for racer in racers:
-                racer.join(10)
-            assert sorted(answers) == [201, 409]
+        with ThreadPoolExecutor(2) as pool:
+            for round in range(10):
+                answers = pool.map(lambda client, id=f"race-{round}": create(client, "race", id=id), (first, second))
+                assert sorted(answer.status_code for answer in answers) == [201, 409]
     creates = [row for row in log_rows(group.db) if row[2] == "posts/create"]
     assert len(creates) == 11
 
