@@ -98,7 +98,7 @@ class SQLiteLog:
             self._db.execute("DELETE FROM leases")  # left by a process that died: it cannot hold them
         # Writers of one group queue on an OS lock: the kernel wakes the next one the moment the
         # last commits, where SQLite's busy handler would sleep and retry (1 ms, 2 ms, ... 100 ms).
-        self._queue_writers = not self.alone and self.path != ":memory:"
+        self._queue_writers = self._lock_file is not None and not self.alone
         self._write_lock: IO[str] | None = None  # opened on the first write
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
@@ -314,7 +314,7 @@ class Transaction:
             log._db.execute("BEGIN IMMEDIATE")
             log._depth = 1
             self._level = 1
-            learned = log._apply_unseen()
+            learned = log._apply_unseen() if log._applier is not None else 0
         except BaseException:
             if log._db.in_transaction:
                 log._db.execute("ROLLBACK")
