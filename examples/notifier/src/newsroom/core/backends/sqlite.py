@@ -96,10 +96,6 @@ class SQLiteLog:
         self._db.executescript(SCHEMA)
         if self.alone:
             self._db.execute("DELETE FROM leases")  # left by a process that died: it cannot hold them
-        # Writers of one group queue on an OS lock: the kernel wakes the next one the moment the
-        # last commits, where SQLite's busy handler would sleep and retry (1 ms, 2 ms, ... 100 ms).
-        self._queue_writers = self._lock_file is not None and not self.alone
-        self._write_lock: IO[str] | None = None  # opened on the first write
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
         self._appended = False
@@ -262,19 +258,9 @@ class SQLiteLog:
             except sqlite3.Error:
                 pass  # closing anyway; the leases expire by themselves
             self._db.close()
-        for lock in (self._lock_file, self._write_lock):
-            if lock is not None:
-                lock.close()
-        self._lock_file = self._write_lock = None
-
-    def _writers_queue(self) -> IO[str]:
-        if self._write_lock is None:
-            self._write_lock = open(f"{self.path}.write-lock", "w")  # noqa: SIM115 - held for the log's lifetime
-        return self._write_lock
-
-    def _unlock_writers(self) -> None:
-        if self._write_lock is not None:
-            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -309,8 +295,6 @@ class Transaction:
                 log._db.execute(f"SAVEPOINT level{self._level}")
             return
         try:
-            if log._queue_writers:
-                fcntl.flock(log._writers_queue(), fcntl.LOCK_EX)
             log._db.execute("BEGIN IMMEDIATE")
             log._depth = 1
             self._level = 1
@@ -320,7 +304,6 @@ class Transaction:
             if log._db.in_transaction:
                 log._db.execute("ROLLBACK")
             log._depth = 0
-            log._unlock_writers()
             log._mutex.release()
             raise
         self._seen = log._seen
@@ -358,7 +341,6 @@ class Transaction:
         finally:
             log._depth = 0
             log._appended = False
-            log._unlock_writers()
             log._mutex.release()
             if notify:
                 log._notify()
