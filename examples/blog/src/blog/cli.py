@@ -14,8 +14,9 @@ from typing import Annotated
 
 import typer
 
+from .core import App
 from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
-from .core.log import LogLockedError, MessageLog
+from .core.log import LogLockedError, LogUnavailable, open_log
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -26,7 +27,7 @@ log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 
-DbOption = Annotated[str, typer.Option("--db", help="SQLite database file.", envvar="APP_DB")]
+DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
 
 
 @cli.command()
@@ -41,6 +42,12 @@ def serve(
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
     insecure: Annotated[
         bool, typer.Option(help=f"Serve beyond loopback without {TOKEN_VARIABLE}: anyone who can reach it may write.")
+    ] = False,
+    processes: Annotated[
+        int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
+    ] = 1,
+    reuse_port: Annotated[
+        bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
     ] = False,
 ) -> None:
     """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM.
@@ -57,22 +64,59 @@ def serve(
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
+    if processes < 1 or (processes > 1 and reload):
+        typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
+        raise typer.Exit(2)
+    if processes > 1:
+        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
+    if not reuse_port:
+        access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
+        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
+    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    _exit_quietly_after_shutdown()
+    http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host)
+    if not reuse_port:
+        uvicorn.run(http_app, **options)
+        typer.echo(f"stopped {PACKAGE}")
+    else:  # one of the processes of `serve --processes N`
+        from .core.processes import listen_on_shared_port
+
+        sock = listen_on_shared_port(host, port)
+        uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[sock])
+
+
+def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
+    """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    from .core.processes import reserve_port, run_group, share_database, without_option
+
     try:
-        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
-    except LogLockedError as exc:
+        database = share_database(db)
+        reserved = reserve_port(host, port)
+    except (LogLockedError, OSError) as exc:
+        typer.echo(f"error: cannot serve on {host}:{port} with database {db}: {exc} — stop what uses them", err=True)
+        return 1
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {db})")
+    # The same command line for each, minus --processes: new options reach them without changes here.
+    argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
+    code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
+    reserved.close()
+    typer.echo(f"stopped {PACKAGE}")
+    return code
+
+
+def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
+    """``build_app``, with a database that cannot be opened reported in one line."""
+    try:
+        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
+    except (LogLockedError, LogUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    _exit_quietly_after_shutdown()
-    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host), **options)
-    typer.echo(f"stopped {PACKAGE}")
 
 
 @cli.command("mcp")
@@ -93,7 +137,7 @@ def mcp_stdio(
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
-    except LogLockedError as exc:
+    except (LogLockedError, LogUnavailable) as exc:
         typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
         raise typer.Exit(1) from None
     stuck = asyncio.run(serve_stdio(app))  # Ctrl-C and SIGTERM stop it too (workers stopped, database closed)
@@ -138,7 +182,7 @@ def inspect(
     ] = None,
 ) -> None:
     """Print the registered features, commands, queries, workers and routes as JSON."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         description = app.describe()
     finally:
@@ -149,8 +193,8 @@ def inspect(
         tokens = tokens_from_env()
         headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
         try:
-            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)
-            description["workers"] = health.json()["workers"]
+            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5).json()
+            description["workers"], description["process"] = health["workers"], health.get("process")
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -160,7 +204,7 @@ def inspect(
 @kv_cli.command("get")
 def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
     """Print the JSON value stored under KEY."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         value = app.kv.get(key)
     finally:
@@ -178,7 +222,7 @@ def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
         decoded = json.loads(value)
     except ValueError:
         decoded = value
-    app = build_app(db)
+    app = _open_app(db)
     try:
         app.kv.set(key, decoded)
     finally:
@@ -188,7 +232,7 @@ def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
 @kv_cli.command("list")
 def kv_list(db: DbOption = DEFAULT_DB) -> None:
     """Print every key and its value."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         for key, value in app.kv.items():
             typer.echo(f"{key}\t{json.dumps(value)}")
@@ -203,7 +247,11 @@ def log_tail(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Print the newest messages as JSON lines."""
-    log = MessageLog(db)
+    try:
+        log = open_log(db)
+    except LogUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         position = max(0, log.version() - lines)
         while True:

@@ -7,6 +7,7 @@ the database. Everything it needs comes in through its constructor.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from .commands import CommandRegistry, StateDiverged
+from .backends.sqlite import SQLiteLog
+from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHandler
 from .kv import KeyValueStore
-from .log import Message, MessageLog, message_from_row
+from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
-from .supervisor import Supervisor
+from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -31,14 +33,15 @@ class App:
 
     def __init__(
         self,
-        log: MessageLog | None = None,
+        log: MessageLogBackend | None = None,
         *,
         poll_interval: float = 1.0,
         jitter: float = 1.0,
         stop_timeout: float = 5.0,
+        lease_ttl: float = DEFAULT_LEASE_SECONDS,
         random: Callable[[], float] = random.random,
     ) -> None:
-        self.log = log if log is not None else MessageLog()
+        self.log: MessageLogBackend = log if log is not None else SQLiteLog()
         self.kv = KeyValueStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
@@ -48,7 +51,11 @@ class App:
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
         self.diverged: str | None = None  # set when memory stopped matching the log (see commit)
-        self.supervisor = Supervisor(self, poll_interval=poll_interval, jitter=jitter, random=random)
+        self._appliers: dict[str, tuple[Callable[[str], BaseModel], StateHandler]] = {}
+        self._applied = 0
+        self.supervisor = Supervisor(
+            self, poll_interval=poll_interval, jitter=jitter, lease_ttl=lease_ttl, random=random
+        )
 
     # --- registration (called from each feature's register.py) ---
 
@@ -113,21 +120,51 @@ class App:
             raise
         return messages
 
+    def dispatch_each(self, commands: Sequence[BaseModel]) -> list[Message | CommandRejected]:
+        """Dispatch independent commands in one transaction; a refused one is returned, not raised.
+
+        Each command is applied and appended on its own (a savepoint), so one the
+        state refuses leaves the others in. For a worker recording many outcomes:
+        one write instead of one per command.
+        """
+        results: list[Message | CommandRejected] = []
+        with self.log.transaction():
+            for command in commands:
+                try:
+                    results.append(self.dispatch(command))
+                except CommandRejected as exc:
+                    results.append(exc)
+        return results
+
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
         return self.queries.run(type, params)
 
     def replay(self) -> int:
-        """Rebuild every feature's state from the log; returns how many messages were applied."""
+        """Rebuild every feature's state from the log; returns how many messages were applied.
+
+        From then on the log keeps this state current: each write transaction first
+        applies what other processes appended (see ``core/log.py``).
+        """
         # The hot loop of start-up: look each type's parser and handler up once, not per row.
-        appliers = {spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler}
+        self._appliers = {
+            spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler
+        }
+        self._applied = 0
+        self.log.set_applier(self._apply_rows)
+        self.log.catch_up()
+        return self._applied
+
+    def _apply_rows(self, rows: Sequence[Row]) -> None:
+        """Apply messages this process has not seen (the log calls this, in order) to state."""
+        appliers = self._appliers
         applied = 0
-        for row in self.log.rows_after(0):
+        for row in rows:
             applier = appliers.get(row[2])
             if applier is not None:
                 parse, handler = applier
                 handler(parse(row[3]), message_from_row(row))
                 applied += 1
-        return applied
+        self._applied += applied
 
     # --- workers ---
 
@@ -145,6 +182,20 @@ class App:
         return stuck
 
     # --- introspection ---
+
+    def runtime(self) -> dict[str, Any]:
+        """This process's share of the work: the workers it runs and those it stands by for.
+
+        With ``serve --processes N`` (or several machines) each worker runs in the
+        one process holding its lease; the others stand by to take it over.
+        """
+        handles = self.supervisor.handles
+        return {
+            "pid": os.getpid(),
+            "owner": self.log.owner,
+            "runs": [h.name for h in handles if h.state in ACTIVE_STATES],
+            "stands_by_for": [h.name for h in handles if h.state == WorkerState.STANDBY],
+        }
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description of everything registered (``python -m APP inspect``)."""
@@ -164,5 +215,5 @@ class App:
                 for route in self.routes
                 if isinstance(route, Route)
             ],
-            "log": {"path": self.log.path, "version": self.log.version()},
+            "log": {"path": self.log.path, "version": self.log.version(), "leases": self.log.leases()},
         }

@@ -144,6 +144,7 @@ def create_http_app(
                 "status": "ok" if healthy else "degraded",
                 "version": app.log.version(),
                 "workers": workers,
+                "process": app.runtime(),  # which workers this process runs, which it stands by for
                 "diverged": app.diverged,
             },
             status_code=status_code,
