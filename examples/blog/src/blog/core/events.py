@@ -19,7 +19,7 @@ from types import FrameType
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .log import MessageLog
+from .log import MessageLogBackend
 
 HEARTBEAT_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 2000
@@ -29,7 +29,7 @@ SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class EventStreams:
     """Serves the event streams and wakes them on every append (in this process or, once followed, another)."""
 
-    def __init__(self, log: MessageLog, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(self, log: MessageLogBackend, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self.log = log
         self.heartbeat = heartbeat
         self.closed = False
