@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from .pg import pg_cluster, pg_url, pytest_terminal_summary  # noqa: F401 - PostgreSQL fixtures (tests/pg.py)
 from .support import REPO, new_app, run_petrock
 
 # Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
