@@ -118,7 +118,9 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 class Server:
     """A generated app served by its own ``python -m APP serve`` in a subprocess."""
 
-    def __init__(self, root: Path, db: Path, *, stop_timeout: float = 5.0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, db: Path | str, *, stop_timeout: float = 5.0, env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.db = db
         self.port = free_port()
@@ -130,7 +132,8 @@ class Server:
         ]  # fmt: skip
         self.env = app_env(root, **(env or {}))
         self.process: subprocess.Popen[str] | None = None
-        self.log_path = db.with_suffix(".serve.log")
+        # A database URL (PostgreSQL) is shared by several servers: each logs beside the app.
+        self.log_path = db.with_suffix(".serve.log") if isinstance(db, Path) else root / f"serve-{self.port}.log"
 
     def start(self, timeout: float = 20.0) -> Server:
         self._log = self.log_path.open("a")
@@ -167,7 +170,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(root: Path, db: Path, **kwargs: object) -> Iterator[Server]:
+def serving(root: Path, db: Path | str, **kwargs: object) -> Iterator[Server]:
     server = Server(root, db, **kwargs).start()  # type: ignore[arg-type]
     try:
         yield server
