@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from newsroom.core import MessageLog
+from newsroom.core import LeaseLost, MessageLog, open_log
 from newsroom.core.kv import KeyValueStore
-from newsroom.core.log import LogLockedError
+from newsroom.core.log import LogLockedError, MessageLogBackend, Row
 
 
 def test_append_assigns_increasing_ids_and_after_streams_newer_messages(db_path: Path) -> None:
@@ -83,3 +83,59 @@ def test_kv_stores_json_values_beside_the_log(db_path: Path) -> None:
     assert dict(kv.items()) == {"config": {"theme": "dark", "size": 3}, "count": 2}
     assert kv.delete("count") and not kv.delete("count")
     assert kv.get("missing", "default") == "default"
+
+
+# --- several processes on one log: each MessageLog below stands for one process ---
+
+
+def test_a_writer_first_applies_what_other_processes_appended(db_path: Path) -> None:
+    ours, theirs = open_log(str(db_path)), open_log(str(db_path))
+    applied: list[Row] = []
+    ours.set_applier(applied.extend)
+    heard = []
+    ours.subscribe(lambda: heard.append(1))
+    theirs.append("t/x", {"n": 1})
+    with ours.transaction():
+        assert [row[0] for row in applied] == [1]  # before the block decides anything
+        ours.append("t/x", {"n": 2})
+    assert ours.seen == 2 and ours.catch_up() == 0 and heard == [1]
+    theirs.append("t/x", {"n": 3})
+    assert ours.catch_up() == 1 and [row[0] for row in applied] == [1, 3] and heard == [1, 1]
+
+
+def test_a_nested_transaction_is_a_savepoint(db_path: Path) -> None:
+    log = MessageLog(db_path)
+    with log.transaction():
+        log.append("t/x", {"n": 1})
+        with pytest.raises(RuntimeError), log.transaction():
+            log.append("t/x", {"n": 2})
+            raise RuntimeError("refused")
+        log.append("t/x", {"n": 3})
+    assert [m.payload()["n"] for m in log.after(0)] == [1, 3]
+
+
+def test_a_worker_lease_is_held_by_one_process_and_fences_its_position(db_path: Path) -> None:
+    first, second = open_log(str(db_path)), open_log(str(db_path))
+    assert first.acquire_lease("summaries", ttl=30) and first.acquire_lease("summaries", ttl=30)
+    assert not second.acquire_lease("summaries", ttl=30)
+    with pytest.raises(LeaseLost):
+        second.set_position("summaries", 5)
+    assert second.position("summaries") == 0
+    first.set_position("summaries", 5)
+    assert second.leases()["summaries"]["owner"] == first.owner
+    first.close()  # gives its leases up
+    assert second.acquire_lease("summaries", ttl=30)
+    assert second.position("summaries") == 5
+
+
+def test_an_expired_lease_can_be_taken_over(db_path: Path) -> None:
+    first, second = open_log(str(db_path)), open_log(str(db_path))
+    assert first.acquire_lease("summaries", ttl=-1)  # already expired: as if its process died
+    assert second.acquire_lease("summaries", ttl=30)
+    with pytest.raises(LeaseLost):
+        first.set_position("summaries", 1)
+
+
+def test_every_backend_implements_the_interface(db_path: Path) -> None:
+    assert isinstance(open_log(str(db_path)), MessageLogBackend)
+

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from .core.log import LogLockedError, MessageLog
+from .core import App
+from .core.log import LogLockedError, LogUnavailable, open_log
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -24,7 +25,7 @@ log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 
-DbOption = Annotated[str, typer.Option("--db", help="SQLite database file.", envvar="APP_DB")]
+DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
 
 
 @cli.command()
@@ -51,14 +52,19 @@ def serve(
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
-    try:
-        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
-    except LogLockedError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
     _exit_quietly_after_shutdown()
     uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind), **options)
     typer.echo(f"stopped {PACKAGE}")
+
+
+def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
+    """``build_app``, with a database that cannot be opened reported in one line."""
+    try:
+        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
+    except (LogLockedError, LogUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _leave_stuck_workers_behind(stuck: list[str]) -> None:
@@ -97,7 +103,7 @@ def inspect(
     ] = None,
 ) -> None:
     """Print the registered features, commands, queries, workers and routes as JSON."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         description = app.describe()
     finally:
@@ -116,7 +122,7 @@ def inspect(
 @kv_cli.command("get")
 def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
     """Print the JSON value stored under KEY."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         value = app.kv.get(key)
     finally:
@@ -134,7 +140,7 @@ def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
         decoded = json.loads(value)
     except ValueError:
         decoded = value
-    app = build_app(db)
+    app = _open_app(db)
     try:
         app.kv.set(key, decoded)
     finally:
@@ -144,7 +150,7 @@ def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
 @kv_cli.command("list")
 def kv_list(db: DbOption = DEFAULT_DB) -> None:
     """Print every key and its value."""
-    app = build_app(db)
+    app = _open_app(db)
     try:
         for key, value in app.kv.items():
             typer.echo(f"{key}\t{json.dumps(value)}")
@@ -159,7 +165,11 @@ def log_tail(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Print the newest messages as JSON lines."""
-    log = MessageLog(db)
+    try:
+        log = open_log(db)
+    except LogUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         position = max(0, log.version() - lines)
         while True:

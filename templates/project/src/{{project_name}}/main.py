@@ -6,7 +6,7 @@ import os
 
 from starlette.applications import Starlette
 
-from .core import App, MessageLog
+from .core import App, open_log
 from .core.http import create_http_app
 from .features import register_features
 
@@ -20,8 +20,11 @@ def build_app(
     synchronous: str = "NORMAL",
     stop_timeout: float = 5.0,
 ) -> App:
-    """An App on the database at ``db`` with every feature registered (state not replayed yet)."""
-    app = App(MessageLog(db, exclusive=exclusive, synchronous=synchronous), stop_timeout=stop_timeout)
+    """An App on the log at ``db`` with every feature registered (state not replayed yet).
+
+    ``db`` is an SQLite file path, or a ``postgresql://`` URL for the PostgreSQL backend.
+    """
+    app = App(open_log(db, exclusive=exclusive, synchronous=synchronous), stop_timeout=stop_timeout)
     register_features(app)
     return app
 

@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
-from .commands import CommandRegistry, StateDiverged
+from .backends.sqlite import SQLiteLog
+from .commands import CommandRegistry, StateDiverged, StateHandler
 from .kv import KeyValueStore
-from .log import Message, MessageLog, message_from_row
+from .log import Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
 from .supervisor import Supervisor
@@ -31,14 +32,14 @@ class App:
 
     def __init__(
         self,
-        log: MessageLog | None = None,
+        log: MessageLogBackend | None = None,
         *,
         poll_interval: float = 1.0,
         jitter: float = 1.0,
         stop_timeout: float = 5.0,
         random: Callable[[], float] = random.random,
     ) -> None:
-        self.log = log if log is not None else MessageLog()
+        self.log: MessageLogBackend = log if log is not None else SQLiteLog()
         self.kv = KeyValueStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
@@ -48,6 +49,8 @@ class App:
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
         self.diverged: str | None = None  # set when memory stopped matching the log (see commit)
+        self._appliers: dict[str, tuple[Callable[[str], BaseModel], StateHandler]] = {}
+        self._applied = 0
         self.supervisor = Supervisor(self, poll_interval=poll_interval, jitter=jitter, random=random)
 
     # --- registration (called from each feature's register.py) ---
@@ -117,17 +120,31 @@ class App:
         return self.queries.run(type, params)
 
     def replay(self) -> int:
-        """Rebuild every feature's state from the log; returns how many messages were applied."""
+        """Rebuild every feature's state from the log; returns how many messages were applied.
+
+        From then on the log keeps this state current: each write transaction first
+        applies what other processes appended (see ``core/log.py``).
+        """
         # The hot loop of start-up: look each type's parser and handler up once, not per row.
-        appliers = {spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler}
+        self._appliers = {
+            spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler
+        }
+        self._applied = 0
+        self.log.set_applier(self._apply_rows)
+        self.log.catch_up()
+        return self._applied
+
+    def _apply_rows(self, rows: Sequence[Row]) -> None:
+        """Apply messages this process has not seen (the log calls this, in order) to state."""
+        appliers = self._appliers
         applied = 0
-        for row in self.log.rows_after(0):
+        for row in rows:
             applier = appliers.get(row[2])
             if applier is not None:
                 parse, handler = applier
                 handler(parse(row[3]), message_from_row(row))
                 applied += 1
-        return applied
+        self._applied += applied
 
     # --- workers ---
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from .log import Message, MessageLog
+from .log import Message, MessageLogBackend
 
 if TYPE_CHECKING:
     from .app import App
@@ -130,7 +130,7 @@ class CommandWorker:
         self,
         name: str,
         *,
-        log: MessageLog | None = None,
+        log: MessageLogBackend | None = None,
         poll_interval: float | None = None,
         jitter: float | None = None,
     ) -> None:
@@ -169,7 +169,7 @@ class CommandWorker:
         return self._app
 
     @property
-    def log(self) -> MessageLog:
+    def log(self) -> MessageLogBackend:
         """The log this worker reads: its own if it was given one, else the app's."""
         return self.own_log or self.app.log
 

@@ -10,37 +10,26 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from .log import MessageLog
-
-SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+from .log import MessageLogBackend
 
 
 class KeyValueStore:
-    """JSON values by string key, sharing the log's connection and transactions."""
+    """JSON values by string key, in the log's database and sharing its transactions."""
 
-    def __init__(self, log: MessageLog) -> None:
+    def __init__(self, log: MessageLogBackend) -> None:
         self._log = log
-        self._db = log.connection
-        self._db.execute(SCHEMA)
 
     def get(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        value = self._log.kv_get(key)
+        return json.loads(value) if value is not None else default
 
     def set(self, key: str, value: Any) -> None:
-        encoded = json.dumps(value)
-        with self._log.transaction():
-            self._db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, encoded),
-            )
+        self._log.kv_set(key, json.dumps(value))
 
     def delete(self, key: str) -> bool:
         """Remove a key; True if it existed."""
-        with self._log.transaction():
-            cursor = self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
-        return cursor.rowcount > 0
+        return self._log.kv_delete(key)
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        for key, value in self._db.execute("SELECT key, value FROM kv ORDER BY key").fetchall():
+        for key, value in self._log.kv_items():
             yield key, json.loads(value)

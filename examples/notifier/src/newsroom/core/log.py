@@ -1,42 +1,62 @@
-"""The message log: every accepted command, in order, in one SQLite database.
+"""The message log: what every storage backend provides, and how to open one.
 
 The log is the source of truth. State is rebuilt from it on start, and workers
-read it to react. WAL mode with ``synchronous=NORMAL`` keeps every committed
-message through a process crash; use ``FULL`` to survive power loss as well.
+read it to react. This module holds the interface (:class:`MessageLogBackend`)
+and the values that cross it; each backend is one module in ``core/backends/``
+with the same method names, in the style of the ``eventsourcing`` library's
+recorders:
+
+- ``backends/sqlite.py``: :class:`~.backends.sqlite.SQLiteLog`, the embedded
+  default (a file path, one machine, one or several processes);
+- ``backends/postgres.py``: ``PostgresLog`` for ``postgresql://`` URLs (many machines).
+
+:func:`open_log` picks the backend from the ``--db`` value. Features never see
+any of this: they talk to the App.
+
+Several processes can share one log. The rules every backend keeps:
+
+- **No command is decided on stale state.** An outermost :meth:`~MessageLogBackend.transaction`
+  takes the log's write lock, then hands every message this process has not seen yet to
+  the *applier* (the App's state handlers) before the block runs; the block validates
+  against that state and appends. Ids are committed in order, so a reader of
+  ``id > position`` never skips a late commit.
+- **Followers learn of others' appends at once.** :meth:`~MessageLogBackend.follow` runs in
+  each process, applies what others appended and calls the subscribers, so workers
+  wake and queries converge.
+- **Each worker runs in one process at a time.** A lease per worker name, with an expiry,
+  taken and renewed by :meth:`~MessageLogBackend.acquire_lease`. It doubles as a fence:
+  :meth:`~MessageLogBackend.set_position` raises :class:`LeaseLost` when another process
+  holds the lease, so a process that lost it cannot commit a position.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+# (id, timestamp, type, data): a message as the database returns it.
+Row = tuple[int, str, str, str]
+Listener = Callable[[], None]
+# Applies rows this process has not seen yet to its state (App._apply_rows).
+Applier = Callable[[Sequence[Row]], None]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    timestamp TEXT NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS positions (
-    name TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-);
-"""
-
-
-INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)"
+DEFAULT_LEASE_SECONDS = 3.0
 
 
 class LogLockedError(RuntimeError):
     """Raised when another process already writes to the same database."""
+
+
+class LogUnavailable(RuntimeError):
+    """The ``--db`` value names a backend this app cannot open (unknown, or its driver is missing)."""
+
+
+class LeaseLost(RuntimeError):
+    """A worker position was about to be committed by a process that no longer holds the worker's lease."""
 
 
 class Message(NamedTuple):
@@ -59,209 +79,148 @@ class Message(NamedTuple):
 
 # Builds a Message from an (id, timestamp, type, data) tuple in C, with no Python-level
 # __new__: appends and replays make one per row, and this is about three times faster.
-message_from_row: Callable[[tuple[int, str, str, str]], Message] = functools.partial(tuple.__new__, Message)
-
-Listener = Callable[[], None]
+message_from_row: Callable[[Row], Message] = functools.partial(tuple.__new__, Message)
 
 
-class MessageLog:
-    """Append-only message store with worker positions, on SQLite.
+def encode(data: Mapping[str, Any] | str) -> str:
+    """A message payload as stored: JSON text (already-encoded text is kept as is)."""
+    return data if isinstance(data, str) else json.dumps(data)
 
-    The interface is deliberately narrow (append, after, version, positions,
-    transaction, subscribe) so that another database can stand behind it.
+
+@runtime_checkable
+class MessageLogBackend(Protocol):
+    """What the App, the workers, the key/value store and the CLI need from a log.
+
+    Every method is synchronous and safe to call from any thread; one instance
+    is one connection's worth of state for one process.
     """
 
-    def __init__(
-        self,
-        path: str | Path = ":memory:",
-        *,
-        synchronous: str = "NORMAL",
-        exclusive: bool = False,
-    ) -> None:
-        mode = synchronous.upper()
-        if mode not in SYNCHRONOUS_MODES:
-            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
-        self.path = str(path)
-        self._lock_file = _lock_exclusively(self.path) if exclusive else None
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={mode}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        self._mutex = threading.RLock()
-        self._in_transaction = False
-        self._appended = False
-        self._listeners: list[Listener] = []
+    path: str  # where the log lives, for people (a file path, or a URL without its password)
+    owner: str  # this process's identity in worker leases
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The SQLite connection, for stores that share this database (see kv.py)."""
-        return self._db
-
-    def transaction(self) -> Transaction:
-        """Commit every append and position update inside the block together, or none.
-
-        Nested blocks join the outer one. Listeners hear about appends only once
-        the outermost block has committed.
-        """
-        return Transaction(self)
+    # --- the log ---
 
     def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
-        """Store one message and return it with its id."""
-        row = (_now(), type, data if isinstance(data, str) else json.dumps(data))
-        with Transaction(self):
-            message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
-            self._appended = True
-        return message
+        """Store one message and return it with its id (joins an open transaction)."""
+        ...
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
         """Store several messages in one transaction."""
-        timestamp = _now()
-        rows = [(timestamp, type, data if isinstance(data, str) else json.dumps(data)) for type, data in items]
-        if not rows:
-            return []
-        with Transaction(self):
-            # One executemany is much faster than a loop; inside this write transaction
-            # AUTOINCREMENT hands out consecutive ids, so the last one gives them all.
-            self._db.executemany(INSERT, rows)
-            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
-            self._appended = True
-        return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
+        ...
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
-        """Stream the messages with an id greater than ``position``, oldest first.
+        """Stream the messages with an id greater than ``position``, oldest first, in batches."""
+        ...
 
-        Reads in batches, so memory stays flat however long the log is, and
-        messages appended while iterating are included.
-        """
-        while True:
-            with self._mutex:
-                rows = self._db.execute(
-                    "SELECT id, timestamp, type, data FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-                    (position, batch_size),
-                ).fetchall()
-            if not rows:
-                return
-            yield from map(message_from_row, rows)
-            position = rows[-1][0]
-
-    def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[tuple[int, str, str, str]]:
-        """Like :meth:`after`, as plain ``(id, timestamp, type, data)`` tuples: the fast path for replay."""
-        while True:
-            with self._mutex:
-                rows = self._db.execute(
-                    "SELECT id, timestamp, type, data FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-                    (position, batch_size),
-                ).fetchall()
-            if not rows:
-                return
-            yield from rows
-            position = rows[-1][0]
+    def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[Row]:
+        """Like :meth:`after`, as plain rows: the fast path for replay."""
+        ...
 
     def version(self) -> int:
-        """The id of the newest message, 0 when the log is empty."""
-        with self._mutex:
-            row = self._db.execute("SELECT MAX(id) FROM messages").fetchone()
-        return row[0] or 0
+        """The id of the newest committed message, 0 when the log is empty."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commit every append and position update inside the block together, or none.
+
+        The outermost block takes the write lock and first applies every message
+        this process has not seen (see :meth:`set_applier`). A block nested in
+        another is a savepoint: if it raises, only its own writes are undone.
+        Subscribers hear about appends once the outermost block has committed.
+        """
+        ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` after every committed append of this process and whenever
+        messages appended by another process are applied; returns an unsubscribe function."""
+        ...
+
+    # --- keeping this process's state current ---
+
+    def set_applier(self, applier: Applier) -> None:
+        """The function that applies messages to this process's state (the App sets it)."""
+        ...
+
+    @property
+    def seen(self) -> int:
+        """The newest id this process has applied or appended itself."""
+        ...
+
+    def catch_up(self) -> int:
+        """Apply every committed message not seen yet (the whole log on start); returns how many.
+
+        Subscribers are called when there were any.
+        """
+        ...
+
+    async def follow(self, interval: float = 0.005) -> None:
+        """Catch up whenever another process appends, until cancelled (one task per process)."""
+        ...
+
+    # --- worker positions and leases ---
 
     def position(self, name: str) -> int:
         """The stored log position of a worker (0 if it never stored one)."""
-        with self._mutex:
-            row = self._db.execute("SELECT position FROM positions WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else 0
+        ...
 
     def set_position(self, name: str, position: int) -> None:
-        """Store a worker's position; inside :meth:`transaction` it commits with the appends."""
-        with self.transaction():
-            self._db.execute(
-                "INSERT INTO positions (name, position) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
-                (name, position),
-            )
+        """Store a worker's position; inside :meth:`transaction` it commits with the appends.
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` after every committed append; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        Raises :class:`LeaseLost` (and writes nothing) when another process holds
+        the worker's lease.
+        """
+        ...
+
+    def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
+        """Take or renew the lease on worker ``name`` for ``ttl`` seconds; False while another process holds it."""
+        ...
+
+    def release_lease(self, name: str) -> None:
+        """Give the lease up (on shutdown) so another process can take the worker over at once."""
+        ...
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        """Every worker lease: ``{name: {"owner": ..., "expires_in": seconds}}``."""
+        ...
+
+    # --- the key/value store's table (values are JSON text; see kv.py) ---
+
+    def kv_get(self, key: str) -> str | None: ...
+
+    def kv_set(self, key: str, value: str) -> None: ...
+
+    def kv_delete(self, key: str) -> bool: ...
+
+    def kv_items(self) -> list[tuple[str, str]]: ...
 
     def close(self) -> None:
-        """Close the database (and release the writer lock, if held)."""
-        with self._mutex:
-            self._db.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
-
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener()
+        """Close the connection(s) and release the writer lock, if held."""
+        ...
 
 
-class Transaction:
-    """What :meth:`MessageLog.transaction` returns: holds the log's lock for the block.
+def open_log(
+    target: str,
+    *,
+    synchronous: str = "NORMAL",
+    exclusive: bool = False,
+) -> MessageLogBackend:
+    """The log at ``target``: a ``postgresql://`` URL, else an SQLite file path.
 
-    A class rather than a ``@contextmanager`` generator because every append goes
-    through it, and this is several microseconds cheaper per append.
+    ``exclusive`` holds the database for this process (or its ``serve
+    --processes`` group): another server on it is refused with :class:`LogLockedError`.
     """
-
-    __slots__ = ("_log", "_outermost")
-
-    def __init__(self, log: MessageLog) -> None:
-        self._log = log
-        self._outermost = False
-
-    def __enter__(self) -> None:
-        log = self._log
-        log._mutex.acquire()
-        if log._in_transaction:
-            return
+    if target.startswith(("postgresql://", "postgres://")):
+        if importlib.util.find_spec(f"{__package__}.backends.postgres") is None:
+            raise LogUnavailable(
+                "this app has no PostgreSQL backend (core/backends/postgres.py) — pass --db with an SQLite file path"
+            )
         try:
-            log._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            log._mutex.release()
-            raise
-        log._in_transaction = True
-        self._outermost = True
+            from .backends.postgres import PostgresLog  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise LogUnavailable(
+                f"the PostgreSQL backend needs its driver ({exc}) — install the app with its [postgres] extra"
+            ) from None
+        return PostgresLog(target, exclusive=exclusive)
+    from .backends.sqlite import SQLiteLog
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        log = self._log
-        if not self._outermost:
-            log._mutex.release()
-            return
-        try:
-            if exc_type is None:
-                try:
-                    log._db.execute("COMMIT")
-                except BaseException:  # disk full, I/O error: leave no half-open transaction behind
-                    if log._db.in_transaction:
-                        log._db.execute("ROLLBACK")
-                    log._appended = False
-                    raise
-            else:
-                log._db.execute("ROLLBACK")
-                log._appended = False
-        finally:
-            log._in_transaction = False
-            log._mutex.release()
-        if log._appended:
-            log._appended = False
-            log._notify()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _lock_exclusively(path: str):
-    """Hold an OS lock beside the database so a second writer fails clearly."""
-    if path == ":memory:":
-        return None
-    import fcntl
-
-    lock_file = open(f"{path}.lock", "w")  # noqa: SIM115 - held open for the log's lifetime
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock_file.close()
-        raise LogLockedError(f"{path} is already in use by another process; one server owns one database") from None
-    return lock_file
+    return SQLiteLog(target, synchronous=synchronous, exclusive=exclusive)

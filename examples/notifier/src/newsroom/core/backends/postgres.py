@@ -1,0 +1,509 @@
+"""The PostgreSQL backend of the message log: one database, many machines.
+
+Point every instance of the app at the same ``postgresql://`` URL (``--db`` or
+``APP_DB``). The rules of ``core/log.py`` hold across machines:
+
+- A write transaction takes ``LOCK TABLE messages IN EXCLUSIVE MODE`` (readers are
+  not blocked) with a ``lock_timeout``, applies every message this instance has not
+  seen yet, then the App validates and appends. Only one writer holds the lock, so
+  ids are committed in the order they were handed out: a reader of ``id > position``
+  never skips a message that commits late (the sequence-gap problem; docs/scaling.md).
+- The appending transaction sends ``NOTIFY messages`` with the newest id; every
+  instance ``LISTEN``s on a dedicated connection (re-listened after a reconnect)
+  and also polls every few seconds, so a lost notification delays, never stalls.
+- Worker leases are rows with an expiry in the database's clock; the lease row is
+  locked (``FOR UPDATE``) by the transaction that commits a worker's position, so
+  a process that lost its lease cannot commit (``LeaseLost``).
+- While the database is unreachable every call raises :class:`LogUnreachable`
+  (commands answer 503); the next call reconnects by itself.
+
+Needs psycopg 3: ``pip install -e '.[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from ..log import (
+    DEFAULT_LEASE_SECONDS,
+    Applier,
+    LeaseLost,
+    Listener,
+    LogUnavailable,
+    Message,
+    Row,
+    encode,
+    message_from_row,
+)
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "messages"
+SCHEMA_VERSION = 1
+# Each entry brings the schema from version i to i + 1; append, never edit, so that a
+# database made by an older app is brought up to date on the next start.
+MIGRATIONS = [
+    """
+    CREATE TABLE messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        timestamp timestamptz NOT NULL,
+        type text NOT NULL,
+        data text NOT NULL
+    );
+    CREATE TABLE positions (name text PRIMARY KEY, position bigint NOT NULL);
+    CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, expires timestamptz NOT NULL);
+    CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
+    """,
+]
+# Any constant; serialises concurrent first starts while they create the schema.
+MIGRATION_LOCK = 0x70657472  # "petr"
+
+# Timestamps come back as the same ISO text the SQLite backend stores.
+SELECT_AFTER = (
+    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
+    "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
+)
+INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (%s, %s, %s) RETURNING id"
+INSERT_MANY = (
+    "INSERT INTO messages (timestamp, type, data) "
+    "SELECT %s, type, data FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(type, data, n) ORDER BY n "
+    "RETURNING id"
+)
+TAKE_LEASE = """
+INSERT INTO leases (name, owner, expires) VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+WHERE leases.owner = excluded.owner OR leases.expires < clock_timestamp()
+RETURNING 1
+"""
+
+
+class LogUnreachable(ConnectionError):
+    """The database cannot be reached right now; the next call tries to reconnect."""
+
+
+class PostgresLog:
+    """Append-only message store with worker positions, leases and a key/value table, on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        exclusive: bool = False,
+        lock_timeout: float = 5.0,
+        poll_interval: float = 2.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        # ``exclusive`` is accepted for the interface's sake: sharing one database between
+        # instances is what this backend is for.
+        self.url = url
+        self.path = _without_password(url)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lock_timeout = lock_timeout
+        self.poll_interval = poll_interval
+        self.connect_timeout = connect_timeout
+        self._mutex = threading.RLock()
+        self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
+        self._locked = False  # the open transaction holds the messages table's write lock
+        self._appended = False
+        self._listeners: list[Listener] = []
+        self._applier: Applier | None = None
+        self._seen = 0
+        self._closed = False
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._mutex:
+            self._migrate(self._connection())
+
+    # --- connections ---
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
+        except psycopg.OperationalError as exc:
+            raise LogUnreachable(f"cannot reach the database at {self.path}: {_first_line(exc)}") from None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The write/read connection, reconnected when the last one broke (the mutex is held)."""
+        if self._closed:
+            raise LogUnreachable(f"the log at {self.path} is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def _lost(self, exc: BaseException) -> LogUnreachable:
+        """Drop the broken connection; the next call opens a new one (the mutex is held)."""
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return LogUnreachable(f"the database at {self.path} is busy: {_first_line(exc)}")
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+        return LogUnreachable(f"lost the database at {self.path}: {_first_line(exc)}")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a query; outside a transaction a broken connection is replaced and the query retried once."""
+        with self._mutex:
+            for attempt in (1, 2):
+                try:
+                    return self._connection().execute(sql, params).fetchall()
+                except psycopg.OperationalError as exc:
+                    lost = self._lost(exc)
+                    if self._depth or attempt == 2:
+                        raise lost from None
+        raise AssertionError("unreachable")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        """Run a statement inside the open transaction, or on its own (autocommit)."""
+        with self._mutex:
+            try:
+                return self._connection().execute(sql, params)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Create or bring up to date the schema; concurrent first starts wait for each other."""
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                version = row[0] if row else 0
+                if version > SCHEMA_VERSION:
+                    raise LogUnavailable(
+                        f"the database at {self.path} has schema version {version}, newer than this app's "
+                        f"{SCHEMA_VERSION} — run a newer version of the app"
+                    )
+                for migration in MIGRATIONS[version:]:
+                    conn.execute(migration)
+                if row is None:
+                    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+                elif version < SCHEMA_VERSION:
+                    conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+
+    # --- the log ---
+
+    def transaction(self) -> Transaction:
+        return Transaction(self, savepoint=True, lock=True)
+
+    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
+        timestamp, text = _now(), encode(data)
+        with Transaction(self, lock=True):
+            (id,) = self._write(INSERT, (timestamp, type, text)).fetchone()
+            self._appended = True
+            self._seen = id
+        return message_from_row((id, timestamp, type, text))
+
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
+        timestamp = _now()
+        rows = [(type, encode(data)) for type, data in items]
+        if not rows:
+            return []
+        with Transaction(self, lock=True):
+            types, texts = [type for type, _ in rows], [text for _, text in rows]
+            # Under the table lock the ids of one statement are handed out in row order.
+            ids = sorted(id for (id,) in self._write(INSERT_MANY, (timestamp, types, texts)).fetchall())
+            self._appended = True
+            self._seen = ids[-1]
+        return [message_from_row((id, timestamp, type, text)) for id, (type, text) in zip(ids, rows, strict=True)]
+
+    def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
+        return map(message_from_row, self.rows_after(position, batch_size=batch_size))
+
+    def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[Row]:
+        while True:
+            rows = self._read(SELECT_AFTER, (position, batch_size))
+            if not rows:
+                return
+            yield from rows  # type: ignore[misc]
+            position = rows[-1][0]
+
+    def version(self) -> int:
+        return self._read("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # --- keeping this process's state current ---
+
+    def set_applier(self, applier: Applier) -> None:
+        self._applier = applier
+
+    @property
+    def seen(self) -> int:
+        return self._seen
+
+    def catch_up(self) -> int:
+        with self._mutex:
+            if self._depth:
+                return 0  # the open transaction caught up when it began
+            try:
+                applied = self._apply_unseen()
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+        if applied:
+            self._notify()
+        return applied
+
+    async def follow(self, interval: float = 0.005) -> None:
+        """Catch up on every NOTIFY from a dedicated LISTEN connection, and every poll interval.
+
+        ``interval`` is the SQLite backend's polling period; here notifications do
+        that job and :attr:`poll_interval` is only the safety net.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                ) as listener:
+                    await listener.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.1
+                    self._catch_up_quietly()  # whatever was appended while we were not listening
+                    while True:
+                        newest = 0
+                        async for notify in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                            newest = max(newest, int(notify.payload or 0))
+                        if newest == 0 or newest > self._seen:  # a poll, or news from another instance
+                            self._catch_up_quietly()
+            except psycopg.OperationalError as exc:
+                logger.warning("lost the LISTEN connection to %s (%s); reconnecting", self.path, _first_line(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+
+    def _catch_up_quietly(self) -> None:
+        try:
+            self.catch_up()
+        except LogUnreachable as exc:
+            logger.warning("%s", exc)
+
+    def _apply_unseen(self) -> int:
+        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held)."""
+        if self._applier is None:
+            return 0
+        conn = self._connection()
+        applied = 0
+        while rows := conn.execute(SELECT_AFTER, (self._seen, 10000)).fetchall():
+            self._applier(rows)  # type: ignore[arg-type]
+            self._seen = rows[-1][0]
+            applied += len(rows)
+        return applied
+
+    # --- worker positions and leases ---
+
+    def position(self, name: str) -> int:
+        rows = self._read("SELECT position FROM positions WHERE name = %s", (name,))
+        return rows[0][0] if rows else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with Transaction(self):
+            holder = self._write("SELECT owner FROM leases WHERE name = %s FOR UPDATE", (name,)).fetchone()
+            if holder is not None and holder[0] != self.owner:
+                raise LeaseLost(f"worker {name!r} is leased to {holder[0]}, not to this process ({self.owner})")
+            self._write(
+                "INSERT INTO positions (name, position) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+
+    def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
+        # The database's clock decides expiry, so machines with skewed clocks agree.
+        return self._write(TAKE_LEASE, (name, self.owner, ttl)).fetchone() is not None
+
+    def release_lease(self, name: str) -> None:
+        self._write("DELETE FROM leases WHERE name = %s AND owner = %s", (name, self.owner))
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        rows = self._read(
+            "SELECT name, owner, EXTRACT(EPOCH FROM expires - clock_timestamp())::float8 FROM leases ORDER BY name"
+        )
+        return {name: {"owner": owner, "expires_in": round(left, 3)} for name, owner, left in rows}
+
+    # --- the key/value table ---
+
+    def kv_get(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM kv WHERE key = %s", (key,))
+        return rows[0][0] if rows else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def kv_delete(self, key: str) -> bool:
+        return self._write("DELETE FROM kv WHERE key = %s", (key,)).rowcount > 0
+
+    def kv_items(self) -> list[tuple[str, str]]:
+        return self._read("SELECT key, value FROM kv ORDER BY key")  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Give up this process's worker leases (so another instance takes over at once) and disconnect."""
+        with self._mutex:
+            if self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    if self._depth == 0:
+                        self._conn.execute("DELETE FROM leases WHERE owner = %s", (self.owner,))
+                self._conn.close()
+            self._conn = None
+            self._closed = True
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+
+class Transaction:
+    """A write block on a :class:`PostgresLog`: the outermost begins (and locks), nested ones join it.
+
+    ``lock=True`` (appends and :meth:`PostgresLog.transaction`) takes the messages
+    table's write lock and first applies what other instances appended; position,
+    lease and key/value writes on their own need no lock. ``savepoint=True`` makes
+    a nested block a savepoint that a failure undoes on its own.
+    """
+
+    __slots__ = ("_log", "_savepoint", "_lock", "_level", "_seen", "_appended")
+
+    def __init__(self, log: PostgresLog, *, savepoint: bool = False, lock: bool = False) -> None:
+        self._log = log
+        self._savepoint = savepoint
+        self._lock = lock
+        self._level = 0  # 1: the outermost block; >1: a savepoint; 0: joined the enclosing block
+
+    def __enter__(self) -> None:
+        log = self._log
+        log._mutex.acquire()
+        try:
+            if log._depth:
+                if self._lock and not log._locked:
+                    log._locked = True
+                    _lock_messages(log._connection(), log.lock_timeout)
+                    log._appended |= bool(log._apply_unseen())
+                if self._savepoint:
+                    log._depth += 1
+                    self._level = log._depth
+                    self._seen, self._appended = log._seen, log._appended
+                    log._connection().execute(f"SAVEPOINT level{self._level}")
+                return
+            learned = self._begin(log)
+        except psycopg.OperationalError as exc:
+            log._depth = 0
+            log._mutex.release()
+            raise log._lost(exc) from None
+        except BaseException:
+            log._mutex.release()
+            raise
+        self._seen = log._seen
+        log._appended = bool(learned)  # others' messages: subscribers hear of them even on rollback
+
+    def _begin(self, log: PostgresLog) -> int:
+        for attempt in (1, 2):
+            conn = log._connection()
+            try:
+                conn.execute("BEGIN")
+                break
+            except psycopg.OperationalError as exc:
+                lost = log._lost(exc)  # a connection that broke while idle: nothing was done, try a new one
+                if attempt == 2:
+                    raise lost from None
+        log._depth = 1
+        self._level = 1
+        log._locked = self._lock
+        try:
+            if self._lock:
+                _lock_messages(conn, log.lock_timeout)
+                return log._apply_unseen()
+            return 0
+        except BaseException:
+            _rollback(conn)
+            log._depth = 0
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        log = self._log
+        if self._level == 0:
+            log._mutex.release()
+            return
+        try:
+            if self._level > 1:
+                try:
+                    conn = log._connection()
+                    if exc_type is not None:
+                        conn.execute(f"ROLLBACK TO SAVEPOINT level{self._level}")
+                        log._seen, log._appended = self._seen, self._appended
+                    conn.execute(f"RELEASE SAVEPOINT level{self._level}")
+                finally:
+                    log._depth -= 1
+                return
+            self._end(log, committing=exc_type is None)
+        except psycopg.OperationalError as exc:
+            raise log._lost(exc) from None
+        finally:
+            log._mutex.release()
+
+    def _end(self, log: PostgresLog, *, committing: bool) -> None:
+        notify = log._appended
+        conn = log._conn
+        try:
+            if conn is None:
+                raise LogUnreachable(f"lost the database at {log.path} during a transaction")
+            if committing:
+                try:
+                    if notify and log._seen > self._seen:
+                        # Delivered to every listener when (and only if) this transaction commits.
+                        conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    log._seen = self._seen
+                    _rollback(conn)
+                    raise
+            else:
+                _rollback(conn)
+                log._seen = self._seen
+        finally:
+            log._depth = 0
+            log._locked = False
+            log._appended = False
+            if notify:
+                log._notify()
+
+
+def _lock_messages(conn: psycopg.Connection[Any], timeout: float) -> None:
+    """Become the only writer until the transaction ends; readers go on (EXCLUSIVE, not ACCESS EXCLUSIVE)."""
+    conn.execute(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'; LOCK TABLE messages IN EXCLUSIVE MODE")
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    with contextlib.suppress(psycopg.OperationalError):
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _without_password(url: str) -> str:
+    """The URL to show people: the password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
