@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from .core import App
-from .core.log import LogLockedError, LogUnavailable, open_log
+from .core.log import LogLockedError, LogUnavailable, LogUnreachable, open_log, without_password
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -45,7 +45,7 @@ def serve(
     from .core.http import create_http_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db})")
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
@@ -62,7 +62,7 @@ def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", 
     """``build_app``, with a database that cannot be opened reported in one line."""
     try:
         return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
-    except (LogLockedError, LogUnavailable) as exc:
+    except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -167,7 +167,7 @@ def log_tail(
     """Print the newest messages as JSON lines."""
     try:
         log = open_log(db)
-    except LogUnavailable as exc:
+    except (LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     try:

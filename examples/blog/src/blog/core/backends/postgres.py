@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -42,10 +41,12 @@ from ..log import (
     LeaseLost,
     Listener,
     LogUnavailable,
+    LogUnreachable,
     Message,
     Row,
     encode,
     message_from_row,
+    without_password,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,10 +90,6 @@ RETURNING 1
 """
 
 
-class LogUnreachable(ConnectionError):
-    """The database cannot be reached right now; the next call tries to reconnect."""
-
-
 class PostgresLog:
     """Append-only message store with worker positions, leases and a key/value table, on PostgreSQL."""
 
@@ -108,7 +105,7 @@ class PostgresLog:
         # ``exclusive`` is accepted for the interface's sake: sharing one database between
         # instances is what this backend is for.
         self.url = url
-        self.path = _without_password(url)
+        self.path = without_password(url)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval
@@ -116,6 +113,7 @@ class PostgresLog:
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
         self._locked = False  # the open transaction holds the messages table's write lock
+        self._learned = False  # the open transaction applied messages other instances appended
         self._appended = False
         self._listeners: list[Listener] = []
         self._applier: Applier | None = None
@@ -375,7 +373,7 @@ class Transaction:
     a nested block a savepoint that a failure undoes on its own.
     """
 
-    __slots__ = ("_log", "_savepoint", "_lock", "_level", "_seen", "_appended")
+    __slots__ = ("_appended", "_level", "_lock", "_log", "_savepoint", "_seen")
 
     def __init__(self, log: PostgresLog, *, savepoint: bool = False, lock: bool = False) -> None:
         self._log = log
@@ -391,7 +389,7 @@ class Transaction:
                 if self._lock and not log._locked:
                     log._locked = True
                     _lock_messages(log._connection(), log.lock_timeout)
-                    log._appended |= bool(log._apply_unseen())
+                    log._learned |= log._apply_unseen() > 0
                 if self._savepoint:
                     log._depth += 1
                     self._level = log._depth
@@ -407,7 +405,7 @@ class Transaction:
             log._mutex.release()
             raise
         self._seen = log._seen
-        log._appended = bool(learned)  # others' messages: subscribers hear of them even on rollback
+        log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
 
     def _begin(self, log: PostgresLog) -> int:
         for attempt in (1, 2):
@@ -449,23 +447,24 @@ class Transaction:
                     log._depth -= 1
                 return
             self._end(log, committing=exc_type is None)
-        except psycopg.OperationalError as exc:
-            raise log._lost(exc) from None
+        except psycopg.OperationalError as error:
+            raise log._lost(error) from None
         finally:
             log._mutex.release()
 
     def _end(self, log: PostgresLog, *, committing: bool) -> None:
-        notify = log._appended
+        notify = log._learned
         conn = log._conn
         try:
             if conn is None:
                 raise LogUnreachable(f"lost the database at {log.path} during a transaction")
             if committing:
                 try:
-                    if notify and log._seen > self._seen:
+                    if log._appended:
                         # Delivered to every listener when (and only if) this transaction commits.
                         conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'")
                     conn.execute("COMMIT")
+                    notify = notify or log._appended
                 except BaseException:
                     log._seen = self._seen
                     _rollback(conn)
@@ -476,7 +475,7 @@ class Transaction:
         finally:
             log._depth = 0
             log._locked = False
-            log._appended = False
+            log._appended = log._learned = False
             if notify:
                 log._notify()
 
@@ -494,15 +493,6 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _without_password(url: str) -> str:
-    """The URL to show people: the password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _first_line(exc: BaseException) -> str:
