@@ -69,12 +69,12 @@ def refused_without_a_trace(root: Path, *args: str) -> str:
     return result.stderr
 
 
-def run_app_tests(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """The generated app's own pytest, run in ``root`` with its ``src/`` importable."""
+def run_app_tests(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The generated app's own pytest, run in ``root`` with its ``src/`` importable (plus ``env``)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=root,
-        env=app_env(root),
+        env=app_env(root, **(env or {})),
         capture_output=True,
         text=True,
         timeout=300,

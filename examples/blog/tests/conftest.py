@@ -1,8 +1,8 @@
 """Shared fixtures: a real App on a real SQLite file, with a tiny "notes" feature for core tests.
 
-Set ``APP_TEST_DB`` to a PostgreSQL server (``postgresql://user@host:port/postgres``, a
-user allowed to create databases) and every test using ``app`` or ``db`` runs on
-PostgreSQL as well, each in a fresh database (``pip install -e '.[postgres]'``).
+Set ``APP_TEST_DB`` to a PostgreSQL database (``postgresql://user@host:port/dbname``, a
+user allowed to create schemas in it) and every test using ``app`` or ``db`` runs on
+PostgreSQL as well, each in a fresh schema (``pip install -e '.[postgres]'``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"] if TEST_DB else ["sqlite"])
 def db(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
-    """Where a test's log lives (``--db``): an SQLite file, and a fresh PostgreSQL database with ``APP_TEST_DB``."""
+    """Where a test's log lives (``--db``): an SQLite file, and a fresh PostgreSQL schema with ``APP_TEST_DB``."""
     if request.param == "sqlite":
         yield str(db_path)
     else:
@@ -83,15 +83,17 @@ def db(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
 
 
 def fresh_postgresql_database(server: str) -> Iterator[str]:
-    """Create an empty database on ``server``, yield its URL, drop it (and its connections) afterwards."""
+    """An empty schema of its own on ``server`` (cheaper than a database): yield its URL, drop it afterwards."""
     import psycopg
 
     name = f"test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        admin.execute(f"CREATE SCHEMA {name}")
+    parts = urlsplit(server)
+    query = "&".join(filter(None, [parts.query, f"options=-csearch_path%3D{name}"]))
+    yield urlunsplit(parts._replace(query=query))
     with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 @pytest.fixture

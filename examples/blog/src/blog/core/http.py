@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from .app import App
 from .commands import CommandRejected, StateDiverged
+from .log import LogUnreachable
 from .queries import UnknownQuery
 from .supervisor import WorkerState
 
@@ -87,7 +88,7 @@ def create_http_app(
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except StateDiverged as exc:
+        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
@@ -114,11 +115,15 @@ def create_http_app(
 
     async def healthz(_: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
-        healthy = app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        try:
+            version: int | None = app.log.version()
+        except LogUnreachable:
+            version = None
+        healthy = version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
-                "version": app.log.version(),
+                "version": version,
                 "workers": workers,
                 "diverged": app.diverged,
             },

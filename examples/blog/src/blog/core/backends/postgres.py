@@ -129,7 +129,10 @@ class PostgresLog:
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
         except psycopg.OperationalError as exc:
-            raise LogUnreachable(f"cannot reach the database at {self.path}: {_first_line(exc)}") from None
+            raise LogUnreachable(
+                f"cannot reach the database at {self.path} ({_first_line(exc)}) — "
+                "check that PostgreSQL is running there and the URL is right"
+            ) from None
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The write/read connection, reconnected when the last one broke (the mutex is held)."""
