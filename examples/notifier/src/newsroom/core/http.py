@@ -119,7 +119,9 @@ def create_http_app(
             version: int | None = app.log.version()
         except LogUnreachable:
             version = None
-        healthy = version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        healthy = (
+            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        )
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
