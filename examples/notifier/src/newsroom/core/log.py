@@ -232,7 +232,7 @@ def open_log(
 
 
 def without_password(target: str) -> str:
-    """The --db value to show people: a URL's password, if any, replaced by ***."""
+    """The ``--db`` value to show people: a URL's password, if any, replaced by ``***``."""
     parts = urlsplit(target)
     if "://" not in target or parts.password is None:
         return target

@@ -52,6 +52,7 @@ from ..log import (
 logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
+CATCH_UP_BATCH = 10000
 SCHEMA_VERSION = 1
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
@@ -291,16 +292,24 @@ class PostgresLog:
         except LogUnreachable as exc:
             logger.warning("%s", exc)
 
-    def _apply_unseen(self) -> int:
-        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held)."""
+    def _apply_unseen(self, rows: list[Any] | None = None) -> int:
+        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held).
+
+        ``rows`` is the first batch when the caller already read it (see ``Transaction._begin``).
+        """
         if self._applier is None:
             return 0
         conn = self._connection()
+        if rows is None:
+            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
         applied = 0
-        while rows := conn.execute(SELECT_AFTER, (self._seen, 10000)).fetchall():
-            self._applier(rows)  # type: ignore[arg-type]
+        while rows:
+            self._applier(rows)
             self._seen = rows[-1][0]
             applied += len(rows)
+            if len(rows) < CATCH_UP_BATCH:
+                break
+            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
         return applied
 
     # --- worker positions and leases ---
@@ -391,7 +400,7 @@ class Transaction:
             if log._depth:
                 if self._lock and not log._locked:
                     log._locked = True
-                    _lock_messages(log._connection(), log.lock_timeout)
+                    log._connection().execute(_lock_statement(log.lock_timeout))
                     log._learned |= log._apply_unseen() > 0
                 if self._savepoint:
                     log._depth += 1
@@ -411,23 +420,34 @@ class Transaction:
         log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
 
     def _begin(self, log: PostgresLog) -> int:
+        """Begin, lock and read what others appended, in one round trip; returns how many were applied.
+
+        A connection found broken before anything ran (a database restart) is replaced once.
+        """
+        statements = ["BEGIN"]
+        if self._lock:
+            statements.append(_lock_statement(log.lock_timeout))
+            if log._applier is not None:
+                statements.append(SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH))
         for attempt in (1, 2):
             conn = log._connection()
             try:
-                conn.execute("BEGIN")
+                cursor = conn.execute("; ".join(statements))
                 break
             except psycopg.OperationalError as exc:
-                lost = log._lost(exc)  # a connection that broke while idle: nothing was done, try a new one
-                if attempt == 2:
-                    raise lost from None
+                if not conn.broken or attempt == 2:
+                    _rollback(conn)  # a lock timeout: the transaction is open and failed
+                    raise
+                log._lost(exc)
         log._depth = 1
         self._level = 1
         log._locked = self._lock
-        try:
-            if self._lock:
-                _lock_messages(conn, log.lock_timeout)
-                return log._apply_unseen()
+        if len(statements) < 3:  # no catch-up asked for
             return 0
+        try:
+            for _ in range(3):  # past the results of BEGIN, SET and LOCK
+                cursor.nextset()
+            return log._apply_unseen(cursor.fetchall())
         except BaseException:
             _rollback(conn)
             log._depth = 0
@@ -463,10 +483,8 @@ class Transaction:
                 raise LogUnreachable(f"lost the database at {log.path} during a transaction")
             if committing:
                 try:
-                    if log._appended:
-                        # Delivered to every listener when (and only if) this transaction commits.
-                        conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'")
-                    conn.execute("COMMIT")
+                    # NOTIFY is delivered to every listener when (and only if) the transaction commits.
+                    conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'; COMMIT" if log._appended else "COMMIT")
                     notify = notify or log._appended
                 except BaseException:
                     log._seen = self._seen
@@ -483,9 +501,9 @@ class Transaction:
                 log._notify()
 
 
-def _lock_messages(conn: psycopg.Connection[Any], timeout: float) -> None:
+def _lock_statement(timeout: float) -> str:
     """Become the only writer until the transaction ends; readers go on (EXCLUSIVE, not ACCESS EXCLUSIVE)."""
-    conn.execute(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'; LOCK TABLE messages IN EXCLUSIVE MODE")
+    return f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'; LOCK TABLE messages IN EXCLUSIVE MODE"
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
