@@ -27,7 +27,6 @@ import textwrap
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bench.common import REPO, Result, Row, Skipped, app_module, generated_app, main, median, percentile
 
@@ -257,12 +256,8 @@ def reaction(url: str, pings: int) -> list[Row]:
             latencies.append(seconds_between(ping.timestamp, answered) * 1000)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         return [
-            Result(
-                f"cross-instance reaction p50 ({pings} pings)", p50, None, "ms", None, "≤ 20 ms", p50 <= 20
-            ),
-            Result(
-                f"cross-instance reaction p99 ({pings} pings)", p99, None, "ms", None, "≤ 100 ms", p99 <= 100
-            ),
+            Result(f"cross-instance reaction p50 ({pings} pings)", p50, None, "ms", None, "≤ 20 ms", p50 <= 20),
+            Result(f"cross-instance reaction p99 ({pings} pings)", p99, None, "ms", None, "≤ 100 ms", p99 <= 100),
         ]
     finally:
         for instance in instances:
@@ -296,9 +291,7 @@ def failover(url: str, rounds: int) -> Row:
             for instance in instances:
                 instance.kill()
     worst = max(times)
-    return Result(
-        f"worker failover after kill -9 (worst of {rounds})", worst, None, "s", None, "≤ 10 s", worst <= 10
-    )
+    return Result(f"worker failover after kill -9 (worst of {rounds})", worst, None, "s", None, "≤ 10 s", worst <= 10)
 
 
 def run(size: str) -> list[Row]:
