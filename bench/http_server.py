@@ -1,53 +1,29 @@
-"""The two servers the ``POST /commands`` benchmark loads, each run in its own process.
+"""The baseline server of the ``POST /commands`` benchmark, run in its own process.
 
-``python -m bench.http_server ours|baseline PORT DB APP_SRC`` serves on 127.0.0.1:PORT
-with uvicorn (same settings for both, access log off) until it is terminated.
-
-- ours: the generated app's ``create_http_app`` with a small hand-written "notes"
-  feature (a command model and its state handler registered with ``app.commands``).
-- baseline: a bare Starlette endpoint that decodes the JSON and inserts the same row
-  with raw ``sqlite3`` under the same database settings.
+``python -m bench.http_server PORT DB`` serves a bare Starlette endpoint that decodes the
+JSON and inserts one row with raw ``sqlite3`` (WAL, ``synchronous=NORMAL``, the generated
+app's table), under exactly the uvicorn settings and logging that a generated app's
+``python -m APP serve`` uses: access log on, ``log_level="info"``, the same graceful
+shutdown timeout. Ours needs no stand-in: the benchmark runs the generated app's own
+``serve`` command (see ``bench/http_commands.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+import logging
 import sqlite3
 import sys
 from datetime import UTC, datetime
 
 import uvicorn
-from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.common import APP_NAME
 
-
-class AddNote(BaseModel):
-    id: str = Field(min_length=1, max_length=40)
-    text: str = Field(min_length=1, max_length=200)
-
-
-def ours(db: str, app_src: str) -> Starlette:
-    sys.path.insert(0, app_src)
-    core = importlib.import_module(f"{APP_NAME}.core")
-    http = importlib.import_module(f"{APP_NAME}.core.http")
-    notes: dict[str, str] = {}
-
-    def add(command: AddNote, message: object) -> None:
-        notes[command.id] = command.text
-
-    app = core.App(core.MessageLog(db, exclusive=True))
-    app.add_feature("notes")
-    app.commands.register("notes/add", AddNote, add)
-    return http.create_http_app(app)
-
-
-def baseline(db_path: str, _app_src: str) -> Starlette:
+def baseline(db_path: str) -> Starlette:
     db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -70,8 +46,8 @@ def baseline(db_path: str, _app_src: str) -> Starlette:
     return Starlette(routes=[Route("/commands", post_command, methods=["POST"]), Route("/healthz", healthz)])
 
 
-SERVERS = {"ours": ours, "baseline": baseline}
-
 if __name__ == "__main__":
-    kind, port, db, app_src = sys.argv[1:5]
-    uvicorn.run(SERVERS[kind](db, app_src), host="127.0.0.1", port=int(port), log_level="warning", access_log=False)
+    port, db = sys.argv[1:3]
+    # What the generated app's `serve` does: the same logging set-up and uvicorn options.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(baseline(db), host="127.0.0.1", port=int(port), timeout_graceful_shutdown=5, log_level="info")

@@ -138,4 +138,3 @@ def test_an_expired_lease_can_be_taken_over(db_path: Path) -> None:
 
 def test_every_backend_implements_the_interface(db_path: Path) -> None:
     assert isinstance(open_log(str(db_path)), MessageLogBackend)
-

@@ -175,6 +175,9 @@ def _error_detail(response: httpx.Response) -> str:
 class LocalSummarizer:
     """Summarizes offline and deterministically: the first sentence or two, at most ``max_length`` characters."""
 
+    # It needs no I/O: the summary worker calls it inline, many per cycle, not in a task per request.
+    immediate = True
+
     def __init__(self, max_length: int = 200) -> None:
         self.max_length = max_length
 

@@ -1,10 +1,18 @@
-"""Runs the app's workers: one asyncio task each, for their whole life.
+"""Runs the app's background tasks: following the log, and one task per worker for its whole life.
 
-Each task calls ``start`` (retried with backoff if it fails), then ``work`` in
-a loop: every poll interval plus a random jitter, and at once when a message is
-appended to the log. A failing ``work`` is logged and retried with capped
-exponential backoff while the other workers go on. Shutdown signals every task,
-calls every worker's ``stop`` and never waits longer than its timeout.
+Each worker task first takes the worker's lease in the log, so that among the
+processes serving one log (``serve --processes N``, or several machines on
+PostgreSQL) exactly one runs it; the others stand by and take over when the
+lease expires (its holder died) or is released (its holder stopped). The lease
+is renewed every third of its lifetime; a worker whose lease was lost is stopped
+and goes back to standing by, and the log refuses its position (the fence).
+
+Once leased, the task calls ``start`` (retried with backoff if it fails), then
+``work`` in a loop: every poll interval plus a random jitter, and at once when a
+message is appended to the log, by this process or another. A failing ``work``
+is logged and retried with capped exponential backoff while the other workers go
+on. Shutdown signals every task, calls every worker's ``stop``, releases the
+leases and never waits longer than its timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from .log import DEFAULT_LEASE_SECONDS, LeaseLost
 from .worker import Worker, WorkerAlreadyStarted, WorkerError, worker_name
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 class WorkerState(StrEnum):
     REGISTERED = "registered"
+    STANDBY = "standby"  # another process holds the worker's lease
     STARTING = "starting"
     RUNNING = "running"
     FAILED = "failed"
@@ -48,6 +58,7 @@ class WorkerHandle:
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     wake_on_append: bool = True
     cycles: int = 0
     failures: int = 0
@@ -79,8 +90,10 @@ class Supervisor:
         random: Callable[[], float] = random.random,
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
+        lease_ttl: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.app = app
+        self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval
         self.jitter = jitter
         self.backoff_base = backoff_base
@@ -91,6 +104,8 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._wake_scheduled = False
+        self._following: asyncio.Task[None] | None = None
 
     @property
     def handles(self) -> list[WorkerHandle]:
@@ -140,19 +155,27 @@ class Supervisor:
             if own_log is not None:
                 logs[id(own_log)] = own_log
         self._unsubscribe = [log.subscribe(self.wake_all) for log in logs.values()]
+        # Learn of what other processes append: state stays current, workers wake.
+        self._following = asyncio.create_task(self.app.log.follow(), name="follow-log")
         for handle in self._handles:
             # Fresh events: after stop(), a second start must not see the old stop request.
-            handle.wake, handle.stopping = asyncio.Event(), asyncio.Event()
+            handle.wake, handle.stopping, handle.lease_lost = asyncio.Event(), asyncio.Event(), asyncio.Event()
             handle.task = asyncio.create_task(self._run(handle), name=f"worker:{handle.name}")
         logger.info("started %d worker(s)", len(self._handles))
 
     def wake_all(self) -> None:
-        """Wake every worker now (called after each committed append, from any thread)."""
+        """Wake every worker now (called after each committed append, from any thread).
+
+        Wake-ups coalesce: many appends before a worker runs give it one cycle, and
+        appends from other threads schedule at most one wake-up on the loop at a time.
+        """
         if threading.get_ident() == self._loop_thread:
+            self._wake_scheduled = False
             for handle in self._handles:
                 if handle.wake_on_append:
                     handle.wake.set()
-        elif self._loop is not None and not self._loop.is_closed():
+        elif self._loop is not None and not self._loop.is_closed() and not self._wake_scheduled:
+            self._wake_scheduled = True
             self._loop.call_soon_threadsafe(self.wake_all)
 
     async def stop(self, timeout: float = 5.0) -> list[str]:
@@ -162,6 +185,10 @@ class Supervisor:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
         deadline = time.monotonic() + timeout
         shutdowns = {asyncio.create_task(self._shutdown(h, deadline)): h for h in self._handles}
         if not shutdowns:
@@ -191,26 +218,40 @@ class Supervisor:
             done, _ = await asyncio.wait({task}, timeout=grace)
             if not done:
                 task.cancel()
-        try:
-            await handle.worker.stop()
-        except Exception as exc:
-            handle.last_error = f"stop: {exc!r}"
-            logger.exception("worker %r failed in stop()", handle.name)
+        await self._stop_worker(handle)
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        self._release_lease(handle)
         if task is None or task.done():
             handle.state = WorkerState.STOPPED
             logger.info("worker %r stopped", handle.name)
 
     async def _run(self, handle: WorkerHandle) -> None:
+        """Stand by until this process holds the worker's lease, run the worker while it does; repeat."""
+        while await self._take_lease(handle):
+            renewing = asyncio.create_task(self._renew_lease(handle), name=f"lease:{handle.name}")
+            try:
+                await self._run_leased(handle)
+            finally:
+                renewing.cancel()
+            if handle.stopping.is_set():
+                return
+            logger.warning("worker %r lost its lease to another process; standing by", handle.name)
+            await self._stop_worker(handle)
+
+    async def _run_leased(self, handle: WorkerHandle) -> None:
+        """Start the worker, then run its cycles until the app stops or the lease is lost."""
         if not await self._start_worker(handle):
             return
         handle.state = WorkerState.RUNNING
         failures = 0
-        while not handle.stopping.is_set():
+        while not handle.stopping.is_set() and not handle.lease_lost.is_set():
             handle.wake.clear()
             try:
                 await handle.worker.work()
+            except LeaseLost:
+                handle.lease_lost.set()
+                return
             except Exception as exc:  # noqa: BLE001 - isolate the failure, back off, retry
                 failures += 1
                 self._record_failure(handle, "work", exc)
@@ -224,10 +265,52 @@ class Supervisor:
             if await _wait(handle.wake, self.delay(handle)) and handle.stopping.is_set():
                 return
 
+    async def _take_lease(self, handle: WorkerHandle) -> bool:
+        """Wait until this process holds the worker's lease; False if the app stops first."""
+        while not handle.stopping.is_set():
+            try:
+                if self.app.log.acquire_lease(handle.name, self.lease_ttl):
+                    handle.lease_lost.clear()
+                    return True
+            except Exception as exc:  # noqa: BLE001 - a busy or failing database: try again soon
+                logger.warning("worker %r could not take its lease: %r", handle.name, exc)
+            handle.state = WorkerState.STANDBY
+            if await _wait(handle.stopping, self.lease_ttl / 3):
+                return False
+        return False
+
+    async def _renew_lease(self, handle: WorkerHandle) -> None:
+        """Renew the lease every third of its lifetime; when another process has it, stop the worker."""
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                held = self.app.log.acquire_lease(handle.name, self.lease_ttl)
+            except Exception as exc:  # noqa: BLE001 - try again; the fence guards the position meanwhile
+                logger.warning("worker %r could not renew its lease: %r", handle.name, exc)
+                continue
+            if not held:
+                handle.lease_lost.set()
+                handle.wake.set()
+                return
+
+    async def _stop_worker(self, handle: WorkerHandle) -> None:
+        try:
+            await handle.worker.stop()
+        except Exception as exc:
+            handle.last_error = f"stop: {exc!r}"
+            logger.exception("worker %r failed in stop()", handle.name)
+
+    def _release_lease(self, handle: WorkerHandle) -> None:
+        """Give the lease up on shutdown, so a process standing by takes the worker over at once."""
+        try:
+            self.app.log.release_lease(handle.name)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            logger.warning("worker %r could not release its lease: %r", handle.name, exc)
+
     async def _start_worker(self, handle: WorkerHandle) -> bool:
         """Call ``start`` until it succeeds (with backoff) or the app stops; True on success."""
         attempt = 0
-        while not handle.stopping.is_set():
+        while not handle.stopping.is_set() and not handle.lease_lost.is_set():
             handle.state = WorkerState.STARTING
             try:
                 await handle.worker.start(self.app)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from .commands import CommandRejected
 from .log import Message, MessageLogBackend
 
 if TYPE_CHECKING:
@@ -133,8 +134,10 @@ class CommandWorker:
         log: MessageLogBackend | None = None,
         poll_interval: float | None = None,
         jitter: float | None = None,
+        batch_size: int = 500,
     ) -> None:
         self.name = name
+        self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.jitter = jitter
         self.position = 0
@@ -184,23 +187,64 @@ class CommandWorker:
             await self._handle(message, replaying=True)
 
     async def work(self) -> None:
-        """Handle every message after the stored position, then run periodic tasks."""
+        """Handle every message after the stored position, then run periodic tasks.
+
+        The commands dispatched for a batch of messages are committed in one
+        transaction with the new position: one write per cycle, not one per message.
+        """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
+        while await self._work_batch():
+            pass
+        for task in self._periodic:
+            await _maybe_await(task(self.app))
+
+    async def _work_batch(self) -> bool:
+        """Handle up to ``batch_size`` messages and commit what they dispatched; True if more are waiting."""
         app = self.app
-        handled_up_to = self.position
-        for message in self.log.after(self.position):
-            if self._stopped:
+        # Read no further than this process's state reaches: handlers query that state.
+        limit = None
+        if self.own_log is None:
+            app.log.catch_up()
+            limit = app.log.seen
+        dispatched: list[tuple[int, list[BaseModel]]] = []
+        handled = 0
+        reached = self.position
+        for message in self.log.after(self.position, batch_size=self.batch_size):
+            if self._stopped or (limit is not None and message.id > limit):
                 break
             if message.type in self._handlers:
                 ctx = await self._handle(message, replaying=False)
-                app.commit(ctx.dispatched, position=(self.name, message.id))
-                handled_up_to = message.id
-            self.position = message.id
-        if self.position != handled_up_to:
-            app.log.set_position(self.name, self.position)
-        for task in self._periodic:
-            await _maybe_await(task(app))
+                if ctx.dispatched:
+                    dispatched.append((message.id, ctx.dispatched))
+                handled += 1
+            reached = message.id
+            if handled >= self.batch_size:
+                break
+        if reached != self.position:
+            self._commit(dispatched, reached)
+        return handled >= self.batch_size and not self._stopped
+
+    def _commit(self, dispatched: list[tuple[int, list[BaseModel]]], reached: int) -> None:
+        """Commit each message's commands (all or none of them) and the position, in one transaction.
+
+        A message whose commands the app refuses stops the batch there: the ones
+        before it are committed with the position just before it, and the refusal
+        is raised, so the worker retries from that message.
+        """
+        app = self.app
+        refused: CommandRejected | None = None
+        with app.log.transaction():
+            for message_id, commands in dispatched:
+                try:
+                    app.commit(commands)  # a savepoint inside this transaction
+                except CommandRejected as exc:
+                    refused, reached = exc, message_id - 1
+                    break
+            app.log.set_position(self.name, reached)
+        self.position = reached
+        if refused is not None:
+            raise refused
 
     async def stop(self) -> None:
         self._stopped = True

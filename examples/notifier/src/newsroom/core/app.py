@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from .backends.sqlite import SQLiteLog
-from .commands import CommandRegistry, StateDiverged, StateHandler
+from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHandler
 from .kv import KeyValueStore
 from .log import Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
@@ -115,6 +115,22 @@ class App:
                 logger.critical("%s", self.diverged)
             raise
         return messages
+
+    def dispatch_each(self, commands: Sequence[BaseModel]) -> list[Message | CommandRejected]:
+        """Dispatch independent commands in one transaction; a refused one is returned, not raised.
+
+        Each command is applied and appended on its own (a savepoint), so one the
+        state refuses leaves the others in. For a worker recording many outcomes:
+        one write instead of one per command.
+        """
+        results: list[Message | CommandRejected] = []
+        with self.log.transaction():
+            for command in commands:
+                try:
+                    results.append(self.dispatch(command))
+                except CommandRejected as exc:
+                    results.append(exc)
+        return results
 
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
         return self.queries.run(type, params)

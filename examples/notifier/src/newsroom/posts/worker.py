@@ -18,6 +18,7 @@ is made again after a restart; the state accepts one outcome per request, never 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ from .state import PostsState
 
 logger = logging.getLogger(__name__)
 
+Outcome = SetGeneratedSummary | FailSummaryGeneration
+
 
 @dataclass(frozen=True)
 class PendingSummary:
@@ -64,8 +67,14 @@ class SummaryWorkerState:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_processed_id: int = 0  # the newest message applied to this state
-    pending_summaries: dict[str, PendingSummary] = field(default_factory=dict)  # by request id
+    pending_summaries: dict[str, PendingSummary] = field(default_factory=dict)  # by item id: one open request each
     requested_content: dict[str, str] = field(default_factory=dict)  # item id -> content last sent for summary
+
+    def settle(self, item_id: str, request_id: str) -> None:
+        """The request has an outcome: it is no longer pending (a newer request for the item stays)."""
+        pending = self.pending_summaries.get(item_id)
+        if pending is not None and pending.request_id == request_id:
+            del self.pending_summaries[item_id]
 
 
 class SummaryWorker(CommandWorker):
@@ -129,27 +138,25 @@ class SummaryWorker(CommandWorker):
     def track_request(self, command: RequestSummaryGeneration, ctx: Context) -> None:
         """Remember the request; an older one for the same post is superseded and its call cancelled."""
         with self._updating(ctx) as state:
-            superseded = [p.request_id for p in state.pending_summaries.values() if p.item_id == command.item_id]
-            for request_id in superseded:
-                del state.pending_summaries[request_id]
-            state.pending_summaries[command.request_id] = PendingSummary(
+            superseded = state.pending_summaries.pop(command.item_id, None)
+            state.pending_summaries[command.item_id] = PendingSummary(
                 command.request_id, command.item_id, command.content, ctx.message.timestamp
             )
             state.requested_content[command.item_id] = command.content
-        self._cancel_calls(superseded)
+        if superseded is not None:
+            self._cancel_calls([superseded.request_id])
 
     def forget_request(self, command: SetGeneratedSummary | FailSummaryGeneration, ctx: Context) -> None:
         with self._updating(ctx) as state:
-            state.pending_summaries.pop(command.request_id, None)
+            state.settle(command.item_id, command.request_id)
 
     def forget_item(self, command: DeletePost, ctx: Context) -> None:
         """A deleted post needs no summary: drop its requests and cancel their calls."""
         with self._updating(ctx) as state:
-            dropped = [p.request_id for p in state.pending_summaries.values() if p.item_id == command.id]
-            for request_id in dropped:
-                del state.pending_summaries[request_id]
+            dropped = state.pending_summaries.pop(command.id, None)
             state.requested_content.pop(command.id, None)
-        self._cancel_calls(dropped)
+        if dropped is not None:
+            self._cancel_calls([dropped.request_id])
 
     def _cancel_calls(self, request_ids: list[str]) -> None:
         for request_id in request_ids:
@@ -165,8 +172,17 @@ class SummaryWorker(CommandWorker):
     # --- calling the summary API ---
 
     async def summarize_pending(self, app: App) -> None:
-        """Start calls for pending requests, at most ``config.concurrency`` at once (run after every cycle)."""
+        """Start calls for pending requests, at most ``config.concurrency`` at once (run after every cycle).
+
+        A summarizer that needs no I/O (the offline one) is called right here instead,
+        for a batch of requests whose outcomes are recorded in one write.
+        """
         summarizer = self.summarizer
+        if summarizer is not None and getattr(summarizer, "immediate", False):
+            with self.state.lock:
+                batch = list(itertools.islice(self.state.pending_summaries.values(), self.batch_size))
+            self._record([await self._outcome(summarizer, pending) for pending in batch])
+            return
         free = self.config.concurrency - len(self.in_flight)
         if summarizer is None or free <= 0:
             return
@@ -179,7 +195,11 @@ class SummaryWorker(CommandWorker):
 
     async def _summarize(self, summarizer: Summarizer, pending: PendingSummary) -> None:
         """Make one call and dispatch its outcome. Cancelled by ``stop``, it dispatches nothing."""
-        outcome: SetGeneratedSummary | FailSummaryGeneration
+        self._record([await self._outcome(summarizer, pending)])
+
+    async def _outcome(self, summarizer: Summarizer, pending: PendingSummary) -> Outcome:
+        """The outcome of summarizing one request: the summary, or why there is none."""
+        outcome: Outcome
         try:
             summary = await summarizer.summarize(pending.content, request_id=pending.request_id)
         except SummaryError as exc:
@@ -200,16 +220,16 @@ class SummaryWorker(CommandWorker):
                 outcome = FailSummaryGeneration(
                     request_id=pending.request_id, item_id=pending.item_id, error_message="the summary was unusable"
                 )
-        self._record(outcome)
+        return outcome
 
-    def _record(self, outcome: SetGeneratedSummary | FailSummaryGeneration) -> None:
-        """Dispatch the outcome; one the state refuses (the post is gone) is dropped."""
-        try:
-            self.app.dispatch(outcome)
-        except CommandRejected as exc:
-            logger.info("summary request %s dropped: %s", outcome.request_id, exc)
+    def _record(self, outcomes: list[Outcome]) -> None:
+        """Dispatch the outcomes in one write; one the state refuses (the post is gone) is dropped."""
+        for outcome, result in zip(outcomes, self.app.dispatch_each(outcomes), strict=True):
+            if isinstance(result, CommandRejected):
+                logger.info("summary request %s dropped: %s", outcome.request_id, result)
         with self.state.lock:
-            self.state.pending_summaries.pop(outcome.request_id, None)
+            for outcome in outcomes:
+                self.state.settle(outcome.item_id, outcome.request_id)
 
     def _finished(self, request_id: str, call: asyncio.Task[None]) -> None:
         """A call ended: free its slot and wake the worker so the next pending request starts now.

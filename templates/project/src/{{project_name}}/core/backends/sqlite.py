@@ -85,11 +85,15 @@ class SQLiteLog:
         self.path = str(path)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock_file = _lock_exclusively(self.path) if exclusive else None
+        # The only process on this database: nobody else appends, so there is nothing to follow.
+        self.alone = self._lock_file is not None and not os.environ.get(GROUP_LOCK_FD)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={mode}")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        if self.alone:
+            self._db.execute("DELETE FROM leases")  # left by a process that died: it cannot hold them
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
         self._appended = False
@@ -163,6 +167,8 @@ class SQLiteLog:
         return applied
 
     async def follow(self, interval: float = 0.005) -> None:
+        if self.alone:
+            return
         while True:
             await asyncio.sleep(interval)
             with self._mutex:
@@ -172,16 +178,17 @@ class SQLiteLog:
 
     def _apply_unseen(self) -> int:
         """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held)."""
-        if self._applier is None:
-            return 0
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return 0  # nobody else committed since the last look
         applied = 0
-        while rows := self._db.execute(SELECT_AFTER, (self._seen, 10000)).fetchall():
-            self._applier(rows)
-            self._seen = rows[-1][0]
-            applied += len(rows)
+        if self._applier is None:  # no state to keep current: everything committed counts as seen
+            self._seen = max(self._seen, self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0)
+        else:
+            while rows := self._db.execute(SELECT_AFTER, (self._seen, 10000)).fetchall():
+                self._applier(rows)
+                self._seen = rows[-1][0]
+                applied += len(rows)
         self._data_version = version
         return applied
 
