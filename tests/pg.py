@@ -2,7 +2,8 @@
 
 ``initdb`` + ``pg_ctl`` in a temp dir, on a free loopback port, with the unix socket
 in the same dir and fsync off (the tests never survive an OS crash, only process
-crashes and restarts, which PostgreSQL survives without fsync). ``initdb`` refuses to
+crashes and restarts, which PostgreSQL survives without fsync). Commit timestamps are
+tracked, so a test can check that messages were committed in the order of their ids. ``initdb`` refuses to
 run as root, so as root every server command runs as the ``postgres`` user through
 ``runuser``. One cluster per test session (per xdist worker); every test gets its own
 database. Without the binaries, the PostgreSQL tests skip with one reason line.
@@ -80,7 +81,7 @@ class Cluster:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200"
+            "-c full_page_writes=off -c max_connections=200 -c track_commit_timestamp=on"
         )
         self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.log_file), "-o", options)
 

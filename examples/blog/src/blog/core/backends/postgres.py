@@ -140,6 +140,8 @@ class PostgresLog:
         if self._closed:
             raise LogUnreachable(f"the log at {self.path} is closed")
         if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._depth:  # a new connection would run the rest of the transaction outside it
+                raise LogUnreachable(f"lost the database at {self.path} during a transaction")
             self._conn = self._connect()
         return self._conn
 
@@ -398,26 +400,30 @@ class Transaction:
         log._mutex.acquire()
         try:
             if log._depth:
-                if self._lock and not log._locked:
-                    log._locked = True
-                    log._connection().execute(_lock_statement(log.lock_timeout))
-                    log._learned |= log._apply_unseen() > 0
-                if self._savepoint:
-                    log._depth += 1
-                    self._level = log._depth
-                    self._seen, self._appended = log._seen, log._appended
-                    log._connection().execute(f"SAVEPOINT level{self._level}")
+                self._join(log)
                 return
             learned = self._begin(log)
         except psycopg.OperationalError as exc:
-            log._depth = 0
+            error = log._lost(exc)
             log._mutex.release()
-            raise log._lost(exc) from None
+            raise error from None
         except BaseException:
             log._mutex.release()
             raise
         self._seen = log._seen
         log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
+
+    def _join(self, log: PostgresLog) -> None:
+        """Join the open transaction: take the lock if it has not, open a savepoint if asked."""
+        if self._lock and not log._locked:
+            log._connection().execute(_lock_statement(log.lock_timeout))
+            log._locked = True
+            log._learned |= log._apply_unseen() > 0
+        if self._savepoint:
+            level = log._depth + 1
+            log._connection().execute(f"SAVEPOINT level{level}")
+            log._depth = self._level = level
+            self._seen, self._appended = log._seen, log._appended
 
     def _begin(self, log: PostgresLog) -> int:
         """Begin, lock and read what others appended, in one round trip; returns how many were applied.
