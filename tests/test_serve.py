@@ -138,6 +138,21 @@ def test_runs_the_apps_own_serve_with_its_options(app_root: Path) -> None:
     assert command.env["PYTHONPATH"].split(":")[0] == str(app_root / "src")
 
 
+def test_passes_processes_to_the_apps_serve(app_root: Path) -> None:
+    command = prepare(ServeOptions(port=free_port(), processes=2), start=app_root)
+    assert command.argv[-2:] == ["--processes", "2"]
+    assert "--processes" not in prepare(ServeOptions(port=free_port()), start=app_root).argv
+
+
+@pytest.mark.parametrize("args", [["--processes", "0"], ["--processes", "2", "--reload"]], ids=["zero", "reload"])
+def test_refuses_processes_it_cannot_run(app_root: Path, args: list[str]) -> None:
+    result = run_petrock("serve", "--port", str(free_port()), *args, cwd=app_root)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: --")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (app_root / "app.db").exists()
+
+
 def test_prefers_the_apps_own_virtualenv(app_root: Path) -> None:
     assert app_python(app_root) == sys.executable
     venv_python = app_root / ".venv" / "bin" / "python"
@@ -216,3 +231,26 @@ def test_killing_petrock_with_sigkill_does_not_orphan_the_app(app_root: Path, se
             except BlockingIOError:
                 assert time.monotonic() < deadline, "the app still holds the database"
                 time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_serves_with_two_processes_and_stops_them_cleanly(app_root: Path, servers: list[Server]) -> None:
+    server = Server(app_root, "--processes", "2")
+    servers.append(server)
+    server.wait_healthy()
+    pids = set()
+    deadline = time.monotonic() + 20
+    while len(pids) < 2 and time.monotonic() < deadline:
+        with httpx.Client(base_url=server.url, timeout=5) as client:  # a new connection: either process
+            pids.add(client.get("/healthz").json()["process"]["pid"])
+    assert len(pids) == 2
+
+    second = run_petrock("serve", "--port", str(free_port()), cwd=app_root)
+    assert second.returncode == 1 and "already served by another process" in second.stderr
+
+    code, seconds = server.stop(signal.SIGTERM)
+    assert code == 0, server.text()
+    assert seconds < STOP_TIMEOUT + 5
+    assert server.text().count("Application shutdown complete") == 2
+    with open(app_root / "app.db.lock", "w") as lock:  # released by the whole group
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -62,6 +62,7 @@ class ServeOptions:
     reload: bool = False
     synchronous: str = "NORMAL"
     stop_timeout: float = 5.0
+    processes: int = 1  # server processes sharing the port and the database (the app's --processes)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
         )
     if options.stop_timeout <= 0:
         raise UserError(f"--stop-timeout must be positive, not {options.stop_timeout}", "pass a number of seconds")
+    if options.processes < 1:
+        raise UserError(f"--processes must be 1 or more, not {options.processes}", "pass the number of cores to use")
+    if options.processes > 1 and options.reload:
+        raise UserError("--reload serves one process", "drop --processes, or drop --reload")
     db = (options.db if options.db is not None else root / DEFAULT_DB).expanduser().absolute()
     check_port_free(options.host, options.port)
     check_database_writable(db)
@@ -95,6 +100,8 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
     argv += ["--synchronous", options.synchronous.upper(), "--stop-timeout", str(options.stop_timeout)]
     if options.reload:
         argv.append("--reload")
+    if options.processes > 1:
+        argv += ["--processes", str(options.processes)]
     return ServeCommand(argv, app_environment(root), root, db, package)
 
 

@@ -58,6 +58,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     output_path: Path | None = None
     starts: int = 0
+    processes: int = 1  # serve --processes N: a parent keeping N server processes
 
     @property
     def url(self) -> str:
@@ -67,7 +68,7 @@ class Server:
         host = ["--host", self.host] if self.host is not None else []
         return [
             sys.executable, "-m", APP_NAME, "serve", *host, "--port", str(self.port),
-            "--db", str(self.db), "--stop-timeout", str(self.stop_timeout),
+            "--db", str(self.db), "--stop-timeout", str(self.stop_timeout), "--processes", str(self.processes),
         ]  # fmt: skip
 
     def start(self, timeout: float = 30.0) -> Server:

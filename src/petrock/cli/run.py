@@ -24,6 +24,9 @@ def serve(
         str, typer.Option(help="SQLite synchronous mode: NORMAL survives a process crash, FULL also power loss.")
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds the workers get to stop on shutdown.")] = 5.0,
+    processes: Annotated[
+        int, typer.Option(help="Server processes sharing the port and the database (one per core uses them all).")
+    ] = 1,
 ) -> None:
     """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
 
@@ -34,10 +37,12 @@ def serve(
       petrock serve
 
       petrock serve --port 9000 --db /tmp/blog.db --reload
+
+      petrock serve --processes 2
     """
     from petrock.serve import ServeOptions, prepare, run
 
-    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout)
+    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout, processes)
     command = prepare(options)
     raise typer.Exit(run(command, stop_timeout=stop_timeout, echo=typer.echo))
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,6 +39,12 @@ def serve(
         str, typer.Option(help="SQLite synchronous mode: NORMAL survives crashes, FULL power loss.")
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
+    processes: Annotated[
+        int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
+    ] = 1,
+    socket_fd: Annotated[
+        int | None, typer.Option(hidden=True, help="Serve on this inherited listening socket (set by --processes).")
+    ] = None,
 ) -> None:
     """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM."""
     import uvicorn
@@ -45,7 +52,13 @@ def serve(
     from .core.http import create_http_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)})")
+    if processes < 1 or (processes > 1 and reload):
+        typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
+        raise typer.Exit(2)
+    if processes > 1:
+        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
+    if socket_fd is None:
+        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
@@ -54,8 +67,32 @@ def serve(
         return
     app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
     _exit_quietly_after_shutdown()
-    uvicorn.run(create_http_app(app, on_closed=_leave_stuck_workers_behind), **options)
+    http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind)
+    if socket_fd is None:
+        uvicorn.run(http_app, **options)
+        typer.echo(f"stopped {PACKAGE}")
+    else:  # one of the processes of `serve --processes N`
+        uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[socket.socket(fileno=socket_fd)])
+
+
+def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
+    """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    from .core.processes import listen, run_group, share_database, without_option
+
+    try:
+        database = share_database(db)
+        sock = listen(host, port)
+    except (LogLockedError, OSError) as exc:
+        typer.echo(f"error: cannot serve on {host}:{port} with database {without_password(db)}: {exc} — stop what uses them", err=True)
+        return 1
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {without_password(db)})")
+    # The same command line for each, minus --processes: new options reach them without changes here.
+    argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
+    code = run_group(
+        argv, processes=processes, sock=sock, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout
+    )
     typer.echo(f"stopped {PACKAGE}")
+    return code
 
 
 def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
@@ -112,7 +149,8 @@ def inspect(
         import httpx
 
         try:
-            description["workers"] = httpx.get(f"{url.rstrip('/')}/healthz", timeout=5).json()["workers"]
+            health = httpx.get(f"{url.rstrip('/')}/healthz", timeout=5).json()
+            description["workers"], description["process"] = health["workers"], health.get("process")
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
             raise typer.Exit(1) from None

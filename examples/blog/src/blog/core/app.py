@@ -7,6 +7,7 @@ the database. Everything it needs comes in through its constructor.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from .kv import KeyValueStore
 from .log import Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
-from .supervisor import Supervisor
+from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,20 @@ class App:
 
     # --- introspection ---
 
+    def runtime(self) -> dict[str, Any]:
+        """This process's share of the work: the workers it runs and those it stands by for.
+
+        With ``serve --processes N`` (or several machines) each worker runs in the
+        one process holding its lease; the others stand by to take it over.
+        """
+        handles = self.supervisor.handles
+        return {
+            "pid": os.getpid(),
+            "owner": self.log.owner,
+            "runs": [h.name for h in handles if h.state in ACTIVE_STATES],
+            "stands_by_for": [h.name for h in handles if h.state == WorkerState.STANDBY],
+        }
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description of everything registered (``python -m APP inspect``)."""
         return {
@@ -197,5 +212,5 @@ class App:
                 for route in self.routes
                 if isinstance(route, Route)
             ],
-            "log": {"path": self.log.path, "version": self.log.version()},
+            "log": {"path": self.log.path, "version": self.log.version(), "leases": self.log.leases()},
         }

@@ -127,6 +127,7 @@ def create_http_app(
                 "status": "ok" if healthy else "degraded",
                 "version": version,
                 "workers": workers,
+                "process": app.runtime(),  # which workers this process runs, which it stands by for
                 "diverged": app.diverged,
             },
             status_code=200 if healthy else 503,

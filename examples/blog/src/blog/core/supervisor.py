@@ -46,6 +46,10 @@ class WorkerState(StrEnum):
     STUCK = "stuck"
 
 
+# The states of a worker this process runs (as opposed to standing by, or not started).
+ACTIVE_STATES = frozenset({WorkerState.STARTING, WorkerState.RUNNING, WorkerState.FAILED, WorkerState.STUCK})
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     """The supervisor's bookkeeping for one worker."""
