@@ -83,9 +83,11 @@ def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout
         database = share_database(db)
         sock = listen(host, port)
     except (LogLockedError, OSError) as exc:
-        typer.echo(f"error: cannot serve on {host}:{port} with database {without_password(db)}: {exc} — stop what uses them", err=True)
+        shown = without_password(db)
+        typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {without_password(db)})")
+    shown = without_password(db)
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
     code = run_group(
