@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -78,6 +79,8 @@ SELECT_AFTER = (
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
 INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (%s, %s, %s) RETURNING id"
+INSERT_AGAIN = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s)"
+UPSERT_POSITION = "INSERT INTO positions (name, position) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 INSERT_MANY = (
     "INSERT INTO messages (timestamp, type, data) "
     "SELECT %s, type, data FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(type, data, n) ORDER BY n "
@@ -115,6 +118,8 @@ class PostgresLog:
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
         self._locked = False  # the open transaction holds the messages table's write lock
         self._learned = False  # the open transaction applied messages other instances appended
+        # The open transaction's writes, to write them again if its COMMIT's outcome is lost (see _recover).
+        self._redo: list[tuple[str, tuple[Any, ...]]] = []
         self._appended = False
         self._listeners: list[Listener] = []
         self._applier: Applier | None = None
@@ -128,7 +133,12 @@ class PostgresLog:
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                application_name=self.owner,  # which instance a session belongs to, in pg_stat_activity
+            )
         except psycopg.OperationalError as exc:
             raise LogUnreachable(
                 f"cannot reach the database at {self.path} ({_first_line(exc)}) — "
@@ -206,6 +216,7 @@ class PostgresLog:
         timestamp, text = _now(), encode(data)
         with Transaction(self, lock=True):
             (id,) = self._write(INSERT, (timestamp, type, text)).fetchone()
+            self._redo.append(("message", (id, timestamp, type, text)))
             self._appended = True
             self._seen = id
         return message_from_row((id, timestamp, type, text))
@@ -219,6 +230,7 @@ class PostgresLog:
             types, texts = [type for type, _ in rows], [text for _, text in rows]
             # Under the table lock the ids of one statement are handed out in row order.
             ids = sorted(id for (id,) in self._write(INSERT_MANY, (timestamp, types, texts)).fetchall())
+            self._redo.extend(("message", (id, timestamp, *row)) for id, row in zip(ids, rows, strict=True))
             self._appended = True
             self._seen = ids[-1]
         return [message_from_row((id, timestamp, type, text)) for id, (type, text) in zip(ids, rows, strict=True)]
@@ -272,7 +284,10 @@ class PostgresLog:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.connect_timeout)),
+                    application_name=f"{self.owner} listen",
                 ) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
@@ -322,14 +337,58 @@ class PostgresLog:
 
     def set_position(self, name: str, position: int) -> None:
         with Transaction(self):
-            holder = self._write("SELECT owner FROM leases WHERE name = %s FOR UPDATE", (name,)).fetchone()
+            self._store_position(self._connection(), name, position)
+            self._redo.append(("position", (name, position)))
+
+    def _store_position(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
+        """The fence, then the write: the lease row stays locked until the transaction ends."""
+        try:
+            holder = conn.execute("SELECT owner FROM leases WHERE name = %s FOR UPDATE", (name,)).fetchone()
             if holder is not None and holder[0] != self.owner:
                 raise LeaseLost(f"worker {name!r} is leased to {holder[0]}, not to this process ({self.owner})")
-            self._write(
-                "INSERT INTO positions (name, position) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (name, position),
-            )
+            conn.execute(UPSERT_POSITION, (name, position))
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+
+    def _recover(self, seen_when_locked: int) -> bool:
+        """After a COMMIT whose answer was lost with the connection: make its writes durable exactly once.
+
+        Reconnects (trying for up to ``lock_timeout`` seconds) and takes the lock. If the
+        transaction's first message is in the log, it had committed. If not, and nothing
+        was appended since it took the lock, its messages (same ids, same text) and
+        positions are written again — the state this instance already applied them to
+        matches the log again. Otherwise it gives up (False) and the App stops accepting
+        commands until a restart replays the log.
+        """
+        first = next(row[0] for kind, row in self._redo if kind == "message")
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                conn = self._conn = self._connect()
+                break
+            except LogUnreachable:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+        try:
+            conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}")
+            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is None:
+                (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
+                if newest != seen_when_locked:
+                    _rollback(conn)
+                    return False
+                for kind, args in self._redo:
+                    if kind == "message":
+                        conn.execute(INSERT_AGAIN, args)
+                    else:
+                        self._store_position(conn, *args)
+                conn.execute(f"NOTIFY {CHANNEL}, '{int(self._seen)}'")
+            conn.execute("COMMIT")
+        except (psycopg.OperationalError, LogUnreachable, LeaseLost):
+            _rollback(conn)
+            return False
+        logger.warning("recovered a commit whose answer was lost with the connection to %s", self.path)
+        return True
 
     def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
         # The database's clock decides expiry, so machines with skewed clocks agree.
@@ -387,7 +446,7 @@ class Transaction:
     a nested block a savepoint that a failure undoes on its own.
     """
 
-    __slots__ = ("_appended", "_level", "_lock", "_log", "_savepoint", "_seen")
+    __slots__ = ("_appended", "_level", "_lock", "_log", "_redone", "_savepoint", "_seen")
 
     def __init__(self, log: PostgresLog, *, savepoint: bool = False, lock: bool = False) -> None:
         self._log = log
@@ -423,7 +482,7 @@ class Transaction:
             level = log._depth + 1
             log._connection().execute(f"SAVEPOINT level{level}")
             log._depth = self._level = level
-            self._seen, self._appended = log._seen, log._appended
+            self._seen, self._appended, self._redone = log._seen, log._appended, len(log._redo)
 
     def _begin(self, log: PostgresLog) -> int:
         """Begin, lock and read what others appended, in one round trip; returns how many were applied.
@@ -471,6 +530,7 @@ class Transaction:
                     if exc_type is not None:
                         conn.execute(f"ROLLBACK TO SAVEPOINT level{self._level}")
                         log._seen, log._appended = self._seen, self._appended
+                        del log._redo[self._redone :]
                     conn.execute(f"RELEASE SAVEPOINT level{self._level}")
                 finally:
                     log._depth -= 1
@@ -492,6 +552,17 @@ class Transaction:
                     # NOTIFY is delivered to every listener when (and only if) the transaction commits.
                     conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'; COMMIT" if log._appended else "COMMIT")
                     notify = notify or log._appended
+                except psycopg.OperationalError as exc:
+                    if not (log._appended and conn.broken):
+                        log._seen = self._seen
+                        _rollback(conn)
+                        raise
+                    # Committed or not? The state was already changed: find out, and finish the job.
+                    log._lost(exc)
+                    if not log._recover(self._seen):
+                        log._seen = self._seen
+                        raise
+                    notify = True
                 except BaseException:
                     log._seen = self._seen
                     _rollback(conn)
@@ -503,6 +574,7 @@ class Transaction:
             log._depth = 0
             log._locked = False
             log._appended = log._learned = False
+            log._redo.clear()
             if notify:
                 log._notify()
 
