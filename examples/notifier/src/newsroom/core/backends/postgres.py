@@ -361,20 +361,22 @@ class PostgresLog:
         commands until a restart replays the log.
         """
         first = next(row[0] for kind, row in self._redo if kind == "message")
-        deadline = time.monotonic() + self.lock_timeout
+        deadline = time.monotonic() + max(10.0, self.lock_timeout)  # long enough for a server restart
         while True:
             try:
                 conn = self._conn = self._connect()
                 break
             except LogUnreachable:
                 if time.monotonic() > deadline:
+                    logger.error("could not recover a lost commit: the database stayed unreachable")
                     return False
-                time.sleep(0.2)
+                time.sleep(0.05)
         try:
             conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}")
             if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is None:
                 (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
                 if newest != seen_when_locked:
+                    logger.error("could not recover a lost commit: another instance appended since")
                     _rollback(conn)
                     return False
                 for kind, args in self._redo:
@@ -384,7 +386,8 @@ class PostgresLog:
                         self._store_position(conn, *args)
                 conn.execute(f"NOTIFY {CHANNEL}, '{int(self._seen)}'")
             conn.execute("COMMIT")
-        except (psycopg.OperationalError, LogUnreachable, LeaseLost):
+        except (psycopg.OperationalError, LogUnreachable, LeaseLost) as exc:
+            logger.error("could not recover a lost commit: %s", _first_line(exc))
             _rollback(conn)
             return False
         logger.warning("recovered a commit whose answer was lost with the connection to %s", self.path)
