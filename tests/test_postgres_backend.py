@@ -108,7 +108,8 @@ applied = []
 
 def add(command, message):
     if command.n == 2:  # the server goes away with this transaction open
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (log.owner,))
+        sessions = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({sessions}) AS mine", (log.owner,))
     applied.append((message.id, command.n))
 
 app.commands.register("notes/add", Note, add)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def test_a_writer_first_applies_what_other_processes_appended(db_path: Path) -> 
     assert ours.seen == 2 and ours.catch_up() == 0 and heard == [1]
     theirs.append("t/x", {"n": 3})
     assert ours.catch_up() == 1 and [row[0] for row in applied] == [1, 3] and heard == [1, 1]
+
+
+@pytest.mark.anyio
+async def test_a_follower_applies_what_other_processes_append_within_milliseconds(db_path: Path) -> None:
+    ours, theirs = open_log(str(db_path)), open_log(str(db_path))
+    applied: list[Row] = []
+    ours.set_applier(applied.extend)
+    ours.catch_up()
+    heard = asyncio.Event()
+    ours.subscribe(heard.set)
+    following = asyncio.create_task(ours.follow(interval=0.001))
+    try:
+        theirs.append("t/x", {"n": 1})
+        await asyncio.wait_for(heard.wait(), timeout=2)
+        assert [row[0] for row in applied] == [1] and ours.seen == 1
+    finally:
+        following.cancel()
 
 
 def test_a_nested_transaction_is_a_savepoint(db_path: Path) -> None:

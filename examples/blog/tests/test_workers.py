@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from blog.core import (
     App,
     CommandWorker,
     Context,
+    LeaseLost,
     MessageLog,
     WorkerAlreadyStarted,
     WorkerError,
@@ -19,7 +21,7 @@ from blog.core import (
 )
 from blog.core.supervisor import WorkerState
 
-from .conftest import AddNote, register_notes
+from .conftest import AddNote, Notes, register_notes
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +246,55 @@ async def test_workers_start_again_after_a_stop(app: App) -> None:
     await app.start_workers()
     await wait_until(lambda: worker.calls[:2] == ["start", "work"])
     await app.stop_workers()
+
+
+# --- several processes on one log: each App below stands for one process ---
+
+
+async def serving_app(db_path: Path, sent: list[str]) -> tuple[App, Notes]:
+    """What one server process does on start: replay, then start the workers (and follow the log)."""
+    app = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0, lease_ttl=0.3)
+    notes = register_notes(app)
+    app.replay()
+    app.register_worker(echo_worker(sent))
+    await app.start_workers()
+    return app, notes
+
+
+async def test_a_worker_runs_in_one_process_and_another_takes_it_over_when_it_stops(db_path: Path) -> None:
+    sent: list[str] = []
+    first, _ = await serving_app(db_path, sent)
+    await wait_until(lambda: first.runtime()["runs"] == ["echo"])
+    second, notes = await serving_app(db_path, sent)
+    await wait_until(lambda: second.runtime()["stands_by_for"] == ["echo"])
+
+    second.dispatch(AddNote(id="a", text="one"))  # the worker in the first process answers...
+    await wait_until(lambda: "echo-a" in notes.items)  # ...and the second learns of it by following
+
+    await first.close()  # releases the lease: the second takes the worker over
+    await wait_until(lambda: second.runtime()["runs"] == ["echo"])
+    second.dispatch(AddNote(id="b", text="two"))
+    await wait_until(lambda: "echo-b" in notes.items)
+    await second.close()
+
+    assert [m.payload()["id"] for m in MessageLog(db_path).after(0)] == ["a", "echo-a", "b", "echo-b"]
+    assert sent == ["a", "b"]
+
+
+async def test_a_process_that_lost_a_lease_stops_the_worker_until_it_gets_it_back(db_path: Path) -> None:
+    sent: list[str] = []
+    app, notes = await serving_app(db_path, sent)
+    await wait_until(lambda: app.runtime()["runs"] == ["echo"])
+    thief = sqlite3.connect(db_path, isolation_level=None)
+    thief.execute("UPDATE leases SET owner = 'another-process', expires = expires + 3600")
+    await wait_until(lambda: app.runtime()["stands_by_for"] == ["echo"])
+    with pytest.raises(LeaseLost):
+        app.log.set_position("echo", 99)  # the fence: no position from a process without the lease
+
+    app.dispatch(AddNote(id="a", text="one"))
+    await asyncio.sleep(0.3)
+    assert "echo-a" not in notes.items  # nobody runs the worker here meanwhile
+    thief.execute("DELETE FROM leases")  # the other process let go
+    await wait_until(lambda: "echo-a" in notes.items)
+    await app.close()
+    assert sent == ["a"]

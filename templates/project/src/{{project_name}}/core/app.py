@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from .backends.sqlite import SQLiteLog
 from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHandler
 from .kv import KeyValueStore
-from .log import Message, MessageLogBackend, Row, message_from_row
+from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
 from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
@@ -39,6 +39,7 @@ class App:
         poll_interval: float = 1.0,
         jitter: float = 1.0,
         stop_timeout: float = 5.0,
+        lease_ttl: float = DEFAULT_LEASE_SECONDS,
         random: Callable[[], float] = random.random,
     ) -> None:
         self.log: MessageLogBackend = log if log is not None else SQLiteLog()
@@ -54,7 +55,9 @@ class App:
         self._handled = 0  # state handler calls so far, to tell whether a failed batch changed state
         self._appliers: dict[str, tuple[Callable[[str], BaseModel], StateHandler]] = {}
         self._applied = 0
-        self.supervisor = Supervisor(self, poll_interval=poll_interval, jitter=jitter, random=random)
+        self.supervisor = Supervisor(
+            self, poll_interval=poll_interval, jitter=jitter, lease_ttl=lease_ttl, random=random
+        )
 
     # --- registration (called from each feature's register.py) ---
 
