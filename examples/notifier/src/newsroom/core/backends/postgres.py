@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ..log import (
     DEFAULT_LEASE_SECONDS,
@@ -78,14 +79,20 @@ SELECT_AFTER = (
     "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
-INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (%s, %s, %s) RETURNING id"
-INSERT_AGAIN = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s)"
-UPSERT_POSITION = "INSERT INTO positions (name, position) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET position = excluded.position"
-INSERT_MANY = (
-    "INSERT INTO messages (timestamp, type, data) "
-    "SELECT %s, type, data FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(type, data, n) ORDER BY n "
-    "RETURNING id"
+INSERT = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES {}"
+UPSERT_POSITION = (
+    "INSERT INTO positions (name, position) VALUES ({name}, {position}) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 )
+# The fence: the lease row stays locked until the transaction ends, and another owner refuses the write.
+FENCE = (
+    "DO $fence$ BEGIN "
+    "PERFORM 1 FROM leases WHERE name = {name} FOR UPDATE; "
+    "IF EXISTS (SELECT 1 FROM leases WHERE name = {name} AND owner <> {owner}) THEN "
+    "RAISE EXCEPTION 'worker % is leased to another process, not to %', {name}, {owner}; "
+    "END IF; END $fence$"
+)
+UPSERT_KV = "INSERT INTO kv (key, value) VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 TAKE_LEASE = """
 INSERT INTO leases (name, owner, expires) VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
@@ -115,11 +122,11 @@ class PostgresLog:
         self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
         self._mutex = threading.RLock()
-        self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
-        self._locked = False  # the open transaction holds the messages table's write lock
+        self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are nested
         self._learned = False  # the open transaction applied messages other instances appended
-        # The open transaction's writes, to write them again if its COMMIT's outcome is lost (see _recover).
-        self._redo: list[tuple[str, tuple[Any, ...]]] = []
+        # The open transaction's writes, sent with its COMMIT (and again if that answer is lost).
+        self._staged: list[tuple[str, tuple[Any, ...]]] = []
+        self._newest = 0  # the newest id in the log when the open transaction took the lock
         self._appended = False
         self._listeners: list[Listener] = []
         self._applier: Applier | None = None
@@ -210,30 +217,32 @@ class PostgresLog:
     # --- the log ---
 
     def transaction(self) -> Transaction:
-        return Transaction(self, savepoint=True, lock=True)
+        return Transaction(self)
 
     def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
-        timestamp, text = _now(), encode(data)
-        with Transaction(self, lock=True):
-            (id,) = self._write(INSERT, (timestamp, type, text)).fetchone()
-            self._redo.append(("message", (id, timestamp, type, text)))
-            self._appended = True
-            self._seen = id
-        return message_from_row((id, timestamp, type, text))
+        with Transaction(self):
+            return self._stage(_now(), type, encode(data))
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
         timestamp = _now()
         rows = [(type, encode(data)) for type, data in items]
         if not rows:
             return []
-        with Transaction(self, lock=True):
-            types, texts = [type for type, _ in rows], [text for _, text in rows]
-            # Under the table lock the ids of one statement are handed out in row order.
-            ids = sorted(id for (id,) in self._write(INSERT_MANY, (timestamp, types, texts)).fetchall())
-            self._redo.extend(("message", (id, timestamp, *row)) for id, row in zip(ids, rows, strict=True))
-            self._appended = True
-            self._seen = ids[-1]
-        return [message_from_row((id, timestamp, type, text)) for id, (type, text) in zip(ids, rows, strict=True)]
+        with Transaction(self):
+            return [self._stage(timestamp, type, text) for type, text in rows]
+
+    def _stage(self, timestamp: str, type: str, text: str) -> Message:
+        """Give a message the next id and keep it for the COMMIT (the mutex and the table lock are held).
+
+        Holding the lock, this instance is the only writer: the id after the newest is its
+        own, so the message goes to the database with the COMMIT, in the same round trip.
+        """
+        id = max(self._newest, self._seen) + 1
+        row = (id, timestamp, type, text)
+        self._staged.append(("message", row))
+        self._appended = True
+        self._seen = id
+        return message_from_row(row)
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
         return map(message_from_row, self.rows_after(position, batch_size=batch_size))
@@ -336,32 +345,62 @@ class PostgresLog:
         return rows[0][0] if rows else 0
 
     def set_position(self, name: str, position: int) -> None:
-        with Transaction(self):
-            self._store_position(self._connection(), name, position)
-            self._redo.append(("position", (name, position)))
+        with self._mutex:
+            if self._depth:
+                self._staged.append(("position", (name, position)))
+                return
+            self._send(sql.SQL("; ").join(self._position_statements(name, position)))
 
-    def _store_position(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
-        """The fence, then the write: the lease row stays locked until the transaction ends."""
+    def _position_statements(self, name: str, position: int) -> list[sql.Composable]:
+        literals = {"name": sql.Literal(name), "owner": sql.Literal(self.owner), "position": sql.Literal(position)}
+        return [sql.SQL(FENCE).format(**literals), sql.SQL(UPSERT_POSITION).format(**literals)]
+
+    def _send(self, statement: sql.Composable) -> None:
+        """Run staged writes as one query string (one round trip); a fenced position raises LeaseLost."""
         try:
-            holder = conn.execute("SELECT owner FROM leases WHERE name = %s FOR UPDATE", (name,)).fetchone()
-            if holder is not None and holder[0] != self.owner:
-                raise LeaseLost(f"worker {name!r} is leased to {holder[0]}, not to this process ({self.owner})")
-            conn.execute(UPSERT_POSITION, (name, position))
+            self._connection().execute(statement)
+        except psycopg.errors.RaiseException as exc:
+            _rollback(self._connection())
+            raise LeaseLost(_first_line(exc)) from None
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
 
-    def _recover(self, seen_when_locked: int) -> bool:
+    def _commit_statement(self) -> sql.Composable:
+        """The open transaction's staged writes, NOTIFY and COMMIT, as one query string."""
+        parts: list[sql.Composable] = []
+        messages = [row for kind, row in self._staged if kind == "message"]
+        if messages:
+            values = sql.SQL(", ").join(sql.SQL("({}, {}, {}, {})").format(*map(sql.Literal, row)) for row in messages)
+            newest = sql.Literal(messages[-1][0])
+            parts += [
+                sql.SQL(INSERT).format(values),
+                # Keep the identity in step, for anyone who inserts without giving an id.
+                sql.SQL("SELECT setval(pg_get_serial_sequence('messages', 'id'), {})").format(newest),
+                # Delivered to every listener when (and only if) the transaction commits.
+                sql.SQL("NOTIFY {}, {}").format(sql.Identifier(CHANNEL), sql.Literal(str(messages[-1][0]))),
+            ]
+        for kind, args in self._staged:
+            if kind == "position":
+                parts += self._position_statements(*args)
+            elif kind == "kv":
+                parts.append(sql.SQL(UPSERT_KV).format(*map(sql.Literal, args)))
+            elif kind == "kv-delete":
+                parts.append(sql.SQL("DELETE FROM kv WHERE key = {}").format(sql.Literal(args[0])))
+        parts.append(sql.SQL("COMMIT"))
+        return sql.SQL("; ").join(parts)
+
+    def _recover(self, statement: sql.Composable, newest_when_locked: int) -> bool:
         """After a COMMIT whose answer was lost with the connection: make its writes durable exactly once.
 
-        Reconnects (trying for up to ``lock_timeout`` seconds) and takes the lock. If the
-        transaction's first message is in the log, it had committed. If not, and nothing
-        was appended since it took the lock, its messages (same ids, same text) and
-        positions are written again — the state this instance already applied them to
-        matches the log again. Otherwise it gives up (False) and the App stops accepting
-        commands until a restart replays the log.
+        Reconnects (trying for up to 10 seconds, long enough for a server restart) and
+        takes the lock. If the transaction's first message is in the log, it had
+        committed. If not, and nothing was appended since it took the lock, the same
+        writes (same ids, same text) are sent again — the state this instance already
+        applied them to matches the log again. Otherwise it gives up (False) and the
+        App stops accepting commands until a restart replays the log.
         """
-        first = next(row[0] for kind, row in self._redo if kind == "message")
-        deadline = time.monotonic() + max(10.0, self.lock_timeout)  # long enough for a server restart
+        first = next(row[0] for kind, row in self._staged if kind == "message")
+        deadline = time.monotonic() + max(10.0, self.lock_timeout)
         while True:
             try:
                 conn = self._conn = self._connect()
@@ -372,21 +411,21 @@ class PostgresLog:
                     return False
                 time.sleep(0.05)
         try:
-            conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}")
-            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is None:
-                (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
-                if newest != seen_when_locked:
-                    logger.error("could not recover a lost commit: another instance appended since")
-                    _rollback(conn)
-                    return False
-                for kind, args in self._redo:
-                    if kind == "message":
-                        conn.execute(INSERT_AGAIN, args)
-                    else:
-                        self._store_position(conn, *args)
-                conn.execute(f"NOTIFY {CHANNEL}, '{int(self._seen)}'")
-            conn.execute("COMMIT")
-        except (psycopg.OperationalError, LogUnreachable, LeaseLost) as exc:
+            cursor = conn.execute(
+                f"BEGIN; {_lock_statement(self.lock_timeout)}; SELECT COALESCE(MAX(id), 0) FROM messages"
+            )
+            for _ in range(3):
+                cursor.nextset()
+            (newest,) = cursor.fetchone()
+            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is not None:
+                conn.execute("COMMIT")  # it had committed
+            elif newest == newest_when_locked:
+                conn.execute(statement)
+            else:
+                logger.error("could not recover a lost commit: another instance appended since")
+                _rollback(conn)
+                return False
+        except (psycopg.Error, LogUnreachable) as exc:
             logger.error("could not recover a lost commit: %s", _first_line(exc))
             _rollback(conn)
             return False
@@ -413,13 +452,20 @@ class PostgresLog:
         return rows[0][0] if rows else None
 
     def kv_set(self, key: str, value: str) -> None:
-        self._write(
-            "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        with self._mutex:
+            if self._depth:
+                self._staged.append(("kv", (key, value)))
+                return
+            self._send(sql.SQL(UPSERT_KV).format(sql.Literal(key), sql.Literal(value)))
 
     def kv_delete(self, key: str) -> bool:
-        return self._write("DELETE FROM kv WHERE key = %s", (key,)).rowcount > 0
+        with self._mutex:
+            if not self._depth:
+                return self._write("DELETE FROM kv WHERE key = %s", (key,)).rowcount > 0
+            staged = [kind for kind, args in self._staged if kind in ("kv", "kv-delete") and args[0] == key]
+            existed = staged[-1] == "kv" if staged else self.kv_get(key) is not None
+            self._staged.append(("kv-delete", (key,)))
+            return existed
 
     def kv_items(self) -> list[tuple[str, str]]:
         return self._read("SELECT key, value FROM kv ORDER BY key")  # type: ignore[return-value]
@@ -441,29 +487,29 @@ class PostgresLog:
 
 
 class Transaction:
-    """A write block on a :class:`PostgresLog`: the outermost begins (and locks), nested ones join it.
+    """A write block on a :class:`PostgresLog`: the outermost begins and locks, nested ones join it.
 
-    ``lock=True`` (appends and :meth:`PostgresLog.transaction`) takes the messages
-    table's write lock and first applies what other instances appended; position,
-    lease and key/value writes on their own need no lock. ``savepoint=True`` makes
-    a nested block a savepoint that a failure undoes on its own.
+    Beginning is one round trip: ``BEGIN``, the lock, the newest id and what other
+    instances appended (handed to the applier first). The writes inside are staged
+    and sent with the ``COMMIT``, another round trip. A nested block that raises
+    drops only its own staged writes (a savepoint kept on this side).
     """
 
-    __slots__ = ("_appended", "_level", "_lock", "_log", "_redone", "_savepoint", "_seen")
+    __slots__ = ("_appended", "_level", "_log", "_seen", "_staged")
 
-    def __init__(self, log: PostgresLog, *, savepoint: bool = False, lock: bool = False) -> None:
+    def __init__(self, log: PostgresLog) -> None:
         self._log = log
-        self._savepoint = savepoint
-        self._lock = lock
-        self._level = 0  # 1: the outermost block; >1: a savepoint; 0: joined the enclosing block
+        self._level = 0
 
     def __enter__(self) -> None:
         log = self._log
         log._mutex.acquire()
+        self._seen, self._appended, self._staged = log._seen, log._appended, len(log._staged)
+        if log._depth:
+            log._depth += 1
+            self._level = log._depth
+            return
         try:
-            if log._depth:
-                self._join(log)
-                return
             learned = self._begin(log)
         except psycopg.OperationalError as exc:
             error = log._lost(exc)
@@ -472,31 +518,18 @@ class Transaction:
         except BaseException:
             log._mutex.release()
             raise
+        self._level = log._depth = 1
         self._seen = log._seen
         log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
 
-    def _join(self, log: PostgresLog) -> None:
-        """Join the open transaction: take the lock if it has not, open a savepoint if asked."""
-        if self._lock and not log._locked:
-            log._connection().execute(_lock_statement(log.lock_timeout))
-            log._locked = True
-            log._learned |= log._apply_unseen() > 0
-        if self._savepoint:
-            level = log._depth + 1
-            log._connection().execute(f"SAVEPOINT level{level}")
-            log._depth = self._level = level
-            self._seen, self._appended, self._redone = log._seen, log._appended, len(log._redo)
-
     def _begin(self, log: PostgresLog) -> int:
-        """Begin, lock and read what others appended, in one round trip; returns how many were applied.
+        """Begin, lock, read the newest id and what others appended; returns how many were applied.
 
         A connection found broken before anything ran (a database restart) is replaced once.
         """
-        statements = ["BEGIN"]
-        if self._lock:
-            statements.append(_lock_statement(log.lock_timeout))
-            if log._applier is not None:
-                statements.append(SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH))
+        statements = ["BEGIN", _lock_statement(log.lock_timeout), "SELECT COALESCE(MAX(id), 0) FROM messages"]
+        if log._applier is not None:
+            statements.append(SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH))
         for attempt in (1, 2):
             conn = log._connection()
             try:
@@ -507,36 +540,28 @@ class Transaction:
                     _rollback(conn)  # a lock timeout: the transaction is open and failed
                     raise
                 log._lost(exc)
-        log._depth = 1
-        self._level = 1
-        log._locked = self._lock
-        if len(statements) < 3:  # no catch-up asked for
-            return 0
         try:
             for _ in range(3):  # past the results of BEGIN, SET and LOCK
                 cursor.nextset()
+            (log._newest,) = cursor.fetchone()
+            if log._applier is None:
+                return 0
+            cursor.nextset()
+            log._depth = 1  # the applier may read (a long catch-up) inside this transaction
             return log._apply_unseen(cursor.fetchall())
         except BaseException:
-            _rollback(conn)
             log._depth = 0
+            _rollback(conn)
             raise
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         log = self._log
-        if self._level == 0:
-            log._mutex.release()
-            return
         try:
             if self._level > 1:
-                try:
-                    conn = log._connection()
-                    if exc_type is not None:
-                        conn.execute(f"ROLLBACK TO SAVEPOINT level{self._level}")
-                        log._seen, log._appended = self._seen, self._appended
-                        del log._redo[self._redone :]
-                    conn.execute(f"RELEASE SAVEPOINT level{self._level}")
-                finally:
-                    log._depth -= 1
+                log._depth -= 1
+                if exc_type is not None:  # undo this block's staged writes only
+                    del log._staged[self._staged :]
+                    log._seen, log._appended = self._seen, self._appended
                 return
             self._end(log, committing=exc_type is None)
         except psycopg.OperationalError as error:
@@ -550,34 +575,37 @@ class Transaction:
         try:
             if conn is None:
                 raise LogUnreachable(f"lost the database at {log.path} during a transaction")
-            if committing:
-                try:
-                    # NOTIFY is delivered to every listener when (and only if) the transaction commits.
-                    conn.execute(f"NOTIFY {CHANNEL}, '{int(log._seen)}'; COMMIT" if log._appended else "COMMIT")
-                    notify = notify or log._appended
-                except psycopg.OperationalError as exc:
-                    if not (log._appended and conn.broken):
-                        log._seen = self._seen
-                        _rollback(conn)
-                        raise
-                    # Committed or not? The state was already changed: find out, and finish the job.
-                    log._lost(exc)
-                    if not log._recover(self._seen):
-                        log._seen = self._seen
-                        raise
-                    notify = True
-                except BaseException:
+            if not committing:
+                _rollback(conn)
+                log._seen = self._seen
+                return
+            statement = log._commit_statement()
+            try:
+                conn.execute(statement)
+                notify = notify or log._appended
+            except psycopg.errors.RaiseException as exc:  # the fence: a worker's lease is another's now
+                log._seen = self._seen
+                _rollback(conn)
+                raise LeaseLost(_first_line(exc)) from None
+            except psycopg.OperationalError as exc:
+                if not (log._appended and conn.broken):
                     log._seen = self._seen
                     _rollback(conn)
                     raise
-            else:
-                _rollback(conn)
+                # Committed or not? This instance's state already has the messages: find out, finish the job.
+                log._lost(exc)
+                if not log._recover(statement, log._newest):
+                    log._seen = self._seen
+                    raise
+                notify = True
+            except BaseException:
                 log._seen = self._seen
+                _rollback(conn)
+                raise
         finally:
             log._depth = 0
-            log._locked = False
             log._appended = log._learned = False
-            log._redo.clear()
+            log._staged.clear()
             if notify:
                 log._notify()
 
