@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ..log import (
     DEFAULT_LEASE_SECONDS,
@@ -55,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
 CATCH_UP_BATCH = 10000
+SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
 SCHEMA_VERSION = 1
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
@@ -79,20 +79,20 @@ SELECT_AFTER = (
     "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
-INSERT = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES {}"
-UPSERT_POSITION = (
-    "INSERT INTO positions (name, position) VALUES ({name}, {position}) "
-    "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+INSERT = (
+    "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE "
+    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
 )
-# The fence: the lease row stays locked until the transaction ends, and another owner refuses the write.
-FENCE = (
-    "DO $fence$ BEGIN "
-    "PERFORM 1 FROM leases WHERE name = {name} FOR UPDATE; "
-    "IF EXISTS (SELECT 1 FROM leases WHERE name = {name} AND owner <> {owner}) THEN "
-    "RAISE EXCEPTION 'worker % is leased to another process, not to %', {name}, {owner}; "
-    "END IF; END $fence$"
-)
-UPSERT_KV = "INSERT INTO kv (key, value) VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+# The fence and the write in one statement: the lease row stays locked until the transaction
+# ends, and while another process owns the lease nothing is written (no row comes back).
+STORE_POSITION = """
+WITH holder AS (SELECT owner FROM leases WHERE name = %(name)s FOR UPDATE)
+INSERT INTO positions (name, position)
+SELECT %(name)s, %(position)s WHERE NOT EXISTS (SELECT 1 FROM holder WHERE owner <> %(owner)s)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position
+RETURNING 1
+"""
+UPSERT_KV = "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 TAKE_LEASE = """
 INSERT INTO leases (name, owner, expires) VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
@@ -134,7 +134,10 @@ class PostgresLog:
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
         with self._mutex:
-            self._migrate(self._connection())
+            conn = self._connection()
+            self._migrate(conn)
+            # The identity's sequence, named once here (setval with each commit keeps it in step).
+            (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
 
     # --- connections ---
 
@@ -349,48 +352,40 @@ class PostgresLog:
             if self._depth:
                 self._staged.append(("position", (name, position)))
                 return
-            self._send(sql.SQL("; ").join(self._position_statements(name, position)))
+            try:
+                self._store_position(self._connection(), name, position)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
 
-    def _position_statements(self, name: str, position: int) -> list[sql.Composable]:
-        literals = {"name": sql.Literal(name), "owner": sql.Literal(self.owner), "position": sql.Literal(position)}
-        return [sql.SQL(FENCE).format(**literals), sql.SQL(UPSERT_POSITION).format(**literals)]
+    def _store_position(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
+        arguments = {"name": name, "position": position, "owner": self.owner}
+        if conn.execute(STORE_POSITION, arguments).fetchone() is None:
+            holder = conn.execute("SELECT owner FROM leases WHERE name = %s", (name,)).fetchone()
+            raise LeaseLost(f"worker {name!r} is leased to {holder and holder[0]}, not to this process ({self.owner})")
 
-    def _send(self, statement: sql.Composable) -> None:
-        """Run staged writes as one query string (one round trip); a fenced position raises LeaseLost."""
-        try:
-            self._connection().execute(statement)
-        except psycopg.errors.RaiseException as exc:
-            _rollback(self._connection())
-            raise LeaseLost(_first_line(exc)) from None
-        except psycopg.OperationalError as exc:
-            raise self._lost(exc) from None
-
-    def _commit_statement(self) -> sql.Composable:
-        """The open transaction's staged writes, NOTIFY and COMMIT, as one query string."""
-        parts: list[sql.Composable] = []
+    def _write_staged(self, conn: psycopg.Connection[Any]) -> None:
+        """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held)."""
         messages = [row for kind, row in self._staged if kind == "message"]
         if messages:
-            values = sql.SQL(", ").join(sql.SQL("({}, {}, {}, {})").format(*map(sql.Literal, row)) for row in messages)
-            newest = sql.Literal(messages[-1][0])
-            parts += [
-                sql.SQL(INSERT).format(values),
-                # Keep the identity in step, for anyone who inserts without giving an id.
-                sql.SQL("SELECT setval(pg_get_serial_sequence('messages', 'id'), {})").format(newest),
-                # Delivered to every listener when (and only if) the transaction commits.
-                sql.SQL("NOTIFY {}, {}").format(sql.Identifier(CHANNEL), sql.Literal(str(messages[-1][0]))),
-            ]
+            conn.execute(INSERT, [list(column) for column in zip(*messages, strict=True)])
         for kind, args in self._staged:
             if kind == "position":
-                parts += self._position_statements(*args)
+                self._store_position(conn, *args)
             elif kind == "kv":
-                parts.append(sql.SQL(UPSERT_KV).format(*map(sql.Literal, args)))
+                conn.execute(UPSERT_KV, args)
             elif kind == "kv-delete":
-                parts.append(sql.SQL("DELETE FROM kv WHERE key = {}").format(sql.Literal(args[0])))
-        parts.append(sql.SQL("COMMIT"))
-        return sql.SQL("; ").join(parts)
+                conn.execute("DELETE FROM kv WHERE key = %s", args)
+        if not messages:
+            conn.execute("COMMIT")
+            return
+        newest = int(messages[-1][0])
+        # The identity is kept in step for anyone inserting without an id; the NOTIFY is
+        # delivered to every listener when (and only if) the transaction commits.
+        sequence = self._sequence.replace("'", "''")
+        conn.execute(f"SELECT setval('{sequence}', {newest}); NOTIFY {CHANNEL}, '{newest}'; COMMIT")
 
-    def _recover(self, statement: sql.Composable, newest_when_locked: int) -> bool:
-        """After a COMMIT whose answer was lost with the connection: make its writes durable exactly once.
+    def _recover(self, newest_when_locked: int) -> bool:
+        """After the connection broke while committing: make the transaction's writes durable exactly once.
 
         Reconnects (trying for up to 10 seconds, long enough for a server restart) and
         takes the lock. If the transaction's first message is in the log, it had
@@ -411,21 +406,19 @@ class PostgresLog:
                     return False
                 time.sleep(0.05)
         try:
-            cursor = conn.execute(
-                f"BEGIN; {_lock_statement(self.lock_timeout)}; SELECT COALESCE(MAX(id), 0) FROM messages"
-            )
+            cursor = conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}; {SELECT_NEWEST}")
             for _ in range(3):
                 cursor.nextset()
             (newest,) = cursor.fetchone()
             if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is not None:
                 conn.execute("COMMIT")  # it had committed
             elif newest == newest_when_locked:
-                conn.execute(statement)
+                self._write_staged(conn)
             else:
                 logger.error("could not recover a lost commit: another instance appended since")
                 _rollback(conn)
                 return False
-        except (psycopg.Error, LogUnreachable) as exc:
+        except (psycopg.Error, LogUnreachable, LeaseLost) as exc:
             logger.error("could not recover a lost commit: %s", _first_line(exc))
             _rollback(conn)
             return False
@@ -456,7 +449,7 @@ class PostgresLog:
             if self._depth:
                 self._staged.append(("kv", (key, value)))
                 return
-            self._send(sql.SQL(UPSERT_KV).format(sql.Literal(key), sql.Literal(value)))
+            self._write(UPSERT_KV, (key, value))
 
     def kv_delete(self, key: str) -> bool:
         with self._mutex:
@@ -527,7 +520,7 @@ class Transaction:
 
         A connection found broken before anything ran (a database restart) is replaced once.
         """
-        statements = ["BEGIN", _lock_statement(log.lock_timeout), "SELECT COALESCE(MAX(id), 0) FROM messages"]
+        statements = ["BEGIN", _lock_statement(log.lock_timeout), SELECT_NEWEST]
         if log._applier is not None:
             statements.append(SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH))
         for attempt in (1, 2):
@@ -579,14 +572,9 @@ class Transaction:
                 _rollback(conn)
                 log._seen = self._seen
                 return
-            statement = log._commit_statement()
             try:
-                conn.execute(statement)
+                log._write_staged(conn)
                 notify = notify or log._appended
-            except psycopg.errors.RaiseException as exc:  # the fence: a worker's lease is another's now
-                log._seen = self._seen
-                _rollback(conn)
-                raise LeaseLost(_first_line(exc)) from None
             except psycopg.OperationalError as exc:
                 if not (log._appended and conn.broken):
                     log._seen = self._seen
@@ -594,7 +582,7 @@ class Transaction:
                     raise
                 # Committed or not? This instance's state already has the messages: find out, finish the job.
                 log._lost(exc)
-                if not log._recover(statement, log._newest):
+                if not log._recover(log._newest):
                     log._seen = self._seen
                     raise
                 notify = True
