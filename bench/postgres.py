@@ -151,8 +151,8 @@ def compare_appends(url: str, count: int, rounds: int) -> list[Row]:
             met=None,
             note=(
                 "The floor sends BEGIN, the lock, the INSERT and COMMIT as one query string. An append through "
-                "the app needs three round trips: lock + read what others appended (before validating), "
-                "INSERT ... RETURNING id (the state handler needs the id), NOTIFY + COMMIT."
+                "the app takes three round trips: BEGIN + lock + newest id + what others appended (before "
+                "validating), the staged INSERT, then setval + NOTIFY + COMMIT."
             ),
         ),
     ]

@@ -5,9 +5,11 @@ Point every instance of the app at the same ``postgresql://`` URL (``--db`` or
 
 - A write transaction takes ``LOCK TABLE messages IN EXCLUSIVE MODE`` (readers are
   not blocked) with a ``lock_timeout``, applies every message this instance has not
-  seen yet, then the App validates and appends. Only one writer holds the lock, so
-  ids are committed in the order they were handed out: a reader of ``id > position``
+  seen yet, then the App validates and appends. Only one writer holds the lock, so it
+  numbers its messages itself and they commit in id order: a reader of ``id > position``
   never skips a message that commits late (the sequence-gap problem; docs/scaling.md).
+  Its writes are staged and sent with the COMMIT; if the connection dies then, the
+  commit is checked and, if lost, redone on a new connection (``_recover``).
 - The appending transaction sends ``NOTIFY messages`` with the newest id; every
   instance ``LISTEN``s on a dedicated connection (re-listened after a reconnect)
   and also polls every few seconds, so a lost notification delays, never stalls.
