@@ -81,7 +81,8 @@ SELECT_AFTER = (
     "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
-INSERT = (
+INSERT_ONE = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s)"
+INSERT_MANY = (
     "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE "
     "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
 )
@@ -368,8 +369,10 @@ class PostgresLog:
     def _write_staged(self, conn: psycopg.Connection[Any]) -> None:
         """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held)."""
         messages = [row for kind, row in self._staged if kind == "message"]
-        if messages:
-            conn.execute(INSERT, [list(column) for column in zip(*messages, strict=True)])
+        if len(messages) == 1:
+            conn.execute(INSERT_ONE, messages[0])
+        elif messages:
+            conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
         for kind, args in self._staged:
             if kind == "position":
                 self._store_position(conn, *args)
@@ -522,13 +525,13 @@ class Transaction:
 
         A connection found broken before anything ran (a database restart) is replaced once.
         """
-        statements = ["BEGIN", _lock_statement(log.lock_timeout), SELECT_NEWEST]
-        if log._applier is not None:
-            statements.append(SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH))
+        # With an applier, the catch-up leaves :attr:`seen` at the newest id; without one, ask.
+        catch_up = log._applier is not None
+        last = SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH) if catch_up else SELECT_NEWEST
         for attempt in (1, 2):
             conn = log._connection()
             try:
-                cursor = conn.execute("; ".join(statements))
+                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {last}")
                 break
             except psycopg.OperationalError as exc:
                 if not conn.broken or attempt == 2:
@@ -538,12 +541,13 @@ class Transaction:
         try:
             for _ in range(3):  # past the results of BEGIN, SET and LOCK
                 cursor.nextset()
-            (log._newest,) = cursor.fetchone()
-            if log._applier is None:
+            if not catch_up:
+                (log._newest,) = cursor.fetchone()
                 return 0
-            cursor.nextset()
             log._depth = 1  # the applier may read (a long catch-up) inside this transaction
-            return log._apply_unseen(cursor.fetchall())
+            applied = log._apply_unseen(cursor.fetchall())
+            log._newest = log._seen
+            return applied
         except BaseException:
             log._depth = 0
             _rollback(conn)
