@@ -149,7 +149,9 @@ def test_two_processes_share_the_work_and_every_post_is_summarized_exactly_once(
             assert {item["summary_status"] for item in items} == {"ready"}, pid
 
 
-def test_conflicting_commands_in_two_processes_are_decided_on_the_current_log(group: Server) -> None:
+def test_conflicting_commands_in_two_processes_are_decided_on_the_current_log_and_others_are_refused(
+    group: Server,
+) -> None:
     with client_per_process(group) as clients:
         first, second = clients.values()
         # No pause between the calls: the second process decides before it could have followed the first.
@@ -167,6 +169,19 @@ def test_conflicting_commands_in_two_processes_are_decided_on_the_current_log(gr
                 assert sorted(answer.status_code for answer in answers) == [201, 409]
     creates = [row for row in log_rows(group.db) if row[2] == "posts/create"]
     assert len(creates) == 11
+
+    # The group shares one database lock: an unrelated server on the same database is refused.
+    env = {**os.environ, "PYTHONPATH": str(group.app_dir / "src")}
+    unrelated = subprocess.run(
+        [sys.executable, "-m", APP_NAME, "serve", "--port", "1", "--db", str(group.db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unrelated.returncode == 1
+    assert "already in use by another process" in unrelated.stderr
 
 
 def test_killing_the_process_that_runs_the_worker_moves_it_with_nothing_lost_or_done_twice(group: Server) -> None:
@@ -197,17 +212,3 @@ def test_killing_the_whole_group_loses_nothing_acknowledged(group: Server) -> No
     history = SummaryHistory.read(group.db)
     assert writers.acknowledged <= set(history.posts)  # every 2xx survived (a few unanswered ones may too)
     assert_summarized_exactly_once(group.db, set(history.posts))
-
-
-def test_an_unrelated_server_on_the_same_database_is_refused(group: Server) -> None:
-    env = {**os.environ, "PYTHONPATH": str(group.app_dir / "src")}
-    result = subprocess.run(
-        [sys.executable, "-m", APP_NAME, "serve", "--port", "1", "--db", str(group.db)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "already in use by another process" in result.stderr

@@ -298,3 +298,27 @@ async def test_a_process_that_lost_a_lease_stops_the_worker_until_it_gets_it_bac
     await wait_until(lambda: "echo-a" in notes.items)
     await app.close()
     assert sent == ["a"]
+
+
+async def test_a_failing_handler_keeps_what_the_messages_before_it_dispatched(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    notes = register_notes(app)
+    worker = CommandWorker("picky")
+
+    @worker.on("notes/add")
+    def echo(command: AddNote, ctx: Context) -> None:
+        if command.text == "poison":
+            raise RuntimeError("cannot handle this one")
+        if not command.id.startswith("echo-"):
+            ctx.dispatch(AddNote(id=f"echo-{command.id}", text=command.text))
+
+    app.register_worker(worker)
+    for id, text in (("a", "one"), ("b", "two"), ("c", "poison"), ("d", "four")):
+        app.log.append("notes/add", AddNote(id=id, text=text).model_dump_json())
+    await app.start_workers()
+    await wait_until(lambda: app.supervisor.handles[0].failures >= 1)
+    await app.close()
+    echoes = [m.payload()["id"] for m in MessageLog(db_path).after(0) if m.payload()["id"].startswith("echo-")]
+    assert echoes == ["echo-a", "echo-b"]  # committed; the worker retries from the failing message
+    assert MessageLog(db_path).position("picky") == 2
+    assert set(notes.items) == {"echo-a", "echo-b"}  # dispatched through the app: applied to its state

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -42,9 +41,9 @@ def serve(
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
     ] = 1,
-    socket_fd: Annotated[
-        int | None, typer.Option(hidden=True, help="Serve on this inherited listening socket (set by --processes).")
-    ] = None,
+    reuse_port: Annotated[
+        bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
+    ] = False,
 ) -> None:
     """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM."""
     import uvicorn
@@ -57,7 +56,7 @@ def serve(
         raise typer.Exit(2)
     if processes > 1:
         raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
-    if socket_fd is None:
+    if not reuse_port:
         typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
@@ -68,20 +67,23 @@ def serve(
     app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
     _exit_quietly_after_shutdown()
     http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind)
-    if socket_fd is None:
+    if not reuse_port:
         uvicorn.run(http_app, **options)
         typer.echo(f"stopped {PACKAGE}")
     else:  # one of the processes of `serve --processes N`
-        uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[socket.socket(fileno=socket_fd)])
+        from .core.processes import listen_on_shared_port
+
+        sock = listen_on_shared_port(host, port)
+        uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[sock])
 
 
 def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
     """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
-    from .core.processes import listen, run_group, share_database, without_option
+    from .core.processes import reserve_port, run_group, share_database, without_option
 
     try:
         database = share_database(db)
-        sock = listen(host, port)
+        reserved = reserve_port(host, port)
     except (LogLockedError, OSError) as exc:
         shown = without_password(db)
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
@@ -90,9 +92,8 @@ def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout
     typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
-    code = run_group(
-        argv, processes=processes, sock=sock, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout
-    )
+    code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
+    reserved.close()
     typer.echo(f"stopped {PACKAGE}")
     return code
 

@@ -214,7 +214,12 @@ class CommandWorker:
             if self._stopped or (limit is not None and message.id > limit):
                 break
             if message.type in self._handlers:
-                ctx = await self._handle(message, replaying=False)
+                try:
+                    ctx = await self._handle(message, replaying=False)
+                except Exception:
+                    if reached != self.position:  # keep what the messages before this one did
+                        self._commit(dispatched, reached)
+                    raise
                 if ctx.dispatched:
                     dispatched.append((message.id, ctx.dispatched))
                 handled += 1

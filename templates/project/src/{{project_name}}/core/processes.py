@@ -1,9 +1,11 @@
 """``serve --processes N``: one parent keeps N server processes running on one port and one log.
 
-The parent binds the listening socket and takes the database's lock once, then
-starts N copies of ``python -m APP serve`` that inherit both: the kernel hands
-each new connection to one of them, and an unrelated second server on the same
-database is still refused. The server processes share the log as
+The parent reserves the port and takes the database's lock once, then starts N
+copies of ``python -m APP serve``. Each listens on its own ``SO_REUSEPORT``
+socket, so the kernel spreads new connections evenly over them (one shared
+socket would let whichever process wakes first accept a whole burst). They
+inherit the database lock, so an unrelated second server on the same database
+is still refused. The server processes share the log as
 ``core/log.py`` describes (a writer first applies what the others appended;
 each worker runs in the one process holding its lease).
 
@@ -34,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-SOCKET_FD_OPTION = "--socket-fd"
+REUSE_PORT_OPTION = "--reuse-port"
 HEALTHY_AFTER = 10.0  # seconds alive after which a restarted process's pause starts over
 MAX_QUICK_DEATHS = 5  # a process dying young this many times in a row stops the group
 
@@ -94,14 +96,28 @@ def without_option(args: Sequence[str], option: str) -> list[str]:
     return kept
 
 
-def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """The listening socket the server processes share, inheritable by them."""
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind the port without listening: it stays the group's (others are refused), and gets no connections."""
+    return _reuse_port_socket(host, port)
+
+
+def listen_on_shared_port(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A server process's own listening socket on the group's port."""
+    sock = _reuse_port_socket(host, port)
+    sock.listen(backlog)
+    return sock
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(backlog)
-    sock.set_inheritable(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -109,17 +125,16 @@ def run_group(
     server_argv: Sequence[str],
     *,
     processes: int,
-    sock: socket.socket,
     env: dict[str, str],
     pass_fds: Sequence[int] = (),
     stop_timeout: float = 5.0,
 ) -> int:
-    """Keep ``processes`` copies of ``server_argv`` (plus the socket option) running until asked to stop.
+    """Keep ``processes`` copies of ``server_argv`` (plus ``--reuse-port``) running until asked to stop.
 
     Returns the exit code: 0 after a requested stop, 1 when a process kept dying young.
     """
-    argv = [*server_argv, SOCKET_FD_OPTION, str(sock.fileno())]
-    fds = (sock.fileno(), *pass_fds)
+    argv = [*server_argv, REUSE_PORT_OPTION]
+    fds = tuple(pass_fds)
     slots = [ServerProcess(slot) for slot in range(processes)]
     received: list[int] = []
 

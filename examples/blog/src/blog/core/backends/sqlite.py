@@ -314,7 +314,8 @@ class Transaction:
             log._db.execute("BEGIN IMMEDIATE")
             log._depth = 1
             self._level = 1
-            learned = log._apply_unseen() if log._applier is not None else 0
+            # Alone on the database, nobody else appends: nothing to apply first.
+            learned = log._apply_unseen() if log._applier is not None and not log.alone else 0
         except BaseException:
             if log._db.in_transaction:
                 log._db.execute("ROLLBACK")
