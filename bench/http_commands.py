@@ -31,7 +31,7 @@ import httpx
 
 from bench.common import REPO, Result, Row, free_port, main, median, percentile, petrock
 
-SIZES = {"smoke": (1, 1), "full": (10, 1)}  # (seconds of load per run, rounds)
+SIZES = {"smoke": (1, 1), "full": (10, 2)}  # (seconds of load per run, rounds: medians of interleaved runs)
 CONNECTIONS = 32
 NAME = f"POST /commands, {CONNECTIONS} connections"
 APP = "benchposts"
@@ -88,11 +88,17 @@ def serve(kind: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
         argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
+    # Every server process must be up: wrk's keep-alive connections stay with the process that took them.
+    expected = 2 if kind == "ours-2" else 1
+    pids: set[object] = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
+            response = httpx.get(f"{url}/healthz", timeout=1)  # a new connection each time
+            if response.status_code == 200:
+                pids.add(response.json().get("process", {}).get("pid"))
+                if len(pids) >= expected:
+                    return process, url
         except httpx.TransportError:
             time.sleep(0.05)
         if process.poll() is not None:

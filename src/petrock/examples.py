@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 IGNORED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
-IGNORED_SUFFIXES = (".pyc", ".db", ".db-wal", ".db-shm", ".db.lock", ".db.write-lock")
+IGNORED_SUFFIXES = (".pyc", ".db", ".db-wal", ".db-shm", ".db.lock")
 FIXED_GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "petrock examples",
     "GIT_AUTHOR_EMAIL": "examples@petrock.invalid",
