@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from .browser.support import report_line as browser_report_line
+from .pg import pg_cluster, pg_url, postgres_report_line  # noqa: F401 - PostgreSQL fixtures (tests/pg.py)
 from .support import fake_summary_api_module, new_app, run_petrock
 
 # Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
@@ -22,10 +23,12 @@ collect_ignore = ["fixtures"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """After a run with browser tests in it, say in one line why they skipped or where their screenshots are."""
+    """Say in one line each why browser or PostgreSQL tests skipped (or where the screenshots are)."""
     reports = [report for reports in terminalreporter.stats.values() for report in reports]
     if any(getattr(report, "nodeid", "").startswith("tests/browser/") for report in reports):
         terminalreporter.write_line(browser_report_line())
+    if (postgres := postgres_report_line()) is not None and terminalreporter.stats.get("skipped"):
+        terminalreporter.write_line(postgres, yellow=True)
 
 
 @pytest.fixture

@@ -71,12 +71,12 @@ def refused_without_a_trace(root: Path, *args: str) -> str:
     return result.stderr
 
 
-def run_app_tests(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """The generated app's own pytest, run in ``root`` with its ``src/`` importable."""
+def run_app_tests(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The generated app's own pytest, run in ``root`` with its ``src/`` importable (plus ``env``)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=root,
-        env=app_env(root),
+        env=app_env(root, **(env or {})),
         capture_output=True,
         text=True,
         timeout=300,
@@ -127,7 +127,7 @@ class Server:
     def __init__(
         self,
         root: Path,
-        db: Path,
+        db: Path | str,
         *,
         stop_timeout: float = 5.0,
         env: dict[str, str] | None = None,
@@ -146,7 +146,8 @@ class Server:
         self.env = {**os.environ, **(env or {})} if python else app_env(root, **(env or {}))
         self.cwd = cwd or root
         self.process: subprocess.Popen[str] | None = None
-        self.log_path = db.with_suffix(".serve.log")
+        # A database URL (PostgreSQL) is shared by several servers: each logs beside the app.
+        self.log_path = db.with_suffix(".serve.log") if isinstance(db, Path) else root / f"serve-{self.port}.log"
 
     def start(self, timeout: float = 20.0) -> Server:
         self._log = self.log_path.open("a")
@@ -183,7 +184,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(root: Path, db: Path, **kwargs: object) -> Iterator[Server]:
+def serving(root: Path, db: Path | str, **kwargs: object) -> Iterator[Server]:
     server = Server(root, db, **kwargs).start()  # type: ignore[arg-type]
     try:
         yield server

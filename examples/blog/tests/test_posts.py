@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from blog.core import App, CommandRejected, MessageLog, NotFound
+from blog.core import App, CommandRejected, MessageLog, NotFound, open_log
 from blog.core.http import create_http_app
 from blog.posts.commands import (
     CreatePost,
@@ -91,9 +91,9 @@ def create(feature_app: App, title: str = "Hello", content: str = "First sentenc
     return feature_app.dispatch(CreatePost(title=title, content=content)).payload()["id"]
 
 
-def start_app(db_path: Path) -> App:
-    """A fresh App on ``db_path`` with this feature, the log replayed: what ``serve`` does on start."""
-    app = App(MessageLog(db_path), poll_interval=0.05, jitter=0.0, stop_timeout=2.0)
+def start_app(db: Path | str) -> App:
+    """A fresh App on ``db`` (a file, or a database URL) with this feature, the log replayed: what ``serve`` does."""
+    app = App(open_log(str(db)), poll_interval=0.05, jitter=0.0, stop_timeout=2.0)
     register(app)
     app.replay()
     return app
@@ -224,12 +224,12 @@ def test_list_is_newest_first_and_paged(feature_app: App) -> None:
         feature_app.query("posts/list", {"limit": 0})
 
 
-def test_replay_rebuilds_the_same_state(feature_app: App, db_path: Path) -> None:
+def test_replay_rebuilds_the_same_state(feature_app: App, db: str) -> None:
     first, second = create(feature_app, "one"), create(feature_app, "two")
     feature_app.dispatch(UpdatePost(id=first, title="one, edited", content="c"))
     feature_app.dispatch(DeletePost(id=second))
     before = feature_app.query("posts/list")
-    restarted = start_app(db_path)
+    restarted = start_app(db)
     try:
         assert restarted.query("posts/list") == before
     finally:

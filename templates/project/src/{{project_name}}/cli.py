@@ -16,7 +16,7 @@ import typer
 
 from .core import App
 from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
-from .core.log import LogLockedError, LogUnavailable, open_log
+from .core.log import LogLockedError, LogUnavailable, LogUnreachable, open_log, without_password
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -71,7 +71,7 @@ def serve(
         raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
-        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
+        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
@@ -99,9 +99,11 @@ def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout
         database = share_database(db)
         reserved = reserve_port(host, port)
     except (LogLockedError, OSError) as exc:
-        typer.echo(f"error: cannot serve on {host}:{port} with database {db}: {exc} — stop what uses them", err=True)
+        shown = without_password(db)
+        typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {db})")
+    shown = without_password(db)
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
     code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
@@ -114,7 +116,7 @@ def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", 
     """``build_app``, with a database that cannot be opened reported in one line."""
     try:
         return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
-    except (LogLockedError, LogUnavailable) as exc:
+    except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -249,7 +251,7 @@ def log_tail(
     """Print the newest messages as JSON lines."""
     try:
         log = open_log(db)
-    except LogUnavailable as exc:
+    except (LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     try:

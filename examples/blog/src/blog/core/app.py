@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class App:
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
         self.diverged: str | None = None  # set when memory stopped matching the log (see commit)
+        self._handled = 0  # state handler calls so far, to tell whether a failed batch changed state
         self._appliers: dict[str, tuple[Callable[[str], BaseModel], StateHandler]] = {}
         self._applied = 0
         self.supervisor = Supervisor(
@@ -110,6 +112,7 @@ class App:
                     if spec.handler is not None:
                         spec.handler(command, message)
                         changed_state = True
+                        self._handled += 1
                     messages.append(message)
                 if position is not None:
                     self.log.set_position(*position)
@@ -128,13 +131,31 @@ class App:
         one write instead of one per command.
         """
         results: list[Message | CommandRejected] = []
-        with self.log.transaction():
+        with self.batch():
             for command in commands:
                 try:
                     results.append(self.dispatch(command))
                 except CommandRejected as exc:
                     results.append(exc)
         return results
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around several :meth:`commit` calls (each a savepoint).
+
+        If the transaction fails after any of them changed state (the database went
+        away before COMMIT), memory no longer matches the log: the App is diverged,
+        as in :meth:`commit`.
+        """
+        handled = self._handled
+        try:
+            with self.log.transaction():
+                yield
+        except BaseException as exc:
+            if self._handled != handled:
+                self.diverged = f"state changed for commands that did not commit ({exc!r}); restart to replay the log"
+                logger.critical("%s", self.diverged)
+            raise
 
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
         return self.queries.run(type, params)

@@ -30,6 +30,7 @@ from .commands import CommandRejected, StateDiverged
 from .errors import error_response, exception_handlers
 from .events import EventStreams
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
+from .log import LogUnreachable
 from .queries import UnknownQuery
 from .security import CrossOriginProtection, SecurityHeaders
 from .supervisor import WorkerState
@@ -108,7 +109,7 @@ def create_http_app(
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except StateDiverged as exc:
+        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
@@ -135,14 +136,20 @@ def create_http_app(
 
     async def healthz(request: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
-        healthy = app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        try:
+            version: int | None = app.log.version()
+        except LogUnreachable:
+            version = None
+        healthy = (
+            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        )
         status_code = 200 if healthy else 503
         if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
             return JSONResponse({"status": "ok" if healthy else "degraded"}, status_code=status_code)
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
-                "version": app.log.version(),
+                "version": version,
                 "workers": workers,
                 "process": app.runtime(),  # which workers this process runs, which it stands by for
                 "diverged": app.diverged,

@@ -239,7 +239,7 @@ class CommandWorker:
         """
         app = self.app
         refused: CommandRejected | None = None
-        with app.log.transaction():
+        with app.batch():
             for message_id, commands in dispatched:
                 try:
                     app.commit(commands)  # a savepoint inside this transaction

@@ -37,6 +37,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 # (id, timestamp, type, data): a message as the database returns it.
 Row = tuple[int, str, str, str]
@@ -53,6 +54,10 @@ class LogLockedError(RuntimeError):
 
 class LogUnavailable(RuntimeError):
     """The ``--db`` value names a backend this app cannot open (unknown, or its driver is missing)."""
+
+
+class LogUnreachable(ConnectionError):
+    """The log's database server cannot be reached right now (commands answer 503); the next call reconnects."""
 
 
 class LeaseLost(RuntimeError):
@@ -218,9 +223,17 @@ def open_log(
             from .backends.postgres import PostgresLog  # type: ignore[import-not-found]
         except ImportError as exc:
             raise LogUnavailable(
-                f"the PostgreSQL backend needs its driver ({exc}) — install the app with its [postgres] extra"
+                f"the PostgreSQL backend needs its driver ({exc}) — pip install -e '.[postgres]'"
             ) from None
         return PostgresLog(target, exclusive=exclusive)
     from .backends.sqlite import SQLiteLog
 
     return SQLiteLog(target, synchronous=synchronous, exclusive=exclusive)
+
+
+def without_password(target: str) -> str:
+    """The ``--db`` value to show people: a URL's password, if any, replaced by ``***``."""
+    parts = urlsplit(target)
+    if "://" not in target or parts.password is None:
+        return target
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))

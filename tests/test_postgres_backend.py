@@ -1,0 +1,137 @@
+"""A generated app on PostgreSQL: its own test suite, its CLI, and the errors a user meets.
+
+Everything runs against the session's throwaway cluster (tests/pg.py): the generated
+tests through ``APP_TEST_DB``, the CLI as subprocesses with ``--db postgresql://...``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .pg import Cluster
+from .support import app_env, free_port, run_app_tests
+
+pytestmark = pytest.mark.slow
+
+
+def blog(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m blog ARGS`` in the generated app, as its user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "blog", *args],
+        cwd=root,
+        env=app_env(root, **(env or {})),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_generated_apps_own_tests_pass_on_postgresql(blog_with_posts: Path, pg_url: str) -> None:
+    result = run_app_tests(blog_with_posts, "-k", "postgresql", env={"APP_TEST_DB": pg_url})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))  # type: ignore[union-attr]
+    assert passed >= 40, result.stdout[-500:]  # the core, log-backend and posts tests, on PostgreSQL
+
+
+def test_the_cli_reads_and_writes_a_postgresql_log(blog_with_posts: Path, pg_url: str) -> None:
+    assert blog(blog_with_posts, "kv", "set", "theme", '"dark"', "--db", pg_url).returncode == 0
+    got = blog(blog_with_posts, "kv", "get", "theme", env={"APP_DB": pg_url})
+    assert (got.returncode, got.stdout.strip()) == (0, '"dark"'), got.stderr
+    listed = blog(blog_with_posts, "kv", "list", "--db", pg_url)
+    assert listed.stdout.strip() == 'theme\t"dark"'
+    described = json.loads(blog(blog_with_posts, "inspect", "--db", pg_url).stdout)
+    assert (described["log"]["path"], described["log"]["version"]) == (pg_url, 0)
+    assert "posts/create" in [command["type"] for command in described["commands"]]
+    assert blog(blog_with_posts, "log", "tail", "--db", pg_url).stdout == ""
+
+
+def test_an_unreachable_database_is_refused_in_one_line(blog_with_posts: Path) -> None:
+    url = f"postgresql://nobody:hunter2@127.0.0.1:{free_port()}/nothing"
+    for args in (["inspect"], ["kv", "list"], ["log", "tail"], ["serve", "--port", str(free_port())]):
+        result = blog(blog_with_posts, *args, "--db", url)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.startswith("error: cannot reach the database") and result.stderr.count("\n") == 1
+        assert "hunter2" not in result.stderr + result.stdout and "***" in result.stderr
+
+
+def test_without_psycopg_the_error_names_the_extra_to_install(blog_with_posts: Path, pg_cluster: Cluster) -> None:
+    # As on a machine where the [postgres] extra was never installed: psycopg cannot be imported.
+    script = "import sys; sys.modules['psycopg'] = None; from blog.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "inspect", "--db", pg_cluster.url()],
+        cwd=blog_with_posts,
+        env=app_env(blog_with_posts),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "pip install -e '.[postgres]'" in result.stderr, result.stderr
+
+
+def test_a_database_made_by_a_newer_app_is_refused(blog_with_posts: Path, pg_url: str) -> None:
+    import psycopg
+
+    assert blog(blog_with_posts, "kv", "list", "--db", pg_url).returncode == 0  # creates the schema
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    result = blog(blog_with_posts, "kv", "list", "--db", pg_url)
+    assert result.returncode == 1 and "newer than this app" in result.stderr and result.stderr.count("\n") == 1
+
+
+# The server drops this instance's connection after a state handler ran, before COMMIT:
+# the App has applied a command the log does not have. The backend reconnects, finds
+# the message missing and nothing appended since, writes it again (same id) and commits.
+CONNECTION_LOST_BEFORE_COMMIT = """
+import sys
+import psycopg
+from pydantic import BaseModel
+from blog.core import App, open_log
+
+class Note(BaseModel):
+    n: int
+
+url = sys.argv[1]
+log = open_log(url)
+app = App(log)
+admin = psycopg.connect(url, autocommit=True)
+applied = []
+
+def add(command, message):
+    if command.n == 2:  # the server goes away with this transaction open
+        sessions = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({sessions}) AS mine", (log.owner,))
+    applied.append((message.id, command.n))
+
+app.commands.register("notes/add", Note, add)
+app.replay()
+for n in (1, 2, 3):
+    app.dispatch(Note(n=n))
+assert app.diverged is None, app.diverged
+stored = [(m.id, m.payload()["n"]) for m in open_log(url).after(0)]
+assert stored == applied == [(1, 1), (2, 2), (3, 3)], (stored, applied)
+print("ok")
+"""
+
+
+def test_a_connection_lost_before_commit_is_recovered_without_diverging(blog_with_posts: Path, pg_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CONNECTION_LOST_BEFORE_COMMIT, pg_url],
+        cwd=blog_with_posts,
+        env=app_env(blog_with_posts),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert "recovered a commit" in result.stderr
