@@ -1,4 +1,4 @@
-"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log``."""
+"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log | deadletters``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,23 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from .core import App
 from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
-from .core.log import LogLockedError, LogUnavailable, LogUnreachable, open_log, without_password
+from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
+from .core.log import (
+    LogLockedError,
+    LogUnavailable,
+    LogUnreachable,
+    MessageLogBackend,
+    open_log,
+    without_password,
+)
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -24,8 +34,17 @@ PACKAGE = __package__ or "app"
 cli = typer.Typer(help=f"Run and inspect {PACKAGE}.", no_args_is_help=True, add_completion=False)
 kv_cli = typer.Typer(help="Read and write the key/value store.", no_args_is_help=True)
 log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
+deadletters_cli = typer.Typer(
+    help="Messages a worker gave up on: look, then retry or discard.\n\n"
+    "Examples:\n\n"
+    f"  python -m {PACKAGE} deadletters list\n\n"
+    f"  python -m {PACKAGE} deadletters show 1\n\n"
+    f"  python -m {PACKAGE} deadletters retry 1",
+    no_args_is_help=True,
+)
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
+cli.add_typer(deadletters_cli, name="deadletters")
 
 DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
 
@@ -117,6 +136,15 @@ def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", 
     try:
         return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
     except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _open_log(db: str) -> MessageLogBackend:
+    """The log alone (no features), with a database that cannot be opened reported in one line."""
+    try:
+        return open_log(db)
+    except (LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -249,11 +277,7 @@ def log_tail(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Print the newest messages as JSON lines."""
-    try:
-        log = open_log(db)
-    except (LogUnavailable, LogUnreachable) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    log = _open_log(db)
     try:
         position = max(0, log.version() - lines)
         while True:
@@ -274,6 +298,66 @@ def log_tail(
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    finally:
+        log.close()
+
+
+@deadletters_cli.command("list")
+def deadletters_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Include retried and discarded ones.")] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Print the dead letters waiting for a decision (id, worker, message, type, attempts, status, error)."""
+    statuses = tuple(DeadLetterStatus) if show_all else UNDECIDED
+    with _dead_letters(db) as store:
+        letters = store.list(statuses=statuses)
+    if not letters:
+        typer.echo("no dead letters")
+    for letter in letters:
+        typer.echo(
+            f"{letter.id}\t{letter.worker}\tmessage {letter.message_id}\t{letter.type}\t"
+            f"{letter.attempts} attempts\t{letter.status.value}\t{letter.error}"
+        )
+
+
+@deadletters_cli.command("show")
+def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Print one dead letter and its message as JSON."""
+    with _dead_letters(db) as store:
+        letter = store.get(id)
+        message = next(iter(store.log.after(letter.message_id - 1, batch_size=1)), None)
+    shown = letter.describe()
+    if message is not None and message.id == letter.message_id:
+        shown["message"] = {"id": message.id, "timestamp": message.timestamp, "type": message.type}
+        shown["message"]["data"] = message.payload()
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@deadletters_cli.command("retry")
+def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Hand the message to its worker once more (at its next cycle); its other effects are not repeated."""
+    with _dead_letters(db) as store:
+        letter = store.retry(id)
+    typer.echo(f"dead letter {id}: {letter.worker} will handle message {letter.message_id} again at its next cycle")
+
+
+@deadletters_cli.command("discard")
+def deadletters_discard(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Acknowledge the dead letter: its worker never handles that message."""
+    with _dead_letters(db) as store:
+        letter = store.discard(id)
+    typer.echo(f"dead letter {id}: discarded; {letter.worker} will not handle message {letter.message_id}")
+
+
+@contextmanager
+def _dead_letters(db: str) -> Iterator[DeadLetterStore]:
+    """The dead letters of the database at ``db``; a refused request is one line and exit code 1."""
+    log = _open_log(db)
+    try:
+        yield DeadLetterStore(log)
+    except DeadLetterRefused as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
     finally:
         log.close()
 

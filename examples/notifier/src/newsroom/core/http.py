@@ -138,19 +138,23 @@ def create_http_app(
         workers = [handle.describe() for handle in app.supervisor.handles]
         try:
             version: int | None = app.log.version()
+            dead_letters = app.dead_letters.counts()
         except LogUnreachable:
-            version = None
+            version, dead_letters = None, {}
         healthy = (
             version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
         )
+        # 503 when this process cannot do its job; "degraded" with 200 when dead letters wait for an operator.
+        status = "ok" if healthy and not dead_letters else "degraded"
         status_code = 200 if healthy else 503
         if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
-            return JSONResponse({"status": "ok" if healthy else "degraded"}, status_code=status_code)
+            return JSONResponse({"status": status}, status_code=status_code)
         return JSONResponse(
             {
-                "status": "ok" if healthy else "degraded",
+                "status": status,
                 "version": version,
                 "workers": workers,
+                "dead_letters": dead_letters,
                 "process": app.runtime(),  # which workers this process runs, which it stands by for
                 "diverged": app.diverged,
             },

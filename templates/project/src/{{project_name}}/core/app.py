@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from .backends.sqlite import SQLiteLog
 from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHandler
+from .deadletters import DeadLetterStore
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
@@ -44,6 +45,7 @@ class App:
     ) -> None:
         self.log: MessageLogBackend = log if log is not None else SQLiteLog()
         self.kv = KeyValueStore(self.log)
+        self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
         self.pages = Pages()
@@ -231,6 +233,7 @@ class App:
                 for s in self.queries
             ],
             "workers": [handle.describe() for handle in self.supervisor.handles],
+            "dead_letters": self.dead_letters.counts(),
             "routes": [
                 {"path": route.path, "methods": sorted(route.methods or []), "name": route.name}
                 for route in self.routes

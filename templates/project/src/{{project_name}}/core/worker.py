@@ -31,8 +31,10 @@ stored positions, replay and exactly-once dispatch on top.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -42,6 +44,9 @@ from .log import Message, MessageLogBackend
 
 if TYPE_CHECKING:
     from .app import App
+
+logger = logging.getLogger(__name__)
+MAX_ERROR_LENGTH = 1_000
 
 
 @runtime_checkable
@@ -125,6 +130,12 @@ class CommandWorker:
     happen at least once: a crash before the commit repeats them, so send an
     idempotency key where the other side accepts one. Handlers see the validated command model when the type is
     registered with the app, else the decoded payload (a dict).
+
+    A handler that keeps failing on one message is retried (with the app's backoff)
+    up to ``max_attempts`` times, or for ``max_retry_seconds`` since its first failure;
+    then the message becomes a dead letter (see deadletters.py) and the worker goes
+    on with the next one. ``dead_letter=False`` keeps retrying forever instead, for a
+    worker that must never skip a message.
     """
 
     def __init__(
@@ -135,9 +146,15 @@ class CommandWorker:
         poll_interval: float | None = None,
         jitter: float | None = None,
         batch_size: int = 500,
+        max_attempts: int = 5,
+        max_retry_seconds: float | None = None,
+        dead_letter: bool = True,
     ) -> None:
         self.name = name
         self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.dead_letter = dead_letter
         self.poll_interval = poll_interval
         self.jitter = jitter
         self.position = 0
@@ -146,6 +163,7 @@ class CommandWorker:
         self._periodic: list[Periodic] = []
         self._app: App | None = None
         self._stopped = False
+        self._failing: set[int] = set()  # ids of messages with failed attempts on record
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -177,23 +195,28 @@ class CommandWorker:
         return self.own_log or self.app.log
 
     async def start(self, app: App) -> None:
-        """Rebuild the handlers' state from the log, up to the stored position."""
+        """Rebuild the handlers' state from the log, up to the stored position (dead letters left out)."""
         self._app = app
         self._stopped = False
         self.position = app.log.position(self.name)
+        never_handled = app.dead_letters.skipped_ids(self.name)
+        self._failing = app.dead_letters.failing_ids(self.name)
         for message in self.log.after(0):
             if message.id > self.position:
                 break
-            await self._handle(message, replaying=True)
+            if message.id not in never_handled:
+                await self._handle(message, replaying=True)
 
     async def work(self) -> None:
-        """Handle every message after the stored position, then run periodic tasks.
+        """Redeliver the dead letters an operator asked for, handle every message after
+        the stored position, then run periodic tasks.
 
         The commands dispatched for a batch of messages are committed in one
         transaction with the new position: one write per cycle, not one per message.
         """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
+        await self._redeliver()
         while await self._work_batch():
             pass
         for task in self._periodic:
@@ -216,10 +239,14 @@ class CommandWorker:
             if message.type in self._handlers:
                 try:
                     ctx = await self._handle(message, replaying=False)
-                except Exception:
+                except Exception as exc:
                     if reached != self.position:  # keep what the messages before this one did
                         self._commit(dispatched, reached)
-                    raise
+                    dispatched = []
+                    if not self._give_up(message, exc):
+                        raise  # the supervisor backs off and calls work() again
+                    reached = self.position  # past the message, now a dead letter
+                    continue
                 if ctx.dispatched:
                     dispatched.append((message.id, ctx.dispatched))
                 handled += 1
@@ -246,10 +273,78 @@ class CommandWorker:
                 except CommandRejected as exc:
                     refused, reached = exc, message_id - 1
                     break
+            succeeded = {id for id in self._failing if id <= reached}  # handled after failing before
+            if succeeded:
+                app.dead_letters.clear_failures(self.name, succeeded)
             app.log.set_position(self.name, reached)
         self.position = reached
+        self._failing -= succeeded
         if refused is not None:
             raise refused
+
+    # --- failures and dead letters ---
+
+    def _give_up(self, message: Message, exc: Exception) -> bool:
+        """Count a failed attempt; when the budget is spent, bury the message and move past it.
+
+        The dead letter and the new position commit together, so the decision is made
+        exactly once and survives a crash. Returns False while attempts remain.
+        """
+        app = self.app
+        error = _describe(exc)
+        attempts, first_failed_at = app.dead_letters.record_failure(self.name, message.id, error)
+        self._failing.add(message.id)
+        if not self._budget_spent(attempts, first_failed_at):
+            return False
+        with app.batch():
+            app.dead_letters.bury(self.name, message, attempts, error)
+            app.log.set_position(self.name, message.id)
+        self.position = message.id
+        self._failing.discard(message.id)
+        logger.error(
+            "worker %r gave up on message %d (%s) after %d attempts: %s; "
+            "decide with `deadletters retry|discard` (see `deadletters list`)",
+            self.name, message.id, message.type, attempts, error,
+        )  # fmt: skip
+        return True
+
+    def _budget_spent(self, attempts: int, first_failed_at: str) -> bool:
+        if not self.dead_letter:
+            return False
+        if attempts >= self.max_attempts:
+            return True
+        if self.max_retry_seconds is None:
+            return False
+        failing_for = datetime.now(UTC) - datetime.fromisoformat(first_failed_at)
+        return failing_for.total_seconds() >= self.max_retry_seconds
+
+    async def _redeliver(self) -> None:
+        """Handle once more the dead letters an operator asked to retry; their commands and
+        the dead letter's new status commit together, so a retry takes effect exactly once."""
+        app = self.app
+        for letter in app.dead_letters.retries_for(self.name):
+            message = self._message(letter.message_id)
+            try:
+                if message is None:
+                    raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
+                ctx = await self._handle(message, replaying=False)
+            except Exception as exc:
+                error = _describe(exc)
+                attempts, first_failed_at = app.dead_letters.record_failure(self.name, letter.message_id, error)
+                if self._budget_spent(attempts, first_failed_at):
+                    app.dead_letters.bury_again(letter.id, attempts, error)
+                    logger.error("worker %r: retry of dead letter %d failed again: %s", self.name, letter.id, error)
+                    continue
+                raise
+            with app.batch():
+                app.dead_letters.clear_failures(self.name, {letter.message_id})
+                app.dead_letters.resolve(letter.id)
+                app.commit(ctx.dispatched)
+            logger.info("worker %r handled dead letter %d on retry", self.name, letter.id)
+
+    def _message(self, id: int) -> Message | None:
+        message = next(iter(self.log.after(id - 1, batch_size=1)), None)
+        return message if message is not None and message.id == id else None
 
     async def stop(self) -> None:
         self._stopped = True
@@ -266,6 +361,10 @@ class CommandWorker:
         if spec is None:
             return message.payload()
         return spec.model.model_validate_json(message.data)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
 
 
 async def _maybe_await(result: Awaitable[None] | None) -> None:

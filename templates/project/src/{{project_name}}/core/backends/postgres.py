@@ -329,9 +329,10 @@ class PostgresLog:
 
         ``rows`` is the first batch when the caller already read it (see ``Transaction._begin``).
         """
-        if self._applier is None:
-            return 0
         conn = self._connection()
+        if self._applier is None:  # no state to keep current: everything committed counts as seen (as on SQLite)
+            self._seen = max(self._seen, conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+            return 0
         if rows is None:
             rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
         applied = 0
