@@ -18,6 +18,7 @@ from typing import Any
 from petrock import __version__, git
 from petrock.errors import AlreadyExists, InvalidName
 from petrock.fields import (
+    DEFAULT_FIELDS,
     FieldSpec,
     app_fields,
     label_field,
@@ -132,6 +133,20 @@ def _variable(item: str) -> str:
     if keyword.iskeyword(item) or hasattr(builtins, item) or item in TEMPLATE_LOCAL_NAMES:
         return f"{item}_item"
     return item
+
+
+def sample_items(entries: Mapping[str, Mapping[str, Any]], feature: str) -> dict[str, Any]:
+    """How a component's tests create items of ``feature``: a valid payload (without its id), and
+    the items of other features its ref fields need first. A feature petrock did not generate
+    (no entry) is taken to have the default fields."""
+    known = app_fields({name: entry for name, entry in entries.items() if name != feature})
+    fields = parse_fields(recorded_fields(entries.get(feature, {})), feature=feature, features=known)
+    return {
+        "default_fields": [field.spec for field in fields] == list(DEFAULT_FIELDS),
+        "sample": {field.name: field.sample for field in fields},
+        "referenced": dict(referenced_items(fields, known)),
+        "literal": python_literal,
+    }
 
 
 def _summarized(entry: Mapping[str, Any], fields: Sequence[FieldSpec]) -> str:

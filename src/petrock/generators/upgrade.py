@@ -133,7 +133,7 @@ def _render(manifest: Manifest, feature: str | None) -> tuple[dict[str, str], se
         from petrock.generators.feature import render_feature
 
         for name in features:
-            renders.update(render_feature(manifest.project_name, name))
+            renders.update(render_feature(manifest.project_name, name, manifest.features))
             prefix = f"src/{manifest.project_name}/{name}/"
             owned |= {path for path in manifest.files if path.startswith(prefix)}
     if feature is None:
