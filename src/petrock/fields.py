@@ -20,6 +20,13 @@ from petrock.errors import InvalidName
 
 TYPES = ("str", "text", "int", "float", "decimal", "bool", "date", "datetime", "email", "url", "choice", "ref")
 DEFAULT_FIELDS = ("title:str", "content:text")
+# Names other generators use for our types, for the "did you mean" of an unknown type.
+ALIASES = {
+    "string": "str", "varchar": "str", "integer": "int", "number": "float", "double": "float", "boolean": "bool",
+    "money": "decimal", "currency": "decimal", "numeric": "decimal", "timestamp": "datetime", "time": "datetime",
+    "enum": "choice", "select": "choice", "references": "ref", "reference": "ref", "belongs_to": "ref",
+    "fk": "ref", "link": "url", "uri": "url", "mail": "email",
+}  # fmt: skip
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 CHOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MAX_NAME_LENGTH = 40
@@ -217,7 +224,7 @@ def parse_field(text: str, *, feature: str, features: Mapping[str, Sequence[Fiel
     if not kind:
         raise InvalidName(f"field {text!r} has no type", f"write it as `{name}:TYPE`, TYPE one of {', '.join(TYPES)}")
     if kind not in TYPES:
-        close = difflib.get_close_matches(kind, TYPES, n=1)
+        close = [ALIASES[kind]] if kind in ALIASES else difflib.get_close_matches(kind, TYPES, n=1)
         fix = f"did you mean `{name}:{close[0]}`?" if close else f"use one of {', '.join(TYPES)}"
         raise InvalidName(f"field {text!r} has an unknown type {kind!r}", fix)
     argument = ""
