@@ -139,6 +139,57 @@ def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(blog_with_post
     assert " passed" in tests.stdout and "failed" not in tests.stdout
 
 
+EVERY_TYPE = (
+    "customer:ref:customers",
+    "total:decimal",
+    "paid:bool",
+    "due:date:optional",
+    "status:choice:draft,paid,shipped",
+    "note:text:optional",
+    "qty:int",
+    "rate:float",
+    "shipped_at:datetime:optional",
+    "contact:email",
+    "site:url:optional",
+    "reference:str",
+)
+
+
+@pytest.mark.slow
+def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_app: Path) -> None:
+    """Every type, a ref to a feature made before (with its own text field summarized), and one
+    feature without any text field (so no summary worker), in one app whose own tests then pass."""
+    steps = [
+        ("customers", "name:str", "email:email", "bio:text:optional"),
+        ("orders", *EVERY_TYPE, "--summarize", "note"),
+        ("stamps", "at:datetime", "order:ref:orders:optional"),
+    ]
+    for step in steps:
+        result = run_petrock("feature", "add", *step, cwd=blog_app)
+        assert result.returncode == 0, result.stderr
+    assert not (blog_app / "src/blog/stamps/worker.py").exists()
+    recorded = manifest(blog_app)["features"]
+    assert recorded["orders"]["fields"] == list(EVERY_TYPE) and recorded["orders"]["summarize"] == "note"
+    assert recorded["stamps"]["summarize"] == ""
+    # upgrade re-renders exactly what was generated: nothing to bring in
+    upgrade = run_petrock("upgrade", "--dry-run", cwd=blog_app)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert not any(word in upgrade.stdout for word in ("update ", "merge ", "conflict ", "create ", "remove "))
+
+    generated = ["src/blog/customers", "src/blog/orders", "src/blog/stamps", "src/blog/core/references.py", "tests"]
+    for rules in ([], RUFF_RULES):
+        lint = run_in(blog_app, sys.executable, "-m", "ruff", "check", *rules, *generated)
+        assert lint.returncode == 0, lint.stdout
+    fmt = run_in(blog_app, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated[:3])
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    tests = run_in(blog_app, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", timeout=300)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert "failed" not in tests.stdout
+
+    refused = run_petrock("feature", "remove", "customers", cwd=blog_app)
+    assert refused.returncode != 0 and "orders refers to 'customers'" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "needle"),
     [

@@ -190,6 +190,16 @@ class FieldSpec:
         return str(sample)
 
     @property
+    def form_invalid(self) -> str | None:
+        """What a browser could send that the app refuses (None: every input is fine, as for a checkbox,
+        or a blank optional text, which is left out)."""
+        if self.type == "bool" or (self.optional and self.type in ("str", "text")):
+            return None
+        if self.type == "datetime":
+            return "31/01/2025 12:30"
+        return str(self.invalid)
+
+    @property
     def form_stored(self) -> object:
         """What the queries answer after :attr:`form_sample` was posted."""
         return FORM_SAMPLES[self.type][1] if self.type in FORM_SAMPLES else self.stored
@@ -369,7 +379,11 @@ def python_literal(value: object) -> str:
     return json.dumps(value)
 
 
-def python_tuple(names: Iterable[str]) -> str:
-    """A tuple of strings as Python source, as ruff formats it: ``("a",)``, ``("a", "b")``."""
+def python_tuple(names: Iterable[str], room: int = 96) -> str:
+    """A tuple of strings as Python source, as ruff formats it: ``("a",)``, ``("a", "b")``, or one
+    per line (with the trailing comma that keeps it so) when it is longer than ``room``."""
     quoted = [json.dumps(name) for name in names]
-    return f"({quoted[0]},)" if len(quoted) == 1 else f"({', '.join(quoted)})"
+    if len(quoted) == 1:
+        return f"({quoted[0]},)"
+    inline = f"({', '.join(quoted)})"
+    return inline if len(inline) <= room else "(\n" + "".join(f"    {item},\n" for item in quoted) + ")"

@@ -25,7 +25,6 @@ from petrock.fields import (
     parse_fields,
     python_literal,
     python_tuple,
-    recorded_fields,
     referenced_items,
     summarized_field,
 )
@@ -100,9 +99,10 @@ def feature_entry(fields: Sequence[FieldSpec], summarize: str) -> dict[str, Any]
 
 def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """What the templates need about the feature's fields, from the manifest entries."""
-    known = app_fields({name: entry for name, entry in entries.items() if name != feature})
+    every = app_fields(entries)
+    fields = every[feature]
+    known = {name: other for name, other in every.items() if name != feature}
     entry = entries[feature]
-    fields = parse_fields(recorded_fields(entry), feature=feature, features=known)
     summarize = _summarized(entry, fields)
     types = {field.type for field in fields}
     label = label_field(fields)
@@ -139,8 +139,9 @@ def sample_items(entries: Mapping[str, Mapping[str, Any]], feature: str) -> dict
     """How a component's tests create items of ``feature``: a valid payload (without its id), and
     the items of other features its ref fields need first. A feature petrock did not generate
     (no entry) is taken to have the default fields."""
-    known = app_fields({name: entry for name, entry in entries.items() if name != feature})
-    fields = parse_fields(recorded_fields(entries.get(feature, {})), feature=feature, features=known)
+    every = app_fields({**entries, feature: entries.get(feature, {})})
+    fields = every[feature]
+    known = {name: other for name, other in every.items() if name != feature}
     return {
         "default_fields": [field.spec for field in fields] == list(DEFAULT_FIELDS),
         "sample": {field.name: field.sample for field in fields},
@@ -180,8 +181,8 @@ def plan_feature(
     root = find_root(start)
     manifest = Manifest.load(root)
     validate_feature_name(name, app=manifest.project_name)
-    others = {feature: entry for feature, entry in manifest.features.items() if feature != name}
-    fields = parse_fields(field_specs, feature=name, features=app_fields(others))
+    others = {feature: fields for feature, fields in app_fields(manifest.features).items() if feature != name}
+    fields = parse_fields(field_specs, feature=name, features=others)
     shape = feature_entry(fields, summarized_field(fields, summarize, worker=worker))
     if name in CORE_ROUTES:
         raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
