@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, PrefixLoader, select_autoescape
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 CORE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -32,3 +32,8 @@ class Pages:
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = self.environment.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status_code)
+
+
+def redirect_with_flash(url: str, message: str) -> RedirectResponse:
+    """A 303 to ``url``; the message is shown once on the next page (placeholder until the pages land)."""
+    return RedirectResponse(url, status_code=303)

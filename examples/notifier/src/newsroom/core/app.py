@@ -20,6 +20,7 @@ from .kv import KeyValueStore
 from .log import Message, MessageLog, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
+from .references import References
 from .supervisor import Supervisor
 from .worker import Worker
 
@@ -42,6 +43,7 @@ class App:
         self.kv = KeyValueStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
+        self.references = References(self.query)  # ref fields between features (core/references.py)
         self.pages = Pages()
         self.routes: list[BaseRoute] = []
         self.links: list[tuple[str, str]] = []

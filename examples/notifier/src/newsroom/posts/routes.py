@@ -11,17 +11,18 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from ..core import App, CommandRejected, NotFound
 from ..core.http import RequestTooLarge, form_errors, read_form
+from ..core.pages import redirect_with_flash
 from .commands import CreatePost, DeletePost, UpdatePost
 
 URL = "/posts"
 TEMPLATES = Path(__file__).parent / "templates"
 FORM_FIELDS = ("title", "content")
 FORM_METHODS = ("GET", "POST")
-# What the HTML templates (which every feature shares in shape) need to know about this one.
+# What the HTML templates need to know about this feature.
 FEATURE = {"name": "posts", "title": "Posts", "item_title": "Post", "url": URL}
 
 
@@ -42,21 +43,23 @@ class PostsPages:
         app.add_link("Posts", URL)
 
     async def list_page(self, request: Request) -> Response:
+        chosen = {name: value for name, value in request.query_params.items() if value}  # an empty filter is no filter
         try:
-            listing = self.app.query("posts/list", dict(request.query_params))
+            listing = self.app.query("posts/list", chosen)
         except ValidationError:
-            return self._error(400, "Bad request", "offset and limit must be small whole numbers")
-        return self._render("list.html", listing=listing)
+            return self._error(request, 400, "Bad request", "That filter, sort or page does not exist.")
+        filters = {name: value for name, value in chosen.items() if name not in ("offset", "limit")}
+        return self._render(request, "list.html", listing=listing, filters=filters)
 
     async def detail_page(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
         if item is None:
-            return self._not_found()
-        return self._render("detail.html", item=item)
+            return self._not_found(request)
+        return self._render(request, "detail.html", item=item)
 
     async def new_page(self, request: Request) -> Response:
         if request.method == "GET":
-            return self._form(action=f"{URL}/new", values={})
+            return self._form(request, action=f"{URL}/new", values={})
         try:
             values = await _read_fields(request)
         except RequestTooLarge:
@@ -64,17 +67,17 @@ class PostsPages:
         try:
             command = CreatePost.model_validate(values)
         except ValidationError as exc:
-            return self._form(action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
-        return self._dispatch_then_show(command, command.id, action=f"{URL}/new", values=values)
+            return self._form(request, action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
+        return self._dispatch_then_show(request, command, "Post created.", action=f"{URL}/new", values=values)
 
     async def edit_page(self, request: Request) -> Response:
         item_id = request.path_params["item_id"]
         item = self._find(item_id)
         if item is None:
-            return self._not_found()
+            return self._not_found(request)
         action = f"{URL}/{item_id}/edit"
         if request.method == "GET":
-            return self._form(action=action, values=item, item=item)
+            return self._form(request, action=action, values=item, item=item)
         try:
             values = await _read_fields(request)
         except RequestTooLarge:
@@ -82,18 +85,19 @@ class PostsPages:
         try:
             command = UpdatePost.model_validate({**values, "id": item_id})
         except ValidationError as exc:
-            return self._form(action=action, values=values, errors=form_errors(exc), item=item, status_code=400)
-        return self._dispatch_then_show(command, item_id, action=action, values=values, item=item)
+            errors = form_errors(exc)
+            return self._form(request, action=action, values=values, errors=errors, item=item, status_code=400)
+        return self._dispatch_then_show(request, command, "Post saved.", action=action, values=values, item=item)
 
     async def delete(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
         if item is None:
-            return self._not_found()
+            return self._not_found(request)
         try:
             self.app.dispatch(DeletePost(id=item["id"]))
         except CommandRejected as exc:
-            return self._error(exc.status_code, "Not deleted", str(exc))
-        return RedirectResponse(URL, status_code=303)
+            return self._error(request, exc.status_code, "Not deleted", str(exc))
+        return redirect_with_flash(URL, "Post deleted.")
 
     # --- helpers ---
 
@@ -104,19 +108,17 @@ class PostsPages:
             return None
 
     def _dispatch_then_show(
-        self,
-        command: CreatePost | UpdatePost,
-        item_id: str,
-        **form: Any,
+        self, request: Request, command: CreatePost | UpdatePost, flash: str, **form: Any
     ) -> Response:
         try:
             self.app.dispatch(command)
         except CommandRejected as exc:
-            return self._form(errors={"form": str(exc)}, status_code=exc.status_code, **form)
-        return RedirectResponse(f"{URL}/{item_id}", status_code=303)
+            return self._form(request, errors={"form": str(exc)}, status_code=exc.status_code, **form)
+        return redirect_with_flash(f"{URL}/{command.id}", flash)
 
     def _form(
         self,
+        request: Request,
         *,
         action: str,
         values: dict[str, Any],
@@ -124,21 +126,36 @@ class PostsPages:
         item: dict[str, Any] | None = None,
         status_code: int = 200,
     ) -> Response:
-        return self._render("form.html", status_code, action=action, values=values, errors=errors or {}, item=item)
+        return self._render(
+            request, "form.html", status_code, action=action, values=values, errors=errors or {}, item=item
+        )
 
-    def _render(self, template: str, status_code: int = 200, **context: Any) -> Response:
-        return self.app.pages.render(f"posts/{template}", status_code, feature=FEATURE, **context)
-
-    def _not_found(self) -> Response:
-        return self._error(404, "Not found", "There is no post with that id.")
-
-    def _error(self, status_code: int, heading: str, message: str) -> Response:
+    def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return self.app.pages.render(
-            "core/error.html", status_code, heading=heading, message=message, back_url=URL, feature=FEATURE
+            f"posts/{template}",
+            status_code,
+            request=request,
+            feature=FEATURE,
+            **context,
+        )
+
+    def _not_found(self, request: Request) -> Response:
+        return self._error(request, 404, "Not found", "There is no post with that id.")
+
+    def _error(self, request: Request, status_code: int, heading: str, message: str) -> Response:
+        return self.app.pages.render(
+            "core/error.html",
+            status_code,
+            request=request,
+            heading=heading,
+            message=message,
+            back_url=URL,
+            feature=FEATURE,
         )
 
 
-async def _read_fields(request: Request) -> dict[str, str]:
-    """The form's fields that the commands take (a submit button's name, say, is left out)."""
+async def _read_fields(request: Request) -> dict[str, Any]:
+    """The form's fields that the commands take; an empty input is left out (a submit button's name, too)."""
     form = await read_form(request)
-    return {name: form[name] for name in FORM_FIELDS if name in form}
+    values: dict[str, Any] = {name: form[name] for name in FORM_FIELDS if form.get(name, "").strip()}
+    return values
