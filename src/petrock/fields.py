@@ -9,7 +9,6 @@ spec raises an :class:`~petrock.errors.InvalidName` naming the field and the fix
 
 from __future__ import annotations
 
-import difflib
 import json
 import keyword
 import re
@@ -234,7 +233,7 @@ def parse_field(text: str, *, feature: str, features: Mapping[str, Sequence[Fiel
     if not kind:
         raise InvalidName(f"field {text!r} has no type", f"write it as `{name}:TYPE`, TYPE one of {', '.join(TYPES)}")
     if kind not in TYPES:
-        close = [ALIASES[kind]] if kind in ALIASES else difflib.get_close_matches(kind, TYPES, n=1)
+        close = [ALIASES[kind]] if kind in ALIASES else _closest(kind, TYPES)
         fix = f"did you mean `{name}:{close[0]}`?" if close else f"use one of {', '.join(TYPES)}"
         raise InvalidName(f"field {text!r} has an unknown type {kind!r}", fix)
     argument = ""
@@ -292,13 +291,20 @@ def _ref(
         raise InvalidName(f"field {text!r} refers to the feature being added", "refer to another feature of the app")
     if target not in features:
         known = ", ".join(sorted(features)) or "none yet"
-        close = difflib.get_close_matches(target, list(features), n=1)
+        close = _closest(target, list(features))
         hint = f"did you mean `ref:{close[0]}`? " if close else ""
         raise InvalidName(
             f"field {text!r} refers to {target!r}, which is not a feature of this app",
             f"{hint}add that feature first (features: {known})",
         )
     return FieldSpec(name, "ref", optional, ref=target, ref_label=label_field(features[target]))
+
+
+def _closest(word: str, choices: Sequence[str]) -> list[str]:
+    """The choice nearest to ``word``, if any is near (difflib is imported only for a mistake)."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
 
 
 def label_field(fields: Sequence[FieldSpec]) -> str:
