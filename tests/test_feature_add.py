@@ -262,6 +262,22 @@ def test_json_output_lists_files_and_the_commit(blog_app: Path) -> None:
     assert done["dry_run"] is False
     assert {"path": "src/blog/posts/worker.py", "action": "create", "note": ""} in done["files"]
     assert done["commit"] == manifest(blog_app)["commits"]["feature:posts"]
+    assert done["fields"] == ["title:str", "content:text"]
+
+
+def test_typed_fields_show_in_the_dry_run_and_pick_what_is_summarized(blog_app: Path) -> None:
+    before = snapshot(blog_app)
+    args = ("feature", "add", "notes", "title:str", "pinned:bool", "body:text", "extra:text:optional")
+    planned = json.loads(run_petrock(*args, "--summarize", "extra", "--dry-run", "--json", cwd=blog_app).stdout)
+    assert planned["fields"] == ["title:str", "pinned:bool", "body:text", "extra:text:optional"]
+    assert snapshot(blog_app) == before
+
+    assert run_petrock(*args, "--summarize", "extra", cwd=blog_app).returncode == 0
+    assert manifest(blog_app)["features"]["notes"]["summarize"] == "extra"
+    worker = (blog_app / "src/blog/notes/worker.py").read_text()
+    assert "content=current.extra" in worker and "command.extra != " in worker
+    form = (blog_app / "src/blog/notes/templates/form.html").read_text()
+    assert '<input type="checkbox" id="pinned" name="pinned"' in form and '<textarea id="body"' in form
 
 
 def test_registration_is_idempotent_and_keeps_user_edits(blog_with_posts: Path) -> None:
