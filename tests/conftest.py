@@ -7,19 +7,25 @@ petrock's commits, safe to change: every test gets its own copy.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .support import REPO, new_app, run_petrock
+from .browser.support import report_line as browser_report_line
+from .support import fake_summary_api_module, new_app, run_petrock
 
 # Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
 collect_ignore = ["fixtures"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After a run with browser tests in it, say in one line why they skipped or where their screenshots are."""
+    reports = [report for reports in terminalreporter.stats.values() for report in reports]
+    if any(getattr(report, "nodeid", "").startswith("tests/browser/") for report in reports):
+        terminalreporter.write_line(browser_report_line())
 
 
 @pytest.fixture
@@ -47,11 +53,5 @@ def blog_with_posts(_blog_with_posts_original: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_summary_api() -> Iterator[Any]:
     """The generated apps' fake OpenAI-compatible summary server (tests/fake_summary_api.py), on 127.0.0.1."""
-    source = REPO / "templates" / "project" / "tests" / "fake_summary_api.py"
-    spec = importlib.util.spec_from_file_location("fake_summary_api", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    with module.FakeSummaryAPI() as api:
+    with fake_summary_api_module().FakeSummaryAPI() as api:
         yield api

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 
@@ -173,3 +175,15 @@ def serving(root: Path, db: Path, **kwargs: object) -> Iterator[Server]:
         yield server
     finally:
         server.kill()
+
+
+def fake_summary_api_module() -> ModuleType:
+    """The generated apps' fake OpenAI-compatible summary server (templates/project/tests/fake_summary_api.py)."""
+    if "fake_summary_api" not in sys.modules:
+        source = REPO / "templates" / "project" / "tests" / "fake_summary_api.py"
+        spec = importlib.util.spec_from_file_location("fake_summary_api", source)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules["fake_summary_api"]

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
 from .core.log import LogLockedError, MessageLog
 from .main import DEFAULT_DB, build_app
 
@@ -37,14 +38,26 @@ def serve(
         str, typer.Option(help="SQLite synchronous mode: NORMAL survives crashes, FULL power loss.")
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
+    insecure: Annotated[
+        bool, typer.Option(help=f"Serve beyond loopback without {TOKEN_VARIABLE}: anyone who can reach it may write.")
+    ] = False,
 ) -> None:
-    """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM."""
+    """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM.
+
+    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages.
+    """
     import uvicorn
 
     from .core.http import create_http_app
 
+    tokens = tokens_from_env()
+    refusal = open_bind_refusal(host, tokens, insecure=insecure)
+    if refusal is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db})")
+    access = f"{TOKEN_VARIABLE} required" if tokens else "open to anyone who can reach it"
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:
         os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous)
@@ -105,8 +118,11 @@ def inspect(
     if url is not None:
         import httpx
 
+        tokens = tokens_from_env()
+        headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
         try:
-            description["workers"] = httpx.get(f"{url.rstrip('/')}/healthz", timeout=5).json()["workers"]
+            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)
+            description["workers"] = health.json()["workers"]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
             raise typer.Exit(1) from None

@@ -1,34 +1,43 @@
-"""The HTTP face of the app: Starlette, with the JSON command/query API and the pages.
+"""The HTTP face of the app: Starlette, with the JSON command/query API, the pages and /events.
 
 ``POST /commands`` takes ``{"type": "posts/create", "payload": {...}}`` and answers
 201 with the new message id. Every refusal is a 4xx and appends nothing.
+Security headers, cross-origin protection and the token check (security.py,
+auth.py) wrap every route.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .app import App
+from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
 from .commands import CommandRejected, StateDiverged
+from .errors import error_response, exception_handlers
+from .events import EventStreams
+from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
 from .queries import UnknownQuery
+from .security import CrossOriginProtection, SecurityHeaders
 from .supervisor import WorkerState
 
-MAX_BODY_BYTES = 1024 * 1024
+# The feature pages import the form helpers from here.
+__all__ = ["MAX_BODY_BYTES", "RequestTooLarge", "create_http_app", "form_errors", "read_body", "read_form"]
 
-
-class RequestTooLarge(Exception):
-    """The request body is over the limit."""
+STATIC = Path(__file__).parent / "static"
 
 
 def create_http_app(
@@ -37,12 +46,16 @@ def create_http_app(
     replay: bool = True,
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
+    tokens: Sequence[str] | None = None,
 ) -> Starlette:
     """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
-    database is closed (``serve`` uses it to leave without them).
+    database is closed (``serve`` uses it to leave without them). ``tokens`` are the
+    accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
     """
+    accepted = tokens_from_env() if tokens is None else tuple(tokens)
+    events = EventStreams(app.log)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -51,8 +64,10 @@ def create_http_app(
         if start_workers:
             await app.start_workers()
         try:
-            yield
+            with events.closed_on_shutdown_signal():
+                yield
         finally:
+            events.close()
             stuck = await app.close()
             if on_closed is not None:
                 on_closed(stuck)
@@ -112,9 +127,12 @@ def create_http_app(
             return _error(exc.status_code, str(exc))
         return JSONResponse(to_jsonable_python(result))
 
-    async def healthz(_: Request) -> Response:
+    async def healthz(request: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
         healthy = app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        status_code = 200 if healthy else 503
+        if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
+            return JSONResponse({"status": "ok" if healthy else "degraded"}, status_code=status_code)
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
@@ -122,55 +140,32 @@ def create_http_app(
                 "workers": workers,
                 "diverged": app.diverged,
             },
-            status_code=200 if healthy else 503,
+            status_code=status_code,
         )
 
+    refuse = partial(error_response, app.pages)
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(CrossOriginProtection, refuse=refuse),
+    ]
     routes = [
         Route("/", index, name="index"),
         Route("/commands", post_command, methods=["POST"]),
         Route("/commands", list_commands, methods=["GET"]),
         Route("/queries", list_queries),
         Route("/queries/{feature}/{name}", run_query),
+        Route("/events", events.endpoint, name="events"),
         Route("/healthz", healthz),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *app.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read the body, refusing it as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_form(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, str]:
-    """Decode an HTML form post (urlencoded) without extra dependencies."""
-    body = await read_body(request, limit)
-    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-
-
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as JSON: where, what, and the error kind (never the input)."""
-    return [
-        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-def form_errors(exc: ValidationError) -> dict[str, str]:
-    """The first error message for each field, for showing next to a form's inputs."""
-    errors: dict[str, str] = {}
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
-        errors.setdefault(".".join(str(part) for part in error["loc"]) or "form", error["msg"])
-    return errors
+    if accepted:
+        checker = Tokens(accepted)
+        middleware.append(Middleware(RequireToken, tokens=checker, refuse=refuse))
+        routes[1:1] = auth_routes(checker, app.pages)
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=exception_handlers(app.pages), lifespan=lifespan
+    )
 
 
 def _refuse_constant(name: str) -> float:
