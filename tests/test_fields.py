@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -174,3 +175,9 @@ def test_the_manifest_records_fields_and_the_summarized_field(blog_app: Path) ->
     assert not (blog_app / "src/blog/notes/worker.py").exists()
     register = (blog_app / "src/blog/notes/register.py").read_text()
     assert "SummaryWorker" not in register and "# petrock:components" in register
+
+    listed = petrock_in(blog_app, "feature", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (notes,) = json.loads(listed.stdout)["features"]
+    assert notes["fields"] == ["body:text", "pinned:bool"] and notes["workers"] == []
+    assert "pinned:bool" in petrock_in(blog_app, "feature", "list").stdout

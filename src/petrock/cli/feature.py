@@ -77,8 +77,9 @@ def add(
 
       petrock feature add customers name:str email:email
 
-      petrock feature add orders customer:ref:customers total:decimal paid:bool due:date:optional
-      status:choice:draft,paid,shipped note:text:optional
+      petrock feature add orders customer:ref:customers total:decimal paid:bool
+
+      petrock feature add tasks due:date:optional done:bool --no-worker
 
       petrock feature order_items --dry-run
     """
