@@ -111,7 +111,7 @@ def test_validation_messages_sit_next_to_their_inputs_and_keep_what_was_typed(
 
 def test_the_summary_appears_without_a_reload(blog: Server, summary_api: Any, page: Page, console: list[str]) -> None:
     content = "A slow model takes its time. The page waits for it without being reloaded."
-    summary_api.queue(fake_summary_api_module().Reply(delay=2.0))
+    summary_api.queue(fake_summary_api_module().Reply(delay=3.0))  # the page loads well before it
     create_post(page, blog, "Live", content)
     page.evaluate("window.stillTheSamePage = true")
     assert "on its way" in page.locator("#summary").inner_text()

@@ -191,7 +191,7 @@ def test_signing_out_ends_the_session(app: App) -> None:
 
 def test_login_goes_back_only_to_pages_of_this_site(app: App) -> None:
     with secured(app) as client:
-        for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        for target in ("https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "/x\\y"):
             right = client.post("/login", data={"token": TOKEN, "next": target}, follow_redirects=False)
             assert right.headers["location"] == "/"
 
@@ -222,7 +222,9 @@ def test_other_interfaces_need_a_token_or_insecure() -> None:
 
 
 def test_serve_refuses_a_public_interface_without_a_token_in_one_line(tmp_path: Path) -> None:
+    src = str(Path(__file__).resolve().parent.parent / "src")
     env = {k: v for k, v in os.environ.items() if k != "APP_API_TOKEN"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "newsroom", "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "app.db")],
         env=env,

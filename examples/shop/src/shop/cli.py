@@ -56,7 +56,7 @@ def serve(
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    access = f"{TOKEN_VARIABLE} required" if tokens else "open to anyone who can reach it"
+    access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
     typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {db}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
     if reload:

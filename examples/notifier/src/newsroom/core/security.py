@@ -27,6 +27,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
 }
+_RAW_SECURITY_HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_ORIGIN_MESSAGE = "Refused: this request came from another site. Send the form from this app's own pages."
 
@@ -50,7 +51,10 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                add_security_headers(MutableHeaders(scope=message))
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in _RAW_SECURITY_HEADERS if header[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

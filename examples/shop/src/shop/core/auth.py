@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .forms import read_form
+from .forms import RequestTooLarge, read_form
 from .pages import APP_NAME, Pages
 
 TOKEN_VARIABLE = "APP_API_TOKEN"
@@ -159,7 +159,10 @@ def auth_routes(tokens: Tokens, pages: Pages) -> list[BaseRoute]:
         target = safe_next(request.query_params.get("next", "/"))
         if request.method == "GET":
             return pages.render("core/login.html", request=request, next=target, error=None)
-        form = await read_form(request)
+        try:
+            form = await read_form(request)
+        except RequestTooLarge:
+            return pages.render("core/login.html", 413, request=request, next=target, error="That is far too long.")
         target = safe_next(form.get("next", target))
         token = form.get("token", "").strip()
         if not token or not tokens.accepts(token):
@@ -189,8 +192,12 @@ def auth_routes(tokens: Tokens, pages: Pages) -> list[BaseRoute]:
 
 
 def safe_next(target: str) -> str:
-    """Where to go after logging in: a path on this site only, never another site."""
-    if not target.startswith("/") or target.startswith(("//", "/\\")):
+    """Where to go after logging in: a path on this site only, never another site.
+
+    Browsers read ``/\\host`` as ``//host`` and drop tabs and newlines from URLs, so
+    a path with a backslash or a control character is refused too.
+    """
+    if not target.startswith("/") or target.startswith("//") or any(c < " " or c == "\\" for c in target):
         return "/"
     return target
 
