@@ -102,7 +102,7 @@ def test_an_order_is_created_edited_filtered_and_deleted_through_typed_inputs(
     page.get_by_label("Weight").fill("1.5")
     page.get_by_label("Contact").fill("ada@example.com")
     page.get_by_label("Note").fill("Two pounds of tea. Deliver before noon.")
-    summary_api.queue(fake_summary_api_module().Reply(delay=1.5))  # arrives after the page listens
+    summary_api.queue(fake_summary_api_module().Reply(delay=3.0))  # arrives after the page listens
     save(page, ORDER_URL)
     assert page.locator(".flash").inner_text() == "Order created."
     detail = page.locator("main").inner_text()
