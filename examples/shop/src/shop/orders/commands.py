@@ -3,8 +3,10 @@
 The app validates a payload against its model before anything reaches the log,
 so a command that is in the log was valid. People send create, update and
 delete (pages or ``POST /commands``); the summary worker sends the other three.
+
 Amounts are ``Decimal``: a JSON number or string in, a string out (in the log and
 in every answer), never a binary float.
+
 Times must carry an offset (``Z`` or ``+02:00``) and are stored in UTC.
 """
 
