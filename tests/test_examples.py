@@ -55,6 +55,14 @@ def test_the_blog_examples_own_tests_pass(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_shop_examples_own_tests_pass(tmp_path: Path) -> None:
+    """Typed fields: every field type, a ref between features, their pages and summary workers."""
+    result = run_example_tests(EXAMPLES / "shop", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+@pytest.mark.slow
 def test_the_notifiers_own_tests_pass(tmp_path: Path) -> None:
     # Its generated tests are petrock's output (golden test), run in the blog example; these are hand-written.
     result = run_example_tests(EXAMPLES / "notifier", tmp_path, "tests/test_notifier.py")

@@ -100,20 +100,20 @@ def test_add_posts_then_order_items_renders_registers_and_commits(blog_app: Path
     assert features.count("register_order_items(app)") == 1
     state = (blog_app / "src/blog/order_items/state.py").read_text()
     assert "class OrderItem:" in state and "class OrderItemsState:" in state
-    assert "class CreateOrderItem(Command):" in (blog_app / "src/blog/order_items/commands.py").read_text()
+    assert "class CreateOrderItem(OrderItemFields):" in (blog_app / "src/blog/order_items/commands.py").read_text()
 
 
 def test_render_feature_returns_every_file_but_features_py() -> None:
     files = render_feature("blog", "posts")
     assert sorted(files) == sorted([*(f"src/blog/posts/{path}" for path in FEATURE_FILES), "tests/test_posts.py"])
     register = files["src/blog/posts/register.py"]
-    assert "def register(app: App) -> None:" in register and "    state = PostsState()" in register
+    assert "def register(app: App) -> None:" in register and "    state = PostsState(app.references)" in register
     for marker in ("# petrock:imports", "# petrock:end-imports"):
         assert f"\n{marker}\n" in register  # at module level
     for marker in ("# petrock:components", "# petrock:end-components"):
         assert f"\n    {marker}\n" in register  # inside register()
     assert "{{" not in files["src/blog/posts/worker.py"]  # rendered
-    assert "{{ item.title }}" in files["src/blog/posts/templates/detail.html"]  # copied as is
+    assert '{{ item["title"] }}' in files["src/blog/posts/templates/detail.html"]  # runtime Jinja kept
 
 
 @pytest.mark.slow
@@ -137,6 +137,61 @@ def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(blog_with_post
     tests = run_in(blog_with_posts, *pytest_command, timeout=300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout
+
+
+EVERY_TYPE = (
+    "customer:ref:customers",
+    "total:decimal",
+    "paid:bool",
+    "due:date:optional",
+    "status:choice:draft,paid,shipped",
+    "note:text:optional",
+    "qty:int",
+    "rate:float",
+    "shipped_at:datetime:optional",
+    "contact:email",
+    "site:url:optional",
+    "reference:str",
+)
+
+
+@pytest.mark.slow
+def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_app: Path) -> None:
+    """Every type, a ref to a feature made before (with its own text field summarized), and one
+    feature without any text field (so no summary worker), in one app whose own tests then pass."""
+    steps = [
+        ("customers", "name:str", "email:email", "bio:text:optional"),
+        ("orders", *EVERY_TYPE, "--summarize", "note"),
+        ("stamps", "at:datetime", "order:ref:orders:optional"),
+    ]
+    for step in steps:
+        result = run_petrock("feature", "add", *step, cwd=blog_app)
+        assert result.returncode == 0, result.stderr
+    assert not (blog_app / "src/blog/stamps/worker.py").exists()
+    recorded = manifest(blog_app)["features"]
+    assert recorded["orders"]["fields"] == list(EVERY_TYPE) and recorded["orders"]["summarize"] == "note"
+    assert recorded["stamps"]["summarize"] == ""
+    # upgrade re-renders exactly what was generated: nothing to bring in
+    upgrade = run_petrock("upgrade", "--dry-run", cwd=blog_app)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert not any(word in upgrade.stdout for word in ("update ", "merge ", "conflict ", "create ", "remove "))
+
+    generated = [
+        *(f"src/blog/{name}" for name in ("customers", "orders", "stamps")),
+        *(f"tests/test_{name}.py" for name in ("customers", "orders", "stamps")),
+        "src/blog/core/references.py",
+    ]
+    for rules in ([], RUFF_RULES):
+        lint = run_in(blog_app, sys.executable, "-m", "ruff", "check", *rules, *generated)
+        assert lint.returncode == 0, lint.stdout
+    fmt = run_in(blog_app, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    tests = run_in(blog_app, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", timeout=300)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert "failed" not in tests.stdout
+
+    refused = run_petrock("feature", "remove", "customers", cwd=blog_app)
+    assert refused.returncode != 0 and "orders refers to 'customers'" in refused.stderr
 
 
 @pytest.mark.parametrize(
@@ -211,6 +266,22 @@ def test_json_output_lists_files_and_the_commit(blog_app: Path) -> None:
     assert done["dry_run"] is False
     assert {"path": "src/blog/posts/worker.py", "action": "create", "note": ""} in done["files"]
     assert done["commit"] == manifest(blog_app)["commits"]["feature:posts"]
+    assert done["fields"] == ["title:str", "content:text"]
+
+
+def test_typed_fields_show_in_the_dry_run_and_pick_what_is_summarized(blog_app: Path) -> None:
+    before = snapshot(blog_app)
+    args = ("feature", "add", "notes", "title:str", "pinned:bool", "body:text", "extra:text:optional")
+    planned = json.loads(run_petrock(*args, "--summarize", "extra", "--dry-run", "--json", cwd=blog_app).stdout)
+    assert planned["fields"] == ["title:str", "pinned:bool", "body:text", "extra:text:optional"]
+    assert snapshot(blog_app) == before
+
+    assert run_petrock(*args, "--summarize", "extra", cwd=blog_app).returncode == 0
+    assert manifest(blog_app)["features"]["notes"]["summarize"] == "extra"
+    worker = (blog_app / "src/blog/notes/worker.py").read_text()
+    assert "content=current.extra" in worker and "command.extra != " in worker
+    form = (blog_app / "src/blog/notes/templates/form.html").read_text()
+    assert '<input type="checkbox" id="pinned" name="pinned"' in form and '<textarea id="body"' in form
 
 
 def test_registration_is_idempotent_and_keeps_user_edits(blog_with_posts: Path) -> None:

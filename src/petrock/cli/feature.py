@@ -40,6 +40,22 @@ app.add_typer(feature_app, name="feature")
 @reports_errors
 def add(
     name: Annotated[str, typer.Argument(help="The feature's name: a lowercase Python identifier, usually plural.")],
+    fields: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[FIELD]...",
+            help="name:type[:argument][:optional]; types: str text int float decimal bool date datetime email url "
+            "choice:a,b,c ref:FEATURE. Default: title:str content:text.",
+            show_default=False,
+        ),
+    ] = None,
+    summarize: Annotated[
+        str | None,
+        typer.Option(
+            "--summarize", metavar="FIELD", help="The text field the summary worker summarizes (default: the first)."
+        ),
+    ] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="No summary worker.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the files and the diff; write nothing.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Render again over an existing feature, even edited files.")
@@ -51,18 +67,33 @@ def add(
 ) -> None:
     """Add feature NAME to the app: render it into src/APP/NAME/, register it in features.py, commit.
 
+    Each FIELD gets its command field, state, list column, filter (choice, bool, ref), form
+    input, detail row and tests. A summary worker summarizes the first text field.
     Run it anywhere inside the app.
 
     Examples:
 
       petrock feature add posts
 
+      petrock feature add customers name:str email:email
+
+      petrock feature add orders customer:ref:customers total:decimal paid:bool
+
+      petrock feature add tasks due:date:optional done:bool --no-worker
+
       petrock feature order_items --dry-run
     """
     from petrock.generators.feature import add_feature, plan_feature
 
-    planned = plan_feature(name, force=force, allow_dirty=allow_dirty or dry_run)
-    extra = {"feature": name, "root": str(planned.root)}
+    planned = plan_feature(
+        name,
+        fields or (),
+        summarize=summarize,
+        worker=not no_worker,
+        force=force,
+        allow_dirty=allow_dirty or dry_run,
+    )
+    extra = {"feature": name, "root": str(planned.root), "fields": planned.manifest.features[name]["fields"]}
     if dry_run:
         show_plan(planned.plan, dry_run=True, as_json=as_json, extra=extra)
         return
@@ -76,5 +107,6 @@ def add(
     typer.echo("next steps:")
     typer.echo(f"  .venv/bin/python -m pytest tests/test_{name}.py   its tests (the app's README sets up .venv)")
     typer.echo(f"  petrock serve                        then open http://127.0.0.1:8080/{kebab}")
-    typer.echo("  SUMMARY_API_URL=http://127.0.0.1:11434/v1 SUMMARY_MODEL=llama3.2 petrock serve")
-    typer.echo("                                       summaries from an OpenAI-compatible API (default: offline)")
+    if planned.manifest.features[name]["summarize"]:
+        typer.echo("  SUMMARY_API_URL=http://127.0.0.1:11434/v1 SUMMARY_MODEL=llama3.2 petrock serve")
+        typer.echo("                                       summaries from an OpenAI-compatible API (default: offline)")

@@ -14,6 +14,7 @@ import typer
 from petrock.cli.feature import feature_app
 from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
 from petrock.errors import UserError
+from petrock.fields import recorded_fields
 
 INSPECT_TIMEOUT = 60.0
 
@@ -135,6 +136,7 @@ def summarize(description: dict[str, Any], recorded: dict[str, dict[str, Any]]) 
         name: {
             "name": name,
             "generated": "template_version" in recorded.get(name, {}),
+            "fields": list(recorded_fields(recorded[name])) if name in recorded else [],
             "registered": name in description.get("features", []),
             "commands": [],
             "queries": [],
@@ -172,7 +174,7 @@ def _print_table(app: str, features: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=f"features of {app}", title_justify="left")
-    for column in ("feature", "commands", "queries", "workers"):
+    for column in ("feature", "fields", "commands", "queries", "workers"):
         table.add_column(column, no_wrap=True)
     for feature in features:
         label = feature["name"]
@@ -180,6 +182,7 @@ def _print_table(app: str, features: list[dict[str, Any]]) -> None:
             label += "\n(not registered)"
         elif not feature["generated"]:
             label += "\n(by hand)"
-        table.add_row(label, *("\n".join(feature[column]) or "-" for column in ("commands", "queries", "workers")))
+        columns = ("fields", "commands", "queries", "workers")
+        table.add_row(label, *("\n".join(feature[column]) or "-" for column in columns))
     # Piped output has no width to fit: keep every name on one line rather than fold it at 80 columns.
-    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+    Console(width=None if sys.stdout.isatty() else 1000, emoji=False, markup=False).print(table)

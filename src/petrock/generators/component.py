@@ -15,6 +15,7 @@ from typing import Any
 
 from petrock import git, inject
 from petrock.errors import AlreadyExists, InvalidName, UserError
+from petrock.generators.feature import sample_items
 from petrock.generators.new_project import record_commit
 from petrock.names import FeatureNames, component_identifier, kebab, pascal, suggest, title
 from petrock.plan import Plan
@@ -142,7 +143,7 @@ def plan_component(
     recorded = manifest.features.get(feature, {}).get("components", {})
     _refuse_clashes(root, component, recorded.get(name, {}).get("kind"), force=force)
 
-    files = render(component)
+    files = render(component, sample_items(manifest.features, feature))
     plan = Plan(root, pristine={**manifest.files, **component_files(manifest)}, force=force)
     for path, text in files.items():
         plan.write(path, text)
@@ -185,17 +186,19 @@ def _files_mentioning(folder: Path, needle: str) -> list[Path]:
     return [path for path in sorted(folder.rglob("*.py")) if needle in path.read_text(errors="replace")]
 
 
-def render(component: Component) -> dict[str, str]:
-    """The component's module and test, path -> text."""
+def render(component: Component, samples: dict[str, Any]) -> dict[str, str]:
+    """The component's module and test, path -> text; ``samples`` says how its tests create items."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     environment = Environment(
         loader=FileSystemLoader(templates_dir() / "components"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,  # Python source, not HTML
     )
-    context = component.context()
+    context = {**component.context(), **samples}
     return {
         component.module_path: environment.get_template(f"{component.kind}.py.jinja").render(context),
         component.test_path: environment.get_template(f"test_{component.kind}.py.jinja").render(context),

@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import builtins
 import keyword
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from petrock import __version__, git
 from petrock.errors import AlreadyExists, InvalidName
+from petrock.fields import (
+    DEFAULT_FIELDS,
+    FieldSpec,
+    app_fields,
+    label_field,
+    parse_fields,
+    python_literal,
+    python_tuple,
+    referenced_items,
+    summarized_field,
+)
 from petrock.generators.new_project import record_commit
 from petrock.inject import add_line
 from petrock.names import FeatureNames, validate_feature_name
@@ -56,11 +69,63 @@ class FeaturePlan:
     use_git: bool
 
 
-def render_feature(project_name: str, feature: str) -> dict[str, str]:
-    """Every file the feature template makes, by path from the app root (features.py not included)."""
+def render_feature(
+    project_name: str, feature: str, features: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, str]:
+    """Every file the feature template makes, by path from the app root (features.py not included).
+
+    ``features`` is the manifest's ``[features]`` table: the fields and summary worker it
+    records for ``feature`` (and for the features it refers to) decide the render, so
+    ``upgrade`` and ``feature remove`` see exactly what ``feature add`` wrote. Without an
+    entry the feature has the default fields.
+    """
+    entries = dict(features or {})
+    entries.setdefault(feature, {})
     names = FeatureNames.of(feature)
-    context = {"project_name": project_name, "feature": feature, **asdict(names), "item": _variable(names.item)}
+    context = {
+        "project_name": project_name,
+        "feature": feature,
+        **asdict(names),
+        "item": _variable(names.item),
+        **field_context(feature, entries),
+    }
     return render_folder(templates_dir() / "feature", context)
+
+
+def feature_entry(fields: Sequence[FieldSpec], summarize: str) -> dict[str, Any]:
+    """What the manifest records about a feature's shape."""
+    return {"fields": [field.spec for field in fields], "summarize": summarize}
+
+
+def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """What the templates need about the feature's fields, from the manifest entries."""
+    every = app_fields(entries)
+    fields = every[feature]
+    known = {name: other for name, other in every.items() if name != feature}
+    entry = entries[feature]
+    summarize = _summarized(entry, fields)
+    types = {field.type for field in fields}
+    label = label_field(fields)
+    return {
+        "fields": fields,
+        "summarize": summarize,
+        "label": label,
+        "types": types,
+        "datetime_imports": ", ".join(
+            name for name, used in (("UTC", "datetime" in types), ("date", "date" in types)) if used
+        ),
+        "query_imports": ", ".join(sorted({"Id", *(f.choice_alias for f in fields if f.type == "choice")})),
+        "summarize_optional": any(f.name == summarize and f.optional for f in fields),
+        "refs": [field for field in fields if field.type == "ref"],
+        "filters": [field for field in fields if field.filterable],
+        "referenced": [
+            (name, payload, _summarized(entries[name], known[name]))
+            for name, payload in referenced_items(fields, known)
+        ],
+        "escaped": label if label != "id" else next((f.name for f in fields if f.type == "text"), ""),
+        "literal": python_literal,
+        "tuple_of": python_tuple,
+    }
 
 
 def _variable(item: str) -> str:
@@ -68,6 +133,26 @@ def _variable(item: str) -> str:
     if keyword.iskeyword(item) or hasattr(builtins, item) or item in TEMPLATE_LOCAL_NAMES:
         return f"{item}_item"
     return item
+
+
+def sample_items(entries: Mapping[str, Mapping[str, Any]], feature: str) -> dict[str, Any]:
+    """How a component's tests create items of ``feature``: a valid payload (without its id), and
+    the items of other features its ref fields need first. A feature petrock did not generate
+    (no entry) is taken to have the default fields."""
+    every = app_fields({**entries, feature: entries.get(feature, {})})
+    fields = every[feature]
+    known = {name: other for name, other in every.items() if name != feature}
+    return {
+        "default_fields": [field.spec for field in fields] == list(DEFAULT_FIELDS),
+        "sample": {field.name: field.sample for field in fields},
+        "referenced": dict(referenced_items(fields, known)),
+        "literal": python_literal,
+    }
+
+
+def _summarized(entry: Mapping[str, Any], fields: Sequence[FieldSpec]) -> str:
+    """The text field a recorded feature's summary worker summarizes ('' for none)."""
+    return str(entry["summarize"]) if "summarize" in entry else summarized_field(fields, None)
 
 
 def registration_lines(feature: str) -> tuple[str, str]:
@@ -83,12 +168,22 @@ def register_in_features(text: str, feature: str, path: str = "features.py") -> 
 
 
 def plan_feature(
-    name: str, *, start: Path | None = None, force: bool = False, allow_dirty: bool = False
+    name: str,
+    field_specs: Sequence[str] = (),
+    *,
+    summarize: str | None = None,
+    worker: bool = True,
+    start: Path | None = None,
+    force: bool = False,
+    allow_dirty: bool = False,
 ) -> FeaturePlan:
     """Check everything and plan the feature's files; raises a UserError and writes nothing if it cannot."""
     root = find_root(start)
     manifest = Manifest.load(root)
     validate_feature_name(name, app=manifest.project_name)
+    others = {feature: fields for feature, fields in app_fields(manifest.features).items() if feature != name}
+    fields = parse_fields(field_specs, feature=name, features=others)
+    shape = feature_entry(fields, summarized_field(fields, summarize, worker=worker))
     if name in CORE_ROUTES:
         raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
     if (item_class := FeatureNames.of(name).Item) in TEMPLATE_CLASS_NAMES:
@@ -104,7 +199,8 @@ def plan_feature(
     use_git = git.is_repo(root)
     require_clean(root, allow_dirty=allow_dirty)
 
-    files = render_feature(manifest.project_name, name)
+    manifest.features[name] = {**manifest.features.get(name, {}), "template_version": template_version(), **shape}
+    files = render_feature(manifest.project_name, name, manifest.features)
     plan = Plan(root, pristine=manifest.files, force=force)
     for path, text in files.items():
         plan.write(path, text)
@@ -112,7 +208,6 @@ def plan_feature(
     features_text = (root / features_path).read_text(encoding="utf-8")
     plan.write(features_path, register_in_features(features_text, name, features_path), edit=True)
 
-    manifest.features[name] = {"template_version": template_version()}
     manifest.files.update({path: git.blob_id(text) for path, text in files.items()})
     plan.write(MANIFEST, manifest.dumps(), edit=True)
     return FeaturePlan(root, name, plan, manifest, use_git)

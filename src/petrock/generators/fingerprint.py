@@ -39,7 +39,7 @@ def render_feature_of(manifest: Manifest, name: str) -> dict[str, str]:
     """One feature rendered as it was generated (the one place a feature's recorded answers are passed)."""
     from petrock.generators.feature import render_feature
 
-    return render_feature(manifest.project_name, name)
+    return render_feature(manifest.project_name, name, manifest.features)
 
 
 def render_app(manifest: Manifest, feature: str | None = None) -> Renders:

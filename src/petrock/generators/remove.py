@@ -15,6 +15,7 @@ from pathlib import Path
 
 from petrock import git, inject
 from petrock.errors import UserError
+from petrock.fields import recorded_fields
 from petrock.generators.component import component_files, copy_manifest, keep_pristine
 from petrock.plan import Plan
 from petrock.project import MANIFEST, Manifest
@@ -53,6 +54,12 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
         known = ", ".join(sorted(manifest.features)) or "none"
         raise UserError(f"there is no feature {feature!r}", f"features petrock generated: {known}")
 
+    referrers = sorted(name for name, entry in manifest.features.items() if _refers_to(entry, feature))
+    if referrers:
+        raise UserError(
+            f"{', '.join(referrers)} {'refers' if len(referrers) == 1 else 'refer'} to {feature!r} (a ref field)",
+            f"remove {' and '.join(referrers)} first",
+        )
     paths = feature_files(manifest, feature)
     plan = Plan(root, pristine={**manifest.files, **component_files(manifest, feature)}, force=force)
     for path in paths:
@@ -83,6 +90,11 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
         if path.is_file() and "__pycache__" not in path.parts and path.relative_to(root).as_posix() not in paths
     )
     return Removal(plan, updated, feature, kept)
+
+
+def _refers_to(entry: dict[str, object], feature: str) -> bool:
+    """Does the feature recorded as ``entry`` have a ``ref`` field to ``feature``?"""
+    return any(spec.split(":")[1:3] == ["ref", feature] for spec in recorded_fields(entry))
 
 
 def tidy_folders(root: Path, removal: Removal) -> None:

@@ -24,6 +24,7 @@ from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
 from .pages import Pages
 from .queries import QueryRegistry
+from .references import References
 from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
 from .worker import Worker
 
@@ -48,6 +49,7 @@ class App:
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
+        self.references = References(self.query)  # ref fields between features (core/references.py)
         self.pages = Pages()
         self.routes: list[BaseRoute] = []
         self.links: list[tuple[str, str]] = []

@@ -12,14 +12,14 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-MAX_TITLE_LENGTH = 200
-MAX_CONTENT_LENGTH = 100_000
+MAX_LINE_LENGTH = 200
+MAX_TEXT_LENGTH = 100_000
 MAX_SUMMARY_LENGTH = 2_000
 MAX_ERROR_LENGTH = 1_000
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH)]
-Content = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT_LENGTH)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LINE_LENGTH)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
 
 
 def new_id() -> str:
@@ -33,20 +33,23 @@ class Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CreatePost(Command):
+class PostFields(Command):
+    """The fields people fill in, the same for create and update."""
+
+    title: Line
+    content: Text
+
+
+class CreatePost(PostFields):
     """Create a post; the id is generated unless given."""
 
     id: Id = Field(default_factory=new_id)
-    title: Title
-    content: Content
 
 
-class UpdatePost(Command):
-    """Replace the title and content of an existing post."""
+class UpdatePost(PostFields):
+    """Replace every field of an existing post."""
 
     id: Id
-    title: Title
-    content: Content
 
 
 class DeletePost(Command):
@@ -56,11 +59,11 @@ class DeletePost(Command):
 
 
 class RequestSummaryGeneration(Command):
-    """The summary worker will ask the summary API to summarize ``content``."""
+    """The summary worker will ask the summary API to summarize ``content`` (the post's content)."""
 
     request_id: Id
     item_id: Id
-    content: Content
+    content: Text
 
 
 class FailSummaryGeneration(Command):

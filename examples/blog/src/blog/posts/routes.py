@@ -22,7 +22,7 @@ URL = "/posts"
 TEMPLATES = Path(__file__).parent / "templates"
 FORM_FIELDS = ("title", "content")
 FORM_METHODS = ("GET", "POST")
-# What the HTML templates (which every feature shares in shape) need to know about this one.
+# What the HTML templates need to know about this feature.
 FEATURE = {"name": "posts", "title": "Posts", "item_title": "Post", "url": URL}
 
 
@@ -43,11 +43,13 @@ class PostsPages:
         app.add_link("Posts", URL)
 
     async def list_page(self, request: Request) -> Response:
+        chosen = {name: value for name, value in request.query_params.items() if value}  # an empty filter is no filter
         try:
-            listing = self.app.query("posts/list", dict(request.query_params))
+            listing = self.app.query("posts/list", chosen)
         except ValidationError:
-            return self._error(request, 400, "Bad request", "offset and limit must be small whole numbers")
-        return self._render(request, "list.html", listing=listing)
+            return self._error(request, 400, "Bad request", "That filter, sort or page does not exist.")
+        filters = {name: value for name, value in chosen.items() if name not in ("offset", "limit")}
+        return self._render(request, "list.html", listing=listing, filters=filters)
 
     async def detail_page(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
@@ -66,7 +68,7 @@ class PostsPages:
             command = CreatePost.model_validate(values)
         except ValidationError as exc:
             return self._form(request, action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
-        return self._dispatch_then_show(request, command, command.id, "created", action=f"{URL}/new", values=values)
+        return self._dispatch_then_show(request, command, "Post created.", action=f"{URL}/new", values=values)
 
     async def edit_page(self, request: Request) -> Response:
         item_id = request.path_params["item_id"]
@@ -85,7 +87,7 @@ class PostsPages:
         except ValidationError as exc:
             errors = form_errors(exc)
             return self._form(request, action=action, values=values, errors=errors, item=item, status_code=400)
-        return self._dispatch_then_show(request, command, item_id, "saved", action=action, values=values, item=item)
+        return self._dispatch_then_show(request, command, "Post saved.", action=action, values=values, item=item)
 
     async def delete(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
@@ -106,18 +108,13 @@ class PostsPages:
             return None
 
     def _dispatch_then_show(
-        self,
-        request: Request,
-        command: CreatePost | UpdatePost,
-        item_id: str,
-        done: str,
-        **form: Any,
+        self, request: Request, command: CreatePost | UpdatePost, flash: str, **form: Any
     ) -> Response:
         try:
             self.app.dispatch(command)
         except CommandRejected as exc:
             return self._form(request, errors={"form": str(exc)}, status_code=exc.status_code, **form)
-        return redirect_with_flash(f"{URL}/{item_id}", f"Post {done}.")
+        return redirect_with_flash(f"{URL}/{command.id}", flash)
 
     def _form(
         self,
@@ -129,8 +126,9 @@ class PostsPages:
         item: dict[str, Any] | None = None,
         status_code: int = 200,
     ) -> Response:
-        context = {"action": action, "values": values, "errors": errors or {}, "item": item}
-        return self._render(request, "form.html", status_code, **context)
+        return self._render(
+            request, "form.html", status_code, action=action, values=values, errors=errors or {}, item=item
+        )
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return self.app.pages.render(
@@ -156,7 +154,8 @@ class PostsPages:
         )
 
 
-async def _read_fields(request: Request) -> dict[str, str]:
-    """The form's fields that the commands take (a submit button's name, say, is left out)."""
+async def _read_fields(request: Request) -> dict[str, Any]:
+    """The form's fields that the commands take; an empty input is left out (a submit button's name, too)."""
     form = await read_form(request)
-    return {name: form[name] for name in FORM_FIELDS if name in form}
+    values: dict[str, Any] = {name: form[name] for name in FORM_FIELDS if form.get(name, "").strip()}
+    return values

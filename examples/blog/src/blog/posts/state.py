@@ -2,7 +2,8 @@
 
 Each handler applies one accepted command. It checks first and mutates after,
 so a refused command (``NotFound``, ``CommandRejected``) changes nothing, and
-the app rolls back its transaction, so it never reaches the log either.
+the app rolls back its transaction, so it never reaches the log either. Values
+are kept as the JSON the queries answer (text, numbers, booleans).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..core import CommandRejected, Message, NotFound
+from ..core.references import References
 from .commands import (
     CreatePost,
     DeletePost,
@@ -41,8 +43,9 @@ class Post:
 class PostsState:
     """Every post by id, in the order they were created."""
 
-    def __init__(self) -> None:
+    def __init__(self, references: References) -> None:
         self.items: dict[str, Post] = {}
+        self.references = references  # to refuse deleting an item others refer to
 
     def get(self, id: str) -> Post | None:
         return self.items.get(id)
@@ -59,22 +62,25 @@ class PostsState:
     def create(self, command: CreatePost, message: Message) -> None:
         if command.id in self.items:
             raise CommandRejected(f"a post with id {command.id!r} already exists")
+        values = command.model_dump(mode="json")
         self.items[command.id] = Post(
             id=command.id,
-            title=command.title,
-            content=command.content,
+            title=values["title"],
+            content=values["content"],
             created_at=message.timestamp,
             updated_at=message.timestamp,
         )
 
     def update(self, command: UpdatePost, message: Message) -> None:
         post = self.require(command.id)
-        post.title = command.title
-        post.content = command.content
+        values = command.model_dump(mode="json")
+        post.title = values["title"]
+        post.content = values["content"]
         post.updated_at = message.timestamp
 
     def delete(self, command: DeletePost, message: Message) -> None:
         self.require(command.id)
+        self.references.require_unreferenced("posts", command.id)
         del self.items[command.id]
 
     def request_summary(self, command: RequestSummaryGeneration, message: Message) -> None:

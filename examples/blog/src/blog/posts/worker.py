@@ -131,7 +131,7 @@ class SummaryWorker(CommandWorker):
                 self.state.requested_content[current.id] = current.content
 
     def request_summary_of_edit(self, command: UpdatePost, ctx: Context) -> None:
-        """An edit that changed the content needs a new summary; a title-only edit keeps the old one."""
+        """An edit that changed the content needs a new summary; other edits keep the old one."""
         if command.content != self.state.requested_content.get(command.id):
             self.request_summary(command, ctx)
 

@@ -31,7 +31,7 @@ from .worker import SummaryWorker
 
 def register(app: App) -> None:
     """Register everything the posts feature offers; the summary settings come from ``SUMMARY_*``."""
-    state = PostsState()
+    state = PostsState(app.references)
     app.add_feature("posts", TEMPLATES)
 
     app.commands.register("posts/create", CreatePost, state.create)

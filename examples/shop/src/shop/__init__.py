@@ -1,0 +1,1 @@
+"""shop: an event-sourced web app made with petrock."""

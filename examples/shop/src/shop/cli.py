@@ -1,0 +1,366 @@
+"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log | deadletters``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from .core import App
+from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
+from .core.log import (
+    LogLockedError,
+    LogUnavailable,
+    LogUnreachable,
+    MessageLogBackend,
+    open_log,
+    without_password,
+)
+from .main import DEFAULT_DB, build_app
+
+PACKAGE = __package__ or "app"
+
+cli = typer.Typer(help=f"Run and inspect {PACKAGE}.", no_args_is_help=True, add_completion=False)
+kv_cli = typer.Typer(help="Read and write the key/value store.", no_args_is_help=True)
+log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
+deadletters_cli = typer.Typer(
+    help="Messages a worker gave up on: look, then retry or discard.\n\n"
+    "Examples:\n\n"
+    f"  python -m {PACKAGE} deadletters list\n\n"
+    f"  python -m {PACKAGE} deadletters show 1\n\n"
+    f"  python -m {PACKAGE} deadletters retry 1",
+    no_args_is_help=True,
+)
+cli.add_typer(kv_cli, name="kv")
+cli.add_typer(log_cli, name="log")
+cli.add_typer(deadletters_cli, name="deadletters")
+
+DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep 127.0.0.1 unless you mean it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    db: DbOption = DEFAULT_DB,
+    reload: Annotated[bool, typer.Option(help="Restart when source files change (development).")] = False,
+    synchronous: Annotated[
+        str, typer.Option(help="SQLite synchronous mode: NORMAL survives crashes, FULL power loss.")
+    ] = "NORMAL",
+    stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
+    insecure: Annotated[
+        bool, typer.Option(help=f"Serve beyond loopback without {TOKEN_VARIABLE}: anyone who can reach it may write.")
+    ] = False,
+    processes: Annotated[
+        int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
+    ] = 1,
+    reuse_port: Annotated[
+        bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
+    ] = False,
+) -> None:
+    """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM.
+
+    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages.
+    """
+    import uvicorn
+
+    from .core.http import create_http_app
+
+    tokens = tokens_from_env()
+    refusal = open_bind_refusal(host, tokens, insecure=insecure)
+    if refusal is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if processes < 1 or (processes > 1 and reload):
+        typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
+        raise typer.Exit(2)
+    if processes > 1:
+        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
+    if not reuse_port:
+        access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
+        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
+    if reload:
+        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
+        _exit_quietly_after_shutdown()
+        uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
+        return
+    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    _exit_quietly_after_shutdown()
+    http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host)
+    if not reuse_port:
+        uvicorn.run(http_app, **options)
+        typer.echo(f"stopped {PACKAGE}")
+    else:  # one of the processes of `serve --processes N`
+        from .core.processes import listen_on_shared_port
+
+        sock = listen_on_shared_port(host, port)
+        uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[sock])
+
+
+def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
+    """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    from .core.processes import reserve_port, run_group, share_database, without_option
+
+    try:
+        database = share_database(db)
+        reserved = reserve_port(host, port)
+    except (LogLockedError, OSError) as exc:
+        shown = without_password(db)
+        typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
+        return 1
+    shown = without_password(db)
+    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
+    # The same command line for each, minus --processes: new options reach them without changes here.
+    argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
+    code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
+    reserved.close()
+    typer.echo(f"stopped {PACKAGE}")
+    return code
+
+
+def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
+    """``build_app``, with a database that cannot be opened reported in one line."""
+    try:
+        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
+    except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _open_log(db: str) -> MessageLogBackend:
+    """The log alone (no features), with a database that cannot be opened reported in one line."""
+    try:
+        return open_log(db)
+    except (LogUnavailable, LogUnreachable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@cli.command("mcp")
+def mcp_stdio(
+    db: DbOption = DEFAULT_DB,
+    synchronous: Annotated[
+        str, typer.Option(help="SQLite synchronous mode: NORMAL survives crashes, FULL power loss.")
+    ] = "NORMAL",
+    stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
+) -> None:
+    """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents.
+
+    Runs the app as serve does (log replayed, workers started) until the client hangs up;
+    logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
+    """
+    from .core.mcp import serve_stdio
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    except (LogLockedError, LogUnavailable) as exc:
+        typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
+        raise typer.Exit(1) from None
+    stuck = asyncio.run(serve_stdio(app))  # Ctrl-C and SIGTERM stop it too (workers stopped, database closed)
+    if stuck:
+        typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time", err=True)
+        raise typer.Exit(1)
+
+
+def _leave_stuck_workers_behind(stuck: list[str]) -> None:
+    """Bound the exit once the database is closed.
+
+    A worker that ignores cancellation, or a thread that never returns (``asyncio.to_thread``),
+    would keep the event loop or the interpreter from ever finishing. A normal exit comes well
+    before this watchdog fires; a stuck one is cut short with exit code 1.
+    """
+    if stuck:
+        typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time; exiting without them", err=True)
+
+    def leave() -> None:
+        typer.echo("error: shutdown is still waiting for a worker after the database closed; exiting", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    watchdog = threading.Timer(0.5 if stuck else 1.0, leave)
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _exit_quietly_after_shutdown() -> None:
+    """uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    that was installed before it; a no-op handler there makes a clean stop exit 0."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+
+
+@cli.command()
+def inspect(
+    db: DbOption = DEFAULT_DB,
+    url: Annotated[
+        str | None, typer.Option(help="A running server (http://127.0.0.1:8080) to ask for live worker states.")
+    ] = None,
+) -> None:
+    """Print the registered features, commands, queries, workers and routes as JSON."""
+    app = _open_app(db)
+    try:
+        description = app.describe()
+    finally:
+        app.log.close()
+    if url is not None:
+        import httpx
+
+        tokens = tokens_from_env()
+        headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
+        try:
+            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5).json()
+            description["workers"], description["process"] = health["workers"], health.get("process")
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(description, indent=2))
+
+
+@kv_cli.command("get")
+def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
+    """Print the JSON value stored under KEY."""
+    app = _open_app(db)
+    try:
+        value = app.kv.get(key)
+    finally:
+        app.log.close()
+    if value is None:
+        typer.echo(f"error: no key {key!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(value))
+
+
+@kv_cli.command("set")
+def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
+    """Store VALUE (JSON, or else a plain string) under KEY."""
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        decoded = value
+    app = _open_app(db)
+    try:
+        app.kv.set(key, decoded)
+    finally:
+        app.log.close()
+
+
+@kv_cli.command("list")
+def kv_list(db: DbOption = DEFAULT_DB) -> None:
+    """Print every key and its value."""
+    app = _open_app(db)
+    try:
+        for key, value in app.kv.items():
+            typer.echo(f"{key}\t{json.dumps(value)}")
+    finally:
+        app.log.close()
+
+
+@log_cli.command("tail")
+def log_tail(
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many of the newest messages to show.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new messages.")] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Print the newest messages as JSON lines."""
+    log = _open_log(db)
+    try:
+        position = max(0, log.version() - lines)
+        while True:
+            for message in log.after(position):
+                typer.echo(
+                    json.dumps(
+                        {
+                            "id": message.id,
+                            "timestamp": message.timestamp,
+                            "type": message.type,
+                            "data": message.payload(),
+                        }
+                    )
+                )
+                position = message.id
+            if not follow:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.close()
+
+
+@deadletters_cli.command("list")
+def deadletters_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Include retried and discarded ones.")] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Print the dead letters waiting for a decision (id, worker, message, type, attempts, status, error)."""
+    statuses = tuple(DeadLetterStatus) if show_all else UNDECIDED
+    with _dead_letters(db) as store:
+        letters = store.list(statuses=statuses)
+    if not letters:
+        typer.echo("no dead letters")
+    for letter in letters:
+        typer.echo(
+            f"{letter.id}\t{letter.worker}\tmessage {letter.message_id}\t{letter.type}\t"
+            f"{letter.attempts} attempts\t{letter.status.value}\t{letter.error}"
+        )
+
+
+@deadletters_cli.command("show")
+def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Print one dead letter and its message as JSON."""
+    with _dead_letters(db) as store:
+        letter = store.get(id)
+        message = next(iter(store.log.after(letter.message_id - 1, batch_size=1)), None)
+    shown = letter.describe()
+    if message is not None and message.id == letter.message_id:
+        shown["message"] = {"id": message.id, "timestamp": message.timestamp, "type": message.type}
+        shown["message"]["data"] = message.payload()
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@deadletters_cli.command("retry")
+def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Hand the message to its worker once more (at its next cycle); its other effects are not repeated."""
+    with _dead_letters(db) as store:
+        letter = store.retry(id)
+    typer.echo(f"dead letter {id}: {letter.worker} will handle message {letter.message_id} again at its next cycle")
+
+
+@deadletters_cli.command("discard")
+def deadletters_discard(id: int, db: DbOption = DEFAULT_DB) -> None:
+    """Acknowledge the dead letter: its worker never handles that message."""
+    with _dead_letters(db) as store:
+        letter = store.discard(id)
+    typer.echo(f"dead letter {id}: discarded; {letter.worker} will not handle message {letter.message_id}")
+
+
+@contextmanager
+def _dead_letters(db: str) -> Iterator[DeadLetterStore]:
+    """The dead letters of the database at ``db``; a refused request is one line and exit code 1."""
+    log = _open_log(db)
+    try:
+        yield DeadLetterStore(log)
+    except DeadLetterRefused as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        log.close()
+
+
+def main() -> None:
+    cli(prog_name=f"python -m {PACKAGE}")

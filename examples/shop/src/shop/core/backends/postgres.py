@@ -1,0 +1,624 @@
+"""The PostgreSQL backend of the message log: one database, many machines.
+
+Point every instance of the app at the same ``postgresql://`` URL (``--db`` or
+``APP_DB``). The rules of ``core/log.py`` hold across machines:
+
+- A write transaction takes ``LOCK TABLE messages IN EXCLUSIVE MODE`` (readers are
+  not blocked) with a ``lock_timeout``, applies every message this instance has not
+  seen yet, then the App validates and appends. Only one writer holds the lock, so it
+  numbers its messages itself and they commit in id order: a reader of ``id > position``
+  never skips a message that commits late (the sequence-gap problem; docs/scaling.md).
+  Its writes are staged and sent with the COMMIT; if the connection dies then, the
+  commit is checked and, if lost, redone on a new connection (``_recover``).
+- The appending transaction sends ``NOTIFY messages`` with the newest id; every
+  instance ``LISTEN``s on a dedicated connection (re-listened after a reconnect)
+  and also polls every few seconds, so a lost notification delays, never stalls.
+- Worker leases are rows with an expiry in the database's clock; the lease row is
+  locked (``FOR UPDATE``) by the transaction that commits a worker's position, so
+  a process that lost its lease cannot commit (``LeaseLost``).
+- While the database is unreachable every call raises :class:`LogUnreachable`
+  (commands answer 503); the next call reconnects by itself.
+
+Needs psycopg 3: ``pip install -e '.[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from ..log import (
+    DEFAULT_LEASE_SECONDS,
+    Applier,
+    LeaseLost,
+    Listener,
+    LogUnavailable,
+    LogUnreachable,
+    Message,
+    Row,
+    encode,
+    message_from_row,
+    without_password,
+)
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "messages"
+CATCH_UP_BATCH = 10000
+SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
+SCHEMA_VERSION = 1
+# Each entry brings the schema from version i to i + 1; append, never edit, so that a
+# database made by an older app is brought up to date on the next start.
+MIGRATIONS = [
+    """
+    CREATE TABLE messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        timestamp timestamptz NOT NULL,
+        type text NOT NULL,
+        data text NOT NULL
+    );
+    CREATE TABLE positions (name text PRIMARY KEY, position bigint NOT NULL);
+    CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, expires timestamptz NOT NULL);
+    CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
+    """,
+]
+# Any constant; serialises concurrent first starts while they create the schema.
+MIGRATION_LOCK = 0x70657472  # "petr"
+
+# Timestamps come back as the same ISO text the SQLite backend stores.
+SELECT_AFTER = (
+    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
+    "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
+)
+INSERT_ONE = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s)"
+INSERT_MANY = (
+    "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE "
+    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
+)
+# The fence and the write in one statement: the lease row stays locked until the transaction
+# ends, and while another process owns the lease nothing is written (no row comes back).
+STORE_POSITION = """
+WITH holder AS (SELECT owner FROM leases WHERE name = %(name)s FOR UPDATE)
+INSERT INTO positions (name, position)
+SELECT %(name)s, %(position)s WHERE NOT EXISTS (SELECT 1 FROM holder WHERE owner <> %(owner)s)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position
+RETURNING 1
+"""
+UPSERT_KV = "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+TAKE_LEASE = """
+INSERT INTO leases (name, owner, expires) VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+WHERE leases.owner = excluded.owner OR leases.expires < clock_timestamp()
+RETURNING 1
+"""
+
+
+class PostgresLog:
+    """Append-only message store with worker positions, leases and a key/value table, on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        exclusive: bool = False,
+        lock_timeout: float = 5.0,
+        poll_interval: float = 2.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        # ``exclusive`` is accepted for the interface's sake: sharing one database between
+        # instances is what this backend is for.
+        self.url = url
+        self.path = without_password(url)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lock_timeout = lock_timeout
+        self.poll_interval = poll_interval
+        self.connect_timeout = connect_timeout
+        self._mutex = threading.RLock()
+        self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are nested
+        self._learned = False  # the open transaction applied messages other instances appended
+        # The open transaction's writes, sent with its COMMIT (and again if that answer is lost).
+        self._staged: list[tuple[str, tuple[Any, ...]]] = []
+        self._newest = 0  # the newest id in the log when the open transaction took the lock
+        self._appended = False
+        self._listeners: list[Listener] = []
+        self._applier: Applier | None = None
+        self._seen = 0
+        self._closed = False
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._mutex:
+            conn = self._connection()
+            self._migrate(conn)
+            # The identity's sequence, named once here (setval with each commit keeps it in step).
+            (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
+
+    # --- connections ---
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                application_name=self.owner,  # which instance a session belongs to, in pg_stat_activity
+            )
+        except psycopg.OperationalError as exc:
+            raise LogUnreachable(
+                f"cannot reach the database at {self.path} ({_first_line(exc)}) — "
+                "check that PostgreSQL is running there and the URL is right"
+            ) from None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The write/read connection, reconnected when the last one broke (the mutex is held)."""
+        if self._closed:
+            raise LogUnreachable(f"the log at {self.path} is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._depth:  # a new connection would run the rest of the transaction outside it
+                raise LogUnreachable(f"lost the database at {self.path} during a transaction")
+            self._conn = self._connect()
+        return self._conn
+
+    def _lost(self, exc: BaseException) -> LogUnreachable:
+        """Drop the broken connection; the next call opens a new one (the mutex is held)."""
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return LogUnreachable(f"the database at {self.path} is busy: {_first_line(exc)}")
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+        return LogUnreachable(f"lost the database at {self.path}: {_first_line(exc)}")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a query; outside a transaction a broken connection is replaced and the query retried once."""
+        with self._mutex:
+            for attempt in (1, 2):
+                try:
+                    return self._connection().execute(sql, params).fetchall()
+                except psycopg.OperationalError as exc:
+                    lost = self._lost(exc)
+                    if self._depth or attempt == 2:
+                        raise lost from None
+        raise AssertionError("unreachable")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        """Run a statement inside the open transaction, or on its own (autocommit)."""
+        with self._mutex:
+            try:
+                return self._connection().execute(sql, params)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Create or bring up to date the schema; concurrent first starts wait for each other."""
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                version = row[0] if row else 0
+                if version > SCHEMA_VERSION:
+                    raise LogUnavailable(
+                        f"the database at {self.path} has schema version {version}, newer than this app's "
+                        f"{SCHEMA_VERSION} — run a newer version of the app"
+                    )
+                for migration in MIGRATIONS[version:]:
+                    conn.execute(migration)
+                if row is None:
+                    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+                elif version < SCHEMA_VERSION:
+                    conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+
+    # --- the log ---
+
+    def transaction(self) -> Transaction:
+        return Transaction(self)
+
+    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
+        with Transaction(self):
+            return self._stage(_now(), type, encode(data))
+
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
+        timestamp = _now()
+        rows = [(type, encode(data)) for type, data in items]
+        if not rows:
+            return []
+        with Transaction(self):
+            return [self._stage(timestamp, type, text) for type, text in rows]
+
+    def _stage(self, timestamp: str, type: str, text: str) -> Message:
+        """Give a message the next id and keep it for the COMMIT (the mutex and the table lock are held).
+
+        Holding the lock, this instance is the only writer: the id after the newest is its
+        own, so the message goes to the database with the COMMIT, in the same round trip.
+        """
+        id = max(self._newest, self._seen) + 1
+        row = (id, timestamp, type, text)
+        self._staged.append(("message", row))
+        self._appended = True
+        self._seen = id
+        return message_from_row(row)
+
+    def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
+        return map(message_from_row, self.rows_after(position, batch_size=batch_size))
+
+    def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[Row]:
+        while True:
+            rows = self._read(SELECT_AFTER, (position, batch_size))
+            if not rows:
+                return
+            yield from rows  # type: ignore[misc]
+            position = rows[-1][0]
+
+    def version(self) -> int:
+        return self._read("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # --- keeping this process's state current ---
+
+    def set_applier(self, applier: Applier) -> None:
+        self._applier = applier
+
+    @property
+    def seen(self) -> int:
+        return self._seen
+
+    def catch_up(self) -> int:
+        with self._mutex:
+            if self._depth:
+                return 0  # the open transaction caught up when it began
+            try:
+                applied = self._apply_unseen()
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+        if applied:
+            self._notify()
+        return applied
+
+    async def follow(self, interval: float = 0.005) -> None:
+        """Catch up on every NOTIFY from a dedicated LISTEN connection, and every poll interval.
+
+        ``interval`` is the SQLite backend's polling period; here notifications do
+        that job and :attr:`poll_interval` is only the safety net.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.connect_timeout)),
+                    application_name=f"{self.owner} listen",
+                ) as listener:
+                    await listener.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.1
+                    self._catch_up_quietly()  # whatever was appended while we were not listening
+                    while True:
+                        newest = 0
+                        async for notify in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                            newest = max(newest, int(notify.payload or 0))
+                        if newest == 0 or newest > self._seen:  # a poll, or news from another instance
+                            self._catch_up_quietly()
+            except psycopg.OperationalError as exc:
+                logger.warning("lost the LISTEN connection to %s (%s); reconnecting", self.path, _first_line(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+
+    def _catch_up_quietly(self) -> None:
+        try:
+            self.catch_up()
+        except LogUnreachable as exc:
+            logger.warning("%s", exc)
+
+    def _apply_unseen(self, rows: list[Any] | None = None) -> int:
+        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held).
+
+        ``rows`` is the first batch when the caller already read it (see ``Transaction._begin``).
+        """
+        conn = self._connection()
+        if self._applier is None:  # no state to keep current: everything committed counts as seen (as on SQLite)
+            self._seen = max(self._seen, conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+            return 0
+        if rows is None:
+            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
+        applied = 0
+        while rows:
+            self._applier(rows)
+            self._seen = rows[-1][0]
+            applied += len(rows)
+            if len(rows) < CATCH_UP_BATCH:
+                break
+            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
+        return applied
+
+    # --- worker positions and leases ---
+
+    def position(self, name: str) -> int:
+        rows = self._read("SELECT position FROM positions WHERE name = %s", (name,))
+        return rows[0][0] if rows else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with self._mutex:
+            if self._depth:
+                self._staged.append(("position", (name, position)))
+                return
+            try:
+                self._store_position(self._connection(), name, position)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+
+    def _store_position(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
+        arguments = {"name": name, "position": position, "owner": self.owner}
+        if conn.execute(STORE_POSITION, arguments).fetchone() is None:
+            holder = conn.execute("SELECT owner FROM leases WHERE name = %s", (name,)).fetchone()
+            raise LeaseLost(f"worker {name!r} is leased to {holder and holder[0]}, not to this process ({self.owner})")
+
+    def _write_staged(self, conn: psycopg.Connection[Any]) -> None:
+        """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held)."""
+        messages = [row for kind, row in self._staged if kind == "message"]
+        if len(messages) == 1:
+            conn.execute(INSERT_ONE, messages[0])
+        elif messages:
+            conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
+        for kind, args in self._staged:
+            if kind == "position":
+                self._store_position(conn, *args)
+            elif kind == "kv":
+                conn.execute(UPSERT_KV, args)
+            elif kind == "kv-delete":
+                conn.execute("DELETE FROM kv WHERE key = %s", args)
+        if not messages:
+            conn.execute("COMMIT")
+            return
+        newest = int(messages[-1][0])
+        # The identity is kept in step for anyone inserting without an id; the NOTIFY is
+        # delivered to every listener when (and only if) the transaction commits.
+        sequence = self._sequence.replace("'", "''")
+        conn.execute(f"SELECT setval('{sequence}', {newest}); NOTIFY {CHANNEL}, '{newest}'; COMMIT")
+
+    def _recover(self, newest_when_locked: int) -> bool:
+        """After the connection broke while committing: make the transaction's writes durable exactly once.
+
+        Reconnects (trying for up to 10 seconds, long enough for a server restart) and
+        takes the lock. If the transaction's first message is in the log, it had
+        committed. If not, and nothing was appended since it took the lock, the same
+        writes (same ids, same text) are sent again — the state this instance already
+        applied them to matches the log again. Otherwise it gives up (False) and the
+        App stops accepting commands until a restart replays the log.
+        """
+        first = next(row[0] for kind, row in self._staged if kind == "message")
+        deadline = time.monotonic() + max(10.0, self.lock_timeout)
+        while True:
+            try:
+                conn = self._conn = self._connect()
+                break
+            except LogUnreachable:
+                if time.monotonic() > deadline:
+                    logger.error("could not recover a lost commit: the database stayed unreachable")
+                    return False
+                time.sleep(0.05)
+        try:
+            cursor = conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}; {SELECT_NEWEST}")
+            for _ in range(3):
+                cursor.nextset()
+            (newest,) = cursor.fetchone()
+            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is not None:
+                conn.execute("COMMIT")  # it had committed
+            elif newest == newest_when_locked:
+                self._write_staged(conn)
+            else:
+                logger.error("could not recover a lost commit: another instance appended since")
+                _rollback(conn)
+                return False
+        except (psycopg.Error, LogUnreachable, LeaseLost) as exc:
+            logger.error("could not recover a lost commit: %s", _first_line(exc))
+            _rollback(conn)
+            return False
+        logger.warning("recovered a commit whose answer was lost with the connection to %s", self.path)
+        return True
+
+    def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
+        # The database's clock decides expiry, so machines with skewed clocks agree.
+        return self._write(TAKE_LEASE, (name, self.owner, ttl)).fetchone() is not None
+
+    def release_lease(self, name: str) -> None:
+        self._write("DELETE FROM leases WHERE name = %s AND owner = %s", (name, self.owner))
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        rows = self._read(
+            "SELECT name, owner, EXTRACT(EPOCH FROM expires - clock_timestamp())::float8 FROM leases ORDER BY name"
+        )
+        return {name: {"owner": owner, "expires_in": round(left, 3)} for name, owner, left in rows}
+
+    # --- the key/value table ---
+
+    def kv_get(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM kv WHERE key = %s", (key,))
+        return rows[0][0] if rows else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self._mutex:
+            if self._depth:
+                self._staged.append(("kv", (key, value)))
+                return
+            self._write(UPSERT_KV, (key, value))
+
+    def kv_delete(self, key: str) -> bool:
+        with self._mutex:
+            if not self._depth:
+                return self._write("DELETE FROM kv WHERE key = %s", (key,)).rowcount > 0
+            staged = [kind for kind, args in self._staged if kind in ("kv", "kv-delete") and args[0] == key]
+            existed = staged[-1] == "kv" if staged else self.kv_get(key) is not None
+            self._staged.append(("kv-delete", (key,)))
+            return existed
+
+    def kv_items(self) -> list[tuple[str, str]]:
+        return self._read("SELECT key, value FROM kv ORDER BY key")  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Give up this process's worker leases (so another instance takes over at once) and disconnect."""
+        with self._mutex:
+            if self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    if self._depth == 0:
+                        self._conn.execute("DELETE FROM leases WHERE owner = %s", (self.owner,))
+                self._conn.close()
+            self._conn = None
+            self._closed = True
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+
+class Transaction:
+    """A write block on a :class:`PostgresLog`: the outermost begins and locks, nested ones join it.
+
+    Beginning is one round trip: ``BEGIN``, the lock, the newest id and what other
+    instances appended (handed to the applier first). The writes inside are staged
+    and sent with the ``COMMIT``, another round trip. A nested block that raises
+    drops only its own staged writes (a savepoint kept on this side).
+    """
+
+    __slots__ = ("_appended", "_level", "_log", "_seen", "_staged")
+
+    def __init__(self, log: PostgresLog) -> None:
+        self._log = log
+        self._level = 0
+
+    def __enter__(self) -> None:
+        log = self._log
+        log._mutex.acquire()
+        self._seen, self._appended, self._staged = log._seen, log._appended, len(log._staged)
+        if log._depth:
+            log._depth += 1
+            self._level = log._depth
+            return
+        try:
+            learned = self._begin(log)
+        except psycopg.OperationalError as exc:
+            error = log._lost(exc)
+            log._mutex.release()
+            raise error from None
+        except BaseException:
+            log._mutex.release()
+            raise
+        self._level = log._depth = 1
+        self._seen = log._seen
+        log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
+
+    def _begin(self, log: PostgresLog) -> int:
+        """Begin, lock, read the newest id and what others appended; returns how many were applied.
+
+        A connection found broken before anything ran (a database restart) is replaced once.
+        """
+        # With an applier, the catch-up leaves :attr:`seen` at the newest id; without one, ask.
+        catch_up = log._applier is not None
+        last = SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH) if catch_up else SELECT_NEWEST
+        for attempt in (1, 2):
+            conn = log._connection()
+            try:
+                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {last}")
+                break
+            except psycopg.OperationalError as exc:
+                if not conn.broken or attempt == 2:
+                    _rollback(conn)  # a lock timeout: the transaction is open and failed
+                    raise
+                log._lost(exc)
+        try:
+            for _ in range(3):  # past the results of BEGIN, SET and LOCK
+                cursor.nextset()
+            if not catch_up:
+                (log._newest,) = cursor.fetchone()
+                return 0
+            log._depth = 1  # the applier may read (a long catch-up) inside this transaction
+            applied = log._apply_unseen(cursor.fetchall())
+            log._newest = log._seen
+            return applied
+        except BaseException:
+            log._depth = 0
+            _rollback(conn)
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        log = self._log
+        try:
+            if self._level > 1:
+                log._depth -= 1
+                if exc_type is not None:  # undo this block's staged writes only
+                    del log._staged[self._staged :]
+                    log._seen, log._appended = self._seen, self._appended
+                return
+            self._end(log, committing=exc_type is None)
+        except psycopg.OperationalError as error:
+            raise log._lost(error) from None
+        finally:
+            log._mutex.release()
+
+    def _end(self, log: PostgresLog, *, committing: bool) -> None:
+        notify = log._learned
+        conn = log._conn
+        try:
+            if conn is None:
+                raise LogUnreachable(f"lost the database at {log.path} during a transaction")
+            if not committing:
+                _rollback(conn)
+                log._seen = self._seen
+                return
+            try:
+                log._write_staged(conn)
+                notify = notify or log._appended
+            except psycopg.OperationalError as exc:
+                if not (log._appended and conn.broken):
+                    log._seen = self._seen
+                    _rollback(conn)
+                    raise
+                # Committed or not? This instance's state already has the messages: find out, finish the job.
+                log._lost(exc)
+                if not log._recover(log._newest):
+                    log._seen = self._seen
+                    raise
+                notify = True
+            except BaseException:
+                log._seen = self._seen
+                _rollback(conn)
+                raise
+        finally:
+            log._depth = 0
+            log._appended = log._learned = False
+            log._staged.clear()
+            if notify:
+                log._notify()
+
+
+def _lock_statement(timeout: float) -> str:
+    """Become the only writer until the transaction ends; readers go on (EXCLUSIVE, not ACCESS EXCLUSIVE)."""
+    return f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'; LOCK TABLE messages IN EXCLUSIVE MODE"
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    with contextlib.suppress(psycopg.OperationalError):
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,0 +1,75 @@
+"""Error answers: a styled page for people, JSON for programs.
+
+A browser asks for ``text/html`` and gets core/error.html; the JSON API (and any
+client that does not ask for HTML) gets ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .pages import Pages
+from .security import add_security_headers
+
+API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
+HEADINGS = {
+    400: "Bad request",
+    401: "Sign in needed",
+    403: "Refused",
+    404: "Not found",
+    405: "Not allowed",
+    413: "Too large",
+    500: "Something went wrong",
+}
+
+
+def is_api_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(f"{prefix}/") for prefix in API_PREFIXES)
+
+
+def wants_html(request: Request) -> bool:
+    """A page request from a browser, as opposed to a call to the JSON API."""
+    return not is_api_path(request.url.path) and "text/html" in request.headers.get("accept", "")
+
+
+def error_response(
+    pages: Pages,
+    request: Request,
+    status_code: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error page, or ``{"error": message}`` for API clients."""
+    if wants_html(request):
+        heading = HEADINGS.get(status_code, "Error")
+        response: Response = pages.render(
+            "core/error.html", status_code, request=request, heading=heading, message=message, back_url="/"
+        )
+    else:
+        response = JSONResponse({"error": message}, status_code=status_code)
+    response.headers.update(headers or {})
+    return response
+
+
+def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
+    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 500 for crashes."""
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(pages, request, 404, "There is nothing at this address.")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        return error_response(pages, request, 405, f"{request.method} is not allowed here.", headers=headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers crashes outside the other middleware, so the headers are added here.
+        response = error_response(pages, request, 500, "The server hit an error; it has been logged.")
+        add_security_headers(response.headers)
+        return response
+
+    return {404: not_found, 405: method_not_allowed, 500: server_error}

@@ -1,0 +1,200 @@
+"""The HTTP face of the app: Starlette, with the JSON command/query API, the pages and /events.
+
+``POST /commands`` takes ``{"type": "posts/create", "payload": {...}}`` and answers
+201 with the new message id. Every refusal is a 4xx and appends nothing.
+Security headers, cross-origin protection and the token check (security.py,
+auth.py) wrap every route.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .app import App
+from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
+from .commands import CommandRejected, StateDiverged
+from .errors import error_response, exception_handlers
+from .events import EventStreams
+from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
+from .log import LogUnreachable
+from .queries import UnknownQuery
+from .security import CrossOriginProtection, SecurityHeaders
+from .supervisor import WorkerState
+
+# The feature pages import the form helpers from here.
+__all__ = ["MAX_BODY_BYTES", "RequestTooLarge", "create_http_app", "form_errors", "read_body", "read_form"]
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_http_app(
+    app: App,
+    *,
+    replay: bool = True,
+    start_workers: bool = True,
+    on_closed: Callable[[list[str]], None] | None = None,
+    tokens: Sequence[str] | None = None,
+    host: str = "127.0.0.1",
+) -> Starlette:
+    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
+
+    ``on_closed`` gets the names of workers that did not stop in time, once the
+    database is closed (``serve`` uses it to leave without them). ``tokens`` are the
+    accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
+    ``host`` is the interface served on: ``/mcp`` answers only ``Host`` headers that name it.
+    """
+    from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
+
+    accepted = tokens_from_env() if tokens is None else tuple(tokens)
+    events = EventStreams(app.log)
+    mcp = MCPEndpoint(app, host=host)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if replay:
+            app.replay()
+        if start_workers:
+            await app.start_workers()
+        try:
+            with events.closed_on_shutdown_signal():
+                async with mcp.running():
+                    yield
+        finally:
+            events.close()
+            stuck = await app.close()
+            if on_closed is not None:
+                on_closed(stuck)
+
+    async def index(request: Request) -> Response:
+        return app.pages.render("core/index.html", app=app, request=request)
+
+    async def post_command(request: Request) -> Response:
+        if _media_type(request) != "application/json":
+            return _error(415, "send JSON with Content-Type: application/json")
+        try:
+            body = await read_body(request)
+        except RequestTooLarge:
+            return _error(413, f"request body is over {MAX_BODY_BYTES} bytes")
+        try:
+            envelope = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            return _error(400, "body is not valid JSON (or nested too deeply)")
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+            return _error(400, 'expected {"type": "feature/verb", "payload": {...}}')
+        payload = envelope.get("payload", {})
+        if not isinstance(payload, dict):
+            return _error(400, "payload must be a JSON object")
+        spec = app.commands.find(envelope["type"])
+        if spec is None or not spec.public:
+            return _error(404, f"unknown command type {envelope['type']!r}")
+        try:
+            command = spec.model.model_validate(payload)
+        except ValidationError as exc:
+            return _error(400, "invalid payload", fields=field_errors(exc))
+        try:
+            message = app.dispatch(command)
+        except CommandRejected as exc:
+            return _error(exc.status_code, str(exc))
+        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
+            return _error(503, str(exc))
+        return JSONResponse(
+            {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
+            status_code=201,
+        )
+
+    async def list_commands(_: Request) -> Response:
+        return JSONResponse(app.describe()["commands"])
+
+    async def list_queries(_: Request) -> Response:
+        return JSONResponse(app.describe()["queries"])
+
+    async def run_query(request: Request) -> Response:
+        type = f"{request.path_params['feature']}/{request.path_params['name']}"
+        try:
+            result = app.query(type, dict(request.query_params))
+        except UnknownQuery:
+            return _error(404, f"unknown query type {type!r}")
+        except ValidationError as exc:
+            return _error(400, "invalid query parameters", fields=field_errors(exc))
+        except CommandRejected as exc:
+            return _error(exc.status_code, str(exc))
+        return JSONResponse(to_jsonable_python(result))
+
+    async def healthz(request: Request) -> Response:
+        workers = [handle.describe() for handle in app.supervisor.handles]
+        try:
+            version: int | None = app.log.version()
+            dead_letters = app.dead_letters.counts()
+        except LogUnreachable:
+            version, dead_letters = None, {}
+        healthy = (
+            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
+        )
+        # 503 when this process cannot do its job; "degraded" with 200 when dead letters wait for an operator.
+        status = "ok" if healthy and not dead_letters else "degraded"
+        status_code = 200 if healthy else 503
+        if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
+            return JSONResponse({"status": status}, status_code=status_code)
+        return JSONResponse(
+            {
+                "status": status,
+                "version": version,
+                "workers": workers,
+                "dead_letters": dead_letters,
+                "process": app.runtime(),  # which workers this process runs, which it stands by for
+                "diverged": app.diverged,
+            },
+            status_code=status_code,
+        )
+
+    refuse = partial(error_response, app.pages)
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(CrossOriginProtection, refuse=refuse),
+    ]
+    routes = [
+        Route("/", index, name="index"),
+        Route("/commands", post_command, methods=["POST"]),
+        Route("/commands", list_commands, methods=["GET"]),
+        Route("/queries", list_queries),
+        Route("/queries/{feature}/{name}", run_query),
+        Route("/events", events.endpoint, name="events"),
+        Route("/healthz", healthz),
+        Route("/mcp", mcp),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *app.routes,
+    ]
+    if accepted:
+        checker = Tokens(accepted)
+        middleware.append(Middleware(RequireToken, tokens=checker, refuse=refuse))
+        routes[1:1] = auth_routes(checker, app.pages)
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=exception_handlers(app.pages), lifespan=lifespan
+    )
+
+
+def _refuse_constant(name: str) -> float:
+    """NaN and Infinity are not JSON; stored as null they would break replay."""
+    raise ValueError(f"{name} is not allowed")
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)

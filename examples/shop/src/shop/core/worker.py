@@ -1,0 +1,372 @@
+"""Background workers: the protocol the app runs, and a helper for the common case.
+
+A worker is any object with three coroutines. The app calls ``start`` once in
+the worker's own task, then ``work`` every poll interval (plus jitter) and at
+once whenever a message is appended, and ``stop`` on shutdown::
+
+    class Greeter:
+        name = "greeter"
+
+        async def start(self, app: App) -> None:
+            self.app = app
+            self.position = app.log.version()  # only react to what comes next
+
+        async def work(self) -> None:
+            for message in self.app.log.after(self.position):
+                if message.type == "posts/create":
+                    print("new post:", message.payload()["title"])
+                self.position = message.id
+
+        async def stop(self) -> None:
+            pass
+
+    app.register_worker(Greeter())
+
+Optional attributes: ``name`` (defaults to the class name), ``poll_interval``
+and ``jitter`` (seconds; default to the app's), and ``wake_on_append = False``
+for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
+stored positions, replay and exactly-once dispatch on top.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from .commands import CommandRejected
+from .log import Message, MessageLogBackend
+
+if TYPE_CHECKING:
+    from .app import App
+
+logger = logging.getLogger(__name__)
+MAX_ERROR_LENGTH = 1_000
+
+
+@runtime_checkable
+class Worker(Protocol):
+    """What the app needs from a background worker."""
+
+    async def start(self, app: App) -> None:
+        """Load state, usually by scanning the log; remember the position reached."""
+
+    async def stop(self) -> None:
+        """Release resources and cancel in-flight calls; called once on shutdown."""
+
+    async def work(self) -> None:
+        """One work cycle: read newer messages, query the app, dispatch commands."""
+
+
+class WorkerError(Exception):
+    """A worker failed; carries the worker's name and, when there is one, the cause."""
+
+    def __init__(self, worker: str, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"worker {worker!r}: {message}")
+        self.worker = worker
+        self.__cause__ = cause
+
+
+class WorkerStopped(WorkerError):
+    """The worker was asked to do something after it stopped."""
+
+
+class WorkerAlreadyStarted(WorkerError):
+    """Workers cannot be registered or started once the app has started them."""
+
+
+def worker_name(worker: object) -> str:
+    """The name the app knows a worker by: its ``name`` attribute or its class name."""
+    return getattr(worker, "name", None) or type(worker).__name__
+
+
+@dataclass
+class Context:
+    """What a :class:`CommandWorker` handler gets besides the command.
+
+    ``replaying`` is True while the worker rebuilds its state on start: the
+    handler must then skip side effects (API calls, e-mails) because they were
+    already done and recorded before. Commands passed to :meth:`dispatch` are
+    appended together with the worker's new position, in one transaction.
+    """
+
+    app: App
+    message: Message
+    replaying: bool
+    dispatched: list[BaseModel] = field(default_factory=list)
+
+    def dispatch(self, command: BaseModel) -> None:
+        """Queue a command for this message; ignored during replay (it is in the log already)."""
+        if not self.replaying:
+            self.dispatched.append(command)
+
+
+Handler = Callable[[Any, Context], Awaitable[None] | None]
+Periodic = Callable[["App"], Awaitable[None] | None]
+
+
+class CommandWorker:
+    """A worker that reacts to message types, dispatching each result exactly once.
+
+    ::
+
+        notifier = CommandWorker("posts-notifier")
+
+        @notifier.on("posts/set-generated-summary")
+        async def announce(command: SetGeneratedSummary, ctx: Context) -> None:
+            if not ctx.replaying:
+                await send_mail(command.summary)
+
+        app.register_worker(notifier)
+
+    Its position is stored in the app's database and committed in the same
+    transaction as the commands a handler dispatched, so a crash never loses or
+    repeats them. Side effects a handler performs itself (an e-mail, an API call)
+    happen at least once: a crash before the commit repeats them, so send an
+    idempotency key where the other side accepts one. Handlers see the validated command model when the type is
+    registered with the app, else the decoded payload (a dict).
+
+    A handler that keeps failing on one message is retried (with the app's backoff)
+    up to ``max_attempts`` times, or for ``max_retry_seconds`` since its first failure;
+    then the message becomes a dead letter (see deadletters.py) and the worker goes
+    on with the next one. ``dead_letter=False`` keeps retrying forever instead, for a
+    worker that must never skip a message.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        log: MessageLogBackend | None = None,
+        poll_interval: float | None = None,
+        jitter: float | None = None,
+        batch_size: int = 500,
+        max_attempts: int = 5,
+        max_retry_seconds: float | None = None,
+        dead_letter: bool = True,
+    ) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.dead_letter = dead_letter
+        self.poll_interval = poll_interval
+        self.jitter = jitter
+        self.position = 0
+        self.own_log = log
+        self._handlers: dict[str, Handler] = {}
+        self._periodic: list[Periodic] = []
+        self._app: App | None = None
+        self._stopped = False
+        self._failing: set[int] = set()  # ids of messages with failed attempts on record
+
+    def on(self, type: str, handler: Handler | None = None) -> Any:
+        """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
+
+        def add(handler: Handler) -> Handler:
+            self._handlers[type] = handler
+            return handler
+
+        return add(handler) if handler is not None else add
+
+    def every_cycle(self, task: Periodic) -> Periodic:
+        """Also run ``task(app)`` at the end of every work cycle (periodic work)."""
+        self._periodic.append(task)
+        return task
+
+    @property
+    def handled_types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            raise WorkerError(self.name, "not started")
+        return self._app
+
+    @property
+    def log(self) -> MessageLogBackend:
+        """The log this worker reads: its own if it was given one, else the app's."""
+        return self.own_log or self.app.log
+
+    async def start(self, app: App) -> None:
+        """Rebuild the handlers' state from the log, up to the stored position (dead letters left out)."""
+        self._app = app
+        self._stopped = False
+        self.position = app.log.position(self.name)
+        never_handled = app.dead_letters.skipped_ids(self.name)
+        self._failing = app.dead_letters.failing_ids(self.name)
+        for message in self.log.after(0):
+            if message.id > self.position:
+                break
+            if message.id not in never_handled:
+                await self._handle(message, replaying=True)
+
+    async def work(self) -> None:
+        """Redeliver the dead letters an operator asked for, handle every message after
+        the stored position, then run periodic tasks.
+
+        The commands dispatched for a batch of messages are committed in one
+        transaction with the new position: one write per cycle, not one per message.
+        """
+        if self._stopped:
+            raise WorkerStopped(self.name, "work() called after stop()")
+        await self._redeliver()
+        while await self._work_batch():
+            pass
+        for task in self._periodic:
+            await _maybe_await(task(self.app))
+
+    async def _work_batch(self) -> bool:
+        """Handle up to ``batch_size`` messages and commit what they dispatched; True if more are waiting."""
+        app = self.app
+        # Read no further than this process's state reaches: handlers query that state.
+        limit = None
+        if self.own_log is None:
+            app.log.catch_up()
+            limit = app.log.seen
+        dispatched: list[tuple[int, list[BaseModel]]] = []
+        handled = 0
+        reached = self.position
+        for message in self.log.after(self.position, batch_size=self.batch_size):
+            if self._stopped or (limit is not None and message.id > limit):
+                break
+            if message.type in self._handlers:
+                try:
+                    ctx = await self._handle(message, replaying=False)
+                except Exception as exc:
+                    if reached != self.position:  # keep what the messages before this one did
+                        self._commit(dispatched, reached)
+                    dispatched = []
+                    if not self._give_up(message, exc):
+                        raise  # the supervisor backs off and calls work() again
+                    reached = self.position  # past the message, now a dead letter
+                    continue
+                if ctx.dispatched:
+                    dispatched.append((message.id, ctx.dispatched))
+                handled += 1
+            reached = message.id
+            if handled >= self.batch_size:
+                break
+        if reached != self.position:
+            self._commit(dispatched, reached)
+        return handled >= self.batch_size and not self._stopped
+
+    def _commit(self, dispatched: list[tuple[int, list[BaseModel]]], reached: int) -> None:
+        """Commit each message's commands (all or none of them) and the position, in one transaction.
+
+        A message whose commands the app refuses stops the batch there: the ones
+        before it are committed with the position just before it, and the refusal
+        is raised, so the worker retries from that message.
+        """
+        app = self.app
+        refused: CommandRejected | None = None
+        with app.batch():
+            for message_id, commands in dispatched:
+                try:
+                    app.commit(commands)  # a savepoint inside this transaction
+                except CommandRejected as exc:
+                    refused, reached = exc, message_id - 1
+                    break
+            succeeded = {id for id in self._failing if id <= reached}  # handled after failing before
+            if succeeded:
+                app.dead_letters.clear_failures(self.name, succeeded)
+            app.log.set_position(self.name, reached)
+        self.position = reached
+        self._failing -= succeeded
+        if refused is not None:
+            raise refused
+
+    # --- failures and dead letters ---
+
+    def _give_up(self, message: Message, exc: Exception) -> bool:
+        """Count a failed attempt; when the budget is spent, bury the message and move past it.
+
+        The dead letter and the new position commit together, so the decision is made
+        exactly once and survives a crash. Returns False while attempts remain.
+        """
+        app = self.app
+        error = _describe(exc)
+        attempts, first_failed_at = app.dead_letters.record_failure(self.name, message.id, error)
+        self._failing.add(message.id)
+        if not self._budget_spent(attempts, first_failed_at):
+            return False
+        with app.batch():
+            app.dead_letters.bury(self.name, message, attempts, error)
+            app.log.set_position(self.name, message.id)
+        self.position = message.id
+        self._failing.discard(message.id)
+        logger.error(
+            "worker %r gave up on message %d (%s) after %d attempts: %s; "
+            "decide with `deadletters retry|discard` (see `deadletters list`)",
+            self.name, message.id, message.type, attempts, error,
+        )  # fmt: skip
+        return True
+
+    def _budget_spent(self, attempts: int, first_failed_at: str) -> bool:
+        if not self.dead_letter:
+            return False
+        if attempts >= self.max_attempts:
+            return True
+        if self.max_retry_seconds is None:
+            return False
+        failing_for = datetime.now(UTC) - datetime.fromisoformat(first_failed_at)
+        return failing_for.total_seconds() >= self.max_retry_seconds
+
+    async def _redeliver(self) -> None:
+        """Handle once more the dead letters an operator asked to retry; their commands and
+        the dead letter's new status commit together, so a retry takes effect exactly once."""
+        app = self.app
+        for letter in app.dead_letters.retries_for(self.name):
+            message = self._message(letter.message_id)
+            try:
+                if message is None:
+                    raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
+                ctx = await self._handle(message, replaying=False)
+            except Exception as exc:
+                error = _describe(exc)
+                attempts, first_failed_at = app.dead_letters.record_failure(self.name, letter.message_id, error)
+                if self._budget_spent(attempts, first_failed_at):
+                    app.dead_letters.bury_again(letter.id, attempts, error)
+                    logger.error("worker %r: retry of dead letter %d failed again: %s", self.name, letter.id, error)
+                    continue
+                raise
+            with app.batch():
+                app.dead_letters.clear_failures(self.name, {letter.message_id})
+                app.dead_letters.resolve(letter.id)
+                app.commit(ctx.dispatched)
+            logger.info("worker %r handled dead letter %d on retry", self.name, letter.id)
+
+    def _message(self, id: int) -> Message | None:
+        message = next(iter(self.log.after(id - 1, batch_size=1)), None)
+        return message if message is not None and message.id == id else None
+
+    async def stop(self) -> None:
+        self._stopped = True
+
+    async def _handle(self, message: Message, *, replaying: bool) -> Context:
+        ctx = Context(self.app, message, replaying)
+        handler = self._handlers.get(message.type)
+        if handler is not None:
+            await _maybe_await(handler(self._decode(message), ctx))
+        return ctx
+
+    def _decode(self, message: Message) -> Any:
+        spec = self.app.commands.find(message.type)
+        if spec is None:
+            return message.payload()
+        return spec.model.model_validate_json(message.data)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(result):
+        await result

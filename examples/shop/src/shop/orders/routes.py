@@ -1,0 +1,185 @@
+"""The orders pages: a list, a detail page, and forms that send the same commands as ``POST /commands``.
+
+A form that does not validate is shown again, with the errors beside the
+fields and the input kept, and nothing is dispatched. An unchecked checkbox
+is not sent by the browser at all: it means false. A ``datetime-local`` input
+carries no offset: its time is read as UTC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..core import App, CommandRejected, NotFound
+from ..core.http import RequestTooLarge, form_errors, read_form
+from ..core.pages import redirect_with_flash
+from ..core.references import MissingReference
+from .commands import CreateOrder, DeleteOrder, UpdateOrder
+
+URL = "/orders"
+TEMPLATES = Path(__file__).parent / "templates"
+FORM_FIELDS = ("customer", "total", "paid", "due", "status", "shipped_at", "quantity", "weight", "note")
+CHECKBOXES = ("paid",)
+UTC_TIMES = ("shipped_at",)
+# ref fields: the feature they refer to, for the choices in selects and the names on pages.
+REFERENCES = {"customer": "customers"}
+MAX_CHOICES = 1000
+FORM_METHODS = ("GET", "POST")
+# What the HTML templates need to know about this feature.
+FEATURE = {"name": "orders", "title": "Orders", "item_title": "Order", "url": URL}
+
+
+class OrdersPages:
+    """The orders pages' handlers: they use ``app.query`` and ``app.dispatch``, like any client."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def register(self) -> None:
+        """Add the routes (``new`` before ``{item_id}``, so it is not read as an id) and the index link."""
+        app = self.app
+        app.add_route(URL, self.list_page, name="orders:list")
+        app.add_route(f"{URL}/new", self.new_page, methods=FORM_METHODS, name="orders:new")
+        app.add_route(URL + "/{item_id}", self.detail_page, name="orders:detail")
+        app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="orders:edit")
+        app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="orders:delete")
+        app.add_link("Orders", URL)
+
+    async def list_page(self, request: Request) -> Response:
+        chosen = {name: value for name, value in request.query_params.items() if value}  # an empty filter is no filter
+        try:
+            listing = self.app.query("orders/list", chosen)
+        except ValidationError:
+            return self._error(request, 400, "Bad request", "That filter, sort or page does not exist.")
+        filters = {name: value for name, value in chosen.items() if name not in ("offset", "limit")}
+        return self._render(request, "list.html", listing=listing, filters=filters)
+
+    async def detail_page(self, request: Request) -> Response:
+        item = self._find(request.path_params["item_id"])
+        if item is None:
+            return self._not_found(request)
+        return self._render(request, "detail.html", item=item)
+
+    async def new_page(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._form(request, action=f"{URL}/new", values={})
+        try:
+            values = await _read_fields(request)
+        except RequestTooLarge:
+            return PlainTextResponse("the form is too large", status_code=413)
+        try:
+            command = CreateOrder.model_validate(values)
+        except ValidationError as exc:
+            return self._form(request, action=f"{URL}/new", values=values, errors=form_errors(exc), status_code=400)
+        return self._dispatch_then_show(request, command, "Order created.", action=f"{URL}/new", values=values)
+
+    async def edit_page(self, request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        item = self._find(item_id)
+        if item is None:
+            return self._not_found(request)
+        action = f"{URL}/{item_id}/edit"
+        if request.method == "GET":
+            return self._form(request, action=action, values=item, item=item)
+        try:
+            values = await _read_fields(request)
+        except RequestTooLarge:
+            return PlainTextResponse("the form is too large", status_code=413)
+        try:
+            command = UpdateOrder.model_validate({**values, "id": item_id})
+        except ValidationError as exc:
+            errors = form_errors(exc)
+            return self._form(request, action=action, values=values, errors=errors, item=item, status_code=400)
+        return self._dispatch_then_show(request, command, "Order saved.", action=action, values=values, item=item)
+
+    async def delete(self, request: Request) -> Response:
+        item = self._find(request.path_params["item_id"])
+        if item is None:
+            return self._not_found(request)
+        try:
+            self.app.dispatch(DeleteOrder(id=item["id"]))
+        except CommandRejected as exc:
+            return self._error(request, exc.status_code, "Not deleted", str(exc))
+        return redirect_with_flash(URL, "Order deleted.")
+
+    # --- helpers ---
+
+    def _find(self, item_id: str) -> dict[str, Any] | None:
+        try:
+            return self.app.query("orders/get", {"id": item_id})
+        except (NotFound, ValidationError):
+            return None
+
+    def _dispatch_then_show(
+        self, request: Request, command: CreateOrder | UpdateOrder, flash: str, **form: Any
+    ) -> Response:
+        try:
+            self.app.dispatch(command)
+        except MissingReference as exc:
+            errors = {exc.field: "Choose one that exists."}
+            return self._form(request, errors=errors, status_code=exc.status_code, **form)
+        except CommandRejected as exc:
+            return self._form(request, errors={"form": str(exc)}, status_code=exc.status_code, **form)
+        return redirect_with_flash(f"{URL}/{command.id}", flash)
+
+    def _form(
+        self,
+        request: Request,
+        *,
+        action: str,
+        values: dict[str, Any],
+        errors: dict[str, str] | None = None,
+        item: dict[str, Any] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        return self._render(
+            request, "form.html", status_code, action=action, values=values, errors=errors or {}, item=item
+        )
+
+    def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        return self.app.pages.render(
+            f"orders/{template}",
+            status_code,
+            request=request,
+            feature=FEATURE,
+            choices=self._choices(),
+            **context,
+        )
+
+    def _choices(self) -> dict[str, list[dict[str, Any]]]:
+        """For each ref field, the items it may refer to (for selects, and to name them on pages)."""
+        return {
+            field: self.app.query(f"{feature}/list", {"limit": MAX_CHOICES})["items"]
+            for field, feature in REFERENCES.items()
+        }
+
+    def _not_found(self, request: Request) -> Response:
+        return self._error(request, 404, "Not found", "There is no order with that id.")
+
+    def _error(self, request: Request, status_code: int, heading: str, message: str) -> Response:
+        return self.app.pages.render(
+            "core/error.html",
+            status_code,
+            request=request,
+            heading=heading,
+            message=message,
+            back_url=URL,
+            feature=FEATURE,
+        )
+
+
+async def _read_fields(request: Request) -> dict[str, Any]:
+    """The form's fields that the commands take; an empty input is left out (a submit button's name, too)."""
+    form = await read_form(request)
+    values: dict[str, Any] = {name: form[name] for name in FORM_FIELDS if form.get(name, "").strip()}
+    for name in CHECKBOXES:
+        values[name] = name in form
+    for name in UTC_TIMES:
+        if name in values and not values[name].endswith("Z"):
+            values[name] += "Z"
+    return values

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real App on a real SQLite file, with a tiny "notes" feature for core tests.
+
+Set ``APP_TEST_DB`` to a PostgreSQL database (``postgresql://user@host:port/dbname``, a
+user allowed to create schemas in it) and every test using ``app`` or ``db`` runs on
+PostgreSQL as well, each in a fresh schema (``pip install -e '.[postgres]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from pydantic import BaseModel, Field
+
+from shop.core import App, Message, NotFound, open_log
+
+TEST_DB = os.environ.get("APP_TEST_DB", "")
+
+
+class AddNote(BaseModel):
+    id: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1, max_length=200)
+
+
+class RemoveNote(BaseModel):
+    id: str
+
+
+class GetNote(BaseModel):
+    id: str
+
+
+class Notes:
+    """The smallest possible feature state: notes by id."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+
+    def add(self, command: AddNote, message: Message) -> None:
+        self.items[command.id] = command.text
+
+    def remove(self, command: RemoveNote, message: Message) -> None:
+        if command.id not in self.items:
+            raise NotFound(f"no note {command.id!r}")
+        del self.items[command.id]
+
+    def get(self, query: GetNote) -> dict[str, str]:
+        if query.id not in self.items:
+            raise NotFound(f"no note {query.id!r}")
+        return {"id": query.id, "text": self.items[query.id]}
+
+
+def register_notes(app: App) -> Notes:
+    notes = Notes()
+    app.add_feature("notes")
+    app.commands.register("notes/add", AddNote, notes.add)
+    app.commands.register("notes/remove", RemoveNote, notes.remove)
+    app.queries.register("notes/get", GetNote, notes.get)
+    return notes
+
+
+@pytest.fixture(autouse=True)
+def _no_api_token_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their tokens (``create_http_app(app, tokens=[...])``); an exported APP_API_TOKEN must not leak in."""
+    monkeypatch.delenv("APP_API_TOKEN", raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"] if TEST_DB else ["sqlite"])
+def db(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """Where a test's log lives (``--db``): an SQLite file, and a fresh PostgreSQL schema with ``APP_TEST_DB``."""
+    if request.param == "sqlite":
+        yield str(db_path)
+    else:
+        yield from fresh_postgresql_database(TEST_DB)
+
+
+def fresh_postgresql_database(server: str) -> Iterator[str]:
+    """An empty schema of its own on ``server`` (cheaper than a database): yield its URL, drop it afterwards."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    parts = urlsplit(server)
+    query = "&".join(filter(None, [parts.query, f"options=-csearch_path%3D{name}"]))
+    yield urlunsplit(parts._replace(query=query))
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def app(db: str) -> Iterator[App]:
+    app = App(open_log(db), poll_interval=0.01, jitter=0.01, stop_timeout=1.0)
+    yield app
+    app.log.close()  # closing twice is harmless

@@ -1,0 +1,83 @@
+"""The App: dispatching commands, replaying the log, answering queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shop.core import App, MessageLog, NotFound
+from shop.core.commands import StateDiverged
+from shop.main import build_app
+
+from .conftest import AddNote, RemoveNote, register_notes
+
+
+def test_dispatch_applies_state_and_appends(app: App) -> None:
+    notes = register_notes(app)
+    message = app.dispatch(AddNote(id="a", text="hello"))
+    assert notes.items == {"a": "hello"}
+    assert message.type == "notes/add" and message.payload() == {"id": "a", "text": "hello"}
+    assert app.query("notes/get", {"id": "a"}) == {"id": "a", "text": "hello"}
+
+
+def test_invalid_payload_is_rejected_before_anything_is_written(app: App) -> None:
+    register_notes(app)
+    with pytest.raises(ValidationError):
+        app.dispatch_payload("notes/add", {"id": "a", "text": ""})
+    assert app.log.version() == 0
+
+
+def test_a_refused_command_is_not_in_the_log(app: App) -> None:
+    register_notes(app)
+    with pytest.raises(NotFound):
+        app.dispatch(RemoveNote(id="nope"))
+    assert app.log.version() == 0
+
+
+def test_replay_rebuilds_state_after_a_restart(db_path: Path) -> None:
+    first = App(MessageLog(db_path))
+    register_notes(first)
+    first.dispatch(AddNote(id="a", text="one"))
+    first.dispatch(AddNote(id="b", text="two"))
+    first.dispatch(RemoveNote(id="a"))
+    first.log.close()
+
+    second = App(MessageLog(db_path))
+    notes = register_notes(second)
+    assert second.replay() == 3
+    assert notes.items == {"b": "two"}
+
+
+def test_describe_lists_what_is_registered(app: App) -> None:
+    register_notes(app)
+    description = app.describe()
+    assert description["features"] == ["notes"]
+    assert [c["type"] for c in description["commands"]] == ["notes/add", "notes/remove"]
+    assert [q["type"] for q in description["queries"]] == ["notes/get"]
+
+
+def test_the_generated_app_builds_with_its_features(db_path: Path) -> None:
+    app = build_app(str(db_path))
+    assert app.describe()["log"]["version"] == 0
+    app.log.close()
+
+
+def test_state_that_did_not_commit_stops_the_app_taking_commands(app: App) -> None:
+    """Two commands in one commit, the second refused: the first changed memory but is not in the log."""
+    notes = register_notes(app)
+    with pytest.raises(NotFound):
+        app.commit([AddNote(id="a", text="one"), RemoveNote(id="missing")])
+    assert app.log.version() == 0 and notes.items == {"a": "one"}  # memory and log disagree...
+    with pytest.raises(StateDiverged):  # ...so nothing more is accepted until a restart replays
+        app.dispatch(AddNote(id="b", text="two"))
+    assert app.log.version() == 0
+
+
+def test_a_refused_first_command_leaves_the_app_healthy(app: App) -> None:
+    register_notes(app)
+    with pytest.raises(NotFound):
+        app.commit([RemoveNote(id="missing"), AddNote(id="a", text="one")])
+    assert app.diverged is None
+    app.dispatch(AddNote(id="b", text="two"))

@@ -1,0 +1,109 @@
+"""The MCP tools: the app's commands and queries for AI agents, through the mcp SDK's own client."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from pydantic import BaseModel
+
+from shop.core import App
+from shop.core.mcp import allowed_hosts, build_server, tool_name
+from shop.main import build_app
+
+from .conftest import register_notes
+
+pytestmark = pytest.mark.anyio
+
+
+class Stamp(BaseModel):
+    """Only a worker may send this."""
+
+    id: str
+
+
+@pytest.fixture
+def notes_app(app: App) -> App:
+    register_notes(app)
+    app.commands.register("notes/stamp", Stamp, public=False)
+    return app
+
+
+async def test_public_commands_and_queries_are_the_tools(notes_app: App) -> None:
+    async with Client(build_server(notes_app)) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert sorted(tools) == ["notes_add", "notes_get", "notes_remove"]  # notes/stamp is worker-only
+    assert tools["notes_add"].input_schema == notes_app.commands.get("notes/add").model.model_json_schema()
+    assert tools["notes_get"].annotations.read_only_hint is True
+    assert tools["notes_add"].annotations.read_only_hint is False
+
+
+async def test_a_command_is_appended_and_answered_as_json(notes_app: App) -> None:
+    async with Client(build_server(notes_app)) as client:
+        result = await client.call_tool("notes_add", {"id": "a", "text": "hi"})
+        assert not result.is_error
+        assert result.structured_content["type"] == "notes/add"
+        assert json.loads(result.content[0].text) == result.structured_content
+        answer = await client.call_tool("notes_get", {"id": "a"})
+    assert answer.structured_content == {"id": "a", "text": "hi"}
+    assert notes_app.log.version() == 1
+
+
+async def test_invalid_arguments_are_an_error_result_with_the_fields(notes_app: App) -> None:
+    async with Client(build_server(notes_app)) as client:
+        result = await client.call_tool("notes_add", {"id": "a", "text": ""})
+    assert result.is_error
+    assert [field["loc"] for field in result.structured_content["fields"]] == [["text"]]
+    assert notes_app.log.version() == 0
+
+
+async def test_a_refused_command_is_an_error_result_and_appends_nothing(notes_app: App) -> None:
+    async with Client(build_server(notes_app)) as client:
+        result = await client.call_tool("notes_remove", {"id": "missing"})
+    assert result.is_error and "missing" in result.structured_content["error"]
+    assert notes_app.log.version() == 0
+
+
+async def test_worker_only_and_unknown_tools_cannot_be_called(notes_app: App) -> None:
+    async with Client(build_server(notes_app)) as client:
+        for name in ("notes_stamp", "notes_nope"):
+            with pytest.raises(MCPError, match="unknown tool"):
+                await client.call_tool(name, {"id": "a"})
+    assert notes_app.log.version() == 0
+
+
+def test_tool_names_are_command_types_with_an_underscore_for_the_slash() -> None:
+    assert tool_name("posts/create") == "posts_create"
+    assert tool_name("posts/set-generated-summary") == "posts_set-generated-summary"
+    with pytest.raises(ValueError, match="cannot be an MCP tool name"):
+        tool_name("posts/créer")
+
+
+def test_slash_mcp_answers_only_host_headers_naming_the_served_interface() -> None:
+    assert allowed_hosts("192.0.2.7") == sorted(
+        ["192.0.2.7", "192.0.2.7:*", "127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]
+    )
+    assert allowed_hosts("0.0.0.0") is None  # every interface: the names are unknown, the API token guards it
+
+
+async def test_python_m_app_mcp_serves_every_registered_tool_over_stdio(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    registered = build_app(str(db))
+    expected = sorted(
+        [tool_name(spec.type) for spec in registered.commands if spec.public]
+        + [tool_name(spec.type) for spec in registered.queries]
+    )
+    registered.log.close()
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "shop", "mcp", "--db", str(db)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))},
+    )
+    async with Client(server, read_timeout_seconds=30) as client:
+        tools = (await client.list_tools()).tools
+    assert sorted(tool.name for tool in tools) == expected

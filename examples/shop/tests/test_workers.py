@@ -1,0 +1,324 @@
+"""The worker runtime: start, wake-up, fault isolation, bounded shutdown, exactly-once dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from shop.core import (
+    App,
+    CommandWorker,
+    Context,
+    LeaseLost,
+    MessageLog,
+    WorkerAlreadyStarted,
+    WorkerError,
+    WorkerStopped,
+)
+from shop.core.supervisor import WorkerState
+
+from .conftest import AddNote, Notes, register_notes
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A worker that records every call the runtime makes."""
+
+    def __init__(self, name: str, *, fail_work: bool = False, hang_work: bool = False, hang_stop: bool = False) -> None:
+        self.name = name
+        self.calls: list[str] = []
+        self.fail_work = fail_work
+        self.hang_work = hang_work
+        self.hang_stop = hang_stop
+
+    async def start(self, app: App) -> None:
+        self.calls.append("start")
+
+    async def work(self) -> None:
+        self.calls.append("work")
+        if self.fail_work:
+            raise RuntimeError(f"{self.name} is broken")
+        if self.hang_work:
+            await asyncio.sleep(3600)
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+        if self.hang_stop:
+            await asyncio.sleep(3600)
+
+
+async def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def test_every_worker_is_started_worked_and_stopped(app: App) -> None:
+    workers = [Recorder(f"w{i}") for i in range(3)]
+    for worker in workers:
+        app.register_worker(worker)
+    await app.start_workers()
+    await wait_until(lambda: all(w.calls.count("work") >= 2 for w in workers))
+    assert await app.stop_workers() == []
+    for worker in workers:
+        assert worker.calls[0] == "start" and worker.calls[-1] == "stop"
+    assert {h.state for h in app.supervisor.handles} == {WorkerState.STOPPED}
+
+
+async def test_hanging_workers_do_not_make_shutdown_exceed_its_timeout(app: App) -> None:
+    hangs_in_work = Recorder("work-hang", hang_work=True)
+    hangs_in_stop = Recorder("stop-hang", hang_stop=True)
+    healthy = Recorder("healthy")
+    for worker in (hangs_in_work, hangs_in_stop, healthy):
+        app.register_worker(worker)
+    await app.start_workers()
+    await wait_until(lambda: "work" in hangs_in_work.calls)
+    began = time.monotonic()
+    stuck = await app.stop_workers(timeout=0.5)
+    assert time.monotonic() - began < 0.5 + 0.25
+    assert stuck == ["stop-hang"]
+    assert all("stop" in w.calls for w in (hangs_in_work, hangs_in_stop, healthy))
+
+
+async def test_a_raising_worker_does_not_stop_the_others(app: App) -> None:
+    broken, healthy = Recorder("broken", fail_work=True), Recorder("healthy")
+    app.register_worker(broken)
+    app.register_worker(healthy)
+    app.supervisor.backoff_base = 0.01
+    await app.start_workers()
+    await wait_until(lambda: broken.calls.count("work") >= 3 and healthy.calls.count("work") >= 3)
+    handle = next(h for h in app.supervisor.handles if h.name == "broken")
+    assert handle.state == WorkerState.FAILED and "broken" in (handle.last_error or "")
+    assert await app.stop_workers() == []
+
+
+async def test_a_failing_start_is_retried_and_reported(app: App) -> None:
+    class FlakyStart(Recorder):
+        async def start(self, app: App) -> None:
+            self.calls.append("start")
+            if self.calls.count("start") < 3:
+                raise RuntimeError("not yet")
+
+    flaky = FlakyStart("flaky")
+    app.register_worker(flaky)
+    app.supervisor.backoff_base = 0.01
+    await app.start_workers()
+    await wait_until(lambda: "work" in flaky.calls)
+    assert flaky.calls.count("start") == 3
+    assert app.supervisor.handles[0].failures == 2
+    await app.stop_workers()
+
+
+def test_jitter_stays_within_the_poll_interval_plus_jitter(db_path: Path) -> None:
+    for draw in (0.0, 0.25, 0.999999):
+        app = App(MessageLog(db_path), poll_interval=1.0, jitter=1.0, random=lambda draw=draw: draw)
+        app.register_worker(Recorder("w"))
+        delay = app.supervisor.delay(app.supervisor.handles[0])
+        assert 1.0 <= delay < 2.0
+        assert delay == pytest.approx(1.0 + draw)
+        app.log.close()
+
+
+def test_backoff_is_exponential_and_capped(app: App) -> None:
+    delays = [app.supervisor.backoff(n) for n in range(1, 12)]
+    assert delays[:3] == [0.1, 0.2, 0.4]
+    assert max(delays) == app.supervisor.backoff_cap
+
+
+async def test_registration_is_refused_for_duplicates_and_after_start(app: App) -> None:
+    app.register_worker(Recorder("one"))
+    with pytest.raises(WorkerError, match="already registered"):
+        app.register_worker(Recorder("one"))
+    await app.start_workers()
+    with pytest.raises(WorkerAlreadyStarted):
+        app.register_worker(Recorder("two"))
+    await app.stop_workers()
+
+
+async def test_an_append_wakes_workers_long_before_the_poll(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    seen: list[str] = []
+    watcher = CommandWorker("watcher")
+    watcher.on("notes/add", lambda command, ctx: seen.append(command.id))
+    app.register_worker(watcher)
+    await app.start_workers()
+    await wait_until(lambda: app.supervisor.handles[0].cycles >= 1)
+    began = time.monotonic()
+    app.dispatch(AddNote(id="a", text="hello"))
+    await wait_until(lambda: seen == ["a"], timeout=2.0)
+    assert time.monotonic() - began < 1.0
+    await app.close()
+
+
+def echo_worker(sent: list[str]) -> CommandWorker:
+    """Reacts to notes/add by adding an "echo-" note, once, and records the side effect."""
+    worker = CommandWorker("echo")
+
+    @worker.on("notes/add")
+    def echo(command: AddNote, ctx: Context) -> None:
+        if command.id.startswith("echo-"):
+            return
+        if not ctx.replaying:
+            sent.append(command.id)
+        ctx.dispatch(AddNote(id=f"echo-{command.id}", text=command.text))
+
+    return worker
+
+
+async def test_command_worker_dispatches_once_and_resumes_from_its_stored_position(db_path: Path) -> None:
+    sent: list[str] = []
+    app = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0)
+    first_notes = register_notes(app)
+    app.register_worker(echo_worker(sent))
+    await app.start_workers()
+    app.dispatch(AddNote(id="a", text="one"))
+    await wait_until(lambda: "echo-a" in first_notes.items)
+    await app.close()
+
+    restarted = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0)
+    notes = register_notes(restarted)
+    restarted.replay()
+    restarted.register_worker(echo_worker(sent))
+    await restarted.start_workers()
+    restarted.dispatch(AddNote(id="b", text="two"))
+    await wait_until(lambda: "echo-b" in notes.items)
+    await restarted.close()
+
+    ids = [m.payload()["id"] for m in MessageLog(db_path).after(0)]
+    assert ids == ["a", "echo-a", "b", "echo-b"]
+    assert sent == ["a", "b"]
+
+
+async def test_a_worker_can_read_its_own_log(db_path: Path, tmp_path: Path) -> None:
+    inbox = MessageLog(tmp_path / "inbox.db")
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    worker = CommandWorker("inbox", log=inbox)
+    worker.on("mail/received", lambda payload, ctx: ctx.dispatch(AddNote(id=payload["id"], text=payload["subject"])))
+    app.register_worker(worker)
+    await app.start_workers()
+    inbox.append("mail/received", {"id": "m1", "subject": "hello"})
+    await wait_until(lambda: app.log.version() == 1)
+    assert app.log.position("inbox") == 1
+    await app.close()
+    inbox.close()
+
+
+async def test_a_stopped_command_worker_refuses_more_work(app: App) -> None:
+    worker = CommandWorker("done")
+    await worker.start(app)
+    await worker.stop()
+    with pytest.raises(WorkerStopped):
+        await worker.work()
+
+
+async def test_a_periodic_worker_can_opt_out_of_wake_up_on_append(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    periodic, reactive = Recorder("periodic"), Recorder("reactive")
+    periodic.wake_on_append = False
+    app.register_worker(periodic)
+    app.register_worker(reactive)
+    await app.start_workers()
+    await wait_until(lambda: periodic.calls.count("work") == 1 and reactive.calls.count("work") == 1)
+    app.dispatch(AddNote(id="a", text="hello"))
+    await wait_until(lambda: reactive.calls.count("work") == 2)
+    await asyncio.sleep(0.05)
+    assert periodic.calls.count("work") == 1
+    await app.close()
+
+
+async def test_workers_start_again_after_a_stop(app: App) -> None:
+    worker = Recorder("again")
+    app.register_worker(worker)
+    await app.start_workers()
+    await wait_until(lambda: "work" in worker.calls)
+    await app.stop_workers()
+    worker.calls.clear()
+    await app.start_workers()
+    await wait_until(lambda: worker.calls[:2] == ["start", "work"])
+    await app.stop_workers()
+
+
+# --- several processes on one log: each App below stands for one process ---
+
+
+async def serving_app(db_path: Path, sent: list[str]) -> tuple[App, Notes]:
+    """What one server process does on start: replay, then start the workers (and follow the log)."""
+    app = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0, lease_ttl=0.3)
+    notes = register_notes(app)
+    app.replay()
+    app.register_worker(echo_worker(sent))
+    await app.start_workers()
+    return app, notes
+
+
+async def test_a_worker_runs_in_one_process_and_another_takes_it_over_when_it_stops(db_path: Path) -> None:
+    sent: list[str] = []
+    first, _ = await serving_app(db_path, sent)
+    await wait_until(lambda: first.runtime()["runs"] == ["echo"])
+    second, notes = await serving_app(db_path, sent)
+    await wait_until(lambda: second.runtime()["stands_by_for"] == ["echo"])
+
+    second.dispatch(AddNote(id="a", text="one"))  # the worker in the first process answers...
+    await wait_until(lambda: "echo-a" in notes.items)  # ...and the second learns of it by following
+
+    await first.close()  # releases the lease: the second takes the worker over
+    await wait_until(lambda: second.runtime()["runs"] == ["echo"])
+    second.dispatch(AddNote(id="b", text="two"))
+    await wait_until(lambda: "echo-b" in notes.items)
+    await second.close()
+
+    assert [m.payload()["id"] for m in MessageLog(db_path).after(0)] == ["a", "echo-a", "b", "echo-b"]
+    assert sent == ["a", "b"]
+
+
+async def test_a_process_that_lost_a_lease_stops_the_worker_until_it_gets_it_back(db_path: Path) -> None:
+    sent: list[str] = []
+    app, notes = await serving_app(db_path, sent)
+    await wait_until(lambda: app.runtime()["runs"] == ["echo"])
+    thief = sqlite3.connect(db_path, isolation_level=None)
+    thief.execute("UPDATE leases SET owner = 'another-process', expires = expires + 3600")
+    await wait_until(lambda: app.runtime()["stands_by_for"] == ["echo"])
+    with pytest.raises(LeaseLost):
+        app.log.set_position("echo", 99)  # the fence: no position from a process without the lease
+
+    app.dispatch(AddNote(id="a", text="one"))
+    await asyncio.sleep(0.3)
+    assert "echo-a" not in notes.items  # nobody runs the worker here meanwhile
+    thief.execute("DELETE FROM leases")  # the other process let go
+    await wait_until(lambda: "echo-a" in notes.items)
+    await app.close()
+    assert sent == ["a"]
+
+
+async def test_a_failing_handler_keeps_what_the_messages_before_it_dispatched(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    notes = register_notes(app)
+    worker = CommandWorker("picky")
+
+    @worker.on("notes/add")
+    def echo(command: AddNote, ctx: Context) -> None:
+        if command.text == "poison":
+            raise RuntimeError("cannot handle this one")
+        if not command.id.startswith("echo-"):
+            ctx.dispatch(AddNote(id=f"echo-{command.id}", text=command.text))
+
+    app.register_worker(worker)
+    for id, text in (("a", "one"), ("b", "two"), ("c", "poison"), ("d", "four")):
+        app.log.append("notes/add", AddNote(id=id, text=text).model_dump_json())
+    await app.start_workers()
+    await wait_until(lambda: app.supervisor.handles[0].failures >= 1)
+    await app.close()
+    echoes = [m.payload()["id"] for m in MessageLog(db_path).after(0) if m.payload()["id"].startswith("echo-")]
+    assert echoes == ["echo-a", "echo-b"]  # committed; the worker retries from the failing message
+    assert MessageLog(db_path).position("picky") == 2
+    assert set(notes.items) == {"echo-a", "echo-b"}  # dispatched through the app: applied to its state

@@ -1,0 +1,395 @@
+"""The FIELD grammar of ``petrock feature add NAME [FIELD ...]``, parsed into what the templates need.
+
+A FIELD is ``name:type``, optionally followed by an argument and/or ``:optional``:
+``total:decimal``, ``status:choice:draft,paid``, ``customer:ref:customers``,
+``due:date:optional``. Only letters, digits, ``_ , : . -`` are used, so no shell
+(zsh included) globs or splits it. Pure: nothing here reads or writes files; a bad
+spec raises an :class:`~petrock.errors.InvalidName` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from petrock.errors import InvalidName
+
+TYPES = ("str", "text", "int", "float", "decimal", "bool", "date", "datetime", "email", "url", "choice", "ref")
+DEFAULT_FIELDS = ("title:str", "content:text")
+# Names other generators use for our types, for the "did you mean" of an unknown type.
+ALIASES = {
+    "string": "str", "varchar": "str", "integer": "int", "number": "float", "double": "float", "boolean": "bool",
+    "money": "decimal", "currency": "decimal", "numeric": "decimal", "timestamp": "datetime", "time": "datetime",
+    "enum": "choice", "select": "choice", "references": "ref", "reference": "ref", "belongs_to": "ref",
+    "fk": "ref", "link": "url", "uri": "url", "mail": "email",
+}  # fmt: skip
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+CHOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_NAME_LENGTH = 40
+# Names the generated code gives its own attributes, query parameters and annotations.
+RESERVED = frozenset(
+    {
+        "id", "created_at", "updated_at", "summary", "summary_status", "summary_error", "summary_request_id",
+        "offset", "limit", "sort", "str", "int", "float", "bool", "date", "datetime", "decimal",
+    }
+)  # fmt: skip
+
+# Per type: the annotation in commands.py, the form input, its step, and the alias it needs.
+ANNOTATIONS = {
+    "str": "Line", "text": "Text", "int": "int", "float": "Number", "decimal": "Amount", "bool": "bool",
+    "date": "date", "datetime": "UtcDatetime", "email": "Email", "url": "Url", "ref": "Id",
+}  # fmt: skip
+INPUTS = {
+    "str": "text", "text": "textarea", "int": "number", "float": "number", "decimal": "number",
+    "bool": "checkbox", "date": "date", "datetime": "datetime-local", "email": "email", "url": "url",
+    "choice": "select", "ref": "select",
+}  # fmt: skip
+# Sample values for the generated tests: a valid JSON value, what the app answers for it, an invalid one.
+SAMPLES: dict[str, tuple[object, object, object]] = {
+    "str": ("A short line", "A short line", ""),
+    "text": ("First sentence. Second one.", "First sentence. Second one.", "   "),
+    "int": (42, 42, "many"),
+    "float": (2.5, 2.5, "fast"),
+    "decimal": ("12.50", "12.50", "12,50"),
+    "bool": (True, True, "maybe"),
+    "date": ("2025-01-31", "2025-01-31", "31/01/2025"),
+    "datetime": ("2025-01-31T12:30:00+02:00", "2025-01-31T10:30:00Z", "2025-01-31T12:30:00"),
+    "email": ("ada@example.com", "ada@example.com", "not-an-email"),
+    "url": ("https://example.com/a", "https://example.com/a", "example.com"),
+}
+# What a browser sends for the sample value, and what the app stores for it.
+FORM_SAMPLES = {"bool": ("on", True), "datetime": ("2025-01-31T12:30", "2025-01-31T12:30:00Z")}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a feature, with every name and value the templates need."""
+
+    name: str
+    type: str
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+    ref: str = ""  # the referenced feature, for ``ref``
+    ref_label: str = "id"  # the referenced feature's field to show in selects and pages
+
+    @property
+    def spec(self) -> str:
+        """The FIELD text that makes this field again (recorded in the manifest)."""
+        argument = {"choice": ",".join(self.choices), "ref": self.ref}.get(self.type)
+        return ":".join(
+            [self.name, self.type, *([argument] if argument else []), *(["optional"] if self.optional else [])]
+        )
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+    @property
+    def choice_alias(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("_")) + "Choice"
+
+    @property
+    def annotation(self) -> str:
+        """The type in the command models; ``X | None`` when optional."""
+        base = self.choice_alias if self.type == "choice" else ANNOTATIONS[self.type]
+        return f"{base} | None" if self.optional else base
+
+    @property
+    def state_annotation(self) -> str:
+        """The type kept in the state: the JSON value (decimals, dates and times as text)."""
+        base = self.type if self.type in ("int", "float", "bool") else "str"
+        return f"{base} | None" if self.optional else base
+
+    @property
+    def query_annotation(self) -> str:
+        """The type of the list query's filter on this field."""
+        return {"bool": "bool", "ref": "Id"}.get(self.type, self.choice_alias)
+
+    @property
+    def sort_key(self) -> str:
+        """How the list query compares values ('' when as they are)."""
+        return {"str": "str.casefold", "text": "str.casefold", "email": "str.casefold", "decimal": "Decimal"}.get(
+            self.type, ""
+        )
+
+    @property
+    def ref_url(self) -> str:
+        return "/" + self.ref.replace("_", "-")
+
+    @property
+    def default(self) -> str:
+        """The model field's default, as Python source ('' when it has none)."""
+        if self.optional:
+            return " = None"
+        return " = False" if self.type == "bool" else ""
+
+    @property
+    def required(self) -> bool:
+        """Must a client send it? (A bool is false when left out, as an unchecked checkbox.)"""
+        return not self.optional and self.type != "bool"
+
+    @property
+    def input(self) -> str:
+        return INPUTS[self.type]
+
+    @property
+    def step(self) -> str:
+        return {"int": "1", "float": "any", "decimal": "any"}.get(self.type, "")
+
+    @property
+    def filterable(self) -> bool:
+        return self.type in ("choice", "bool", "ref")
+
+    @property
+    def listed(self) -> bool:
+        """Shown as a column of the list page (long text is on the detail page only)."""
+        return self.type != "text"
+
+    @property
+    def sample(self) -> object:
+        """A valid JSON value."""
+        if self.type == "choice":
+            return self.choices[0]
+        if self.type == "ref":
+            return sample_id(self.ref)
+        return SAMPLES[self.type][0]
+
+    @property
+    def stored(self) -> object:
+        """What the queries answer for :attr:`sample`."""
+        return self.sample if self.type in ("choice", "ref") else SAMPLES[self.type][1]
+
+    @property
+    def invalid(self) -> object:
+        """A value the command model refuses."""
+        if self.type == "choice":
+            return "-".join(self.choices) + "-none-of-these"
+        if self.type == "ref":
+            return "../not an id"
+        return SAMPLES[self.type][2]
+
+    @property
+    def filter_miss(self) -> object:
+        """A filter value that the sample does not match (None when the field has no other)."""
+        if self.type == "bool":
+            return not self.sample
+        if self.type == "choice":
+            return self.choices[1] if len(self.choices) > 1 else None
+        return "other-id"
+
+    @property
+    def form_sample(self) -> str:
+        """What a browser sends for a valid value."""
+        if self.type in FORM_SAMPLES:
+            return FORM_SAMPLES[self.type][0]
+        sample = self.sample
+        return str(sample)
+
+    @property
+    def form_invalid(self) -> str | None:
+        """What a browser could send that the app refuses (None: every input is fine, as for a checkbox,
+        or a blank optional text, which is left out)."""
+        if self.type == "bool" or (self.optional and self.type in ("str", "text")):
+            return None
+        if self.type == "datetime":
+            return "31/01/2025 12:30"
+        return str(self.invalid)
+
+    @property
+    def form_stored(self) -> object:
+        """What the queries answer after :attr:`form_sample` was posted."""
+        return FORM_SAMPLES[self.type][1] if self.type in FORM_SAMPLES else self.stored
+
+
+def sample_id(feature: str) -> str:
+    """The id the generated tests give the one item of ``feature`` they create."""
+    return f"{feature.replace('_', '-')}-1"
+
+
+def parse_fields(
+    specs: Sequence[str], *, feature: str, features: Mapping[str, Sequence[FieldSpec]]
+) -> tuple[FieldSpec, ...]:
+    """``specs`` as FieldSpecs (the default ``title:str content:text`` when empty).
+
+    ``features`` maps each feature already in the app to its fields: a ``ref`` must name one of them.
+    """
+    parsed: list[FieldSpec] = []
+    for text in specs or DEFAULT_FIELDS:
+        field = parse_field(text, feature=feature, features=features)
+        if any(other.name == field.name for other in parsed):
+            raise InvalidName(f"field {field.name!r} is given twice", "give each field once")
+        parsed.append(field)
+    return tuple(parsed)
+
+
+def parse_field(text: str, *, feature: str, features: Mapping[str, Sequence[FieldSpec]]) -> FieldSpec:
+    """One FIELD; raises InvalidName saying what is wrong with it."""
+    parts = text.split(":")
+    name, kind, rest = parts[0], (parts[1] if len(parts) > 1 else ""), parts[2:]
+    _check_name(name, text)
+    if not kind:
+        raise InvalidName(f"field {text!r} has no type", f"write it as `{name}:TYPE`, TYPE one of {', '.join(TYPES)}")
+    if kind not in TYPES:
+        close = [ALIASES[kind]] if kind in ALIASES else _closest(kind, TYPES)
+        fix = f"did you mean `{name}:{close[0]}`?" if close else f"use one of {', '.join(TYPES)}"
+        raise InvalidName(f"field {text!r} has an unknown type {kind!r}", fix)
+    argument = ""
+    if kind in ("choice", "ref"):
+        if not rest or not rest[0]:
+            example = "choice:draft,paid" if kind == "choice" else "ref:customers"
+            raise InvalidName(f"field {text!r} needs an argument", f"write it as `{name}:{example}`")
+        argument, rest = rest[0], rest[1:]
+    optional = False
+    if rest == ["optional"]:
+        optional = True
+    elif rest:
+        raise InvalidName(
+            f"field {text!r} has an unknown modifier {':'.join(rest)!r}", "the only modifier is a trailing `:optional`"
+        )
+    if kind == "choice":
+        return FieldSpec(name, kind, optional, choices=_choices(argument, text))
+    if kind == "ref":
+        return _ref(name, argument, optional, text, feature, features)
+    return FieldSpec(name, kind, optional)
+
+
+def _check_name(name: str, text: str) -> None:
+    if not FIELD_NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(
+            f"field {text!r} has a bad name {name!r}",
+            f"use lowercase letters, digits and underscores, starting with a letter (at most {MAX_NAME_LENGTH})",
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise InvalidName(f"field name {name!r} is a Python keyword", f"try `{name}_value` or another name")
+    if name in RESERVED or name.startswith("model_"):
+        raise InvalidName(
+            f"field name {name!r} is used by the generated code itself", f"try `{name}_value` or another name"
+        )
+
+
+def _choices(argument: str, text: str) -> tuple[str, ...]:
+    choices = tuple(argument.split(","))
+    if not argument or not all(choices):
+        raise InvalidName(f"field {text!r} has an empty choice", "list the choices as `choice:draft,paid,shipped`")
+    for choice in choices:
+        if not CHOICE.match(choice):
+            raise InvalidName(
+                f"field {text!r} has a choice {choice!r} petrock cannot use", "use letters, digits, `_`, `.` and `-`"
+            )
+    if len(set(choices)) != len(choices):
+        raise InvalidName(f"field {text!r} lists a choice twice", "give each choice once")
+    return choices
+
+
+def _ref(
+    name: str, target: str, optional: bool, text: str, feature: str, features: Mapping[str, Sequence[FieldSpec]]
+) -> FieldSpec:
+    if target == feature:
+        raise InvalidName(f"field {text!r} refers to the feature being added", "refer to another feature of the app")
+    if target not in features:
+        known = ", ".join(sorted(features)) or "none yet"
+        close = _closest(target, list(features))
+        hint = f"did you mean `ref:{close[0]}`? " if close else ""
+        raise InvalidName(
+            f"field {text!r} refers to {target!r}, which is not a feature of this app",
+            f"{hint}add that feature first (features: {known})",
+        )
+    return FieldSpec(name, "ref", optional, ref=target, ref_label=label_field(features[target]))
+
+
+def _closest(word: str, choices: Sequence[str]) -> list[str]:
+    """The choice nearest to ``word``, if any is near (difflib is imported only for a mistake)."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
+
+
+def label_field(fields: Sequence[FieldSpec]) -> str:
+    """The field that names an item in lists, headings and selects: the first ``str``, else ``id``."""
+    return next((field.name for field in fields if field.type == "str"), "id")
+
+
+def summarized_field(fields: Sequence[FieldSpec], summarize: str | None, *, worker: bool = True) -> str:
+    """The text field the summary worker summarizes ('' for none); raises InvalidName if ``summarize`` is not one."""
+    texts = [field.name for field in fields if field.type == "text"]
+    if not worker:
+        if summarize:
+            raise InvalidName("--summarize and --no-worker contradict each other", "pass one of them")
+        return ""
+    if summarize is None:
+        return texts[0] if texts else ""
+    if summarize not in texts:
+        fix = f"text fields: {', '.join(texts)}" if texts else "the feature has no text field; add one as `NAME:text`"
+        raise InvalidName(f"--summarize {summarize} does not name a text field", fix)
+    return summarize
+
+
+def recorded_fields(entry: Mapping[str, object]) -> tuple[str, ...]:
+    """The FIELD specs a manifest entry records (features made before fields existed have the default)."""
+    fields = entry.get("fields")
+    return tuple(str(spec) for spec in fields) if isinstance(fields, list) else DEFAULT_FIELDS
+
+
+def app_fields(entries: Mapping[str, Mapping[str, object]]) -> dict[str, tuple[FieldSpec, ...]]:
+    """Every recorded feature's fields, by feature (``entries`` is the manifest's ``features`` table)."""
+    resolved: dict[str, tuple[FieldSpec, ...]] = {}
+
+    def resolve(name: str, seen: frozenset[str]) -> tuple[FieldSpec, ...]:
+        if name not in resolved:
+            specs = recorded_fields(entries[name])
+            targets = {spec.split(":")[2] for spec in specs if spec.split(":")[1:2] == ["ref"] and spec.count(":") > 1}
+            known = {
+                target: resolve(target, seen | {name})
+                for target in targets
+                if target in entries and target not in seen | {name}
+            }
+            resolved[name] = parse_fields(specs, feature=name, features=known)
+        return resolved[name]
+
+    for name in entries:
+        resolve(name, frozenset())
+    return resolved
+
+
+def referenced_items(
+    fields: Sequence[FieldSpec], features: Mapping[str, Sequence[FieldSpec]]
+) -> list[tuple[str, dict[str, object]]]:
+    """What the generated tests create first so every ``ref`` has an item to point at:
+    ``(feature, create payload)``, the features they refer to first."""
+    ordered: dict[str, dict[str, object]] = {}
+
+    def visit(target: str) -> None:
+        if target in ordered:
+            return
+        for field in features[target]:
+            if field.type == "ref":
+                visit(field.ref)
+        payload = {"id": sample_id(target)} | {field.name: field.sample for field in features[target]}
+        ordered[target] = payload
+
+    for field in fields:
+        if field.type == "ref":
+            visit(field.ref)
+    return list(ordered.items())
+
+
+def python_literal(value: object) -> str:
+    """``value`` as Python source in the generated code's style (double quotes)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def python_tuple(names: Iterable[str], room: int = 96) -> str:
+    """A tuple of strings as Python source, as ruff formats it: ``("a",)``, ``("a", "b")``, or one
+    per line (with the trailing comma that keeps it so) when it is longer than ``room``."""
+    quoted = [json.dumps(name) for name in names]
+    if len(quoted) == 1:
+        return f"({quoted[0]},)"
+    inline = f"({', '.join(quoted)})"
+    return inline if len(inline) <= room else "(\n" + "".join(f"    {item},\n" for item in quoted) + ")"

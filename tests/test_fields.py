@@ -1,0 +1,183 @@
+"""The FIELD grammar: what each spec parses to, and every spec refused in one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from petrock.errors import InvalidName
+from petrock.fields import (
+    DEFAULT_FIELDS,
+    FieldSpec,
+    app_fields,
+    parse_fields,
+    python_literal,
+    python_tuple,
+    referenced_items,
+    summarized_field,
+)
+
+from .support import petrock_in, refused_without_a_trace
+
+CUSTOMERS = parse_fields(["name:str", "email:email"], feature="customers", features={})
+KNOWN = {"customers": CUSTOMERS}
+
+
+def parse(*specs: str) -> tuple[FieldSpec, ...]:
+    return parse_fields(specs, feature="orders", features=KNOWN)
+
+
+def test_no_fields_means_the_seeds_title_and_content() -> None:
+    assert [field.spec for field in parse()] == list(DEFAULT_FIELDS)
+    title, content = parse()
+    assert (title.annotation, title.input, content.annotation, content.input) == ("Line", "text", "Text", "textarea")
+
+
+def test_every_type_parses_with_its_argument_and_optional() -> None:
+    fields = parse(
+        "customer:ref:customers",
+        "total:decimal",
+        "paid:bool",
+        "due:date:optional",
+        "status:choice:draft,paid,shipped",
+        "note:text:optional",
+        "qty:int",
+        "rate:float",
+        "at:datetime",
+        "contact:email",
+        "site:url:optional",
+        "label:str",
+    )
+    by_name = {field.name: field for field in fields}
+    assert by_name["customer"].ref == "customers" and by_name["customer"].ref_label == "name"
+    assert by_name["status"].choices == ("draft", "paid", "shipped")
+    assert by_name["status"].annotation == "StatusChoice"
+    due = by_name["due"]
+    assert due.optional and (due.annotation, due.default) == ("date | None", " = None")
+    assert by_name["paid"].default == " = False" and not by_name["paid"].required
+    inputs = {field.name: field.input for field in fields}
+    assert inputs == {
+        "customer": "select", "total": "number", "paid": "checkbox", "due": "date", "status": "select",
+        "note": "textarea", "qty": "number", "rate": "number", "at": "datetime-local", "contact": "email",
+        "site": "url", "label": "text",
+    }  # fmt: skip
+    assert (by_name["total"].step, by_name["qty"].step, by_name["rate"].step) == ("any", "1", "any")
+    assert [field.name for field in fields if field.filterable] == ["customer", "paid", "status"]
+    # the spec round-trips: the manifest records it and upgrade parses it again
+    assert parse(*(field.spec for field in fields)) == fields
+
+
+def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
+    amounts = parse_fields(["amount:decimal"], feature="amounts", features={})
+    tagged = parse_fields(["amount:ref:amounts"], feature="tagged", features={"amounts": amounts})
+    assert tagged[0].ref_label == "id"
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("total:money", "did you mean `total:decimal`"),
+        ("qty:integer", "did you mean `qty:int`"),
+        ("total", "has no type"),
+        ("Total:int", "bad name"),
+        ("2nd:int", "bad name"),
+        ("class:str", "Python keyword"),
+        ("id:str", "used by the generated code"),
+        ("created_at:datetime", "used by the generated code"),
+        ("summary:text", "used by the generated code"),
+        ("sort:str", "used by the generated code"),
+        ("model_name:str", "used by the generated code"),
+        ("date:date", "used by the generated code"),
+        ("status:choice", "needs an argument"),
+        ("status:choice:", "needs an argument"),
+        ("status:choice:a,,b", "empty choice"),
+        ("status:choice:a,a", "twice"),
+        ("status:choice:a b", "cannot use"),
+        ("buyer:ref", "needs an argument"),
+        ("buyer:ref:suppliers", "not a feature of this app"),
+        ("buyer:ref:customer", "did you mean `ref:customers`"),
+        ("buyer:ref:orders", "the feature being added"),
+        ("due:date:required", "unknown modifier"),
+        ("due:date:optional:optional", "unknown modifier"),
+    ],
+)
+def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:
+    with pytest.raises(InvalidName) as refused:
+        parse(spec)
+    assert needle in str(refused.value)
+    assert refused.value.fix  # every refusal says how to fix it
+
+
+def test_a_field_given_twice_is_refused() -> None:
+    with pytest.raises(InvalidName, match="given twice"):
+        parse("total:int", "total:decimal")
+
+
+def test_the_summarized_field_is_the_first_text_unless_chosen() -> None:
+    fields = parse("title:str", "body:text", "notes:text")
+    assert summarized_field(fields, None) == "body"
+    assert summarized_field(fields, "notes") == "notes"
+    assert summarized_field(fields, None, worker=False) == ""
+    assert summarized_field(parse("qty:int"), None) == ""
+    with pytest.raises(InvalidName, match="does not name a text field"):
+        summarized_field(fields, "title")
+    with pytest.raises(InvalidName, match="contradict"):
+        summarized_field(fields, "body", worker=False)
+
+
+def test_app_fields_reads_the_manifest_and_orders_what_tests_must_create_first() -> None:
+    entries = {
+        "lines": {"fields": ["order:ref:orders", "amount:decimal"]},
+        "orders": {"fields": ["customer:ref:customers", "total:decimal"]},
+        "customers": {"fields": ["name:str"]},
+        "posts": {},  # made before fields existed: the default fields
+    }
+    known = app_fields(entries)
+    assert [field.spec for field in known["posts"]] == list(DEFAULT_FIELDS)
+    assert [name for name, _ in referenced_items(known["lines"], known)] == ["customers", "orders"]
+    (_, orders_payload) = referenced_items(known["lines"], known)[1]
+    assert orders_payload == {"id": "orders-1", "customer": "customers-1", "total": "12.50"}
+
+
+def test_python_literals_look_like_the_generated_code() -> None:
+    assert python_literal({"a": True, "b": None, "c": "x", "d": 2.5}) == '{"a": True, "b": None, "c": "x", "d": 2.5}'
+    assert (python_tuple(["a"]), python_tuple(["a", "b"])) == ('("a",)', '("a", "b")')
+
+
+# --- through the CLI: one line, nothing written ---
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("orders", "total:money"), "did you mean `total:decimal`"),
+        (("orders", "id:str"), "used by the generated code"),
+        (("orders", "buyer:ref:customers"), "not a feature of this app"),
+        (("orders", "status:choice:"), "needs an argument"),
+        (("orders", "due:date:maybe"), "unknown modifier"),
+        (("orders", "a:int", "a:str"), "given twice"),
+        (("orders", "qty:int", "--summarize", "qty"), "does not name a text field"),
+    ],
+)
+def test_the_cli_refuses_bad_fields_without_a_trace(blog_app: Path, args: tuple[str, ...], needle: str) -> None:
+    message = refused_without_a_trace(blog_app, "feature", "add", *args)
+    assert needle in message
+
+
+def test_the_manifest_records_fields_and_the_summarized_field(blog_app: Path) -> None:
+    result = petrock_in(blog_app, "feature", "add", "notes", "body:text", "pinned:bool", "--no-worker", "--json")
+    assert result.returncode == 0, result.stderr
+    entry = tomllib.loads((blog_app / ".petrock.toml").read_text())["features"]["notes"]
+    assert (entry["fields"], entry["summarize"]) == (["body:text", "pinned:bool"], "")
+    assert not (blog_app / "src/blog/notes/worker.py").exists()
+    register = (blog_app / "src/blog/notes/register.py").read_text()
+    assert "SummaryWorker" not in register and "# petrock:components" in register
+
+    listed = petrock_in(blog_app, "feature", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (notes,) = json.loads(listed.stdout)["features"]
+    assert notes["fields"] == ["body:text", "pinned:bool"] and notes["workers"] == []
+    assert "pinned:bool" in petrock_in(blog_app, "feature", "list").stdout
