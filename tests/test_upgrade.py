@@ -208,19 +208,19 @@ def test_check_lists_the_files_the_templates_would_render_differently(shop: Path
     assert petrock(shop, "check").returncode == 0
     assert petrock(shop, "check", templates=templates).returncode == 0  # a new version number alone changes nothing
     edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
-    (templates / "project/Dockerfile").write_text("FROM python:3.12-slim\n")
+    (templates / "project/Procfile").write_text("web: python -m shop serve\n")  # a file the app never had
     (templates / PROJECT / "core/pages.py").unlink()
 
     behind = petrock(shop, "check", templates=templates)
 
     assert behind.returncode == 1
     assert behind.stderr.startswith("error: 3 files behind the installed templates 0.2.0: ")
-    for listed in ("Dockerfile (new)", "src/shop/core/kv.py (changed)", "src/shop/core/pages.py (dropped)"):
+    for listed in ("Procfile (new)", "src/shop/core/kv.py (changed)", "src/shop/core/pages.py (dropped)"):
         assert listed in behind.stderr
     as_json = json.loads(petrock(shop, "check", "--json", templates=templates).stdout)
     assert as_json["ok"] is False
-    assert as_json["behind"] == ["Dockerfile", "src/shop/core/kv.py", "src/shop/core/pages.py"]
-    assert {c["path"]: c["change"] for c in as_json["changes"]}["Dockerfile"] == "new"
+    assert as_json["behind"] == ["Procfile", "src/shop/core/kv.py", "src/shop/core/pages.py"]
+    assert {c["path"]: c["change"] for c in as_json["changes"]}["Procfile"] == "new"
     assert petrock(shop, "upgrade", templates=templates).returncode == 0
     after = petrock(shop, "check", "--json", templates=templates)
     assert after.returncode == 0
