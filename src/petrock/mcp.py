@@ -222,12 +222,21 @@ async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, dict[str, An
         answer = None
     if isinstance(answer, dict) and "error" not in answer:
         return False, answer, stdout.strip()
-    line = _error_line(stderr) or f"error: petrock exited with {result.returncode} and no message"
+    line = _json_error_line(answer) or _error_line(stderr)
+    line = line or f"error: petrock exited with {result.returncode} and no message"
     return True, answer if isinstance(answer, dict) else {"error": line.removeprefix("error: ")}, line
 
 
 def _error(what: str, fix: str, **extra: Any) -> tuple[bool, dict[str, Any], str]:
     return True, {"error": what, "fix": fix, **extra}, f"error: {what} — {fix}"
+
+
+def _json_error_line(answer: object) -> str | None:
+    """petrock's one-line error, from the JSON a ``--json`` refusal prints instead of the text line."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        fix = answer.get("fix")
+        return f"error: {answer['error']} — {fix}" if fix else f"error: {answer['error']}"
+    return None
 
 
 def _error_line(stderr: str) -> str | None:
