@@ -120,6 +120,17 @@ def test_refuses_a_database_another_process_serves(app_root: Path) -> None:
     assert not db.exists()
 
 
+def test_refuses_to_serve_beyond_loopback_without_a_token_before_starting_anything(app_root: Path) -> None:
+    env = {"APP_API_TOKEN": ""}
+    result = run_petrock("serve", "--host", "0.0.0.0", "--port", str(free_port()), cwd=app_root, env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 without APP_API_TOKEN")
+    assert "--insecure" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (app_root / "app.db").exists()
+    opened = prepare(ServeOptions(host="0.0.0.0", port=free_port(), insecure=True), start=app_root)
+    assert opened.argv[-1] == "--insecure"  # passed on to the app, which refuses the same way without it
+
+
 def test_refuses_an_unknown_synchronous_mode(app_root: Path) -> None:
     result = run_petrock("serve", "--synchronous", "sometimes", cwd=app_root)
     assert result.returncode == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import ipaddress
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB = "app.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+TOKEN_VARIABLE = "APP_API_TOKEN"  # the generated app's core/auth.py reads the same variable
 # How long past its own stop timeout the app gets before petrock kills it.
 KILL_GRACE = 10.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -63,6 +65,7 @@ class ServeOptions:
     synchronous: str = "NORMAL"
     stop_timeout: float = 5.0
     processes: int = 1  # server processes sharing the port and the database (the app's --processes)
+    insecure: bool = False  # serve beyond loopback without APP_API_TOKEN (the app's --insecure)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
     if options.processes > 1 and options.reload:
         raise UserError("--reload serves one process", "drop --processes, or drop --reload")
     db = (options.db if options.db is not None else root / DEFAULT_DB).expanduser().absolute()
+    check_open_bind(options.host, insecure=options.insecure)
     check_port_free(options.host, options.port)
     check_database_writable(db)
     check_database_not_served(db)
@@ -102,6 +106,8 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
         argv.append("--reload")
     if options.processes > 1:
         argv += ["--processes", str(options.processes)]
+    if options.insecure:
+        argv.append("--insecure")
     return ServeCommand(argv, app_environment(root), root, db, package)
 
 
@@ -117,6 +123,26 @@ def app_environment(root: Path) -> dict[str, str]:
     paths = [str(root / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def check_open_bind(host: str, *, insecure: bool) -> None:
+    """Refuse, before anything starts, what the app itself refuses: an open bind beyond loopback."""
+    tokens = [token for token in os.environ.get(TOKEN_VARIABLE, "").split(",") if token.strip()]
+    if tokens or insecure or _is_loopback(host):
+        return
+    raise UserError(
+        f"refusing to serve on {host} without {TOKEN_VARIABLE}: anyone who can reach it could send commands",
+        f"set {TOKEN_VARIABLE} to a long random secret to require it, or pass --insecure to serve it open anyway",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -27,6 +27,9 @@ def serve(
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database (one per core uses them all).")
     ] = 1,
+    insecure: Annotated[
+        bool, typer.Option(help="Serve beyond loopback without APP_API_TOKEN: anyone who can reach it may write.")
+    ] = False,
 ) -> None:
     """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
 
@@ -42,7 +45,7 @@ def serve(
     """
     from petrock.serve import ServeOptions, prepare, run
 
-    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout, processes)
+    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout, processes, insecure)
     command = prepare(options)
     raise typer.Exit(run(command, stop_timeout=stop_timeout, echo=typer.echo))
 

@@ -81,7 +81,7 @@ def serve(
     refusal = open_bind_refusal(host, tokens, insecure=insecure)
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(1)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if processes < 1 or (processes > 1 and reload):
         typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
