@@ -205,11 +205,27 @@ def test_the_cli_lists_shows_retries_and_discards(db: str) -> None:
     assert "Traceback" not in refused.stderr + unknown.stderr
 
 
+def test_reading_tools_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    missing = str(tmp_path / "elsewhere.db")
+    for args in (["deadletters", "list"], ["log", "tail"], ["kv", "list"]):
+        result = app_cli(*args, "--db", missing)
+        assert (result.returncode, result.stderr.strip()) == (
+            1,
+            f"error: no database at {missing} — run this in the app's directory, or pass --db PATH",
+        )
+    assert list(tmp_path.iterdir()) == []  # no empty database left behind
+
+
 def deadletters(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m blog deadletters ARGS`` in a subprocess, as an operator runs it."""
+    """``python -m blog deadletters ARGS --db DB``, as an operator runs it."""
+    return app_cli("deadletters", *args, "--db", db)
+
+
+def app_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m blog ARGS`` in a subprocess."""
     src = str(Path(__file__).resolve().parent.parent / "src")
     return subprocess.run(
-        [sys.executable, "-m", "blog", "deadletters", *args, "--db", db],
+        [sys.executable, "-m", "blog", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -142,11 +143,19 @@ def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", 
 
 def _open_log(db: str) -> MessageLogBackend:
     """The log alone (no features), with a database that cannot be opened reported in one line."""
+    _require_existing(db)
     try:
         return open_log(db)
     except (LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _require_existing(db: str) -> None:
+    """Reading tools look at an existing SQLite file; run from the wrong directory they would make an empty one."""
+    if "://" not in db and db != ":memory:" and not Path(db).exists():
+        typer.echo(f"error: no database at {db} — run this in the app's directory, or pass --db PATH", err=True)
+        raise typer.Exit(1)
 
 
 @cli.command("mcp")
@@ -234,6 +243,7 @@ def inspect(
 @kv_cli.command("get")
 def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
     """Print the JSON value stored under KEY."""
+    _require_existing(db)
     app = _open_app(db)
     try:
         value = app.kv.get(key)
@@ -262,6 +272,7 @@ def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
 @kv_cli.command("list")
 def kv_list(db: DbOption = DEFAULT_DB) -> None:
     """Print every key and its value."""
+    _require_existing(db)
     app = _open_app(db)
     try:
         for key, value in app.kv.items():
