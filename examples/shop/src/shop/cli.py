@@ -25,6 +25,7 @@ from .core.log import (
     LogUnavailable,
     LogUnreachable,
     MessageLogBackend,
+    message_at,
     open_log,
     without_password,
 )
@@ -336,9 +337,9 @@ def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
     """Print one dead letter and its message as JSON."""
     with _dead_letters(db) as store:
         letter = store.get(id)
-        message = next(iter(store.log.after(letter.message_id - 1, batch_size=1)), None)
+        message = message_at(store.log, letter.message_id)
     shown = letter.describe()
-    if message is not None and message.id == letter.message_id:
+    if message is not None:
         shown["message"] = {"id": message.id, "timestamp": message.timestamp, "type": message.type}
         shown["message"]["data"] = message.payload()
     typer.echo(json.dumps(shown, indent=2))

@@ -203,6 +203,12 @@ class MessageLogBackend(Protocol):
         ...
 
 
+def message_at(log: MessageLogBackend, id: int) -> Message | None:
+    """The message with this id, or None if there is none (read through the interface: ``after``)."""
+    message = next(iter(log.after(id - 1, batch_size=1)), None)
+    return message if message is not None and message.id == id else None
+
+
 def open_log(
     target: str,
     *,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from .commands import CommandRejected
-from .log import Message, MessageLogBackend
+from .log import Message, MessageLogBackend, message_at
 
 if TYPE_CHECKING:
     from .app import App
@@ -323,7 +323,7 @@ class CommandWorker:
         the dead letter's new status commit together, so a retry takes effect exactly once."""
         app = self.app
         for letter in app.dead_letters.retries_for(self.name):
-            message = self._message(letter.message_id)
+            message = message_at(self.log, letter.message_id)
             try:
                 if message is None:
                     raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
@@ -341,10 +341,6 @@ class CommandWorker:
                 app.dead_letters.resolve(letter.id)
                 app.commit(ctx.dispatched)
             logger.info("worker %r handled dead letter %d on retry", self.name, letter.id)
-
-    def _message(self, id: int) -> Message | None:
-        message = next(iter(self.log.after(id - 1, batch_size=1)), None)
-        return message if message is not None and message.id == id else None
 
     async def stop(self) -> None:
         self._stopped = True
