@@ -13,10 +13,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -124,6 +126,32 @@ class Server:
 
     def output(self) -> str:
         return self.output_path.read_text(errors="replace") if self.output_path and self.output_path.exists() else ""
+
+
+class LoadThreads:
+    """Client threads, each running :meth:`_client` until the ``with`` block ends (joined within 15 s).
+
+    Subclasses send their requests in ``_client(number)``, return once ``self._stop`` is
+    set, and record what was acknowledged under ``self._lock``.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(threads)]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def _client(self, number: int) -> None:
+        raise NotImplementedError
 
 
 def log_rows(db: Path) -> list[tuple[int, str, str, str]]:

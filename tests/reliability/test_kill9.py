@@ -4,45 +4,31 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Self
 
 import httpx
 import pytest
 
-from .harness import Server, add_feature, integrity, log_rows
+from .harness import LoadThreads, Server, add_feature, integrity, log_rows
 
 CLIENTS = 8
 ROUNDS = 5
 NOTE_KEYS = {"id", "title", "body", "tags", "priority", "score", "author"}
 
 
-class Load:
+class Load(LoadThreads):
     """CLIENTS threads posting notes as fast as they can, remembering which ones were acknowledged."""
 
     def __init__(self, url: str, round: int) -> None:
+        super().__init__(CLIENTS)
         self.url = url
         self.round = round
         self.acknowledged: dict[str, tuple[int, dict[str, object]]] = {}
         self.sent = 0
         self.refused: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(CLIENTS)]
-
-    def __enter__(self) -> Self:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
 
     def wait_until_flowing(self, acknowledged: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

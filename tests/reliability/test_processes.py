@@ -13,18 +13,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
 
 import httpx
 import pytest
 
-from .harness import APP_NAME, Server, SummaryHistory, log_rows, wait_until
+from .harness import APP_NAME, LoadThreads, Server, SummaryHistory, log_rows, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,27 +85,15 @@ def assert_summarized_exactly_once(db: Path, posts: set[str]) -> None:
     assert {post: len(history.outcomes.get(post, [])) for post in posts} == dict.fromkeys(posts, 1)
 
 
-class Writers:
+class Writers(LoadThreads):
     """Threads creating posts through fresh connections (spread over the processes) until stopped."""
 
     def __init__(self, url: str, threads: int = 4) -> None:
         self.url = url
         self.acknowledged: set[str] = set()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._write, args=(n,), daemon=True) for n in range(threads)]
+        super().__init__(threads)
 
-    def __enter__(self) -> Self:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-    def _write(self, number: int) -> None:
+    def _client(self, number: int) -> None:
         for i in range(1_000_000):
             if self._stop.is_set():
                 return
