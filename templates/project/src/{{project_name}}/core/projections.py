@@ -48,6 +48,7 @@ Handler = Callable[[Any, Message], None]
 Progress = Callable[[int, int], None]  # (messages read so far, messages to read)
 FLUSH_EVERY = 20_000  # buffered rows written out per transaction while rebuilding
 READ_BATCH = 10_000
+REBUILD_AT_ONCE = 10_000  # messages: a log this short is rebuilt before serving (a fraction of a second)
 
 
 class ProjectionsUnavailable(RuntimeError):
@@ -292,9 +293,13 @@ class Projections:
         return report
 
     def begin(self) -> list[str]:
-        """On start: the projections to rebuild before serving. From now until
-        :meth:`rebuild_in_background` has rebuilt them, commands and queries answer 503."""
+        """On start: rebuild now what needs it if the log is short (a new app: no 503 at all);
+        else return the projections :meth:`rebuild_in_background` must rebuild, and until it
+        has, commands and queries answer 503."""
         names = self.needing_rebuild()
+        if names and self.app.log.version() <= REBUILD_AT_ONCE:
+            self.rebuild(names)
+            names = []
         if names:
             self.unavailable = _rebuilding(names)
         else:
