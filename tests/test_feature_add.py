@@ -99,7 +99,7 @@ def test_add_posts_then_order_items_renders_registers_and_commits(blog_app: Path
     assert features.count("from .posts.register import register as register_posts") == 1
     assert features.count("register_order_items(app)") == 1
     state = (blog_app / "src/blog/order_items/state.py").read_text()
-    assert "class OrderItem:" in state and "class OrderItemsState:" in state
+    assert "class OrderItem(TypedDict):" in state and "class OrderItemsState(Projection):" in state
     assert "class CreateOrderItem(OrderItemFields):" in (blog_app / "src/blog/order_items/commands.py").read_text()
 
 
@@ -107,7 +107,7 @@ def test_render_feature_returns_every_file_but_features_py() -> None:
     files = render_feature("blog", "posts")
     assert sorted(files) == sorted([*(f"src/blog/posts/{path}" for path in FEATURE_FILES), "tests/test_posts.py"])
     register = files["src/blog/posts/register.py"]
-    assert "def register(app: App) -> None:" in register and "    state = PostsState(app.references)" in register
+    assert "def register(app: App) -> None:" in register and "    state = PostsState(app.store, app.references)" in register
     for marker in ("# petrock:imports", "# petrock:end-imports"):
         assert f"\n{marker}\n" in register  # at module level
     for marker in ("# petrock:components", "# petrock:end-components"):

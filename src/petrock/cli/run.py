@@ -31,7 +31,7 @@ def serve(
         bool, typer.Option(help="Serve beyond loopback without APP_API_TOKEN: anyone who can reach it may write.")
     ] = False,
 ) -> None:
-    """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
+    """Serve the app you are in: make its projections current, start its workers, stop cleanly on Ctrl-C.
 
     Runs the app's own `python -m APP serve` (with the app's .venv if it has one).
 

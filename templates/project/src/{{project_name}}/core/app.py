@@ -151,6 +151,7 @@ class App:
         (or that were never built); returns their names. ``serve`` does this on another
         thread (see http.py), answering 503 meanwhile; tests and tools call it, or let
         the first command or query do it."""
+        self.projections.warn_about_state_in_memory()
         names = self.projections.needing_rebuild()
         if names:
             self.projections.rebuild(names)

@@ -15,8 +15,8 @@ The workers' own state (see worker.py) is recorded here too, as ``worker:NAME``.
 
 from __future__ import annotations
 
-import asyncio
 import ast
+import asyncio
 import hashlib
 import inspect
 import json
@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -48,6 +48,7 @@ Handler = Callable[[Any, Message], None]
 Progress = Callable[[int, int], None]  # (messages read so far, messages to read)
 FLUSH_EVERY = 20_000  # buffered rows written out per transaction while rebuilding
 READ_BATCH = 10_000
+VERIFY_EVERY_SECONDS = 1.0
 REBUILD_AT_ONCE = 10_000  # messages: a log this short is rebuilt before serving (a fraction of a second)
 
 
@@ -141,6 +142,8 @@ class Projections:
         self.unavailable: str | None = None  # why commands and queries wait (None: they don't)
         self.progress: tuple[int, int] | None = None  # (done, total) of the rebuild running now
         self._checked = False
+        self._verified_at = 0.0
+        self._fingerprints: dict[tuple[str, str], str] = {}
 
     # --- registration ---
 
@@ -160,7 +163,7 @@ class Projections:
         """The handlers for ``type`` besides the command's own state handler."""
         return self._extra.get(type, [])
 
-    def __iter__(self) -> Iterable[Projection]:
+    def __iter__(self) -> Iterator[Projection]:
         return iter(self._by_name.values())
 
     def get(self, name: str) -> Projection:
@@ -187,6 +190,12 @@ class Projections:
 
     def fingerprint(self, projection: Projection) -> str:
         """A hash of what builds the projection: its code, its tables, the messages it handles and their models."""
+        key = (projection.name, projection.version)
+        if key not in self._fingerprints:  # the code does not change while the process runs
+            self._fingerprints[key] = self._fingerprint(projection)
+        return self._fingerprints[key]
+
+    def _fingerprint(self, projection: Projection) -> str:
         appliers = self.appliers(projection)
         modules = {type(projection).__module__}
         for _, handlers in appliers.values():
@@ -220,6 +229,19 @@ class Projections:
             statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
         return statuses
 
+    def warn_about_state_in_memory(self) -> list[str]:
+        """Name the state handlers that are not methods of a registered projection: whatever they
+        keep in memory is gone after a restart, since start no longer replays the log."""
+        owners = set(map(id, self._by_name.values()))
+        types = [spec.type for spec in self.app.commands if spec.handler and id(_owner(spec.handler)) not in owners]
+        for type in types:
+            logger.warning(
+                "the state handler of %s is not a method of a projection: state it keeps in memory is lost "
+                "on restart (start does not replay the log; see docs/MIGRATING.md)",
+                type,
+            )
+        return types
+
     def needing_rebuild(self) -> list[str]:
         """The projections (not the workers' states: each worker rebuilds its own) not built by this code."""
         return [
@@ -243,7 +265,10 @@ class Projections:
     def require_ready(self) -> None:
         """Raise :class:`ProjectionsUnavailable` unless every projection is current (checked once, rebuilt if need be).
 
-        The rebuild thread itself is let through: its handlers may ask other features.
+        Once a second it also looks whether another process, running other code, has
+        rebuilt a projection since: this one then stops answering from it (503) rather
+        than serve rows its own code did not build. The rebuild thread itself is let
+        through: its handlers may ask other features.
         """
         if self.unavailable is not None and not self.app.store.is_rebuilding:
             raise ProjectionsUnavailable(self.unavailable)
@@ -254,9 +279,26 @@ class Projections:
                     if names:
                         self.rebuild(names)
                     self._checked = True
+                    self._verified_at = time.monotonic()
+        elif time.monotonic() - self._verified_at > VERIFY_EVERY_SECONDS and not self.app.store.is_rebuilding:
+            self._verified_at = time.monotonic()
+            self._verify()
+
+    def _verify(self) -> None:
+        stored = self._stored()
+        for projection in self._by_name.values():
+            row = stored.get(projection.name)
+            if row is not None and row[0] != self.fingerprint(projection):
+                self.unavailable = (
+                    f"the {projection.name} projection was rebuilt by other code (at {row[2]}); "
+                    "restart this process with the same code as the others"
+                )
+                logger.error("%s", self.unavailable)
+                raise ProjectionsUnavailable(self.unavailable)
 
     def mark_checked(self) -> None:
         self._checked = True
+        self._verified_at = time.monotonic()
 
     # --- rebuilding ---
 
@@ -296,6 +338,7 @@ class Projections:
         """On start: rebuild now what needs it if the log is short (a new app: no 503 at all);
         else return the projections :meth:`rebuild_in_background` must rebuild, and until it
         has, commands and queries answer 503."""
+        self.warn_about_state_in_memory()
         names = self.needing_rebuild()
         if names and self.app.log.version() <= REBUILD_AT_ONCE:
             self.rebuild(names)
@@ -333,7 +376,7 @@ class Projections:
         specs = [spec for projection in projections for spec in projection.tables]
         shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
-        buffer = BufferedRows(sql, undoable=False, fresh=True)
+        buffer = BufferedRows(sql, undoable=False, fresh=shadows)
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}
         for projection in projections:
@@ -526,8 +569,8 @@ def _normalized_code(module: ModuleType) -> str:
         for node in ast.walk(tree):
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 body = node.body
-                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                    if isinstance(body[0].value.value, str):
-                        node.body = body[1:] or [ast.Pass()]
+                first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    node.body = body[1:] or [ast.Pass()]
         _CODE[name] = ast.dump(tree, annotate_fields=False)
     return _CODE[name]

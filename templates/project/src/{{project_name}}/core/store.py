@@ -409,16 +409,17 @@ class BufferedRows:
     back). ``get`` sees the buffered writes; ``find`` and ``count`` see the database
     only (call :meth:`flush` first where that matters).
 
-    ``fresh`` (a rebuild into new, empty tables): every row in them was written out
-    by this buffer, so a filter of the ids it wrote answers most lookups of an id that
-    is not there (every create's) without asking the database.
+    ``fresh`` names tables a rebuild fills from empty: every row in them was written
+    out by this buffer, so a filter of the ids it wrote answers most lookups of an id
+    that is not there (every create's) without asking the database.
     """
 
-    def __init__(self, rows: SqlRows, *, undoable: bool = True, fresh: bool = False) -> None:
+    def __init__(self, rows: SqlRows, *, undoable: bool = True, fresh: Iterable[str] = ()) -> None:
         self.rows = rows
         self._pending: dict[tuple[str, str], tuple[TableSpec, dict[str, Any] | None]] = {}
         self._undo: list[tuple[tuple[str, str], Any]] | None = [] if undoable else None
-        self._written = IdFilter() if fresh else None
+        self._fresh = frozenset(fresh)
+        self._written = IdFilter()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -427,7 +428,7 @@ class BufferedRows:
         pending = self._pending.get((spec.name, id), _MISSING)
         if pending is not _MISSING:
             return pending[1]
-        if self._written is not None and (spec.name, id) not in self._written:
+        if spec.name in self._fresh and (spec.name, id) not in self._written:
             return None
         return self.rows.get(spec, id)
 
@@ -467,9 +468,9 @@ class BufferedRows:
         """Write every buffered change out (inside the caller's transaction), oldest first."""
         puts: dict[str, tuple[TableSpec, list[tuple[str, dict[str, Any]]]]] = {}
         deletes: dict[str, tuple[TableSpec, list[str]]] = {}
-        written = self._written
+        written, fresh = self._written, self._fresh
         for (name, id), (spec, item) in self._pending.items():
-            if written is not None:
+            if name in fresh:
                 written.add((name, id))
             if item is None:
                 deletes.setdefault(name, (spec, []))[1].append(id)

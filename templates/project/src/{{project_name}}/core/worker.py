@@ -256,7 +256,7 @@ class CommandWorker:
         never_handled = app.dead_letters.skipped_ids(self.name)
         with app.log.transaction():
             app.projections.reset_tables(self.tables)
-        buffer = self._buffer = BufferedRows(app.store.rows, undoable=False, fresh=True)
+        buffer = self._buffer = BufferedRows(app.store.rows, undoable=False, fresh=[t.name for t in self.tables])
         self._handling = True
         try:
             for count, message in enumerate(self.log.after(0, batch_size=10_000)):

@@ -74,10 +74,8 @@ class PostgresTables:
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]:
         columns = "".join(f', "{column.name}" {TYPES[column.kind]}' for column in spec.columns)
-        return [
-            f'CREATE TABLE "{physical}" (seq bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, '
-            f"data text NOT NULL{columns})"
-        ]
+        table = f'"{physical}" (seq bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, data text NOT NULL'
+        return [f"CREATE TABLE {table}{columns})"]
 
     def drop_table(self, physical: str) -> list[str]:
         return [f'DROP TABLE IF EXISTS "{physical}"']  # its indexes and trigger go with it
@@ -108,10 +106,8 @@ class PostgresTables:
 
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         arguments = ", ".join(f"'{value}'" for value in [spec.name, *(c.name for c in spec.columns if c.counted)])
-        return [
-            f'CREATE TRIGGER "{physical}__count" AFTER INSERT OR UPDATE OR DELETE ON "{physical}" '
-            f"FOR EACH ROW EXECUTE FUNCTION state_count({arguments})"
-        ]
+        trigger = f'CREATE TRIGGER "{physical}__count" AFTER INSERT OR UPDATE OR DELETE ON "{physical}"'
+        return [f"{trigger} FOR EACH ROW EXECUTE FUNCTION state_count({arguments})"]
 
     def existing_tables(self, db: Database, names: list[str]) -> set[str]:
         return {name for name in names if db.query("SELECT to_regclass(%s) IS NOT NULL", (f'"{name}"',))[0][0]}

@@ -44,7 +44,8 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 # database lock their supervisor holds for the whole group (see cli.py's ``serve``).
 GROUP_LOCK_FD = "APP_GROUP_LOCK_FD"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     timestamp TEXT NOT NULL,
@@ -61,7 +62,9 @@ CREATE TABLE IF NOT EXISTS leases (
     expires REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-""" + TABLES_SCHEMA
+"""
+    + TABLES_SCHEMA
+)
 # Enough page cache for the store's indexes to stay in memory at a million rows, not the whole file.
 CACHE_KIB = 32 * 1024
 
