@@ -279,7 +279,7 @@ def test_typed_fields_show_in_the_dry_run_and_pick_what_is_summarized(blog_app: 
     assert run_petrock(*args, "--summarize", "extra", cwd=blog_app).returncode == 0
     assert manifest(blog_app)["features"]["notes"]["summarize"] == "extra"
     worker = (blog_app / "src/blog/notes/worker.py").read_text()
-    assert "content=current.extra" in worker and "command.extra != " in worker
+    assert "content=current[\"extra\"]" in worker and "command.extra != " in worker
     form = (blog_app / "src/blog/notes/templates/form.html").read_text()
     assert '<input type="checkbox" id="pinned" name="pinned"' in form and '<textarea id="body"' in form
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .pages import Pages
+from .projections import ProjectionsUnavailable
 from .security import add_security_headers
 
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
@@ -24,6 +25,7 @@ HEADINGS = {
     405: "Not allowed",
     413: "Too large",
     500: "Something went wrong",
+    503: "Back in a moment",
 }
 
 
@@ -57,7 +59,8 @@ def error_response(
 
 
 def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
-    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 500 for crashes."""
+    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 503 while
+    a projection is rebuilt, 500 for crashes."""
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(pages, request, 404, "There is nothing at this address.")
@@ -66,10 +69,14 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         headers = exc.headers if isinstance(exc, HTTPException) else None
         return error_response(pages, request, 405, f"{request.method} is not allowed here.", headers=headers)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        headers = {"retry-after": str(ProjectionsUnavailable.retry_after)}
+        return error_response(pages, request, 503, f"{exc}; try again in a few seconds.", headers=headers)
+
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
         response = error_response(pages, request, 500, "The server hit an error; it has been logged.")
         add_security_headers(response.headers)
         return response
 
-    return {404: not_found, 405: method_not_allowed, 500: server_error}
+    return {404: not_found, 405: method_not_allowed, ProjectionsUnavailable: unavailable, 500: server_error}

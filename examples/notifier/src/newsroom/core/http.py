@@ -8,7 +8,9 @@ auth.py) wrap every route.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -26,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .app import App
 from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
-from .commands import CommandRejected, StateDiverged
+from .commands import CommandRejected
 from .errors import error_response, exception_handlers
 from .events import EventStreams
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
@@ -44,13 +46,15 @@ STATIC = Path(__file__).parent / "static"
 def create_http_app(
     app: App,
     *,
-    replay: bool = True,
+    prepare: bool = True,
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
     host: str = "127.0.0.1",
 ) -> Starlette:
-    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
+    """The ASGI app: on startup it makes the projections current (rebuilding, on another thread, any
+    whose code changed, while commands and queries answer 503) and then starts the workers; it stops
+    them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
@@ -65,15 +69,16 @@ def create_http_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if replay:
-            app.replay()
-        if start_workers:
-            await app.start_workers()
+        stopping = threading.Event()
+        rebuild = app.projections.begin() if prepare else []
+        starting = asyncio.create_task(_start(app, rebuild, stopping, start_workers=start_workers), name="start")
         try:
             with events.closed_on_shutdown_signal():
                 async with mcp.running():
                     yield
         finally:
+            stopping.set()
+            await asyncio.gather(starting, return_exceptions=True)
             events.close()
             stuck = await app.close()
             if on_closed is not None:
@@ -109,7 +114,7 @@ def create_http_app(
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
+        except LogUnreachable as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
@@ -141,11 +146,10 @@ def create_http_app(
             dead_letters = app.dead_letters.counts()
         except LogUnreachable:
             version, dead_letters = None, {}
-        healthy = (
-            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
-        )
+        rebuilding = app.projections.unavailable
+        healthy = version is not None and rebuilding is None and all(w["state"] != WorkerState.FAILED for w in workers)
         # 503 when this process cannot do its job; "degraded" with 200 when dead letters wait for an operator.
-        status = "ok" if healthy and not dead_letters else "degraded"
+        status = "ok" if healthy and not dead_letters else "rebuilding" if rebuilding else "degraded"
         status_code = 200 if healthy else 503
         if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
             return JSONResponse({"status": status}, status_code=status_code)
@@ -156,7 +160,7 @@ def create_http_app(
                 "workers": workers,
                 "dead_letters": dead_letters,
                 "process": app.runtime(),  # which workers this process runs, which it stands by for
-                "diverged": app.diverged,
+                "projections": {"unavailable": rebuilding, "progress": app.projections.progress},
             },
             status_code=status_code,
         )
@@ -187,8 +191,16 @@ def create_http_app(
     )
 
 
+async def _start(app: App, rebuild: list[str], stopping: threading.Event, *, start_workers: bool) -> None:
+    """Rebuild what needs it, then start the workers (they read the projections)."""
+    if rebuild and not await app.projections.rebuild_in_background(rebuild, stopping):
+        return
+    if start_workers and not stopping.is_set():
+        await app.start_workers()
+
+
 def _refuse_constant(name: str) -> float:
-    """NaN and Infinity are not JSON; stored as null they would break replay."""
+    """NaN and Infinity are not JSON; stored as null they would break a rebuild."""
     raise ValueError(f"{name} is not allowed")
 
 

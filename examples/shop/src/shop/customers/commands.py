@@ -27,7 +27,7 @@ Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000, 
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every customer the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every customer the same id."""
     return uuid4().hex
 
 
