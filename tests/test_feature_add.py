@@ -107,7 +107,10 @@ def test_render_feature_returns_every_file_but_features_py() -> None:
     files = render_feature("blog", "posts")
     assert sorted(files) == sorted([*(f"src/blog/posts/{path}" for path in FEATURE_FILES), "tests/test_posts.py"])
     register = files["src/blog/posts/register.py"]
-    assert "def register(app: App) -> None:" in register and "    state = PostsState(app.store, app.references)" in register
+    assert (
+        "def register(app: App) -> None:" in register
+        and "    state = PostsState(app.store, app.references)" in register
+    )
     for marker in ("# petrock:imports", "# petrock:end-imports"):
         assert f"\n{marker}\n" in register  # at module level
     for marker in ("# petrock:components", "# petrock:end-components"):
@@ -279,7 +282,7 @@ def test_typed_fields_show_in_the_dry_run_and_pick_what_is_summarized(blog_app: 
     assert run_petrock(*args, "--summarize", "extra", cwd=blog_app).returncode == 0
     assert manifest(blog_app)["features"]["notes"]["summarize"] == "extra"
     worker = (blog_app / "src/blog/notes/worker.py").read_text()
-    assert "content=current[\"extra\"]" in worker and "command.extra != " in worker
+    assert 'content=current["extra"]' in worker and "command.extra != " in worker
     form = (blog_app / "src/blog/notes/templates/form.html").read_text()
     assert '<input type="checkbox" id="pinned" name="pinned"' in form and '<textarea id="body"' in form
 

@@ -86,7 +86,9 @@ def test_a_big_log_is_rebuilt_behind_503s_once_then_never_again(
     server = servers(posts_dir, db).start()
     first = health(server)
     assert first.status_code == 503 and first.json()["status"] == "rebuilding"
-    refused = httpx.post(f"{server.url}/commands", json={"type": "posts/create", "payload": {"title": "t", "content": "c"}})
+    refused = httpx.post(
+        f"{server.url}/commands", json={"type": "posts/create", "payload": {"title": "t", "content": "c"}}
+    )
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert httpx.get(f"{server.url}/queries/posts/list").status_code == 503
     assert wait_until(lambda: health(server).status_code == 200, timeout=120)
