@@ -78,7 +78,7 @@ def test_migrated_loops_run_as_workers_started_and_stopped_by_the_app(shop: Path
 
         async def main():
             app = build_app(os.path.join(tempfile.mkdtemp(), "probe.db"))
-            app.prepare()
+            app.replay()
             await app.start_workers()
             await asyncio.sleep(0.5)
             stuck = await app.close()
