@@ -76,7 +76,7 @@ def openapi_spec(app: App, *, secured: bool) -> dict[str, Any]:
     paths["/queries"] = {"get": _list("queries")}
     for spec in queries:
         paths[f"/queries/{spec.type}"] = {"get": _query(spec.type, spec.model, refs[spec.model], components)}
-    paths.update(_core_paths())
+    paths.update(_core_paths(metrics=app.metrics.enabled))
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -152,11 +152,15 @@ def describe(schema: Mapping[str, Any], components: Mapping[str, Any]) -> str:
         text = named.get(schema.get("format", ""), "text")
         low, high = schema.get("minLength"), schema.get("maxLength")
         if high is not None:
-            text += f", {low or 0} to {high} characters"
+            text += f", {low} to {high} characters" if low else f", up to {high} characters"
         return text
     if kind in ("integer", "number"):
-        bounds = [f"{sign} {schema[key]}" for key, sign in (("minimum", "≥"), ("maximum", "≤")) if key in schema]
-        return " ".join([kind, *bounds])
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None:
+            return f"{kind}, {low} to {high}"
+        if low is not None or high is not None:
+            return f"{kind} ≥ {low}" if low is not None else f"{kind} ≤ {high}"
+        return kind
     if kind == "boolean":
         return "true or false"
     if kind == "array":
@@ -325,9 +329,9 @@ def _query(type: str, model: type[BaseModel], ref: str, components: dict[str, An
     }
 
 
-def _core_paths() -> dict[str, Any]:
+def _core_paths(*, metrics: bool) -> dict[str, Any]:
     text = {"text/plain": {"schema": {"type": "string"}}}
-    return {
+    paths = {
         "/healthz": {
             "get": {
                 "operationId": "health",
@@ -348,15 +352,17 @@ def _core_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "An event stream.", "content": {"text/event-stream": {}}}},
             }
         },
-        "/metrics": {
+    }
+    if metrics:  # not served with serve --no-metrics
+        paths["/metrics"] = {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics (the API token, or APP_METRICS_TOKEN)",
                 "tags": ["operations"],
                 "responses": {"200": {"description": "Prometheus' text format.", "content": text}, **_errors((401,))},
             }
-        },
-    }
+        }
+    return paths
 
 
 def _doc(model: type[BaseModel]) -> str:
