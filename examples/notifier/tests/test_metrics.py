@@ -48,12 +48,15 @@ def test_requests_are_counted_by_route_template_method_and_status(client: TestCl
     client.get("/queries/notes/get", params={"id": "a"})
     client.get("/queries/notes/get", params={"id": "missing"})
     client.get("/no/such/page")
+    for method in ("BREW", "WHEN"):  # methods nobody serves: one "other" series, not one per invention
+        client.request(method, "/commands")
     scraped = samples(client)
     total = "app_http_requests_total"
     assert value(scraped, total, route="/commands", method="POST", status="201") == 1
     assert value(scraped, total, route="/queries/{feature}/{name}", method="GET", status="200") == 1
     assert value(scraped, total, route="/queries/{feature}/{name}", method="GET", status="404") == 1
     assert value(scraped, total, route="unmatched", method="GET", status="404") == 1  # never the raw path
+    assert value(scraped, total, route="/commands", method="other", status="405") == 2
     count = "app_http_request_duration_seconds_count"
     assert value(scraped, count, route="/commands", method="POST", status="201") == 1
     bucket = "app_http_request_duration_seconds_bucket"

@@ -121,10 +121,12 @@ class Metrics:
     # --- recording (called by the app's core) ---
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "other"
         key = (route, method, status)
         children = self._request_children.get(key)
         if children is None:
-            labels = (route, method if method in METHODS else "other", str(status))
+            labels = (route, method, str(status))
             children = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
             self._request_children[key] = children
         children[0].inc()
