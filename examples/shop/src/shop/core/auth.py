@@ -4,7 +4,8 @@ Unset, the app is open (fine on 127.0.0.1, which is where ``serve`` binds by
 default). Set (one token, or several separated by commas while you rotate them),
 the API (``/commands``, ``/queries``, ``/events``, ``/mcp``) needs
 ``Authorization: Bearer <token>`` and the pages need a login with a token, which
-leaves a signed session cookie. ``/healthz``, ``/login`` and ``/static`` stay open.
+leaves a signed session cookie. ``/healthz``, ``/login`` and ``/static`` stay open;
+``/metrics`` checks its own token, this one or ``APP_METRICS_TOKEN`` (metrics.py).
 Tokens are compared in constant time and never written anywhere.
 """
 
