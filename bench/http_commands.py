@@ -194,7 +194,10 @@ def measure(kind: str, db: Path, seconds: int, script: Path | None) -> Load:
     process, url = serve(kind, db)
     try:
         cpu_before = cpu_seconds(process.pid)
-        rate, p99, requests = wrk(url, seconds, script) if script is not None else httpx_load(url, seconds)
+        try:
+            rate, p99, requests = wrk(url, seconds, script) if script is not None else httpx_load(url, seconds)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{kind}: {exc}") from None
         cpu = cpu_seconds(process.pid) - cpu_before
         catch_up = None if kind == "baseline" else catch_up_time(db)
     finally:
