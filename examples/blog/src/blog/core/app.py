@@ -22,6 +22,7 @@ from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHand
 from .deadletters import DeadLetterStore
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
+from .metrics import Metrics
 from .pages import Pages
 from .queries import QueryRegistry
 from .references import References
@@ -43,8 +44,10 @@ class App:
         stop_timeout: float = 5.0,
         lease_ttl: float = DEFAULT_LEASE_SECONDS,
         random: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.log: MessageLogBackend = log if log is not None else SQLiteLog()
+        self.metrics = metrics if metrics is not None else Metrics()  # core/metrics.py: GET /metrics
         self.kv = KeyValueStore(self.log)
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
@@ -105,6 +108,7 @@ class App:
         replays the log.
         """
         if self.diverged is not None:
+            self.metrics.command_refused("state_diverged")
             raise StateDiverged(self.diverged)
         specs = [self.commands.spec_for(command) for command in commands]
         messages = []
@@ -121,10 +125,13 @@ class App:
                 if position is not None:
                     self.log.set_position(*position)
         except BaseException as exc:
+            if isinstance(exc, Exception) and commands:
+                self.metrics.command_refused(exc)  # by reason: not_found, command_rejected, ...
             if changed_state:
                 self.diverged = f"state changed for a command that did not commit ({exc!r}); restart to replay the log"
                 logger.critical("%s", self.diverged)
             raise
+        self.metrics.commands_appended(messages)
         return messages
 
     def dispatch_each(self, commands: Sequence[BaseModel]) -> list[Message | CommandRejected]:
