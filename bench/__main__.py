@@ -25,6 +25,7 @@ BENCHMARKS = (
     "rebuild",
     "worker_reaction",
     "http_commands",
+    "metrics_overhead",
     "postgres",
 )
 

@@ -77,8 +77,9 @@ def register_notes(app: App) -> Notes:
 
 @pytest.fixture(autouse=True)
 def _no_api_token_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose their tokens (``create_http_app(app, tokens=[...])``); an exported APP_API_TOKEN must not leak in."""
+    """Tests choose their tokens (``create_http_app(app, tokens=[...])``): exported ones must not leak in."""
     monkeypatch.delenv("APP_API_TOKEN", raising=False)
+    monkeypatch.delenv("APP_METRICS_TOKEN", raising=False)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -10,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +31,7 @@ from .core.log import (
     open_log,
     without_password,
 )
+from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
 from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
@@ -75,13 +78,20 @@ def serve(
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
     ] = 1,
+    log_format: Annotated[
+        str, typer.Option(help="Log lines as readable text, or json: one object per line, for a log collector.")
+    ] = "text",
+    metrics: Annotated[
+        bool, typer.Option(help="Count requests, commands and worker cycles, and serve them at GET /metrics.")
+    ] = True,
     reuse_port: Annotated[
         bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
     ] = False,
 ) -> None:
     """Serve the app over HTTP: rebuild projections whose code changed, start the workers, stop on Ctrl-C/SIGTERM.
 
-    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages.
+    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages,
+    and APP_METRICS_TOKEN for a scraper that may read /metrics and nothing else (docs/operating.md).
     """
     import uvicorn
 
@@ -92,27 +102,35 @@ def serve(
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(1)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        typer.echo(f"error: unknown --log-format {log_format!r} — pass {' or '.join(LOG_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    configure_logging(log_format)
+    announce = _announcer(log_format)
     if processes < 1 or (processes > 1 and reload):
         typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
         raise typer.Exit(2)
     if processes > 1:
-        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
+        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout, metrics=metrics, announce=announce))
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
-        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
+        announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout))}
+    options.update(uvicorn_logging(log_format))
     if reload:
-        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
+        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_LOG_FORMAT=log_format)
+        os.environ["APP_METRICS"] = "on" if metrics else "off"
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
-    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     _exit_quietly_after_shutdown()
-    http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host)
+    http_app = create_http_app(
+        app, on_closed=_leave_stuck_workers_behind, host=host, access_log=access_logger(log_format)
+    )
     if not reuse_port:
         uvicorn.run(http_app, **options)
-        typer.echo(f"stopped {PACKAGE}")
+        announce(f"stopped {PACKAGE}")
     else:  # one of the processes of `serve --processes N`
         from .core.processes import listen_on_shared_port
 
@@ -120,8 +138,18 @@ def serve(
         uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[sock])
 
 
-def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
+def _serve_processes(
+    host: str,
+    port: int,
+    db: str,
+    processes: int,
+    stop_timeout: float,
+    *,
+    metrics: bool,
+    announce: Callable[[str], None],
+) -> int:
     """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    from .core.metrics import forget_process, multiprocess_directory
     from .core.processes import reserve_port, run_group, share_database, without_option
 
     try:
@@ -132,19 +160,40 @@ def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
     shown = without_password(db)
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
+    announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
-    code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
+    with contextlib.ExitStack() as stack:
+        on_exit = None
+        if metrics:  # one directory of metric files for the group: a scrape of any process adds them up
+            directory = stack.enter_context(multiprocess_directory(database.env))
+            on_exit = functools.partial(forget_process, directory=directory)
+        code = run_group(
+            argv,
+            processes=processes,
+            env=database.env,
+            pass_fds=database.pass_fds,
+            stop_timeout=stop_timeout,
+            on_exit=on_exit,
+        )
     reserved.close()
-    typer.echo(f"stopped {PACKAGE}")
+    announce(f"stopped {PACKAGE}")
     return code
 
 
-def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
+def _announcer(log_format: str) -> Callable[[str], None]:
+    """How serve says it started and stopped: a line on stdout, or a log line in the JSON format."""
+    if log_format == "json":
+        return logging.getLogger(PACKAGE).info
+    return typer.echo
+
+
+def _open_app(
+    db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0, metrics: bool = True
+) -> App:
     """``build_app``, with a database that cannot be opened reported in one line."""
     try:
-        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
+        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -77,6 +77,8 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
         response = error_response(pages, request, 500, "The server hit an error; it has been logged.")
         add_security_headers(response.headers)
+        if "request_id" in request.scope:  # set by observe.py: the id to look for in the log
+            response.headers["x-request-id"] = request.scope["request_id"]
         return response
 
     return {404: not_found, 405: method_not_allowed, ProjectionsUnavailable: unavailable, 500: server_error}

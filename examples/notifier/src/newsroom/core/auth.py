@@ -4,7 +4,8 @@ Unset, the app is open (fine on 127.0.0.1, which is where ``serve`` binds by
 default). Set (one token, or several separated by commas while you rotate them),
 the API (``/commands``, ``/queries``, ``/events``, ``/mcp``) needs
 ``Authorization: Bearer <token>`` and the pages need a login with a token, which
-leaves a signed session cookie. ``/healthz``, ``/login`` and ``/static`` stay open.
+leaves a signed session cookie. ``/healthz``, ``/login`` and ``/static`` stay open;
+``/metrics`` checks its own token, this one or ``APP_METRICS_TOKEN`` (metrics.py).
 Tokens are compared in constant time and never written anywhere.
 """
 
@@ -34,13 +35,15 @@ SESSION_SECONDS = 7 * 24 * 3600
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp")
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
+# Paths that check a bearer token themselves: /metrics also takes APP_METRICS_TOKEN (core/metrics.py).
+SELF_GUARDED_PATHS = ("/metrics",)
 # Event streams are opened by the pages' own script, which carries the session cookie, not a token.
 SESSION_API_PREFIXES = ("/events",)
 
 
-def tokens_from_env(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    """The accepted tokens: ``APP_API_TOKEN`` split on commas, blanks dropped."""
-    return tuple(token.strip() for token in environ.get(TOKEN_VARIABLE, "").split(",") if token.strip())
+def tokens_from_env(environ: Mapping[str, str] = os.environ, variable: str = TOKEN_VARIABLE) -> tuple[str, ...]:
+    """The accepted tokens: ``APP_API_TOKEN`` (or ``variable``) split on commas, blanks dropped."""
+    return tuple(token.strip() for token in environ.get(variable, "").split(",") if token.strip())
 
 
 def is_loopback(host: str) -> bool:
@@ -127,13 +130,13 @@ class RequireToken:
             return
         request = Request(scope)
         path = scope["path"]
-        bearer = _bearer(Headers(scope=scope))
+        bearer = bearer_token(Headers(scope=scope))
         session = request.cookies.get(SESSION_COOKIE, "")
         if bearer is not None and self.tokens.accepts(bearer):
             scope["access"] = "token"
         elif bearer is None and session and self.tokens.valid_session(session) and not _is_token_only(path):
             scope["access"] = "session"
-        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        elif path in OPEN_PATHS or path in SELF_GUARDED_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
         else:
             await self._refuse(request, bearer is not None)(scope, receive, send)
@@ -202,7 +205,8 @@ def safe_next(target: str) -> str:
     return target
 
 
-def _bearer(headers: Headers) -> str | None:
+def bearer_token(headers: Headers) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None

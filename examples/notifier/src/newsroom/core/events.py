@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .log import MessageLogBackend
+from .metrics import Metrics, NoMetrics
 
 HEARTBEAT_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 2000
@@ -29,9 +30,12 @@ SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class EventStreams:
     """Serves the event streams and wakes them on every append (in this process or, once followed, another)."""
 
-    def __init__(self, log: MessageLogBackend, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self, log: MessageLogBackend, *, heartbeat: float = HEARTBEAT_SECONDS, metrics: Metrics | None = None
+    ) -> None:
         self.log = log
         self.heartbeat = heartbeat
+        self.metrics = metrics if metrics is not None else NoMetrics()
         self.closed = False
         self._waiting: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._lock = threading.Lock()
@@ -50,6 +54,7 @@ class EventStreams:
         waiter = (asyncio.get_running_loop(), wake)
         with self._lock:
             self._waiting.add(waiter)
+        self.metrics.stream_opened()
         try:
             yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
             while not self.closed:
@@ -64,6 +69,7 @@ class EventStreams:
                     continue
                 yield ": heartbeat\n\n"
         finally:
+            self.metrics.stream_closed()
             with self._lock:
                 self._waiting.discard(waiter)
 

@@ -3,13 +3,16 @@
 ``POST /commands`` takes ``{"type": "posts/create", "payload": {...}}`` and answers
 201 with the new message id. Every refusal is a 4xx and appends nothing.
 Security headers, cross-origin protection and the token check (security.py,
-auth.py) wrap every route.
+auth.py) wrap every route; outside them, every request gets its id and is measured
+(observe.py). ``/openapi.json`` and ``/docs`` describe the API (openapi.py),
+``/metrics`` measures the app (metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .app import App
@@ -33,6 +36,9 @@ from .errors import error_response, exception_handlers
 from .events import EventStreams
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
 from .log import LogUnreachable
+from .metrics import MetricsEndpoint, metrics_tokens
+from .observe import ObserveRequests
+from .openapi import OpenAPIRoutes
 from .queries import UnknownQuery
 from .security import CrossOriginProtection, SecurityHeaders
 from .supervisor import WorkerState
@@ -51,6 +57,7 @@ def create_http_app(
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
     host: str = "127.0.0.1",
+    access_log: logging.Logger | None = None,
 ) -> Starlette:
     """The ASGI app: on startup it makes the projections current (rebuilding, on another thread, any
     whose code changed, while commands and queries answer 503) and then starts the workers; it stops
@@ -60,11 +67,12 @@ def create_http_app(
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
     accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
     ``host`` is the interface served on: ``/mcp`` answers only ``Host`` headers that name it.
+    ``access_log`` gets one line per request (the JSON log format; see logformat.py).
     """
     from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
 
     accepted = tokens_from_env() if tokens is None else tuple(tokens)
-    events = EventStreams(app.log)
+    events = EventStreams(app.log, metrics=app.metrics)
     mcp = MCPEndpoint(app, host=host)
 
     @asynccontextmanager
@@ -87,29 +95,34 @@ def create_http_app(
     async def index(request: Request) -> Response:
         return app.pages.render("core/index.html", app=app, request=request)
 
+    def refuse_command(reason: str, status_code: int, message: str, **extra: Any) -> Response:
+        """A command refused before dispatch (dispatch counts its own refusals), counted by reason."""
+        app.metrics.command_refused(reason)
+        return _error(status_code, message, **extra)
+
     async def post_command(request: Request) -> Response:
         if _media_type(request) != "application/json":
-            return _error(415, "send JSON with Content-Type: application/json")
+            return refuse_command("unsupported_media_type", 415, "send JSON with Content-Type: application/json")
         try:
             body = await read_body(request)
         except RequestTooLarge:
-            return _error(413, f"request body is over {MAX_BODY_BYTES} bytes")
+            return refuse_command("too_large", 413, f"request body is over {MAX_BODY_BYTES} bytes")
         try:
             envelope = json.loads(body, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):
-            return _error(400, "body is not valid JSON (or nested too deeply)")
+            return refuse_command("malformed", 400, "body is not valid JSON (or nested too deeply)")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
-            return _error(400, 'expected {"type": "feature/verb", "payload": {...}}')
+            return refuse_command("malformed", 400, 'expected {"type": "feature/verb", "payload": {...}}')
         payload = envelope.get("payload", {})
         if not isinstance(payload, dict):
-            return _error(400, "payload must be a JSON object")
+            return refuse_command("malformed", 400, "payload must be a JSON object")
         spec = app.commands.find(envelope["type"])
         if spec is None or not spec.public:
-            return _error(404, f"unknown command type {envelope['type']!r}")
+            return refuse_command("unknown_type", 404, f"unknown command type {envelope['type']!r}")
         try:
             command = spec.model.model_validate(payload)
         except ValidationError as exc:
-            return _error(400, "invalid payload", fields=field_errors(exc))
+            return refuse_command("invalid_payload", 400, "invalid payload", fields=field_errors(exc))
         try:
             message = app.dispatch(command)
         except CommandRejected as exc:
@@ -170,7 +183,7 @@ def create_http_app(
         Middleware(SecurityHeaders),
         Middleware(CrossOriginProtection, refuse=refuse),
     ]
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", index, name="index"),
         Route("/commands", post_command, methods=["POST"]),
         Route("/commands", list_commands, methods=["GET"]),
@@ -179,13 +192,18 @@ def create_http_app(
         Route("/events", events.endpoint, name="events"),
         Route("/healthz", healthz),
         Route("/mcp", mcp),
+        *OpenAPIRoutes(app, secured=bool(accepted)).routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *app.routes,
     ]
+    if app.metrics.enabled:
+        routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
     if accepted:
         checker = Tokens(accepted)
         middleware.append(Middleware(RequireToken, tokens=checker, refuse=refuse))
         routes[1:1] = auth_routes(checker, app.pages)
+    # Outermost: the request id reaches every answer, refusals included, and every answer is measured.
+    middleware.insert(0, Middleware(ObserveRequests, routes=routes, metrics=app.metrics, access_log=access_log))
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers=exception_handlers(app.pages), lifespan=lifespan
     )

@@ -24,6 +24,7 @@ from .commands import CommandRegistry, CommandRejected
 from .deadletters import DeadLetterStore
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend
+from .metrics import Metrics
 from .pages import Pages
 from .projections import Projections
 from .queries import QueryRegistry
@@ -47,8 +48,10 @@ class App:
         stop_timeout: float = 5.0,
         lease_ttl: float = DEFAULT_LEASE_SECONDS,
         random: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.log: MessageLogBackend = log if log is not None else SQLiteLog()
+        self.metrics = metrics if metrics is not None else Metrics()  # core/metrics.py: GET /metrics
         self.store = Store(self.log)
         self.projections = Projections(self)
         self.kv = KeyValueStore(self.log)
@@ -104,19 +107,25 @@ class App:
         row changes. While a projection is rebuilt, commands wait
         (:class:`~.projections.ProjectionsUnavailable`, a 503).
         """
-        self.projections.require_ready()
         specs = [self.commands.spec_for(command) for command in commands]
         messages = []
-        with self.log.transaction():
-            for spec, command in zip(specs, commands, strict=True):
-                message = self.log.append(spec.type, command.model_dump_json())
-                if spec.handler is not None:
-                    spec.handler(command, message)
-                for handler in self.projections.handlers(spec.type):
-                    handler(command, message)
-                messages.append(message)
-            if position is not None:
-                self.log.set_position(*position)
+        try:
+            self.projections.require_ready()
+            with self.log.transaction():
+                for spec, command in zip(specs, commands, strict=True):
+                    message = self.log.append(spec.type, command.model_dump_json())
+                    if spec.handler is not None:
+                        spec.handler(command, message)
+                    for handler in self.projections.handlers(spec.type):
+                        handler(command, message)
+                    messages.append(message)
+                if position is not None:
+                    self.log.set_position(*position)
+        except Exception as exc:
+            if commands:
+                self.metrics.command_refused(exc)  # by reason: not_found, command_rejected, ...
+            raise
+        self.metrics.commands_appended(messages)
         return messages
 
     def dispatch_each(self, commands: Sequence[BaseModel]) -> list[Message | CommandRejected]:

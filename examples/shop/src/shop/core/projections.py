@@ -402,9 +402,7 @@ class Projections:
                     with log.transaction():
                         buffer.flush()
                 total = max(total, position)
-                self.progress = (position, total)
-                if progress is not None:
-                    progress(position, total)
+                self._report(projections, position, total, progress)
             with log.transaction():  # indexes now: building them once is faster than keeping them while writing
                 suffix = uuid.uuid4().hex[:8]
                 for spec in specs:
@@ -421,8 +419,7 @@ class Projections:
                     self._record_on(log, projection.name, fingerprints[projection.name], position)
         finally:
             rebuilding.reset(token)
-        if progress is not None:
-            progress(position, max(total, position))
+        self._report(projections, position, max(total, position), progress)
         seconds = time.monotonic() - started
         names = [projection.name for projection in projections]
         report = RebuildReport(names, applier.read, applier.applied, applier.refused, seconds)
@@ -431,6 +428,14 @@ class Projections:
             ", ".join(names), applier.read, seconds, applier.refused,
         )  # fmt: skip
         return report
+
+    def _report(self, projections: list[Projection], done: int, total: int, progress: Progress | None) -> None:
+        """How far the rebuild is: for /healthz, /metrics (app_projection_rebuild_progress) and the caller."""
+        self.progress = (done, total)
+        for projection in projections:
+            self.app.metrics.rebuild(projection.name, done, total)
+        if progress is not None:
+            progress(done, total)
 
     def _swap(self, log: MessageLogBackend, spec: TableSpec, shadow: str) -> None:
         """Replace the live table by its shadow, with its indexes and counts (inside the write lock)."""
