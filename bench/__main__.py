@@ -26,6 +26,7 @@ BENCHMARKS = (
     "worker_reaction",
     "http_commands",
     "postgres",
+    "scale",
 )
 
 
