@@ -58,7 +58,8 @@ class Load:
 
     def describe(self) -> str:
         errors = ", ".join(f"{count} {kind}" for kind, count in self.errors.items() if count)
-        return f"{self.requests:,} requests in {self.seconds:.1f} s" + (f" ({errors})" if errors else "")
+        requests = f"{self.requests:,} request{'' if self.requests == 1 else 's'}"
+        return f"{requests} in {self.seconds:.1f} s" + (f" ({errors})" if errors else "")
 
 
 def find() -> str | None:
