@@ -27,6 +27,7 @@ BENCHMARKS = (
     "http_commands",
     "metrics_overhead",
     "postgres",
+    "scale",
 )
 
 
