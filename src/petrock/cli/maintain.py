@@ -32,7 +32,10 @@ def _status_lines(rows: Iterable[tuple[str, str, str]]) -> None:
 @reports_errors
 def migrate_jobs(
     feature: Annotated[
-        str | None, typer.Argument(help="Only this feature (default: every feature with a jobs.py).")
+        str | None,
+        typer.Argument(
+            metavar="FEATURE", help="Only this feature (default: every feature with a jobs.py).", show_default=False
+        ),
     ] = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
