@@ -185,6 +185,8 @@ def upgrade(
         typer.echo(f"already up to date with templates {planned.to_version}: nothing to write")
     else:
         _status_lines((f.status.value, f.path, f.note) for f in planned.files if f.status != "identical")
+        if changes := planned.changes():
+            typer.echo(f"\n{changes.pointer()}")
         if dry_run:
             if diff := planned.plan.diff():
                 typer.echo("\n" + diff.rstrip("\n"))
