@@ -26,7 +26,7 @@ from .support import REPO, git, run_app_tests, run_petrock, tree_snapshot
 UNSORTED_IMPORTS = "328609c"
 # `petrock upgrade` kept the render commit of a conflicted upgrade only under refs/petrock/templates.
 RENDERS_OUTSIDE_HISTORY = "51f7ba6"
-COMMIT = ("-c", "user.name=Test User", "-c", "user.email=test@example.invalid", "commit", "-qam")
+COMMIT = ("commit", "-qam")
 
 pytestmark = pytest.mark.slow
 
