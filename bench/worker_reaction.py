@@ -105,7 +105,7 @@ async def serve_ponger(db: str) -> None:
         ctx.dispatch(Pong(n=command.n))
 
     app.register_worker(worker)
-    app.replay()
+    app.prepare()
     await app.start_workers()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -138,7 +138,7 @@ async def ping_the_other_process(db: str, events: int, gap: float) -> list[float
     register_ping_pong(app, pongs)
     answered = asyncio.Event()
     app.log.subscribe(lambda: pongs and answered.set())
-    app.replay()
+    app.prepare()
     await app.start_workers()  # no workers here: this follows the log
     latencies = []
     try:

@@ -28,7 +28,7 @@ UNSORTED_IMPORTS = "328609c"
 RENDERS_OUTSIDE_HISTORY = "51f7ba6"
 # The last petrock whose apps kept state in memory and replayed the log at every start.
 STATE_IN_MEMORY = "e207e0d"
-COMMIT = ("-c", "user.name=Test User", "-c", "user.email=test@example.invalid", "commit", "-qam")
+COMMIT = ("commit", "-qam")
 # Run in an app made by STATE_IN_MEMORY: create posts, let the summary worker summarize each (offline).
 FILL_OLD_APP = """
 import asyncio, sys

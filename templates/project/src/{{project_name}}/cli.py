@@ -36,7 +36,13 @@ from .main import DEFAULT_DB, build_app
 
 PACKAGE = __package__ or "app"
 
-cli = typer.Typer(help=f"Run and inspect {PACKAGE}.", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help=f"Run and inspect {PACKAGE}.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain help, the same with every typer version (no `<bool>` beside flags)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 kv_cli = typer.Typer(help="Read and write the key/value store.", no_args_is_help=True)
 log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
 deadletters_cli = typer.Typer(
@@ -59,7 +65,34 @@ cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 cli.add_typer(deadletters_cli, name="deadletters")
 
-DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
+
+
+def app_root() -> Path:
+    """The app's folder (the one holding src/APP): the nearest at or above the current directory, so every
+    command finds the app's database from anywhere inside it, as `petrock serve` does; else the current
+    directory (an installed wheel)."""
+    here = Path.cwd()
+    return next((folder for folder in (here, *here.parents) if (folder / "src" / PACKAGE).is_dir()), here)
+
+
+def _default_db_in_app_root(ctx: typer.Context, db: str) -> str:
+    """``--db`` not given: the app's own database, wherever inside the app the command runs."""
+    if ctx.get_parameter_source("db").name != "DEFAULT":
+        return db
+    return str(app_root() / db)
+
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        help="SQLite database file, or a postgresql:// URL.",
+        envvar="APP_DB",
+        show_default=f"{DEFAULT_DB} in the app's folder",
+        callback=_default_db_in_app_root,
+    ),
+]
+LetterId = Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id (see `deadletters list`).")]
 
 
 @cli.command()
@@ -366,7 +399,7 @@ def projections_rebuild(
 
 
 @kv_cli.command("get")
-def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
+def kv_get(key: Annotated[str, typer.Argument(metavar="KEY")], db: DbOption = DEFAULT_DB) -> None:
     """Print the JSON value stored under KEY."""
     _require_existing(db)
     app = _open_app(db)
@@ -381,7 +414,11 @@ def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
 
 
 @kv_cli.command("set")
-def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
+def kv_set(
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    value: Annotated[str, typer.Argument(metavar="VALUE")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
     """Store VALUE (JSON, or else a plain string) under KEY."""
     try:
         decoded = json.loads(value)
@@ -400,10 +437,13 @@ def kv_list(db: DbOption = DEFAULT_DB) -> None:
     _require_existing(db)
     app = _open_app(db)
     try:
-        for key, value in app.kv.items():
-            typer.echo(f"{key}\t{json.dumps(value)}")
+        items = list(app.kv.items())
     finally:
         app.log.close()
+    if not items:
+        typer.echo("no keys")
+    for key, value in items:
+        typer.echo(f"{key}\t{json.dumps(value)}")
 
 
 @log_cli.command("tail")
@@ -457,7 +497,7 @@ def deadletters_list(
 
 
 @deadletters_cli.command("show")
-def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_show(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Print one dead letter and its message as JSON."""
     with _dead_letters(db) as store:
         letter = store.get(id)
@@ -470,7 +510,7 @@ def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
 
 
 @deadletters_cli.command("retry")
-def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_retry(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Hand the message to its worker once more (at its next cycle); its other effects are not repeated."""
     with _dead_letters(db) as store:
         letter = store.retry(id)
@@ -478,7 +518,7 @@ def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
 
 
 @deadletters_cli.command("discard")
-def deadletters_discard(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_discard(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Acknowledge the dead letter: its worker never handles that message."""
     with _dead_letters(db) as store:
         letter = store.discard(id)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -150,7 +150,8 @@ def create_http_app(
             return _error(400, "invalid query parameters", fields=field_errors(exc))
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        return JSONResponse(to_jsonable_python(result))
+        # One pass in pydantic-core, not to_jsonable_python and then json.dumps: a list page is most of a query's cost.
+        return Response(to_json(result), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
