@@ -25,6 +25,7 @@ BENCHMARKS = (
     "replay",
     "worker_reaction",
     "http_commands",
+    "event_streams",
     "postgres",
 )
 
