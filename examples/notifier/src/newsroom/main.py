@@ -36,4 +36,7 @@ def create_asgi_app() -> Starlette:
         exclusive=True,
         synchronous=os.environ.get("APP_SYNCHRONOUS", "NORMAL"),
     )
-    return create_http_app(app, host=os.environ.get("APP_HOST", "127.0.0.1"))
+    port = os.environ.get("APP_PORT", "")
+    return create_http_app(
+        app, host=os.environ.get("APP_HOST", "127.0.0.1"), port=int(port) if port.isdigit() else None
+    )

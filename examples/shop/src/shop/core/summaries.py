@@ -29,6 +29,11 @@ SYSTEM_PROMPT = (
     "Summarize the user's text in one or two plain sentences. Answer with the summary only, in the text's language."
 )
 MAX_DETAIL = 200
+MAX_RAW_DETAIL = 10_000  # of a provider's error message, read before redacting (a cut key is still caught)
+# A run of this many characters of the API key is redacted wherever it appears: a provider
+# that echoes the key may cut it, wrap it or break it across lines.
+MIN_SECRET_RUN = 8
+REDACTED = "[redacted]"
 
 Number = TypeVar("Number", int, float)
 
@@ -132,7 +137,7 @@ class ChatCompletionsSummarizer:
 
     def _summary_from(self, response: httpx.Response) -> str:
         if not response.is_success:
-            detail = self._redact(_error_detail(response))
+            detail = _error_detail(response, secret=self.config.api_key)
             raise SummaryError(f"summary API refused the request: HTTP {response.status_code}{detail}")
         try:
             content = response.json()["choices"][0]["message"]["content"]
@@ -143,11 +148,6 @@ class ChatCompletionsSummarizer:
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
         return content.strip()
-
-    def _redact(self, text: str) -> str:
-        """Remove the API key from text that came from the server (some echo the credentials they refuse)."""
-        key = self.config.api_key
-        return text.replace(key, "[redacted]") if key else text
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -161,15 +161,46 @@ def _retry_after(response: httpx.Response, cap: float = 30.0) -> float:
         return 0.0
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """``": <message>"`` from an OpenAI-style error body, shortened; empty if there is none."""
+def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
+    """``": <message>"`` from an OpenAI-style error body, the key redacted, shortened; empty if there is none.
+
+    Some providers echo the credentials they refuse. The key is redacted from the raw
+    text first: cut or with its spaces collapsed, it would no longer be recognised.
+    """
     try:
         payload: Any = response.json()
         message = payload["error"]["message"] if isinstance(payload.get("error"), dict) else payload["error"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-    message = " ".join(str(message).split())
+    message = " ".join(redact(str(message)[:MAX_RAW_DETAIL], secret).split())
     return f": {message[:MAX_DETAIL]}" if message else ""
+
+
+def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
+    """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
+
+    Catches the whole secret, and the pieces of one that was cut, wrapped or split by
+    whitespace: every window of ``min_run`` characters of the text that is also one of
+    the secret is covered, and overlapping windows merge into one redaction.
+    """
+    if not secret or not text:
+        return text
+    if len(secret) < min_run:
+        return text.replace(secret, REDACTED)
+    windows = {secret[start : start + min_run] for start in range(len(secret) - min_run + 1)}
+    spans: list[list[int]] = []  # [start, end) of each redaction, merged as they overlap or touch
+    for start in range(len(text) - min_run + 1):
+        if text[start : start + min_run] in windows:
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = start + min_run
+            else:
+                spans.append([start, start + min_run])
+    pieces, kept_from = [], 0
+    for start, end in spans:
+        pieces += [text[kept_from:start], REDACTED]
+        kept_from = end
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
 
 
 class LocalSummarizer:
