@@ -528,6 +528,8 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("name", "nul\x00byte"),
         ("name", "bell\x07and\x1b[31mred"),
         ("name", "isolate\u2066x\u2069"),
+        ("name", "a line\u2028separator"),
+        ("site", "https://evil.example%40good.example/"),
         ("note", "fine\nlines but a \u202e override"),
         ("note", "a NUL \x00 in a text"),
         ("mail", "ada@example.com?cc=eve%40example.com&body=hi"),
@@ -549,12 +551,16 @@ def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, f
 
 
 def test_a_token_in_the_url_is_refused_and_kept_out_of_the_access_log(token_server: Server) -> None:
+    encoded = "".join(f"%{ord(char):02X}" for char in TOKEN)
+    queries = [f"access_token={TOKEN}", f"limit=5&Access_Token={TOKEN}", f"%61ccess_token={TOKEN}", f"q={encoded}"]
     with httpx.Client(base_url=token_server.url, timeout=10) as client:
-        for query in (f"access_token={TOKEN}", f"limit=5&Access_Token={TOKEN}"):
+        for query in queries:
             response = client.get(f"/queries/posts/list?{query}", headers={"x-forwarded-for": "192.0.2.50"})
             assert response.status_code == 400 and TOKEN not in response.text
-    assert wait_until(lambda: "access_token=[redacted]" in token_server.output(), 5), token_server.output()[-2000:]
-    assert TOKEN not in token_server.output()
+        client.get(f"/posts?access_token%00={TOKEN}", headers={"x-forwarded-for": "192.0.2.50"})
+        client.get(f"/queries;access_token={TOKEN}", headers={"x-forwarded-for": "192.0.2.50"})
+    assert wait_until(lambda: token_server.output().count("[redacted]") >= 6, 5), token_server.output()[-2000:]
+    assert TOKEN not in token_server.output() and encoded not in token_server.output()
 
 
 def test_inspect_with_a_wrong_token_says_401_in_one_line(typed_template: Path, token_server: Server) -> None:
@@ -697,6 +703,12 @@ def test_idle_slow_and_stalled_connections_are_closed_and_streams_are_capped(
     assert wait_until(lambda: all(closed_by_server(sock) for sock in every), 6), "connections were left open"
     for sock in every:
         sock.close()
+    big = f"GET / HTTP/1.1\r\n{host}X-Big: {'a' * 33_000}".encode()
+    for pieces in ([big + b"\r\n\r\n"], [big[start : start + 1000] for start in range(0, len(big), 1000)]):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:  # over 32 KiB of headers
+            for piece in pieces:
+                sock.sendall(piece)
+            assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
 
     streams = [httpx.Client(base_url=server.url, timeout=10) for _ in range(21)]
     opened = [client.stream("GET", "/events") for client in streams]
