@@ -301,7 +301,7 @@ def test_the_attempt_limiter_counts_per_client_and_overall_in_a_sliding_window()
 
 def test_a_token_in_the_url_is_refused(app: App) -> None:
     with secured(app) as client:
-        for query in (f"access_token={TOKEN}", "ACCESS_TOKEN=x", f"a=1&access_token={TOKEN}"):
+        for query in (f"access_token={TOKEN}", "ACCESS_TOKEN=x", f"a=1&access_token={TOKEN}", f"q={TOKEN}"):
             response = client.get(f"/queries?{query}")
             assert response.status_code == 400 and "Authorization" in response.json()["error"]
             assert TOKEN not in response.text
@@ -396,8 +396,9 @@ def test_text_fields_refuse_what_readers_cannot_see() -> None:
             with pytest.raises(ValueError):
                 check(f"invoice{hidden}fdp.exe")
     assert visible_text("two\r\nlines\tand a tab") == "two\r\nlines\tand a tab"
-    with pytest.raises(ValueError):
-        visible_line("two\nlines")
+    for line_break in ("\n", "\u2028"):
+        with pytest.raises(ValueError):
+            visible_line(f"two{line_break}lines")
     assert visible_line("Zoë — ünïcode, 日本語, emoji 👍") == "Zoë — ünïcode, 日本語, emoji 👍"
 
 

@@ -74,7 +74,7 @@ def create_http_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        redact_secrets_in_access_log()
+        redact_secrets_in_access_log(accepted)
         if replay:
             app.replay()
         if start_workers:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -147,7 +148,7 @@ class ChatCompletionsSummarizer:
             raise SummaryError("summary API answer has no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
-        return content.strip()
+        return redact(content, self.config.api_key).strip()  # a summary is shown to everyone: never the key
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -179,28 +180,41 @@ def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
 def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
     """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
 
-    Catches the whole secret, and the pieces of one that was cut, wrapped or split by
-    whitespace: every window of ``min_run`` characters of the text that is also one of
-    the secret is covered, and overlapping windows merge into one redaction.
+    Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
+    upper-cased or broken by invisible characters: the text is compared without its
+    whitespace and format characters, ignoring the case of ASCII letters, and every
+    window of ``min_run`` characters that is also one of the secret is covered;
+    overlapping windows merge into one redaction.
     """
     if not secret or not text:
         return text
-    if len(secret) < min_run:
-        return text.replace(secret, REDACTED)
-    windows = {secret[start : start + min_run] for start in range(len(secret) - min_run + 1)}
-    spans: list[list[int]] = []  # [start, end) of each redaction, merged as they overlap or touch
-    for start in range(len(text) - min_run + 1):
-        if text[start : start + min_run] in windows:
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = start + min_run
+    secret = "".join(map(_folded, secret))
+    kept = [(index, _folded(char)) for index, char in enumerate(text) if not _invisible(char)]
+    folded = "".join(char for _, char in kept)
+    run = min(min_run, len(secret))
+    windows = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+    spans: list[list[int]] = []  # [start, end) in ``text`` of each redaction
+    for start in range(len(folded) - run + 1):
+        if folded[start : start + run] in windows:
+            first, last = kept[start][0], kept[start + run - 1][0] + 1
+            if spans and first <= spans[-1][1]:
+                spans[-1][1] = last
             else:
-                spans.append([start, start + min_run])
+                spans.append([first, last])
     pieces, kept_from = [], 0
     for start, end in spans:
         pieces += [text[kept_from:start], REDACTED]
         kept_from = end
     pieces.append(text[kept_from:])
     return "".join(pieces)
+
+
+def _folded(char: str) -> str:
+    return char.lower() if char.isascii() else char
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) == "Cf"
 
 
 class LocalSummarizer:

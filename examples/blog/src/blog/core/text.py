@@ -12,8 +12,9 @@ import re
 
 from pydantic_core import PydanticCustomError
 
-# C0 controls, DEL, C1 controls and the bidi controls; a text keeps tab, line feed and carriage return.
-HIDDEN_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 controls, DEL, C1 controls and the bidi controls; a line also refuses Unicode's line and
+# paragraph separators, and a text keeps tab, line feed and carriage return.
+HIDDEN_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 HIDDEN_IN_A_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 MESSAGE = "Remove the invisible control characters (they can hide text or change its direction)."
 

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .forms import RequestTooLarge, read_form
+from .log import LogUnreachable
 from .pages import APP_NAME, Pages
 from .ratelimit import AttemptLimiter, client_address
 from .sessions import Sessions
@@ -115,34 +116,45 @@ class RequireToken:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = self._let_in(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _let_in(self, scope: Scope) -> Response | None:
+        """Set ``scope["access"]`` and return None, or return the refusal."""
         request = Request(scope)
         path = scope["path"]
         bearer = _bearer(Headers(scope=scope))
-        if _token_in_url(scope):
+        if _token_in_url(scope, self.tokens):
             message = "send the token in an Authorization: Bearer header, never in the URL (URLs are logged)"
-            await self.refuse(request, 400, message)(scope, receive, send)
-            return
+            return self.refuse(request, 400, message)
         if bearer is not None:
             client = client_address(scope)
             wait = self.limiter.retry_after(client)
             if wait is not None:
-                await too_many_attempts(self.refuse, request, wait)(scope, receive, send)
-                return
+                return too_many_attempts(self.refuse, request, wait)
             if not self.tokens.accepts(bearer):
                 self.limiter.failed(client)
-                await self._refuse(request, wrong_token=True)(scope, receive, send)
-                return
+                return self._refuse(request, wrong_token=True)
             scope["access"] = "token"
-        elif self.sessions.valid(request.cookies.get(SESSION_COOKIE), self.tokens.fingerprints) and not _is_token_only(
-            path
-        ):
+            return None
+        try:
+            session = self._valid_session(request)
+        except LogUnreachable as exc:  # the sessions are in the database: nobody is let in on a guess
+            return self.refuse(request, 503, str(exc))
+        if session and not _is_token_only(path):
             scope["access"] = "session"
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
         else:
-            await self._refuse(request, wrong_token=False)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return self._refuse(request, wrong_token=False)
+        return None
+
+    def _valid_session(self, request: Request) -> bool:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return cookie is not None and self.sessions.valid(cookie, self.tokens.fingerprints)
 
     def _refuse(self, request: Request, *, wrong_token: bool) -> Response:
         path, query = request.scope["path"], request.scope.get("query_string", b"").decode("latin-1")
@@ -238,11 +250,11 @@ def _bearer(headers: Headers) -> str | None:
     return credentials.strip()
 
 
-def _token_in_url(scope: Scope) -> bool:
+def _token_in_url(scope: Scope, tokens: Tokens) -> bool:
+    """Whether the query names an ``access_token`` or holds an accepted token as any value."""
     query = scope.get("query_string", b"").decode("latin-1")
-    return URL_TOKEN_PARAMETER in query.lower() and any(
-        name.lower() == URL_TOKEN_PARAMETER for name, _ in parse_qsl(query, keep_blank_values=True)
-    )
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return any(name.lower() == URL_TOKEN_PARAMETER or (value and tokens.accepts(value)) for name, value in pairs)
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:

@@ -7,7 +7,8 @@ adds what is missing: a fresh connection must start a request within the keep-al
 timeout, a request's headers must arrive within ``APP_HEADER_TIMEOUT`` seconds of its
 first byte, and its body within ``APP_BODY_TIMEOUT`` seconds of its headers; otherwise
 the connection is closed. Streaming a response (``/events``) is not reading, so it is
-never cut.
+never cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's
+own limit catches only those that arrive in pieces).
 
 Settings (environment): ``APP_MAX_CONNECTIONS`` (connections and requests at once per
 process; more get a 503), ``APP_HEADER_TIMEOUT``, ``APP_BODY_TIMEOUT`` and
@@ -30,7 +31,8 @@ MAX_CONNECTIONS = 1000
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 KEEP_ALIVE = 5
-MAX_HEADER_BYTES = 16 * 1024  # h11's limit on a request line plus headers (an incomplete event)
+MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers (h11 alone checks only those arriving in pieces)
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 SPARE_FILES = 64  # descriptors beyond the connections: the database, logs, the listening socket
 
 
@@ -48,19 +50,39 @@ class TimedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._reading_body = False
+        self._head_bytes = 0  # of the request line and headers read so far
+        self._head_tail = b""  # the last bytes read, in case the blank line ending the headers is split
         # uvicorn's keep-alive timer starts only after a first response; start it now too.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._head_too_large(data):
+            self.transport.write(TOO_LARGE)
+            self.transport.close()
+            return
         if self._read_deadline is None:
             self._set_deadline(self.header_timeout)
         super().data_received(data)
         state = self.conn.their_state
-        if state is h11.SEND_BODY and not self._reading_body:
+        if self.transport.get_protocol() is not self:  # upgraded to a WebSocket: no longer reading a request
+            self._clear_deadline()
+        elif state is h11.SEND_BODY and not self._reading_body:
             self._reading_body = True
             self._set_deadline(self.body_timeout)
         elif state is not h11.SEND_BODY and state is not h11.IDLE:  # the request is all in
             self._clear_deadline()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the request's head; whether it is over MAX_HEAD_BYTES (the body after it is not counted)."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes - len(self._head_tail) + end + 4
+            self._head_bytes, self._head_tail = 0, b""
+            return size > MAX_HEAD_BYTES
+        self._head_bytes += len(data)
+        self._head_tail = seen[-3:]
+        return self._head_bytes > MAX_HEAD_BYTES
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -101,7 +123,7 @@ def server_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "http": protocol,  # uvicorn calls it as it would the protocol class
         "limit_concurrency": max_connections,
         "timeout_keep_alive": _number(environ, "APP_KEEP_ALIVE", int, KEEP_ALIVE),
-        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
 
 

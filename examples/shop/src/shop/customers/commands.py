@@ -20,8 +20,8 @@ MAX_SUMMARY_LENGTH = 2_000
 MAX_ERROR_LENGTH = 1_000
 # A plain address (only a mail that arrives proves it): nothing a mailto: link reads as more (?cc=, &body=).
 EMAIL_PATTERN = r"^[A-Za-z0-9_+'-]+(\.[A-Za-z0-9_+'-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
-# No user name before the host: https://good.example@evil.example/ goes to evil.example.
-URL_PATTERN = r"^https?://[^\s/?#@\\]+([/?#]\S*)?$"
+# No user name before the host (https://good.example@evil.example/ goes to evil.example), no escapes in it.
+URL_PATTERN = r"^https?://[^\s/?#@%\\]+([/?#]\S*)?$"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Line = Annotated[
