@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import unicodedata
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -31,10 +31,14 @@ SYSTEM_PROMPT = (
 )
 MAX_DETAIL = 200
 MAX_RAW_DETAIL = 10_000  # of a provider's error message, read before redacting (a cut key is still caught)
+MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); longer ones are cut before redacting
 # A run of this many characters of the API key is redacted wherever it appears: a provider
 # that echoes the key may cut it, wrap it or break it across lines.
 MIN_SECRET_RUN = 8
 REDACTED = "[redacted]"
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every index in place
+# Whitespace, and the format characters that show nothing (soft hyphen, zero-width ones, bidi controls, BOM).
+INVISIBLE = re.compile(r"[\s\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 
 Number = TypeVar("Number", int, float)
 
@@ -148,7 +152,7 @@ class ChatCompletionsSummarizer:
             raise SummaryError("summary API answer has no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
-        return redact(content, self.config.api_key).strip()  # a summary is shown to everyone: never the key
+        return redact(content[:MAX_SUMMARY], self.config.api_key).strip()  # shown to everyone: never the key
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -182,17 +186,21 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
 
     Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
     upper-cased or broken by invisible characters: the text is compared without its
-    whitespace and format characters, ignoring the case of ASCII letters, and every
-    window of ``min_run`` characters that is also one of the secret is covered;
+    whitespace and invisible format characters, ignoring the case of ASCII letters, and
+    every window of ``min_run`` characters that is also one of the secret is covered;
     overlapping windows merge into one redaction.
     """
     if not secret or not text:
         return text
-    secret = "".join(map(_folded, secret))
-    kept = [(index, _folded(char)) for index, char in enumerate(text) if not _invisible(char)]
-    folded = "".join(char for _, char in kept)
+    secret = secret.translate(ASCII_LOWER)
     run = min(min_run, len(secret))
     windows = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+    lowered = text.translate(ASCII_LOWER)
+    visible = INVISIBLE.sub("", lowered)
+    if not any(window in visible for window in windows):
+        return text  # the usual case, decided at C speed
+    kept = [(index, char) for index, char in enumerate(lowered) if not INVISIBLE.match(char)]
+    folded = "".join(char for _, char in kept)
     spans: list[list[int]] = []  # [start, end) in ``text`` of each redaction
     for start in range(len(folded) - run + 1):
         if folded[start : start + run] in windows:
@@ -207,14 +215,6 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
         kept_from = end
     pieces.append(text[kept_from:])
     return "".join(pieces)
-
-
-def _folded(char: str) -> str:
-    return char.lower() if char.isascii() else char
-
-
-def _invisible(char: str) -> bool:
-    return char.isspace() or unicodedata.category(char) == "Cf"
 
 
 class LocalSummarizer:
