@@ -9,7 +9,7 @@ LINTED := $(wildcard src tests bench)
 # Where `make install` puts the `petrock` launcher (what pipx does: a link into a venv).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: install venv demo test lint format bench examples clean
+.PHONY: install venv demo test image-test lint format bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ demo: install
 test: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+## image-test: build a generated app's image from its Dockerfile with buildah and run it (root; part of `test` too)
+image-test: venv
+	$(BIN)/python -m pytest tests/image --durations=3
 
 lint: venv
 	$(BIN)/ruff check $(LINTED)
