@@ -125,14 +125,18 @@ class RequireAllowedHost:
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            host = Headers(scope=scope).get("host", "")
-            if not self.hosts.allows(host, 443 if scope.get("scheme") in ("https", "wss") else 80):
-                shown = repr(host) if split_host(host) is not None else "This"
-                message = (
-                    f"{shown} is not a host name this app answers to"
-                    f" — if it is yours, add it to {HOSTS_VARIABLE} (comma-separated) and restart"
-                )
-                await self.refuse(Request(scope), 421, message)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host", "")
+        if self.hosts.allows(host, 443 if scope.get("scheme") in ("https", "wss") else 80):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before the handshake: the server answers 403
+        else:
+            shown = repr(host) if split_host(host) is not None else "This"
+            message = (
+                f"{shown} is not a host name this app answers to"
+                f" — if it is yours, add it to {HOSTS_VARIABLE} (comma-separated) and restart"
+            )
+            await self.refuse(Request(scope), 421, message)(scope, receive, send)

@@ -74,11 +74,6 @@ class EventStreams:
         self._fan_out_task: asyncio.Task[None] | None = None
         self._unsubscribe = log.subscribe(self._wake)
 
-    @property
-    def open(self) -> int:
-        """How many streams are open in this process."""
-        return len(self._streams)
-
     async def endpoint(self, request: Request) -> Response:
         if len(self._streams) >= self.max_streams:
             return JSONResponse(
