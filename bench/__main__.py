@@ -26,6 +26,7 @@ BENCHMARKS = (
     "worker_reaction",
     "http_commands",
     "metrics_overhead",
+    "event_streams",
     "postgres",
     "scale",
 )

@@ -16,7 +16,7 @@ from ..support import Server, fake_summary_api_module
 from .conftest import BROWSER_TOKEN, OtherSite, csp_violations, screenshot
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +186,16 @@ def test_a_form_on_another_site_cannot_create_or_delete_posts(
     assert "Target" in titles and "Forged" not in titles
 
 
-def test_with_a_token_the_pages_need_a_login(token_blog: Server, page: Page, console: list[str]) -> None:
+def sign_in(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/posts")
+    page.get_by_label("Token").fill(BROWSER_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/posts")
+
+
+def test_with_a_token_the_pages_need_a_login(
+    token_blog: Server, page: Page, browser: Browser, console: list[str]
+) -> None:
     page.goto(f"{token_blog.url}/posts")
     page.wait_for_url(re.compile(r"/login\?next=/posts$"))
     screenshot(page, "login")
@@ -203,8 +212,20 @@ def test_with_a_token_the_pages_need_a_login(token_blog: Server, page: Page, con
     assert page.locator(".flash").inner_text() == "Post created."
     assert BROWSER_TOKEN not in page.content()
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(f"{token_blog.url}/login")
     page.goto(f"{token_blog.url}/posts")
     page.wait_for_url(re.compile(r"/login"))
+
+    # Another browser signed in too: "Sign out everywhere" here ends its session there.
+    other = browser.new_context().new_page()
+    try:
+        sign_in(other, token_blog)
+        sign_in(page, token_blog)
+        page.get_by_role("button", name="Sign out everywhere").click()
+        page.wait_for_url(f"{token_blog.url}/login")
+        other.goto(f"{token_blog.url}/posts")
+        other.wait_for_url(re.compile(r"/login"))
+    finally:
+        other.context.close()
     assert csp_violations(console) == []

@@ -82,6 +82,12 @@ def _no_api_token_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APP_METRICS_TOKEN", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _test_client_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's TestClient sends ``Host: testserver``: allow it in tests, as Django's test runner does."""
+    monkeypatch.setenv("APP_ALLOWED_HOSTS", "testserver")
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,6 +33,9 @@ from .core.log import (
 )
 from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
 from .main import DEFAULT_DB, build_app
+
+if TYPE_CHECKING:
+    import httpx
 
 PACKAGE = __package__ or "app"
 
@@ -128,7 +131,9 @@ def serve(
     """
     import uvicorn
 
+    from .core.events import max_streams_from_env
     from .core.http import create_http_app
+    from .core.limits import server_options
 
     tokens = tokens_from_env()
     refusal = open_bind_refusal(host, tokens, insecure=insecure)
@@ -150,8 +155,16 @@ def serve(
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
     options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout))}
     options.update(uvicorn_logging(log_format))
+    try:
+        options |= server_options()  # connection limits and read timeouts (core/limits.py)
+        max_streams_from_env()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if reload:
-        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_LOG_FORMAT=log_format)
+        os.environ.update(
+            APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
+        )
         os.environ["APP_METRICS"] = "on" if metrics else "off"
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
@@ -159,7 +172,7 @@ def serve(
     app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     _exit_quietly_after_shutdown()
     http_app = create_http_app(
-        app, on_closed=_leave_stuck_workers_behind, host=host, access_log=access_logger(log_format)
+        app, on_closed=_leave_stuck_workers_behind, host=host, port=port, access_log=access_logger(log_format)
     )
     if not reuse_port:
         uvicorn.run(http_app, **options)
@@ -322,11 +335,13 @@ def inspect(
 
         tokens = tokens_from_env()
         headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
+        response = None
         try:
-            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5).json()
+            response = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)
+            health = response.json()
             description["workers"], description["process"] = health["workers"], health.get("process")
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            typer.echo(f"error: cannot read worker states from {url}: {_why_unreadable(response, exc)}", err=True)
             raise typer.Exit(1) from None
     typer.echo(json.dumps(description, indent=2))
 
@@ -396,6 +411,19 @@ def projections_rebuild(
         f"rebuilt {', '.join(report.names)} from {report.messages} messages in {report.seconds:.1f}s "
         f"({rate:,.0f}/s){refused}"
     )
+
+
+def _why_unreadable(response: httpx.Response | None, exc: Exception) -> str:
+    """One line on why ``/healthz`` gave no worker states: a refused token says so, not ``KeyError: 'workers'``."""
+    if response is None:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if response.status_code == 401 or (response.is_success and "workers" not in response.text):
+        return f"HTTP {response.status_code}: it wants {TOKEN_VARIABLE} (set it to one of the server's tokens)"
+    try:
+        said = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        said = response.reason_phrase
+    return f"HTTP {response.status_code}: {' '.join(str(said).split())[:200]}"
 
 
 @kv_cli.command("get")

@@ -44,4 +44,10 @@ def create_asgi_app() -> Starlette:
         synchronous=os.environ.get("APP_SYNCHRONOUS", "NORMAL"),
         metrics=os.environ.get("APP_METRICS", "on") != "off",
     )
-    return create_http_app(app, host=os.environ.get("APP_HOST", "127.0.0.1"), access_log=access_logger(log_format))
+    port = os.environ.get("APP_PORT", "")
+    return create_http_app(
+        app,
+        host=os.environ.get("APP_HOST", "127.0.0.1"),
+        port=int(port) if port.isdigit() else None,
+        access_log=access_logger(log_format),
+    )

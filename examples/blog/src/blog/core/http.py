@@ -2,10 +2,12 @@
 
 ``POST /commands`` takes ``{"type": "posts/create", "payload": {...}}`` and answers
 201 with the new message id. Every refusal is a 4xx and appends nothing.
-Security headers, cross-origin protection and the token check (security.py,
-auth.py) wrap every route; outside them, every request gets its id and is measured
-(observe.py). ``/openapi.json`` and ``/docs`` describe the API (openapi.py),
-``/metrics`` measures the app (metrics.py).
+Every route is wrapped in the app's defences: security headers and cross-origin
+protection (security.py), the Host allow-list (hosts.py), HEAD as GET (head.py),
+quiet disconnects (disconnects.py) and, with a token, the token check (auth.py);
+outside them, every request gets its id and is measured (observe.py).
+``/openapi.json`` and ``/docs`` describe the API (openapi.py), ``/metrics`` measures
+the app (metrics.py).
 """
 
 from __future__ import annotations
@@ -29,18 +31,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .access_log import redact_secrets_in_access_log
 from .app import App
 from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
 from .commands import CommandRejected
+from .disconnects import QuietDisconnects
 from .errors import error_response, exception_handlers
-from .events import EventStreams
+from .events import EventStreams, max_streams_from_env
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
+from .head import HeadAsGet
+from .hosts import RequireAllowedHost, allowed_hosts
 from .log import LogUnreachable
 from .metrics import MetricsEndpoint, metrics_tokens
 from .observe import ObserveRequests
 from .openapi import OpenAPIRoutes
 from .queries import UnknownQuery
+from .ratelimit import AttemptLimiter
 from .security import CrossOriginProtection, SecurityHeaders
+from .sessions import Sessions
 from .supervisor import WorkerState
 
 # The feature pages import the form helpers from here.
@@ -57,6 +65,7 @@ def create_http_app(
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
     host: str = "127.0.0.1",
+    port: int | None = None,
     access_log: logging.Logger | None = None,
 ) -> Starlette:
     """The ASGI app: on startup it makes the projections current (rebuilding, on another thread, any
@@ -66,17 +75,19 @@ def create_http_app(
     ``on_closed`` gets the names of workers that did not stop in time, once the
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
     accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
-    ``host`` is the interface served on: ``/mcp`` answers only ``Host`` headers that name it.
+    ``host`` and ``port`` are where it is served (``port`` None: not known, any port):
+    only ``Host`` headers naming them, loopback or ``APP_ALLOWED_HOSTS`` are answered.
     ``access_log`` gets one line per request (the JSON log format; see logformat.py).
     """
     from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
 
     accepted = tokens_from_env() if tokens is None else tuple(tokens)
-    events = EventStreams(app.log, metrics=app.metrics)
-    mcp = MCPEndpoint(app, host=host)
+    events = EventStreams(app.log, max_streams=max_streams_from_env(), metrics=app.metrics)
+    mcp = MCPEndpoint(app)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        redact_secrets_in_access_log(accepted)
         stopping = threading.Event()
         rebuild = app.projections.begin() if prepare else []
         starting = asyncio.create_task(_start(app, rebuild, stopping, start_workers=start_workers), name="start")
@@ -182,6 +193,9 @@ def create_http_app(
     refuse = partial(error_response, app.pages)
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(QuietDisconnects),
+        Middleware(RequireAllowedHost, hosts=allowed_hosts(host, port), refuse=refuse),
+        Middleware(HeadAsGet),
         Middleware(CrossOriginProtection, refuse=refuse),
     ]
     routes: list[BaseRoute] = [
@@ -200,9 +214,9 @@ def create_http_app(
     if app.metrics.enabled:
         routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
     if accepted:
-        checker = Tokens(accepted)
-        middleware.append(Middleware(RequireToken, tokens=checker, refuse=refuse))
-        routes[1:1] = auth_routes(checker, app.pages)
+        checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
+        middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
+        routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)
     # Outermost: the request id reaches every answer, refusals included, and every answer is measured.
     middleware.insert(0, Middleware(ObserveRequests, routes=routes, metrics=app.metrics, access_log=access_log))
     return Starlette(

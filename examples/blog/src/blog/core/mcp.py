@@ -227,28 +227,19 @@ async def _close_and_exit(app: App) -> None:
     os._exit(1 if stuck else 0)
 
 
-def allowed_hosts(host: str) -> list[str] | None:
-    """The ``Host`` headers ``/mcp`` answers (DNS-rebinding protection): the interface the app is served
-    on and the loopback names, any port. None (no check) when it is bound to every interface, whose
-    names are not known here; the API token guards it then."""
-    if host in ("0.0.0.0", "::", ""):
-        return None
-    names = {host if ":" not in host else f"[{host}]", "127.0.0.1", "localhost", "[::1]"}
-    return sorted(names | {f"{name}:*" for name in names})
-
-
 class MCPEndpoint:
     """``/mcp``: the tools over MCP's streamable HTTP transport, as an ASGI app.
 
     The SDK's session manager starts on the first request, inside the task group
     that :meth:`running` holds open for the app's lifespan, so a server nobody asks
     over MCP never imports the SDK. It is stateless and answers in JSON: every
-    request stands alone, whichever process of the server takes it.
+    request stands alone, whichever process of the server takes it. ``Host`` and
+    ``Origin`` are checked for every route of the app (hosts.py, security.py), so the
+    SDK's own copy of those checks is off: it would not know ``APP_ALLOWED_HOSTS``.
     """
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
-        self.hosts = allowed_hosts(host)
         self._task_group: TaskGroup | None = None
         self._manager: StreamableHTTPSessionManager | None = None
         self._starting = anyio.Lock()
@@ -283,7 +274,7 @@ class MCPEndpoint:
             stateless=True,
             json_response=True,
             max_request_body_size=MAX_BODY_BYTES,
-            security_settings=_security(self.hosts),
+            security_settings=_checked_by_the_app(),
         )
         async with manager.run():
             self._manager = manager
@@ -294,12 +285,8 @@ class MCPEndpoint:
                 self._manager = None
 
 
-def _security(hosts: list[str] | None) -> Any:
-    """The SDK's Host/Origin checks for ``hosts`` (see :func:`allowed_hosts`)."""
+def _checked_by_the_app() -> Any:
+    """The SDK's Host/Origin checks, off: the app's middleware makes them for every route."""
     from mcp.server.transport_security import TransportSecuritySettings
 
-    if hosts is None:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return TransportSecuritySettings(
-        allowed_hosts=hosts, allowed_origins=[f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
-    )
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)

@@ -24,6 +24,8 @@ HEADINGS = {
     404: "Not found",
     405: "Not allowed",
     413: "Too large",
+    421: "Wrong address",
+    429: "Too many attempts",
     500: "Something went wrong",
     503: "Back in a moment",
 }
@@ -35,7 +37,8 @@ def is_api_path(path: str) -> bool:
 
 def wants_html(request: Request) -> bool:
     """A page request from a browser, as opposed to a call to the JSON API."""
-    return not is_api_path(request.url.path) and "text/html" in request.headers.get("accept", "")
+    # The scope's path, not request.url: that is built from the Host header, which may be anything.
+    return not is_api_path(request.scope["path"]) and "text/html" in request.headers.get("accept", "")
 
 
 def error_response(
