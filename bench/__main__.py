@@ -22,7 +22,7 @@ BENCHMARKS = (
     "new_project",
     "feature_add",
     "log_append",
-    "replay",
+    "rebuild",
     "worker_reaction",
     "http_commands",
     "metrics_overhead",

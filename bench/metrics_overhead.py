@@ -46,7 +46,7 @@ async def _rounds(requests: int, rounds: int) -> list[tuple[float, float]]:
     servers = {}
     for metrics in (True, False):
         app = main_module.build_app(str(scratch / f"{metrics}.db"), metrics=metrics)
-        app.replay()
+        app.prepare()
         servers[metrics] = http.create_http_app(app, start_workers=False)
     for server in servers.values():  # warm up: imports, caches, the labelled children
         await _post(server, 50)

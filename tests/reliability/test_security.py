@@ -427,6 +427,8 @@ def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Rebinding target")
+        # The worker's own summary message must land before the snapshot, or it reads as an appended attempt.
+        assert wait_until(lambda: SummaryHistory.read(open_server.db).settled(), 10)
         before = log_rows(open_server.db)
         port = open_server.port
         for host in (EVIL, f"{EVIL}:{port}", f"127.0.0.1:{port + 1}", f"localhost.{EVIL}:{port}"):

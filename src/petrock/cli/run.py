@@ -34,7 +34,7 @@ def serve(
         str, typer.Option(help="The app's log lines: readable text, or json (one object per line, for a collector).")
     ] = "text",
 ) -> None:
-    """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
+    """Serve the app you are in: make its projections current, start its workers, stop cleanly on Ctrl-C.
 
     Runs the app's own `python -m APP serve` (with the app's .venv if it has one).
 

@@ -1,4 +1,4 @@
-"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log | deadletters``."""
+"""The app's command line: ``python -m APP serve | mcp | inspect | projections | kv | log | deadletters``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ deadletters_cli = typer.Typer(
     f"  python -m {PACKAGE} deadletters retry 1",
     no_args_is_help=True,
 )
+projections_cli = typer.Typer(
+    help="The state tables built from the log: is each current, and rebuild them.\n\n"
+    "Examples:\n\n"
+    f"  python -m {PACKAGE} projections status\n\n"
+    f"  python -m {PACKAGE} projections rebuild posts",
+    no_args_is_help=True,
+)
+cli.add_typer(projections_cli, name="projections")
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 cli.add_typer(deadletters_cli, name="deadletters")
@@ -116,7 +124,7 @@ def serve(
         bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
     ] = False,
 ) -> None:
-    """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM.
+    """Serve the app over HTTP: rebuild projections whose code changed, start the workers, stop on Ctrl-C/SIGTERM.
 
     Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages,
     and APP_METRICS_TOKEN for a scraper that may read /metrics and nothing else (docs/operating.md).
@@ -264,7 +272,7 @@ def mcp_stdio(
 ) -> None:
     """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents.
 
-    Runs the app as serve does (log replayed, workers started) until the client hangs up;
+    Runs the app as serve does (projections current, workers started) until the client hangs up;
     logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
     """
     from .core.mcp import serve_stdio
@@ -336,6 +344,73 @@ def inspect(
             typer.echo(f"error: cannot read worker states from {url}: {_why_unreadable(response, exc)}", err=True)
             raise typer.Exit(1) from None
     typer.echo(json.dumps(description, indent=2))
+
+
+@projections_cli.command("status")
+def projections_status(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show each projection (and each worker's state): current, stale (built by other code) or
+    missing, with its rows and the log position it was last rebuilt up to."""
+    _require_existing(db)
+    app = _open_app(db)
+    try:
+        statuses = app.projections.status()
+        head = app.log.version()
+    finally:
+        app.log.close()
+    if as_json:
+        typer.echo(json.dumps({"log": head, "projections": [status.describe() for status in statuses]}, indent=2))
+        return
+    typer.echo(f"log: {head} messages")
+    for status in statuses:
+        rows = ", ".join(f"{table} {count}" for table, count in status.rows.items()) or "-"
+        built = f"rebuilt up to {status.position} at {status.rebuilt_at}" if status.rebuilt_at else "never built"
+        typer.echo(f"{status.name:<28} {status.state.value:<8} rows: {rows}; {built}")
+    stale = [status.name for status in statuses if status.state.value != "current"]
+    if stale:
+        typer.echo(f"the next start rebuilds {', '.join(stale)} (or: python -m {PACKAGE} projections rebuild)")
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild(
+    names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild (default: every one).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Rebuild projections from the whole log, with a progress bar, and swap them in at once.
+
+    Safe while the app serves: the new tables are built beside the old ones, then the
+    last messages are applied and the tables swapped under the log's write lock.
+    """
+    from .core.progress import RebuildProgress
+    from .core.projections import RebuildFailed
+
+    _require_existing(db)
+    app = _open_app(db)
+    try:
+        known = [projection.name for projection in app.projections]
+        unknown = [name for name in names or [] if name not in known]
+        if unknown:
+            typer.echo(f"error: no projection {unknown[0]!r} — projections: {', '.join(known) or 'none'}", err=True)
+            raise typer.Exit(2)
+        chosen = names or known
+        progress = RebuildProgress(", ".join(chosen))
+        try:
+            report = app.projections.rebuild(chosen, progress=progress)
+        except RebuildFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            progress.close()
+    finally:
+        app.log.close()
+    rate = report.messages / max(report.seconds, 1e-6)
+    refused = f"; {report.refused} refused by today's handlers (see the log)" if report.refused else ""
+    typer.echo(
+        f"rebuilt {', '.join(report.names)} from {report.messages} messages in {report.seconds:.1f}s "
+        f"({rate:,.0f}/s){refused}"
+    )
 
 
 def _why_unreadable(response: httpx.Response | None, exc: Exception) -> str:

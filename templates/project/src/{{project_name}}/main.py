@@ -23,7 +23,7 @@ def build_app(
     stop_timeout: float = 5.0,
     metrics: bool = True,
 ) -> App:
-    """An App on the log at ``db`` with every feature registered (state not replayed yet).
+    """An App on the log at ``db`` with every feature registered (projections not checked yet: ``app.prepare()``, or the first command or query, does it).
 
     ``db`` is an SQLite file path, or a ``postgresql://`` URL for the PostgreSQL backend.
     ``metrics=False`` records no metrics and serves no ``/metrics``.

@@ -12,8 +12,10 @@ the app (metrics.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from .access_log import redact_secrets_in_access_log
 from .app import App
 from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
-from .commands import CommandRejected, StateDiverged
+from .commands import CommandRejected
 from .disconnects import QuietDisconnects
 from .errors import error_response, exception_handlers
 from .events import EventStreams, max_streams_from_env
@@ -58,7 +60,7 @@ STATIC = Path(__file__).parent / "static"
 def create_http_app(
     app: App,
     *,
-    replay: bool = True,
+    prepare: bool = True,
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
@@ -66,7 +68,9 @@ def create_http_app(
     port: int | None = None,
     access_log: logging.Logger | None = None,
 ) -> Starlette:
-    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
+    """The ASGI app: on startup it makes the projections current (rebuilding, on another thread, any
+    whose code changed, while commands and queries answer 503) and then starts the workers; it stops
+    them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
@@ -84,15 +88,16 @@ def create_http_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         redact_secrets_in_access_log(accepted)
-        if replay:
-            app.replay()
-        if start_workers:
-            await app.start_workers()
+        stopping = threading.Event()
+        rebuild = app.projections.begin() if prepare else []
+        starting = asyncio.create_task(_start(app, rebuild, stopping, start_workers=start_workers), name="start")
         try:
             with events.closed_on_shutdown_signal():
                 async with mcp.running():
                     yield
         finally:
+            stopping.set()
+            await asyncio.gather(starting, return_exceptions=True)
             events.close()
             stuck = await app.close()
             if on_closed is not None:
@@ -133,7 +138,7 @@ def create_http_app(
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
+        except LogUnreachable as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
@@ -156,7 +161,8 @@ def create_http_app(
             return _error(400, "invalid query parameters", fields=field_errors(exc))
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        return JSONResponse(to_jsonable_python(result))
+        # One pass in pydantic-core, not to_jsonable_python and then json.dumps: a list page is most of a query's cost.
+        return Response(to_json(result), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
@@ -165,11 +171,10 @@ def create_http_app(
             dead_letters = app.dead_letters.counts()
         except LogUnreachable:
             version, dead_letters = None, {}
-        healthy = (
-            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
-        )
+        rebuilding = app.projections.unavailable
+        healthy = version is not None and rebuilding is None and all(w["state"] != WorkerState.FAILED for w in workers)
         # 503 when this process cannot do its job; "degraded" with 200 when dead letters wait for an operator.
-        status = "ok" if healthy and not dead_letters else "degraded"
+        status = "ok" if healthy and not dead_letters else "rebuilding" if rebuilding else "degraded"
         status_code = 200 if healthy else 503
         if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
             return JSONResponse({"status": status}, status_code=status_code)
@@ -180,7 +185,7 @@ def create_http_app(
                 "workers": workers,
                 "dead_letters": dead_letters,
                 "process": app.runtime(),  # which workers this process runs, which it stands by for
-                "diverged": app.diverged,
+                "projections": {"unavailable": rebuilding, "progress": app.projections.progress},
             },
             status_code=status_code,
         )
@@ -219,8 +224,16 @@ def create_http_app(
     )
 
 
+async def _start(app: App, rebuild: list[str], stopping: threading.Event, *, start_workers: bool) -> None:
+    """Rebuild what needs it, then start the workers (they read the projections)."""
+    if rebuild and not await app.projections.rebuild_in_background(rebuild, stopping):
+        return
+    if start_workers and not stopping.is_set():
+        await app.start_workers()
+
+
 def _refuse_constant(name: str) -> float:
-    """NaN and Infinity are not JSON; stored as null they would break replay."""
+    """NaN and Infinity are not JSON; stored as null they would break a rebuild."""
     raise ValueError(f"{name} is not allowed")
 
 

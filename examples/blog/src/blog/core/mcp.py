@@ -32,8 +32,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from .app import App
-from .commands import CommandRejected, StateDiverged
+from .commands import CommandRejected
 from .forms import MAX_BODY_BYTES, field_errors
+from .projections import ProjectionsUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -124,7 +125,7 @@ def _command_runner(app: App, model: type[BaseModel]) -> Callable[[Mapping[str, 
             message = app.dispatch(model.model_validate(arguments))
         except ValidationError as exc:
             raise ToolRefused({"error": "invalid payload", "fields": field_errors(exc)}) from None
-        except (CommandRejected, StateDiverged) as exc:
+        except (CommandRejected, ProjectionsUnavailable) as exc:
             raise ToolRefused({"error": str(exc)}) from None
         return {
             "id": message.id,
@@ -142,7 +143,7 @@ def _query_runner(app: App, type: str) -> Callable[[Mapping[str, Any]], Any]:
             return to_jsonable_python(app.query(type, arguments))
         except ValidationError as exc:
             raise ToolRefused({"error": "invalid query parameters", "fields": field_errors(exc)}) from None
-        except CommandRejected as exc:
+        except (CommandRejected, ProjectionsUnavailable) as exc:
             raise ToolRefused({"error": str(exc)}) from None
 
     return run
@@ -197,7 +198,7 @@ def build_server(app: App, name: str = APP_NAME) -> Server:
 
 async def serve_stdio(app: App) -> list[str]:
     """Serve the tools on stdin/stdout until the client hangs up, running the app as ``serve`` does:
-    the log replayed, the workers started, and stopped at the end. Returns the workers that did not stop."""
+    the projections made current, the workers started, and stopped at the end. Returns the workers that did not stop."""
     from mcp.server.stdio import stdio_server
 
     server = build_server(app)
@@ -206,7 +207,7 @@ async def serve_stdio(app: App) -> list[str]:
         asyncio.get_running_loop().add_signal_handler(
             signum, lambda: stopping.append(asyncio.create_task(_close_and_exit(app)))
         )
-    app.replay()
+    await asyncio.to_thread(app.prepare)
     await app.start_workers()
     try:
         async with stdio_server() as (read_stream, write_stream):

@@ -33,7 +33,7 @@ Text = Annotated[
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every post the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every post the same id."""
     return uuid4().hex
 
 

@@ -41,7 +41,7 @@ Url = Annotated[
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every customer the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every customer the same id."""
     return uuid4().hex
 
 

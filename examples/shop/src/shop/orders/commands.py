@@ -38,7 +38,7 @@ StatusChoice = Literal["draft", "paid", "shipped"]
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every order the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every order the same id."""
     return uuid4().hex
 
 

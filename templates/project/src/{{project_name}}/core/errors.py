@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .pages import Pages
+from .projections import ProjectionsUnavailable
 from .security import add_security_headers
 
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
@@ -26,7 +27,7 @@ HEADINGS = {
     421: "Wrong address",
     429: "Too many attempts",
     500: "Something went wrong",
-    503: "Busy",
+    503: "Back in a moment",
 }
 
 
@@ -61,7 +62,8 @@ def error_response(
 
 
 def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
-    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 500 for crashes."""
+    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 503 while
+    a projection is rebuilt, 500 for crashes."""
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(pages, request, 404, "There is nothing at this address.")
@@ -69,6 +71,10 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         headers = exc.headers if isinstance(exc, HTTPException) else None
         return error_response(pages, request, 405, f"{request.method} is not allowed here.", headers=headers)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        headers = {"retry-after": str(ProjectionsUnavailable.retry_after)}
+        return error_response(pages, request, 503, f"{exc}; try again in a few seconds.", headers=headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
@@ -78,4 +84,4 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
             response.headers["x-request-id"] = request.scope["request_id"]
         return response
 
-    return {404: not_found, 405: method_not_allowed, 500: server_error}
+    return {404: not_found, 405: method_not_allowed, ProjectionsUnavailable: unavailable, 500: server_error}
