@@ -138,7 +138,10 @@ def test_user_logic_and_comments_move_verbatim_into_the_worker(shop: Path) -> No
         "    app.register_worker(CleanupWorker(app))\n    app.register_worker(ReminderWorker(app))\n"
     )
     main = (shop / "src/shop/main.py").read_text()
-    assert '            run_with_server(app, "orders/cleanup")\n            run_with_server(app, "orders/reminder")\n' in main
+    assert (
+        '            run_with_server(app, "orders/cleanup")\n            run_with_server(app, "orders/reminder")\n'
+        in main
+    )
     assert "OrderJobs" not in main and "newsletter_jobs" not in main
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "src/shop/orders/worker.py", "src/shop/main.py"],
@@ -160,16 +163,22 @@ def test_a_loop_petrock_cannot_read_is_hosted_as_written_and_the_report_says_wha
     report = json.loads(result.stdout)
     assert report["counts"] == {"native": 4, "hosted": 1, "left": 0}
     (hosted,) = [job for job in report["jobs"] if job["outcome"] == "hosted"]
-    assert (hosted["place"], hosted["job"], hosted["worker"]) == ("catalog", "Jobs.start_price_sync", "catalog/price-sync")
+    assert (hosted["place"], hosted["job"], hosted["worker"]) == (
+        "catalog",
+        "Jobs.start_price_sync",
+        "catalog/price-sync",
+    )
     assert hosted["reason"] == "its interval changes from pass to pass"
     assert hosted["native_when"].startswith("it slept a fixed interval")
     jobs = (shop / "src/shop/catalog/jobs.py").read_text()
-    assert (
-        '        run_with_server(self.app, "catalog/price-sync", lambda: asyncio.create_task(self._price_sync_loop()))\n'
-    ) in jobs
+    started = 'run_with_server(self.app, "catalog/price-sync", lambda: asyncio.create_task(self._price_sync_loop()))'
+    assert f"        {started}\n" in jobs
     assert "delay = min(delay * 2, 10 * PRICE_SYNC_INTERVAL)" in jobs  # its loop stays as it was
     register = (shop / "src/shop/catalog/register.py").read_text()
-    assert 'HostedJob(\n            "catalog/price-sync",\n            was="catalog/jobs.py: Jobs.start_price_sync",' in register
+    assert (
+        'HostedJob(\n            "catalog/price-sync",\n            was="catalog/jobs.py: Jobs.start_price_sync",'
+        in register
+    )
     main = (shop / "src/shop/main.py").read_text()
     assert "catalog_jobs.start_price_sync()" in main  # it still starts where it started
     starts = {line["code"]: line["now"] for line in report["start_lines"]}

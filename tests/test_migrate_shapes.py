@@ -191,7 +191,10 @@ def test_the_report_has_one_line_per_job_native_or_hosted_with_what_would_make_i
     assert report["counts"] == {"native": 27, "hosted": 3, "left": 0}
     hosted = {(job["place"], job["job"]): job for job in report["jobs"] if job["outcome"] == "hosted"}
     assert "mutable class attribute" in hosted["delta", "Jobs.start_queue_task"]["reason"]
-    assert hosted["delta", "Jobs.start_queue_task"]["native_when"] == "the class attribute it shares were a module-level value"
+    assert (
+        hosted["delta", "Jobs.start_queue_task"]["native_when"]
+        == "the class attribute it shares were a module-level value"
+    )
     assert "interval changes" in hosted["delta", "Jobs.start_reporter_task"]["reason"]
     assert "self._task is used elsewhere" in hosted["gamma", "Jobs.start"]["reason"]
     assert report["verification"]["ok"] and report["verification"]["checks"] == [
@@ -230,7 +233,10 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     assert "EtaJobs" not in main and '            run_with_server(app, "eta/ping")\n' in main
     # Jobs(app) used by a start-up loop: the loop and the instance went, each start is now the worker's.
     assert "for start in" not in main and "epsilon = EpsilonJobs(app)" not in main
-    assert '            run_with_server(app, "epsilon/ticker")\n            run_with_server(app, "epsilon/tocker")\n' in main
+    assert (
+        '            run_with_server(app, "epsilon/ticker")\n            run_with_server(app, "epsilon/tocker")\n'
+        in main
+    )
     # Class attributes stay reachable: self.STALE_AFTER_SECONDS and sleep(Jobs.TICK_INTERVAL).
     assert "    STALE_AFTER_SECONDS = 0.0\n" in alpha
     assert '    TICK_INTERVAL = TICK\n    name = "alpha/jobs-interval"\n' in alpha
@@ -288,7 +294,14 @@ def test_a_hosted_job_fixed_by_hand_becomes_native_on_the_next_run(
     )
     fixed = fixed.replace("    PENDING: list[str] = []\n\n", "").replace("self.PENDING", "PENDING")
     jobs.write_text(fixed.replace("SEEN: dict[str, int] = {}", "PENDING: list[str] = []\nSEEN: dict[str, int] = {}"))
-    register.write_text(re.sub(r'    app\.register_worker\(\n        HostedJob\(\n            "delta/queue".*?\n    \)\n', "", register.read_text(), flags=re.S))
+    register.write_text(
+        re.sub(
+            r'    app\.register_worker\(\n        HostedJob\(\n            "delta/queue".*?\n    \)\n',
+            "",
+            register.read_text(),
+            flags=re.DOTALL,
+        )
+    )
     git(root, "commit", "-qam", "Keep the queue at module level")
 
     again = petrock_in(root, "migrate", "jobs", "delta", "--no-verify-tests")

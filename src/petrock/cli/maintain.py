@@ -73,9 +73,7 @@ def migrate_jobs(
 
     root = _app_root(adopt_first and not dry_run, as_json=as_json)
     migration = plan_migration(root, feature, allow_dirty=allow_dirty or dry_run)
-    verdict = (
-        verify_migration(migration, run_tests=verify_tests, serve=verify_serve) if migration.plan.writes else None
-    )
+    verdict = verify_migration(migration, run_tests=verify_tests, serve=verify_serve) if migration.plan.writes else None
     passed = verdict is None or verdict.ok
     commit = None if dry_run or not passed or not migration.plan.writes else apply_migration(migration)
     if as_json:

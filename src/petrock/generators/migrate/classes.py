@@ -64,7 +64,8 @@ class JobClass:
         found = []
         for name in sorted(used & set(self.class_attributes), key=list(self.class_attributes).index):
             if _is_mutable(self.class_attributes[name]):
-                return f"it uses {self.name}.{name}, a mutable class attribute other jobs may share: move it to module level"
+                shared = "a mutable class attribute other jobs may share: move it to module level"
+                return f"it uses {self.name}.{name}, {shared}"
             found.append(name)
         return found
 

@@ -141,7 +141,9 @@ def _wrapped(module: cst.Module) -> cst.Module:
     """Long ``from X import a, b, ...`` lines, one name a line."""
     body = []
     for statement in module.body:
-        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 else None
+        small = (
+            statement.body[0] if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 else None
+        )
         code = module.code_for_node(statement).strip()
         if isinstance(small, cst.ImportFrom) and "\n" not in code and len(code) > LINE_LENGTH:
             source = "." * len(small.relative) + (module.code_for_node(small.module) if small.module else "")

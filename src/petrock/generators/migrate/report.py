@@ -31,7 +31,8 @@ class JobLine:
     def __str__(self) -> str:
         if self.outcome == "native":
             notes = "".join(f"; {note}" for note in self.notes)
-            return f"  native  {self.place}: {self.job} -> {self.worker_class} {self.worker!r} (every {self.interval} s{notes})"
+            worker = f"{self.worker_class} {self.worker!r}"
+            return f"  native  {self.place}: {self.job} -> {worker} (every {self.interval} s{notes})"
         if self.outcome == "hosted":
             return (
                 f"  hosted  {self.place}: {self.job} -> HostedJob {self.worker!r} ({self.reason}; "

@@ -109,13 +109,9 @@ def _problems(workers: dict[str, dict[str, Any]], expected: list[Expected], pack
         elif _failed(worker):
             problems.append((where, f"worker {job.name!r} failed while serving: {worker.get('last_error')}"))
         elif not _ran(worker) and job.guarded is None:
-            problems.append(
-                (
-                    where,
-                    f"worker {job.name!r} did not run while serving (state {worker.get('state')}): "
-                    "the server's start-up never reached its run_with_server line",
-                )
-            )
+            state = worker.get("state")
+            never = "the server's start-up never reached its run_with_server line"
+            problems.append((where, f"worker {job.name!r} did not run while serving (state {state}): {never}"))
         elif job.hosted and _ran(worker):
             hosted = worker.get("hosted") or {}
             if hosted.get("errors") and not any((hosted.get("running") or {}).values()):

@@ -57,7 +57,7 @@ def _app_attribute(cls: cst.ClassDef) -> str | None:
                 annotation = parameter.annotation.annotation if parameter.annotation else None
                 if parameter.name.value == "app" or (annotation is not None and _names_app(annotation)):
                     found = attributes_set_from(member, parameter.name.value)
-                    return "app" if "app" in found else (sorted(found)[0] if found else None)
+                    return "app" if "app" in found else min(found, default=None)
     return None
 
 

@@ -145,9 +145,9 @@ def _callable(
     parameters = [p.name.value for p in function.params.params]
     if cls is not None and not static and parameters[:1] == ["self"]:
         parameters = parameters[1:]
-    if function.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT) or function.params.star_kwarg is not None:
-        if not isinstance(function.params.star_arg, cst.ParamStar):
-            return f"its function {function.name.value} takes *args or **kwargs"
+    star = function.params.star_arg
+    if isinstance(star, cst.Param) or function.params.star_kwarg is not None:
+        return f"its function {function.name.value} takes *args or **kwargs"
     if len(arguments) > len(parameters):
         return f"it passes {function.name.value} more arguments than it takes"
     bindings = dict(zip(parameters, arguments, strict=False))
@@ -157,9 +157,9 @@ def _callable(
         bindings[name] = value
     for parameter in [*function.params.params, *function.params.kwonly_params]:
         name = parameter.name.value
-        if name not in bindings and name != "self" and parameter.default is None:
-            if not (cls is not None and not static and name == function.params.params[0].name.value):
-                return f"it does not pass {function.name.value} its argument {name!r}"
+        is_self = cls is not None and not static and name == function.params.params[0].name.value
+        if name not in bindings and name != "self" and parameter.default is None and not is_self:
+            return f"it does not pass {function.name.value} its argument {name!r}"
     return Target(owner, function, cls, instance, nested_in, bindings, threaded, static)
 
 
@@ -243,8 +243,9 @@ def _class_of(
         return resolved  # type: ignore[return-value]
     if isinstance(owner, cst.Name):
         for scope in [*_scopes(module, at), module.module]:
-            body = scope.body if isinstance(scope, cst.Module) else scope.body
-            for assign in m.findall(body, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())):
+            for assign in m.findall(
+                scope.body, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())
+            ):
                 resolved = program.resolve_expression(module, assign.value.func)  # type: ignore[attr-defined]
                 if resolved and isinstance(resolved[1], cst.ClassDef):
                     return resolved  # type: ignore[return-value]

@@ -34,6 +34,9 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
             continue
         module = cst.parse_module(texts[path])
         module = _without_empty_classes(program, path, module, classes, trees.of({**texts, **new}))
+        original = program.by_path(path)
+        if original is not None:  # the class's imports may be unused now
+            module = drop_unused_imports(original.module.code, module, path.name)
         texts[path] = module.code
     for path in list(texts):
         if path.stem in KEEP or path.name == "__init__.py":
@@ -83,10 +86,14 @@ def _without_empty_classes(
     body = []
     spacing: list[cst.EmptyLine] = []
     for statement in module.body:
-        if isinstance(statement, cst.ClassDef) and statement.name.value in classes and _holds_nothing(statement):
-            if not _named_elsewhere(program, name, statement.name.value, path, texts, module, statement):
-                spacing = list(statement.leading_lines)
-                continue
+        if (
+            isinstance(statement, cst.ClassDef)
+            and statement.name.value in classes
+            and _holds_nothing(statement)
+            and not _named_elsewhere(program, name, statement.name.value, path, texts, module, statement)
+        ):
+            spacing = list(statement.leading_lines)
+            continue
         if spacing and not statement.leading_lines:
             statement = statement.with_changes(leading_lines=spacing)
         spacing = []

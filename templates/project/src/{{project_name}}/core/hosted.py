@@ -21,6 +21,7 @@ process holding the worker's lease. ``/healthz`` and ``inspect`` show hosted job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -30,7 +31,8 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -242,10 +244,8 @@ class Spawned:
 
 
 def _cancel_event(scheduler: sched.scheduler, event: Any) -> None:
-    try:
+    with contextlib.suppress(ValueError):  # it ran already
         scheduler.cancel(event)
-    except ValueError:
-        pass  # it ran already
 
 
 def _install_hooks(loop: asyncio.AbstractEventLoop) -> None:
@@ -429,7 +429,5 @@ def _join(spawned: Spawned, deadline: float) -> None:
         if thread is not current and thread.is_alive():
             thread.join(max(0.0, deadline - time.monotonic()))
     for future in list(spawned.futures):
-        try:
+        with contextlib.suppress(CancelledError, FutureTimeout):  # cancelled, or still running at the deadline
             future.exception(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:  # noqa: BLE001 - cancelled, or still running at the deadline
-            pass
