@@ -20,17 +20,19 @@ from petrock.templates import templates_dir
 
 from .edits import MARK, ModuleEdits, apply_edits, drop_unused_imports, drop_unused_objects, import_line
 from .homes import Home, free_module, register_in_feature, register_top_level, worker_module_text
-from .hosting import native_when, start_code, stop_code
-from .jobs import HOSTED, LEFT, NATIVE, Job
+from .hosting import after_definitions, native_when, start_code, stop_code
+from .jobs import DROPPED, HOSTED, LEFT, NATIVE, UNEXPECTED, Job
 from .native import native_worker
 from .program import Module, Program
 from .report import JobLine, Migration, StartLine
-from .sites import app_expression, collapse
+from .sites import app_expression, collapse, hosted_start_line
 from .spawns import Spawn
 from .syntax import DOCSTRING, callee
 from .tidy import tidy
 
 CONTAINERS = {"set", "dict", "list", "tuple", "frozenset", "deque", "defaultdict", "object"}
+# What makes an object without doing anything yet: a line making one is safe to drop once unused.
+INERT = {"scheduler", "Event", "Lock", "RLock", "Queue", "ThreadPoolExecutor", "Condition", "Semaphore"}
 
 
 def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
@@ -39,7 +41,7 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
         if job.outcome == NATIVE:
             collapse(program, job)
         job.app = app_expression(program, job.module, job.spawn.call)
-        if job.outcome != LEFT:
+        if job.outcome not in (LEFT, DROPPED):
             job.home = job.owner.feature or ""
             job.name = _unique_name(job, taken)
     homes: dict[str, Home] = {}
@@ -49,7 +51,10 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
             continue
         home = _home(program, homes, job.home)
         class_name = _class_name(job, taken, home)
-        worker = native_worker(job, class_name)
+        try:
+            worker = native_worker(job, class_name)
+        except UNEXPECTED as error:  # a shape the writer did not expect: host the job as it is
+            worker = f"petrock could not write its worker ({type(error).__name__}: {error}; please report this)"
         if isinstance(worker, str):
             job.outcome, job.reason = HOSTED, worker
             job.start_method, job.sites, job.setup = None, [], []
@@ -57,6 +62,7 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
         workers[job] = worker
         job.class_name = class_name
     edits: dict[Module, ModuleEdits] = {}
+    wrapped: dict[cst.CSTNode, Job] = {}  # start lines hosted jobs are wrapped at
     for job in jobs:
         if job.outcome == NATIVE:
             worker = workers[job]
@@ -64,17 +70,22 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
             home.classes.append(worker.cls)
             home.needs.update(worker.needs)
             home.threaded |= job.target.threaded  # type: ignore[union-attr]
+            home.times |= worker.times
             home.registrations.append(f"app.register_worker({job.class_name}(app))")
-            _native_edits(program, job, worker, edits)
+            _native_edits(program, job, edits)
         elif job.outcome == HOSTED:
             job.class_name = "HostedJob"
-            home = _home(program, homes, job.home)
-            home.hosted = True
-            home.registrations.append(_hosted_registration(job))
-            _hosted_edits(program, job, edits)
+            if _hosted_edits(program, job, edits, wrapped):
+                home = _home(program, homes, job.home)
+                home.hosted = True
+                home.registrations.append(_hosted_registration(job))
+        elif job.outcome == DROPPED:
+            _edits_of(edits, job.module).drop.add(job.statement)
+            continue
         else:
             _mark(job, edits)
         migration.jobs.append(_line(job))
+    _drop_moved(program, jobs, edits)
     if migration.migrated:
         _write_runtime(program, migration)
     texts: dict[Path, str] = {}
@@ -185,11 +196,18 @@ def _edits_of(edits: dict[Module, ModuleEdits], module: Module) -> ModuleEdits:
     return edits.setdefault(module, ModuleEdits())
 
 
-def _native_edits(program: Program, job: Job, worker: object, edits: dict[Module, ModuleEdits]) -> None:
+def _native_edits(program: Program, job: Job, edits: dict[Module, ModuleEdits]) -> None:
     """The start line (or the collapsed start method's calls) now lets the worker run; its loop leaves."""
     target = job.target
     assert target is not None
-    if job.sites:
+    if job.group is not None:
+        outer = job.group.statement
+        found = _edits_of(edits, job.group.module)
+        found.replace.setdefault(outer, []).append(
+            _activation(app_expression(program, job.group.module, outer), job.name)
+        )
+        found.imports.append(_hosted_import(program, job.group.module))
+    elif job.sites:
         for site in job.sites:
             found = _edits_of(edits, site.module)
             line = _activation(site.app, job.name)
@@ -217,7 +235,6 @@ def _native_edits(program: Program, job: Job, worker: object, edits: dict[Module
             if built is not None and built is not statement:
                 found.drop.add(built)
         found.imports.append(_hosted_import(program, job.module))
-    _drop_moved(program, job, edits)
 
 
 def _drop_element(program: Program, job: Job, edits: dict[Module, ModuleEdits]) -> None:
@@ -227,23 +244,45 @@ def _drop_element(program: Program, job: Job, edits: dict[Module, ModuleEdits]) 
     _edits_of(edits, owner).drop_elements.add(element)
 
 
-def _drop_moved(program: Program, job: Job, edits: dict[Module, ModuleEdits]) -> None:
-    """The loop function (or method) now lives in the worker: it leaves its module unless something else uses it."""
-    target = job.target
-    assert target is not None
-    name = target.function.name.value
-    if target.nested_in is not None:
-        _edits_of(edits, target.module).drop.add(target.function)
-        return
-    uses = 0
+def _drop_moved(program: Program, jobs: list[Job], edits: dict[Module, ModuleEdits]) -> None:
+    """A loop function (or method) now lives in its workers: it leaves its module once nothing else uses it
+    (the start lines that named it are gone)."""
+    gone: set[cst.CSTNode] = set()
+    for found in edits.values():
+        gone |= set(found.replace) | found.drop | found.drop_elements
+    moved: dict[cst.FunctionDef, Module] = {}
+    for job in jobs:
+        if job.outcome == NATIVE and job.target is not None:
+            moved[job.target.function] = job.target.module
+        if job.group is not None and all(j.outcome == NATIVE for j in jobs if j.group is job.group):
+            group = job.group.module.enclosing_function(job.spawn.call)
+            if group is not None:
+                moved[group] = job.spawn.module  # the TaskGroup's function started nothing else
+    dropped = True
+    while dropped:  # a function dropped takes its references along (a TaskGroup's tasks)
+        dropped = False
+        for function, module in list(moved.items()):
+            if not _used_elsewhere(program, function, module, gone):
+                _edits_of(edits, module).drop.add(function)
+                gone.add(function)
+                del moved[function]
+                dropped = True
+
+
+def _used_elsewhere(program: Program, function: cst.FunctionDef, home: Module, gone: set[cst.CSTNode]) -> bool:
+    name = function.name.value
+    method = home.enclosing_class(function) is not None and home.enclosing_function(function) is None
+    nested = home.enclosing_function(function) is not None
     for module in program.modules.values():
-        if target.cls is not None:
-            uses += len(module.attributes.get(name, []))
-        else:
-            uses += len(module.names.get(name, []))
-    own = 1 if target.cls is not None else 0  # the spawn's own reference
-    if uses <= own + (1 if job.sites else 0) + len(job.sites):
-        _edits_of(edits, target.module).drop.add(target.function)
+        if nested and module is not home:
+            continue
+        references = module.attributes.get(name, []) if method else module.names.get(name, [])
+        for reference in references:
+            ancestors = set(module.ancestors(reference))
+            if function in ancestors or reference is function.name or ancestors & gone:
+                continue
+            return True
+    return False
 
 
 def _hosted_registration(job: Job) -> str:
@@ -264,26 +303,50 @@ def _string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _hosted_edits(program: Program, job: Job, edits: dict[Module, ModuleEdits]) -> None:
-    """The start line is wrapped: the runtime runs it when the worker starts, and stops what it started."""
-    found = _edits_of(edits, job.module)
+def _hosted_edits(
+    program: Program, job: Job, edits: dict[Module, ModuleEdits], wrapped: dict[cst.CSTNode, Job]
+) -> bool:
+    """The start line is wrapped: the runtime runs it when the worker starts, and stops what it started.
+    False when the line is wrapped already for another job (a loop starting several): they share its worker."""
     stop = stop_code(job)
     stop_text = _code(stop) if stop is not None else ""
+    if job.group is not None:  # a task of a TaskGroup: started by itself where the group was
+        outer = job.group.statement
+        found = _edits_of(edits, job.group.module)
+        statement = _substituted(job.statement, job.group_substitute)
+        expression, definitions = start_code(job, statement)
+        start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
+        app = app_expression(program, job.group.module, outer)
+        found.replace.setdefault(outer, []).extend(after_definitions([*definitions, _activation(app, job.name, start)]))
+        found.imports.append(_hosted_import(program, job.group.module))
+        return True
     if job.collection is not None:
+        found = _edits_of(edits, job.module)
         statement = _substituted(job.statement, job.substitute)
         expression, definitions = start_code(job, statement)
         start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
         found.before.setdefault(job.collection, []).extend(
-            [*definitions, _activation(job.app, job.name, start, stop_text)]
+            after_definitions([*definitions, _activation(job.app, job.name, start, stop_text)])
         )
         _drop_element(program, job, edits)
         for owner, name in job.element_imports:
             found.imports.append(f"from {_relative_module(job.module.name, owner.name)} import {name}")
-    else:
-        expression, definitions = start_code(job, job.statement)
-        start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
-        found.replace[job.statement] = [*definitions, _activation(job.app, job.name, start, stop_text)]
-    found.imports.append(_hosted_import(program, job.module))
+        found.imports.append(_hosted_import(program, job.module))
+        return True
+    module, statement, app = hosted_start_line(program, job)
+    if statement in wrapped:
+        job.name = wrapped[statement].name
+        job.notes.append(f"hosted with {job.name}, started by the same line")
+        return False
+    wrapped[statement] = job
+    if statement is not job.statement:
+        stop_text = ""  # its stop code names what only the start line could reach
+    found = _edits_of(edits, module)
+    expression, definitions = start_code(job, statement)
+    start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
+    found.replace[statement] = after_definitions([*definitions, _activation(app, job.name, start, stop_text)])
+    found.imports.append(_hosted_import(program, module))
+    return True
 
 
 def _substituted(statement: cst.BaseStatement, substitute: dict[str, cst.BaseExpression]) -> cst.BaseStatement:
@@ -306,7 +369,7 @@ def _line(job: Job) -> JobLine:
     interval = ""
     notes: list[str] = list(job.notes)
     if job.outcome == NATIVE and job.loop is not None and job.loop.interval is not None:
-        interval = _code(job.loop.interval)
+        interval = job.interval or _code(job.loop.interval)
         if job.target and job.target.threaded:
             notes.append("in a thread as before")
         if job.loop.slept_first:
@@ -421,6 +484,8 @@ def _plain_class(program: Program, module: Module) -> Callable[[cst.BaseExpressi
     """Whether a call makes an instance of an app class whose ``__init__`` only keeps its arguments."""
 
     def plain(func: cst.BaseExpression) -> bool:
+        if (func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")) in INERT:
+            return True
         resolved = program.resolve_expression(module, func)
         if resolved is None or not isinstance(resolved[1], cst.ClassDef):
             return False

@@ -57,6 +57,17 @@ class _Editor(cst.CSTTransformer):
             self.origin[id(result)] = (original, result)
         return result  # type: ignore[return-value]
 
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        """A decorator that registered the function as a job goes with the job (``@every(30)``)."""
+        if not any(d in self.edits.drop_elements for d in original.decorators):
+            return updated
+        kept = [
+            new
+            for old, new in zip(original.decorators, updated.decorators, strict=True)
+            if old not in self.edits.drop_elements
+        ]
+        return updated.with_changes(decorators=kept)
+
     def leave_Tuple(self, original: cst.Tuple, updated: cst.Tuple) -> cst.Tuple:
         return updated.with_changes(elements=self._kept(original, updated, tuple_=True))
 

@@ -34,6 +34,7 @@ class Home:
     registrations: list[str] = field(default_factory=list)  # `app.register_worker(...)` lines, `app` as the name
     needs: dict[str, Module] = field(default_factory=dict)  # free name -> module it comes from
     threaded: bool = False
+    times: bool = False
     hosted: bool = False
     module_path: Path | None = None
 
@@ -69,6 +70,8 @@ def worker_module_text(program: Program, home: Home) -> str:
     own: set[str] = set()
     if home.threaded:
         absolute.add("import asyncio")
+    if home.times:
+        absolute.add("import time")
     for name, module in sorted(home.needs.items()):
         line = _import_for(program, here, module, name)
         if line is not None:

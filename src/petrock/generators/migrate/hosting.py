@@ -63,6 +63,16 @@ def start_code(job: Job, statement: cst.BaseStatement) -> tuple[cst.BaseExpressi
     return None, [definition]
 
 
+def after_definitions(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """A blank line after a function defined in a block, as ruff format puts it."""
+    spaced = []
+    for index, statement in enumerate(statements):
+        if index and isinstance(statements[index - 1], cst.FunctionDef):
+            statement = statement.with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+        spaced.append(statement)
+    return spaced
+
+
 def stop_code(job: Job) -> cst.BaseExpression | None:
     """What the job's own code waits on to stop: events it checks (set them), flags its loop reads (clear them)."""
     target = job.target

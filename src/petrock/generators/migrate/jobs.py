@@ -17,15 +17,18 @@ import libcst as cst
 import libcst.matchers as m
 
 from .classes import JobClass, read_job_class
-from .loops import Loop, read_loop
-from .program import Module, Program
+from .loops import Loop, read_cycle, read_loop
+from .program import Module, Program, assigned_at_top
 from .server import Reach
-from .spawns import Spawn
+from .spawns import Spawn, rearms
+from .syntax import bound_by, variable_names, without_docstring
 from .targets import Target, resolve_target
 
 JOB_SUFFIXES = ("_task", "_worker", "_job", "_loop", "_thread", "_timer")
 GENERIC_NAMES = {"run", "loop", "main", "tick", "work", "job", "worker", "_run", "_loop", "_main", "_tick", "_work"}
 NATIVE, HOSTED, LEFT = "native", "hosted", "left"
+DROPPED = "dropped"  # a thread that only ran a `sched` scheduler whose every job is a worker now
+UNEXPECTED = (AttributeError, IndexError, KeyError, TypeError, ValueError, StopIteration)
 
 
 @dataclass(eq=False)
@@ -50,11 +53,13 @@ class Job:
     target: Target | None = None
     loop: Loop | None = None
     job_class: JobClass | None = None  # its loop is a method of this class, copied into the worker
-    element: cst.Element | None = None  # its element in the collection a start-up loop iterates
+    element: cst.CSTNode | None = None  # its element in the collection a start-up loop iterates (or decorator)
     element_module: Module | None = None  # where that collection is written
     collection: cst.For | None = None
     substitute: dict[str, cst.BaseExpression] = field(default_factory=dict)
     element_imports: list[tuple[Module, str]] = field(default_factory=list)  # what the start line must import
+    group: Spawn | None = None  # the task that ran the asyncio.TaskGroup this job is a task of
+    group_substitute: dict[str, cst.BaseExpression] = field(default_factory=dict)  # its parameters, as started
     start_method: cst.FunctionDef | None = None  # collapsed: the start method that goes
     sites: list[Site] = field(default_factory=list)  # collapsed: the lines that called it
     setup: list[cst.BaseStatement] = field(default_factory=list)  # collapsed: what else the start method did
@@ -63,6 +68,7 @@ class Job:
     name: str = ""  # the worker's name: "orders/cleanup"
     class_name: str = ""  # the worker class: "CleanupWorker", or "HostedJob"
     home: str = ""  # the feature whose register.py registers it; "" for a top-level module
+    interval: str = ""  # native: its worker's poll interval, as written there
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -98,13 +104,38 @@ def find_jobs(program: Program, spawns: list[Spawn], server: Reach, commands: di
         runs = server.runs(spawn.module, spawn.call)
         if not runs and spawn in inside_jobs:
             continue
-        for job in _expand(program, spawn, runs):
+        for job in _grouped(program, spawn, spawns) or _expand(program, spawn, runs):
             if runs:
-                _decide(program, job, classes)
+                try:
+                    _decide(program, job, classes)
+                except UNEXPECTED as error:  # a shape the reader did not expect: host the job as it is
+                    job.outcome, job.target, job.loop, job.job_class = HOSTED, None, None, None
+                    job.reason = f"petrock could not read it ({type(error).__name__}: {error}; please report this)"
             else:
                 job.outcome, job.reason = LEFT, _why_not_started(spawn, commands)
             jobs.append(job)
+    _drop_idle_schedulers(jobs)
     return jobs
+
+
+def _drop_idle_schedulers(jobs: list[Job]) -> None:
+    """``Thread(target=scheduler.run).start()`` runs nothing once every job of that scheduler is a worker."""
+    for job in jobs:
+        target = job.spawn.target
+        if job.spawn.kind != "thread" or not m.matches(target, m.Attribute(attr=m.Name("run"))):
+            continue
+        owner = _code(target.value)  # type: ignore[union-attr]
+        function = job.module.enclosing_function(job.spawn.call)
+        peers = [
+            j
+            for j in jobs
+            if j.spawn.kind == "sched"
+            and j.module is job.module
+            and j.module.enclosing_function(j.spawn.call) is function
+            and _code(j.spawn.call.func.value) == owner  # type: ignore[attr-defined]
+        ]
+        if peers and all(j.outcome == NATIVE for j in peers):
+            job.outcome, job.reason = DROPPED, "it ran the scheduler of jobs that are workers now"
 
 
 def _hosted_already(program: Program) -> set[cst.CSTNode]:
@@ -130,7 +161,10 @@ def _inside_jobs(program: Program, spawns: list[Spawn], server: Reach) -> set[Sp
 
     roots = []
     for spawn in spawns:
-        target = resolve_target(program, spawn)
+        try:
+            target = resolve_target(program, spawn)
+        except UNEXPECTED:
+            continue
         if isinstance(target, Target):
             roots.append(((target.module, target.function), "job"))
     inside = reach(program, roots, [])
@@ -166,21 +200,74 @@ def _expand(program: Program, spawn: Spawn, runs: bool) -> list[Job]:
     """One job per spawn, or per element when the spawn starts each element of a collection."""
     base = Job(spawn, _display(spawn), runs)
     loop = _collection_loop(spawn)
-    if loop is None or not isinstance(loop.target, cst.Name):
+    if loop is None:
         return [base]
     elements = _elements(program, spawn.module, loop)
     if elements is None:
         return [base]
     jobs = []
-    for element in elements:
+    for element, given in elements:
         owner = program.module_of(element)
-        value, imported = _as_written_at(spawn.module, loop.iter, owner, element.value)
+        value, imported = _as_written_at(spawn.module, loop.iter, owner, given)
+        substitute = _unpacked(loop.target, value)
+        if substitute is None:
+            return [base]
         job = Job(spawn, "", runs, element=element, collection=loop, element_module=owner)
-        job.substitute = {loop.target.value: value}
+        job.substitute = substitute
         job.element_imports = imported
-        job.display = f"{_code(loop.iter)}: {_code(element.value)}"
+        shown = _code(element.decorator) if isinstance(element, cst.Decorator) else _code(given)
+        job.display = f"{_code(loop.iter)}: {shown}"
+        if isinstance(element, cst.Decorator):
+            function = owner.parent(element)
+            job.display += f" {function.name.value}" if isinstance(function, cst.FunctionDef) else ""
         jobs.append(job)
     return jobs
+
+
+def _grouped(program: Program, spawn: Spawn, spawns: list[Spawn]) -> list[Job]:
+    """``create_task(both(app))`` where ``both`` only runs tasks in an ``asyncio.TaskGroup``: one job per task."""
+    if spawn.kind != "task" or not isinstance(spawn.target, cst.Call):
+        return []
+    try:
+        target = resolve_target(program, spawn)
+    except UNEXPECTED:
+        return []
+    if not isinstance(target, Target) or target.cls is not None:
+        return []
+    body = list(without_docstring(target.function.body.body))
+    pattern = m.With(
+        asynchronous=m.Asynchronous(),
+        items=[m.WithItem(item=m.Call(func=m.Attribute(attr=m.Name("TaskGroup")) | m.Name("TaskGroup")))],
+    )
+    if len(body) != 1 or not m.matches(body[0], pattern):
+        return []
+    block = body[0].body.body  # type: ignore[attr-defined]
+    inside = [s for s in spawns if s.module is target.module and target.module.statement(s.call) in block]
+    if len(inside) != len(block) or any(s.kind != "task" for s in inside):
+        return []
+    jobs = []
+    for child in inside:
+        job = Job(child, f"{target.function.name.value}: TaskGroup task {_code(child.target)}", True)
+        job.group, job.group_substitute = spawn, dict(target.bindings)
+        jobs.append(job)
+    return jobs
+
+
+def _unpacked(target: cst.BaseExpression, value: cst.BaseExpression) -> dict[str, cst.BaseExpression] | None:
+    """What each loop variable gets: ``for job in``, or ``for seconds, job in`` over ``(30, job)`` elements."""
+    if isinstance(target, cst.Name):
+        return {target.value: value}
+    if isinstance(target, cst.Tuple | cst.List) and isinstance(value, cst.Tuple | cst.List):
+        if len(target.elements) != len(value.elements):
+            return None
+        found: dict[str, cst.BaseExpression] = {}
+        for name, part in zip(target.elements, value.elements, strict=True):
+            inner = _unpacked(name.value, part.value)
+            if inner is None:
+                return None
+            found |= inner
+        return found
+    return None
 
 
 def _as_written_at(
@@ -205,18 +292,19 @@ def _collection_loop(spawn: Spawn) -> cst.For | None:
     for ancestor in spawn.module.ancestors(spawn.call):
         if isinstance(ancestor, cst.FunctionDef):
             return None
-        if isinstance(ancestor, cst.For) and isinstance(ancestor.target, cst.Name):
+        if isinstance(ancestor, cst.For):
             used = {n.value for n in m.findall(spawn.target or spawn.call, m.Name())}  # type: ignore[union-attr]
-            if ancestor.target.value in used:
+            if bound_by(ancestor.target) & used:
                 return ancestor
     return None
 
 
-def _elements(program: Program, module: Module, loop: cst.For) -> list[cst.Element] | None:
-    """The elements of what a for statement iterates, when it is a list or tuple written in the app."""
+def _elements(program: Program, module: Module, loop: cst.For) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
+    """What a for statement iterates, element by element, when the app writes it out: a list or tuple
+    (each element), or a registry a decorator fills (each decorated function, as the decorator adds it)."""
     iterable = loop.iter
     if isinstance(iterable, cst.List | cst.Tuple):
-        return list(iterable.elements)
+        return [(e, e.value) for e in iterable.elements]
     resolved = program.resolve_expression(module, iterable) if isinstance(iterable, cst.Name | cst.Attribute) else None
     if resolved is None and isinstance(iterable, cst.Name):
         function = module.enclosing_function(loop)
@@ -224,14 +312,79 @@ def _elements(program: Program, module: Module, loop: cst.For) -> list[cst.Eleme
             for assign in m.findall(function, m.Assign(targets=[m.AssignTarget(m.Name(iterable.value))])):
                 value = assign.value  # type: ignore[attr-defined]
                 if isinstance(value, cst.List | cst.Tuple):
-                    return list(value.elements)
+                    return [(e, e.value) for e in value.elements]
         return None
     if resolved and isinstance(resolved[1], cst.SimpleStatementLine):
         small = resolved[1].body[0]
         value = small.value if isinstance(small, cst.Assign | cst.AnnAssign) else None
-        if isinstance(value, cst.List | cst.Tuple):
-            return list(value.elements)
+        if isinstance(value, cst.List | cst.Tuple) and value.elements:
+            return [(e, e.value) for e in value.elements]
+        if isinstance(value, cst.List | cst.Tuple | cst.Dict) or (isinstance(value, cst.Call) and not value.args):
+            name = assigned_at_top(small)[0]
+            return _registered(program, resolved[0], name)
     return None
+
+
+def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
+    """``@every(30)`` on functions, where ``every`` appends to ``registry``: each decorator and what it adds."""
+    adders = []
+    for call in home.all(cst.Call):
+        if not m.matches(call, m.Call(func=m.Attribute(value=m.Name(registry), attr=m.Name("append")))):
+            continue
+        decorator = home.enclosing_function(call)
+        if decorator is None or len(call.args) != 1 or not _returns_its_argument(decorator):  # type: ignore[attr-defined]
+            return None
+        factory = home.enclosing_function(decorator)
+        adders.append((decorator, factory, call.args[0].value))  # type: ignore[attr-defined]
+    if not adders:
+        return None
+    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    for module in program.modules.values():
+        for function in module.all(cst.FunctionDef):
+            for decorator in function.decorators:  # type: ignore[attr-defined]
+                for adder, factory, added in adders:
+                    value = _added(program, module, decorator, function, home, adder, factory, added)
+                    if value is not None:
+                        found.append((decorator, value))
+    return found or None
+
+
+def _returns_its_argument(function: cst.FunctionDef) -> bool:
+    params = function.params.params
+    returns = m.findall(function, m.Return())
+    return (
+        len(params) == 1
+        and bool(returns)
+        and all(m.matches(r, m.Return(value=m.Name(params[0].name.value))) for r in returns)
+    )
+
+
+def _added(
+    program: Program,
+    module: Module,
+    decorator: cst.Decorator,
+    function: cst.CSTNode,
+    home: Module,
+    adder: cst.FunctionDef,
+    factory: cst.FunctionDef | None,
+    added: cst.BaseExpression,
+) -> cst.BaseExpression | None:
+    """What ``@decorator`` on ``function`` adds to the registry, written with the decorator's arguments."""
+    used = decorator.decorator
+    arguments: dict[str, cst.BaseExpression] = {}
+    if factory is not None:
+        if not isinstance(used, cst.Call) or any(a.keyword is not None or a.star for a in used.args):
+            return None
+        names = [p.name.value for p in factory.params.params]
+        if len(used.args) > len(names):
+            return None
+        arguments = {name: a.value for name, a in zip(names, used.args, strict=False)}
+        used = used.func
+    resolved = program.resolve_expression(module, used) if isinstance(used, cst.Name | cst.Attribute) else None
+    if resolved is None or resolved[1] is not (factory or adder):
+        return None
+    arguments[adder.params.params[0].name.value] = cst.Name(function.name.value)  # type: ignore[attr-defined]
+    return m.replace(added, m.Name(), lambda n, _: arguments.get(n.value, n))  # type: ignore[return-value]
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -262,17 +415,19 @@ def _decide(program: Program, job: Job, classes: dict[cst.ClassDef, JobClass]) -
         owner = target.module.enclosing_class(target.nested_in)  # a loop defined inside a start method
     if owner is not None:
         job_class = classes.get(owner) or classes.setdefault(owner, read_job_class(owner))
-        if job_class.problem:
+        if job_class.problem and (target.instance is None or target.nested_in is not None):
             job.reason = f"{job_class.problem}: a plain class whose __init__ takes just the app would be native"
             return
-        job.job_class = job_class
+        if not job_class.problem:
+            job.job_class = job_class  # its loop and helpers move into the worker
+        # else the worker keeps an instance of the class and runs its loop's body on it
     if (handle := _handle_used_elsewhere(job)) is not None:
         job.reason = f"the task or thread it keeps in {handle} is used elsewhere"
         return
     if job.spawn.kind in ("timer", "callback", "sched", "scheduler"):
-        job.reason = f"it is a {job.spawn.kind} chain; petrock reads only loops so far"
-        return
-    loop = read_loop(target.function, threaded=target.threaded)
+        loop = _read_chain(program, job, target)
+    else:
+        loop = read_loop(target.function, threaded=target.threaded)
     job.loop = loop
     if loop.problem:
         job.reason = (
@@ -282,10 +437,41 @@ def _decide(program: Program, job: Job, classes: dict[cst.ClassDef, JobClass]) -
     if target.function.asynchronous is not None and target.threaded:
         job.reason = "it runs a coroutine function in a thread"
         return
-    if target.function.asynchronous is None and not target.threaded:
+    if target.function.asynchronous is None and not target.threaded and job.spawn.kind != "callback":
         job.reason = "its loop blocks the event loop (a plain function run as a task)"
         return
     job.outcome = NATIVE
+
+
+def _read_chain(program: Program, job: Job, target: Target) -> Loop:
+    """A timer, callback or ``sched`` job that re-arms itself, or a scheduler's job: one call is one pass."""
+    function = target.function
+    again = rearms(program, target.module, function) if job.spawn.kind != "scheduler" else []
+    statements = list(function.body.body)
+    rearming: list[cst.BaseStatement] = []
+    handles: set[str] = set()
+    for spawn in again:
+        for node in (spawn.call, spawn.construction):
+            statement = target.module.statement(node) if node is not None else None
+            if statement is not None and statement not in rearming:
+                rearming.append(statement)
+        if isinstance(spawn.handle, cst.Name):
+            handles.add(spawn.handle.value)
+    rearming += [
+        s
+        for s in statements
+        if s not in rearming
+        and variable_names(s) & handles
+        and not m.matches(s, m.SimpleStatementLine(body=[m.Global()]))
+    ]
+    if job.spawn.kind != "scheduler" and (not again or any(s not in statements for s in rearming)):
+        loop = Loop(function, target.threaded)
+        loop.problem = "it runs once (nothing re-arms it)" if not again else "it re-arms itself only on some passes"
+        return loop
+    interval = again[0].interval if again else job.spawn.interval
+    if again and again[0].kind == "timer" and again[0].construction is not None:
+        interval = again[0].interval
+    return read_cycle(function, threaded=target.threaded, interval=interval, rearms=rearming, handles=handles)
 
 
 def _handle_used_elsewhere(job: Job) -> str | None:
@@ -331,10 +517,19 @@ def _stem(job: Job, target: Target | None) -> str:
     cls = job.module.enclosing_class(job.spawn.call)
     if job.element is None and function is not None and cls is not None and function.name.value.startswith("start_"):
         return _short(function.name.value)
-    if job.element is not None:
-        names = m.findall(job.element.value, m.Name())
-        if names:
-            return _short(names[0].value)  # type: ignore[attr-defined]
+    if job.element is not None and job.element_module is not None:
+        if isinstance(job.element, cst.Decorator):
+            function = job.element_module.parent(job.element)
+            if isinstance(function, cst.FunctionDef):
+                return _short(function.name.value)
+        names = [n.value for value in job.substitute.values() for n in m.findall(value, m.Name())]  # type: ignore[attr-defined]
+        defined = [
+            n for n in names if isinstance(job.element_module.definitions.get(n), cst.FunctionDef | cst.ClassDef)
+        ]
+        if defined or names:
+            return _short((defined or names)[0])
+    if target is not None and isinstance(target.instance, cst.Call) and isinstance(target.instance.func, cst.Name):
+        return _short(target.instance.func.value)  # `CleanupJob(app).loop()`: named after the object's class
     if target is not None:
         name = target.function.name.value
         if name in GENERIC_NAMES and target.cls is not None:
@@ -342,7 +537,25 @@ def _stem(job: Job, target: Target | None) -> str:
         if name in GENERIC_NAMES and target.nested_in is not None:
             return _short(target.nested_in.name.value)
         return _short(name)
+    named = _target_name(job.spawn.target) if job.spawn.target is not None else None
+    if named:
+        return _short(named)
     return _short(function.name.value) if function is not None else job.spawn.kind
+
+
+def _target_name(node: cst.BaseExpression) -> str | None:
+    """The function a spawn's target names: ``poll``, ``self._poll``, ``poll(app)``, ``partial(poll, app)``."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    if isinstance(node, cst.Call):
+        if isinstance(node.func, cst.Name | cst.Attribute) and _target_name(node.func) == "partial" and node.args:
+            return _target_name(node.args[0].value)
+        return _target_name(node.func)
+    if isinstance(node, cst.Lambda):
+        return _target_name(node.body)
+    return None
 
 
 def _short(name: str) -> str:

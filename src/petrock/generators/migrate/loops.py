@@ -35,6 +35,8 @@ class Loop:
     interval: cst.BaseExpression | None = None
     condition: cst.BaseExpression | None = None  # the loop goes on while this holds (None: forever)
     slept_first: bool = False
+    sleep_index: int = -1  # where the sleep was in a pass (0: first)
+    first_interval: cst.BaseExpression | None = None  # the interval lives in a variable: its first value
     exits: bool = False  # a `break` or `return` ends it for good
     state: list[str] = field(default_factory=list)  # local variables kept between passes: attributes now
     intro: list[cst.EmptyLine] = field(default_factory=list)  # comments above and on the `while`
@@ -51,7 +53,7 @@ def read_loop(function: cst.FunctionDef, *, threaded: bool) -> Loop:
     loop.docstring = (
         function.body.body[0] if function.body.body and m.matches(function.body.body[0], DOCSTRING) else None
     )
-    loop.decorators = function.decorators
+    loop.decorators = [d for d in function.decorators if not m.matches(d.decorator, m.Name("staticmethod"))]
     statements = list(without_docstring(function.body.body))
     whiles = [i for i, s in enumerate(statements) if isinstance(s, cst.While)]
     if len(whiles) != 1:
@@ -98,6 +100,55 @@ def read_loop(function: cst.FunctionDef, *, threaded: bool) -> Loop:
         loop.intro.append(cst.EmptyLine(comment=statement.body.header.comment))
     loop.footer = statement.body.footer
     return loop
+
+
+def read_cycle(
+    function: cst.FunctionDef,
+    *,
+    threaded: bool,
+    interval: cst.BaseExpression | None,
+    rearms: list[cst.BaseStatement],
+    handles: set[str],
+) -> Loop:
+    """Read a function that runs once per cycle (a timer or callback that re-arms itself, a scheduler's
+    job): its body, without the lines that re-arm it, is one pass; the re-arm's delay is the interval."""
+    loop = Loop(function, threaded)
+    statements = list(without_docstring(function.body.body))
+    loop.docstring = (
+        function.body.body[0] if function.body.body and m.matches(function.body.body[0], DOCSTRING) else None
+    )
+    loop.decorators = [d for d in function.decorators if not m.matches(d.decorator, m.Name("staticmethod"))]
+    if interval is None:
+        loop.problem = "petrock cannot tell how often it runs"
+        return loop
+    loop.interval = interval
+    loop.slept_first = True  # a timer (or a scheduler) waits its interval before the first run
+    globals_ = [s for s in statements if m.matches(s, m.SimpleStatementLine(body=[m.Global()]))]
+    declared = {n.name.value for s in globals_ for n in s.body[0].names}  # type: ignore[attr-defined]
+    kept = [s for s in statements if s not in rearms and s not in globals_]
+    if declared - handles or any(variable_names(s) & handles for s in kept):
+        loop.problem = (
+            "it assigns names outside itself (`global` or `nonlocal`)"
+            if declared - handles
+            else ("it uses its own timer handle besides re-arming it")
+        )
+        return loop
+    if m.findall(function, m.Yield() | m.Nonlocal()):
+        loop.problem = "it is a generator" if m.findall(function, m.Yield()) else "it assigns names outside itself"
+        return loop
+    if any(m.findall(s, m.Return(value=m.DoNotCare())) for s in kept):
+        loop.problem = "it returns a value"
+        return loop
+    loop.body = _moved_cycle(kept)
+    return loop
+
+
+def _moved_cycle(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """A cycle function's own statements: a bare ``return`` still ends just this pass."""
+    if not statements:
+        return [cst.SimpleStatementLine([cst.Pass()])]
+    first = statements[0].with_changes(leading_lines=strip_blank(statements[0].leading_lines))
+    return [first, *statements[1:]]
 
 
 def _read_condition(loop: Loop, test: cst.BaseExpression) -> None:
@@ -149,6 +200,7 @@ def _read_sleep(loop: Loop, body: list[cst.BaseStatement]) -> bool:
         loop.before_sleep, loop.body = _moved(body[:index]), _moved(body[index + 1 :])
     else:
         loop.body = _moved(body[:index] + body[index + 1 :])
+    loop.sleep_index = index
     return True
 
 
@@ -181,25 +233,46 @@ def _state(loop: Loop, statement: cst.While) -> list[str]:
         if m.findall(part, m.Return()):
             loop.problem = "its set-up can return before the loop"
             return []
-    params = {p.name.value for p in loop.function.params.params}
     used = variable_names(statement)
     state = sorted(assigned & used)
     interval_names = variable_names(loop.interval) if loop.interval is not None else set()
     changing = assigned_names(statement)
-    if interval_names & changing:
-        loop.problem = "its interval changes from pass to pass"
-        return []
-    if interval_names & assigned:
-        loop.problem = "its interval is computed when it starts"
-        return []
+    if interval_names & (changing | assigned):
+        first = _first_value(loop.setup, loop.interval)
+        if first is None or variable_names(first) & (changing | assigned):
+            loop.problem = (
+                "its interval changes from pass to pass"
+                if interval_names & changing
+                else "its interval is computed when it starts"
+            )
+            return []
+        loop.first_interval = first  # an interval kept in a variable: waited out at the top of each pass
     if "self" in interval_names and not m.matches(loop.interval, m.Attribute(value=m.Name("self"))):
         loop.problem = "its interval is computed from the object's state"
         return []
     if (changing - assigned) & _read_before_assigned(statement):
         loop.problem = "it keeps state between passes in variables it first sets inside the loop"
         return []
-    del params
     return state
+
+
+def _first_value(setup: list[cst.BaseStatement], interval: cst.BaseExpression | None) -> cst.BaseExpression | None:
+    """The value a variable interval starts with: ``delay = INTERVAL`` before the loop, assigned once."""
+    if not isinstance(interval, cst.Name):
+        return None
+    values = [
+        small.value
+        for part in setup
+        if isinstance(part, cst.SimpleStatementLine)
+        for small in part.body
+        if isinstance(small, cst.Assign | cst.AnnAssign) and interval.value in assigned_names(part)
+    ]
+    others = [
+        part
+        for part in setup
+        if interval.value in assigned_names(part) and not isinstance(part, cst.SimpleStatementLine)
+    ]
+    return values[0] if len(values) == 1 and not others and values[0] is not None else None
 
 
 def _read_before_assigned(statement: cst.While) -> set[str]:

@@ -19,7 +19,7 @@ import libcst.matchers as m
 
 from .jobs import Job
 from .program import Module
-from .syntax import BLANK, docstring_summary, strip_blank, variable_names
+from .syntax import BLANK, assigned_names, docstring_summary, strip_blank, variable_names
 
 RESERVED = {"name", "poll_interval", "jitter", "wake_on_append", "app", "start", "work", "stop", "run_once"}
 BUILTINS = set(dir(builtins))
@@ -33,13 +33,14 @@ class Worker:
     cls: cst.ClassDef
     needs: dict[str, Module] = field(default_factory=dict)  # free name -> the module it is read from
     helpers: list[str] = field(default_factory=list)  # methods copied from the job's class
+    times: bool = False  # its code calls time.monotonic() (a loop whose interval changes)
 
 
 def native_worker(job: Job, class_name: str) -> Worker | str:
     """The worker class for a native job, or why the job cannot be one after all."""
     assert job.target is not None and job.loop is not None
     target, loop = job.target, job.loop
-    attributes: dict[str, str] = {}  # variable -> the attribute holding it
+    attributes: dict[str, str | cst.BaseExpression] = {}  # variable -> the attribute holding it, or its value
     init_lines: list[str] = []
     needs: dict[str, Module] = {}
     taken = set(RESERVED)
@@ -65,10 +66,25 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
         copied_attributes = found_attributes
         taken |= set(job.job_class.methods) | set(job.job_class.class_attributes)
     elif target.cls is not None and not target.static:
-        return "its loop is a method of an object petrock cannot rebuild when the app starts"
+        # The worker keeps the object the loop ran on (``CleanupJob(app)``) and runs the loop's body on it.
+        instance = target.instance
+        if instance is None or not isinstance(instance, cst.Call):
+            return "its loop is a method of an object petrock cannot rebuild when the app starts"
+        problem = _portable(instance, job.module, job.app, needs)
+        if problem:
+            return f"the object its loop runs on is {problem} where it is started"
+        holder = "job"
+        attributes["self"] = holder
+        init_lines.append(f"self.{holder} = {_code(_app_to(instance, job.app))}")
+        taken.add(holder)
     parameters = _parameters(target.function, skip_self=target.cls is not None and not target.static)
+    moved_code = [*loop.setup, *loop.body, *loop.before_sleep, *(x for x in (loop.interval, loop.condition) if x)]
+    used = {name for node in moved_code for name in variable_names(node)}
+    assigned = {name for node in moved_code for name in assigned_names(node)}
     for parameter in parameters:
         name = parameter.name.value
+        if name not in used:
+            continue  # only the start line used it (a chain passing itself its scheduler)
         value = target.bindings.get(name, parameter.default)
         if value is None:
             return f"its argument {name!r} has no value"
@@ -79,19 +95,24 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
         problem = _portable(value, spawn_module, job.app, needs)
         if problem:
             return f"its argument {name!r} is {problem} where it is started"
+        if _simple(value) and name not in assigned:
+            attributes[name] = value  # a constant or a module-level name: written in place
+            continue
         attribute = _free(name, taken)
         taken.add(attribute)
         attributes[name] = attribute
         shown = _code(_app_to(value, job.app))
         init_lines.append(f"self.{attribute} = {shown}")
     for name in loop.state:
-        attribute = _free(name, taken | set(attributes.values()))
+        attribute = _free(name, taken | {a for a in attributes.values() if isinstance(a, str)})
         attributes[name] = attribute
     text = _class_text(job, class_name, copied_attributes, init_lines, attributes)
     cls = cst.parse_statement(text)
     assert isinstance(cls, cst.ClassDef)
     cls = _fill(job, cls, attributes, helpers, copied_attributes)
     provided = {"self", "App", "until_served", *(["asyncio"] if target.threaded else [])}  # the worker module's own
+    if loop.first_interval is not None:
+        provided.add("time")
     for name in _free_names(cls) - provided:
         if name in BUILTINS:
             continue
@@ -99,7 +120,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
             needs.setdefault(name, target.module)
         elif name not in needs:
             return f"it uses {name!r}, which petrock cannot find"
-    return Worker(job, cls, needs, helpers)
+    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None)
 
 
 def _parameters(function: cst.FunctionDef, *, skip_self: bool) -> list[cst.Param]:
@@ -111,8 +132,6 @@ def _parameters(function: cst.FunctionDef, *, skip_self: bool) -> list[cst.Param
 
 def _closure_names(function: cst.FunctionDef, outer: cst.FunctionDef) -> set[str]:
     """Names ``function`` reads from ``outer``'s scope (its parameters and locals)."""
-    from .syntax import assigned_names
-
     outer_names = {p.name.value for p in outer.params.params} | assigned_names(outer.body)
     own = {p.name.value for p in function.params.params} | assigned_names(function.body)
     return (variable_names(function.body) - own) & outer_names
@@ -158,7 +177,11 @@ def _code(node: cst.CSTNode) -> str:
 
 
 def _class_text(
-    job: Job, class_name: str, copied_attributes: list[str], init_lines: list[str], attributes: dict[str, str]
+    job: Job,
+    class_name: str,
+    copied_attributes: list[str],
+    init_lines: list[str],
+    attributes: dict[str, str | cst.BaseExpression],
 ) -> str:
     assert job.target is not None and job.loop is not None
     target, loop = job.target, job.loop
@@ -173,12 +196,17 @@ def _class_text(
         class_attributes = "".join(
             f"    {name} = {_code(job.job_class.class_attributes[name])}\n" for name in copied_attributes
         )
-    interval = _interval(job, attributes, copied_attributes)
+    interval = _interval(job, attributes, copied_attributes, loop.first_interval)
+    job.interval = interval
     in_init = "self." in interval
     flags = ""
     if loop.exits or loop.condition is not None:
         flags += "    finished = False  # the loop ended for good: nothing more to do\n"
-    if loop.before_sleep:
+    if loop.first_interval is not None:
+        comments += "    # The loop's interval changes: it polls at the first one and waits out the current one.\n"
+        flags += "    slept = False  # a pass went to sleep: the rest of it runs once the wait is over\n"
+        flags += "    due = 0.0  # when the current wait is over (time.monotonic())\n"
+    elif loop.before_sleep:
         flags += "    slept = False  # the loop slept mid-pass: the rest of a pass runs at the start of the next\n"
     init = "".join(f"        {line}\n" for line in init_lines)
     if in_init:
@@ -216,9 +244,14 @@ def _short_path(module: Module) -> str:
     return module.relative.split("/", 2)[-1]
 
 
-def _interval(job: Job, attributes: dict[str, str], copied_attributes: list[str]) -> str:
+def _interval(
+    job: Job,
+    attributes: dict[str, str | cst.BaseExpression],
+    copied_attributes: list[str],
+    first: cst.BaseExpression | None = None,
+) -> str:
     assert job.loop is not None and job.loop.interval is not None
-    interval = job.loop.interval
+    interval = first if first is not None else job.loop.interval
     cls_name = job.target.cls.name.value if job.target and job.target.cls else None
     # self.TICK / Jobs.TICK -> TICK at class level (copied as a class attribute)
     pattern = m.Attribute(value=m.Name("self") | m.Name(cls_name or "self"), attr=m.Name())
@@ -231,7 +264,14 @@ def _interval(job: Job, attributes: dict[str, str], copied_attributes: list[str]
     return _code(interval)
 
 
-def _renamed(node: cst.CSTNode, attributes: dict[str, str]) -> cst.CSTNode:
+def _simple(value: cst.BaseExpression) -> bool:
+    """A value that reads the same wherever it is written: a literal, or a (dotted) name."""
+    if isinstance(value, cst.Integer | cst.Float | cst.Name):  # not a string: it may land in an f-string
+        return not (isinstance(value, cst.Name) and value.value == "app")
+    return isinstance(value, cst.Attribute) and _simple(value.value)
+
+
+def _renamed(node: cst.CSTNode, attributes: dict[str, str | cst.BaseExpression]) -> cst.CSTNode:
     """Variables that are attributes now: ``cycles`` -> ``self.cycles``, ``app`` -> ``self.app``."""
     if not attributes:
         return node
@@ -260,14 +300,15 @@ def _renamed(node: cst.CSTNode, attributes: dict[str, str]) -> cst.CSTNode:
             if id(original) in self.skip or any(original.value in names for names in self.shadowed):
                 return updated
             if original.value in attributes:
-                return cst.Attribute(value=cst.Name("self"), attr=cst.Name(attributes[original.value]))
+                found = attributes[original.value]
+                return cst.Attribute(cst.Name("self"), cst.Name(found)) if isinstance(found, str) else found
             return updated
 
     return node.visit(Rename())
 
 
 def _fill(
-    job: Job, cls: cst.ClassDef, attributes: dict[str, str], helpers: list[str], copied: list[str]
+    job: Job, cls: cst.ClassDef, attributes: dict[str, str | cst.BaseExpression], helpers: list[str], copied: list[str]
 ) -> cst.ClassDef:
     """Put the loop's code into the worker's methods."""
     assert job.target is not None and job.loop is not None
@@ -292,7 +333,20 @@ def _fill(
         condition = _renamed(loop.condition, attributes)
         check = cst.parse_statement(f"if {_negated(condition)}:\n    self.finished = True\n    return\n")
         cycle.append(check)
-    if before:
+    if loop.first_interval is not None:
+        # A pass: what came after the sleep (once the wait is over), then what came before it, then sleep.
+        if before:
+            first, then = before, body
+        elif loop.sleep_index == 0:
+            first, then = [], body
+        else:
+            first, then = body, []
+        waiting = cst.parse_statement("if self.slept:\n    if time.monotonic() < self.due:\n        return\n")
+        waiting = waiting.with_changes(body=waiting.body.with_changes(body=[*waiting.body.body, *then]))  # type: ignore[attr-defined]
+        sleep = _code(_renamed(loop.interval, attributes))  # type: ignore[arg-type]
+        cycle += [waiting, *first, cst.parse_statement(f"self.due = time.monotonic() + {sleep}\n")]
+        cycle.append(cst.parse_statement("self.slept = True\n"))
+    elif before:
         after = cst.parse_statement("if self.slept:\n    pass\n")
         after = after.with_changes(body=after.body.with_changes(body=body))  # type: ignore[attr-defined]
         cycle += [after, *before, cst.parse_statement("self.slept = True\n")]
@@ -386,8 +440,6 @@ def _free_names(cls: cst.ClassDef) -> set[str]:
 
 def function_free_names(function: cst.FunctionDef) -> set[str]:
     """Names a function reads that neither its parameters nor its own statements bind."""
-    from .syntax import assigned_names
-
     own = {p.name.value for p in [*function.params.params, *function.params.kwonly_params]}
     for star in (function.params.star_arg, function.params.star_kwarg):
         if isinstance(star, cst.Param):

@@ -177,3 +177,60 @@ def _constructed_with(module: Module, at: cst.CSTNode, owner: cst.BaseExpression
     if call is not None and len(call.args) == 1 and call.args[0].keyword is None:
         return call.args[0].value
     return None
+
+
+def hosted_start_line(program: Program, job: Job) -> tuple[Module, cst.BaseStatement, cst.BaseExpression | None]:
+    """Where to wrap a hosted job's start code: its start line, or the loop around it (one wrapper for
+    every job the loop starts), or, where no app is at hand, the one line calling its function."""
+    module, statement = job.module, job.statement
+    for _ in range(4):
+        statement = _outermost_loop(module, statement)
+        app = app_expression(program, module, statement)
+        if app is not None:
+            return module, statement, app
+        function = module.enclosing_function(statement)
+        caller = _only_caller(program, module, function) if function is not None else None
+        if caller is None:
+            return module, statement, None
+        module, statement = caller
+    return module, statement, app_expression(program, module, statement)
+
+
+def _outermost_loop(module: Module, statement: cst.BaseStatement) -> cst.BaseStatement:
+    found = statement
+    for ancestor in module.ancestors(statement):
+        if isinstance(ancestor, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            break
+        if isinstance(ancestor, cst.For | cst.While):
+            found = ancestor
+    return found
+
+
+def _only_caller(program: Program, home: Module, function: cst.FunctionDef) -> tuple[Module, cst.BaseStatement] | None:
+    """The one statement that calls ``function`` (``SCHEDULER.start()``, ``start_jobs()``), if it is alone."""
+    name = function.name.value
+    cls = home.enclosing_class(function)
+    found: list[tuple[Module, cst.BaseStatement]] = []
+    for module in program.modules.values():
+        references = module.attributes.get(name, []) if cls is not None else module.names.get(name, [])
+        for reference in references:
+            if reference is function.name or function in set(module.ancestors(reference)):
+                continue
+            if cls is not None:
+                owner = class_of_instance(program, module, reference, reference.value)  # type: ignore[attr-defined]
+                if owner is None or owner[1] is not cls:
+                    continue  # another class's method of the same name
+            node = reference
+            call = module.parent(node)
+            statement = module.statement(node)
+            if not (
+                isinstance(call, cst.Call)
+                and call.func is node
+                and isinstance(statement, cst.SimpleStatementLine)
+                and len(statement.body) == 1
+                and isinstance(statement.body[0], cst.Expr)
+                and statement.body[0].value is call
+            ):
+                return None
+            found.append((module, statement))
+    return found[0] if len(found) == 1 else None

@@ -115,11 +115,16 @@ def _spawn(program: Program, module: Module, call: cst.Call, thread_classes: dic
         return Spawn(module, call, "executor", positional[1], tuple(positional[2:]))
     if name in ("enter", "enterabs") and len(positional) >= 3 and isinstance(call.func, cst.Attribute):
         if _is_sched(module, call.func.value):
-            return Spawn(module, call, "sched", positional[2], interval=positional[0] if name == "enter" else None)
+            arguments = positional[3] if len(positional) > 3 else keywords.get("argument")
+            args = tuple(e.value for e in arguments.elements) if isinstance(arguments, cst.Tuple | cst.List) else ()
+            delay = positional[0] if name == "enter" else None
+            return Spawn(module, call, "sched", positional[2], args, interval=delay)
         return None
     if name == "add_job" and positional:
         seconds = keywords.get("seconds")
-        return Spawn(module, call, "scheduler", positional[0], interval=seconds)
+        arguments = keywords.get("args")
+        args = tuple(e.value for e in arguments.elements) if isinstance(arguments, cst.Tuple | cst.List) else ()
+        return Spawn(module, call, "scheduler", positional[0], args, interval=seconds)
     return None
 
 
@@ -210,6 +215,16 @@ def _made_by(module: Module, owner: cst.BaseExpression, classes: tuple[str, ...]
         if alias is not None and alias.name.deep_equals(owner) and isinstance(value, cst.Call):
             return callee_name(value) in classes
     return False
+
+
+def rearms(program: Program, module: Module, function: cst.FunctionDef) -> list[Spawn]:
+    """The calls in ``function`` that schedule ``function`` again (a timer, callback or ``sched`` chain)."""
+    found = []
+    for call in m.findall(function, m.Call()):
+        spawn = _spawn(program, module, call, {})  # type: ignore[arg-type]
+        if spawn is not None and _rearms_itself(spawn):
+            found.append(spawn)
+    return found
 
 
 def _rearms_itself(spawn: Spawn) -> bool:

@@ -243,9 +243,8 @@ def _class_of(
         return resolved  # type: ignore[return-value]
     if isinstance(owner, cst.Name):
         for scope in [*_scopes(module, at), module.module]:
-            for assign in m.findall(
-                scope.body, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())
-            ):
+            body = scope if isinstance(scope, cst.Module) else scope.body
+            for assign in m.findall(body, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())):
                 resolved = program.resolve_expression(module, assign.value.func)  # type: ignore[attr-defined]
                 if resolved and isinstance(resolved[1], cst.ClassDef):
                     return resolved  # type: ignore[return-value]

@@ -58,14 +58,25 @@ class _Release:
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
 
 
+# Keyed by the app; a start line with no app at hand is keyed by the event loop it ran on (the
+# server's), or, before any loop runs (at import time), by the process.
 _releases: weakref.WeakKeyDictionary[Any, dict[str, _Release]] = weakref.WeakKeyDictionary()
-_process_wide: dict[str, _Release] = {}  # jobs started where there was no app (at import time)
+_process_wide: dict[str, _Release] = {}
 _lock = threading.Lock()
 
 
-def _release(app: App | None, name: str) -> _Release:
+def _owner(app: App | None) -> Any:
+    if app is not None:
+        return app
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _release(owner: Any, name: str) -> _Release:
     with _lock:
-        table = _process_wide if app is None else _releases.setdefault(app, {})
+        table = _process_wide if owner is None else _releases.setdefault(owner, {})
         return table.setdefault(name, _Release())
 
 
@@ -76,10 +87,11 @@ def run_with_server(
 
     For a hosted job, ``start`` is the job's original start code (``lambda: jobs.start_sync()``)
     and ``stop`` what the app did to stop it, called with what ``start`` returned. ``app`` is
-    None for a job started where no app existed (at import time): it runs in every app of
-    this process whose server starts its workers.
+    None where the start line has no app at hand: the job then runs for the apps whose workers
+    run on the event loop the line ran on (the server's), or, before any loop runs (at import
+    time), for every app of the process.
     """
-    release = _release(app, name)
+    release = _release(_owner(app), name)
     if release.released:
         return
     if app is not None and start is not None and not _registered(app, name):
@@ -99,10 +111,12 @@ def _registered(app: App, name: str) -> bool:
 
 
 def _released(app: App, name: str) -> _Release | None:
-    for release in (_release(app, name), _process_wide.get(name)):
-        if release is not None and release.released:
+    for owner in (app, _owner(None)):
+        release = _release(owner, name)
+        if release.released:
             return release
-    return None
+    release = _process_wide.get(name)
+    return release if release is not None and release.released else None
 
 
 async def until_served(app: App, worker: Any) -> bool:
@@ -115,7 +129,7 @@ async def until_served(app: App, worker: Any) -> bool:
     if _released(app, name):
         return True
     loop, event = asyncio.get_running_loop(), asyncio.Event()
-    releases = [_release(app, name), _release(None, name)]
+    releases = [_release(app, name), _release(loop, name), _release(None, name)]
     with _lock:
         for release in releases:
             release.waiters.append((loop, event))
