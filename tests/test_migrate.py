@@ -161,7 +161,8 @@ def test_a_loop_petrock_cannot_read_is_hosted_as_written_and_the_report_says_wha
     jobs.write_text(
         jobs.read_text().replace(
             "            await asyncio.sleep(delay)\n",
-            "            await asyncio.sleep(delay / 2)\n            await asyncio.sleep(delay / 2)  # the supplier throttles\n",
+            "            await asyncio.sleep(delay / 2)\n"
+            "            await asyncio.sleep(delay / 2)  # the supplier throttles\n",
         )
     )
     git(shop, "commit", "-qam", "Sleep in two steps")
