@@ -20,7 +20,7 @@ from petrock.templates import templates_dir
 
 from .edits import MARK, ModuleEdits, apply_edits, drop_unused_imports, drop_unused_objects, import_line
 from .homes import Home, free_module, register_in_feature, register_top_level, worker_module_text
-from .hosting import after_definitions, native_when, start_code, stop_code
+from .hosting import after_definitions, keeping, native_when, start_code, stop_code
 from .jobs import DROPPED, HOSTED, LEFT, NATIVE, UNEXPECTED, Job
 from .native import native_worker
 from .program import Module, Program
@@ -32,12 +32,16 @@ from .tidy import tidy
 
 CONTAINERS = {"set", "dict", "list", "tuple", "frozenset", "deque", "defaultdict", "object"}
 # What makes an object without doing anything yet: a line making one is safe to drop once unused.
-INERT = {"scheduler", "Event", "Lock", "RLock", "Queue", "ThreadPoolExecutor", "Condition", "Semaphore"}
+INERT = {
+    "scheduler", "Event", "Lock", "RLock", "Queue", "ThreadPoolExecutor", "Condition", "Semaphore",
+    "get_running_loop", "get_event_loop",
+}  # fmt: skip
 
 
 def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
     taken = _taken_names(program)
     for job in jobs:
+        job.paced = program.paced
         if job.outcome == NATIVE:
             collapse(program, job)
         job.app = app_expression(program, job.module, job.spawn.call)
@@ -170,13 +174,28 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-def _activation(app: cst.BaseExpression | None, name: str, start: str = "", stop: str = "") -> cst.BaseStatement:
-    arguments = [_code(app) if app is not None else "None", repr(name).replace("'", '"')]
-    if start:
-        arguments.append(start)
-    if stop:
-        arguments.append(f"stop={stop}")
-    return cst.parse_statement(f"run_with_server({', '.join(arguments)})\n")
+def _activation(
+    app: cst.BaseExpression | None,
+    name: str,
+    start: cst.BaseExpression | None = None,
+    stop: cst.BaseExpression | None = None,
+) -> cst.SimpleStatementLine:
+    """``run_with_server(app, "name"[, start][, stop=stop])``, built as a node (start code may span lines)."""
+    arguments = [cst.Arg(app if app is not None else cst.Name("None")), cst.Arg(cst.SimpleString(_string(name)))]
+    if start is not None:
+        arguments.append(cst.Arg(start))
+    if stop is not None:
+        arguments.append(
+            cst.Arg(
+                stop,
+                keyword=cst.Name("stop"),
+                equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+                ),
+            )
+        )
+    call = cst.Call(cst.Name("run_with_server"), arguments)
+    return cst.SimpleStatementLine([cst.Expr(call)])
 
 
 def _relative_module(here: str, target: str) -> str:
@@ -229,11 +248,14 @@ def _native_edits(program: Program, job: Job, edits: dict[Module, ModuleEdits]) 
     else:
         found = _edits_of(edits, job.module)
         statement = job.statement
-        found.replace[statement] = [_activation(job.app, job.name)]
-        if job.spawn.construction is not None:
-            built = job.module.statement(job.spawn.construction)
-            if built is not None and built is not statement:
-                found.drop.add(built)
+        activation = _activation(job.app, job.name)
+        built = job.module.statement(job.spawn.construction) if job.spawn.construction is not None else None
+        if built is not None and built is not statement and job.spawn.handle is not None:
+            # `self._thread = Thread(...)` then `self._thread.start()`: what kept the thread keeps a JobHandle.
+            found.replace[built] = [keeping(built, activation)]
+            found.drop.add(statement)
+        else:
+            found.replace[statement] = [keeping(statement, activation)]
         found.imports.append(_hosted_import(program, job.module))
 
 
@@ -309,24 +331,28 @@ def _hosted_edits(
     """The start line is wrapped: the runtime runs it when the worker starts, and stops what it started.
     False when the line is wrapped already for another job (a loop starting several): they share its worker."""
     stop = stop_code(job)
-    stop_text = _code(stop) if stop is not None else ""
     if job.group is not None:  # a task of a TaskGroup: started by itself where the group was
         outer = job.group.statement
         found = _edits_of(edits, job.group.module)
         statement = _substituted(job.statement, job.group_substitute)
         expression, definitions = start_code(job, statement)
-        start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
+        start = expression if expression is not None else definitions[0].name  # type: ignore[attr-defined]
         app = app_expression(program, job.group.module, outer)
         found.replace.setdefault(outer, []).extend(after_definitions([*definitions, _activation(app, job.name, start)]))
         found.imports.append(_hosted_import(program, job.group.module))
         return True
     if job.collection is not None:
         found = _edits_of(edits, job.module)
-        statement = _substituted(job.statement, job.substitute)
-        expression, definitions = start_code(job, statement)
-        start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
+        if job.each is not None:  # one element of a comprehension: its expression starts the job
+            expression, definitions = (
+                cst.Lambda(cst.Parameters(), _substituted_expression(job.each, job.substitute)),
+                [],
+            )
+        else:
+            expression, definitions = start_code(job, _substituted(job.statement, job.substitute))
+        start = expression if expression is not None else definitions[0].name  # type: ignore[attr-defined]
         found.before.setdefault(job.collection, []).extend(
-            after_definitions([*definitions, _activation(job.app, job.name, start, stop_text)])
+            after_definitions([*definitions, _activation(job.app, job.name, start, stop)])
         )
         _drop_element(program, job, edits)
         for owner, name in job.element_imports:
@@ -340,13 +366,20 @@ def _hosted_edits(
         return False
     wrapped[statement] = job
     if statement is not job.statement:
-        stop_text = ""  # its stop code names what only the start line could reach
+        stop = None  # its stop code names what only the start line could reach
     found = _edits_of(edits, module)
     expression, definitions = start_code(job, statement)
-    start = _code(expression) if expression is not None else definitions[0].name.value  # type: ignore[attr-defined]
-    found.replace[statement] = after_definitions([*definitions, _activation(app, job.name, start, stop_text)])
+    start = expression if expression is not None else definitions[0].name  # type: ignore[attr-defined]
+    activation = _activation(app, job.name, start, stop)
+    if expression is not None:
+        activation = keeping(statement, activation)
+    found.replace[statement] = after_definitions([*definitions, activation])
     found.imports.append(_hosted_import(program, module))
     return True
+
+
+def _substituted_expression(node: cst.BaseExpression, substitute: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
+    return m.replace(node, m.Name(), lambda found, _: substitute.get(found.value, found))  # type: ignore[return-value]
 
 
 def _substituted(statement: cst.BaseStatement, substitute: dict[str, cst.BaseExpression]) -> cst.BaseStatement:
@@ -380,6 +413,7 @@ def _line(job: Job) -> JobLine:
         if job.loop.exits:
             notes.append("once its loop would have ended it idles")
     return JobLine(
+        code=_locations(job),
         guarded=_guard(job),
         place=place,
         job=job.display,
@@ -392,6 +426,26 @@ def _line(job: Job) -> JobLine:
         native_when=native_when(job.reason) if job.outcome == HOSTED else "",
         notes=tuple(notes),
     )
+
+
+def _locations(job: Job) -> tuple[str, ...]:
+    """The functions the job is made of: its loop (or cycle), its element's function, and what starts it."""
+    found: list[str] = []
+    if job.target is not None:
+        found.append(job.target.module.qualname(job.target.function))
+    if job.element is not None and job.element_module is not None:
+        owner = job.element_module
+        function = owner.parent(job.element) if isinstance(job.element, cst.Decorator) else None
+        if isinstance(function, cst.FunctionDef):
+            found.append(owner.qualname(function))
+        for name in m.findall(job.element, m.Name()):
+            definition = owner.definitions.get(name.value)  # type: ignore[attr-defined]
+            if isinstance(definition, cst.FunctionDef | cst.ClassDef):
+                found.append(owner.qualname(definition))
+    starter = job.module.enclosing_function(job.spawn.call)
+    if starter is not None:
+        found.append(job.module.qualname(starter))
+    return tuple(dict.fromkeys(found))
 
 
 def _guard(job: Job) -> str:
@@ -429,11 +483,26 @@ def _write_homes(
                 imports.append(import_line(f".{home.module_name}", sorted(cls.name.value for cls in home.classes)))
             if home.hosted:
                 imports.append("from ..core.hosted import HostedJob")
-            inside = "from .register import" in text
+            inside = _imports_register(program, home, text)
             texts[register] = register_in_feature(
                 texts.get(register, register.read_text()), home.registrations, imports, import_inside=inside
             )
     return created
+
+
+def _imports_register(program: Program, home: Home, text: str) -> bool:
+    """Whether the worker module imports register.py, directly or through a module of the feature that
+    does (jobs.py importing its commands): then register.py imports the workers inside register()."""
+    register = f"{program.project}.{home.feature}.register"
+    for imported in re.findall(r"^from \.(\w+) import", text, re.MULTILINE):
+        if imported == "register":
+            return True
+        module = program.modules.get(f"{program.project}.{home.feature}.{imported}")
+        if module is not None and any(
+            source == register or f"{source}.{name}" == register for source, name in module.imports.values()
+        ):
+            return True
+    return False
 
 
 def _imports_main(program: Program, text: str) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from .syntax import attributes_set_from, callee, self_attributes, takes
+from .syntax import attributes_set_from, callee, self_attribute, self_attributes, takes
 
 MUTABLE_CALLS = {"list", "dict", "set", "defaultdict", "deque", "Counter", "OrderedDict", "bytearray"}
 
@@ -56,6 +56,20 @@ class JobClass:
             todo += self_attributes(self.methods[name])
         order = list(self.methods)
         return sorted(helpers, key=order.index)
+
+    def set_elsewhere(self, nodes: list[cst.CSTNode], moved: set[str], start: cst.FunctionDef | None) -> str | None:
+        """An attribute the moved code reads that a method other than ``__init__`` (and the moved ones) sets:
+        the worker's own copy of the object would never see it change."""
+        read = {name for node in nodes for name in self_attributes(node)}
+        for name, method in self.methods.items():
+            if name == "__init__" or name in moved or (start is not None and method is start):
+                continue
+            for assign in m.findall(method, m.AssignTarget(m.Attribute(value=m.Name("self"))) | m.AugAssign()):
+                target = assign.target  # type: ignore[attr-defined]
+                attribute = self_attribute(target) if target is not None else None
+                if attribute in read and attribute not in self.methods:
+                    return attribute
+        return None
 
     def attributes_of(self, nodes: list[cst.CSTNode]) -> list[str] | str:
         """Class attributes the moved code reads (``self.TICK``, ``Cls.TICK``), to copy; or why not."""

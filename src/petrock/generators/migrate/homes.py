@@ -79,7 +79,7 @@ def worker_module_text(program: Program, home: Home) -> str:
     core = relative(here, f"{package}.core")
     own.add(f"from {core} import App")
     if home.classes:
-        own.add(f"from {core}.hosted import until_served")
+        own.add(f"from {core}.hosted import {'paced, ' if program.paced else ''}until_served")
     if home.hosted and not home.feature:
         own.add(f"from {core}.hosted import HostedJob")
     text = "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ FIXES = (
     ("argument", "it took just the app (other values read from module level)"),
     ("not a function of the app", "it ran a function of the app (not a library's) directly"),
     ("method petrock cannot follow", "it ran a method of an object made from the app where it is started"),
+    ("code outside the loop sets", "its loop read only what __init__ or the loop itself sets"),
     ("uses", "the values it uses were module-level names or attributes of the app"),
 )
 DEFAULT_FIX = "its loop were a `while True:` whose passes sleep once, at their start or end"
@@ -52,6 +53,8 @@ def start_code(job: Job, statement: cst.BaseStatement) -> tuple[cst.BaseExpressi
         small = statement.body[0]
         if isinstance(small, cst.Expr):
             return cst.Lambda(cst.Parameters(), small.value), []
+        if isinstance(small, cst.Assign | cst.AnnAssign | cst.Return) and small.value is not None:
+            return cst.Lambda(cst.Parameters(), small.value), []  # what it kept is the JobHandle now
     name = f"start_{job.stem}".replace("-", "_")
     body = statement.with_changes(leading_lines=())
     definition = cst.FunctionDef(
@@ -61,6 +64,18 @@ def start_code(job: Job, statement: cst.BaseStatement) -> tuple[cst.BaseExpressi
         returns=cst.Annotation(cst.Name("None")),
     )
     return None, [definition]
+
+
+def keeping(statement: cst.BaseStatement, activation: cst.BaseStatement) -> cst.BaseStatement:
+    """``task = create_task(...)`` becomes ``task = run_with_server(...)``: the code keeping the handle
+    (a status page, a stop method) gets the job's JobHandle."""
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+        return activation
+    small = statement.body[0]
+    call = activation.body[0].value  # type: ignore[attr-defined]
+    if isinstance(small, cst.Assign | cst.AnnAssign | cst.Return) and small.value is not None:
+        return statement.with_changes(body=[small.with_changes(value=call)], leading_lines=())
+    return activation
 
 
 def after_definitions(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:

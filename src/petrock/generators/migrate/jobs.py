@@ -55,7 +55,8 @@ class Job:
     job_class: JobClass | None = None  # its loop is a method of this class, copied into the worker
     element: cst.CSTNode | None = None  # its element in the collection a start-up loop iterates (or decorator)
     element_module: Module | None = None  # where that collection is written
-    collection: cst.For | None = None
+    collection: cst.BaseStatement | None = None  # the statement iterating the collection (a for, a comprehension)
+    each: cst.BaseExpression | None = None  # in a comprehension: the element expression that starts the job
     substitute: dict[str, cst.BaseExpression] = field(default_factory=dict)
     element_imports: list[tuple[Module, str]] = field(default_factory=list)  # what the start line must import
     group: Spawn | None = None  # the task that ran the asyncio.TaskGroup this job is a task of
@@ -69,6 +70,7 @@ class Job:
     class_name: str = ""  # the worker class: "CleanupWorker", or "HostedJob"
     home: str = ""  # the feature whose register.py registers it; "" for a top-level module
     interval: str = ""  # native: its worker's poll interval, as written there
+    paced: bool = False  # its worker needs @paced (the app's core predates wake_on_append)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -212,7 +214,8 @@ def _expand(program: Program, spawn: Spawn, runs: bool) -> list[Job]:
         substitute = _unpacked(loop.target, value)
         if substitute is None:
             return [base]
-        job = Job(spawn, "", runs, element=element, collection=loop, element_module=owner)
+        job = Job(spawn, "", runs, element=element, collection=loop.statement, element_module=owner)
+        job.each = loop.each
         job.substitute = substitute
         job.element_imports = imported
         shown = _code(element.decorator) if isinstance(element, cst.Decorator) else _code(given)
@@ -287,19 +290,38 @@ def _as_written_at(
     return value, [(owner, n.value) for n in names]  # type: ignore[attr-defined]
 
 
-def _collection_loop(spawn: Spawn) -> cst.For | None:
-    """``for job in JOBS: create_task(job(app))``: the for statement whose variable the spawn's target uses."""
+@dataclass(eq=False)
+class _Iteration:
+    """``for TARGET in ITER:``, or a comprehension's ``for TARGET in ITER``, and the statement it is in."""
+
+    target: cst.BaseAssignTargetExpression
+    iter: cst.BaseExpression
+    statement: cst.BaseStatement
+    each: cst.BaseExpression | None = None  # a comprehension's element: what starts one job
+
+
+def _collection_loop(spawn: Spawn) -> _Iteration | None:
+    """``for job in JOBS: create_task(job(app))`` (or ``[create_task(run(job)) for job in JOBS]``): the
+    iteration whose variable the spawn's target uses."""
+    used = {n.value for n in m.findall(spawn.target or spawn.call, m.Name())}  # type: ignore[union-attr]
     for ancestor in spawn.module.ancestors(spawn.call):
-        if isinstance(ancestor, cst.FunctionDef):
+        if isinstance(ancestor, cst.FunctionDef | cst.Lambda):
             return None
-        if isinstance(ancestor, cst.For):
-            used = {n.value for n in m.findall(spawn.target or spawn.call, m.Name())}  # type: ignore[union-attr]
-            if bound_by(ancestor.target) & used:
-                return ancestor
+        if isinstance(ancestor, cst.For) and bound_by(ancestor.target) & used:
+            return _Iteration(ancestor.target, ancestor.iter, ancestor)
+        if (
+            isinstance(ancestor, cst.ListComp | cst.GeneratorExp | cst.SetComp)
+            and ancestor.for_in.inner_for_in is None
+            and bound_by(ancestor.for_in.target) & used
+            and (statement := spawn.module.statement(ancestor)) is not None
+        ):
+            return _Iteration(ancestor.for_in.target, ancestor.for_in.iter, statement, ancestor.elt)
     return None
 
 
-def _elements(program: Program, module: Module, loop: cst.For) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
+def _elements(
+    program: Program, module: Module, loop: _Iteration
+) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
     """What a for statement iterates, element by element, when the app writes it out: a list or tuple
     (each element), or a registry a decorator fills (each decorated function, as the decorator adds it)."""
     iterable = loop.iter
@@ -307,7 +329,7 @@ def _elements(program: Program, module: Module, loop: cst.For) -> list[tuple[cst
         return [(e, e.value) for e in iterable.elements]
     resolved = program.resolve_expression(module, iterable) if isinstance(iterable, cst.Name | cst.Attribute) else None
     if resolved is None and isinstance(iterable, cst.Name):
-        function = module.enclosing_function(loop)
+        function = module.enclosing_function(loop.statement)
         if function is not None:
             for assign in m.findall(function, m.Assign(targets=[m.AssignTarget(m.Name(iterable.value))])):
                 value = assign.value  # type: ignore[attr-defined]
@@ -369,22 +391,98 @@ def _added(
     factory: cst.FunctionDef | None,
     added: cst.BaseExpression,
 ) -> cst.BaseExpression | None:
-    """What ``@decorator`` on ``function`` adds to the registry, written with the decorator's arguments."""
+    """What ``@decorator`` on ``function`` adds to the registry, written with the decorator's arguments
+    (``@every(minutes=5)`` on ``purge`` adds ``(purge, 0 + 60 * 5)``, folded to ``(purge, 60 * 5)``)."""
     used = decorator.decorator
-    arguments: dict[str, cst.BaseExpression] = {}
+    values: dict[str, cst.BaseExpression] = {}
     if factory is not None:
-        if not isinstance(used, cst.Call) or any(a.keyword is not None or a.star for a in used.args):
+        if not isinstance(used, cst.Call) or any(a.star for a in used.args):
             return None
-        names = [p.name.value for p in factory.params.params]
-        if len(used.args) > len(names):
+        arguments = _bound_arguments(factory, used)
+        if arguments is None:
             return None
-        arguments = {name: a.value for name, a in zip(names, used.args, strict=False)}
+        values = arguments
+        for statement in factory.body.body:  # locals the factory computes from its arguments
+            if statement is adder or isinstance(statement, cst.FunctionDef):
+                break
+            if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+                small = statement.body[0]  # type: ignore[attr-defined]
+                values[small.targets[0].target.value] = _with_values(small.value, values)
         used = used.func
     resolved = program.resolve_expression(module, used) if isinstance(used, cst.Name | cst.Attribute) else None
     if resolved is None or resolved[1] is not (factory or adder):
         return None
-    arguments[adder.params.params[0].name.value] = cst.Name(function.name.value)  # type: ignore[attr-defined]
-    return m.replace(added, m.Name(), lambda n, _: arguments.get(n.value, n))  # type: ignore[return-value]
+    values[adder.params.params[0].name.value] = cst.Name(function.name.value)  # type: ignore[attr-defined]
+    return _folded(_with_values(added, values))
+
+
+def _bound_arguments(function: cst.FunctionDef, call: cst.Call) -> dict[str, cst.BaseExpression] | None:
+    """The value of each parameter of ``function`` in ``call``: given, or its default."""
+    positional = [*function.params.posonly_params, *function.params.params]
+    values: dict[str, cst.BaseExpression] = {}
+    given = [a for a in call.args if a.keyword is None]
+    if len(given) > len(positional):
+        return None
+    for parameter, argument in zip(positional, given, strict=False):
+        values[parameter.name.value] = argument.value
+    names = {p.name.value for p in [*positional, *function.params.kwonly_params]}
+    for argument in call.args:
+        if argument.keyword is not None:
+            if argument.keyword.value not in names:
+                return None
+            values[argument.keyword.value] = argument.value
+    for parameter in [*positional, *function.params.kwonly_params]:
+        if parameter.name.value not in values:
+            if parameter.default is None:
+                return None
+            values[parameter.name.value] = parameter.default
+    return values
+
+
+def _with_values(node: cst.BaseExpression, values: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
+    def replace(found: cst.CSTNode, _: object) -> cst.CSTNode:
+        value = values.get(found.value)  # type: ignore[attr-defined]
+        if value is None:
+            return found
+        return (
+            value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            if isinstance(value, cst.BinaryOperation)
+            else value
+        )
+
+    return m.replace(node, m.Name(), replace)  # type: ignore[return-value]
+
+
+def _folded(node: cst.BaseExpression) -> cst.BaseExpression:
+    """Arithmetic with zero taken out: ``(s) + 60 * 0`` is ``s``, as a reader would write it."""
+
+    class Fold(cst.CSTTransformer):
+        def leave_BinaryOperation(
+            self, original: cst.BinaryOperation, updated: cst.BinaryOperation
+        ) -> cst.BaseExpression:
+            left, right = updated.left, updated.right
+            if isinstance(updated.operator, cst.Multiply) and (_zero(left) or _zero(right)):
+                return cst.Integer("0")
+            if isinstance(updated.operator, cst.Add) and _zero(right):
+                return _bare(left, updated)
+            if isinstance(updated.operator, cst.Add) and _zero(left):
+                return _bare(right, updated)
+            return updated
+
+    return node.visit(Fold())  # type: ignore[return-value]
+
+
+def _zero(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Integer | cst.Float) and float(node.value) == 0.0 and not node.lpar
+
+
+def _bare(node: cst.BaseExpression, around: cst.BinaryOperation) -> cst.BaseExpression:
+    """What is left of ``x + 0``, keeping the parentheses of the whole and dropping its own if they were only for it."""
+    if around.lpar:
+        return node.with_changes(lpar=around.lpar, rpar=around.rpar)
+    if isinstance(node, cst.Name | cst.Attribute | cst.Call | cst.Integer | cst.Float) and node.lpar:
+        return node.with_changes(lpar=[], rpar=[])
+    return node
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -421,9 +519,6 @@ def _decide(program: Program, job: Job, classes: dict[cst.ClassDef, JobClass]) -
         if not job_class.problem:
             job.job_class = job_class  # its loop and helpers move into the worker
         # else the worker keeps an instance of the class and runs its loop's body on it
-    if (handle := _handle_used_elsewhere(job)) is not None:
-        job.reason = f"the task or thread it keeps in {handle} is used elsewhere"
-        return
     if job.spawn.kind in ("timer", "callback", "sched", "scheduler"):
         loop = _read_chain(program, job, target)
     else:
@@ -472,43 +567,6 @@ def _read_chain(program: Program, job: Job, target: Target) -> Loop:
     if again and again[0].kind == "timer" and again[0].construction is not None:
         interval = again[0].interval
     return read_cycle(function, threaded=target.threaded, interval=interval, rearms=rearming, handles=handles)
-
-
-def _handle_used_elsewhere(job: Job) -> str | None:
-    """``self._task = create_task(...)`` read elsewhere (to cancel it): the code needs the real task."""
-    statement = job.statement
-    holder: cst.BaseExpression | None = job.spawn.handle
-    if holder is None and m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])):
-        holder = statement.body[0].targets[0].target  # type: ignore[attr-defined]
-    if holder is None:
-        return None
-    shown = _code(holder)
-    if m.matches(holder, m.Attribute(value=m.Name("self"))):
-        cls = job.module.enclosing_class(job.spawn.call)
-        scope: cst.CSTNode = cls if cls is not None else job.module.module
-        pattern = m.Attribute(value=m.Name("self"), attr=m.Name(holder.attr.value))  # type: ignore[attr-defined]
-        uses = [
-            found
-            for found in m.findall(scope, pattern)
-            if job.module.statement(found) is not statement
-            and not m.matches(job.module.statement(found), m.SimpleStatementLine(body=[m.Assign(value=m.Name("None"))]))
-            and (
-                job.spawn.construction is None
-                or job.module.statement(found) is not job.module.statement(job.spawn.construction)
-            )
-        ]
-        return shown if uses else None
-    if isinstance(holder, cst.Name):
-        function = job.module.enclosing_function(job.spawn.call)
-        scope = function if function is not None else job.module.module
-        others = [
-            found
-            for found in m.findall(scope, m.Name(holder.value))
-            if job.module.statement(found)
-            not in (statement, job.module.statement(job.spawn.construction) if job.spawn.construction else None)
-        ]
-        return shown if others else None
-    return shown
 
 
 def _stem(job: Job, target: Target | None) -> str:

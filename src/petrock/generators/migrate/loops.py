@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from .syntax import DOCSTRING, assigned_names, callee, strip_blank, variable_names, without_docstring
+from .syntax import DOCSTRING, assigned_names, bound_by, callee, strip_blank, variable_names, without_docstring
 
 ENDLESS = m.Name("True") | m.Integer("1")
 EVENT_WAIT = m.Call(
@@ -280,7 +280,9 @@ def _read_before_assigned(statement: cst.While) -> set[str]:
     seen: set[str] = set()
     early: set[str] = set()
     for part in statement.body.body:
-        early |= variable_names(part) - assigned_names(part) - seen
+        scoped = {n for c in m.findall(part, m.CompFor()) for n in bound_by(c.target)}  # type: ignore[attr-defined]
+        scoped |= {p.name.value for f in m.findall(part, m.Lambda()) for p in f.params.params}  # type: ignore[attr-defined]
+        early |= variable_names(part) - assigned_names(part) - seen - scoped
         seen |= assigned_names(part)
     return early
 

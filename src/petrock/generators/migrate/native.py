@@ -53,8 +53,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     if job.job_class is not None:
         moved = {target.function.name.value}
         nodes: list[cst.CSTNode] = [*loop.setup, *loop.body, *loop.before_sleep, *job.setup]
-        if loop.interval is not None:
-            nodes.append(loop.interval)
+        nodes += [x for x in (loop.interval, loop.condition) if x is not None]
         found = job.job_class.helpers_of(nodes, moved)
         if isinstance(found, str):
             return found
@@ -65,6 +64,11 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
             return found_attributes
         copied_attributes = found_attributes
         taken |= set(job.job_class.methods) | set(job.job_class.class_attributes)
+        shared = job.job_class.set_elsewhere(nodes, {target.function.name.value, *helpers}, job.start_method)
+        if shared:
+            return (
+                f"its loop reads self.{shared}, which code outside the loop sets (the worker has an object of its own)"
+            )
     elif target.cls is not None and not target.static:
         # The worker keeps the object the loop ran on (``CleanupJob(app)``) and runs the loop's body on it.
         instance = target.instance
@@ -89,6 +93,8 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
         if value is None:
             return f"its argument {name!r} has no value"
         spawn_module = job.module if name in target.bindings else target.module
+        if name in target.bindings:
+            value = _defined_once(job, value)
         if _is_app(value, job.app):
             attributes[name] = "app"
             continue
@@ -110,7 +116,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     cls = cst.parse_statement(text)
     assert isinstance(cls, cst.ClassDef)
     cls = _fill(job, cls, attributes, helpers, copied_attributes)
-    provided = {"self", "App", "until_served", *(["asyncio"] if target.threaded else [])}  # the worker module's own
+    provided = {"self", "App", "until_served", "paced", *(["asyncio"] if target.threaded else [])}
     if loop.first_interval is not None:
         provided.add("time")
     for name in _free_names(cls) - provided:
@@ -264,6 +270,20 @@ def _interval(
     return _code(interval)
 
 
+def _defined_once(job: Job, value: cst.BaseExpression) -> cst.BaseExpression:
+    """``settings`` where the start line's function set ``settings = Settings.from_env()`` once:
+    that value, which the worker computes again when the app is built."""
+    function = job.module.enclosing_function(job.spawn.call)
+    if not isinstance(value, cst.Name) or function is None:
+        return value
+    pattern = m.Assign(targets=[m.AssignTarget(m.Name(value.value))])
+    assigned = [a for a in m.findall(function, pattern)]
+    others = [a for a in m.findall(function, m.AugAssign() | m.AnnAssign()) if value.value in assigned_names(a)]
+    if len(assigned) == 1 and not others and value.value not in {p.name.value for p in function.params.params}:
+        return assigned[0].value  # type: ignore[attr-defined]
+    return value
+
+
 def _simple(value: cst.BaseExpression) -> bool:
     """A value that reads the same wherever it is written: a literal, or a (dotted) name."""
     if isinstance(value, cst.Integer | cst.Float | cst.Name):  # not a string: it may land in an f-string
@@ -358,6 +378,9 @@ def _fill(
         cycle.insert(0, loop.docstring.with_changes(leading_lines=()))
     name = "run_once" if target.threaded else "work"
     members[index(name)] = _with_body(members[index(name)], cycle, loop.footer).with_changes(decorators=loop.decorators)
+    if job.paced:  # this app's core wakes every worker after each append: keep the loop's cadence
+        work = members[index("work")]
+        members[index("work")] = work.with_changes(decorators=[cst.Decorator(cst.Name("paced")), *work.decorators])
     start = members[index("start")]
     setup = [*moved(job.setup), *moved(loop.setup)]
     if setup:

@@ -65,6 +65,12 @@ class Module:
         while (node := self.parents.get(node)) is not None:  # type: ignore[assignment]
             yield node
 
+    def qualname(self, node: cst.FunctionDef | cst.ClassDef) -> str:
+        """``src/shop/orders/jobs.py:Jobs._loop``: where a function is, as a reader names it."""
+        names = [node.name.value]
+        names += [a.name.value for a in self.ancestors(node) if isinstance(a, cst.FunctionDef | cst.ClassDef)]
+        return f"{self.relative}:{'.'.join(reversed(names))}"
+
     def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         return next((a for a in self.ancestors(node) if isinstance(a, cst.FunctionDef)), None)
 
@@ -90,6 +96,7 @@ class Program:
     package: Path
     project: str
     modules: dict[str, Module] = field(default_factory=dict)
+    paced: bool = False  # the core wakes every worker on each append (it predates wake_on_append)
 
     def by_path(self, path: Path) -> Module | None:
         return next((module for module in self.modules.values() if module.path == path), None)
@@ -132,6 +139,8 @@ class Program:
 
 def read_program(package: Path, project: str) -> Program:
     program = Program(package, project)
+    supervisor = package / "core" / "supervisor.py"
+    program.paced = supervisor.is_file() and "wake_on_append" not in supervisor.read_text()
     root = package.parent.parent
     features = {p.parent.name for p in package.glob("*/register.py")}
     for path in sorted(package.rglob("*.py")):

@@ -27,6 +27,7 @@ class JobLine:
     native_when: str = ""  # hosted: what would make it native
     notes: tuple[str, ...] = ()  # what behaves differently, in a few words each
     guarded: str = ""  # the condition its start line runs under (an env gate), if any
+    code: tuple[str, ...] = ()  # where its code is: what runs each pass, what starts it ("path:Qual.name")
 
     def __str__(self) -> str:
         if self.outcome == "native":

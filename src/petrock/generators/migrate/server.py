@@ -200,6 +200,9 @@ def _uses_in(
             classes = [(module, cls)]
         elif isinstance(owner, cst.Name) and owner.value in instances:
             classes = [instances[owner.value]]
+        elif m.matches(owner, m.Attribute(value=m.Name("self"))) and cls is not None:
+            made = _attribute_class(program, module, cls, owner.attr.value)  # type: ignore[attr-defined]
+            classes = [made] if made else []
         elif isinstance(owner, cst.Call):
             resolved = program.resolve_expression(module, owner.func)
             if resolved and isinstance(resolved[1], cst.ClassDef):
@@ -228,7 +231,10 @@ def _definition_functions(program: Program, resolved: tuple[Module, object] | No
     if isinstance(definition, cst.FunctionDef):
         return [((module, definition), "function")]
     if isinstance(definition, cst.ClassDef):
-        return [((owner, f), "constructor") for owner, f in _methods(program, module, definition, "__init__")]
+        found = []
+        for name in ("__init__", "__post_init__", "__aenter__", "__enter__"):  # `async with Cls(app):` runs these
+            found += [((owner, f), "constructor") for owner, f in _methods(program, module, definition, name)]
+        return found
     return []
 
 
@@ -247,17 +253,64 @@ def _methods(program: Program, module: Module, cls: cst.ClassDef, name: str) -> 
 def _instances(
     program: Program, module: Module, body: cst.CSTNode, cls: cst.ClassDef | None
 ) -> dict[str, tuple[Module, cst.ClassDef]]:
-    """Local names holding an instance of one of the app's classes: ``jobs = Jobs(app)``."""
+    """Local names holding an instance of one of the app's classes: ``jobs = Jobs(app)``, ``jobs = CURRENT =
+    Jobs(app)``, ``scheduler = make_scheduler()`` (its return annotation), ``for job in periodic_jobs(app)``
+    (``-> list[PeriodicJob]``)."""
     found: dict[str, tuple[Module, cst.ClassDef]] = {}
-    for assign in m.findall(body, m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call())):
-        resolved = program.resolve_expression(module, assign.value.func)  # type: ignore[attr-defined]
-        if resolved and isinstance(resolved[1], cst.ClassDef):
-            found[assign.targets[0].target.value] = resolved  # type: ignore[attr-defined]
+    for assign in m.findall(body, m.Assign(value=m.Call())):
+        resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
+        for target in assign.targets:  # type: ignore[attr-defined]
+            if resolved and isinstance(target.target, cst.Name):
+                found[target.target.value] = resolved
+    for loop in m.findall(body, m.For(target=m.Name(), iter=m.Call())):
+        resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
+        if resolved:
+            found[loop.target.value] = resolved  # type: ignore[attr-defined]
     for item in m.findall(body, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
         resolved = program.resolve_expression(module, item.item.func)  # type: ignore[attr-defined]
         if resolved and isinstance(resolved[1], cst.ClassDef):
             found[item.asname.name.value] = resolved  # type: ignore[attr-defined]
     return found
+
+
+def _attribute_class(
+    program: Program, module: Module, cls: cst.ClassDef, attribute: str
+) -> tuple[Module, cst.ClassDef] | None:
+    """The app class of ``self.attribute``, from ``self.attribute = Cls(...)`` in the class."""
+    pattern = m.Assign(
+        targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))], value=m.Call()
+    )
+    for assign in m.findall(cls, pattern):
+        made = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
+        if made is not None:
+            return made
+    return None
+
+
+def returned_class(
+    program: Program, module: Module, call: cst.Call, *, element: bool = False
+) -> tuple[Module, cst.ClassDef] | None:
+    """The app class a call makes: ``Jobs(app)``, or a function annotated ``-> Jobs`` (``-> list[Jobs]``
+    for the elements of what it returns, with ``element``)."""
+    resolved = program.resolve_expression(module, call.func)
+    if resolved and isinstance(resolved[1], cst.ClassDef) and not element:
+        return resolved  # type: ignore[return-value]
+    if not resolved or not isinstance(resolved[1], cst.FunctionDef) or resolved[1].returns is None:
+        return None
+    annotation = resolved[1].returns.annotation
+    if element:
+        if not isinstance(annotation, cst.Subscript) or len(annotation.slice) != 1:
+            return None
+        inner = annotation.slice[0].slice
+        annotation = inner.value if isinstance(inner, cst.Index) else annotation
+    if isinstance(annotation, cst.SimpleString):
+        annotation = cst.parse_expression(annotation.evaluated_value)  # type: ignore[arg-type]
+    named = (
+        program.resolve_expression(resolved[0], annotation)
+        if isinstance(annotation, cst.Name | cst.Attribute)
+        else None
+    )
+    return named if named and isinstance(named[1], cst.ClassDef) else None  # type: ignore[return-value]
 
 
 def _instance_class(

@@ -10,7 +10,7 @@ itself) is part of that job, not a new one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 import libcst.matchers as m
@@ -35,6 +35,7 @@ class Spawn:
     construction: cst.Call | None = None  # ``Thread(...)`` / ``Timer(...)`` when the spawn is ``.start()``
     handle: cst.BaseExpression | None = None  # where the thread object is kept (``t``, ``self._thread``)
     thread_class: cst.ClassDef | None = None  # a Thread subclass whose ``run`` is the job
+    keywords: dict[str, cst.BaseExpression] = field(default_factory=dict)  # keyword arguments the target gets
 
     @property
     def statement(self) -> cst.BaseStatement | None:
@@ -121,11 +122,43 @@ def _spawn(program: Program, module: Module, call: cst.Call, thread_classes: dic
             return Spawn(module, call, "sched", positional[2], args, interval=delay)
         return None
     if name == "add_job" and positional:
-        seconds = keywords.get("seconds")
+        if any(a.star for a in call.args) or (
+            m.matches(call.func, m.Attribute(value=m.Name("self")))
+            and any(f.name.value == "add_job" for f in _class_methods(module, call))
+        ):
+            return None  # the scheduler's own code (its decorator form passing **options on)
+        seconds = _interval_of(keywords)
         arguments = keywords.get("args")
         args = tuple(e.value for e in arguments.elements) if isinstance(arguments, cst.Tuple | cst.List) else ()
-        return Spawn(module, call, "scheduler", positional[0], args, interval=seconds)
+        spawn = Spawn(module, call, "scheduler", positional[0], args, interval=seconds)
+        named = keywords.get("kwargs")
+        if isinstance(named, cst.Dict):
+            spawn.keywords = {
+                e.key.evaluated_value: e.value  # type: ignore[union-attr]
+                for e in named.elements
+                if isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)
+            }
+        return spawn
     return None
+
+
+def _interval_of(keywords: dict[str, cst.BaseExpression]) -> cst.BaseExpression | None:
+    """A scheduler's interval trigger: ``seconds=``, ``minutes=``, ``hours=``, as one expression."""
+    parts = []
+    for unit, factor in (("seconds", ""), ("minutes", "60 * "), ("hours", "3600 * ")):
+        if unit in keywords:
+            value = cst.Module([]).code_for_node(keywords[unit])
+            parts.append(
+                f"{factor}{value}"
+                if not factor or value.isidentifier() or value.replace(".", "").isdigit()
+                else f"{factor}({value})"
+            )
+    return cst.parse_expression(" + ".join(parts)) if parts else None
+
+
+def _class_methods(module: Module, node: cst.CSTNode) -> list[cst.FunctionDef]:
+    cls = module.enclosing_class(node)
+    return [s for s in cls.body.body if isinstance(s, cst.FunctionDef)] if cls is not None else []
 
 
 def _is_asyncio_future(node: cst.BaseExpression) -> bool:
@@ -231,7 +264,19 @@ def _rearms_itself(spawn: Spawn) -> bool:
     """A timer, callback or ``sched`` call scheduled from inside its own target: the job re-arming."""
     if spawn.kind not in ("timer", "callback", "sched") or spawn.target is None:
         return False
-    target = spawn.target
-    name = target.value if isinstance(target, cst.Name) else getattr(getattr(target, "attr", None), "value", None)
+    name = _named(spawn.target)
     function = spawn.module.enclosing_function(spawn.call)
     return function is not None and name == function.name.value
+
+
+def _named(node: cst.BaseExpression) -> str | None:
+    """The function a callable names: ``tick``, ``self._tick``, ``partial(tick, app)``, ``lambda: tick(app)``."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    if isinstance(node, cst.Call) and callee_name(node) == "partial" and node.args:
+        return _named(node.args[0].value)
+    if isinstance(node, cst.Lambda) and isinstance(node.body, cst.Call):
+        return _named(node.body.func)
+    return None

@@ -13,6 +13,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .program import Module, Program
+from .server import returned_class
 from .spawns import Spawn, callee_name
 
 
@@ -83,7 +84,9 @@ def resolve_target(
             elsewhere=elsewhere,
         )
     threaded = threaded or spawn.kind == "scheduler"
-    return _callable(program, module, spawn, target, spawn.args, threaded=threaded, elsewhere=elsewhere)
+    return _callable(
+        program, module, spawn, target, spawn.args, threaded=threaded, keywords=spawn.keywords, elsewhere=elsewhere
+    )
 
 
 def _substituted(node: cst.BaseExpression, substitute: dict[str, cst.BaseExpression]) -> cst.BaseExpression:
@@ -244,10 +247,15 @@ def _class_of(
     if isinstance(owner, cst.Name):
         for scope in [*_scopes(module, at), module.module]:
             body = scope if isinstance(scope, cst.Module) else scope.body
-            for assign in m.findall(body, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())):
-                resolved = program.resolve_expression(module, assign.value.func)  # type: ignore[attr-defined]
-                if resolved and isinstance(resolved[1], cst.ClassDef):
-                    return resolved  # type: ignore[return-value]
+            for assign in m.findall(body, m.Assign(value=m.Call())):
+                if any(m.matches(t.target, m.Name(owner.value)) for t in assign.targets):  # type: ignore[attr-defined]
+                    resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
+                    if resolved:
+                        return resolved
+            for loop in m.findall(body, m.For(target=m.Name(owner.value), iter=m.Call())):
+                resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
+                if resolved:
+                    return resolved
         for scope in _scopes(module, at):
             for parameter in scope.params.params:
                 if parameter.name.value == owner.value and parameter.annotation is not None:

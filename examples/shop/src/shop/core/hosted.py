@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import logging
 import sched
@@ -56,42 +57,148 @@ class _Release:
     start: StartCode | None = None
     stop: StopCode | None = None
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
+    handle: Any = None  # what the start code returned: the job's task, thread, future or timer
+    started: bool = False
+    cancelled: bool = False  # cancelled through its JobHandle: it does not start (again)
+    app: Any = None
+    name: str = ""
 
 
+class JobHandle:
+    """What ``run_with_server`` returns, standing in for the task, thread or future the start line kept.
+
+    Code that kept the handle goes on working: a status page asking ``done()``, a route or a stop
+    method calling ``cancel()``, a lifespan awaiting it. For a hosted job every call goes to the
+    real handle once the job has started. For a native worker, ``cancel()`` stops the worker and
+    ``done()`` says whether it has stopped. Before the server starts the job (or where it never
+    does), it is a job not yet running: cancelling it keeps it from starting.
+    """
+
+    def __init__(self, release: _Release) -> None:
+        self._release = release
+
+    @property
+    def _real(self) -> Any:
+        return self._release.handle if self._release.started else None
+
+    def _worker(self) -> Any:
+        """The supervisor's handle of a native worker (None for a hosted job, or before the app has one)."""
+        app = self._release.app
+        if self._release.start is not None or app is None:
+            return None
+        return next((h for h in app.supervisor.handles if h.name == self._release.name), None)
+
+    def done(self) -> bool:
+        real, worker = self._real, self._worker()
+        if hasattr(real, "done"):
+            return bool(real.done())
+        if worker is not None and worker.task is not None:
+            return worker.task.done()
+        return self._release.cancelled
+
+    def cancelled(self) -> bool:
+        real = self._real
+        return bool(real.cancelled()) if hasattr(real, "cancelled") else self._release.cancelled
+
+    def cancel(self, *args: Any) -> bool:
+        real, worker = self._real, self._worker()
+        if hasattr(real, "cancel"):
+            return bool(real.cancel(*args)) is not False
+        self._release.cancelled = True
+        if worker is not None:  # a native worker: it stops after its current cycle
+            worker.stopping.set()
+            worker.wake.set()
+        return True
+
+    def is_alive(self) -> bool:
+        real, worker = self._real, self._worker()
+        if hasattr(real, "is_alive"):
+            return bool(real.is_alive())
+        return worker is not None and worker.task is not None and not worker.task.done()
+
+    def join(self, timeout: float | None = None) -> None:
+        real = self._real
+        if hasattr(real, "join"):
+            real.join(timeout)
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        real, worker = self._real, self._worker()
+        if hasattr(real, "add_done_callback"):
+            real.add_done_callback(callback)
+        elif worker is not None and worker.task is not None:
+            worker.task.add_done_callback(lambda _: callback(self))
+
+    def __await__(self) -> Any:
+        real, worker = self._real, self._worker()
+        if inspect.isawaitable(real):
+            return real.__await__()
+        if worker is not None and worker.task is not None:
+            return asyncio.wait({worker.task}).__await__()
+        return _nothing().__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        real = self._real
+        if real is None:
+            raise AttributeError(f"{name!r}: the job is a worker now, or has not started")
+        return getattr(real, name)
+
+
+async def _nothing() -> None:
+    return None
+
+
+# Keyed by the app; a start line with no app at hand is keyed by the event loop it ran on (the
+# server's), or, before any loop runs (at import time), by the process.
 _releases: weakref.WeakKeyDictionary[Any, dict[str, _Release]] = weakref.WeakKeyDictionary()
-_process_wide: dict[str, _Release] = {}  # jobs started where there was no app (at import time)
+_process_wide: dict[str, _Release] = {}
 _lock = threading.Lock()
 
 
-def _release(app: App | None, name: str) -> _Release:
+def _owner(app: App | None) -> Any:
+    if app is not None:
+        return app
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _release(owner: Any, name: str) -> _Release:
     with _lock:
-        table = _process_wide if app is None else _releases.setdefault(app, {})
+        table = _process_wide if owner is None else _releases.setdefault(owner, {})
         return table.setdefault(name, _Release())
 
 
 def run_with_server(
     app: App | None, name: str, start: StartCode | None = None, *, stop: StopCode | None = None
-) -> None:
+) -> JobHandle:
     """Let the worker ``name`` run: called where the server's start-up used to start the job by hand.
 
     For a hosted job, ``start`` is the job's original start code (``lambda: jobs.start_sync()``)
     and ``stop`` what the app did to stop it, called with what ``start`` returned. ``app`` is
-    None for a job started where no app existed (at import time): it runs in every app of
-    this process whose server starts its workers.
+    None where the start line has no app at hand: the job then runs for the apps whose workers
+    run on the event loop the line ran on (the server's), or, before any loop runs (at import
+    time), for every app of the process. It returns a :class:`JobHandle` for the line that kept
+    what the start code returns (``self._task = ...``).
     """
-    release = _release(app, name)
+    if start is not None and _hosting.get() is not None:
+        # The job's own code starting it again (a timer that re-arms itself through this line): as before.
+        return JobHandle(_Release(released=True, start=start, handle=start(), started=True))
+    release = _release(_owner(app), name)
     if release.released:
-        return
+        return JobHandle(release)
     if app is not None and start is not None and not _registered(app, name):
         logger.warning("no worker %r is registered: starting the job by hand, as before", name)
-        start()
-        return
+        release.handle, release.started = start(), True
+        return JobHandle(release)
     with _lock:
         release.released, release.start, release.stop = True, start, stop
+        release.app, release.name = app, name
         waiters, release.waiters = release.waiters, []
     for loop, event in waiters:
         if not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
+    return JobHandle(release)
 
 
 def _registered(app: App, name: str) -> bool:
@@ -99,10 +206,12 @@ def _registered(app: App, name: str) -> bool:
 
 
 def _released(app: App, name: str) -> _Release | None:
-    for release in (_release(app, name), _process_wide.get(name)):
-        if release is not None and release.released:
+    for owner in (app, _owner(None)):
+        release = _release(owner, name)
+        if release.released:
             return release
-    return None
+    release = _process_wide.get(name)
+    return release if release is not None and release.released else None
 
 
 async def until_served(app: App, worker: Any) -> bool:
@@ -112,10 +221,10 @@ async def until_served(app: App, worker: Any) -> bool:
     started it by hand before (see the module docstring).
     """
     name = getattr(worker, "name", None) or type(worker).__name__
-    if _released(app, name):
-        return True
+    if (release := _released(app, name)) is not None:
+        return not release.cancelled
     loop, event = asyncio.get_running_loop(), asyncio.Event()
-    releases = [_release(app, name), _release(None, name)]
+    releases = [_release(app, name), _release(loop, name), _release(None, name)]
     with _lock:
         for release in releases:
             release.waiters.append((loop, event))
@@ -137,7 +246,27 @@ async def until_served(app: App, worker: Any) -> bool:
             for release in releases:
                 if (loop, event) in release.waiters:
                     release.waiters.remove((loop, event))
-    return _released(app, name) is not None and not any(e.is_set() for e in stops)
+    release = _released(app, name)
+    return release is not None and not release.cancelled and not any(e.is_set() for e in stops)
+
+
+def paced(work: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """Run a migrated worker's ``work`` at most once per ``poll_interval``.
+
+    For a core older than ``wake_on_append`` (it wakes every worker after each append): there a
+    worker appending messages would wake itself at once, again and again. petrock adds this
+    decorator to migrated workers only where the app's core needs it.
+    """
+
+    @functools.wraps(work)
+    async def paced_work(worker: Any) -> None:
+        now = time.monotonic()
+        if now < getattr(worker, "_next_pass", 0.0):
+            return
+        worker._next_pass = now + worker.poll_interval
+        await work(worker)
+
+    return paced_work
 
 
 # --- what a hosted job starts --------------------------------------------------------------------
@@ -356,7 +485,7 @@ class HostedJob:
         self.native_when = native_when  # what would let petrock make it a native worker
         self.spawned: Spawned | None = None
         self.stop_code: StopCode | None = None
-        self.started: Any = None
+        self.handle: Any = None  # what the start code returned
         self.still_running: list[str] = []
         self._stop_timeout = 5.0
 
@@ -379,6 +508,8 @@ class HostedJob:
         release = _released(app, self.name)
         if release is None or release.start is None:
             raise HostedJobDied(f"the server started {self.name!r} without its start code")
+        if release.cancelled:
+            return  # cancelled through its handle before it could start
         _install_hooks(asyncio.get_running_loop())
         self.spawned, self.stop_code, self.still_running = Spawned(self.name), release.stop, []
         context = contextvars.copy_context()
@@ -387,7 +518,8 @@ class HostedJob:
         if inspect.iscoroutine(result):  # start code that is a coroutine (a task it returns is the job's handle)
             # Awaited in a task of the job's own, so what it starts is recorded as the job's too.
             result = await asyncio.get_running_loop().create_task(_awaited(result), context=context)
-        self.started = result
+        self.handle = result
+        release.handle, release.started = result, True
 
     async def work(self) -> None:
         spawned = self.spawned
@@ -402,7 +534,7 @@ class HostedJob:
         deadline = time.monotonic() + self._stop_timeout * 0.8
         if self.stop_code is not None:
             try:
-                outcome = self.stop_code(self.started)
+                outcome = self.stop_code(self.handle)
                 if inspect.iscoroutine(outcome):
                     await asyncio.wait_for(_awaited(outcome), timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
