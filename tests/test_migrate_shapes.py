@@ -48,7 +48,8 @@ SHAPES = {
     "module-constant": ("delta", "Jobs.start_batch_task", "native"),
     "adaptive-interval": ("delta", "Jobs.start_reporter_task", "native"),  # its sleep doubles each pass
     "break": ("delta", "Jobs.start_until_task", "native"),
-    "mutable-class-attribute": ("delta", "Jobs.start_queue_task", "hosted"),
+    "mutable-class-attribute": ("delta", "Jobs.start_queue_task", "native"),  # run on the Jobs object itself
+    "two-sleeps": ("delta", "Jobs.start_pulse_task", "hosted"),  # sleeps twice in a pass
     "start-loop-first": ("epsilon", "Jobs.start_ticker_task", "native"),  # for start in (a, b): start()
     "start-loop-second": ("epsilon", "Jobs.start_tocker_task", "native"),
     "start-helper": ("epsilon", "Jobs.start_helper_task", "native"),  # started by a function lifespan calls
@@ -188,13 +189,10 @@ def test_the_report_has_one_line_per_job_native_or_hosted_with_what_would_make_i
     _, report = depot_migrated
     outcomes = {(job["place"], job["job"]): job["outcome"] for job in report["jobs"]}
     assert outcomes == {(feature, job): outcome for feature, job, outcome in SHAPES.values()}
-    assert report["counts"] == {"native": 29, "hosted": 1, "left": 0}
+    assert report["counts"] == {"native": 30, "hosted": 1, "left": 0}
     hosted = {(job["place"], job["job"]): job for job in report["jobs"] if job["outcome"] == "hosted"}
-    assert "mutable class attribute" in hosted["delta", "Jobs.start_queue_task"]["reason"]
-    assert (
-        hosted["delta", "Jobs.start_queue_task"]["native_when"]
-        == "the class attribute it shares were a module-level value"
-    )
+    assert "sleeps more than once in a pass" in hosted["delta", "Jobs.start_pulse_task"]["reason"]
+    assert hosted["delta", "Jobs.start_pulse_task"]["native_when"] == "each pass slept once, at its start or its end"
     assert report["verification"]["ok"] and report["verification"]["checks"] == [
         "compiles",
         "names",
@@ -212,7 +210,7 @@ def test_the_migrated_app_passes_its_own_tests_and_is_committed(depot_migrated: 
     root, _ = depot_migrated
     assert git(root, "status", "--porcelain") == ""
     assert git(root, "log", "--format=%s").splitlines()[:2] == [
-        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers (29 native, 1 hosted)",
+        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers (30 native, 1 hosted)",
         "Adopt depot: record it in .petrock.toml for petrock",
     ]
     tests = run_app_tests(root)
@@ -289,29 +287,28 @@ def test_a_hosted_job_fixed_by_hand_becomes_native_on_the_next_run(
     jobs, register = root / "src/depot/delta/jobs.py", root / "src/depot/delta/register.py"
     before = (root / "src/depot/delta/worker.py").read_text()
     fixed = jobs.read_text().replace(
-        'run_with_server(self.app, "delta/queue", lambda: asyncio.create_task(self._queue_loop()))',
-        "asyncio.create_task(self._queue_loop())",
+        'run_with_server(self.app, "delta/pulse", lambda: asyncio.create_task(self._pulse_loop()))',
+        "asyncio.create_task(self._pulse_loop())",
     )
-    fixed = fixed.replace("    PENDING: list[str] = []\n\n", "").replace("self.PENDING", "PENDING")
-    jobs.write_text(fixed.replace("SEEN: dict[str, int] = {}", "PENDING: list[str] = []\nSEEN: dict[str, int] = {}"))
+    jobs.write_text(fixed.replace("            await asyncio.sleep(TICK / 2)  # settle\n", ""))
     register.write_text(
         re.sub(
-            r'    app\.register_worker\(\n        HostedJob\(\n            "delta/queue".*?\n    \)\n',
+            r'    app\.register_worker\(\n        HostedJob\(\n            "delta/pulse".*?\n    \)\n',
             "",
             register.read_text(),
             flags=re.DOTALL,
         )
     )
-    git(root, "commit", "-qam", "Keep the queue at module level")
+    git(root, "commit", "-qam", "Sleep once per pulse")
 
     again = petrock_in(root, "migrate", "jobs", "delta", "--no-verify-tests")
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert "jobs: 1 native, 0 hosted, 0 left" in again.stdout
-    assert "native  delta: Jobs.start_queue_task -> QueueWorker 'delta/queue'" in again.stdout
+    assert "native  delta: Jobs.start_pulse_task -> PulseWorker 'delta/pulse'" in again.stdout
     assert (root / "src/depot/delta/worker.py").read_text() == before  # never overwritten
-    assert "class QueueWorker:" in (root / "src/depot/delta/worker_2.py").read_text()
-    assert (root / "src/depot/delta/register.py").read_text().endswith("    app.register_worker(QueueWorker(app))\n")
+    assert "class PulseWorker:" in (root / "src/depot/delta/worker_2.py").read_text()
+    assert (root / "src/depot/delta/register.py").read_text().endswith("    app.register_worker(PulseWorker(app))\n")
     assert "ReporterWorker" in (root / "src/depot/delta/register.py").read_text()  # native from the first run
 
 

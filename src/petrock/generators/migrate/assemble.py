@@ -25,7 +25,7 @@ from .jobs import DROPPED, HOSTED, LEFT, NATIVE, UNEXPECTED, Job
 from .native import native_worker
 from .program import Module, Program
 from .report import JobLine, Migration, StartLine
-from .sites import app_expression, collapse, hosted_start_line
+from .sites import app_expression, bindable, collapse, hosted_start_line
 from .spawns import Spawn
 from .syntax import DOCSTRING, callee
 from .tidy import tidy
@@ -57,6 +57,10 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
         class_name = _class_name(job, taken, home)
         try:
             worker = native_worker(job, class_name)
+            if isinstance(worker, str) and bindable(program, job):
+                # Not on an object of its own: on the one that started it, handed over at the start line.
+                job.bound, job.start_method, job.sites, job.setup, job.job_class = True, None, [], [], None
+                worker = native_worker(job, class_name)
         except UNEXPECTED as error:  # a shape the writer did not expect: host the job as it is
             worker = f"petrock could not write its worker ({type(error).__name__}: {error}; please report this)"
         if isinstance(worker, str):
@@ -75,8 +79,11 @@ def assemble(program: Program, jobs: list[Job], migration: Migration) -> None:
             home.needs.update(worker.needs)
             home.threaded |= job.target.threaded  # type: ignore[union-attr]
             home.times |= worker.times
+            home.binds |= worker.binds
             home.registrations.append(f"app.register_worker({job.class_name}(app))")
             _native_edits(program, job, edits)
+        elif job.outcome == HOSTED and job.shares is not None:
+            job.class_name, job.name = "HostedJob", job.shares.name  # runs inside that job, as it did
         elif job.outcome == HOSTED:
             job.class_name = "HostedJob"
             if _hosted_edits(program, job, edits, wrapped):
@@ -179,6 +186,7 @@ def _activation(
     name: str,
     start: cst.BaseExpression | None = None,
     stop: cst.BaseExpression | None = None,
+    bound: cst.BaseExpression | None = None,
 ) -> cst.SimpleStatementLine:
     """``run_with_server(app, "name"[, start][, stop=stop])``, built as a node (start code may span lines)."""
     arguments = [cst.Arg(app if app is not None else cst.Name("None")), cst.Arg(cst.SimpleString(_string(name)))]
@@ -189,6 +197,16 @@ def _activation(
             cst.Arg(
                 stop,
                 keyword=cst.Name("stop"),
+                equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+                ),
+            )
+        )
+    if bound is not None:
+        arguments.append(
+            cst.Arg(
+                bound,
+                keyword=cst.Name("bound"),
                 equal=cst.AssignEqual(
                     whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
                 ),
@@ -248,7 +266,7 @@ def _native_edits(program: Program, job: Job, edits: dict[Module, ModuleEdits]) 
     else:
         found = _edits_of(edits, job.module)
         statement = job.statement
-        activation = _activation(job.app, job.name)
+        activation = _activation(job.app, job.name, bound=job.target.instance if job.bound else None)
         built = job.module.statement(job.spawn.construction) if job.spawn.construction is not None else None
         if built is not None and built is not statement and job.spawn.handle is not None:
             # `self._thread = Thread(...)` then `self._thread.start()`: what kept the thread keeps a JobHandle.

@@ -15,6 +15,7 @@ import libcst.matchers as m
 
 from .syntax import attributes_set_from, callee, self_attribute, self_attributes, takes
 
+MUTATORS = {"set", "clear", "append", "extend", "add", "update", "put", "put_nowait", "pop", "remove", "discard"}
 MUTABLE_CALLS = {"list", "dict", "set", "defaultdict", "deque", "Counter", "OrderedDict", "bytearray"}
 
 
@@ -69,6 +70,10 @@ class JobClass:
                 attribute = self_attribute(target) if target is not None else None
                 if attribute in read and attribute not in self.methods:
                     return attribute
+            for call in m.findall(method, m.Call(func=m.Attribute(value=m.Attribute(value=m.Name("self"))))):
+                owner = call.func.value.attr.value  # type: ignore[attr-defined]
+                if owner in read and call.func.attr.value in MUTATORS:  # type: ignore[attr-defined]
+                    return owner  # `self._stop.set()` in stop(): the loop's event is the object's
         return None
 
     def attributes_of(self, nodes: list[cst.CSTNode]) -> list[str] | str:

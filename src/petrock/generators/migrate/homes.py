@@ -35,6 +35,7 @@ class Home:
     needs: dict[str, Module] = field(default_factory=dict)  # free name -> module it comes from
     threaded: bool = False
     times: bool = False
+    binds: bool = False
     hosted: bool = False
     module_path: Path | None = None
 
@@ -79,7 +80,9 @@ def worker_module_text(program: Program, home: Home) -> str:
     core = relative(here, f"{package}.core")
     own.add(f"from {core} import App")
     if home.classes:
-        own.add(f"from {core}.hosted import {'paced, ' if program.paced else ''}until_served")
+        names = ["bound_to"] if home.binds else []
+        names += ["paced"] if program.paced else []
+        own.add(f"from {core}.hosted import {', '.join([*names, 'until_served'])}")
     if home.hosted and not home.feature:
         own.add(f"from {core}.hosted import HostedJob")
     text = "\n".join(lines) + "\n"

@@ -98,6 +98,8 @@ def stop_code(job: Job) -> cst.BaseExpression | None:
     module_names = set(job.module.definitions) | set(job.module.imports)
     for call in m.findall(target.function, m.Call(func=m.Attribute(attr=m.Name("is_set") | m.Name("wait")))):
         event = call.func.value  # type: ignore[attr-defined]
+        if call.func.attr.value == "wait" and not _is_event(target, event):  # type: ignore[attr-defined]
+            continue  # a Condition or a Barrier waits too, but only an Event can be set
         action = _on(event, instance, module_names, target.module is job.module)
         if action is not None and not any(a.deep_equals(action) for a in actions):
             actions.append(action)
@@ -119,6 +121,17 @@ def stop_code(job: Job) -> cst.BaseExpression | None:
     ]
     body: cst.BaseExpression = calls[0] if len(calls) == 1 else cst.Tuple([cst.Element(c) for c in calls])
     return cst.Lambda(cst.Parameters([cst.Param(cst.Name("_"))]), body)
+
+
+def _is_event(target: object, event: cst.BaseExpression) -> bool:
+    """Whether ``event`` is made by ``Event()`` where the job's code or its module assigns it."""
+    module = target.module  # type: ignore[attr-defined]
+    scope = module.enclosing_class(target.function) or module.module  # type: ignore[attr-defined]
+    for assign in m.findall(scope, m.Assign(value=m.Call())):
+        if any(t.target.deep_equals(event) for t in assign.targets):  # type: ignore[attr-defined]
+            func = assign.value.func  # type: ignore[attr-defined]
+            return (func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")) == "Event"
+    return False
 
 
 def _on(

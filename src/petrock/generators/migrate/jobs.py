@@ -20,7 +20,7 @@ from .classes import JobClass, read_job_class
 from .loops import Loop, read_cycle, read_loop
 from .program import Module, Program, assigned_at_top
 from .server import Reach
-from .spawns import Spawn, rearms
+from .spawns import Spawn, rearms, scheduled_by_decorator
 from .syntax import bound_by, variable_names, without_docstring
 from .targets import Target, resolve_target
 
@@ -71,6 +71,9 @@ class Job:
     home: str = ""  # the feature whose register.py registers it; "" for a top-level module
     interval: str = ""  # native: its worker's poll interval, as written there
     paced: bool = False  # its worker needs @paced (the app's core predates wake_on_append)
+    bound: bool = False  # native, running its loop's body on the object that started it (bound_to)
+    holder: str = ""  # bound: the worker's attribute holding that object
+    shares: Job | None = None  # hosted within another job's worker (a scheduler's job, in the scheduler's)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -117,7 +120,32 @@ def find_jobs(program: Program, spawns: list[Spawn], server: Reach, commands: di
                 job.outcome, job.reason = LEFT, _why_not_started(spawn, commands)
             jobs.append(job)
     _drop_idle_schedulers(jobs)
+    jobs += _scheduled_jobs(program, server, jobs)
     return jobs
+
+
+def _scheduled_jobs(program: Program, server: Reach, jobs: list[Job]) -> list[Job]:
+    """Functions a scheduler object runs (``@scheduler.scheduled_job(...)``): they run as its thread does, so
+    they are hosted with the job that starts the scheduler (or left with it)."""
+    found = []
+    for module, function, decorator in scheduled_by_decorator(program):
+        spawn = Spawn(module, decorator.decorator, "scheduler", cst.Name(function.name.value))  # type: ignore[arg-type]
+        runs = server.runs(module, function)  # the decorator runs where the function is defined
+        job = Job(spawn, f"{_code(decorator.decorator)} {function.name.value}", runs)
+        scheduler = next((j for j in jobs if j.target is not None and _runs_a_scheduler(j)), None)
+        if scheduler is None or scheduler.outcome == LEFT or not runs:
+            job.outcome, job.reason = LEFT, "its scheduler is not started by the server"
+        else:
+            job.outcome, job.shares = HOSTED, scheduler
+            job.reason = "it runs in the thread of the scheduler it is registered with, hosted as it was"
+        found.append(job)
+    return found
+
+
+def _runs_a_scheduler(job: Job) -> bool:
+    """The job starts the thread of a scheduler object (a class with ``add_job``)."""
+    cls = job.target.cls if job.target is not None else None
+    return cls is not None and any(isinstance(s, cst.FunctionDef) and s.name.value == "add_job" for s in cls.body.body)
 
 
 def _drop_idle_schedulers(jobs: list[Job]) -> None:
@@ -513,7 +541,7 @@ def _decide(program: Program, job: Job, classes: dict[cst.ClassDef, JobClass]) -
         owner = target.module.enclosing_class(target.nested_in)  # a loop defined inside a start method
     if owner is not None:
         job_class = classes.get(owner) or classes.setdefault(owner, read_job_class(owner))
-        if job_class.problem and (target.instance is None or target.nested_in is not None):
+        if job_class.problem and (target.instance is None or target.nested_in is not None) and owner is not target.cls:
             job.reason = f"{job_class.problem}: a plain class whose __init__ takes just the app would be native"
             return
         if not job_class.problem:

@@ -34,6 +34,7 @@ class Worker:
     needs: dict[str, Module] = field(default_factory=dict)  # free name -> the module it is read from
     helpers: list[str] = field(default_factory=list)  # methods copied from the job's class
     times: bool = False  # its code calls time.monotonic() (a loop whose interval changes)
+    binds: bool = False  # it runs on the object the start line hands over (bound_to)
 
 
 def native_worker(job: Job, class_name: str) -> Worker | str:
@@ -47,10 +48,18 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     helpers: list[str] = []
     copied_attributes: list[str] = []
     if target.nested_in is not None:
-        closure = _closure_names(target.function, target.nested_in)
-        if closure - {"self"}:
-            return f"its loop uses {', '.join(sorted(closure - {'self'}))} from the function it is defined in"
-    if job.job_class is not None:
+        closure = _closure_names(target.function, target.nested_in) - {"self"}
+        apps = {p.name.value for p in target.nested_in.params.params if _is_app_parameter(p)}
+        if closure - apps:
+            return f"its loop uses {', '.join(sorted(closure - apps))} from the function it is defined in"
+        attributes.update(dict.fromkeys(closure, "app"))  # the app the enclosing function was given
+    if job.bound:
+        # The worker runs the loop's body on the object that started it, which the start line hands over.
+        holder = _free(_snake(target.cls.name.value if target.cls else "job"), taken)  # type: ignore[union-attr]
+        attributes["self"] = holder
+        taken.add(holder)
+        job.holder = holder
+    elif job.job_class is not None:
         moved = {target.function.name.value}
         nodes: list[cst.CSTNode] = [*loop.setup, *loop.body, *loop.before_sleep, *job.setup]
         nodes += [x for x in (loop.interval, loop.condition) if x is not None]
@@ -116,17 +125,19 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     cls = cst.parse_statement(text)
     assert isinstance(cls, cst.ClassDef)
     cls = _fill(job, cls, attributes, helpers, copied_attributes)
-    provided = {"self", "App", "until_served", "paced", *(["asyncio"] if target.threaded else [])}
+    provided = {"self", "App", "until_served", "paced", "bound_to", *(["asyncio"] if target.threaded else [])}
     if loop.first_interval is not None:
         provided.add("time")
     for name in _free_names(cls) - provided:
         if name in BUILTINS:
             continue
+        if name in _rebound(target.module):
+            return f"it reads {name}, which a function of its module rebinds (`global {name}`)"
         if name in target.module.definitions or name in target.module.imports:
             needs.setdefault(name, target.module)
         elif name not in needs:
             return f"it uses {name!r}, which petrock cannot find"
-    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None)
+    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None, binds=job.bound)
 
 
 def _parameters(function: cst.FunctionDef, *, skip_self: bool) -> list[cst.Param]:
@@ -236,8 +247,10 @@ def _class_text(
         "    async def start(self, app: App) -> None:\n"
         '        """Wait until the server starts the job, where it started it by hand before."""\n'
         "        if not await until_served(app, self):\n"
-        "            return\n\n"
-        f"    async def work(self) -> None:\n"
+        "            return\n"
+        + (f"        self.{job.holder} = bound_to(app, self)  # the object that started it\n" if job.bound else "")
+        + "\n"
+        "    async def work(self) -> None:\n"
         + ("        await asyncio.to_thread(self.run_once)\n\n" if target.threaded else "        pass\n\n")
         + "    async def stop(self) -> None:\n"
         '        """Nothing to release: the job held no resources."""\n'
@@ -282,6 +295,24 @@ def _defined_once(job: Job, value: cst.BaseExpression) -> cst.BaseExpression:
     if len(assigned) == 1 and not others and value.value not in {p.name.value for p in function.params.params}:
         return assigned[0].value  # type: ignore[attr-defined]
     return value
+
+
+def _rebound(module: Module) -> set[str]:
+    """Module-level names some function of the module assigns again (``global _app``): imported by value,
+    a worker module would keep the first one."""
+    return {name.name.value for node in module.all(cst.Global) for name in node.names}  # type: ignore[attr-defined]
+
+
+def _is_app_parameter(parameter: cst.Param) -> bool:
+    annotation = parameter.annotation.annotation if parameter.annotation else None
+    shown = cst.Module([]).code_for_node(annotation).strip("'\"") if annotation is not None else ""
+    return parameter.name.value == "app" or shown == "App" or shown.endswith(".App")
+
+
+def _snake(name: str) -> str:
+    import re
+
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def _simple(value: cst.BaseExpression) -> bool:

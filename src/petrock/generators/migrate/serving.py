@@ -2,9 +2,10 @@
 
 The app is started as its users start it (``python -m APP serve``, on a free loopback
 port and a throwaway database) and its ``/healthz`` read until every migrated worker
-has run a cycle: a native worker its first pass, a hosted job its first check that
-what it started is alive. A worker that failed, or that the server's start-up never
-started although nothing guards its start line, is a problem. Then the server is
+runs: past ``start`` (the server's start-up reached its line), in or after its first
+pass (a hosted job's first pass checks that what it started is alive). A worker that
+failed, or that the server's start-up never started although nothing guards its start
+line, is a problem. Then the server is
 stopped as Ctrl-C stops it.
 """
 
@@ -92,7 +93,8 @@ def _watch(
 
 
 def _ran(worker: dict[str, Any] | None) -> bool:
-    return worker is not None and worker.get("cycles", 0) >= 1
+    """It started: the server's start-up reached its line (a first pass may take a while: it is running)."""
+    return worker is not None and (worker.get("cycles", 0) >= 1 or worker.get("state") == "running")
 
 
 def _failed(worker: dict[str, Any] | None) -> bool:

@@ -234,3 +234,21 @@ def _only_caller(program: Program, home: Module, function: cst.FunctionDef) -> t
                 return None
             found.append((module, statement))
     return found[0] if len(found) == 1 else None
+
+
+def bindable(program: Program, job: Job) -> bool:
+    """Whether a method's loop can run on the object that started it: started in place (``self`` at a
+    start method of the object's class), by one call that is not in a loop (one object)."""
+    target = job.target
+    if target is None or target.cls is None or target.static or not m.matches(target.instance, m.Name("self")):
+        return False
+    if job.element is not None or job.group is not None:
+        return False
+    starter = job.module.enclosing_function(job.spawn.call)
+    if starter is None or job.module.enclosing_class(starter) is None:
+        return False
+    caller = _only_caller(program, job.module, starter)
+    if caller is None:
+        return False
+    module, statement = caller
+    return not any(isinstance(a, cst.For | cst.While | cst.CompFor) for a in module.ancestors(statement))

@@ -62,6 +62,17 @@ def _positional(call: cst.Call) -> list[cst.BaseExpression]:
     return [a.value for a in call.args if a.keyword is None and not a.star]
 
 
+def scheduled_by_decorator(program: Program) -> list[tuple[Module, cst.FunctionDef, cst.Decorator]]:
+    """``@scheduler.scheduled_job("interval", seconds=30)`` on a function: a job its scheduler runs."""
+    found = []
+    for module in program.modules.values():
+        for function in module.all(cst.FunctionDef):
+            for decorator in function.decorators:  # type: ignore[attr-defined]
+                if m.matches(decorator.decorator, m.Call(func=m.Attribute(attr=m.Name("scheduled_job")))):
+                    found.append((module, function, decorator))  # type: ignore[arg-type]
+    return found
+
+
 def find_spawns(program: Program) -> list[Spawn]:
     found: list[Spawn] = []
     for module in program.modules.values():
