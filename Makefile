@@ -9,7 +9,7 @@ LINTED := $(wildcard src tests bench)
 # Where `make install` puts the `petrock` launcher (what pipx does: a link into a venv).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: install venv demo test lint format bench examples clean
+.PHONY: install venv demo test image-test lint format bench examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,30 +19,30 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## install: .venv, plus `petrock` on your PATH in every new shell (a link in BINDIR)
+## install: .venv, plus `petrock` on your PATH in every new shell, login shells too (a link in BINDIR;
+## scripts/add-to-path.sh adds BINDIR to ~/.profile and ~/.bashrc as rustup and uv do; NO_MODIFY_PATH=1 skips that)
 install: $(STAMP)
 	@mkdir -p "$(BINDIR)"
 	@ln -sfn "$(abspath $(BIN))/petrock" "$(BINDIR)/petrock"
 	@echo "installed $(BINDIR)/petrock -> $(abspath $(BIN))/petrock"
-	@case ":$$PATH:" in \
-	  *":$(BINDIR):"*) echo "petrock is on your PATH: run \`petrock --help\`" ;; \
-	  *) echo "note: $(BINDIR) is not on your PATH (a fresh Debian root shell does not have it). Add it for new shells:"; \
-	     echo "  echo 'export PATH=\"$(BINDIR):\$$PATH\"' >> ~/.bashrc && export PATH=\"$(BINDIR):\$$PATH\"    (zsh: ~/.zshrc)"; \
-	     echo "or install the link where your PATH already looks: make install BINDIR=/usr/local/bin" ;; \
-	esac
+	@sh scripts/add-to-path.sh "$(BINDIR)"
 
 ## demo: generate an app with a `posts` feature in a temp dir and serve it on 127.0.0.1
 demo: install
 	@dir="$${DEMO_DIR:-$$(mktemp -d -t petrock-demo-XXXXXX)}" && \
-	cd "$$dir" && $(CURDIR)/$(BIN)/petrock new blog && \
-	cd blog && $(CURDIR)/$(BIN)/petrock feature add posts && \
+	cd "$$dir" && $(abspath $(BIN))/petrock new blog && \
+	cd blog && $(abspath $(BIN))/petrock feature add posts && \
 	echo "demo app in $$dir/blog — open http://127.0.0.1:$(PORT)/posts (Ctrl-C stops it)" && \
-	$(CURDIR)/$(BIN)/petrock serve --port $(PORT)
+	$(abspath $(BIN))/petrock serve --port $(PORT)
 
 ## test: the whole suite (petrock's tests, generated apps' own tests, examples, reliability)
 test: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+## image-test: build a generated app's image from its Dockerfile with buildah and run it (root; part of `test` too)
+image-test: venv
+	$(BIN)/python -m pytest tests/image --durations=3
 
 lint: venv
 	$(BIN)/ruff check $(LINTED)

@@ -22,10 +22,13 @@ BENCHMARKS = (
     "new_project",
     "feature_add",
     "log_append",
-    "replay",
+    "rebuild",
     "worker_reaction",
     "http_commands",
+    "metrics_overhead",
+    "event_streams",
     "postgres",
+    "scale",
 )
 
 

@@ -10,13 +10,15 @@ Load: ``wrk`` (Debian package ``wrk``), 32 connections, in its own process; with
 it, a small httpx load generator in this process (slower, so its numbers are lower
 for both sides). After the load stops we time how long the summary worker takes to
 record an outcome for every post created during it. ``serve --processes 2`` is
-measured beside one process when the app's CLI offers it.
+measured beside one process when the app's CLI offers it, and so is ``serve
+--no-metrics``: what counting every request and command for ``/metrics`` costs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import shutil
 import sqlite3
@@ -52,6 +54,7 @@ class Load:
     rate: float  # requests per second
     p99: float  # ms
     catch_up: float | None = None  # seconds from the end of the load until every post was summarized
+    cpu_per_request: float | None = None  # µs of the server process's CPU (one-process servers only)
 
 
 @functools.cache
@@ -69,11 +72,23 @@ def posts_app() -> Path:
 
 def supports_processes() -> bool:
     """Whether the generated app's ``serve`` has ``--processes``."""
-    return "--processes" in (posts_app() / "src" / APP / "cli.py").read_text()
+    return "--processes" in serve_help()
+
+
+def supports_metrics() -> bool:
+    """Whether the generated app's ``serve`` can leave its metrics out (``--no-metrics``)."""
+    return "--no-metrics" in serve_help()
+
+
+@functools.cache
+def serve_help() -> str:
+    env = {"PYTHONPATH": str(posts_app() / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    command = [sys.executable, "-m", APP, "serve", "--help"]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
 
 
 def serve(kind: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start one server (``ours``, ``ours-2`` or ``baseline``) and wait until it answers."""
+    """Start one server (``baseline``, ``ours``, ``ours-2``, each of ours ``-no-metrics``) and wait until it answers."""
     port = free_port()
     root = posts_app()
     if kind == "baseline":
@@ -81,15 +96,17 @@ def serve(kind: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
         env = None
     else:
         argv = [sys.executable, "-m", APP, "serve", "--port", str(port), "--db", str(db)]
-        if kind == "ours-2":
+        if kind.startswith("ours-2"):
             argv += ["--processes", "2"]
+        if kind.endswith("-no-metrics"):
+            argv.append("--no-metrics")
         env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     # Every server process must be up: wrk's keep-alive connections stay with the process that took them.
-    expected = 2 if kind == "ours-2" else 1
+    expected = 2 if kind.startswith("ours-2") else 1
     pids: set[object] = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -116,8 +133,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def wrk(url: str, seconds: int, script: Path) -> tuple[float, float]:
-    """Run wrk against ``url``/commands; returns (requests per second, p99 in ms)."""
+def wrk(url: str, seconds: int, script: Path) -> tuple[float, float, int]:
+    """Run wrk against ``url``/commands; returns (requests per second, p99 in ms, requests)."""
     output = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/commands"],
         capture_output=True,
@@ -128,10 +145,11 @@ def wrk(url: str, seconds: int, script: Path) -> tuple[float, float]:
         raise RuntimeError(f"wrk saw failed requests:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE).groups()
-    return rate, float(value) * UNITS[unit]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    return rate, float(value) * UNITS[unit], requests
 
 
-def httpx_load(url: str, seconds: int) -> tuple[float, float]:
+def httpx_load(url: str, seconds: int) -> tuple[float, float, int]:
     """The fallback load generator: CONNECTIONS clients posting in a loop for ``seconds``."""
 
     async def client(http: httpx.AsyncClient, until: float, latencies: list[float]) -> None:
@@ -142,14 +160,14 @@ def httpx_load(url: str, seconds: int) -> tuple[float, float]:
                 raise RuntimeError(f"POST /commands answered {response.status_code}: {response.text[:200]}")
             latencies.append((time.perf_counter() - began) * 1000)
 
-    async def run() -> tuple[float, float]:
+    async def run() -> tuple[float, float, int]:
         latencies: list[float] = []
         limits = httpx.Limits(max_connections=CONNECTIONS)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
             began = time.monotonic()
             await asyncio.gather(*(client(http, began + seconds, latencies) for _ in range(CONNECTIONS)))
             elapsed = time.monotonic() - began
-        return len(latencies) / elapsed, percentile(latencies, 99)
+        return len(latencies) / elapsed, percentile(latencies, 99), len(latencies)
 
     return asyncio.run(run())
 
@@ -175,16 +193,31 @@ def catch_up_time(db: Path) -> float | None:
 def measure(kind: str, db: Path, seconds: int, script: Path | None) -> Load:
     process, url = serve(kind, db)
     try:
-        rate, p99 = wrk(url, seconds, script) if script is not None else httpx_load(url, seconds)
+        cpu_before = cpu_seconds(process.pid)
+        try:
+            rate, p99, requests = wrk(url, seconds, script) if script is not None else httpx_load(url, seconds)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{kind}: {exc}") from None
+        cpu = cpu_seconds(process.pid) - cpu_before
         catch_up = None if kind == "baseline" else catch_up_time(db)
     finally:
         stop(process)
-    return Load(rate, p99, catch_up)
+    one_process = not kind.startswith("ours-2")  # the group's parent does no work: its CPU says nothing
+    return Load(rate, p99, catch_up, cpu / requests * 1e6 if one_process else None)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(size: str) -> list[Row]:
     seconds, rounds = SIZES[size]
-    kinds = ["ours", "baseline"] + (["ours-2"] if supports_processes() else [])
+    # Ours without metrics runs right after ours: the 5% it is compared on is less than the machine's drift.
+    unmeasured = ["-no-metrics"] if supports_metrics() else []
+    kinds = [f"ours{suffix}" for suffix in ["", *unmeasured]] + ["baseline"]
+    kinds += [f"ours-2{suffix}" for suffix in ["", *unmeasured]] if supports_processes() else []
     results: dict[str, list[Load]] = {kind: [] for kind in kinds}
     use_wrk = shutil.which("wrk") is not None
     with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
@@ -201,7 +234,10 @@ def rows(results: dict[str, list[Load]], seconds: int, generator: str) -> list[R
     ours, base = results["ours"], results["baseline"]
     ours_rate, base_rate = median(r.rate for r in ours), median(r.rate for r in base)
     ours_p99, base_p99 = median(r.p99 for r in ours), median(r.p99 for r in base)
-    note = f"load from {generator}; ours = `python -m APP serve` with the posts feature and its summary worker"
+    note = (
+        f"load from {generator}; ours = `python -m APP serve` with the posts feature and its summary worker"
+        " (metrics on, as served by default)"
+    )
     rate_met, p99_met = ours_rate >= 0.5 * base_rate, ours_p99 <= 3 * base_p99
     table: list[Row] = [
         Result(f"{NAME}: throughput", ours_rate, base_rate, "req/s", ours_rate / base_rate, "≥ 0.5×", rate_met, note),
@@ -220,6 +256,49 @@ def rows(results: dict[str, list[Load]], seconds: int, generator: str) -> list[R
             catch_up is not None and catch_up <= 5,
         )
     )
+    if "ours-no-metrics" in results:
+        unmeasured = results["ours-no-metrics"]
+        bare = median(r.rate for r in unmeasured)
+        table.append(
+            Result(
+                f"{NAME}: with /metrics vs serve --no-metrics",
+                ours_rate,
+                bare,
+                "req/s",
+                ours_rate / bare,
+                "≥ 0.95×",
+                ours_rate >= 0.95 * bare,
+                "what /metrics costs: every request and command counted (prometheus_client), same app otherwise",
+            )
+        )
+        ours_cpu = median(r.cpu_per_request for r in ours if r.cpu_per_request is not None)
+        bare_cpu = median(r.cpu_per_request for r in unmeasured if r.cpu_per_request is not None)
+        table.append(
+            Result(
+                "server CPU per POST /commands, with /metrics vs --no-metrics",
+                ours_cpu,
+                bare_cpu,
+                "µs",
+                ours_cpu / bare_cpu,
+                "≤ 1.05×",
+                ours_cpu <= 1.05 * bare_cpu,
+                "CPU time of the server process over the requests it answered: steadier than req/s on a busy machine",
+            )
+        )
+    if "ours-2-no-metrics" in results:
+        two_rate, two_bare = (median(r.rate for r in results[kind]) for kind in ("ours-2", "ours-2-no-metrics"))
+        table.append(
+            Result(
+                f"{NAME}: with /metrics vs --no-metrics, serve --processes 2",
+                two_rate,
+                two_bare,
+                "req/s",
+                two_rate / two_bare,
+                "≥ 0.95×",
+                two_rate >= 0.95 * two_bare,
+                "each process writes its counts to the group's files (prometheus_client's multiprocess mode)",
+            )
+        )
     if "ours-2" in results:
         two = results["ours-2"]
         two_rate = median(r.rate for r in two)

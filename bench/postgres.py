@@ -66,7 +66,7 @@ def app_appender(url: str) -> Callable[[int], None]:
 
     app = core.App(core.open_log(url))
     app.commands.register(TYPE, Note, lambda command, message: None)
-    app.replay()
+    app.prepare()
 
     def append(count: int) -> None:
         for n in range(count):
@@ -182,7 +182,7 @@ async def serve() -> None:
         ctx.dispatch(Pong(n=command.n))
 
     app.register_worker(worker)
-    app.replay()
+    app.prepare()
     await app.start_workers()
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -220,7 +220,7 @@ def ping_app(url: str):
 
     app = core.App(core.open_log(url))
     app.commands.register("bench/ping", Ping, lambda command, message: None)
-    app.replay()
+    app.prepare()
     return app, Ping
 
 

@@ -105,7 +105,7 @@ async def serve_ponger(db: str) -> None:
         ctx.dispatch(Pong(n=command.n))
 
     app.register_worker(worker)
-    app.replay()
+    app.prepare()
     await app.start_workers()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -135,10 +135,22 @@ async def ping_the_other_process(db: str, events: int, gap: float) -> list[float
     core = app_module("core")
     app = core.App(core.SQLiteLog(db))
     pongs: list[tuple[int, str]] = []
-    register_ping_pong(app, pongs)
+    register_ping_pong(app, [])
     answered = asyncio.Event()
-    app.log.subscribe(lambda: pongs and answered.set())
-    app.replay()
+    read = 0
+
+    def hear() -> None:
+        """The follower heard of another process's append: read the pongs from the log."""
+        nonlocal read
+        for message in app.log.after(read):
+            read = message.id
+            if message.type == "bench/pong":
+                pongs.append((message.payload()["n"], message.timestamp))
+        if pongs:
+            answered.set()
+
+    app.log.subscribe(hear)
+    app.prepare()
     await app.start_workers()  # no workers here: this follows the log
     latencies = []
     try:

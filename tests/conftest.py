@@ -7,6 +7,7 @@ petrock's commits, safe to change: every test gets its own copy.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,18 +16,27 @@ from typing import Any
 import pytest
 
 from .browser.support import report_line as browser_report_line
+from .image.buildah import report_line as image_report_line
 from .pg import pg_cluster, pg_url, postgres_report_line  # noqa: F401 - PostgreSQL fixtures (tests/pg.py)
 from .support import fake_summary_api_module, new_app, run_petrock
+
+# Every repository the suite creates, and every petrock it runs, commits as the suite (tests/gitconfig):
+# a fresh machine has no git identity, and the runner's own git configuration must not change the tests.
+os.environ["GIT_CONFIG_GLOBAL"] = str(Path(__file__).parent / "gitconfig")
+os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
 
 # Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
 collect_ignore = ["fixtures"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say in one line each why browser or PostgreSQL tests skipped (or where the screenshots are)."""
+    """Say in one line each why browser, image or PostgreSQL tests skipped (or where the screenshots
+    and the base rootfs are)."""
     reports = [report for reports in terminalreporter.stats.values() for report in reports]
     if any(getattr(report, "nodeid", "").startswith("tests/browser/") for report in reports):
         terminalreporter.write_line(browser_report_line())
+    if any(getattr(report, "nodeid", "").startswith("tests/image/") for report in reports):
+        terminalreporter.write_line(image_report_line())
     if (postgres := postgres_report_line()) is not None and terminalreporter.stats.get("skipped"):
         terminalreporter.write_line(postgres, yellow=True)
 

@@ -38,10 +38,17 @@ def postgres_bin_dir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
+def runuser() -> str | None:
+    """``runuser`` (util-linux) lives in sbin, which a root shell's PATH does not always hold (``env -i``, cron)."""
+    return shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+
+
 def psycopg_missing() -> str | None:
     """Why the PostgreSQL tests cannot run, or None when they can."""
     if postgres_bin_dir() is None:
         return SKIP_REASON
+    if os.geteuid() == 0 and runuser() is None:
+        return "PostgreSQL tests skipped: as root they run the server through runuser, which is missing (util-linux)"
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -67,7 +74,7 @@ class Cluster:
     def _run(self, program: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         command = [str(self.bin_dir / program), *args]
         if self._as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
+            command = [runuser() or "runuser", "-u", "postgres", "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{program} failed ({result.returncode}):\n{result.stdout}{result.stderr}{self.log()}")

@@ -7,6 +7,7 @@ tests keep the benchmarks themselves from rotting: each runs as a user runs it,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -72,3 +73,71 @@ def test_without_wrk_the_http_benchmark_falls_back_to_an_httpx_load_and_says_so(
     assert result.returncode == 0, result.stderr
     assert "load from httpx (wrk not installed)" in result.stdout
     assert re.search(r"POST /commands, 32 connections: throughput \[1\] \| [\d,.]+ req/s", result.stdout)
+
+
+def run_scale(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(
+        [sys.executable, "-m", "bench.scale", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_scale_benchmark_builds_a_log_the_app_serves_and_reports_json(tmp_path: Path) -> None:
+    """A tiny log built through the app's log API, cached, served: every sampled id answers, as JSON."""
+    cache = tmp_path / "cache"
+    result = run_scale(
+        "--posts",
+        "40",
+        "--backend",
+        "sqlite",
+        "--seconds",
+        "1",
+        "--only",
+        "start,get",
+        "--json",
+        "--cache-dir",
+        str(cache),
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)["runs"]
+    assert (run["backend"], run["posts"], run["messages"], run["cached"]) == ("sqlite", 40, 120, False)
+    start, get = run["results"]
+    assert start["name"].endswith("start until /healthz 200") and 0 < start["ours"] < 60, start
+    if get["kind"] == "skipped":
+        assert "wrk" in get["reason"]
+    else:
+        for key in ("get", "get, baseline"):  # every sampled id answers, on the big log and on the baseline's
+            (get_load,) = run["loads"][key]
+            assert get_load["requests"] > 0 and not any(get_load["errors"].values()), run["loads"]
+    (entry,) = cache.iterdir()
+    assert len((entry / "ids.txt").read_text().split()) == 40
+
+
+def test_scale_benchmark_on_postgres_keeps_the_built_cluster_for_the_next_run(tmp_path: Path) -> None:
+    """The log goes into a throwaway PostgreSQL server; the next run starts a copy of the kept one."""
+    args = ("--posts", "20", "--backend", "postgres", "--only", "rebuild", "--json", "--cache-dir", str(tmp_path))
+    runs = []
+    for _ in range(2):
+        result = run_scale(*args)
+        assert result.returncode == 0, result.stderr
+        (run,) = json.loads(result.stdout)["runs"]
+        (row,) = run["results"]
+        if row["kind"] == "skipped":
+            pytest.skip(row["reason"])
+        assert row["ours"] > 0, row
+        runs.append(run)
+    assert [run["cached"] for run in runs] == [False, True]
+    assert runs[1]["rebuild"]["seconds"] > 0
+
+
+def test_scale_benchmark_refuses_an_unknown_measure_in_one_line() -> None:
+    result = run_scale("--only", "start,speed")
+    assert result.returncode == 2
+    assert "unknown measure speed — use some of rebuild, start" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import typer
 from typer.testing import CliRunner
 
 from petrock import __version__
@@ -34,9 +37,20 @@ def test_help_lists_commands_in_the_order_a_user_walks_them() -> None:
 
 
 def test_shell_completion_script_is_offered_for_bash() -> None:
-    result = run_petrock("--show-completion", "bash")
-    assert result.returncode == 0
-    assert "_PETROCK_COMPLETE=complete_bash" in result.stdout
+    """`petrock --show-completion` names no shell: typer asks the process tree which one runs it, so
+    it is asked from a real bash here, as a user types it. Whoever runs the suite (a shell, make in
+    the background, CI) must not matter: `_PETROCK_COMPLETE=source_bash` names the shell outright."""
+    in_bash = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m petrock --show-completion; exit $?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert in_bash.returncode == 0, in_bash.stderr
+    assert "_PETROCK_COMPLETE=complete_bash" in in_bash.stdout
+    named = run_petrock(env={"_PETROCK_COMPLETE": "source_bash"})
+    assert named.stdout.strip() == in_bash.stdout.strip()
     completed = run_petrock(env={"_PETROCK_COMPLETE": "complete_bash", "COMP_WORDS": "petrock fea", "COMP_CWORD": "1"})
     assert completed.stdout.split() == ["feature"]
 
@@ -81,6 +95,30 @@ def test_version_prints_the_package_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"petrock {__version__}"
+
+
+def _command_paths(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        if not command.hidden:
+            yield (*path, name)
+            if hasattr(command, "commands"):
+                yield from _command_paths(command, (*path, name))
+
+
+def test_every_usage_line_names_its_arguments_in_capitals() -> None:
+    """`petrock feature add [OPTIONS] NAME [FIELD]...`: placeholders as click and man pages write them,
+    never typer's `{name}`."""
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("feature", "add") in paths and ("new",) in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        usage = result.stdout.splitlines()[0]
+        assert usage.startswith(f"Usage: petrock {' '.join(path)} "), usage
+        placeholders = usage.removeprefix(f"Usage: petrock {' '.join(path)} ").split()
+        assert all(word == word.upper() and "{" not in word for word in placeholders), usage
+    assert runner.invoke(app, ["feature", "add", "--help"]).stdout.startswith(
+        "Usage: petrock feature add [OPTIONS] NAME [FIELD]...\n"
+    )
 
 
 def test_new_help_shows_examples_and_options() -> None:

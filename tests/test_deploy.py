@@ -1,8 +1,9 @@
 """Shipping a generated app: `petrock build`, the wheel served from anywhere, the Dockerfile, the systemd unit.
 
-The machine running the suite has no Docker daemon, so the image itself is never built
-here: the Dockerfile is linted with hadolint and checked for what the deployment relies
-on. The systemd unit is analysed offline by `systemd-analyze security` where it exists.
+Here the Dockerfile is linted with hadolint and checked for what the deployment relies
+on; tests/image builds the image with buildah and runs it. The systemd unit cannot run
+without systemd as PID 1: it is analysed offline by `systemd-analyze security` where
+that exists.
 """
 
 from __future__ import annotations

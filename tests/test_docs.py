@@ -13,7 +13,7 @@ work after the blocks above it, or to carry a skip marker.
   Other languages (```text, ```toml, ```json, ...) are not run.
 - `petrock`, `python` and `python3` are those of the interpreter running the suite (its
   bin directory comes first on PATH), as after `make install`. Git commits made by the
-  blocks use a fixed identity when the machine has none (standing in for the guide's
+  blocks use the suite's own identity (tests/gitconfig, standing in for the guide's
   skipped `git config --global user.name ...` step).
 - Each block is one test, named `DOCUMENT:LINE`. Running one block runs the blocks
   before it in the same document first; if one of those fails, so does this one.
@@ -152,9 +152,6 @@ class Session:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
         env.pop("PYTHONPATH", None)
         env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
-        for role in ("AUTHOR", "COMMITTER"):
-            env.setdefault(f"GIT_{role}_NAME", "petrock doctest")
-            env.setdefault(f"GIT_{role}_EMAIL", "doctest@localhost")
         return env
 
     def script(self, block: Block) -> str:

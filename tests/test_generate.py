@@ -160,7 +160,16 @@ def test_user_code_in_register_py_is_kept(blog: Path) -> None:
     assert after.count("register_publish_draft(app, state)") == 1
 
 
-def test_a_changed_component_is_a_conflict_unless_forced(blog: Path) -> None:
+def test_generating_a_worker_that_exists_says_so_and_writes_nothing(blog: Path) -> None:
+    assert petrock_in(blog, "g", "worker", "posts/announce", "--on", "posts/create").returncode == 0
+    module = blog / f"src/{APP}/posts/announce.py"
+    module.write_text(module.read_text() + "\n# my announcement\n")
+    git(blog, "commit", "-qam", "my announcement")
+    refused = refused_without_a_trace(blog, "g", "worker", "posts/announce", "--on", "posts/delete")
+    assert refused.startswith(f"error: worker posts-announce already exists (src/{APP}/posts/announce.py) — ")
+
+
+def test_generating_a_changed_component_again_says_it_exists_unless_forced(blog: Path) -> None:
     assert petrock_in(blog, "g", "command", "posts/publish_draft").returncode == 0
     module = blog / f"src/{APP}/posts/publish_draft.py"
     module.write_text(module.read_text() + "\n# my rule\n")
@@ -168,7 +177,10 @@ def test_a_changed_component_is_a_conflict_unless_forced(blog: Path) -> None:
     before = git_snapshot(blog)
     refused = petrock_in(blog, "g", "command", "posts/publish_draft")
     assert refused.returncode != 0
-    assert refused.stderr.startswith(f"error: would overwrite your changes to src/{APP}/posts/publish_draft.py")
+    assert refused.stderr == (
+        f"error: command posts/publish-draft already exists (src/{APP}/posts/publish_draft.py) — "
+        "choose another name, or pass --force to render it again over your edits\n"
+    )
     assert git_snapshot(blog) == before
     forced = petrock_in(blog, "g", "command", "posts/publish_draft", "--force")
     assert forced.returncode == 0, forced.stderr

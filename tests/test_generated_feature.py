@@ -64,7 +64,7 @@ def test_a_post_created_over_http_gets_its_summary_within_a_second(
     assert request.body["model"] == "e2e-model"
     assert logged_types(db) == ["posts/create", "posts/request-summary-generation", "posts/set-generated-summary"]
 
-    # a restart replays the log and repeats nothing
+    # a restart keeps the state and repeats nothing
     with serving(blog_with_posts, db, env=env) as server:
         listing = httpx.get(f"{server.url}/queries/posts/list", timeout=5).json()
         assert listing["items"][0]["summary"] == item["summary"]

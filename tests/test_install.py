@@ -1,14 +1,13 @@
 """`make install`: petrock on PATH in a new shell, the way pipx would leave it.
 
-The test runs the real Makefile against the venv running the suite (its stamp file is
+The tests run the real Makefile against the venv running the suite (its stamp file is
 declared up to date with `make -o`, so nothing is reinstalled) and a temporary BINDIR
-and HOME, then follows the advice it prints in a brand-new interactive bash.
+and HOME, then ask brand-new login and interactive bash shells for `petrock`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 BARE_PATH = "/usr/local/bin:/usr/bin:/bin"  # a fresh Debian root shell's PATH, give or take sbin
 
 
-def make_install(bindir: Path, home: Path, path: str) -> subprocess.CompletedProcess[str]:
+def make_install(bindir: Path, home: Path, path: str, **env: str) -> subprocess.CompletedProcess[str]:
     venv = Path(sys.prefix)
     stamp = venv / ".installed"
     return subprocess.run(
@@ -40,7 +39,7 @@ def make_install(bindir: Path, home: Path, path: str) -> subprocess.CompletedPro
             f"VENV={venv}",
             f"BINDIR={bindir}",
         ],
-        env={**os.environ, "HOME": str(home), "PATH": path},
+        env={**os.environ, "HOME": str(home), "PATH": path, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -48,20 +47,11 @@ def make_install(bindir: Path, home: Path, path: str) -> subprocess.CompletedPro
     )
 
 
-def test_install_links_petrock_and_says_how_to_put_it_on_path(tmp_path: Path) -> None:
-    bindir, home = tmp_path / "home" / ".local" / "bin", tmp_path / "home"
-    result = make_install(bindir, home, BARE_PATH)
-    assert result.returncode == 0, result.stderr
-    link = bindir / "petrock"
-    assert link.is_symlink() and link.resolve() == (Path(sys.prefix) / "bin" / "petrock").resolve()
-    assert f"note: {bindir} is not on your PATH" in result.stdout
-    advice = re.search(r"^  (echo 'export PATH=.*>> ~/\.bashrc)", result.stdout, re.MULTILINE)
-    assert advice is not None, result.stdout
-
-    # Follow the advice, then open a new shell that knows nothing of this one.
-    subprocess.run(["bash", "-c", advice[1]], env={"HOME": str(home), "PATH": BARE_PATH}, check=True)
-    new_shell = subprocess.run(
-        ["bash", "-i", "-c", "petrock --version"],
+def new_shell(home: Path, *flags: str) -> str:
+    """What ``petrock --version`` prints in a brand-new bash (``-l`` login, ``-i`` interactive) that knows
+    nothing of this one: only HOME, a bare PATH and its startup files."""
+    result = subprocess.run(
+        ["bash", *flags, "-c", "petrock --version"],
         env={"HOME": str(home), "PATH": BARE_PATH, "TERM": "dumb"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -69,7 +59,43 @@ def test_install_links_petrock_and_says_how_to_put_it_on_path(tmp_path: Path) ->
         timeout=60,
         check=False,
     )
-    assert new_shell.stdout.strip() == f"petrock {__version__}", new_shell.stderr
+    return result.stdout.strip() or result.stderr.strip()
+
+
+def test_install_reaches_new_login_and_interactive_shells(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    bindir = home / ".local" / "bin"
+    result = make_install(bindir, home, BARE_PATH)
+    assert result.returncode == 0, result.stderr
+    link = bindir / "petrock"
+    assert link.is_symlink() and link.resolve() == (Path(sys.prefix) / "bin" / "petrock").resolve()
+    assert f"added {bindir} to PATH for new shells in ~/.profile ~/.bashrc" in result.stdout
+    assert new_shell(home, "-l") == f"petrock {__version__}"  # ssh, a console login, `su -`
+    assert new_shell(home, "-i") == f"petrock {__version__}"  # a new terminal tab
+
+    again = make_install(bindir, home, BARE_PATH)
+    assert "is on PATH for new shells" in again.stdout, again.stdout
+    for startup in (".profile", ".bashrc"):
+        assert (home / startup).read_text().count(str(bindir)) == 2, startup  # one line: the check and the export
+
+
+def test_install_writes_to_bash_profile_when_login_bash_reads_that_instead(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bash_profile").write_text("export EDITOR=vi\n")
+    result = make_install(home / ".local" / "bin", home, BARE_PATH)
+    assert "~/.profile ~/.bashrc ~/.bash_profile" in result.stdout, result.stdout
+    assert (home / ".bash_profile").read_text().startswith("export EDITOR=vi\n")
+    assert new_shell(home, "-l") == f"petrock {__version__}"
+
+
+def test_install_with_no_modify_path_prints_the_line_and_touches_no_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    result = make_install(home / ".local" / "bin", home, BARE_PATH, NO_MODIFY_PATH="1")
+    assert result.returncode == 0, result.stderr
+    assert "is not on your PATH" in result.stdout and "export PATH=" in result.stdout
+    assert sorted(path.name for path in home.iterdir()) == [".local"]
 
 
 def test_install_into_a_folder_already_on_path_needs_no_note(tmp_path: Path) -> None:

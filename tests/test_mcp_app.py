@@ -98,7 +98,8 @@ def test_sigterm_stops_the_stdio_server_cleanly(blog_with_posts: Path, tmp_path:
     watchdog.start()
     try:
         assert server.stderr is not None
-        assert "started 1 worker(s)" in server.stderr.readline()  # the app is up, stdin still open
+        # The app is up (its projections built, its worker started), stdin still open.
+        assert any("started 1 worker(s)" in line for line in iter(server.stderr.readline, ""))
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=20)
     finally:
@@ -132,7 +133,7 @@ def test_a_served_app_answers_mcp_at_slash_mcp(blog_with_posts: Path, tmp_path: 
 
 def test_the_guides_mcp_examples_work(blog_with_posts: Path, tmp_path: Path) -> None:
     """docs/guide.md, section 9: its client configs are JSON and its Python client runs as printed."""
-    section = GUIDE.read_text().split("## 9. Connecting an AI agent (MCP)")[1]
+    section = GUIDE.read_text().split("## 9. Connecting an AI agent (MCP)")[1].split("\n## ")[0]
     configs = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
     assert configs and all("mcpServers" in config for config in configs)
     assert configs[0]["mcpServers"]["blog"]["args"][:3] == ["-m", "blog", "mcp"]

@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from .support import app_env, run_petrock, tree_snapshot
+from .support import app_env, git, run_petrock, tree_snapshot
 
 LEGACY_APP = Path(__file__).parent / "fixtures" / "legacy_app"
 
 
 def petrock(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_petrock(*args, cwd=cwd)
-
-
-def git(cwd: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
-    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def app_python(app: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

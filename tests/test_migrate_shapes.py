@@ -83,8 +83,8 @@ PROBE = textwrap.dedent(
         stopping = time.monotonic()
     stop_seconds = time.monotonic() - stopping
     workers = {h.describe()["name"]: h.describe() for h in app.supervisor.handles}
-    print(json.dumps({"counts": counts, "workers": workers, "stop_seconds": stop_seconds}))
-    os._exit(0)  # the legacy threads never stop: do not wait for them
+    print(json.dumps({"counts": counts, "workers": workers, "stop_seconds": stop_seconds}), flush=True)
+    os._exit(0)  # the legacy threads never stop: do not wait for them (nor flush, hence flush=True)
     """
 )
 

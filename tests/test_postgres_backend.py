@@ -88,42 +88,51 @@ def test_a_database_made_by_a_newer_app_is_refused(blog_with_posts: Path, pg_url
     assert result.returncode == 1 and "newer than this app" in result.stderr and result.stderr.count("\n") == 1
 
 
-# The server drops this instance's connection after a state handler ran, before COMMIT:
-# the App has applied a command the log does not have. The backend reconnects, finds
-# the message missing and nothing appended since, writes it again (same id) and commits.
+# The server drops this instance's connection after a state handler wrote its row, before
+# COMMIT: the transaction is lost with the connection. The backend reconnects, finds the
+# message missing and nothing appended since, sends the message (same id) and the row's SQL
+# again, and commits: the log and the table both have it, once.
 CONNECTION_LOST_BEFORE_COMMIT = """
 import sys
 import psycopg
 from pydantic import BaseModel
-from blog.core import App, open_log
+from blog.core import App, Message, Projection, TableSpec, open_log
 
 class Note(BaseModel):
     n: int
 
+NOTES = TableSpec("notes")
 url = sys.argv[1]
 log = open_log(url)
 app = App(log)
 admin = psycopg.connect(url, autocommit=True)
 applied = []
 
-def add(command, message):
-    if command.n == 2:  # the server goes away with this transaction open
-        sessions = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
-        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({sessions}) AS mine", (log.owner,))
-    applied.append((message.id, command.n))
+class Notes(Projection):
+    tables = (NOTES,)
 
-app.commands.register("notes/add", Note, add)
-app.replay()
+    def add(self, command: Note, message: Message) -> None:
+        self.table(NOTES).put(str(command.n), {"n": command.n, "message": message.id})
+        if command.n == 2:  # the server goes away with this transaction open
+            sessions = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+            admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({sessions}) AS mine", (log.owner,))
+        applied.append((message.id, command.n))
+
+notes = Notes(app.store, "notes")
+app.projections.add(notes)
+app.commands.register("notes/add", Note, notes.add)
+app.prepare()
 for n in (1, 2, 3):
     app.dispatch(Note(n=n))
-assert app.diverged is None, app.diverged
 stored = [(m.id, m.payload()["n"]) for m in open_log(url).after(0)]
 assert stored == applied == [(1, 1), (2, 2), (3, 3)], (stored, applied)
+rows = sorted((row["message"], row["n"]) for row in App(open_log(url)).store.table(NOTES).find())
+assert rows == stored, rows
 print("ok")
 """
 
 
-def test_a_connection_lost_before_commit_is_recovered_without_diverging(blog_with_posts: Path, pg_url: str) -> None:
+def test_a_connection_lost_before_commit_is_recovered_with_its_rows(blog_with_posts: Path, pg_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", CONNECTION_LOST_BEFORE_COMMIT, pg_url],
         cwd=blog_with_posts,

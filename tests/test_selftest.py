@@ -22,7 +22,7 @@ STEPS = [
     "GET /queries/posts/list",
     "worker writes the summary",
     "SIGTERM: clean stop",
-    "restart: state replayed",
+    "restart: state kept",
 ]
 
 

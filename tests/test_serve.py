@@ -155,6 +155,15 @@ def test_passes_processes_to_the_apps_serve(app_root: Path) -> None:
     assert "--processes" not in prepare(ServeOptions(port=free_port()), start=app_root).argv
 
 
+def test_passes_the_log_format_to_the_apps_serve_only_when_asked(app_root: Path) -> None:
+    command = prepare(ServeOptions(port=free_port(), log_format="json"), start=app_root)
+    assert command.argv[-2:] == ["--log-format", "json"]
+    assert "--log-format" not in prepare(ServeOptions(port=free_port()), start=app_root).argv
+    result = run_petrock("serve", "--port", str(free_port()), "--log-format", "xml", cwd=app_root)
+    assert result.returncode == 1 and "unknown log format 'xml'" in result.stderr
+    assert not (app_root / "app.db").exists()
+
+
 @pytest.mark.parametrize("args", [["--processes", "0"], ["--processes", "2", "--reload"]], ids=["zero", "reload"])
 def test_refuses_processes_it_cannot_run(app_root: Path, args: list[str]) -> None:
     result = run_petrock("serve", "--port", str(free_port()), *args, cwd=app_root)

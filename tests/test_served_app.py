@@ -1,4 +1,4 @@
-"""A generated app served by a real uvicorn: the HTTP contract, replay, and crash recovery.
+"""A generated app served by a real uvicorn: the HTTP contract, restarts, and crash recovery.
 
 The app gets a small hand-written feature (as a user would write one): a
 `notes/add` command, a `notes/list` query, and a CommandWorker that answers
@@ -28,7 +28,10 @@ NOTES_FEATURE = '''\
 
 from pydantic import BaseModel, Field
 
-from ..core import App, CommandWorker, Context, Message
+from ..core import App, CommandWorker, Context, Message, Projection, Store, TableSpec
+
+NOTES = TableSpec("notes")
+ECHOES = TableSpec("note-echoes")
 
 
 class AddNote(BaseModel):
@@ -45,24 +48,29 @@ class ListNotes(BaseModel):
     pass
 
 
-class Notes:
-    def __init__(self) -> None:
-        self.items: dict[str, str] = {}
-        self.echoed: list[int] = []
+class Notes(Projection):
+    tables = (NOTES, ECHOES)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, "notes")
+        self.items = self.table(NOTES)
+        self.echoes = self.table(ECHOES)
 
     def add(self, command: AddNote, message: Message) -> None:
-        self.items[command.id] = command.text
+        self.items.put(command.id, {"id": command.id, "text": command.text})
 
     def echo(self, command: EchoNote, message: Message) -> None:
-        self.echoed.append(command.source)
+        self.echoes.put(str(command.source), {"source": command.source})
 
     def list(self, query: ListNotes) -> dict:
-        return {"items": self.items, "echoed": self.echoed}
+        items = {note["id"]: note["text"] for note in self.items.find(limit=1000)}
+        return {"items": items, "echoed": [echo["source"] for echo in self.echoes.find(limit=1000)]}
 
 
 def register(app: App) -> None:
-    notes = Notes()
+    notes = Notes(app.store)
     app.add_feature("notes")
+    app.projections.add(notes)
     app.commands.register("notes/add", AddNote, notes.add)
     app.commands.register("notes/echo", EchoNote, notes.echo)
     app.queries.register("notes/list", ListNotes, notes.list)
@@ -100,7 +108,7 @@ def post(url: str, body: object, **kwargs: object) -> httpx.Response:
     return httpx.post(f"{url}/commands", json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
-def test_only_valid_commands_reach_the_log_and_replay_restores_state(app_root: Path, tmp_path: Path) -> None:
+def test_only_valid_commands_reach_the_log_and_a_restart_keeps_the_state(app_root: Path, tmp_path: Path) -> None:
     db = tmp_path / "app.db"
     with serving(app_root, db) as server:
         url = server.url

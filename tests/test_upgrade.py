@@ -11,21 +11,27 @@ from pathlib import Path
 
 import pytest
 
+from petrock import __version__
+from petrock.changelog import listed_versions
 from petrock.merge import carry_marker_blocks, has_conflict_markers, sort_import_blocks
 from petrock.templates import templates_dir
 
-from .support import git_snapshot, new_app, refused_without_a_trace, run_app_tests, run_petrock, tree_snapshot
+from .support import (
+    REPO,
+    git,
+    git_snapshot,
+    new_app,
+    refused_without_a_trace,
+    run_app_tests,
+    run_petrock,
+    tree_snapshot,
+)
 
 PROJECT = Path("project/src/{{project_name}}")
 
 
 def petrock(cwd: Path, *args: str, templates: Path | None = None) -> subprocess.CompletedProcess[str]:
     return run_petrock(*args, cwd=cwd, env={"PETROCK_TEMPLATES": str(templates)} if templates else None)
-
-
-def git(cwd: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
-    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -41,10 +47,10 @@ def shop(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def templates(tmp_path: Path) -> Path:
-    """A copy of the templates to change, declaring a newer version."""
+    """A copy of the templates to change, declaring a version newer than any petrock's own."""
     copy = tmp_path / "templates"
     shutil.copytree(templates_dir(), copy)
-    (copy / "VERSION").write_text("0.2.0\n")
+    (copy / "VERSION").write_text("99.0.0\n")
     return copy
 
 
@@ -65,23 +71,23 @@ def test_user_and_template_edits_in_different_parts_of_a_file_both_survive(shop:
     main = shop / "src/shop/main.py"
     main.write_text(main.read_text() + '\n\ndef shop_banner() -> str:\n    return "my own code"\n')
     git(shop, "commit", "-qam", "Add a banner")
-    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (templates 0.2.0):')
+    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (templates 99.0.0):')
 
     result = petrock(shop, "upgrade", templates=templates)
 
     assert result.returncode == 0, result.stderr
     assert "merge  src/shop/main.py" in result.stdout
     text = main.read_text()
-    assert '"""Builds the app (templates 0.2.0):' in text
+    assert '"""Builds the app (templates 99.0.0):' in text
     assert 'return "my own code"' in text
     assert not has_conflict_markers(text)
     assert git(shop, "status", "--porcelain") == ""
-    assert git(shop, "log", "-1", "--format=%s") == "Upgrade shop to petrock templates 0.2.0\n"
+    assert git(shop, "log", "-1", "--format=%s") == "Upgrade shop to petrock templates 99.0.0\n"
     recorded = manifest(shop)
-    assert recorded["template_version"] == "0.2.0"
+    assert recorded["template_version"] == "99.0.0"
     # The new base is the pure render, and it is in the app's history for the next upgrade.
     base = git(shop, "cat-file", "blob", recorded["files"]["src/shop/main.py"])
-    assert "(templates 0.2.0)" in base and "my own code" not in base
+    assert "(templates 99.0.0)" in base and "my own code" not in base
     again = petrock(shop, "upgrade", templates=templates)
     assert again.returncode == 0, again.stderr
     assert "merge" not in again.stdout and "conflict" not in again.stdout
@@ -102,7 +108,7 @@ def test_overlapping_edits_get_conflict_markers_and_nothing_is_committed(shop: P
     assert result.stderr.startswith("error: conflict markers in src/shop/main.py")
     text = main.read_text()
     assert "<<<<<<< yours" in text and 'DEFAULT_DB = "shop.db"' in text and 'DEFAULT_DB = "data/app.db"' in text
-    assert ">>>>>>> templates 0.2.0" in text
+    assert ">>>>>>> templates 99.0.0" in text
     assert head(shop) == before
     checked = petrock(shop, "check", "--json", templates=templates)
     assert checked.returncode == 1
@@ -113,7 +119,7 @@ def test_files_the_user_did_not_touch_take_the_new_render(shop: Path, templates:
     edit(
         templates / PROJECT / "core/kv.py",
         '"""',
-        '"""Templates 0.2.0. ',
+        '"""Templates 99.0.0. ',
     )
     result = petrock(shop, "upgrade", templates=templates)
     assert result.returncode == 0, result.stderr
@@ -123,14 +129,14 @@ def test_files_the_user_did_not_touch_take_the_new_render(shop: Path, templates:
 
 
 def test_dry_run_shows_the_diff_and_writes_nothing(shop: Path, templates: Path) -> None:
-    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     before = without_git_index(tree_snapshot(shop))
 
     result = petrock(shop, "upgrade", "--dry-run", templates=templates)
 
     assert result.returncode == 0, result.stderr
     assert "update  src/shop/core/kv.py" in result.stdout
-    assert '+"""Templates 0.2.0.' in result.stdout
+    assert '+"""Templates 99.0.0.' in result.stdout
     assert "dry run: nothing was written" in result.stdout
     assert without_git_index(tree_snapshot(shop)) == before
 
@@ -138,7 +144,7 @@ def test_dry_run_shows_the_diff_and_writes_nothing(shop: Path, templates: Path) 
 def test_new_template_files_arrive_and_files_the_user_deleted_stay_deleted(shop: Path, templates: Path) -> None:
     (shop / "tests/test_log.py").unlink()
     git(shop, "commit", "-qam", "We do not need the log tests")
-    edit(templates / "project/tests/test_log.py.jinja", '"""', '"""Templates 0.2.0. ')
+    edit(templates / "project/tests/test_log.py.jinja", '"""', '"""Templates 99.0.0. ')
     (templates / PROJECT / "core/clock.py").write_text('"""Time, injectable in tests."""\n')
 
     result = petrock(shop, "upgrade", "--json", templates=templates)
@@ -179,13 +185,13 @@ def test_registrations_between_petrock_markers_survive_a_template_change(shop: P
     )
     edit(features, "    # petrock:end-registrations", "    register_posts(app)\n    # petrock:end-registrations")
     git(shop, "commit", "-qam", "Register posts")
-    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
+    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (99.0.0)')
 
     result = petrock(shop, "upgrade", templates=templates)
 
     assert result.returncode == 0, result.stderr
     text = features.read_text()
-    assert '"""Every feature (0.2.0)' in text
+    assert '"""Every feature (99.0.0)' in text
     assert text.count("register_posts(app)") == 1
     assert text.count("from .posts.register import register as register_posts") == 1
 
@@ -207,14 +213,14 @@ def test_upgrade_refuses_a_dirty_tree_and_a_downgrade(shop: Path, templates: Pat
 def test_check_lists_the_files_the_templates_would_render_differently(shop: Path, templates: Path) -> None:
     assert petrock(shop, "check").returncode == 0
     assert petrock(shop, "check", templates=templates).returncode == 0  # a new version number alone changes nothing
-    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     (templates / "project/Procfile").write_text("web: python -m shop serve\n")  # a file the app never had
     (templates / PROJECT / "core/pages.py").unlink()
 
     behind = petrock(shop, "check", templates=templates)
 
     assert behind.returncode == 1
-    assert behind.stderr.startswith("error: 3 files behind the installed templates 0.2.0: ")
+    assert behind.stderr.startswith("error: 3 files behind the installed templates 99.0.0: ")
     for listed in ("Procfile (new)", "src/shop/core/kv.py (changed)", "src/shop/core/pages.py (dropped)"):
         assert listed in behind.stderr
     as_json = json.loads(petrock(shop, "check", "--json", templates=templates).stdout)
@@ -227,15 +233,35 @@ def test_check_lists_the_files_the_templates_would_render_differently(shop: Path
     assert json.loads(after.stdout)["ok"] is True
 
 
+def test_upgrade_and_check_name_the_changelog_versions_the_app_has_not_taken_in(shop: Path, templates: Path) -> None:
+    made_by_0_1 = (shop / ".petrock.toml").read_text().replace(f'"{__version__}"', '"0.1.0"')
+    (shop / ".petrock.toml").write_text(made_by_0_1)  # an app generated by petrock 0.1.0
+    git(shop, "commit", "-qam", "Made with petrock 0.1.0")
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
+    since = [v for v in listed_versions((REPO / "CHANGELOG.md").read_text()) if v != "0.1.0"][::-1]
+    pointer = f"what changed from 0.1.0 to 99.0.0: see {REPO / 'CHANGELOG.md'} ({', '.join(since)})"
+
+    behind = petrock(shop, "check", templates=templates)
+    assert behind.returncode == 1 and behind.stderr.count("\n") == 1
+    assert behind.stderr.endswith(f"run `petrock upgrade`; {pointer}\n"), behind.stderr
+    checked = json.loads(petrock(shop, "check", "--json", templates=templates).stdout)
+    assert checked["changelog"] == {"path": str(REPO / "CHANGELOG.md"), "versions": since}
+    looked = petrock(shop, "upgrade", "--dry-run", templates=templates)
+    assert f"\n{pointer}\n" in looked.stdout
+    upgraded = petrock(shop, "upgrade", templates=templates)
+    assert upgraded.returncode == 0 and f"\n{pointer}\n" in upgraded.stdout
+    assert json.loads(petrock(shop, "check", "--json", templates=templates).stdout)["changelog"] is None
+
+
 def test_a_second_upgrade_writes_and_commits_nothing(shop: Path, templates: Path) -> None:
-    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     assert petrock(shop, "upgrade", templates=templates).returncode == 0
     before = without_git_index(tree_snapshot(shop))
 
     again = petrock(shop, "upgrade", templates=templates)
 
     assert again.returncode == 0, again.stderr
-    assert again.stdout == "already up to date with templates 0.2.0: nothing to write\n"
+    assert again.stdout == "already up to date with templates 99.0.0: nothing to write\n"
     assert without_git_index(tree_snapshot(shop)) == before
     assert json.loads(petrock(shop, "upgrade", "--json", templates=templates).stdout)["up_to_date"] is True
 
@@ -273,26 +299,26 @@ def test_a_feature_upgrades_alone_keeping_the_users_edits_and_its_tests_pass(sho
     state = shop / "src/shop/posts/state.py"
     state.write_text(state.read_text() + "\n\n# Our own note at the end of the posts state.\n")
     git(shop, "commit", "-qam", "Note in posts state")
-    edit(templates / FEATURE / "state.py.jinja", '"""The {{ feature }} state:', '"""The {{ feature }} state (0.2.0):')
-    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (0.2.0):')
+    edit(templates / FEATURE / "state.py.jinja", '"""The {{ feature }} state:', '"""The {{ feature }} state (99.0.0):')
+    edit(templates / PROJECT / "main.py", '"""Builds the app:', '"""Builds the app (99.0.0):')
 
     result = petrock(shop, "upgrade", "--feature", "posts", templates=templates)
 
     assert result.returncode == 0, result.stderr
     assert "merge  src/shop/posts/state.py" in result.stdout
     text = state.read_text()
-    assert text.startswith('"""The posts state (0.2.0):') and "# Our own note at the end" in text
-    assert "(0.2.0)" not in (shop / "src/shop/main.py").read_text()  # the project core was not in scope
+    assert text.startswith('"""The posts state (99.0.0):') and "# Our own note at the end" in text
+    assert "(99.0.0)" not in (shop / "src/shop/main.py").read_text()  # the project core was not in scope
     recorded = manifest(shop)
-    assert recorded["features"]["posts"]["template_version"] == "0.2.0"
-    assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 0.2.0\n"
+    assert recorded["features"]["posts"]["template_version"] == "99.0.0"
+    assert git(shop, "log", "-1", "--format=%s") == "Upgrade feature posts to petrock templates 99.0.0\n"
     behind = petrock(shop, "check", templates=templates).stderr
-    assert behind.startswith("error: 1 file behind the installed templates 0.2.0: src/shop/main.py (changed)")
-    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (0.2.0)')
+    assert behind.startswith("error: 1 file behind the installed templates 99.0.0: src/shop/main.py (changed)")
+    edit(templates / PROJECT / "features.py", '"""Every feature', '"""Every feature (99.0.0)')
     whole = petrock(shop, "upgrade", templates=templates)
     assert whole.returncode == 0, whole.stderr
     features = (shop / "src/shop/features.py").read_text()
-    assert '"""Every feature (0.2.0)' in features and features.count("register_posts(app)") == 1
+    assert '"""Every feature (99.0.0)' in features and features.count("register_posts(app)") == 1
     assert petrock(shop, "check", templates=templates).returncode == 0
     tests = run_app_tests(shop, "-q", "tests/test_posts.py")
     assert tests.returncode == 0, tests.stdout + tests.stderr
@@ -308,7 +334,7 @@ def top_level(text: str, line: str) -> str:
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        (lambda t: t.replace('template_version = "0.1.0"', "template_version = 5"), "`template_version` must be a"),
+        (lambda t: t.replace(f'template_version = "{__version__}"', "template_version = 5"), "`template_version` must"),
         (lambda t: top_level(t, 'files = "nope"'), "`files` must be a table ([files]), not a string ('nope')"),
         (lambda t: top_level(t, 'features = ["posts"]'), "`features` must be a table ([features]), not a list"),
         (lambda t: t.replace('project_name = "shop"', 'project_name = "store"'), "`project_name` = 'store' does"),
@@ -329,7 +355,7 @@ def test_a_hand_edited_manifest_is_refused_in_one_line_naming_the_key(shop: Path
 def test_allow_dirty_commits_only_what_petrock_changed_and_refuses_files_with_uncommitted_edits(
     shop: Path, templates: Path
 ) -> None:
-    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     readme = shop / "README.md"
     readme.write_text(readme.read_text() + "\nOur own notes, not committed yet.\n")
     (shop / "notes.txt").write_text("staged, not committed\n")
@@ -362,7 +388,7 @@ def conflicting_upgrade(shop: Path, templates: Path) -> subprocess.CompletedProc
     edit(shop / "src/shop/main.py", 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "shop.db"')
     git(shop, "commit", "-qam", "Own database name")
     edit(templates / PROJECT / "main.py", 'DEFAULT_DB = "app.db"', 'DEFAULT_DB = "data/app.db"')
-    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 0.2.0. ')
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     result = petrock(shop, "upgrade", templates=templates)
     assert result.returncode != 0
     return result
@@ -419,7 +445,7 @@ def test_upgrade_continue_commits_the_resolution_and_abort_puts_everything_back(
     assert continued.returncode == 0, continued.stderr
     assert (
         git(shop, "log", "-1", "--format=%s%n%P")
-        == f"Upgrade shop to petrock templates 0.2.0\n{before} {render_commit(shop)}\n"
+        == f"Upgrade shop to petrock templates 99.0.0\n{before} {render_commit(shop)}\n"
     )
     assert git(shop, "status", "--porcelain") == ""
     assert petrock(shop, "check", templates=templates).returncode == 0

@@ -20,13 +20,43 @@ import pytest
 
 from petrock.templates import templates_dir
 
-from .support import REPO, git, run_app_tests, run_petrock, tree_snapshot
+from .support import REPO, app_env, git, run_app_tests, run_petrock, tree_snapshot
 
 # `feature add` appended imports unsorted, with no blank line after them; `petrock upgrade` did not exist yet.
 UNSORTED_IMPORTS = "328609c"
 # `petrock upgrade` kept the render commit of a conflicted upgrade only under refs/petrock/templates.
 RENDERS_OUTSIDE_HISTORY = "51f7ba6"
-COMMIT = ("-c", "user.name=Test User", "-c", "user.email=test@example.invalid", "commit", "-qam")
+# The last petrock whose apps kept state in memory and replayed the log at every start.
+STATE_IN_MEMORY = "e207e0d"
+COMMIT = ("commit", "-qam")
+# Run in an app made by STATE_IN_MEMORY: create posts, let the summary worker summarize each (offline).
+FILL_OLD_APP = """
+import asyncio, sys
+from shop.main import build_app
+
+async def main() -> None:
+    app = build_app(sys.argv[1])
+    app.replay()
+    await app.start_workers()
+    for n in range(int(sys.argv[2])):
+        app.dispatch_payload("posts/create", {"id": f"p{n}", "title": f"Post {n}", "content": f"Post {n} says hi."})
+    for _ in range(400):
+        if all(p["summary_status"] == "ready" for p in app.query("posts/list", {"limit": 1000})["items"]):
+            break
+        await asyncio.sleep(0.05)
+    await app.close()
+
+asyncio.run(main())
+"""
+# Run in the upgraded app: start as serve does, print the posts and the log's length, start no worker.
+READ_NEW_APP = """
+import json, sys
+from shop.main import build_app
+
+app = build_app(sys.argv[1])
+rebuilt = app.prepare()
+print(json.dumps({"rebuilt": rebuilt, "posts": app.query("posts/list", {"limit": 1000}), "log": app.log.version()}))
+"""
 
 pytestmark = pytest.mark.slow
 
@@ -193,3 +223,39 @@ def test_a_clone_without_petrock_refs_warns_and_does_not_raise_settled_conflicts
     assert statuses["src/shop/main.py"]["status"] == "conflict"
     assert "is not in this repository" in statuses["src/shop/main.py"]["note"]
     assert statuses["src/shop/core/app.py"]["status"] == "update"  # unedited: no base needed
+
+
+def run_in_app(app: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", script, *args]
+    return subprocess.run(command, cwd=app, env=app_env(app), capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_an_app_that_kept_state_in_memory_upgrades_to_projections_keeping_every_item_and_summary(
+    old_petrock, tmp_path: Path
+) -> None:
+    app = old_app(old_petrock, tmp_path, STATE_IN_MEMORY, "posts")
+    db = str(tmp_path / "shop.db")
+    filled = run_in_app(app, FILL_OLD_APP, db, "300")
+    assert filled.returncode == 0, filled.stderr
+
+    upgraded = petrock(app, "upgrade")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "src/shop/core/projections.py" in upgraded.stdout and "src/shop/posts/state.py" in upgraded.stdout
+
+    first = run_in_app(app, READ_NEW_APP, db)
+    assert first.returncode == 0, first.stderr
+    after = json.loads(first.stdout)
+    assert after["rebuilt"] == ["posts"]  # built from the log on the first start
+    assert after["log"] == 900  # every post with its request and its summary, nothing appended since
+    posts = after["posts"]
+    assert posts["total"] == 300
+    assert {post["id"] for post in posts["items"]} == {f"p{n}" for n in range(300)}
+    assert all(
+        post["summary_status"] == "ready" and post["summary"] == f"Post {post['id'][1:]} says hi."
+        for post in posts["items"]
+    )
+
+    second = json.loads(run_in_app(app, READ_NEW_APP, db).stdout)
+    assert second["rebuilt"] == [] and second["posts"] == posts  # from then on, start rebuilds nothing
+    tested = run_app_tests(app)
+    assert tested.returncode == 0, tested.stdout[-3000:]

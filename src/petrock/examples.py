@@ -107,8 +107,8 @@ then, by hand:
 - `src/newsroom/notifier/worker.py`: `SummaryNotifier`, a `CommandWorker` that
   reacts to `posts/set-generated-summary` by posting `{"post_id", "title",
   "summary"}` to the webhook in `NOTIFY_WEBHOOK_URL` (unset: it only logs).
-  It skips side effects while `ctx.replaying`, so a restart never notifies
-  twice; a failing webhook raises, so the app retries with backoff and the
+  A restart goes on from its stored position, so it never notifies twice;
+  a failing webhook raises, so the app retries with backoff and the
   message is not marked done; the log id is sent as `Idempotency-Key`.
 - `src/newsroom/notifier/register.py`: `register(app)` adds the worker.
 - `src/newsroom/features.py`: two lines below petrock's markers call it after

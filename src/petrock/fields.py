@@ -47,6 +47,11 @@ INPUTS = {
     "bool": "checkbox", "date": "date", "datetime": "datetime-local", "email": "email", "url": "url",
     "choice": "select", "ref": "select",
 }  # fmt: skip
+# Per type: the kind of its indexed store column (core/store.py), so values order as what they are.
+COLUMNS = {
+    "str": "folded", "email": "folded", "url": "folded", "int": "int", "float": "real", "decimal": "decimal",
+    "bool": "bool", "date": "text", "datetime": "time", "choice": "text", "ref": "text",
+}  # fmt: skip
 # Sample values for the generated tests: a valid JSON value, what the app answers for it, an invalid one.
 SAMPLES: dict[str, tuple[object, object, object]] = {
     "str": ("A short line", "A short line", ""),
@@ -109,11 +114,13 @@ class FieldSpec:
         return {"bool": "bool", "ref": "Id"}.get(self.type, self.choice_alias)
 
     @property
-    def sort_key(self) -> str:
-        """How the list query compares values ('' when as they are)."""
-        return {"str": "str.casefold", "text": "str.casefold", "email": "str.casefold", "decimal": "Decimal"}.get(
-            self.type, ""
-        )
+    def column(self) -> str:
+        """The kind of the store column lists sort and filter this field by ('' for none: long text)."""
+        return COLUMNS.get(self.type, "")
+
+    @property
+    def sortable(self) -> bool:
+        return bool(self.column)
 
     @property
     def ref_url(self) -> str:

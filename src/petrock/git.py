@@ -11,7 +11,7 @@ from pathlib import Path
 
 from petrock.errors import GitError
 
-# Used only when the user has no git identity configured, so a fresh machine can commit.
+# Used only when git cannot name the user (a fresh machine), so petrock's own commits still work.
 FALLBACK_IDENTITY = ("-c", "user.name=petrock", "-c", "user.email=petrock@localhost")
 
 
@@ -46,9 +46,14 @@ def init(root: Path) -> None:
 
 
 def identity(root: Path) -> tuple[str, ...]:
-    """``-c`` options giving git an author when the user has none configured (a fresh machine)."""
-    configured = run(root, "config", "user.email", check=False).stdout.strip()
-    return () if configured else FALLBACK_IDENTITY
+    """``-c`` options giving git an author when it cannot name one (a fresh machine), else none.
+
+    ``git var`` asks git itself, so an identity from the environment (``GIT_AUTHOR_EMAIL``,
+    ``EMAIL``) or any config file counts; the fallback is passed per command and never
+    written to a config file, so the user's own commits still ask them who they are.
+    """
+    known = all(run(root, "var", f"GIT_{role}_IDENT", check=False).returncode == 0 for role in ("AUTHOR", "COMMITTER"))
+    return () if known else FALLBACK_IDENTITY
 
 
 def commit(root: Path, message: str, paths: Sequence[str] | None = None) -> str:

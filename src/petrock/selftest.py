@@ -111,7 +111,7 @@ class Selftest:
             (f"GET /queries/{FEATURE}/list", self.list_posts),
             ("worker writes the summary", self.wait_for_summary),
             ("SIGTERM: clean stop", self.stop_server),
-            ("restart: state replayed", self.restart_replays),
+            ("restart: state kept", self.restart_keeps_state),
         ]
 
     def run(self) -> Report:
@@ -230,7 +230,7 @@ class Selftest:
             raise StepFailed(f"exited {code} (expected 0); see {self.report.server_log}")
         return f"exited 0 in {seconds:.2f} s (limit {STOP_TIMEOUT:.0f} s)"
 
-    def restart_replays(self) -> str:
+    def restart_keeps_state(self) -> str:
         self._start_server()
         version = self._wait_healthy()["version"]
         post = next((item for item in self._list() if item.get("title") == self.post_title), None)
@@ -238,9 +238,9 @@ class Selftest:
             raise StepFailed(f"after a restart the post or its summary is missing: {post!r:.200}")
         time.sleep(0.5)  # give the worker time to (wrongly) repeat itself
         if self._log_version() != version:
-            raise StepFailed("the worker appended messages again after a restart (replay repeated side effects)")
+            raise StepFailed("the worker appended messages again after a restart (it repeated side effects)")
         self.stop_server()
-        return f"{version} messages replayed, nothing repeated"
+        return f"{version} messages kept, nothing repeated"
 
     # --- helpers ---
 

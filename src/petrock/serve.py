@@ -35,6 +35,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB = "app.db"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+LOG_FORMATS = ("text", "json")  # the generated app's core/logformat.py offers the same
 TOKEN_VARIABLE = "APP_API_TOKEN"  # the generated app's core/auth.py reads the same variable
 # How long past its own stop timeout the app gets before petrock kills it.
 KILL_GRACE = 10.0
@@ -66,6 +67,7 @@ class ServeOptions:
     stop_timeout: float = 5.0
     processes: int = 1  # server processes sharing the port and the database (the app's --processes)
     insecure: bool = False  # serve beyond loopback without APP_API_TOKEN (the app's --insecure)
+    log_format: str = "text"  # the app's --log-format: readable text, or one JSON object per line
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
         raise UserError(f"--processes must be 1 or more, not {options.processes}", "pass the number of cores to use")
     if options.processes > 1 and options.reload:
         raise UserError("--reload serves one process", "drop --processes, or drop --reload")
+    if options.log_format not in LOG_FORMATS:
+        raise UserError(f"unknown log format {options.log_format!r}", f"pass --log-format {' or '.join(LOG_FORMATS)}")
     db = (options.db if options.db is not None else root / DEFAULT_DB).expanduser().absolute()
     check_open_bind(options.host, insecure=options.insecure)
     check_port_free(options.host, options.port)
@@ -108,6 +112,8 @@ def prepare(options: ServeOptions, start: Path | None = None) -> ServeCommand:
         argv += ["--processes", str(options.processes)]
     if options.insecure:
         argv.append("--insecure")
+    if options.log_format != "text":  # only when asked: apps made before it existed do not know the option
+        argv += ["--log-format", options.log_format]
     return ServeCommand(argv, app_environment(root), root, db, package)
 
 

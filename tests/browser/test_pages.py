@@ -7,6 +7,7 @@ Screenshots of the list, form, detail, 404 and login pages are saved as artifact
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,7 +17,7 @@ from ..support import Server, fake_summary_api_module
 from .conftest import BROWSER_TOKEN, OtherSite, csp_violations, screenshot
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,16 @@ def posts(blog: Server) -> list[dict[str, Any]]:
 
 def log_version(blog: Server) -> int:
     return httpx.get(f"{blog.url}/healthz", timeout=5).json()["version"]
+
+
+def wait_for_summary(blog: Server, post_id: str, timeout: float = 10) -> None:
+    """Until the summary worker has answered the post, with a summary or a failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(post["id"] == post_id and post["summary_status"] != "pending" for post in posts(blog)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"post {post_id} was not summarized within {timeout} s")
 
 
 def test_a_post_is_created_edited_and_deleted_through_the_forms(blog: Server, page: Page, console: list[str]) -> None:
@@ -167,6 +178,7 @@ def test_a_form_on_another_site_cannot_create_or_delete_posts(
         json={"type": "posts/create", "payload": {"title": "Target", "content": "Not to be deleted."}},
         timeout=5,
     ).json()["data"]["id"]
+    wait_for_summary(blog, target)  # the worker's own message must land before the log is counted
     before = log_version(blog)
     forms = {
         "create": (f"{blog.url}/posts/new", '<input name="title" value="Forged"><input name="content" value="x">'),
@@ -186,7 +198,16 @@ def test_a_form_on_another_site_cannot_create_or_delete_posts(
     assert "Target" in titles and "Forged" not in titles
 
 
-def test_with_a_token_the_pages_need_a_login(token_blog: Server, page: Page, console: list[str]) -> None:
+def sign_in(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/posts")
+    page.get_by_label("Token").fill(BROWSER_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/posts")
+
+
+def test_with_a_token_the_pages_need_a_login(
+    token_blog: Server, page: Page, browser: Browser, console: list[str]
+) -> None:
     page.goto(f"{token_blog.url}/posts")
     page.wait_for_url(re.compile(r"/login\?next=/posts$"))
     screenshot(page, "login")
@@ -203,8 +224,20 @@ def test_with_a_token_the_pages_need_a_login(token_blog: Server, page: Page, con
     assert page.locator(".flash").inner_text() == "Post created."
     assert BROWSER_TOKEN not in page.content()
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(f"{token_blog.url}/login")
     page.goto(f"{token_blog.url}/posts")
     page.wait_for_url(re.compile(r"/login"))
+
+    # Another browser signed in too: "Sign out everywhere" here ends its session there.
+    other = browser.new_context().new_page()
+    try:
+        sign_in(other, token_blog)
+        sign_in(page, token_blog)
+        page.get_by_role("button", name="Sign out everywhere").click()
+        page.wait_for_url(f"{token_blog.url}/login")
+        other.goto(f"{token_blog.url}/posts")
+        other.wait_for_url(re.compile(r"/login"))
+    finally:
+        other.context.close()
     assert csp_violations(console) == []

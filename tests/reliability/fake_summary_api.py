@@ -91,6 +91,12 @@ class FakeSummaryApi:
                     self.send_json(int(fault), {"error": {"message": "try again later"}}, {"Retry-After": "0"})
                 elif fault == "401-echo":
                     self.send_json(401, {"error": {"message": f"Incorrect API key provided: {api.api_key}"}})
+                elif fault.startswith("401-echo-at-"):  # the key after N characters, across the app's 200 cut
+                    offset = int(fault.removeprefix("401-echo-at-"))
+                    self.send_json(401, {"error": {"message": f"{'x' * offset}{api.api_key} is not valid"}})
+                elif fault == "401-echo-wrapped":  # the key broken over two lines, past the cut
+                    key, half = api.api_key, len(api.api_key) // 2
+                    self.send_json(401, {"error": {"message": f"{'y' * 180}key:\n{key[:half]}\n{key[half:]}"}})
                 elif fault == "malformed":
                     self.send_raw(200, b'{"choices": [{"message": {"content": "unterminated')
                 elif fault == "empty-choices":

@@ -184,7 +184,10 @@ def test_killing_the_process_that_runs_the_worker_moves_it_with_nothing_lost_or_
     assert takeover < 8, f"took {takeover:.1f}s to take the worker over"
     assert holder not in children(group) and len(children(group)) == 2  # the parent started a new one
     assert wait_until(lambda: SummaryHistory.read(group.db).settled(), timeout=20)
-    assert_summarized_exactly_once(group.db, writers.acknowledged)
+    history = SummaryHistory.read(group.db)
+    # A create the killed process committed may have lost its answer with the process: it must still be summarized.
+    assert writers.acknowledged <= set(history.posts)
+    assert_summarized_exactly_once(group.db, set(history.posts))
 
 
 def test_killing_the_whole_group_loses_nothing_acknowledged(group: Server) -> None:

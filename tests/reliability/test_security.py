@@ -1,20 +1,35 @@
-"""Security defaults: loopback only, escaped pages, harmless SQL metacharacters, no code through names."""
+"""Security defaults: loopback only, escaped pages, harmless SQL metacharacters, no code through names.
+
+The second half (issue 28) repeats what an adversarial trial found, each as an attack
+that must now fail: a summary key stored in the log, DNS rebinding, a 500 before
+authentication, HEAD changing state, sessions outliving sign-out, connections and
+streams without limits, unlimited token guessing, tracebacks for hang-ups, values
+that spoof what a reader sees, and a token written to the access log.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import selectors
+import shutil
+import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .harness import APP_NAME, Server, SummaryHistory, add_feature, integrity, log_rows, wait_until
+from ..support import Server as PgServer
+from .fake_summary_api import FakeSummaryApi
+from .harness import APP_NAME, Server, SummaryHistory, add_feature, integrity, log_rows, petrock, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -329,3 +344,465 @@ def test_the_token_is_in_no_output_of_a_served_run(
     for where, text in outputs.items():
         for token in (TOKEN, NEXT_TOKEN):
             assert token not in text, f"the token is in the {where}"
+
+
+# --- round two: what an attacker found (issue 28) ---
+
+ECHOED_KEY = "sk-proj-" + "Q7vR2mXk9Lp4Wn8Ys3Tb6Hd1Jf5Gc0Ze" + "aB3dE6gH9jK2mN"  # 54 characters, one of each
+EVIL = "evil.example"
+LINKS = ("name:str", "site:url", "mail:email", "note:text")
+
+
+def key_pieces(text: str, key: str = ECHOED_KEY, run: int = 8) -> list[str]:
+    """Every run of ``run`` characters of ``key`` found in ``text``."""
+    return [key[start : start + run] for start in range(len(key) - run + 1) if key[start : start + run] in text]
+
+
+def app_cli(app_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", APP_NAME, *args], env={**app_output_env(app_dir), **(env or {})},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def typed_template(posts_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The posts app plus ``links`` with a line, a url, an email and a text field."""
+    root = Path(shutil.copytree(posts_template, tmp_path_factory.mktemp("typed") / APP_NAME))
+    result = petrock("feature", "add", "links", *LINKS, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def open_server(typed_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One tokenless server on loopback for this module's read-mostly attacks."""
+    server = Server(typed_template, tmp_path_factory.mktemp("open") / "app.db", env={"SUMMARY_API_URL": ""}).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def token_server(typed_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with APP_API_TOKEN and a summary API key, for this module's attacks on access."""
+    env = {"SUMMARY_API_URL": "", "APP_API_TOKEN": TOKEN, "SUMMARY_API_KEY": ECHOED_KEY}
+    server = Server(typed_template, tmp_path_factory.mktemp("token") / "app.db", env=env).start()
+    yield server
+    server.kill()
+
+
+def bearer(token: str = TOKEN, address: str | None = None) -> dict[str, str]:
+    """The Authorization header, and a client address of its own (uvicorn trusts X-Forwarded-For from loopback)."""
+    return {"authorization": f"Bearer {token}", **({"x-forwarded-for": address} if address else {})}
+
+
+def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or_tailed(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    db = tmp_path / "app.db"
+    faults = [f"401-echo-at-{offset}" for offset in (150, 160, 170, 180, 185, 188, 190, 192, 195, 199, 200, 210, 250)]
+    faults.append("401-echo-wrapped")
+    with FakeSummaryApi(api_key=ECHOED_KEY) as api:
+        env = {"SUMMARY_API_URL": api.url, "SUMMARY_API_KEY": ECHOED_KEY, "SUMMARY_MAX_ATTEMPTS": "1"}
+        server = servers(posts_dir, db, env=env).start()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            ids = [created_post(client, f"fault={fault} and some text") for fault in faults]
+            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+            pages = "\n".join(client.get(f"/posts/{id}").text for id in ids)
+        server.terminate()
+    outcomes = [outcome for each in SummaryHistory.read(db).outcomes.values() for outcome in each]
+    failures = [payload["error_message"] for verb, payload in outcomes if verb == "fail-summary-generation"]
+    assert len(failures) == len(faults) and all("HTTP 401" in failure for failure in failures), failures
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    assert tail.returncode == 0 and "fail-summary-generation" in tail.stdout
+    for where, text in {
+        "the log": db.read_bytes().decode("latin-1"),
+        "the detail pages": pages,
+        "log tail": tail.stdout,
+        "the server's output": server.output(),
+    }.items():
+        assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
+
+
+def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        target = created_post(client, "Rebinding target")
+        # The worker's own summary message must land before the snapshot, or it reads as an appended attempt.
+        assert wait_until(lambda: SummaryHistory.read(open_server.db).settled(), 10)
+        before = log_rows(open_server.db)
+        port = open_server.port
+        for host in (EVIL, f"{EVIL}:{port}", f"127.0.0.1:{port + 1}", f"localhost.{EVIL}:{port}"):
+            forged = {"host": host, "origin": f"http://{host}"}
+            attempts = [
+                ("POST", "/commands", {"json": {"type": "posts/create", "payload": {"title": "x", "content": "y"}}}),
+                ("POST", "/posts/new", {"data": {"title": "Forged", "content": "forged"}}),
+                ("POST", f"/posts/{target}/delete", {}),
+                ("POST", "/mcp", {"json": {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}}),
+                ("GET", "/queries/posts/list", {}),
+                ("GET", "/", {}),
+            ]
+            for method, path, body in attempts:
+                response = client.request(method, path, headers=forged, **body)
+                assert response.status_code == 421, (host, method, path, response.status_code)
+            with client.stream("GET", "/events", headers={**forged, "last-event-id": "0"}) as events:
+                assert events.status_code == 421
+        assert log_rows(open_server.db) == before
+        assert client.get("/healthz", headers={"host": f"localhost:{port}"}).status_code == 200
+
+
+# Headers and cookies as an attacker sends them, raw bytes included: ignored, or a 4xx, never a 500.
+ODD_HEADERS: list[dict[str, bytes]] = [
+    {"cookie": f"{APP_NAME}_session=\xb2.abc".encode("latin-1")},
+    {"cookie": f"{APP_NAME}_session={'9' * 4400}".encode()},
+    {"cookie": f"{APP_NAME}_session={'9' * 4400}.{'9' * 10}".encode()},
+    {"cookie": f"{APP_NAME}_session=\xb2\xb3\xb9; {APP_NAME}_flash=%ff%fe%00".encode("latin-1")},
+    {"cookie": f"{APP_NAME}_session={'A' * 43}".encode()},
+    {"last-event-id": b"9" * 5000},
+    {"last-event-id": "\xb2\xb3".encode("latin-1")},
+    {"last-event-id": "\u0661\u0662".encode()},
+    {"last-event-id": b"-1"},
+    {"last-event-id": b"1e3"},
+    {"origin": b"http://["},
+    {"origin": "http://\xe9vil.example".encode("latin-1")},
+    {"authorization": b"Bearer \xb2"},
+    {"authorization": b"Bearer " + b"x" * 8000},
+    {"sec-fetch-site": b"\xff" * 100},
+    {"accept": b"text/html", "cookie": f"{APP_NAME}_session={'9' * 4400}.x".encode()},
+]
+
+
+@pytest.mark.parametrize("which", ["open", "token"])
+def test_odd_headers_and_cookies_never_cause_a_500_or_a_traceback(
+    which: str, open_server: Server, token_server: Server
+) -> None:
+    server = open_server if which == "open" else token_server
+    fuzzer = {"x-forwarded-for": "192.0.2.99"}  # its wrong tokens count against an address of its own
+    with httpx.Client(base_url=server.url, timeout=10, headers=fuzzer) as client:
+        for headers in ODD_HEADERS:
+            for method, path in [("GET", "/"), ("GET", "/healthz"), ("GET", "/queries/posts/list"), ("POST", "/login")]:
+                response = client.request(method, path, headers=headers)
+                assert response.status_code < 500, (headers, method, path, response.status_code)
+            posted = client.post("/commands", content=b"{}", headers={**headers, "content-type": b"application/json"})
+            assert posted.status_code < 500, (headers, posted.status_code)
+            with client.stream("GET", "/events", headers=headers) as events:
+                assert events.status_code < 500, (headers, events.status_code)
+    output = server.output()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
+
+
+def test_head_with_a_body_answers_as_get_and_changes_nothing(open_server: Server) -> None:
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        target = created_post(client, "Head target")
+        assert wait_until(lambda: SummaryHistory.read(open_server.db).settled(), 10)
+        before = log_rows(open_server.db)
+        form = {"content-type": "application/x-www-form-urlencoded", "origin": "https://evil.example"}
+        for path, body in [
+            ("/posts/new", b"title=Forged&content=forged"),
+            (f"/posts/{target}/edit", b"title=Defaced&content=defaced"),
+            (f"/posts/{target}/delete", b""),
+        ]:
+            response = client.request("HEAD", path, content=body, headers=form)
+            assert response.status_code in (200, 405) and response.content == b"", (path, response.status_code)
+        assert client.head("/posts").status_code == 200
+        assert log_rows(open_server.db) == before
+
+
+def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_server: Server) -> None:
+    for path, content_type in [("/commands", "application/json"), ("/posts/new", "application/x-www-form-urlencoded")]:
+        with socket.create_connection(("127.0.0.1", open_server.port)) as sock:
+            head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{open_server.port}\r\nContent-Type: {content_type}\r\n"
+            sock.sendall(f"{head}Content-Length: 5000\r\n\r\n".encode() + b'{"type": ')
+            time.sleep(0.2)
+    assert wait_until(lambda: open_server.output().count("left before sending the whole request") >= 2, 5)
+    output = open_server.output()
+    assert "Traceback" not in output and "ClientDisconnect" not in output
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("site", "https://good.example@evil.example/"),
+        ("site", "https://good.example\\@evil.example/"),
+        ("site", "https://user:pw@evil.example/"),
+        ("site", "https://example.com/\u202egnp.exe"),
+        ("site", "https://example.com/\x00"),
+        ("name", "invoice\u202efdp.exe"),
+        ("name", "nul\x00byte"),
+        ("name", "bell\x07and\x1b[31mred"),
+        ("name", "isolate\u2066x\u2069"),
+        ("name", "a line\u2028separator"),
+        ("site", "https://evil.example%40good.example/"),
+        ("note", "fine\nlines but a \u202e override"),
+        ("note", "a NUL \x00 in a text"),
+        ("mail", "ada@example.com?cc=eve%40example.com&body=hi"),
+        ("mail", "ada@example.com?subject=Invoice&body=Pay.here"),
+        ("mail", "ada?cc=eve@example.com"),
+        ("mail", "ada@example.com\x00"),
+    ],
+)
+def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, field: str, value: str) -> None:
+    good = {"name": "Ada", "site": "https://example.com/a?b=c", "mail": "ada+news@example.com", "note": "Two\nlines."}
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        before = log_rows(open_server.db)
+        refused = client.post("/commands", json={"type": "links/create", "payload": {**good, field: value}})
+        assert refused.status_code == 400 and refused.json()["fields"][0]["loc"] == [field], refused.text
+        form = client.post("/links/new", data={**good, field: value}, headers={"accept": "text/html"})
+        assert form.status_code == 400
+        assert log_rows(open_server.db) == before
+        assert client.post("/commands", json={"type": "links/create", "payload": good}).status_code == 201
+
+
+def test_a_token_in_the_url_is_refused_and_kept_out_of_the_access_log(token_server: Server) -> None:
+    encoded = "".join(f"%{ord(char):02X}" for char in TOKEN)
+    queries = [f"access_token={TOKEN}", f"limit=5&Access_Token={TOKEN}", f"%61ccess_token={TOKEN}", f"q={encoded}"]
+    with httpx.Client(base_url=token_server.url, timeout=10) as client:
+        for query in queries:
+            response = client.get(f"/queries/posts/list?{query}", headers={"x-forwarded-for": "192.0.2.50"})
+            assert response.status_code == 400 and TOKEN not in response.text
+        client.get(f"/posts?access_token%00={TOKEN}", headers={"x-forwarded-for": "192.0.2.50"})
+        client.get(f"/queries;access_token={TOKEN}", headers={"x-forwarded-for": "192.0.2.50"})
+    assert wait_until(lambda: token_server.output().count("[redacted]") >= 6, 5), token_server.output()[-2000:]
+    assert TOKEN not in token_server.output() and encoded not in token_server.output()
+
+
+def test_inspect_with_a_wrong_token_says_401_in_one_line(typed_template: Path, token_server: Server) -> None:
+    result = app_cli(
+        typed_template, "inspect", "--db", str(token_server.db), "--url", token_server.url,
+        env={"APP_API_TOKEN": "not-the-token"},
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "401" in result.stderr and "'workers'" not in result.stderr
+
+
+def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: Server) -> None:
+    with httpx.Client(base_url=token_server.url, timeout=10) as client:
+        guesser = "198.51.100.7"
+        for _ in range(10):
+            assert client.get("/queries", headers=bearer("guess", guesser)).status_code == 401
+        for attempt in [
+            lambda: client.get("/queries", headers=bearer(TOKEN, guesser)),  # even the right one, now
+            lambda: client.post("/login", data={"token": TOKEN}, headers={"x-forwarded-for": guesser}),
+        ]:
+            limited = attempt()
+            assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 60
+        assert client.get("/queries", headers=bearer(TOKEN, "198.51.100.8")).status_code == 200
+        for _ in range(10):
+            wrong = client.post("/login", data={"token": "guess"}, headers={"x-forwarded-for": "198.51.100.9"})
+            assert wrong.status_code == 401
+        limited = client.post("/login", data={"token": "guess"}, headers={"x-forwarded-for": "198.51.100.9"})
+        assert limited.status_code == 429 and "retry-after" in limited.headers
+
+
+def test_many_addresses_guessing_at_once_hit_the_overall_cap(
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    server = servers(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN}).start()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for number in range(100):
+            assert client.get("/queries", headers=bearer("guess", f"203.0.113.{number}")).status_code == 401
+        newcomer = client.get("/queries", headers=bearer("guess", "192.0.2.200"))
+        assert newcomer.status_code == 429 and "retry-after" in newcomer.headers
+    server.terminate()
+
+
+def signed_in_cookie(client: httpx.Client) -> str:
+    client.cookies.clear()
+    response = client.post("/login", data={"token": TOKEN}, headers={"x-forwarded-for": "192.0.2.77"})
+    assert response.status_code == 303, response.text
+    cookie = client.cookies[f"{APP_NAME}_session"]
+    client.cookies.clear()
+    return cookie
+
+
+def page_status(fresh: httpx.Client, cookie: str) -> int:
+    """GET / as a browser holding ``cookie``; ``fresh`` opens a new connection each time (any process takes it)."""
+    fresh.cookies.clear()
+    fresh.cookies.set(f"{APP_NAME}_session", cookie)
+    return fresh.get("/", headers={"accept": "text/html"}).status_code
+
+
+def check_server_side_sessions(url: str) -> None:
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with (
+        httpx.Client(base_url=url, timeout=10, follow_redirects=False) as client,
+        httpx.Client(base_url=url, timeout=10, follow_redirects=False, limits=no_reuse) as fresh,
+    ):
+        first, second, third = signed_in_cookie(client), signed_in_cookie(client), signed_in_cookie(client)
+        assert {page_status(fresh, cookie) for cookie in (first, second, third) for _ in range(3)} == {200}
+        client.cookies.set(f"{APP_NAME}_session", first)
+        assert client.post("/logout").status_code == 303
+        assert {page_status(fresh, first) for _ in range(8)} == {303}, "a copied cookie outlived its sign-out"
+        assert page_status(fresh, second) == 200
+        client.cookies.set(f"{APP_NAME}_session", second)
+        assert client.post("/logout", data={"everywhere": "1"}).status_code == 303
+        assert {page_status(fresh, cookie) for cookie in (second, third) for _ in range(4)} == {303}
+
+
+def test_signing_out_ends_the_session_in_every_process(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    server = servers(posts_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN, "SUMMARY_API_URL": ""})
+    server.processes = 2
+    server.start()
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    pids: set[int] = set()
+    with httpx.Client(base_url=server.url, headers=bearer(), timeout=10, limits=no_reuse) as fresh:
+
+        def both_processes_answer() -> bool:
+            pids.add(fresh.get("/healthz").json()["process"]["pid"])
+            return len(pids) == 2
+
+        assert wait_until(both_processes_answer, 30, 0.01), "the requests did not reach both processes"
+    check_server_side_sessions(server.url)
+    server.terminate()
+
+
+def test_signing_out_ends_the_session_on_postgresql(posts_dir: Path, pg_url: str) -> None:
+    server = PgServer(posts_dir, pg_url, env={"APP_API_TOKEN": TOKEN, "SUMMARY_API_URL": ""}).start()
+    try:
+        check_server_side_sessions(server.url)
+    finally:
+        server.kill()
+
+
+def open_sockets(port: int, count: int, first_bytes: bytes) -> list[socket.socket]:
+    opened = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        if first_bytes:
+            sock.sendall(first_bytes)
+        sock.setblocking(False)
+        opened.append(sock)
+    return opened
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_idle_slow_and_stalled_connections_are_closed_and_streams_are_capped(
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    env = {"APP_HEADER_TIMEOUT": "1", "APP_BODY_TIMEOUT": "1", "APP_KEEP_ALIVE": "1", "APP_MAX_EVENT_STREAMS": "20"}
+    server = servers(app_dir, tmp_path / "app.db", env=env).start()
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    idle = open_sockets(server.port, 30, b"")
+    slow = open_sockets(server.port, 60, f"GET / HTTP/1.1\r\n{host}X-Slow: ".encode())
+    stalled = open_sockets(server.port, 30, f"POST /commands HTTP/1.1\r\n{host}Content-Length: 900\r\n\r\n{{".encode())
+    began = time.monotonic()
+    while time.monotonic() - began < 1.5:  # slowloris: a byte now and then, which used to keep them open for ever
+        for sock in slow:
+            with contextlib.suppress(OSError):
+                sock.send(b"a")
+        time.sleep(0.2)
+    every = idle + slow + stalled
+    assert wait_until(lambda: all(closed_by_server(sock) for sock in every), 6), "connections were left open"
+    for sock in every:
+        sock.close()
+    big = f"GET / HTTP/1.1\r\n{host}X-Big: {'a' * 33_000}".encode()
+    for pieces in ([big + b"\r\n\r\n"], [big[start : start + 1000] for start in range(0, len(big), 1000)]):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:  # over 32 KiB of headers
+            for piece in pieces:
+                sock.sendall(piece)
+            assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+
+    streams = [httpx.Client(base_url=server.url, timeout=10) for _ in range(21)]
+    opened = [client.stream("GET", "/events") for client in streams]
+    answers = [stream.__enter__() for stream in opened]
+    assert [answer.status_code for answer in answers[:20]] == [200] * 20
+    assert answers[20].status_code == 503 and int(answers[20].headers["retry-after"]) > 0
+    for stream in opened[:5]:
+        stream.__exit__(None, None, None)
+
+    def a_stream_opens() -> bool:
+        with httpx.stream("GET", f"{server.url}/events", timeout=10) as again:
+            return again.status_code == 200
+
+    assert wait_until(a_stream_opens, 5), "closed streams did not free their places"
+    for stream in opened[5:]:
+        stream.__exit__(None, None, None)
+    for client in streams:
+        client.close()
+    assert "Traceback" not in server.output()
+    server.terminate()
+
+
+class StreamReaders:
+    """``count`` open ``/events`` streams, read in a background thread, counting the events each receives."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.counts = [0] * count
+        self.answered: set[int] = set()  # streams that have sent their first bytes
+        self._selector = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        request = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        self._sockets = open_sockets(port, count, request)
+        for number, sock in enumerate(self._sockets):
+            self._selector.register(sock, selectors.EVENT_READ, number)
+        self._tails = [b""] * count
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.1):
+                with contextlib.suppress(BlockingIOError):
+                    chunk = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    number = key.data
+                    self.answered.add(number)
+                    self.counts[number] += (self._tails[number] + chunk).count(b"data: ")
+                    self._tails[number] = chunk[-5:]
+                    if not chunk:
+                        self._selector.unregister(key.fileobj)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the server's CPU time from /proc")
+def test_appends_reach_every_open_stream_from_one_fan_out_at_a_small_cost(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """The cost of 300 open streams to each create is measured in server CPU time, which a busy machine
+    disturbs far less than latency (bench/event_streams.py measures the latency, with 1,000 streams)."""
+    streams, creates = 300, 40
+    env = {"SUMMARY_API_URL": "", "APP_MAX_EVENT_STREAMS": str(streams + 10)}
+    server = servers(posts_dir, tmp_path / "app.db", env=env).start()
+    assert server.process is not None
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+
+        def cpu_per_create() -> float:
+            began = cpu_seconds(server.process.pid)
+            for number in range(creates):
+                created_post(client, f"Post {number}")
+            assert wait_until(lambda: SummaryHistory.read(server.db).settled(), 30)
+            time.sleep(0.3)  # the last fan-out
+            return (cpu_seconds(server.process.pid) - began) / creates
+
+        for number in range(5):
+            created_post(client, f"Warm-up {number}")
+        alone = cpu_per_create()
+        readers = StreamReaders(server.port, streams)
+        try:
+            assert wait_until(lambda: len(readers.answered) == streams, 10), "not every stream opened"
+            watched = cpu_per_create()
+            appended = creates * 3  # each create, its summary request, its summary
+            assert wait_until(lambda: min(readers.counts) >= appended, 20), f"fewest events {min(readers.counts)}"
+        finally:
+            readers.close()
+    server.terminate()
+    assert watched <= 3 * alone + 0.002, f"CPU per create: {alone * 1000:.2f} ms alone, {watched * 1000:.2f} ms watched"

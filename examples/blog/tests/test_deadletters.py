@@ -90,7 +90,7 @@ async def test_a_dead_letter_is_recorded_once_and_not_replayed_after_a_restart(d
     await app.close()
 
     again, worker = make_app(db, max_attempts=2)
-    await again.start_workers()  # replays up to the stored position: the dead letter is left out
+    await again.start_workers()  # goes on from the stored position: the dead letter is not handled again
     again.dispatch(AddNote(id="next", text="fine"))
     await wait_until(lambda: "next" in announced(again))
     await again.close()

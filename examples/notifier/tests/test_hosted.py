@@ -213,3 +213,56 @@ def test_healthz_says_which_jobs_are_hosted_and_that_they_run(app: App) -> None:
     assert worker["hosted"]["native_when"] == "its loop is a `while True:`"
     assert worker["hosted"]["running"]["threads"] == 1
     assert stop.is_set()
+
+
+async def test_the_handle_a_start_line_kept_works_for_hosted_and_native_jobs(app: App) -> None:
+    """``self._task = create_task(...)`` became ``self._task = run_with_server(...)``: done() and cancel() still work."""
+    counts: dict[str, int] = {}
+
+    async def count(key: str) -> None:
+        while True:
+            counts[key] = counts.get(key, 0) + 1
+            await asyncio.sleep(TICK)
+
+    app.register_worker(HostedJob("jobs/hosted", was="jobs.py: start", native_when="never"))
+    native = Counted()
+    app.register_worker(native)
+    hosted_handle = run_with_server(app, "jobs/hosted", lambda: asyncio.get_running_loop().create_task(count("h")))
+    native_handle = run_with_server(app, "jobs/counted")
+    assert not hosted_handle.done() and not native_handle.done()  # a status page: not started yet, not done
+
+    await app.start_workers()
+    await wait_until(lambda: counts.get("h", 0) >= 2 and native.cycles >= 2)
+    assert hosted_handle.cancel() and native_handle.cancel()  # a pause route: both stop
+    await wait_until(lambda: hosted_handle.done() and native_handle.done())
+    seen = (counts["h"], native.cycles)
+    await asyncio.sleep(0.1)
+    assert (counts["h"], native.cycles) == seen
+    await app.stop_workers()
+
+
+async def test_a_start_line_run_for_two_objects_starts_both_and_a_timer_re_arms_through_it(app: App) -> None:
+    """A start method called for two objects, and a timer whose tick re-arms through the same line."""
+    ticks: list[str] = []
+
+    class Ticker:
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def start(self) -> None:
+            run_with_server(app, "jobs/ticker", lambda: threading.Timer(TICK, self.tick).start())
+
+        def tick(self) -> None:
+            ticks.append(self.label)
+            self.start()  # the job re-arming itself: it starts again at once
+
+    app.register_worker(HostedJob("jobs/ticker", was="jobs.py: Ticker.start", native_when="never"))
+    Ticker("a").start()
+    await app.start_workers()
+    Ticker("b").start()  # after the worker started: it starts at once too
+
+    await wait_until(lambda: ticks.count("a") >= 3 and ticks.count("b") >= 3)
+    await app.stop_workers()
+    seen = len(ticks)
+    await asyncio.sleep(0.1)
+    assert len(ticks) == seen

@@ -65,7 +65,7 @@ def run_app(db: Path, until: Callable[[App], bool], action: Callable[[App], None
     async def main() -> App:
         app = App(MessageLog(db), poll_interval=0.05, jitter=0.0, stop_timeout=2.0)
         register_features(app)
-        app.replay()
+        app.prepare()
         await app.start_workers()
         try:
             action(app)
@@ -111,7 +111,7 @@ def test_a_restart_does_not_send_again(webhook: Webhook, tmp_path: Path) -> None
         action=lambda app: app.dispatch(CreatePost(title="Once", content="Only one notification, please.")),
     )
     started = time.monotonic()
-    run_app(db, until=lambda app: time.monotonic() - started > 0.5)  # replays the summary, sends nothing
+    run_app(db, until=lambda app: time.monotonic() - started > 0.5)  # goes on from its position: sends nothing
 
     assert len(webhook.calls) == 1
 

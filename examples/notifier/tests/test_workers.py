@@ -15,6 +15,7 @@ from newsroom.core import (
     Context,
     LeaseLost,
     MessageLog,
+    TableSpec,
     WorkerAlreadyStarted,
     WorkerError,
     WorkerStopped,
@@ -180,16 +181,15 @@ async def test_command_worker_dispatches_once_and_resumes_from_its_stored_positi
     app.register_worker(echo_worker(sent))
     await app.start_workers()
     app.dispatch(AddNote(id="a", text="one"))
-    await wait_until(lambda: "echo-a" in first_notes.items)
+    await wait_until(lambda: "echo-a" in first_notes.texts())
     await app.close()
 
     restarted = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0)
     notes = register_notes(restarted)
-    restarted.replay()
     restarted.register_worker(echo_worker(sent))
     await restarted.start_workers()
     restarted.dispatch(AddNote(id="b", text="two"))
-    await wait_until(lambda: "echo-b" in notes.items)
+    await wait_until(lambda: "echo-b" in notes.texts())
     await restarted.close()
 
     ids = [m.payload()["id"] for m in MessageLog(db_path).after(0)]
@@ -252,10 +252,11 @@ async def test_workers_start_again_after_a_stop(app: App) -> None:
 
 
 async def serving_app(db_path: Path, sent: list[str]) -> tuple[App, Notes]:
-    """What one server process does on start: replay, then start the workers (and follow the log)."""
+    """What one server process does on start: make the projections current, then start the workers
+    (and follow the log)."""
     app = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0, lease_ttl=0.3)
     notes = register_notes(app)
-    app.replay()
+    app.prepare()
     app.register_worker(echo_worker(sent))
     await app.start_workers()
     return app, notes
@@ -269,12 +270,12 @@ async def test_a_worker_runs_in_one_process_and_another_takes_it_over_when_it_st
     await wait_until(lambda: second.runtime()["stands_by_for"] == ["echo"])
 
     second.dispatch(AddNote(id="a", text="one"))  # the worker in the first process answers...
-    await wait_until(lambda: "echo-a" in notes.items)  # ...and the second learns of it by following
+    await wait_until(lambda: "echo-a" in notes.texts())  # ...and the second reads it from the shared table
 
     await first.close()  # releases the lease: the second takes the worker over
     await wait_until(lambda: second.runtime()["runs"] == ["echo"])
     second.dispatch(AddNote(id="b", text="two"))
-    await wait_until(lambda: "echo-b" in notes.items)
+    await wait_until(lambda: "echo-b" in notes.texts())
     await second.close()
 
     assert [m.payload()["id"] for m in MessageLog(db_path).after(0)] == ["a", "echo-a", "b", "echo-b"]
@@ -293,16 +294,17 @@ async def test_a_process_that_lost_a_lease_stops_the_worker_until_it_gets_it_bac
 
     app.dispatch(AddNote(id="a", text="one"))
     await asyncio.sleep(0.3)
-    assert "echo-a" not in notes.items  # nobody runs the worker here meanwhile
+    assert "echo-a" not in notes.texts()  # nobody runs the worker here meanwhile
     thief.execute("DELETE FROM leases")  # the other process let go
-    await wait_until(lambda: "echo-a" in notes.items)
+    await wait_until(lambda: "echo-a" in notes.texts())
     await app.close()
     assert sent == ["a"]
 
 
 async def test_a_failing_handler_keeps_what_the_messages_before_it_dispatched(db_path: Path) -> None:
     app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
-    notes = register_notes(app)
+    register_notes(app)
+    app.prepare()  # as serve does: the notes below are appended raw, past the notes table
     worker = CommandWorker("picky")
 
     @worker.on("notes/add")
@@ -321,4 +323,54 @@ async def test_a_failing_handler_keeps_what_the_messages_before_it_dispatched(db
     echoes = [m.payload()["id"] for m in MessageLog(db_path).after(0) if m.payload()["id"].startswith("echo-")]
     assert echoes == ["echo-a", "echo-b"]  # committed; the worker retries from the failing message
     assert MessageLog(db_path).position("picky") == 2
-    assert set(notes.items) == {"echo-a", "echo-b"}  # dispatched through the app: applied to its state
+    reopened = App(MessageLog(db_path))
+    assert set(register_notes(reopened).texts()) == {"echo-a", "echo-b"}  # dispatched through the app: in its table
+
+
+COUNTS = TableSpec("note-counts")
+
+
+class NoteCounter(CommandWorker):
+    """Counts added notes in a table of its own: kept across restarts, rebuilt only when its code changes."""
+
+    tables = (COUNTS,)
+
+    def __init__(self, handled: list[tuple[int, bool]]) -> None:
+        super().__init__("note-counter")
+        self.counts = self.table(COUNTS)
+        self.handled = handled  # (message id, replaying?) of every call
+        self.on("notes/add", self.count)
+
+    def count(self, command: AddNote, ctx: Context) -> None:
+        self.handled.append((ctx.message.id, ctx.replaying))
+        row = self.counts.get("notes") or {"added": 0}
+        self.counts.put("notes", {"added": row["added"] + 1})
+
+
+async def run_counter(db_path: Path, notes: list[str], *, version: str = "1") -> tuple[list[tuple[int, bool]], int]:
+    """Serve once: add ``notes``, wait for the counter; returns its calls and its count."""
+    handled: list[tuple[int, bool]] = []
+    app = App(MessageLog(db_path), poll_interval=0.01, jitter=0.0)
+    register_notes(app)
+    counter = NoteCounter(handled)
+    counter.version = version
+    app.register_worker(counter)
+    app.prepare()
+    await app.start_workers()
+    for note in notes:
+        app.dispatch(AddNote(id=note, text=note))
+    await wait_until(lambda: counter.position == app.log.version())
+    count = counter.counts.get("notes")
+    await app.close()
+    return handled, count["added"] if count else 0
+
+
+async def test_a_worker_keeps_its_state_in_the_store_and_restarts_without_replay(db_path: Path) -> None:
+    assert await run_counter(db_path, ["a", "b"]) == ([(1, False), (2, False)], 2)
+    assert await run_counter(db_path, ["c"]) == ([(3, False)], 3)  # messages 1 and 2 are not handled again
+
+
+async def test_a_worker_whose_code_changed_rebuilds_its_state_calling_nothing(db_path: Path) -> None:
+    await run_counter(db_path, ["a", "b"])
+    handled, count = await run_counter(db_path, ["c"], version="2")
+    assert handled == [(1, True), (2, True), (3, False)] and count == 3

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from pydantic import BaseModel, Field
 
-from shop.core import App, Message, NotFound, open_log
+from shop.core import App, Message, NotFound, Projection, Store, TableSpec, open_log
 
 TEST_DB = os.environ.get("APP_TEST_DB", "")
 
@@ -34,29 +34,41 @@ class GetNote(BaseModel):
     id: str
 
 
-class Notes:
-    """The smallest possible feature state: notes by id."""
+NOTES = TableSpec("notes")
 
-    def __init__(self) -> None:
-        self.items: dict[str, str] = {}
+
+class Notes(Projection):
+    """The smallest possible feature state: notes by id, in the store's ``notes`` table."""
+
+    tables = (NOTES,)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, "notes")
+        self.items = self.table(NOTES)
 
     def add(self, command: AddNote, message: Message) -> None:
-        self.items[command.id] = command.text
+        self.items.put(command.id, {"id": command.id, "text": command.text})
 
     def remove(self, command: RemoveNote, message: Message) -> None:
-        if command.id not in self.items:
+        if self.items.get(command.id) is None:
             raise NotFound(f"no note {command.id!r}")
-        del self.items[command.id]
+        self.items.delete(command.id)
 
     def get(self, query: GetNote) -> dict[str, str]:
-        if query.id not in self.items:
+        note = self.items.get(query.id)
+        if note is None:
             raise NotFound(f"no note {query.id!r}")
-        return {"id": query.id, "text": self.items[query.id]}
+        return note
+
+    def texts(self) -> dict[str, str]:
+        """Every note's text by id (a test's view: the notes are few)."""
+        return {note["id"]: note["text"] for note in self.items.find(limit=1000)}
 
 
 def register_notes(app: App) -> Notes:
-    notes = Notes()
+    notes = Notes(app.store)
     app.add_feature("notes")
+    app.projections.add(notes)
     app.commands.register("notes/add", AddNote, notes.add)
     app.commands.register("notes/remove", RemoveNote, notes.remove)
     app.queries.register("notes/get", GetNote, notes.get)
@@ -65,8 +77,15 @@ def register_notes(app: App) -> Notes:
 
 @pytest.fixture(autouse=True)
 def _no_api_token_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose their tokens (``create_http_app(app, tokens=[...])``); an exported APP_API_TOKEN must not leak in."""
+    """Tests choose their tokens (``create_http_app(app, tokens=[...])``): exported ones must not leak in."""
     monkeypatch.delenv("APP_API_TOKEN", raising=False)
+    monkeypatch.delenv("APP_METRICS_TOKEN", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _test_client_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's TestClient sends ``Host: testserver``: allow it in tests, as Django's test runner does."""
+    monkeypatch.setenv("APP_ALLOWED_HOSTS", "testserver")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from shop.core import LeaseLost, MessageLog, open_log
 from shop.core.kv import KeyValueStore
-from shop.core.log import LogLockedError, MessageLogBackend, Row
+from shop.core.log import LogLockedError, MessageLogBackend
 
 
 def test_append_assigns_increasing_ids_and_after_streams_newer_messages(db_path: Path) -> None:
@@ -89,34 +89,16 @@ def test_kv_stores_json_values_beside_the_log(db_path: Path) -> None:
 # --- several processes on one log: each MessageLog below stands for one process ---
 
 
-def test_a_writer_first_applies_what_other_processes_appended(db_path: Path) -> None:
-    ours, theirs = open_log(str(db_path)), open_log(str(db_path))
-    applied: list[Row] = []
-    ours.set_applier(applied.extend)
-    heard = []
-    ours.subscribe(lambda: heard.append(1))
-    theirs.append("t/x", {"n": 1})
-    with ours.transaction():
-        assert [row[0] for row in applied] == [1]  # before the block decides anything
-        ours.append("t/x", {"n": 2})
-    assert ours.seen == 2 and ours.catch_up() == 0 and heard == [1]
-    theirs.append("t/x", {"n": 3})
-    assert ours.catch_up() == 1 and [row[0] for row in applied] == [1, 3] and heard == [1, 1]
-
-
 @pytest.mark.anyio
-async def test_a_follower_applies_what_other_processes_append_within_milliseconds(db_path: Path) -> None:
+async def test_a_follower_hears_what_other_processes_append_within_milliseconds(db_path: Path) -> None:
     ours, theirs = open_log(str(db_path)), open_log(str(db_path))
-    applied: list[Row] = []
-    ours.set_applier(applied.extend)
-    ours.catch_up()
     heard = asyncio.Event()
     ours.subscribe(heard.set)
     following = asyncio.create_task(ours.follow(interval=0.001))
     try:
+        await asyncio.sleep(0.01)
         theirs.append("t/x", {"n": 1})
         await asyncio.wait_for(heard.wait(), timeout=2)
-        assert [row[0] for row in applied] == [1] and ours.seen == 1
     finally:
         following.cancel()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,9 +16,16 @@ from starlette.testclient import TestClient
 
 from shop.core import App, MessageLog
 from shop.core.auth import SESSION_COOKIE, Tokens, open_bind_refusal
+from shop.core.hosts import allowed_hosts
 from shop.core.http import create_http_app, read_form
+from shop.core.kv import KeyValueStore
+from shop.core.ratelimit import AttemptLimiter
+from shop.core.sessions import Sessions
+from shop.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError
+from shop.core.text import visible_line, visible_text
 
 from .conftest import AddNote, register_notes
+from .fake_summary_api import FakeSummaryAPI, Reply
 
 HTML = {"accept": "text/html"}
 NOTE = {"type": "notes/add", "payload": {"id": "a", "text": "hi"}}
@@ -196,14 +204,221 @@ def test_login_goes_back_only_to_pages_of_this_site(app: App) -> None:
             assert right.headers["location"] == "/"
 
 
-def test_a_forged_or_expired_session_is_refused() -> None:
-    tokens = Tokens([TOKEN])
-    session = tokens.new_session(TOKEN, now=1_000_000)
-    assert tokens.valid_session(session, now=1_000_060)
-    assert not tokens.valid_session(session, now=1_000_000 + tokens.session_seconds + 1)
-    assert not tokens.valid_session(session.replace(".", ".x"), now=1_000_060)
-    assert not Tokens([NEW_TOKEN]).valid_session(session, now=1_000_060)
+def sign_in(client: TestClient) -> str:
+    """Sign in as a new browser would (no cookie yet); returns its session cookie."""
+    client.cookies.clear()
+    client.post("/login", data={"token": TOKEN}, headers=HTML)
+    return client.cookies[SESSION_COOKIE]
+
+
+def signed_in_as(client: TestClient, cookie: str) -> bool:
+    client.cookies.clear()
+    client.cookies[SESSION_COOKIE] = cookie
+    return client.get("/", headers=HTML, follow_redirects=False).status_code == 200
+
+
+def test_a_copied_session_cookie_stops_working_once_its_browser_signs_out(app: App) -> None:
+    with secured(app) as client:
+        copied = sign_in(client)
+        assert signed_in_as(client, copied)
+        client.post("/logout", headers=HTML)
+        assert not signed_in_as(client, copied)
+        assert client.get("/events").status_code == 401
+
+
+def test_signing_out_everywhere_ends_every_session(app: App) -> None:
+    with secured(app) as client:
+        first, second = sign_in(client), sign_in(client)
+        assert signed_in_as(client, first) and signed_in_as(client, second)
+        client.post("/logout", data={"everywhere": "1"}, headers=HTML)
+        assert not signed_in_as(client, first)
+        assert not [key for key, _ in app.kv.items() if key.startswith("sessions/")]
+
+
+def test_signing_out_everywhere_needs_a_session_of_ones_own(app: App) -> None:
+    with secured(app) as client:
+        member = sign_in(client)
+        client.cookies.clear()
+        client.post("/logout", data={"everywhere": "1"}, headers=HTML)
+        assert signed_in_as(client, member)
+
+
+def test_sessions_end_when_they_expire_or_their_token_is_retired(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    log = MessageLog(tmp_path / "sessions.db")
+    sessions = Sessions(KeyValueStore(log), seconds=3600, clock=lambda: now[0])
+    old, new = Tokens([TOKEN]), Tokens([NEW_TOKEN])
+    cookie = sessions.start(old.fingerprint(TOKEN))
+    assert TOKEN not in cookie and TOKEN not in str(list(KeyValueStore(log).items()))
+    assert cookie not in str(list(KeyValueStore(log).items()))  # only its hash is stored
+    assert sessions.valid(cookie, old.fingerprints)
+    assert not sessions.valid(cookie, new.fingerprints)  # rotated out
+    now[0] += 3601
+    assert not sessions.valid(cookie, old.fingerprints)
+    assert sessions.prune(old.fingerprints) == 1
+    for forged in ("", "x", cookie[:-1], cookie + "A", "\xb2" * 43, "9" * 4400, None):
+        assert not sessions.valid(forged, old.fingerprints)
+    log.close()
+
+
+def test_tokens_are_named_by_fingerprints_that_are_not_the_token() -> None:
+    tokens = Tokens([TOKEN, NEW_TOKEN])
+    assert len(tokens.fingerprints) == 2 and not {TOKEN, NEW_TOKEN} & tokens.fingerprints
     assert TOKEN not in repr(tokens)
+    with pytest.raises(ValueError):
+        tokens.fingerprint("wrong")
+
+
+# --- guessing the token ---
+
+
+def test_wrong_tokens_are_rate_limited_per_client_with_retry_after(app: App) -> None:
+    with secured(app) as client:
+        for _ in range(10):
+            assert client.post("/login", data={"token": "wrong"}, headers=HTML).status_code == 401
+        limited = client.post("/login", data={"token": TOKEN}, headers=HTML, follow_redirects=False)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+        assert "Try again" in limited.text
+        api = client.get("/queries", headers={"authorization": f"Bearer {TOKEN}"})
+        assert api.status_code == 429 and int(api.headers["retry-after"]) > 0
+
+
+def test_the_attempt_limiter_counts_per_client_and_overall_in_a_sliding_window() -> None:
+    now = [0.0]
+    limiter = AttemptLimiter(per_client=3, overall=5, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("a") is None
+        limiter.failed("a")
+    assert limiter.retry_after("a") == 60 and limiter.retry_after("b") is None
+    limiter.failed("b")
+    limiter.failed("c")
+    assert limiter.retry_after("d") == 60  # five failures from anyone: everyone waits
+    now[0] = 30.0
+    assert limiter.retry_after("d") == 30
+    now[0] = 60.5
+    assert limiter.retry_after("a") is None and limiter.retry_after("d") is None
+
+
+def test_a_token_in_the_url_is_refused(app: App) -> None:
+    with secured(app) as client:
+        for query in (f"access_token={TOKEN}", "ACCESS_TOKEN=x", f"a=1&access_token={TOKEN}", f"q={TOKEN}"):
+            response = client.get(f"/queries?{query}")
+            assert response.status_code == 400 and "Authorization" in response.json()["error"]
+            assert TOKEN not in response.text
+
+
+# --- what clients send ---
+
+
+def test_only_the_apps_own_host_names_are_answered(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_ALLOWED_HOSTS")
+    register_notes(app)
+    add_note_form(app)
+    with TestClient(create_http_app(app, tokens=[], port=8080), base_url="http://127.0.0.1:8080") as client:
+        assert client.post("/commands", json=NOTE).status_code == 201
+        for host in ("localhost:8080", "[::1]:8080", "LOCALHOST:8080"):
+            assert client.get("/healthz", headers={"host": host}).status_code == 200
+        rebinding = {"host": "evil.example:8080", "origin": "http://evil.example:8080"}
+        for host in ("evil.example", "evil.example:8080", "127.0.0.1:9999", "", "[", "127.0.0.1:8080@evil"):
+            headers = {**rebinding, "host": host}
+            for method, path in [("POST", "/commands"), ("POST", "/notes/new"), ("GET", "/events"), ("GET", "/")]:
+                response = client.request(method, path, json=NOTE, headers=headers)
+                assert response.status_code == 421, (host, method, path)
+                assert response.headers["x-content-type-options"] == "nosniff"
+        assert app.log.version() == 1
+
+
+def test_allowed_hosts_extends_the_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ALLOWED_HOSTS", "example.com, .example.org,app.example.net:8443")
+    hosts = allowed_hosts("127.0.0.1", 8080)
+    for host in ("127.0.0.1:8080", "example.com", "example.com:1234", "example.org", "a.b.example.org:80"):
+        assert hosts.allows(host), host
+    for host in ("app.example.net", "notexample.org", "127.0.0.1", "example.com.evil", "xn--exmple-cua.com"):
+        assert not hosts.allows(host), host
+    assert hosts.allows("app.example.net:8443")
+    everywhere = allowed_hosts("0.0.0.0", 8080, environ={})
+    assert everywhere.allows("192.0.2.7:8080") and everywhere.allows("[2001:db8::1]:8080")
+    assert not everywhere.allows("evil.example:8080") and not everywhere.allows("192.0.2.7:9999")
+    assert allowed_hosts("127.0.0.1", 80, environ={}).allows("localhost")  # the default port is left out
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"cookie": "shop_session=\xb2.abc"},
+        {"cookie": f"shop_session={'9' * 4400}.x"},
+        {"cookie": "shop_session=\u0661\u0662.abc"},
+        {"cookie": "shop_flash=%ff%fe; shop_session="},
+        {"last-event-id": "9" * 5000},
+        {"last-event-id": "\u0661\u0662\u0663"},
+        {"last-event-id": "\xb2"},
+        {"last-event-id": "-1"},
+        {"origin": "http://["},
+        {"origin": "http://\u00e9vil.example"},
+        {"authorization": "Bearer \xb2"},
+        {"accept": "text/html", "cookie": "shop_session=" + "9" * 4400},
+    ],
+)
+def test_odd_headers_and_cookies_are_ignored_or_refused_never_a_500(app: App, headers: dict[str, str]) -> None:
+    encoded = {name: _raw(value) for name, value in headers.items()}
+    for tokens in ([], [TOKEN]):
+        with TestClient(
+            create_http_app(App(MessageLog(":memory:")), tokens=tokens), raise_server_exceptions=False
+        ) as client:
+            for method, path in [("GET", "/"), ("GET", "/healthz"), ("POST", "/login"), ("POST", "/commands")]:
+                response = client.request(method, path, headers=encoded)
+                assert response.status_code < 500, (method, path, response.status_code)
+
+
+def _raw(value: str) -> bytes:
+    """Header bytes as a client may send them: Latin-1 where it can (as "²", a digit to str.isdigit)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def test_head_answers_as_get_and_never_changes_state(client: TestClient, app: App) -> None:
+    head = client.request(
+        "HEAD",
+        "/notes/new",
+        content=b"id=x&text=forged",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": "https://evil.example"},
+    )
+    assert head.status_code in (200, 405) and head.content == b""
+    assert app.log.version() == 0
+    assert client.head("/healthz").status_code == 200
+
+
+def test_text_fields_refuse_what_readers_cannot_see() -> None:
+    for hidden in ("\x00", "\u202e", "\u2066", "\x1b[31m", "\x85", "\x7f"):
+        for check in (visible_line, visible_text):
+            with pytest.raises(ValueError):
+                check(f"invoice{hidden}fdp.exe")
+    assert visible_text("two\r\nlines\tand a tab") == "two\r\nlines\tand a tab"
+    for line_break in ("\n", "\u2028"):
+        with pytest.raises(ValueError):
+            visible_line(f"two{line_break}lines")
+    assert visible_line("Zoë — ünïcode, 日本語, emoji 👍") == "Zoë — ünïcode, 日本語, emoji 👍"
+
+
+# --- secrets from the summary provider ---
+
+
+@pytest.mark.anyio
+async def test_a_key_echoed_by_the_provider_is_redacted_even_across_the_cut_or_a_line_break() -> None:
+    key = "sk-" + "a1B2c3D4e5" * 5 + "zz"  # 55 characters
+    echoes = [f"{'x' * offset}{key} rest" for offset in range(150, 251)]
+    echoes += [f"{'y' * 190}{key[:20]}\n{key[20:]}", f"bad key: {key[:30]}\r\n\t{key[30:]}", f"{key[:9]}…"]
+    with FakeSummaryAPI() as api:
+        api.queue(*[Reply(401, body=json.dumps({"error": {"message": echo}})) for echo in echoes])
+        summarizer = ChatCompletionsSummarizer(SummaryConfig(api_url=api.url, api_key=key, max_attempts=1))
+        for echo in echoes:
+            with pytest.raises(SummaryError) as refused:
+                await summarizer.summarize("text", request_id="r")
+            message = str(refused.value)
+            assert not any(key[i : i + 8] in message for i in range(len(key) - 7)), (echo, message)
+        await summarizer.aclose()
 
 
 # --- serving beyond loopback ---

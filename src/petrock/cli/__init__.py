@@ -11,7 +11,7 @@ from typing import Annotated
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from petrock import __version__
 
@@ -29,6 +29,15 @@ class WalkOrder(TyperGroup):
         last = [name for name in MAINTENANCE_ORDER if name in names]
         middle = [name for name in names if name not in first and name not in last]
         return first + middle + last
+
+
+class PlainUsage(TyperCommand):
+    """Usage lines as click writes them, ``petrock new NAME``: recent typer wraps required arguments in
+    braces (``{name}``), which reads like something to type."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece for piece in pieces]
 
 
 app = typer.Typer(

@@ -11,7 +11,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from petrock.cli import app
+from petrock.cli import PlainUsage, app
+from petrock.cli.options import AllowDirty, AsJson, DryRun, Force
 from petrock.cli.output import reports_errors, show_plan
 
 
@@ -36,10 +37,12 @@ feature_app = typer.Typer(
 app.add_typer(feature_app, name="feature")
 
 
-@feature_app.command("add")
+@feature_app.command("add", cls=PlainUsage)
 @reports_errors
 def add(
-    name: Annotated[str, typer.Argument(help="The feature's name: a lowercase Python identifier, usually plural.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The feature's name: a lowercase Python identifier, usually plural.")
+    ],
     fields: Annotated[
         list[str] | None,
         typer.Argument(
@@ -56,14 +59,10 @@ def add(
         ),
     ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="No summary worker.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the files and the diff; write nothing.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Render again over an existing feature, even edited files.")
-    ] = False,
-    allow_dirty: Annotated[
-        bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes in the app.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
+    allow_dirty: AllowDirty = False,
+    as_json: AsJson = False,
 ) -> None:
     """Add feature NAME to the app: render it into src/APP/NAME/, register it in features.py, commit.
 

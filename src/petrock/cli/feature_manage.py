@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from petrock.cli.feature import feature_app
+from petrock.cli.options import AllowDirty, AsJson, DryRun, Force, NoInput
 from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
 from petrock.errors import UserError
 from petrock.fields import recorded_fields
@@ -22,7 +23,7 @@ INSPECT_TIMEOUT = 60.0
 @feature_app.command("list")
 @reports_errors
 def list_features(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show each feature with its commands, queries and workers, as the app itself registers them.
 
@@ -48,13 +49,11 @@ def remove(
     name: Annotated[
         str | None, typer.Argument(metavar="NAME", help="The feature to remove.", show_default=False)
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Also remove generated files you changed.")] = False,
-    allow_dirty: Annotated[
-        bool, typer.Option("--allow-dirty", help="Run even with uncommitted changes in the app.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan or result as JSON.")] = False,
-    no_input: Annotated[bool, typer.Option("--no-input", help="Never ask; fail if NAME is missing.")] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
+    allow_dirty: AllowDirty = False,
+    as_json: AsJson = False,
+    no_input: NoInput = False,
 ) -> None:
     """Remove feature NAME: the files petrock generated for it, its registration and its manifest entries; commit.
 

@@ -1,6 +1,11 @@
-"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``)."""
+"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``).
 
-from __future__ import annotations
+The three take the same arguments, so one function defines them (see `_component_command`);
+only workers show `--on`.
+"""
+
+# No `from __future__ import annotations`: `_component_command` builds each kind's `--on` option at
+# run time, and typer must see it as an object, not as a string naming a local variable.
 
 from typing import Annotated
 
@@ -9,6 +14,7 @@ import typer
 from petrock.cli import app
 from petrock.cli.options import AllowDirty, AsJson, DryRun, Force, NoInput
 from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
+from petrock.errors import UserError
 
 generate_app = typer.Typer(
     help="Add a command, query or worker to a feature, registered and tested.\n\n"
@@ -29,105 +35,62 @@ Target = Annotated[
     ),
 ]
 
-
-def _generate(
-    kind: str,
-    target: str | None,
-    *,
-    dry_run: bool,
-    as_json: bool,
-    force: bool,
-    allow_dirty: bool,
-    no_input: bool,
-    watches: str | None = None,
-) -> None:
-    from petrock.generators.component import apply_and_commit, plan_component
-    from petrock.project import Manifest, find_root, require_clean
-
-    root = find_root()
-    manifest = Manifest.load(root)
-    if target is None:
-        ensure_can_prompt(no_input, f"the {kind} to generate (FEATURE/NAME)")
-        target = typer.prompt(f"{kind} to generate (FEATURE/NAME)")
-    plan, updated, component = plan_component(root, manifest, kind, target, force=force, watches=watches)
-    described = {"kind": kind, "component": f"{component.feature}/{component.name}", "registers": component.type}
-    if dry_run:
-        show_plan(plan, dry_run=True, as_json=as_json, extra=described)
-        return
-    require_clean(root, allow_dirty=allow_dirty)
-    commit = apply_and_commit(
-        plan,
-        updated,
-        f"Generate {kind} {component.type} with petrock",
-        record_as=f"component:{component.feature}/{component.name}",
-    )
-    show_plan(plan, dry_run=False, as_json=as_json, extra={**described, "commit": commit})
-    if not as_json and not plan.writes:
-        typer.echo(f"\n{component.type} is already generated and unchanged")
+KINDS = {
+    "command": "A command: a validated pydantic model and the state handler that applies it.\n\n"
+    "Example: petrock generate command posts/publish_draft  (type posts/publish-draft)",
+    "query": "A query: validated parameters and the handler that answers from state.\n\n"
+    "Example: petrock generate query posts/recent_drafts  (GET /queries/posts/recent-drafts)",
+    "worker": "A background worker: a CommandWorker with an on(...) handler, started and stopped by the app.\n\n"
+    "Example: petrock generate worker posts/notify_subscribers --on posts/create",
+}
 
 
-@generate_app.command()
-@reports_errors
-def command(
-    target: Target = None,
-    dry_run: DryRun = False,
-    as_json: AsJson = False,
-    force: Force = False,
-    allow_dirty: AllowDirty = False,
-    no_input: NoInput = False,
-) -> None:
-    """A command: a validated pydantic model and the state handler that applies it.
-
-    Example: petrock generate command posts/publish_draft  (type posts/publish-draft)
-    """
-    _generate(
-        "command", target, dry_run=dry_run, as_json=as_json, force=force, allow_dirty=allow_dirty, no_input=no_input
+def _component_command(kind: str) -> None:
+    """Register ``petrock generate KIND``."""
+    on = typer.Option(
+        "--on",
+        metavar="FEATURE/VERB",
+        help="The message type it reacts to (default: FEATURE/create).",
+        hidden=kind != "worker",
     )
 
+    @generate_app.command(kind, help=KINDS[kind])
+    @reports_errors
+    def generate(
+        target: Target = None,
+        watches: Annotated[str | None, on] = None,
+        dry_run: DryRun = False,
+        as_json: AsJson = False,
+        force: Force = False,
+        allow_dirty: AllowDirty = False,
+        no_input: NoInput = False,
+    ) -> None:
+        from petrock.generators.component import apply_and_commit, plan_component
+        from petrock.project import Manifest, find_root, require_clean
 
-@generate_app.command()
-@reports_errors
-def query(
-    target: Target = None,
-    dry_run: DryRun = False,
-    as_json: AsJson = False,
-    force: Force = False,
-    allow_dirty: AllowDirty = False,
-    no_input: NoInput = False,
-) -> None:
-    """A query: validated parameters and the handler that answers from state.
+        if watches is not None and kind != "worker":
+            raise UserError(f"--on is for workers, not a {kind}", "drop it, or generate a worker")
+        root = find_root()
+        manifest = Manifest.load(root)
+        if target is None:
+            ensure_can_prompt(no_input, f"the {kind} to generate (FEATURE/NAME)")
+            target = typer.prompt(f"{kind} to generate (FEATURE/NAME)")
+        plan, updated, component = plan_component(root, manifest, kind, target, force=force, watches=watches)
+        described = {"kind": kind, "component": f"{component.feature}/{component.name}", "registers": component.type}
+        if dry_run:
+            show_plan(plan, dry_run=True, as_json=as_json, extra=described)
+            return
+        require_clean(root, allow_dirty=allow_dirty)
+        commit = apply_and_commit(
+            plan,
+            updated,
+            f"Generate {kind} {component.type} with petrock",
+            record_as=f"component:{component.feature}/{component.name}",
+        )
+        show_plan(plan, dry_run=False, as_json=as_json, extra={**described, "commit": commit})
+        if not as_json and not plan.writes:
+            typer.echo(f"\n{component.type} is already generated and unchanged")
 
-    Example: petrock generate query posts/recent_drafts  (GET /queries/posts/recent-drafts)
-    """
-    _generate(
-        "query", target, dry_run=dry_run, as_json=as_json, force=force, allow_dirty=allow_dirty, no_input=no_input
-    )
 
-
-@generate_app.command()
-@reports_errors
-def worker(
-    target: Target = None,
-    watches: Annotated[
-        str | None, typer.Option("--on", help="The message type it reacts to (default: FEATURE/create).")
-    ] = None,
-    dry_run: DryRun = False,
-    as_json: AsJson = False,
-    force: Force = False,
-    allow_dirty: AllowDirty = False,
-    no_input: NoInput = False,
-) -> None:
-    """A background worker: a CommandWorker with an on(...) handler, started and stopped by the app.
-
-    Example: petrock generate worker posts/notify_subscribers --on posts/create
-    """
-    _generate(
-        "worker",
-        target,
-        dry_run=dry_run,
-        as_json=as_json,
-        force=force,
-        allow_dirty=allow_dirty,
-        no_input=no_input,
-        watches=watches,
-    )
+for _kind in KINDS:
+    _component_command(_kind)

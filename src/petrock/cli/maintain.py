@@ -32,7 +32,10 @@ def _status_lines(rows: Iterable[tuple[str, str, str]]) -> None:
 @reports_errors
 def migrate_jobs(
     feature: Annotated[
-        str | None, typer.Argument(help="Only this feature (default: every feature with a jobs.py).")
+        str | None,
+        typer.Argument(
+            metavar="FEATURE", help="Only this feature (default: every feature with a jobs.py).", show_default=False
+        ),
     ] = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
@@ -188,6 +191,8 @@ def upgrade(
         typer.echo(f"already up to date with templates {planned.to_version}: nothing to write")
     else:
         _status_lines((f.status.value, f.path, f.note) for f in planned.files if f.status != "identical")
+        if changes := planned.changes():
+            typer.echo(f"\n{changes.pointer()}")
         if dry_run:
             if diff := planned.plan.diff():
                 typer.echo("\n" + diff.rstrip("\n"))

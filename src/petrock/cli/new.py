@@ -7,15 +7,18 @@ from typing import Annotated
 
 import typer
 
-from petrock.cli import app
+from petrock.cli import PlainUsage, app
 from petrock.cli.options import AsJson, DryRun
 from petrock.cli.output import reports_errors, show_plan
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @reports_errors
 def new(
-    name: Annotated[str, typer.Argument(help="The app's name: a lowercase Python identifier, also its package name.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The app's name: a lowercase Python identifier, also its package name."),
+    ],
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to create the app (default: ./NAME). Must be empty.")
     ] = None,

@@ -30,8 +30,11 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Serve beyond loopback without APP_API_TOKEN: anyone who can reach it may write.")
     ] = False,
+    log_format: Annotated[
+        str, typer.Option(help="The app's log lines: readable text, or json (one object per line, for a collector).")
+    ] = "text",
 ) -> None:
-    """Serve the app you are in: replay its log, start its workers, stop cleanly on Ctrl-C.
+    """Serve the app you are in: make its projections current, start its workers, stop cleanly on Ctrl-C.
 
     Runs the app's own `python -m APP serve` (with the app's .venv if it has one).
 
@@ -42,10 +45,12 @@ def serve(
       petrock serve --port 9000 --db /tmp/blog.db --reload
 
       petrock serve --processes 2
+
+      petrock serve --log-format json
     """
     from petrock.serve import ServeOptions, prepare, run
 
-    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout, processes, insecure)
+    options = ServeOptions(host, port, db, reload, synchronous, stop_timeout, processes, insecure, log_format)
     command = prepare(options)
     raise typer.Exit(run(command, stop_timeout=stop_timeout, echo=typer.echo))
 

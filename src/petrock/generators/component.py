@@ -18,7 +18,7 @@ from petrock.errors import AlreadyExists, InvalidName, UserError
 from petrock.generators.feature import sample_items
 from petrock.generators.new_project import record_commit
 from petrock.names import FeatureNames, component_identifier, kebab, pascal, suggest, title
-from petrock.plan import Plan
+from petrock.plan import Action, Plan
 from petrock.project import MANIFEST, Manifest
 from petrock.templates import templates_dir
 
@@ -147,6 +147,8 @@ def plan_component(
     plan = Plan(root, pristine={**manifest.files, **component_files(manifest)}, force=force)
     for path, text in files.items():
         plan.write(path, text)
+    if recorded.get(name, {}).get("kind") == kind and not force:
+        _refuse_existing(component, plan, files)
 
     registration = (root / component.register_path).read_text()
     registered = inject.add_line(registration, "imports", component.import_line, component.register_path)
@@ -180,6 +182,16 @@ def _refuse_clashes(root: Path, component: Component, recorded_kind: str | None,
         if defined_in:
             where = defined_in[0].relative_to(root).as_posix()
             raise AlreadyExists(f"{component.type} is already defined in {where}", "choose another name")
+
+
+def _refuse_existing(component: Component, plan: Plan, files: dict[str, str]) -> None:
+    """Generating a component petrock already generated is a no-op when it would come out the same;
+    anything else (an edit, another ``--on``) is a new component under a taken name."""
+    if any(change.path in files and change.action != Action.IDENTICAL for change in plan):
+        raise AlreadyExists(
+            f"{component.kind} {component.type} already exists ({component.module_path})",
+            "choose another name, or pass --force to render it again over your edits",
+        )
 
 
 def _files_mentioning(folder: Path, needle: str) -> list[Path]:

@@ -42,18 +42,19 @@ CORE_ROUTES = frozenset({"commands", "queries", "healthz"})
 TEMPLATE_CLASS_NAMES = frozenset(
     {
         "Any", "Annotated", "App", "BaseModel", "Callable", "Command", "CommandRejected", "CommandWorker",
-        "ConfigDict", "Content", "Context", "Field", "FakeSummaryAPI", "Id", "Iterator", "Literal", "Message",
-        "MessageLog", "NotFound", "Path", "PendingSummary", "PlainTextResponse", "RedirectResponse", "Reply",
-        "Request", "Response", "StringConstraints", "Summarizer", "SummaryConfig", "SummaryError", "SummaryWorker",
-        "SummaryWorkerState", "TestClient", "Title", "ValidationError",
+        "Column", "ConfigDict", "Content", "Context", "Field", "FakeSummaryAPI", "Id", "Iterator", "Literal",
+        "Message", "MessageLog", "NotFound", "Parameters", "Path", "PlainTextResponse", "Projection",
+        "RedirectResponse", "Reply", "Request", "Response", "Sort", "Store", "StringConstraints", "Summarizer",
+        "SummaryConfig", "SummaryError", "SummaryRequest", "SummaryWorker", "TableSpec", "TestClient", "Title",
+        "TypedDict", "ValidationError",
     }
 )  # fmt: skip
 # Local names in the templates; the variable for one item (posts -> post) must not be one.
 TEMPLATE_LOCAL_NAMES = frozenset(
     {
-        "action", "app", "call", "calls", "command", "ctx", "dropped", "exc", "form", "free", "listing", "message",
-        "outcome", "page", "pending", "query", "request", "request_id", "state", "summarizer", "summary", "values",
-        "waiting",
+        "action", "app", "batch", "call", "calls", "command", "ctx", "current", "dropped", "exc", "field", "form",
+        "free", "ids", "listing", "message", "outcome", "page", "pending", "query", "request", "request_id", "row",
+        "state", "summarizer", "summary", "superseded", "values", "waiting", "where",
     }
 )  # fmt: skip
 
@@ -87,6 +88,7 @@ def render_feature(
         "feature": feature,
         **asdict(names),
         "item": _variable(names.item),
+        "TABLE": feature.upper(),  # the store table's spec in state.py
         **field_context(feature, entries),
     }
     return render_folder(templates_dir() / "feature", context)

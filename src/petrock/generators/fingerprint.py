@@ -53,7 +53,7 @@ def render_app(manifest: Manifest, feature: str | None = None) -> Renders:
     if feature is None:
         from petrock.generators.new_project import render_project
 
-        files.update(render_project(manifest.project_name))
+        files.update(render_project(manifest.project_name, manifest.petrock_version))
         owned = set(manifest.files)
     return Renders(files, frozenset(owned | files.keys()))
 

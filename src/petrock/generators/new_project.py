@@ -22,11 +22,15 @@ class Created:
     commit: str | None
 
 
-def render_project(name: str) -> dict[str, str]:
-    """Every file of a new app, path -> text, rendered by copier in a scratch directory."""
+def render_project(name: str, made_with: str = __version__) -> dict[str, str]:
+    """Every file of a new app, path -> text, rendered by copier in a scratch directory.
+
+    ``made_with`` is the petrock version the app names as its maker (its README): an upgrade
+    renders the version recorded at generation, so a new petrock version alone changes no file.
+    """
     from copier import run_copy
 
-    answers = {"project_name": name, "petrock_version": __version__}
+    answers = {"project_name": name, "petrock_version": made_with}
     with tempfile.TemporaryDirectory(prefix="petrock-new-") as scratch:
         run_copy(
             str(templates_dir() / "project"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from petrock import git
+from petrock.changelog import ChangesSince, changes_since, version_key
 from petrock.errors import DirtyTree, GitError, UserError
 from petrock.generators.fingerprint import Drift, drift, missing_bases, render_app, renders_alike
 from petrock.merge import carry_marker_blocks, files_with_conflict_markers, merge_text, sort_import_blocks
@@ -77,7 +78,12 @@ class Upgrade:
     def conflicts(self) -> list[str]:
         return [f.path for f in self.files if f.status == Status.CONFLICT]
 
+    def changes(self) -> ChangesSince | None:
+        """The changelog's versions this upgrade brings in (None when it brings nothing)."""
+        return None if self.up_to_date else changes_since(self.from_version, self.to_version)
+
     def to_json(self) -> dict[str, Any]:
+        changes = self.changes()
         return {
             "scope": self.scope,
             "from": self.from_version,
@@ -85,6 +91,7 @@ class Upgrade:
             "up_to_date": self.up_to_date,
             "files": [{"path": f.path, "status": f.status.value, "note": f.note} for f in self.files],
             "conflicts": self.conflicts,
+            "changelog": changes.to_json() if changes else None,
         }
 
 
@@ -92,12 +99,6 @@ class Upgrade:
 class Applied:
     commit: str | None  # None when conflicts stopped the commit, or there was nothing to do
     conflicts: list[str]  # every file in the tree with conflict markers
-
-
-def version_key(version: str) -> tuple[tuple[int, str], ...]:
-    """Sort key for versions like ``0.10.2``: numeric parts compare as numbers."""
-    parts = version.replace("+", ".").replace("-", ".").split(".")
-    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in parts)
 
 
 def plan_upgrade(root: Path, *, feature: str | None = None, allow_dirty: bool = False) -> Upgrade:
@@ -392,6 +393,10 @@ class CheckResult:
     def ok(self) -> bool:
         return not self.behind and not self.conflicts and not self.upgrading
 
+    def changes(self) -> ChangesSince | None:
+        """The changelog's versions an upgrade would bring in (None when the app is not behind)."""
+        return changes_since(self.app_version, self.installed) if self.behind else None
+
     def reason(self) -> str:
         if self.conflicts:
             return f"conflict markers in {', '.join(self.conflicts)} — resolve them and commit"
@@ -401,7 +406,8 @@ class CheckResult:
             shown = ", ".join(f"{path} ({how})" for path, how in self.behind[:8])
             more = f" and {len(self.behind) - 8} more" if len(self.behind) > 8 else ""
             count = f"{len(self.behind)} file{'s' if len(self.behind) != 1 else ''}"
-            return f"{count} behind the installed templates {self.installed}: {shown}{more} — run `petrock upgrade`"
+            reason = f"{count} behind the installed templates {self.installed}: {shown}{more} — run `petrock upgrade`"
+            return f"{reason}; {changes.pointer()}" if (changes := self.changes()) else reason
         return f"up to date with templates {self.installed}"
 
     def warnings(self) -> list[str]:
@@ -426,6 +432,7 @@ class CheckResult:
             "conflicts": self.conflicts,
             "missing_bases": self.missing_bases,
             "upgrading": self.upgrading,
+            "changelog": changes.to_json() if (changes := self.changes()) else None,
             "warnings": self.warnings(),
             "reason": self.reason(),
         }

@@ -1,8 +1,10 @@
-"""The app's command line: ``python -m APP serve | mcp | inspect | kv | log | deadletters``."""
+"""The app's command line: ``python -m APP serve | mcp | inspect | projections | kv | log | deadletters``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -10,10 +12,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,11 +31,21 @@ from .core.log import (
     open_log,
     without_password,
 )
+from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
 from .main import DEFAULT_DB, build_app
+
+if TYPE_CHECKING:
+    import httpx
 
 PACKAGE = __package__ or "app"
 
-cli = typer.Typer(help=f"Run and inspect {PACKAGE}.", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help=f"Run and inspect {PACKAGE}.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain help, the same with every typer version (no `<bool>` beside flags)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 kv_cli = typer.Typer(help="Read and write the key/value store.", no_args_is_help=True)
 log_cli = typer.Typer(help="Read the message log.", no_args_is_help=True)
 deadletters_cli = typer.Typer(
@@ -44,11 +56,46 @@ deadletters_cli = typer.Typer(
     f"  python -m {PACKAGE} deadletters retry 1",
     no_args_is_help=True,
 )
+projections_cli = typer.Typer(
+    help="The state tables built from the log: is each current, and rebuild them.\n\n"
+    "Examples:\n\n"
+    f"  python -m {PACKAGE} projections status\n\n"
+    f"  python -m {PACKAGE} projections rebuild posts",
+    no_args_is_help=True,
+)
+cli.add_typer(projections_cli, name="projections")
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 cli.add_typer(deadletters_cli, name="deadletters")
 
-DbOption = Annotated[str, typer.Option("--db", help="SQLite database file, or a postgresql:// URL.", envvar="APP_DB")]
+
+
+def app_root() -> Path:
+    """The app's folder (the one holding src/APP): the nearest at or above the current directory, so every
+    command finds the app's database from anywhere inside it, as `petrock serve` does; else the current
+    directory (an installed wheel)."""
+    here = Path.cwd()
+    return next((folder for folder in (here, *here.parents) if (folder / "src" / PACKAGE).is_dir()), here)
+
+
+def _default_db_in_app_root(ctx: typer.Context, db: str) -> str:
+    """``--db`` not given: the app's own database, wherever inside the app the command runs."""
+    if ctx.get_parameter_source("db").name != "DEFAULT":
+        return db
+    return str(app_root() / db)
+
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        help="SQLite database file, or a postgresql:// URL.",
+        envvar="APP_DB",
+        show_default=f"{DEFAULT_DB} in the app's folder",
+        callback=_default_db_in_app_root,
+    ),
+]
+LetterId = Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id (see `deadletters list`).")]
 
 
 @cli.command()
@@ -67,44 +114,69 @@ def serve(
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
     ] = 1,
+    log_format: Annotated[
+        str, typer.Option(help="Log lines as readable text, or json: one object per line, for a log collector.")
+    ] = "text",
+    metrics: Annotated[
+        bool, typer.Option(help="Count requests, commands and worker cycles, and serve them at GET /metrics.")
+    ] = True,
     reuse_port: Annotated[
         bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
     ] = False,
 ) -> None:
-    """Serve the app over HTTP: replay the log, start the workers, stop them cleanly on Ctrl-C/SIGTERM.
+    """Serve the app over HTTP: rebuild projections whose code changed, start the workers, stop on Ctrl-C/SIGTERM.
 
-    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages.
+    Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages,
+    and APP_METRICS_TOKEN for a scraper that may read /metrics and nothing else (docs/operating.md).
     """
     import uvicorn
 
+    from .core.events import max_streams_from_env
     from .core.http import create_http_app
+    from .core.limits import server_options
 
     tokens = tokens_from_env()
     refusal = open_bind_refusal(host, tokens, insecure=insecure)
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(1)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        typer.echo(f"error: unknown --log-format {log_format!r} — pass {' or '.join(LOG_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    configure_logging(log_format)
+    announce = _announcer(log_format)
     if processes < 1 or (processes > 1 and reload):
         typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
         raise typer.Exit(2)
     if processes > 1:
-        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout))
+        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout, metrics=metrics, announce=announce))
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
-        typer.echo(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout)), "log_level": "info"}
+        announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout))}
+    options.update(uvicorn_logging(log_format))
+    try:
+        options |= server_options()  # connection limits and read timeouts (core/limits.py)
+        max_streams_from_env()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if reload:
-        os.environ.update(APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host)
+        os.environ.update(
+            APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
+        )
+        os.environ["APP_METRICS"] = "on" if metrics else "off"
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
-    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     _exit_quietly_after_shutdown()
-    http_app = create_http_app(app, on_closed=_leave_stuck_workers_behind, host=host)
+    http_app = create_http_app(
+        app, on_closed=_leave_stuck_workers_behind, host=host, port=port, access_log=access_logger(log_format)
+    )
     if not reuse_port:
         uvicorn.run(http_app, **options)
-        typer.echo(f"stopped {PACKAGE}")
+        announce(f"stopped {PACKAGE}")
     else:  # one of the processes of `serve --processes N`
         from .core.processes import listen_on_shared_port
 
@@ -112,8 +184,18 @@ def serve(
         uvicorn.Server(uvicorn.Config(http_app, **options)).run(sockets=[sock])
 
 
-def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout: float) -> int:
+def _serve_processes(
+    host: str,
+    port: int,
+    db: str,
+    processes: int,
+    stop_timeout: float,
+    *,
+    metrics: bool,
+    announce: Callable[[str], None],
+) -> int:
     """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    from .core.metrics import forget_process, multiprocess_directory
     from .core.processes import reserve_port, run_group, share_database, without_option
 
     try:
@@ -124,19 +206,40 @@ def _serve_processes(host: str, port: int, db: str, processes: int, stop_timeout
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
     shown = without_password(db)
-    typer.echo(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
+    announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
-    code = run_group(argv, processes=processes, env=database.env, pass_fds=database.pass_fds, stop_timeout=stop_timeout)
+    with contextlib.ExitStack() as stack:
+        on_exit = None
+        if metrics:  # one directory of metric files for the group: a scrape of any process adds them up
+            directory = stack.enter_context(multiprocess_directory(database.env))
+            on_exit = functools.partial(forget_process, directory=directory)
+        code = run_group(
+            argv,
+            processes=processes,
+            env=database.env,
+            pass_fds=database.pass_fds,
+            stop_timeout=stop_timeout,
+            on_exit=on_exit,
+        )
     reserved.close()
-    typer.echo(f"stopped {PACKAGE}")
+    announce(f"stopped {PACKAGE}")
     return code
 
 
-def _open_app(db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0) -> App:
+def _announcer(log_format: str) -> Callable[[str], None]:
+    """How serve says it started and stopped: a line on stdout, or a log line in the JSON format."""
+    if log_format == "json":
+        return logging.getLogger(PACKAGE).info
+    return typer.echo
+
+
+def _open_app(
+    db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0, metrics: bool = True
+) -> App:
     """``build_app``, with a database that cannot be opened reported in one line."""
     try:
-        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout)
+        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -169,7 +272,7 @@ def mcp_stdio(
 ) -> None:
     """Serve the commands and queries as MCP tools on stdin/stdout, for AI agents.
 
-    Runs the app as serve does (log replayed, workers started) until the client hangs up;
+    Runs the app as serve does (projections current, workers started) until the client hangs up;
     logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
     """
     from .core.mcp import serve_stdio
@@ -232,17 +335,99 @@ def inspect(
 
         tokens = tokens_from_env()
         headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
+        response = None
         try:
-            health = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5).json()
+            response = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)
+            health = response.json()
             description["workers"], description["process"] = health["workers"], health.get("process")
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            typer.echo(f"error: cannot read worker states from {url}: {exc}", err=True)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            typer.echo(f"error: cannot read worker states from {url}: {_why_unreadable(response, exc)}", err=True)
             raise typer.Exit(1) from None
     typer.echo(json.dumps(description, indent=2))
 
 
+@projections_cli.command("status")
+def projections_status(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show each projection (and each worker's state): current, stale (built by other code) or
+    missing, with its rows and the log position it was last rebuilt up to."""
+    _require_existing(db)
+    app = _open_app(db)
+    try:
+        statuses = app.projections.status()
+        head = app.log.version()
+    finally:
+        app.log.close()
+    if as_json:
+        typer.echo(json.dumps({"log": head, "projections": [status.describe() for status in statuses]}, indent=2))
+        return
+    typer.echo(f"log: {head} messages")
+    for status in statuses:
+        rows = ", ".join(f"{table} {count}" for table, count in status.rows.items()) or "-"
+        built = f"rebuilt up to {status.position} at {status.rebuilt_at}" if status.rebuilt_at else "never built"
+        typer.echo(f"{status.name:<28} {status.state.value:<8} rows: {rows}; {built}")
+    stale = [status.name for status in statuses if status.state.value != "current"]
+    if stale:
+        typer.echo(f"the next start rebuilds {', '.join(stale)} (or: python -m {PACKAGE} projections rebuild)")
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild(
+    names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild (default: every one).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Rebuild projections from the whole log, with a progress bar, and swap them in at once.
+
+    Safe while the app serves: the new tables are built beside the old ones, then the
+    last messages are applied and the tables swapped under the log's write lock.
+    """
+    from .core.progress import RebuildProgress
+    from .core.projections import RebuildFailed
+
+    _require_existing(db)
+    app = _open_app(db)
+    try:
+        known = [projection.name for projection in app.projections]
+        unknown = [name for name in names or [] if name not in known]
+        if unknown:
+            typer.echo(f"error: no projection {unknown[0]!r} — projections: {', '.join(known) or 'none'}", err=True)
+            raise typer.Exit(2)
+        chosen = names or known
+        progress = RebuildProgress(", ".join(chosen))
+        try:
+            report = app.projections.rebuild(chosen, progress=progress)
+        except RebuildFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            progress.close()
+    finally:
+        app.log.close()
+    rate = report.messages / max(report.seconds, 1e-6)
+    refused = f"; {report.refused} refused by today's handlers (see the log)" if report.refused else ""
+    typer.echo(
+        f"rebuilt {', '.join(report.names)} from {report.messages} messages in {report.seconds:.1f}s "
+        f"({rate:,.0f}/s){refused}"
+    )
+
+
+def _why_unreadable(response: httpx.Response | None, exc: Exception) -> str:
+    """One line on why ``/healthz`` gave no worker states: a refused token says so, not ``KeyError: 'workers'``."""
+    if response is None:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if response.status_code == 401 or (response.is_success and "workers" not in response.text):
+        return f"HTTP {response.status_code}: it wants {TOKEN_VARIABLE} (set it to one of the server's tokens)"
+    try:
+        said = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        said = response.reason_phrase
+    return f"HTTP {response.status_code}: {' '.join(str(said).split())[:200]}"
+
+
 @kv_cli.command("get")
-def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
+def kv_get(key: Annotated[str, typer.Argument(metavar="KEY")], db: DbOption = DEFAULT_DB) -> None:
     """Print the JSON value stored under KEY."""
     _require_existing(db)
     app = _open_app(db)
@@ -257,7 +442,11 @@ def kv_get(key: str, db: DbOption = DEFAULT_DB) -> None:
 
 
 @kv_cli.command("set")
-def kv_set(key: str, value: str, db: DbOption = DEFAULT_DB) -> None:
+def kv_set(
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    value: Annotated[str, typer.Argument(metavar="VALUE")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
     """Store VALUE (JSON, or else a plain string) under KEY."""
     try:
         decoded = json.loads(value)
@@ -276,10 +465,13 @@ def kv_list(db: DbOption = DEFAULT_DB) -> None:
     _require_existing(db)
     app = _open_app(db)
     try:
-        for key, value in app.kv.items():
-            typer.echo(f"{key}\t{json.dumps(value)}")
+        items = list(app.kv.items())
     finally:
         app.log.close()
+    if not items:
+        typer.echo("no keys")
+    for key, value in items:
+        typer.echo(f"{key}\t{json.dumps(value)}")
 
 
 @log_cli.command("tail")
@@ -333,7 +525,7 @@ def deadletters_list(
 
 
 @deadletters_cli.command("show")
-def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_show(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Print one dead letter and its message as JSON."""
     with _dead_letters(db) as store:
         letter = store.get(id)
@@ -346,7 +538,7 @@ def deadletters_show(id: int, db: DbOption = DEFAULT_DB) -> None:
 
 
 @deadletters_cli.command("retry")
-def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_retry(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Hand the message to its worker once more (at its next cycle); its other effects are not repeated."""
     with _dead_letters(db) as store:
         letter = store.retry(id)
@@ -354,7 +546,7 @@ def deadletters_retry(id: int, db: DbOption = DEFAULT_DB) -> None:
 
 
 @deadletters_cli.command("discard")
-def deadletters_discard(id: int, db: DbOption = DEFAULT_DB) -> None:
+def deadletters_discard(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
     """Acknowledge the dead letter: its worker never handles that message."""
     with _dead_letters(db) as store:
         letter = store.discard(id)

@@ -8,6 +8,8 @@ from starlette.applications import Starlette
 
 from .core import App, open_log
 from .core.http import create_http_app
+from .core.logformat import access_logger, configure_logging
+from .core.metrics import Metrics, NoMetrics
 from .features import register_features
 
 DEFAULT_DB = "app.db"
@@ -19,21 +21,33 @@ def build_app(
     exclusive: bool = False,
     synchronous: str = "NORMAL",
     stop_timeout: float = 5.0,
+    metrics: bool = True,
 ) -> App:
-    """An App on the log at ``db`` with every feature registered (state not replayed yet).
+    """An App on the log at ``db`` with every feature registered (projections not checked yet: ``app.prepare()``, or the first command or query, does it).
 
     ``db`` is an SQLite file path, or a ``postgresql://`` URL for the PostgreSQL backend.
+    ``metrics=False`` records no metrics and serves no ``/metrics``.
     """
-    app = App(open_log(db, exclusive=exclusive, synchronous=synchronous), stop_timeout=stop_timeout)
+    log = open_log(db, exclusive=exclusive, synchronous=synchronous)
+    app = App(log, stop_timeout=stop_timeout, metrics=Metrics() if metrics else NoMetrics())
     register_features(app)
     return app
 
 
 def create_asgi_app() -> Starlette:
     """ASGI factory for ``uvicorn --factory`` (used by ``serve --reload``); settings from the environment."""
+    log_format = os.environ.get("APP_LOG_FORMAT", "text")
+    configure_logging(log_format)
     app = build_app(
         os.environ.get("APP_DB", DEFAULT_DB),
         exclusive=True,
         synchronous=os.environ.get("APP_SYNCHRONOUS", "NORMAL"),
+        metrics=os.environ.get("APP_METRICS", "on") != "off",
     )
-    return create_http_app(app, host=os.environ.get("APP_HOST", "127.0.0.1"))
+    port = os.environ.get("APP_PORT", "")
+    return create_http_app(
+        app,
+        host=os.environ.get("APP_HOST", "127.0.0.1"),
+        port=int(port) if port.isdigit() else None,
+        access_log=access_logger(log_format),
+    )

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core import App, CommandRejected, Message, NotFound
+from ..core import App, Column, CommandRejected, Message, NotFound, Projection, Store, TableSpec
 
 
 class Author(BaseModel):
@@ -43,34 +43,44 @@ class ListNotes(BaseModel):
     limit: int = Field(default=100_000, ge=1, le=100_000)
 
 
-class Notes:
-    """Notes by id; a second note with the same id is refused."""
+NOTES = TableSpec("notes", columns=(Column("id"),))
 
-    def __init__(self) -> None:
-        self.items: dict[str, AddNote] = {}
-        self.message_ids: dict[str, int] = {}
+
+class Notes(Projection):
+    """Notes by id, in the store's ``notes`` table; a second note with the same id is refused."""
+
+    tables = (NOTES,)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, "notes")
+        self.items = self.table(NOTES)
 
     def add(self, command: AddNote, message: Message) -> None:
-        if command.id in self.items:
+        if self.items.get(command.id) is not None:
             raise CommandRejected(f"note {command.id!r} already exists")
-        self.items[command.id] = command
-        self.message_ids[command.id] = message.id
+        self.items.put(command.id, {**command.model_dump(), "message_id": message.id})
 
     def get(self, query: GetNote) -> dict[str, object]:
         note = self.items.get(query.id)
         if note is None:
             raise NotFound(f"no note {query.id!r}")
-        return {**note.model_dump(), "message_id": self.message_ids[query.id]}
+        return note
 
     def list(self, query: ListNotes) -> dict[str, int]:
-        """Note ids with the id of the message that created each."""
-        ids = [id for id in self.items if id.startswith(query.prefix)][: query.limit]
-        return {id: self.message_ids[id] for id in ids}
+        """Note ids with the id of the message that created each, in id order."""
+        ids: dict[str, int] = {}
+        while len(ids) < query.limit:
+            page = self.items.find(sort="id", offset=len(ids), limit=min(1000, query.limit - len(ids)))
+            ids.update((note["id"], note["message_id"]) for note in page)
+            if not page:
+                break
+        return {id: message_id for id, message_id in ids.items() if id.startswith(query.prefix)}
 
 
 def register(app: App) -> None:
-    notes = Notes()
+    notes = Notes(app.store)
     app.add_feature("notes", Path(__file__).parent / "templates")
+    app.projections.add(notes)
     app.commands.register("notes/add", AddNote, notes.add)
     app.queries.register("notes/get", GetNote, notes.get)
     app.queries.register("notes/list", ListNotes, notes.list)
@@ -82,7 +92,7 @@ def register(app: App) -> None:
         return app.pages.render("notes/note.html", note=note)
 
     async def index(request: Request) -> Response:
-        return app.pages.render("notes/index.html", notes=list(notes.items.values()))
+        return app.pages.render("notes/index.html", notes=notes.items.find(limit=1000))
 
     app.add_route("/notes", index, name="notes")
     app.add_route("/notes/{id}", page, name="note")

@@ -2,7 +2,7 @@
 
 A command type is ``"feature/verb"`` (``"posts/create"``), its payload a pydantic
 model, and its state handler applies an accepted command to the feature's
-in-memory state. The executor lives on :class:`~.app.App`.
+tables in the store (core/store.py). The executor lives on :class:`~.app.App`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,6 @@ class NotFound(CommandRejected):
     """The command names something that does not exist."""
 
     status_code = 404
-
-
-class StateDiverged(RuntimeError):
-    """State was changed for a command that then failed to commit: memory no longer matches
-    the log, so the app refuses further commands until a restart replays the log."""
 
 
 class UnknownCommand(LookupError):

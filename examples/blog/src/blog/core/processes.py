@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO
@@ -128,10 +128,12 @@ def run_group(
     env: dict[str, str],
     pass_fds: Sequence[int] = (),
     stop_timeout: float = 5.0,
+    on_exit: Callable[[int], None] | None = None,
 ) -> int:
     """Keep ``processes`` copies of ``server_argv`` (plus ``--reuse-port``) running until asked to stop.
 
-    Returns the exit code: 0 after a requested stop, 1 when a process kept dying young.
+    ``on_exit`` gets the pid of each server process that exits on its own (to forget its
+    live metrics). Returns the exit code: 0 after a requested stop, 1 when a process kept dying young.
     """
     argv = [*server_argv, REUSE_PORT_OPTION]
     fds = tuple(pass_fds)
@@ -148,6 +150,8 @@ def run_group(
             now = time.monotonic()
             for server in slots:
                 if server.process is not None and server.process.poll() is not None:
+                    if on_exit is not None:
+                        on_exit(server.process.pid)
                     failure = _note_death(server, now)
                 if server.process is None and now >= server.restart_at and failure is None:
                     _start(server, argv, env, fds)

@@ -1,7 +1,8 @@
 """Queries: named, validated questions about state, and their registry.
 
 A query type is ``"feature/name"`` (``"posts/list"``); its parameters are a
-pydantic model and its handler reads the feature's state. Queries never write.
+pydantic model (usually a :class:`Parameters`) and its handler reads the feature's
+tables in the store. Queries never write.
 """
 
 from __future__ import annotations
@@ -10,9 +11,25 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, model_validator
 
 QueryHandler = Callable[[Any], Any]
+
+
+class Parameters(BaseModel):
+    """Base of a query's parameters: an unknown one is refused, naming those the query takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_only(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in set(data) - set(cls.model_fields))
+            if unknown:
+                takes = ", ".join(cls.model_fields) or "no parameters"
+                raise ValueError(f"unknown parameter {unknown[0]!r}; this query takes {takes}")
+        return data
 
 
 class UnknownQuery(LookupError):

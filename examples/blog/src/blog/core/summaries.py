@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -29,6 +30,15 @@ SYSTEM_PROMPT = (
     "Summarize the user's text in one or two plain sentences. Answer with the summary only, in the text's language."
 )
 MAX_DETAIL = 200
+MAX_RAW_DETAIL = 10_000  # of a provider's error message, read before redacting (a cut key is still caught)
+MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); longer ones are cut before redacting
+# A run of this many characters of the API key is redacted wherever it appears: a provider
+# that echoes the key may cut it, wrap it or break it across lines.
+MIN_SECRET_RUN = 8
+REDACTED = "[redacted]"
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every index in place
+# Whitespace, and the format characters that show nothing (soft hyphen, zero-width ones, bidi controls, BOM).
+INVISIBLE = re.compile(r"[\s\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 
 Number = TypeVar("Number", int, float)
 
@@ -132,7 +142,7 @@ class ChatCompletionsSummarizer:
 
     def _summary_from(self, response: httpx.Response) -> str:
         if not response.is_success:
-            detail = self._redact(_error_detail(response))
+            detail = _error_detail(response, secret=self.config.api_key)
             raise SummaryError(f"summary API refused the request: HTTP {response.status_code}{detail}")
         try:
             content = response.json()["choices"][0]["message"]["content"]
@@ -142,12 +152,7 @@ class ChatCompletionsSummarizer:
             raise SummaryError("summary API answer has no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
-        return content.strip()
-
-    def _redact(self, text: str) -> str:
-        """Remove the API key from text that came from the server (some echo the credentials they refuse)."""
-        key = self.config.api_key
-        return text.replace(key, "[redacted]") if key else text
+        return redact(content[:MAX_SUMMARY], self.config.api_key).strip()  # shown to everyone: never the key
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -161,15 +166,55 @@ def _retry_after(response: httpx.Response, cap: float = 30.0) -> float:
         return 0.0
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """``": <message>"`` from an OpenAI-style error body, shortened; empty if there is none."""
+def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
+    """``": <message>"`` from an OpenAI-style error body, the key redacted, shortened; empty if there is none.
+
+    Some providers echo the credentials they refuse. The key is redacted from the raw
+    text first: cut or with its spaces collapsed, it would no longer be recognised.
+    """
     try:
         payload: Any = response.json()
         message = payload["error"]["message"] if isinstance(payload.get("error"), dict) else payload["error"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-    message = " ".join(str(message).split())
+    message = " ".join(redact(str(message)[:MAX_RAW_DETAIL], secret).split())
     return f": {message[:MAX_DETAIL]}" if message else ""
+
+
+def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
+    """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
+
+    Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
+    upper-cased or broken by invisible characters: the text is compared without its
+    whitespace and invisible format characters, ignoring the case of ASCII letters, and
+    every window of ``min_run`` characters that is also one of the secret is covered;
+    overlapping windows merge into one redaction.
+    """
+    if not secret or not text:
+        return text
+    secret = secret.translate(ASCII_LOWER)
+    run = min(min_run, len(secret))
+    windows = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+    lowered = text.translate(ASCII_LOWER)
+    visible = INVISIBLE.sub("", lowered)
+    if not any(window in visible for window in windows):
+        return text  # the usual case, decided at C speed
+    kept = [(index, char) for index, char in enumerate(lowered) if not INVISIBLE.match(char)]
+    folded = "".join(char for _, char in kept)
+    spans: list[list[int]] = []  # [start, end) in ``text`` of each redaction
+    for start in range(len(folded) - run + 1):
+        if folded[start : start + run] in windows:
+            first, last = kept[start][0], kept[start + run - 1][0] + 1
+            if spans and first <= spans[-1][1]:
+                spans[-1][1] = last
+            else:
+                spans.append([first, last])
+    pieces, kept_from = [], 0
+    for start, end in spans:
+        pieces += [text[kept_from:start], REDACTED]
+        kept_from = end
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
 
 
 class LocalSummarizer:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from ..core.text import visible_line, visible_text
 
 MAX_LINE_LENGTH = 200
 MAX_TEXT_LENGTH = 100_000
@@ -18,12 +20,20 @@ MAX_SUMMARY_LENGTH = 2_000
 MAX_ERROR_LENGTH = 1_000
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LINE_LENGTH)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
+Line = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LINE_LENGTH),
+    AfterValidator(visible_line),
+]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+    AfterValidator(visible_text),
+]
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every post the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every post the same id."""
     return uuid4().hex
 
 

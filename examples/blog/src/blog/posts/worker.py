@@ -1,33 +1,33 @@
 """The posts summary worker: asks for a summary of every new or edited post and records the outcome.
 
 It follows the log as the core's ``CommandWorker``, so its position is
-committed in the same transaction as the commands it dispatches:
+committed in the same transaction as the commands it dispatches and the rows it
+writes:
 
 - on ``posts/create``, and on ``posts/update`` when the content changed, it dispatches
   ``posts/request-summary-generation``, exactly once; a newer request supersedes a pending one;
-- it keeps the requests that have no outcome yet in ``SummaryWorkerState.pending_summaries``,
-  rebuilt from the log on start minus those already set or failed;
+- it keeps one row per post in its ``posts-summary-requests`` table: the content
+  last sent for summary, and the request that has no outcome yet, if any;
 - after each cycle it calls the summary API for pending requests, a few at a time, and
   dispatches ``posts/set-generated-summary`` or ``posts/fail-summary-generation``.
 
-While it replays the log on start it calls nothing and dispatches nothing: those effects
-are in the log already. A call that ``stop`` cuts short leaves its request pending, so it
-is made again after a restart; the state accepts one outcome per request, never two.
+A restart goes on from the stored position with the table as it was. Only on its
+first start, or when this module changes, does it rebuild the table from the log,
+calling nothing and dispatching nothing (those effects are in the log already). A
+call that ``stop`` cuts short leaves its request pending, so it is made again after
+a restart; the state accepts one outcome per request, never two.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import TypedDict
 
 from pydantic import ValidationError
 
 from ..core import App, CommandRejected, CommandWorker, Context
+from ..core.store import Column, TableSpec
 from ..core.summaries import Summarizer, SummaryConfig, SummaryError, make_summarizer
 from .commands import (
     MAX_ERROR_LENGTH,
@@ -46,39 +46,26 @@ logger = logging.getLogger(__name__)
 
 Outcome = SetGeneratedSummary | FailSummaryGeneration
 
+SUMMARY_REQUESTS = TableSpec(
+    "posts-summary-requests",
+    columns=(Column("pending", "bool"), Column("requested_at")),
+)
 
-@dataclass(frozen=True)
-class PendingSummary:
-    """A summary request with no outcome in the log yet."""
 
-    request_id: str
+class SummaryRequest(TypedDict):
+    """The worker's row for one post."""
+
     item_id: str
-    content: str
-    requested_at: str
-
-
-@dataclass
-class SummaryWorkerState:
-    """What the worker knows, rebuilt from the log on start.
-
-    ``lock`` guards it because API calls finish on their own tasks while the
-    worker reads the log; it is never held across an ``await``.
-    """
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    last_processed_id: int = 0  # the newest message applied to this state
-    pending_summaries: dict[str, PendingSummary] = field(default_factory=dict)  # by item id: one open request each
-    requested_content: dict[str, str] = field(default_factory=dict)  # item id -> content last sent for summary
-
-    def settle(self, item_id: str, request_id: str) -> None:
-        """The request has an outcome: it is no longer pending (a newer request for the item stays)."""
-        pending = self.pending_summaries.get(item_id)
-        if pending is not None and pending.request_id == request_id:
-            del self.pending_summaries[item_id]
+    content: str  # the content last sent for summary: an edit that keeps it needs no new one
+    pending: bool  # a request has no outcome yet
+    request_id: str | None
+    requested_at: str | None
 
 
 class SummaryWorker(CommandWorker):
     """Summarizes new posts through the summary API, or offline when ``SUMMARY_API_URL`` is not set."""
+
+    tables = (SUMMARY_REQUESTS,)
 
     def __init__(
         self,
@@ -90,7 +77,7 @@ class SummaryWorker(CommandWorker):
         super().__init__(name)
         self.posts = posts
         self.config = config
-        self.state = SummaryWorkerState()
+        self.requests = self.table(SUMMARY_REQUESTS)
         self.summarizer: Summarizer | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # API calls by request id
         self.on("posts/create", self.request_summary)
@@ -102,8 +89,7 @@ class SummaryWorker(CommandWorker):
         self.every_cycle(self.summarize_pending)
 
     async def start(self, app: App) -> None:
-        """Rebuild the pending requests from the log (calling nothing), then be ready to work."""
-        self.state = SummaryWorkerState()
+        """Go on from the stored position (rebuilding the table, calling nothing, if need be), ready to work."""
         if self.summarizer is not None:  # a retried start: close the previous attempt's client
             await self.summarizer.aclose()
         self.summarizer = make_summarizer(self.config)
@@ -120,56 +106,71 @@ class SummaryWorker(CommandWorker):
             await self.summarizer.aclose()
             self.summarizer = None
 
-    # --- reacting to the log (during replay too; dispatches are dropped then) ---
+    # --- reacting to the log (while rebuilding too; dispatches are dropped then) ---
 
     def request_summary(self, command: CreatePost | UpdatePost, ctx: Context) -> None:
         """Ask for a summary of the current content, unless the post was deleted before we got here."""
         current = self.posts.get(command.id)
-        if current is not None:
-            ctx.dispatch(RequestSummaryGeneration(request_id=new_id(), item_id=current.id, content=current.content))
-            with self.state.lock:  # an edit read before this request comes back must not ask again
-                self.state.requested_content[current.id] = current.content
+        if current is None:
+            return
+        ctx.dispatch(RequestSummaryGeneration(request_id=new_id(), item_id=current["id"], content=current["content"]))
+        # An edit read before this request comes back must not ask again.
+        self.requests.put(current["id"], {**self._row(current["id"]), "content": current["content"]})
 
     def request_summary_of_edit(self, command: UpdatePost, ctx: Context) -> None:
         """An edit that changed the content needs a new summary; other edits keep the old one."""
-        if command.content != self.state.requested_content.get(command.id):
+        if command.content != self._row(command.id)["content"]:
             self.request_summary(command, ctx)
 
     def track_request(self, command: RequestSummaryGeneration, ctx: Context) -> None:
         """Remember the request; an older one for the same post is superseded and its call cancelled."""
-        with self._updating(ctx) as state:
-            superseded = state.pending_summaries.pop(command.item_id, None)
-            state.pending_summaries[command.item_id] = PendingSummary(
-                command.request_id, command.item_id, command.content, ctx.message.timestamp
-            )
-            state.requested_content[command.item_id] = command.content
+        row = self._row(command.item_id)
+        superseded = row["request_id"] if row["pending"] else None
+        self.requests.put(
+            command.item_id,
+            {
+                **row,
+                "content": command.content,
+                "pending": True,
+                "request_id": command.request_id,
+                "requested_at": ctx.message.timestamp,
+            },
+        )
         if superseded is not None:
-            self._cancel_calls([superseded.request_id])
+            self._cancel_call(superseded)
 
     def forget_request(self, command: SetGeneratedSummary | FailSummaryGeneration, ctx: Context) -> None:
-        with self._updating(ctx) as state:
-            state.settle(command.item_id, command.request_id)
+        self._settle(command.item_id, command.request_id)
 
     def forget_item(self, command: DeletePost, ctx: Context) -> None:
-        """A deleted post needs no summary: drop its requests and cancel their calls."""
-        with self._updating(ctx) as state:
-            dropped = state.pending_summaries.pop(command.id, None)
-            state.requested_content.pop(command.id, None)
-        if dropped is not None:
-            self._cancel_calls([dropped.request_id])
+        """A deleted post needs no summary: drop its row and cancel its call."""
+        row = self.requests.get(command.id)
+        if row is not None:
+            self.requests.delete(command.id)
+            if row["pending"]:
+                self._cancel_call(row["request_id"])
 
-    def _cancel_calls(self, request_ids: list[str]) -> None:
-        for request_id in request_ids:
-            if (call := self.in_flight.get(request_id)) is not None:
-                call.cancel()
+    def _row(self, item_id: str) -> SummaryRequest:
+        row = self.requests.get(item_id)
+        if row is None:
+            return {"item_id": item_id, "content": "", "pending": False, "request_id": None, "requested_at": None}
+        return row  # type: ignore[return-value]
 
-    @contextmanager
-    def _updating(self, ctx: Context) -> Iterator[SummaryWorkerState]:
-        with self.state.lock:
-            yield self.state
-            self.state.last_processed_id = ctx.message.id
+    def _settle(self, item_id: str, request_id: str) -> None:
+        """The request has an outcome: it is no longer pending (a newer request for the item stays)."""
+        row = self.requests.get(item_id)
+        if row is not None and row["pending"] and row["request_id"] == request_id:
+            self.requests.put(item_id, {**row, "pending": False})
+
+    def _cancel_call(self, request_id: str) -> None:
+        if (call := self.in_flight.get(request_id)) is not None:
+            call.cancel()
 
     # --- calling the summary API ---
+
+    def _pending(self, limit: int) -> list[SummaryRequest]:
+        """The oldest pending requests."""
+        return self.requests.find({"pending": True}, sort="requested_at", limit=limit)  # type: ignore[return-value]
 
     async def summarize_pending(self, app: App) -> None:
         """Start calls for pending requests, at most ``config.concurrency`` at once (run after every cycle).
@@ -179,57 +180,51 @@ class SummaryWorker(CommandWorker):
         """
         summarizer = self.summarizer
         if summarizer is not None and getattr(summarizer, "immediate", False):
-            with self.state.lock:
-                batch = list(itertools.islice(self.state.pending_summaries.values(), self.batch_size))
-            self._record([await self._outcome(summarizer, pending) for pending in batch])
+            batch = self._pending(self.batch_size)
+            if batch:
+                self._record([await self._outcome(summarizer, request) for request in batch])
             return
         free = self.config.concurrency - len(self.in_flight)
         if summarizer is None or free <= 0:
             return
-        with self.state.lock:
-            waiting = [p for p in self.state.pending_summaries.values() if p.request_id not in self.in_flight]
-        for pending in waiting[:free]:
-            call = asyncio.create_task(self._summarize(summarizer, pending), name=f"{self.name}:{pending.request_id}")
-            self.in_flight[pending.request_id] = call
-            call.add_done_callback(lambda done, request_id=pending.request_id: self._finished(request_id, done))
+        waiting = [r for r in self._pending(free + len(self.in_flight)) if r["request_id"] not in self.in_flight]
+        for request in waiting[:free]:
+            request_id = str(request["request_id"])
+            call = asyncio.create_task(self._summarize(summarizer, request), name=f"{self.name}:{request_id}")
+            self.in_flight[request_id] = call
+            call.add_done_callback(lambda done, request_id=request_id: self._finished(request_id, done))
 
-    async def _summarize(self, summarizer: Summarizer, pending: PendingSummary) -> None:
+    async def _summarize(self, summarizer: Summarizer, request: SummaryRequest) -> None:
         """Make one call and dispatch its outcome. Cancelled by ``stop``, it dispatches nothing."""
-        self._record([await self._outcome(summarizer, pending)])
+        self._record([await self._outcome(summarizer, request)])
 
-    async def _outcome(self, summarizer: Summarizer, pending: PendingSummary) -> Outcome:
+    async def _outcome(self, summarizer: Summarizer, request: SummaryRequest) -> Outcome:
         """The outcome of summarizing one request: the summary, or why there is none."""
+        ids = {"request_id": str(request["request_id"]), "item_id": request["item_id"]}
         outcome: Outcome
         try:
-            summary = await summarizer.summarize(pending.content, request_id=pending.request_id)
+            summary = await summarizer.summarize(request["content"], request_id=ids["request_id"])
         except SummaryError as exc:
-            outcome = FailSummaryGeneration(
-                request_id=pending.request_id, item_id=pending.item_id, error_message=str(exc)[:MAX_ERROR_LENGTH]
-            )
+            outcome = FailSummaryGeneration(**ids, error_message=str(exc)[:MAX_ERROR_LENGTH])
         except Exception:
-            logger.exception("summary request %s failed unexpectedly", pending.request_id)
-            outcome = FailSummaryGeneration(
-                request_id=pending.request_id, item_id=pending.item_id, error_message="unexpected error (see the log)"
-            )
+            logger.exception("summary request %s failed unexpectedly", ids["request_id"])
+            outcome = FailSummaryGeneration(**ids, error_message="unexpected error (see the log)")
         else:
             try:
-                outcome = SetGeneratedSummary(
-                    request_id=pending.request_id, item_id=pending.item_id, summary=summary[:MAX_SUMMARY_LENGTH]
-                )
+                outcome = SetGeneratedSummary(**ids, summary=summary[:MAX_SUMMARY_LENGTH])
             except ValidationError:  # e.g. a custom summarizer returned blank text
-                outcome = FailSummaryGeneration(
-                    request_id=pending.request_id, item_id=pending.item_id, error_message="the summary was unusable"
-                )
+                outcome = FailSummaryGeneration(**ids, error_message="the summary was unusable")
         return outcome
 
     def _record(self, outcomes: list[Outcome]) -> None:
-        """Dispatch the outcomes in one write; one the state refuses (the post is gone) is dropped."""
-        for outcome, result in zip(outcomes, self.app.dispatch_each(outcomes), strict=True):
-            if isinstance(result, CommandRejected):
-                logger.info("summary request %s dropped: %s", outcome.request_id, result)
-        with self.state.lock:
-            for outcome in outcomes:
-                self.state.settle(outcome.item_id, outcome.request_id)
+        """Dispatch the outcomes and settle their requests in one write; one the state refuses
+        (the post is gone) is dropped."""
+        app = self.app
+        with app.batch():
+            for outcome, result in zip(outcomes, app.dispatch_each(outcomes), strict=True):
+                if isinstance(result, CommandRejected):
+                    logger.info("summary request %s dropped: %s", outcome.request_id, result)
+                self._settle(outcome.item_id, outcome.request_id)
 
     def _finished(self, request_id: str, call: asyncio.Task[None]) -> None:
         """A call ended: free its slot and wake the worker so the next pending request starts now.
@@ -241,5 +236,5 @@ class SummaryWorker(CommandWorker):
         crashed = not call.cancelled() and call.exception() is not None
         if crashed:
             logger.error("summary request %s could not be recorded: %r", request_id, call.exception())
-        elif self.state.pending_summaries:
+        else:
             self.app.supervisor.wake_all()

@@ -50,18 +50,30 @@ StopCode = Callable[[Any], Any]  # called with what the start code returned; a c
 
 
 @dataclass(eq=False)
+class _Start:
+    """One call of a hosted job's start line: its start code, its stop code, and what it started."""
+
+    code: StartCode
+    stop: StopCode | None = None
+    handle: Any = None  # what the start code returned: a task, a thread, a future, a timer
+    started: bool = False
+    launching: bool = False  # its start code runs now (a coroutine being awaited)
+    cancelled: bool = False  # cancelled through its JobHandle before it started
+
+
+@dataclass(eq=False)
 class _Release:
-    """Whether the server's start-up has reached a job's start line, and the start code it gave."""
+    """Whether the server's start-up has reached a job's start line, and the start code each call gave
+    (a start method run for two objects calls it twice: both run, in the one hosted worker)."""
 
     released: bool = False
-    start: StartCode | None = None
-    stop: StopCode | None = None
+    starts: list[_Start] = field(default_factory=list)
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
-    handle: Any = None  # what the start code returned: the job's task, thread, future or timer
-    started: bool = False
-    cancelled: bool = False  # cancelled through its JobHandle: it does not start (again)
+    cancelled: bool = False  # a native worker cancelled through its JobHandle: it does not start (again)
     app: Any = None
     name: str = ""
+    running: Any = None  # the HostedJob running it now: a later call starts its code at once
+    bound: Any = None  # a native worker: the object whose loop it runs (``bound=self`` at the start line)
 
 
 class JobHandle:
@@ -74,36 +86,43 @@ class JobHandle:
     does), it is a job not yet running: cancelling it keeps it from starting.
     """
 
-    def __init__(self, release: _Release) -> None:
+    def __init__(self, release: _Release, start: _Start | None = None) -> None:
         self._release = release
+        self._start = start
 
     @property
     def _real(self) -> Any:
-        return self._release.handle if self._release.started else None
+        return self._start.handle if self._start is not None and self._start.started else None
 
     def _worker(self) -> Any:
         """The supervisor's handle of a native worker (None for a hosted job, or before the app has one)."""
         app = self._release.app
-        if self._release.start is not None or app is None:
+        if self._start is not None or app is None:
             return None
         return next((h for h in app.supervisor.handles if h.name == self._release.name), None)
+
+    def _cancelled(self) -> bool:
+        return self._start.cancelled if self._start is not None else self._release.cancelled
 
     def done(self) -> bool:
         real, worker = self._real, self._worker()
         if hasattr(real, "done"):
             return bool(real.done())
         if worker is not None and worker.task is not None:
-            return worker.task.done()
-        return self._release.cancelled
+            return worker.task.done() or bool(getattr(worker.worker, "finished", False))  # its loop ended
+        return self._cancelled()
 
     def cancelled(self) -> bool:
         real = self._real
-        return bool(real.cancelled()) if hasattr(real, "cancelled") else self._release.cancelled
+        return bool(real.cancelled()) if hasattr(real, "cancelled") else self._cancelled()
 
     def cancel(self, *args: Any) -> bool:
         real, worker = self._real, self._worker()
         if hasattr(real, "cancel"):
             return bool(real.cancel(*args)) is not False
+        if self._start is not None:
+            self._start.cancelled = True
+            return True
         self._release.cancelled = True
         if worker is not None:  # a native worker: it stops after its current cycle
             worker.stopping.set()
@@ -114,7 +133,14 @@ class JobHandle:
         real, worker = self._real, self._worker()
         if hasattr(real, "is_alive"):
             return bool(real.is_alive())
-        return worker is not None and worker.task is not None and not worker.task.done()
+        return worker is not None and worker.task is not None and not self.done()
+
+    def running(self) -> bool:
+        """A future's ``running()``: for a native worker, whether it runs now."""
+        real = self._real
+        if hasattr(real, "running"):
+            return bool(real.running())
+        return self.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
         real = self._real
@@ -170,7 +196,7 @@ def _release(owner: Any, name: str) -> _Release:
 
 
 def run_with_server(
-    app: App | None, name: str, start: StartCode | None = None, *, stop: StopCode | None = None
+    app: App | None, name: str, start: StartCode | None = None, *, stop: StopCode | None = None, bound: Any = None
 ) -> JobHandle:
     """Let the worker ``name`` run: called where the server's start-up used to start the job by hand.
 
@@ -179,26 +205,39 @@ def run_with_server(
     None where the start line has no app at hand: the job then runs for the apps whose workers
     run on the event loop the line ran on (the server's), or, before any loop runs (at import
     time), for every app of the process. It returns a :class:`JobHandle` for the line that kept
-    what the start code returns (``self._task = ...``).
+    what the start code returns (``self._task = ...``). ``bound`` is the object a native worker
+    runs its loop on (``bound_to``): the one whose start method this line is in.
     """
     if start is not None and _hosting.get() is not None:
         # The job's own code starting it again (a timer that re-arms itself through this line): as before.
-        return JobHandle(_Release(released=True, start=start, handle=start(), started=True))
+        again = _Start(start, handle=start(), started=True)
+        return JobHandle(_Release(released=True, starts=[again]), again)
     release = _release(_owner(app), name)
-    if release.released:
-        return JobHandle(release)
-    if app is not None and start is not None and not _registered(app, name):
+    entry = _Start(start, stop) if start is not None else None
+    if app is not None and entry is not None and not _registered(app, name):
         logger.warning("no worker %r is registered: starting the job by hand, as before", name)
-        release.handle, release.started = start(), True
-        return JobHandle(release)
+        entry.handle, entry.started = start(), True  # type: ignore[misc]
+        return JobHandle(release, entry)
     with _lock:
-        release.released, release.start, release.stop = True, start, stop
-        release.app, release.name = app, name
-        waiters, release.waiters = release.waiters, []
+        release.released, release.app, release.name = True, app, name
+        if bound is not None and release.bound is None:
+            release.bound = bound
+        if entry is not None:
+            release.starts.append(entry)
+        waiters, release.waiters, running = release.waiters, [], release.running
+    if running is not None and entry is not None:  # its worker runs already: start this call's code now
+        asyncio.run_coroutine_threadsafe(running.launch(entry), running.loop)
     for loop, event in waiters:
         if not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
-    return JobHandle(release)
+    return JobHandle(release, entry)
+
+
+def bound_to(app: App, worker: Any) -> Any:
+    """The object the server's start-up started this worker's job with (``run_with_server(..., bound=self)``)."""
+    name = getattr(worker, "name", None) or type(worker).__name__
+    release = _released(app, name)
+    return release.bound if release is not None else None
 
 
 def _registered(app: App, name: str) -> bool:
@@ -288,6 +327,7 @@ class Spawned:
     started: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def error(self, where: str, exc: BaseException) -> None:
         self.errors = [*self.errors[-4:], f"{where}: {exc!r}"]
@@ -314,10 +354,11 @@ class Spawned:
 
     def thread(self, thread: threading.Thread) -> None:
         """Run the thread in the job's context, so what it starts (a timer re-arming itself) is the job's too."""
-        self.started["threads"] += 1
-        if self.stopped and isinstance(thread, threading.Timer):
-            thread.cancel()
-        self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        with self.lock:  # stopping checks every thread it knows: none may slip in meanwhile
+            self.started["threads"] += 1
+            if self.stopped and isinstance(thread, threading.Timer):
+                thread.cancel()
+            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         context, run = contextvars.copy_context(), thread.run
 
         def hosted_run() -> None:
@@ -355,14 +396,15 @@ class Spawned:
 
     def cancel(self, default_executor: Any) -> None:
         """Stop everything that can be stopped from outside; threads are joined by :meth:`HostedJob.stop`."""
-        self.stopped = True
+        with self.lock:
+            self.stopped = True
+            for thread in self.threads:
+                if isinstance(thread, threading.Timer):
+                    thread.cancel()
         for handle in list(self.timers):
             handle.cancel()
         for task in list(self.tasks):
             task.cancel()
-        for thread in self.threads:
-            if isinstance(thread, threading.Timer):
-                thread.cancel()
         for scheduler, event in self.scheduled:
             _cancel_event(scheduler, event)
         for future in list(self.futures):
@@ -484,8 +526,9 @@ class HostedJob:
         self.was = was  # where the job came from: "catalog/jobs.py Jobs.start_price_sync"
         self.native_when = native_when  # what would let petrock make it a native worker
         self.spawned: Spawned | None = None
-        self.stop_code: StopCode | None = None
-        self.handle: Any = None  # what the start code returned
+        self.release: _Release | None = None
+        self.context = contextvars.copy_context()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.still_running: list[str] = []
         self._stop_timeout = 5.0
 
@@ -506,20 +549,30 @@ class HostedJob:
         if not await until_served(app, self):
             return
         release = _released(app, self.name)
-        if release is None or release.start is None:
+        if release is None or not release.starts:
             raise HostedJobDied(f"the server started {self.name!r} without its start code")
-        if release.cancelled:
-            return  # cancelled through its handle before it could start
-        _install_hooks(asyncio.get_running_loop())
-        self.spawned, self.stop_code, self.still_running = Spawned(self.name), release.stop, []
-        context = contextvars.copy_context()
-        context.run(_hosting.set, self.spawned)
-        result = context.run(release.start)
-        if inspect.iscoroutine(result):  # start code that is a coroutine (a task it returns is the job's handle)
-            # Awaited in a task of the job's own, so what it starts is recorded as the job's too.
-            result = await asyncio.get_running_loop().create_task(_awaited(result), context=context)
-        self.handle = result
-        release.handle, release.started = result, True
+        self.loop = asyncio.get_running_loop()
+        _install_hooks(self.loop)
+        self.spawned, self.still_running, self.release = Spawned(self.name), [], release
+        self.context = contextvars.copy_context()
+        self.context.run(_hosting.set, self.spawned)
+        release.running = self
+        for entry in list(release.starts):
+            await self.launch(entry)
+
+    async def launch(self, entry: _Start) -> None:
+        """Run one call's start code, recording everything it starts as the job's."""
+        if entry.cancelled or entry.started or entry.launching or self.spawned is None:
+            return
+        entry.launching = True
+        try:
+            result = self.context.run(entry.code)
+            if inspect.iscoroutine(result):  # start code that is a coroutine (a task it returns is the handle)
+                # Awaited in a task of the job's own, so what it starts is recorded as the job's too.
+                result = await asyncio.get_running_loop().create_task(_awaited(result), context=self.context)
+            entry.handle, entry.started = result, True
+        finally:
+            entry.launching = False
 
     async def work(self) -> None:
         spawned = self.spawned
@@ -528,13 +581,17 @@ class HostedJob:
         raise HostedJobDied(f"everything {self.name!r} started has ended: {spawned.errors[-1]}")
 
     async def stop(self) -> None:
-        spawned = self.spawned
+        spawned, release = self.spawned, self.release
         if spawned is None:
             return
+        if release is not None:
+            release.running = None
         deadline = time.monotonic() + self._stop_timeout * 0.8
-        if self.stop_code is not None:
+        for entry in release.starts if release is not None else []:
+            if entry.stop is None or not entry.started:
+                continue
             try:
-                outcome = self.stop_code(self.handle)
+                outcome = entry.stop(entry.handle)
                 if inspect.iscoroutine(outcome):
                     await asyncio.wait_for(_awaited(outcome), timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
@@ -544,6 +601,8 @@ class HostedJob:
         if spawned.tasks:
             await asyncio.wait(list(spawned.tasks), timeout=max(0.0, deadline - time.monotonic()))
         await asyncio.to_thread(_join, spawned, deadline)
+        for entry in release.starts if release is not None else []:
+            entry.started = False  # a restart runs each call's code again
         running = spawned.running()
         self.still_running = [f"{count} {kind}" for kind, count in running.items() if count]
         if self.still_running:

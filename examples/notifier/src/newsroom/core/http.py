@@ -2,13 +2,20 @@
 
 ``POST /commands`` takes ``{"type": "posts/create", "payload": {...}}`` and answers
 201 with the new message id. Every refusal is a 4xx and appends nothing.
-Security headers, cross-origin protection and the token check (security.py,
-auth.py) wrap every route.
+Every route is wrapped in the app's defences: security headers and cross-origin
+protection (security.py), the Host allow-list (hosts.py), HEAD as GET (head.py),
+quiet disconnects (disconnects.py) and, with a token, the token check (auth.py);
+outside them, every request gets its id and is measured (observe.py).
+``/openapi.json`` and ``/docs`` describe the API (openapi.py), ``/metrics`` measures
+the app (metrics.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,23 +23,32 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .access_log import redact_secrets_in_access_log
 from .app import App
 from .auth import RequireToken, Tokens, auth_routes, tokens_from_env
-from .commands import CommandRejected, StateDiverged
+from .commands import CommandRejected
+from .disconnects import QuietDisconnects
 from .errors import error_response, exception_handlers
-from .events import EventStreams
+from .events import EventStreams, max_streams_from_env
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
+from .head import HeadAsGet
+from .hosts import RequireAllowedHost, allowed_hosts
 from .log import LogUnreachable
+from .metrics import MetricsEndpoint, metrics_tokens
+from .observe import ObserveRequests
+from .openapi import OpenAPIRoutes
 from .queries import UnknownQuery
+from .ratelimit import AttemptLimiter
 from .security import CrossOriginProtection, SecurityHeaders
+from .sessions import Sessions
 from .supervisor import WorkerState
 
 # The feature pages import the form helpers from here.
@@ -44,36 +60,44 @@ STATIC = Path(__file__).parent / "static"
 def create_http_app(
     app: App,
     *,
-    replay: bool = True,
+    prepare: bool = True,
     start_workers: bool = True,
     on_closed: Callable[[list[str]], None] | None = None,
     tokens: Sequence[str] | None = None,
     host: str = "127.0.0.1",
+    port: int | None = None,
+    access_log: logging.Logger | None = None,
 ) -> Starlette:
-    """The ASGI app: replays the log and starts the workers on startup, stops them on shutdown.
+    """The ASGI app: on startup it makes the projections current (rebuilding, on another thread, any
+    whose code changed, while commands and queries answer 503) and then starts the workers; it stops
+    them on shutdown.
 
     ``on_closed`` gets the names of workers that did not stop in time, once the
     database is closed (``serve`` uses it to leave without them). ``tokens`` are the
     accepted API tokens (default: ``APP_API_TOKEN``); none means the app is open.
-    ``host`` is the interface served on: ``/mcp`` answers only ``Host`` headers that name it.
+    ``host`` and ``port`` are where it is served (``port`` None: not known, any port):
+    only ``Host`` headers naming them, loopback or ``APP_ALLOWED_HOSTS`` are answered.
+    ``access_log`` gets one line per request (the JSON log format; see logformat.py).
     """
     from .mcp import MCPEndpoint  # the mcp SDK itself is imported on the first /mcp request
 
     accepted = tokens_from_env() if tokens is None else tuple(tokens)
-    events = EventStreams(app.log)
-    mcp = MCPEndpoint(app, host=host)
+    events = EventStreams(app.log, max_streams=max_streams_from_env(), metrics=app.metrics)
+    mcp = MCPEndpoint(app)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if replay:
-            app.replay()
-        if start_workers:
-            await app.start_workers()
+        redact_secrets_in_access_log(accepted)
+        stopping = threading.Event()
+        rebuild = app.projections.begin() if prepare else []
+        starting = asyncio.create_task(_start(app, rebuild, stopping, start_workers=start_workers), name="start")
         try:
             with events.closed_on_shutdown_signal():
                 async with mcp.running():
                     yield
         finally:
+            stopping.set()
+            await asyncio.gather(starting, return_exceptions=True)
             events.close()
             stuck = await app.close()
             if on_closed is not None:
@@ -82,34 +106,39 @@ def create_http_app(
     async def index(request: Request) -> Response:
         return app.pages.render("core/index.html", app=app, request=request)
 
+    def refuse_command(reason: str, status_code: int, message: str, **extra: Any) -> Response:
+        """A command refused before dispatch (dispatch counts its own refusals), counted by reason."""
+        app.metrics.command_refused(reason)
+        return _error(status_code, message, **extra)
+
     async def post_command(request: Request) -> Response:
         if _media_type(request) != "application/json":
-            return _error(415, "send JSON with Content-Type: application/json")
+            return refuse_command("unsupported_media_type", 415, "send JSON with Content-Type: application/json")
         try:
             body = await read_body(request)
         except RequestTooLarge:
-            return _error(413, f"request body is over {MAX_BODY_BYTES} bytes")
+            return refuse_command("too_large", 413, f"request body is over {MAX_BODY_BYTES} bytes")
         try:
             envelope = json.loads(body, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):
-            return _error(400, "body is not valid JSON (or nested too deeply)")
+            return refuse_command("malformed", 400, "body is not valid JSON (or nested too deeply)")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
-            return _error(400, 'expected {"type": "feature/verb", "payload": {...}}')
+            return refuse_command("malformed", 400, 'expected {"type": "feature/verb", "payload": {...}}')
         payload = envelope.get("payload", {})
         if not isinstance(payload, dict):
-            return _error(400, "payload must be a JSON object")
+            return refuse_command("malformed", 400, "payload must be a JSON object")
         spec = app.commands.find(envelope["type"])
         if spec is None or not spec.public:
-            return _error(404, f"unknown command type {envelope['type']!r}")
+            return refuse_command("unknown_type", 404, f"unknown command type {envelope['type']!r}")
         try:
             command = spec.model.model_validate(payload)
         except ValidationError as exc:
-            return _error(400, "invalid payload", fields=field_errors(exc))
+            return refuse_command("invalid_payload", 400, "invalid payload", fields=field_errors(exc))
         try:
             message = app.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except (StateDiverged, LogUnreachable) as exc:  # nothing appended: safe to retry later
+        except LogUnreachable as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
         return JSONResponse(
             {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
@@ -132,7 +161,8 @@ def create_http_app(
             return _error(400, "invalid query parameters", fields=field_errors(exc))
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        return JSONResponse(to_jsonable_python(result))
+        # One pass in pydantic-core, not to_jsonable_python and then json.dumps: a list page is most of a query's cost.
+        return Response(to_json(result), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         workers = [handle.describe() for handle in app.supervisor.handles]
@@ -141,11 +171,10 @@ def create_http_app(
             dead_letters = app.dead_letters.counts()
         except LogUnreachable:
             version, dead_letters = None, {}
-        healthy = (
-            version is not None and app.diverged is None and all(w["state"] != WorkerState.FAILED for w in workers)
-        )
+        rebuilding = app.projections.unavailable
+        healthy = version is not None and rebuilding is None and all(w["state"] != WorkerState.FAILED for w in workers)
         # 503 when this process cannot do its job; "degraded" with 200 when dead letters wait for an operator.
-        status = "ok" if healthy and not dead_letters else "degraded"
+        status = "ok" if healthy and not dead_letters else "rebuilding" if rebuilding else "degraded"
         status_code = 200 if healthy else 503
         if request.scope.get("access") == "anonymous":  # a token is required and none was sent: say only this
             return JSONResponse({"status": status}, status_code=status_code)
@@ -156,7 +185,7 @@ def create_http_app(
                 "workers": workers,
                 "dead_letters": dead_letters,
                 "process": app.runtime(),  # which workers this process runs, which it stands by for
-                "diverged": app.diverged,
+                "projections": {"unavailable": rebuilding, "progress": app.projections.progress},
             },
             status_code=status_code,
         )
@@ -164,9 +193,12 @@ def create_http_app(
     refuse = partial(error_response, app.pages)
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(QuietDisconnects),
+        Middleware(RequireAllowedHost, hosts=allowed_hosts(host, port), refuse=refuse),
+        Middleware(HeadAsGet),
         Middleware(CrossOriginProtection, refuse=refuse),
     ]
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", index, name="index"),
         Route("/commands", post_command, methods=["POST"]),
         Route("/commands", list_commands, methods=["GET"]),
@@ -175,20 +207,33 @@ def create_http_app(
         Route("/events", events.endpoint, name="events"),
         Route("/healthz", healthz),
         Route("/mcp", mcp),
+        *OpenAPIRoutes(app, secured=bool(accepted)).routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *app.routes,
     ]
+    if app.metrics.enabled:
+        routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
     if accepted:
-        checker = Tokens(accepted)
-        middleware.append(Middleware(RequireToken, tokens=checker, refuse=refuse))
-        routes[1:1] = auth_routes(checker, app.pages)
+        checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
+        middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
+        routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)
+    # Outermost: the request id reaches every answer, refusals included, and every answer is measured.
+    middleware.insert(0, Middleware(ObserveRequests, routes=routes, metrics=app.metrics, access_log=access_log))
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers=exception_handlers(app.pages), lifespan=lifespan
     )
 
 
+async def _start(app: App, rebuild: list[str], stopping: threading.Event, *, start_workers: bool) -> None:
+    """Rebuild what needs it, then start the workers (they read the projections)."""
+    if rebuild and not await app.projections.rebuild_in_background(rebuild, stopping):
+        return
+    if start_workers and not stopping.is_set():
+        await app.start_workers()
+
+
 def _refuse_constant(name: str) -> float:
-    """NaN and Infinity are not JSON; stored as null they would break replay."""
+    """NaN and Infinity are not JSON; stored as null they would break a rebuild."""
     raise ValueError(f"{name} is not allowed")
 
 

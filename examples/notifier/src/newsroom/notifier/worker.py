@@ -1,10 +1,10 @@
 """A worker written by hand: tell a webhook whenever a post gets its summary.
 
 It is a :class:`CommandWorker`, so the app stores its log position and calls it
-for every ``posts/set-generated-summary`` after that position. On a restart the
-summaries it already announced come back with ``ctx.replaying`` set, and it
-stays quiet. A webhook that fails raises: the message is not marked done, and
-the app retries the cycle with backoff until the webhook takes it.
+for every ``posts/set-generated-summary`` after that position: a restart goes on
+from there, and the summaries it already announced are not handled again. A
+webhook that fails raises: the message is not marked done, and the app retries the
+cycle with backoff until the webhook takes it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ class SummaryNotifier(CommandWorker):
             self.client = None
 
     async def announce(self, command: SetGeneratedSummary, ctx: Context) -> None:
-        """Send one notification; skipped on replay, because it was sent before the restart."""
-        if ctx.replaying:
-            return
+        """Send one notification."""
         post = ctx.app.query("posts/get", {"id": command.item_id})
         if not self.webhook_url or self.client is None:
             logger.info("post %s has a summary (set NOTIFY_WEBHOOK_URL to send it somewhere)", command.item_id)

@@ -31,8 +31,9 @@ from .worker import SummaryWorker
 
 def register(app: App) -> None:
     """Register everything the posts feature offers; the summary settings come from ``SUMMARY_*``."""
-    state = PostsState(app.references)
+    state = PostsState(app.store, app.references)
     app.add_feature("posts", TEMPLATES)
+    app.projections.add(state)  # its handlers below keep the posts table; rebuilt when their code changes
 
     app.commands.register("posts/create", CreatePost, state.create)
     app.commands.register("posts/update", UpdatePost, state.update)

@@ -4,6 +4,8 @@ from .app import App
 from .backends.sqlite import SQLiteLog
 from .commands import CommandRejected, NotFound
 from .log import LeaseLost, Message, MessageLogBackend, open_log
+from .projections import Projection
+from .store import Column, Store, Table, TableSpec
 from .worker import CommandWorker, Context, Worker, WorkerAlreadyStarted, WorkerError, WorkerStopped
 
 # The default backend, under the name the app has always used: ``MessageLog("app.db")``.
@@ -11,6 +13,7 @@ MessageLog = SQLiteLog
 
 __all__ = [
     "App",
+    "Column",
     "CommandRejected",
     "CommandWorker",
     "Context",
@@ -19,7 +22,11 @@ __all__ = [
     "MessageLog",
     "MessageLogBackend",
     "NotFound",
+    "Projection",
     "SQLiteLog",
+    "Store",
+    "Table",
+    "TableSpec",
     "Worker",
     "WorkerAlreadyStarted",
     "WorkerError",

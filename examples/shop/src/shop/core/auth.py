@@ -4,20 +4,21 @@ Unset, the app is open (fine on 127.0.0.1, which is where ``serve`` binds by
 default). Set (one token, or several separated by commas while you rotate them),
 the API (``/commands``, ``/queries``, ``/events``, ``/mcp``) needs
 ``Authorization: Bearer <token>`` and the pages need a login with a token, which
-leaves a signed session cookie. ``/healthz``, ``/login`` and ``/static`` stay open.
-Tokens are compared in constant time and never written anywhere.
+starts a session kept on the server (sessions.py). ``/healthz``, ``/login`` and
+``/static`` stay open; ``/metrics`` checks its own token, this one or
+``APP_METRICS_TOKEN`` (metrics.py). Tokens are compared in constant time and never
+written anywhere; guessing them is rate-limited (ratelimit.py), and a token in the URL
+(``?access_token=``), where logs and browser histories keep it, is refused.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -26,21 +27,26 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .forms import RequestTooLarge, read_form
+from .log import LogUnreachable
 from .pages import APP_NAME, Pages
+from .ratelimit import AttemptLimiter, client_address
+from .sessions import Sessions
 
 TOKEN_VARIABLE = "APP_API_TOKEN"
 SESSION_COOKIE = f"{APP_NAME}_session"
-SESSION_SECONDS = 7 * 24 * 3600
+URL_TOKEN_PARAMETER = "access_token"  # RFC 6750's name for a bearer token in the URL
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp")
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
+# Paths that check a bearer token themselves: /metrics also takes APP_METRICS_TOKEN (core/metrics.py).
+SELF_GUARDED_PATHS = ("/metrics",)
 # Event streams are opened by the pages' own script, which carries the session cookie, not a token.
 SESSION_API_PREFIXES = ("/events",)
 
 
-def tokens_from_env(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    """The accepted tokens: ``APP_API_TOKEN`` split on commas, blanks dropped."""
-    return tuple(token.strip() for token in environ.get(TOKEN_VARIABLE, "").split(",") if token.strip())
+def tokens_from_env(environ: Mapping[str, str] = os.environ, variable: str = TOKEN_VARIABLE) -> tuple[str, ...]:
+    """The accepted tokens: ``APP_API_TOKEN`` (or ``variable``) split on commas, blanks dropped."""
+    return tuple(token.strip() for token in environ.get(variable, "").split(",") if token.strip())
 
 
 def is_loopback(host: str) -> bool:
@@ -64,19 +70,13 @@ def open_bind_refusal(host: str, tokens: Sequence[str], *, insecure: bool) -> st
 
 
 class Tokens:
-    """Checks tokens and issues and checks login sessions signed with them.
+    """Checks tokens, and names each one by a fingerprint that sessions record instead of the token."""
 
-    A session is signed with a key derived from the token that was used to log in,
-    so it stays valid while that token is accepted, and ends when the token is
-    rotated out. Every process serving the app accepts it; nothing is stored.
-    """
-
-    def __init__(self, tokens: Sequence[str], *, session_seconds: int = SESSION_SECONDS) -> None:
+    def __init__(self, tokens: Sequence[str]) -> None:
         if not tokens:
             raise ValueError("at least one token is needed")
         self._digests = [_digest(token) for token in tokens]
-        self._session_keys = [hmac.new(token.encode(), b"session key", hashlib.sha256).digest() for token in tokens]
-        self.session_seconds = session_seconds
+        self.fingerprints = frozenset(_fingerprint(token) for token in tokens)
 
     def __repr__(self) -> str:
         return f"Tokens({len(self._digests)} accepted)"
@@ -85,27 +85,11 @@ class Tokens:
         """Whether ``candidate`` is one of the tokens (constant time: every token is compared)."""
         return _matches_any(_digest(candidate), self._digests)
 
-    def new_session(self, token: str, now: float | None = None) -> str:
-        """A session cookie value for someone who logged in with ``token`` (which must be accepted)."""
-        key = self._session_keys[self._index(token)]
-        issued = str(int(time.time() if now is None else now))
-        return f"{issued}.{_sign(key, issued)}"
-
-    def valid_session(self, value: str, now: float | None = None) -> bool:
-        issued, _, signature = value.partition(".")
-        if not issued.isdigit() or not signature:
-            return False
-        age = (time.time() if now is None else now) - int(issued)
-        if not 0 <= age <= self.session_seconds:
-            return False
-        return _matches_any(signature.encode(), [_sign(key, issued).encode() for key in self._session_keys])
-
-    def _index(self, token: str) -> int:
-        digest = _digest(token)
-        for index, known in enumerate(self._digests):
-            if hmac.compare_digest(digest, known):
-                return index
-        raise ValueError("not an accepted token")
+    def fingerprint(self, token: str) -> str:
+        """What a session records of the token it was started with (which must be accepted)."""
+        if not self.accepts(token):
+            raise ValueError("not an accepted token")
+        return _fingerprint(token)
 
 
 class RequireToken:
@@ -113,37 +97,76 @@ class RequireToken:
 
     It records how the request got in as ``scope["access"]``: ``"token"``,
     ``"session"``, or ``"anonymous"`` for the open paths (``/healthz`` then
-    tells less).
+    tells less). Wrong bearer tokens count towards the ``limiter``.
     """
 
-    def __init__(self, app: ASGIApp, *, tokens: Tokens, refuse: Callable[[Request, int, str], Response]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Tokens,
+        sessions: Sessions,
+        limiter: AttemptLimiter,
+        refuse: Callable[[Request, int, str], Response],
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.sessions = sessions
+        self.limiter = limiter
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = self._let_in(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _let_in(self, scope: Scope) -> Response | None:
+        """Set ``scope["access"]`` and return None, or return the refusal."""
         request = Request(scope)
         path = scope["path"]
-        bearer = _bearer(Headers(scope=scope))
-        session = request.cookies.get(SESSION_COOKIE, "")
-        if bearer is not None and self.tokens.accepts(bearer):
+        if path in SELF_GUARDED_PATHS:  # it checks its own tokens (metrics.py)
+            scope["access"] = "anonymous"
+            return None
+        bearer = bearer_token(Headers(scope=scope))
+        if _token_in_url(scope, self.tokens):
+            message = "send the token in an Authorization: Bearer header, never in the URL (URLs are logged)"
+            return self.refuse(request, 400, message)
+        if bearer is not None:
+            client = client_address(scope)
+            wait = self.limiter.retry_after(client)
+            if wait is not None:
+                return too_many_attempts(self.refuse, request, wait)
+            if not self.tokens.accepts(bearer):
+                self.limiter.failed(client)
+                return self._refuse(request, wrong_token=True)
             scope["access"] = "token"
-        elif bearer is None and session and self.tokens.valid_session(session) and not _is_token_only(path):
+            return None
+        try:
+            session = self._valid_session(request)
+        except LogUnreachable as exc:  # the sessions are in the database: nobody is let in on a guess
+            return self.refuse(request, 503, str(exc))
+        if session and not _is_token_only(path):
             scope["access"] = "session"
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
         else:
-            await self._refuse(request, bearer is not None)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return self._refuse(request, wrong_token=False)
+        return None
 
-    def _refuse(self, request: Request, wrong_token: bool) -> Response:
-        is_api = _under(request.url.path, API_PREFIXES)
+    def _valid_session(self, request: Request) -> bool:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return cookie is not None and self.sessions.valid(cookie, self.tokens.fingerprints)
+
+    def _refuse(self, request: Request, *, wrong_token: bool) -> Response:
+        path, query = request.scope["path"], request.scope.get("query_string", b"").decode("latin-1")
+        is_api = _under(path, API_PREFIXES)
         if not is_api and not wrong_token and "text/html" in request.headers.get("accept", ""):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = path + (f"?{query}" if query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         error = ', error="invalid_token"' if wrong_token else ""
         message = "this token is not accepted" if wrong_token else "send Authorization: Bearer <APP_API_TOKEN>"
@@ -152,13 +175,27 @@ class RequireToken:
         return response
 
 
-def auth_routes(tokens: Tokens, pages: Pages) -> list[BaseRoute]:
-    """``/login`` (a form asking for a token) and ``/logout``."""
+def too_many_attempts(refuse: Callable[[Request, int, str], Response], request: Request, wait: int) -> Response:
+    """The 429 for a client over its allowance of failed attempts."""
+    response = refuse(request, 429, f"too many wrong tokens: try again in {wait} seconds")
+    response.headers["retry-after"] = str(wait)
+    return response
+
+
+def auth_routes(tokens: Tokens, sessions: Sessions, limiter: AttemptLimiter, pages: Pages) -> list[BaseRoute]:
+    """``/login`` (a form asking for a token) and ``/logout`` (this browser, or every session with ``everywhere``)."""
 
     async def login(request: Request) -> Response:
         target = safe_next(request.query_params.get("next", "/"))
         if request.method == "GET":
             return pages.render("core/login.html", request=request, next=target, error=None)
+        client = client_address(request.scope)
+        wait = limiter.retry_after(client)
+        if wait is not None:
+            error = f"Too many wrong tokens. Try again in {wait} seconds."
+            response = pages.render("core/login.html", 429, request=request, next=target, error=error)
+            response.headers["retry-after"] = str(wait)
+            return response
         try:
             form = await read_form(request)
         except RequestTooLarge:
@@ -166,21 +203,31 @@ def auth_routes(tokens: Tokens, pages: Pages) -> list[BaseRoute]:
         target = safe_next(form.get("next", target))
         token = form.get("token", "").strip()
         if not token or not tokens.accepts(token):
+            if token:
+                limiter.failed(client)
             error = "That token is not right." if token else "Please enter the token."
             return pages.render("core/login.html", 401, request=request, next=target, error=error)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            tokens.new_session(token),
-            max_age=tokens.session_seconds,
+            sessions.start(tokens.fingerprint(token), tokens.fingerprints),
+            max_age=sessions.seconds,
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=request.scope.get("scheme") == "https",
         )
         return response
 
-    async def logout(_: Request) -> Response:
+    async def logout(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except RequestTooLarge:
+            form = {}
+        if form.get("everywhere") and request.scope.get("access") in ("session", "token"):
+            sessions.end_all()
+        else:
+            sessions.end(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
         return response
@@ -202,11 +249,19 @@ def safe_next(target: str) -> str:
     return target
 
 
-def _bearer(headers: Headers) -> str | None:
+def bearer_token(headers: Headers) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
     return credentials.strip()
+
+
+def _token_in_url(scope: Scope, tokens: Tokens) -> bool:
+    """Whether the query names an ``access_token`` or holds an accepted token as any value."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return any(name.lower() == URL_TOKEN_PARAMETER or (value and tokens.accepts(value)) for name, value in pairs)
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
@@ -230,6 +285,6 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _sign(key: bytes, text: str) -> str:
-    mac = hmac.new(key, text.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+def _fingerprint(token: str) -> str:
+    """A short keyed hash naming a token: it tells which token a session used, and cannot be used as one."""
+    return hmac.new(token.encode(), b"session owner", hashlib.sha256).hexdigest()[:32]

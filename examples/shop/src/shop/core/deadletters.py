@@ -107,7 +107,7 @@ class DeadLetterStore:
         return letter
 
     def skipped_ids(self, worker: str) -> set[int]:
-        """Ids of messages ``worker`` never handled (dead or discarded): replay must skip them too."""
+        """Ids of messages ``worker`` never handled (dead or discarded): a rebuild must skip them too."""
         return {letter.message_id for letter in self._letters(worker) if letter.status is not DeadLetterStatus.RETRIED}
 
     def retries_for(self, worker: str) -> list[DeadLetter]:

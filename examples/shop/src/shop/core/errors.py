@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .pages import Pages
+from .projections import ProjectionsUnavailable
 from .security import add_security_headers
 
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
@@ -23,7 +24,10 @@ HEADINGS = {
     404: "Not found",
     405: "Not allowed",
     413: "Too large",
+    421: "Wrong address",
+    429: "Too many attempts",
     500: "Something went wrong",
+    503: "Back in a moment",
 }
 
 
@@ -33,7 +37,8 @@ def is_api_path(path: str) -> bool:
 
 def wants_html(request: Request) -> bool:
     """A page request from a browser, as opposed to a call to the JSON API."""
-    return not is_api_path(request.url.path) and "text/html" in request.headers.get("accept", "")
+    # The scope's path, not request.url: that is built from the Host header, which may be anything.
+    return not is_api_path(request.scope["path"]) and "text/html" in request.headers.get("accept", "")
 
 
 def error_response(
@@ -57,7 +62,8 @@ def error_response(
 
 
 def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
-    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 500 for crashes."""
+    """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 503 while
+    a projection is rebuilt, 500 for crashes."""
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(pages, request, 404, "There is nothing at this address.")
@@ -66,10 +72,16 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         headers = exc.headers if isinstance(exc, HTTPException) else None
         return error_response(pages, request, 405, f"{request.method} is not allowed here.", headers=headers)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        headers = {"retry-after": str(ProjectionsUnavailable.retry_after)}
+        return error_response(pages, request, 503, f"{exc}; try again in a few seconds.", headers=headers)
+
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
         response = error_response(pages, request, 500, "The server hit an error; it has been logged.")
         add_security_headers(response.headers)
+        if "request_id" in request.scope:  # set by observe.py: the id to look for in the log
+            response.headers["x-request-id"] = request.scope["request_id"]
         return response
 
-    return {404: not_found, 405: method_not_allowed, 500: server_error}
+    return {404: not_found, 405: method_not_allowed, ProjectionsUnavailable: unavailable, 500: server_error}

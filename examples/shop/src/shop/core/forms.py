@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
 
+from .headers import whole_number
+
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -18,8 +20,8 @@ class RequestTooLarge(Exception):
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """Read the body, refusing it as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = whole_number(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise RequestTooLarge
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -99,7 +101,7 @@ def plain_message(error: ErrorDetails) -> str:
     if kind == "string_too_long":
         return f"Use at most {context.get('max_length')} characters."
     if kind == "string_pattern_mismatch":
-        return "Enter a valid email address." if "@" in str(context.get("pattern", "")) else "Use the expected format."
+        return pattern_message(str(context.get("pattern", "")))
     bounds = {
         "greater_than": "Enter a number greater than {gt}.",
         "greater_than_equal": "Enter a number of at least {ge}.",
@@ -114,3 +116,12 @@ def plain_message(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     message = message[:1].upper() + message[1:]
     return message if message.endswith((".", "!", "?")) else f"{message}."
+
+
+def pattern_message(pattern: str) -> str:
+    """What to tell people whose value does not match ``pattern`` (the generated url and email fields' own)."""
+    if pattern.startswith("^https?://"):
+        return "Enter a web address starting with http:// or https://, with nothing before the host name."
+    if "@" in pattern:
+        return "Enter a valid email address."
+    return "Use the expected format."

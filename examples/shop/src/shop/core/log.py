@@ -1,7 +1,8 @@
 """The message log: what every storage backend provides, and how to open one.
 
-The log is the source of truth. State is rebuilt from it on start, and workers
-read it to react. This module holds the interface (:class:`MessageLogBackend`)
+The log is the source of truth. State is kept beside it, in the store's tables
+(core/store.py), written in the transaction that appends; workers read the log
+to react. This module holds the interface (:class:`MessageLogBackend`)
 and the values that cross it; each backend is one module in ``core/backends/``
 with the same method names, in the style of the ``eventsourcing`` library's
 recorders:
@@ -16,13 +17,12 @@ any of this: they talk to the App.
 Several processes can share one log. The rules every backend keeps:
 
 - **No command is decided on stale state.** An outermost :meth:`~MessageLogBackend.transaction`
-  takes the log's write lock, then hands every message this process has not seen yet to
-  the *applier* (the App's state handlers) before the block runs; the block validates
-  against that state and appends. Ids are committed in order, so a reader of
-  ``id > position`` never skips a late commit.
+  takes the log's write lock; the block validates against the store's tables, which
+  every process shares and sees as of the lock, and appends. Ids are committed in
+  order, so a reader of ``id > position`` never skips a late commit.
 - **Followers learn of others' appends at once.** :meth:`~MessageLogBackend.follow` runs in
-  each process, applies what others appended and calls the subscribers, so workers
-  wake and queries converge.
+  each process and calls the subscribers when another process appended, so workers
+  and event streams wake.
 - **Each worker runs in one process at a time.** A lease per worker name, with an expiry,
   taken and renewed by :meth:`~MessageLogBackend.acquire_lease`. It doubles as a fence:
   :meth:`~MessageLogBackend.set_position` raises :class:`LeaseLost` when another process
@@ -36,14 +36,15 @@ import importlib.util
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from .store import Dialect
 
 # (id, timestamp, type, data): a message as the database returns it.
 Row = tuple[int, str, str, str]
 Listener = Callable[[], None]
-# Applies rows this process has not seen yet to its state (App._apply_rows).
-Applier = Callable[[Sequence[Row]], None]
 
 DEFAULT_LEASE_SECONDS = 3.0
 
@@ -68,7 +69,7 @@ class Message(NamedTuple):
     """One entry of the log. ``data`` is the JSON text that was stored.
 
     Immutable, like every log entry. A named tuple rather than a frozen dataclass
-    because it is made once per message on every append and replay, and a tuple is
+    because it is made once per message on every append and read, and a tuple is
     built three times faster.
     """
 
@@ -83,7 +84,7 @@ class Message(NamedTuple):
 
 
 # Builds a Message from an (id, timestamp, type, data) tuple in C, with no Python-level
-# __new__: appends and replays make one per row, and this is about three times faster.
+# __new__: appends and reads make one per row, and this is about three times faster.
 message_from_row: Callable[[Row], Message] = functools.partial(tuple.__new__, Message)
 
 
@@ -102,6 +103,7 @@ class MessageLogBackend(Protocol):
 
     path: str  # where the log lives, for people (a file path, or a URL without its password)
     owner: str  # this process's identity in worker leases
+    dialect: Dialect  # the SQL of the store's tables on this database (backends/*_tables.py)
 
     # --- the log ---
 
@@ -118,7 +120,7 @@ class MessageLogBackend(Protocol):
         ...
 
     def rows_after(self, position: int = 0, *, batch_size: int = 10000) -> Iterator[Row]:
-        """Like :meth:`after`, as plain rows: the fast path for replay."""
+        """Like :meth:`after`, as plain rows: the fast path for rebuilds."""
         ...
 
     def version(self) -> int:
@@ -128,38 +130,37 @@ class MessageLogBackend(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Commit every append and position update inside the block together, or none.
 
-        The outermost block takes the write lock and first applies every message
-        this process has not seen (see :meth:`set_applier`). A block nested in
-        another is a savepoint: if it raises, only its own writes are undone.
+        The outermost block takes the write lock. A block nested in another is a
+        savepoint: if it raises, only its own writes are undone.
         Subscribers hear about appends once the outermost block has committed.
         """
         ...
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` after every committed append of this process and whenever
-        messages appended by another process are applied; returns an unsubscribe function."""
-        ...
-
-    # --- keeping this process's state current ---
-
-    def set_applier(self, applier: Applier) -> None:
-        """The function that applies messages to this process's state (the App sets it)."""
-        ...
-
-    @property
-    def seen(self) -> int:
-        """The newest id this process has applied or appended itself."""
-        ...
-
-    def catch_up(self) -> int:
-        """Apply every committed message not seen yet (the whole log on start); returns how many.
-
-        Subscribers are called when there were any.
-        """
+        """Call ``listener`` after every committed append of this process and when :meth:`follow`
+        learns of another process's; returns an unsubscribe function."""
         ...
 
     async def follow(self, interval: float = 0.005) -> None:
-        """Catch up whenever another process appends, until cancelled (one task per process)."""
+        """Call the subscribers whenever another process appends, until cancelled (one task per process)."""
+        ...
+
+    # --- the store's SQL (core/store.py) ---
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read (inside the open transaction, if any)."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write in the open transaction (or in one of its own); returns the rows it changed."""
+        ...
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one write for each of ``rows``, in the open transaction (or in one of its own)."""
+        ...
+
+    def connect_again(self) -> MessageLogBackend:
+        """Another connection to the same database, for work on another thread (a rebuild)."""
         ...
 
     # --- worker positions and leases ---

@@ -32,8 +32,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from .app import App
-from .commands import CommandRejected, StateDiverged
+from .commands import CommandRejected
 from .forms import MAX_BODY_BYTES, field_errors
+from .projections import ProjectionsUnavailable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -124,7 +125,7 @@ def _command_runner(app: App, model: type[BaseModel]) -> Callable[[Mapping[str, 
             message = app.dispatch(model.model_validate(arguments))
         except ValidationError as exc:
             raise ToolRefused({"error": "invalid payload", "fields": field_errors(exc)}) from None
-        except (CommandRejected, StateDiverged) as exc:
+        except (CommandRejected, ProjectionsUnavailable) as exc:
             raise ToolRefused({"error": str(exc)}) from None
         return {
             "id": message.id,
@@ -142,7 +143,7 @@ def _query_runner(app: App, type: str) -> Callable[[Mapping[str, Any]], Any]:
             return to_jsonable_python(app.query(type, arguments))
         except ValidationError as exc:
             raise ToolRefused({"error": "invalid query parameters", "fields": field_errors(exc)}) from None
-        except CommandRejected as exc:
+        except (CommandRejected, ProjectionsUnavailable) as exc:
             raise ToolRefused({"error": str(exc)}) from None
 
     return run
@@ -197,7 +198,7 @@ def build_server(app: App, name: str = APP_NAME) -> Server:
 
 async def serve_stdio(app: App) -> list[str]:
     """Serve the tools on stdin/stdout until the client hangs up, running the app as ``serve`` does:
-    the log replayed, the workers started, and stopped at the end. Returns the workers that did not stop."""
+    the projections made current, the workers started, and stopped at the end. Returns the workers that did not stop."""
     from mcp.server.stdio import stdio_server
 
     server = build_server(app)
@@ -206,7 +207,7 @@ async def serve_stdio(app: App) -> list[str]:
         asyncio.get_running_loop().add_signal_handler(
             signum, lambda: stopping.append(asyncio.create_task(_close_and_exit(app)))
         )
-    app.replay()
+    await asyncio.to_thread(app.prepare)
     await app.start_workers()
     try:
         async with stdio_server() as (read_stream, write_stream):
@@ -226,28 +227,19 @@ async def _close_and_exit(app: App) -> None:
     os._exit(1 if stuck else 0)
 
 
-def allowed_hosts(host: str) -> list[str] | None:
-    """The ``Host`` headers ``/mcp`` answers (DNS-rebinding protection): the interface the app is served
-    on and the loopback names, any port. None (no check) when it is bound to every interface, whose
-    names are not known here; the API token guards it then."""
-    if host in ("0.0.0.0", "::", ""):
-        return None
-    names = {host if ":" not in host else f"[{host}]", "127.0.0.1", "localhost", "[::1]"}
-    return sorted(names | {f"{name}:*" for name in names})
-
-
 class MCPEndpoint:
     """``/mcp``: the tools over MCP's streamable HTTP transport, as an ASGI app.
 
     The SDK's session manager starts on the first request, inside the task group
     that :meth:`running` holds open for the app's lifespan, so a server nobody asks
     over MCP never imports the SDK. It is stateless and answers in JSON: every
-    request stands alone, whichever process of the server takes it.
+    request stands alone, whichever process of the server takes it. ``Host`` and
+    ``Origin`` are checked for every route of the app (hosts.py, security.py), so the
+    SDK's own copy of those checks is off: it would not know ``APP_ALLOWED_HOSTS``.
     """
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
-        self.hosts = allowed_hosts(host)
         self._task_group: TaskGroup | None = None
         self._manager: StreamableHTTPSessionManager | None = None
         self._starting = anyio.Lock()
@@ -282,7 +274,7 @@ class MCPEndpoint:
             stateless=True,
             json_response=True,
             max_request_body_size=MAX_BODY_BYTES,
-            security_settings=_security(self.hosts),
+            security_settings=_checked_by_the_app(),
         )
         async with manager.run():
             self._manager = manager
@@ -293,12 +285,8 @@ class MCPEndpoint:
                 self._manager = None
 
 
-def _security(hosts: list[str] | None) -> Any:
-    """The SDK's Host/Origin checks for ``hosts`` (see :func:`allowed_hosts`)."""
+def _checked_by_the_app() -> Any:
+    """The SDK's Host/Origin checks, off: the app's middleware makes them for every route."""
     from mcp.server.transport_security import TransportSecuritySettings
 
-    if hosts is None:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return TransportSecuritySettings(
-        allowed_hosts=hosts, allowed_origins=[f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
-    )
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)

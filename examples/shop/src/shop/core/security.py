@@ -9,12 +9,13 @@ header (curl, scripts, old browsers) pass: they carry no one else's cookies.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .headers import origin_host
 
 # No inline scripts, styles or handlers anywhere: pages load /static/app.css and /static/app.js.
 CONTENT_SECURITY_POLICY = (
@@ -70,7 +71,7 @@ def cross_origin(method: str, headers: Headers) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return False
-    return urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
+    return origin_host(origin) != headers.get("host", "").lower()
 
 
 class CrossOriginProtection:

@@ -253,18 +253,21 @@ class Supervisor:
         failures = 0
         while not handle.stopping.is_set() and not handle.lease_lost.is_set():
             handle.wake.clear()
+            began = time.perf_counter()
             try:
                 await handle.worker.work()
             except LeaseLost:
                 handle.lease_lost.set()
                 return
             except Exception as exc:  # noqa: BLE001 - isolate the failure, back off, retry
+                self.app.metrics.worker_cycle(handle.name, time.perf_counter() - began)
                 failures += 1
                 self._record_failure(handle, "work", exc)
                 if await _wait(handle.stopping, self.backoff(failures)):
                     return
                 continue
             handle.cycles += 1
+            self.app.metrics.worker_cycle(handle.name, time.perf_counter() - began)
             if failures:
                 failures = 0
                 handle.state = WorkerState.RUNNING

@@ -25,11 +25,12 @@ once whenever a message is appended, and ``stop`` on shutdown::
 Optional attributes: ``name`` (defaults to the class name), ``poll_interval``
 and ``jitter`` (seconds; default to the app's), and ``wake_on_append = False``
 for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
-stored positions, replay and exactly-once dispatch on top.
+stored positions, state kept in the store with them, and exactly-once dispatch on top.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ from pydantic import BaseModel
 
 from .commands import CommandRejected
 from .log import Message, MessageLogBackend, message_at
+from .projections import code_fingerprint
+from .store import BufferedRows, Rows, Table, TableSpec
 
 if TYPE_CHECKING:
     from .app import App
@@ -54,7 +57,7 @@ class Worker(Protocol):
     """What the app needs from a background worker."""
 
     async def start(self, app: App) -> None:
-        """Load state, usually by scanning the log; remember the position reached."""
+        """Load state (from the store; scan the log only to rebuild it); remember the position reached."""
 
     async def stop(self) -> None:
         """Release resources and cancel in-flight calls; called once on shutdown."""
@@ -89,10 +92,11 @@ def worker_name(worker: object) -> str:
 class Context:
     """What a :class:`CommandWorker` handler gets besides the command.
 
-    ``replaying`` is True while the worker rebuilds its state on start: the
-    handler must then skip side effects (API calls, e-mails) because they were
-    already done and recorded before. Commands passed to :meth:`dispatch` are
-    appended together with the worker's new position, in one transaction.
+    ``replaying`` is True while the worker rebuilds its state from the log (on its
+    first start, or when the code that builds the state changed): the handler must
+    then skip side effects (API calls, e-mails) because they were already done and
+    recorded before. Commands passed to :meth:`dispatch` are appended together with
+    the worker's new position, in one transaction.
     """
 
     app: App
@@ -101,7 +105,7 @@ class Context:
     dispatched: list[BaseModel] = field(default_factory=list)
 
     def dispatch(self, command: BaseModel) -> None:
-        """Queue a command for this message; ignored during replay (it is in the log already)."""
+        """Queue a command for this message; ignored while rebuilding (it is in the log already)."""
         if not self.replaying:
             self.dispatched.append(command)
 
@@ -126,10 +130,16 @@ class CommandWorker:
 
     Its position is stored in the app's database and committed in the same
     transaction as the commands a handler dispatched, so a crash never loses or
-    repeats them. Side effects a handler performs itself (an e-mail, an API call)
-    happen at least once: a crash before the commit repeats them, so send an
-    idempotency key where the other side accepts one. Handlers see the validated command model when the type is
-    registered with the app, else the decoded payload (a dict).
+    repeats them. State it keeps goes in tables of its own (``tables``, read and
+    written with :meth:`table` in its handlers), committed in that transaction too:
+    ``start`` loads nothing and goes on from the position. Only on its first start,
+    or when the code that builds that state changes, does it rebuild the tables by
+    handling every message up to its position again, with ``ctx.replaying`` set.
+
+    Side effects a handler performs itself (an e-mail, an API call) happen at
+    least once: a crash before the commit repeats them, so send an idempotency key
+    where the other side accepts one. Handlers see the validated command model when
+    the type is registered with the app, else the decoded payload (a dict).
 
     A handler that keeps failing on one message is retried (with the app's backoff)
     up to ``max_attempts`` times, or for ``max_retry_seconds`` since its first failure;
@@ -137,6 +147,9 @@ class CommandWorker:
     on with the next one. ``dead_letter=False`` keeps retrying forever instead, for a
     worker that must never skip a message.
     """
+
+    tables: tuple[TableSpec, ...] = ()
+    version = "1"  # change to rebuild the tables even though the code's fingerprint did not change
 
     def __init__(
         self,
@@ -164,6 +177,8 @@ class CommandWorker:
         self._app: App | None = None
         self._stopped = False
         self._failing: set[int] = set()  # ids of messages with failed attempts on record
+        self._buffer: BufferedRows | None = None  # the handlers' writes, until they commit with the position
+        self._handling = False
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -194,18 +209,72 @@ class CommandWorker:
         """The log this worker reads: its own if it was given one, else the app's."""
         return self.own_log or self.app.log
 
+    def table(self, spec: TableSpec) -> Table:
+        """One of the worker's ``tables``. What handlers write commits with the worker's position;
+        what other code writes (a periodic task, a call-back) joins the transaction it is in."""
+        if spec not in self.tables:
+            raise WorkerError(self.name, f"table {spec.name!r} is not one of its tables")
+        return Table(spec, self._rows)
+
+    def _rows(self) -> Rows:
+        if self._handling and self._buffer is not None:
+            return self._buffer
+        return self.app.store.rows
+
     async def start(self, app: App) -> None:
-        """Rebuild the handlers' state from the log, up to the stored position (dead letters left out)."""
+        """Go on from the stored position; rebuild the worker's tables first if they were never
+        built or the code that builds them changed."""
         self._app = app
         self._stopped = False
         self.position = app.log.position(self.name)
-        never_handled = app.dead_letters.skipped_ids(self.name)
         self._failing = app.dead_letters.failing_ids(self.name)
-        for message in self.log.after(0):
-            if message.id > self.position:
-                break
-            if message.id not in never_handled:
-                await self._handle(message, replaying=True)
+        self._buffer = BufferedRows(app.store.rows)
+        if not self.tables:
+            return
+        for spec in self.tables:
+            app.store.declare(spec)
+        app.projections.ensure_tables(self.tables)
+        fingerprint = self.state_fingerprint()
+        if app.projections.stored_fingerprint(self.state_name) != fingerprint:
+            await self._rebuild_state(fingerprint)
+
+    @property
+    def state_name(self) -> str:
+        """The worker's entry in the ``projections`` table."""
+        return f"worker:{self.name}"
+
+    def state_fingerprint(self) -> str:
+        """A hash of the code that builds the worker's tables: its handlers' modules, the tables, ``version``."""
+        modules = {type(self).__module__, *(handler.__module__ for handler in self._handlers.values())}
+        return code_fingerprint(sorted(modules), [spec.describe() for spec in self.tables], self.version)
+
+    async def _rebuild_state(self, fingerprint: str) -> None:
+        """Empty the tables and handle every message up to the position again (dead letters left out),
+        calling nothing outside: ``ctx.replaying`` is set and dispatches are dropped."""
+        app, working = self.app, self._buffer
+        logger.info("worker %r: rebuilding its state from the log up to message %d", self.name, self.position)
+        never_handled = app.dead_letters.skipped_ids(self.name)
+        with app.log.transaction():
+            app.projections.reset_tables(self.tables)
+        buffer = self._buffer = BufferedRows(app.store.rows, undoable=False, fresh=[t.name for t in self.tables])
+        self._handling = True
+        try:
+            for count, message in enumerate(self.log.after(0, batch_size=10_000)):
+                if message.id > self.position:
+                    break
+                if message.id not in never_handled:
+                    await self._handle(message, replaying=True)
+                if len(buffer) >= 10_000:
+                    with app.log.transaction():
+                        buffer.flush()
+                if count % 1000 == 999:
+                    await asyncio.sleep(0)  # let the server answer meanwhile
+            with app.log.transaction():
+                buffer.flush()
+                app.projections.record(self.state_name, fingerprint, self.position)
+        finally:
+            self._handling = False
+            self._buffer = working
 
     async def work(self) -> None:
         """Redeliver the dead letters an operator asked for, handle every message after
@@ -223,56 +292,64 @@ class CommandWorker:
             await _maybe_await(task(self.app))
 
     async def _work_batch(self) -> bool:
-        """Handle up to ``batch_size`` messages and commit what they dispatched; True if more are waiting."""
-        app = self.app
-        # Read no further than this process's state reaches: handlers query that state.
-        limit = None
-        if self.own_log is None:
-            app.log.catch_up()
-            limit = app.log.seen
-        dispatched: list[tuple[int, list[BaseModel]]] = []
+        """Handle up to ``batch_size`` messages and commit what they dispatched and wrote; True if more are waiting."""
+        buffer = self._buffer
+        assert buffer is not None
+        # Per message that dispatched: its id, its commands, and where its writes begin in the buffer.
+        dispatched: list[tuple[int, list[BaseModel], int]] = []
         handled = 0
         reached = self.position
-        for message in self.log.after(self.position, batch_size=self.batch_size):
-            if self._stopped or (limit is not None and message.id > limit):
-                break
-            if message.type in self._handlers:
-                try:
-                    ctx = await self._handle(message, replaying=False)
-                except Exception as exc:
-                    if reached != self.position:  # keep what the messages before this one did
-                        self._commit(dispatched, reached)
-                    dispatched = []
-                    if not self._give_up(message, exc):
-                        raise  # the supervisor backs off and calls work() again
-                    reached = self.position  # past the message, now a dead letter
-                    continue
-                if ctx.dispatched:
-                    dispatched.append((message.id, ctx.dispatched))
-                handled += 1
-            reached = message.id
-            if handled >= self.batch_size:
-                break
-        if reached != self.position:
-            self._commit(dispatched, reached)
+        self._handling = True
+        try:
+            for message in self.log.after(self.position, batch_size=self.batch_size):
+                if self._stopped:
+                    break
+                if message.type in self._handlers:
+                    mark = buffer.mark()
+                    try:
+                        ctx = await self._handle(message, replaying=False)
+                    except Exception as exc:
+                        buffer.undo(mark)
+                        if reached != self.position:  # keep what the messages before this one did
+                            self._commit(dispatched, reached)
+                        dispatched = []
+                        if not self._give_up(message, exc):
+                            raise  # the supervisor backs off and calls work() again
+                        reached = self.position  # past the message, now a dead letter
+                        continue
+                    if ctx.dispatched:
+                        dispatched.append((message.id, ctx.dispatched, mark))
+                    handled += 1
+                reached = message.id
+                if handled >= self.batch_size:
+                    break
+            if reached != self.position:
+                self._commit(dispatched, reached)
+        finally:
+            self._handling = False
+            buffer.clear()  # written out by a commit, or to be written again from the same position
         return handled >= self.batch_size and not self._stopped
 
-    def _commit(self, dispatched: list[tuple[int, list[BaseModel]]], reached: int) -> None:
-        """Commit each message's commands (all or none of them) and the position, in one transaction.
+    def _commit(self, dispatched: list[tuple[int, list[BaseModel], int]], reached: int) -> None:
+        """Commit each message's commands (all or none of them), the handlers' writes and the position,
+        in one transaction.
 
         A message whose commands the app refuses stops the batch there: the ones
         before it are committed with the position just before it, and the refusal
         is raised, so the worker retries from that message.
         """
-        app = self.app
+        app, buffer = self.app, self._buffer
+        assert buffer is not None
         refused: CommandRejected | None = None
         with app.batch():
-            for message_id, commands in dispatched:
+            for message_id, commands, mark in dispatched:
                 try:
                     app.commit(commands)  # a savepoint inside this transaction
                 except CommandRejected as exc:
                     refused, reached = exc, message_id - 1
+                    buffer.undo(mark)
                     break
+            buffer.flush()
             succeeded = {id for id in self._failing if id <= reached}  # handled after failing before
             if succeeded:
                 app.dead_letters.clear_failures(self.name, succeeded)
@@ -324,11 +401,15 @@ class CommandWorker:
         app = self.app
         for letter in app.dead_letters.retries_for(self.name):
             message = message_at(self.log, letter.message_id)
+            buffer = self._buffer
+            assert buffer is not None
+            self._handling = True
             try:
                 if message is None:
                     raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
                 ctx = await self._handle(message, replaying=False)
             except Exception as exc:
+                buffer.clear()
                 error = _describe(exc)
                 attempts, first_failed_at = app.dead_letters.record_failure(self.name, letter.message_id, error)
                 if self._budget_spent(attempts, first_failed_at):
@@ -336,10 +417,13 @@ class CommandWorker:
                     logger.error("worker %r: retry of dead letter %d failed again: %s", self.name, letter.id, error)
                     continue
                 raise
+            finally:
+                self._handling = False
             with app.batch():
                 app.dead_letters.clear_failures(self.name, {letter.message_id})
                 app.dead_letters.resolve(letter.id)
                 app.commit(ctx.dispatched)
+                buffer.flush()
             logger.info("worker %r handled dead letter %d on retry", self.name, letter.id)
 
     async def stop(self) -> None:

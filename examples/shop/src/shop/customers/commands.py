@@ -10,24 +10,38 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from ..core.text import visible_line, visible_text
 
 MAX_LINE_LENGTH = 200
 MAX_TEXT_LENGTH = 100_000
 MAX_SUMMARY_LENGTH = 2_000
 MAX_ERROR_LENGTH = 1_000
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"  # a light check: only a mail that arrives proves an address
-URL_PATTERN = r"^https?://[^\s/?#]+\S*$"
+# A plain address (only a mail that arrives proves it): nothing a mailto: link reads as more (?cc=, &body=).
+EMAIL_PATTERN = r"^[A-Za-z0-9_+'-]+(\.[A-Za-z0-9_+'-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+# No user name before the host (https://good.example@evil.example/ goes to evil.example), no escapes in it.
+URL_PATTERN = r"^https?://[^\s/?#@%\\]+([/?#]\S*)?$"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LINE_LENGTH)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
+Line = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LINE_LENGTH),
+    AfterValidator(visible_line),
+]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+    AfterValidator(visible_text),
+]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL_PATTERN)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000, pattern=URL_PATTERN)]
+Url = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2_000, pattern=URL_PATTERN), AfterValidator(visible_line)
+]
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every customer the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every customer the same id."""
     return uuid4().hex
 
 

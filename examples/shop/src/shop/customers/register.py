@@ -31,8 +31,9 @@ from .worker import SummaryWorker
 
 def register(app: App) -> None:
     """Register everything the customers feature offers; the summary settings come from ``SUMMARY_*``."""
-    state = CustomersState(app.references)
+    state = CustomersState(app.store, app.references)
     app.add_feature("customers", TEMPLATES)
+    app.projections.add(state)  # its handlers below keep the customers table; rebuilt when their code changes
 
     app.commands.register("customers/create", CreateCustomer, state.create)
     app.commands.register("customers/update", UpdateCustomer, state.update)

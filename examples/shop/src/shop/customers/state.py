@@ -1,18 +1,22 @@
-"""The customers state: an in-memory projection of the log, rebuilt on every start.
+"""The customers state: one row per customer in the store's ``customers`` table.
 
-Each handler applies one accepted command. It checks first and mutates after,
-so a refused command (``NotFound``, ``CommandRejected``) changes nothing, and
-the app rolls back its transaction, so it never reaches the log either. Values
-are kept as the JSON the queries answer (text, numbers, booleans).
+Each handler applies one accepted command, in the transaction that appends it to
+the log. It checks first and writes after: a refused command (``NotFound``,
+``CommandRejected``) rolls the transaction back, so neither the log nor the table
+changes. A customer is kept as the JSON the queries answer (text, numbers, booleans).
+
+The table is rebuilt from the log only when this module (or the models of the
+commands it handles) changes: ``python -m shop projections status`` tells.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 from ..core import CommandRejected, Message, NotFound
+from ..core.projections import Projection
 from ..core.references import References
+from ..core.store import Column, Store, TableSpec
 from .commands import (
     CreateCustomer,
     DeleteCustomer,
@@ -24,9 +28,20 @@ from .commands import (
 
 SummaryStatus = Literal["pending", "ready", "failed"]
 
+# The columns lists sort and filter on, each indexed; a filter's column keeps a count per value.
+CUSTOMERS = TableSpec(
+    "customers",
+    columns=(
+        Column("name", "folded"),
+        Column("email", "folded"),
+        Column("website", "folded"),
+        Column("created_at"),
+        Column("updated_at"),
+    ),
+)
 
-@dataclass
-class Customer:
+
+class Customer(TypedDict):
     """One customer, with its summary once the summary worker has one."""
 
     id: str
@@ -36,25 +51,28 @@ class Customer:
     notes: str | None
     created_at: str
     updated_at: str
-    summary: str | None = None
-    summary_status: SummaryStatus = "pending"
-    summary_error: str | None = None
-    summary_request_id: str | None = None
+    summary: str | None
+    summary_status: SummaryStatus
+    summary_error: str | None
+    summary_request_id: str | None
 
 
-class CustomersState:
-    """Every customer by id, in the order they were created."""
+class CustomersState(Projection):
+    """Every customer by id, in the ``customers`` table."""
 
-    def __init__(self, references: References) -> None:
-        self.items: dict[str, Customer] = {}
+    tables = (CUSTOMERS,)
+
+    def __init__(self, store: Store, references: References) -> None:
+        super().__init__(store, "customers")
+        self.items = self.table(CUSTOMERS)
         self.references = references  # to refuse deleting an item others refer to
 
     def get(self, id: str) -> Customer | None:
-        return self.items.get(id)
+        return self.items.get(id)  # type: ignore[return-value]
 
     def require(self, id: str) -> Customer:
         """The customer with this id, or NotFound (404 over HTTP)."""
-        customer = self.items.get(id)
+        customer = self.get(id)
         if customer is None:
             raise NotFound(f"no customer with id {id!r}")
         return customer
@@ -62,52 +80,61 @@ class CustomersState:
     # --- state handlers, one per command ---
 
     def create(self, command: CreateCustomer, message: Message) -> None:
-        if command.id in self.items:
+        if self.get(command.id) is not None:
             raise CommandRejected(f"a customer with id {command.id!r} already exists")
         values = command.model_dump(mode="json")
-        self.items[command.id] = Customer(
-            id=command.id,
-            name=values["name"],
-            email=values["email"],
-            website=values["website"],
-            notes=values["notes"],
-            created_at=message.timestamp,
-            updated_at=message.timestamp,
-        )
+        customer: Customer = {
+            "id": command.id,
+            "name": values["name"],
+            "email": values["email"],
+            "website": values["website"],
+            "notes": values["notes"],
+            "created_at": message.timestamp,
+            "updated_at": message.timestamp,
+            "summary": None,
+            "summary_status": "pending",
+            "summary_error": None,
+            "summary_request_id": None,
+        }
+        self.items.put(command.id, customer)
 
     def update(self, command: UpdateCustomer, message: Message) -> None:
         customer = self.require(command.id)
         values = command.model_dump(mode="json")
-        customer.name = values["name"]
-        customer.email = values["email"]
-        customer.website = values["website"]
-        customer.notes = values["notes"]
-        customer.updated_at = message.timestamp
+        customer["name"] = values["name"]
+        customer["email"] = values["email"]
+        customer["website"] = values["website"]
+        customer["notes"] = values["notes"]
+        customer["updated_at"] = message.timestamp
+        self.items.put(command.id, customer)
 
     def delete(self, command: DeleteCustomer, message: Message) -> None:
         self.require(command.id)
         self.references.require_unreferenced("customers", command.id)
-        del self.items[command.id]
+        self.items.delete(command.id)
 
     def request_summary(self, command: RequestSummaryGeneration, message: Message) -> None:
         customer = self.require(command.item_id)
-        customer.summary_request_id = command.request_id
-        customer.summary_status = "pending"
-        customer.summary_error = None
+        customer["summary_request_id"] = command.request_id
+        customer["summary_status"] = "pending"
+        customer["summary_error"] = None
+        self.items.put(customer["id"], customer)
 
     def set_summary(self, command: SetGeneratedSummary, message: Message) -> None:
         customer = self._awaiting(command.item_id, command.request_id)
-        customer.summary = command.summary
-        customer.summary_status = "ready"
+        customer["summary"] = command.summary
+        customer["summary_status"] = "ready"
+        self.items.put(customer["id"], customer)
 
     def fail_summary(self, command: FailSummaryGeneration, message: Message) -> None:
         customer = self._awaiting(command.item_id, command.request_id)
-        customer.summary_error = command.error_message
-        customer.summary_status = "failed"
+        customer["summary_error"] = command.error_message
+        customer["summary_status"] = "failed"
+        self.items.put(customer["id"], customer)
 
     def _awaiting(self, item_id: str, request_id: str) -> Customer:
         """The customer whose summary request ``request_id`` is still open: one outcome per request."""
         customer = self.require(item_id)
-        if customer.summary_request_id != request_id or customer.summary_status != "pending":
+        if customer["summary_request_id"] != request_id or customer["summary_status"] != "pending":
             raise CommandRejected(f"summary request {request_id!r} of customer {item_id!r} is not pending")
         return customer

@@ -19,12 +19,18 @@ from uuid import uuid4
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from ..core.text import visible_text
+
 MAX_TEXT_LENGTH = 100_000
 MAX_SUMMARY_LENGTH = 2_000
 MAX_ERROR_LENGTH = 1_000
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+    AfterValidator(visible_text),
+]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=30)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
@@ -32,7 +38,7 @@ StatusChoice = Literal["draft", "paid", "shipped"]
 
 
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so replay gives every order the same id."""
+    """A fresh random id. It is stored in the message, so a rebuild from the log gives every order the same id."""
     return uuid4().hex
 
 

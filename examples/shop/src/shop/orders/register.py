@@ -31,8 +31,9 @@ from .worker import SummaryWorker
 
 def register(app: App) -> None:
     """Register everything the orders feature offers; the summary settings come from ``SUMMARY_*``."""
-    state = OrdersState(app.references)
+    state = OrdersState(app.store, app.references)
     app.add_feature("orders", TEMPLATES)
+    app.projections.add(state)  # its handlers below keep the orders table; rebuilt when their code changes
 
     app.commands.register("orders/create", CreateOrder, state.create)
     app.commands.register("orders/update", UpdateOrder, state.update)

@@ -1,7 +1,9 @@
 """The App: one object holding the log, the registries, the pages and the workers.
 
-Features talk to the App (``dispatch``, ``query``, ``register_worker``), never to
-the database. Everything it needs comes in through its constructor.
+Features talk to the App (``dispatch``, ``query``, ``register_worker``) and keep
+their state in its store (``app.store``, core/store.py), never in memory: every
+process reads the same tables, and start does not replay the log. Everything it
+needs comes in through its constructor.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route
 
 from .backends.sqlite import SQLiteLog
-from .commands import CommandRegistry, CommandRejected, StateDiverged, StateHandler
+from .commands import CommandRegistry, CommandRejected
 from .deadletters import DeadLetterStore
 from .kv import KeyValueStore
-from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend, Row, message_from_row
+from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend
+from .metrics import Metrics
 from .pages import Pages
+from .projections import Projections
 from .queries import QueryRegistry
 from .references import References
+from .store import Store
 from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
 from .worker import Worker
 
@@ -32,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 class App:
-    """An event-sourced application: commands in, state rebuilt from the log."""
+    """An event-sourced application: commands in, appended to the log, state kept in the store."""
 
     def __init__(
         self,
@@ -43,22 +48,22 @@ class App:
         stop_timeout: float = 5.0,
         lease_ttl: float = DEFAULT_LEASE_SECONDS,
         random: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.log: MessageLogBackend = log if log is not None else SQLiteLog()
+        self.metrics = metrics if metrics is not None else Metrics()  # core/metrics.py: GET /metrics
+        self.store = Store(self.log)
+        self.projections = Projections(self)
         self.kv = KeyValueStore(self.log)
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
         self.queries = QueryRegistry()
-        self.references = References(self.query)  # ref fields between features (core/references.py)
+        self.references = References(self.query, self.store)  # ref fields between features (core/references.py)
         self.pages = Pages()
         self.routes: list[BaseRoute] = []
         self.links: list[tuple[str, str]] = []
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
-        self.diverged: str | None = None  # set when memory stopped matching the log (see commit)
-        self._handled = 0  # state handler calls so far, to tell whether a failed batch changed state
-        self._appliers: dict[str, tuple[Callable[[str], BaseModel], StateHandler]] = {}
-        self._applied = 0
         self.supervisor = Supervisor(
             self, poll_interval=poll_interval, jitter=jitter, lease_ttl=lease_ttl, random=random
         )
@@ -95,36 +100,32 @@ class App:
         return self.dispatch(self.commands.get(type).model.model_validate(payload))
 
     def commit(self, commands: Sequence[BaseModel], *, position: tuple[str, int] | None = None) -> list[Message]:
-        """Append commands (and a worker position) in one transaction, applying each to state.
+        """Append commands (and a worker position) in one transaction, applying each to the store.
 
-        A state handler that raises rolls the whole transaction back, so a
-        refused command is never in the log. Handlers check before they mutate.
-        If anything fails after a handler has changed state (a later command is
-        refused, the commit itself fails), memory no longer matches the log: the
-        app then refuses every command (:class:`StateDiverged`) until a restart
-        replays the log.
+        The state handlers write their tables in the same transaction: one that
+        raises (a refused command) rolls it all back, so nothing is appended and no
+        row changes. While a projection is rebuilt, commands wait
+        (:class:`~.projections.ProjectionsUnavailable`, a 503).
         """
-        if self.diverged is not None:
-            raise StateDiverged(self.diverged)
         specs = [self.commands.spec_for(command) for command in commands]
         messages = []
-        changed_state = False
         try:
+            self.projections.require_ready()
             with self.log.transaction():
                 for spec, command in zip(specs, commands, strict=True):
                     message = self.log.append(spec.type, command.model_dump_json())
                     if spec.handler is not None:
                         spec.handler(command, message)
-                        changed_state = True
-                        self._handled += 1
+                    for handler in self.projections.handlers(spec.type):
+                        handler(command, message)
                     messages.append(message)
                 if position is not None:
                     self.log.set_position(*position)
-        except BaseException as exc:
-            if changed_state:
-                self.diverged = f"state changed for a command that did not commit ({exc!r}); restart to replay the log"
-                logger.critical("%s", self.diverged)
+        except Exception as exc:
+            if commands:
+                self.metrics.command_refused(exc)  # by reason: not_found, command_rejected, ...
             raise
+        self.metrics.commands_appended(messages)
         return messages
 
     def dispatch_each(self, commands: Sequence[BaseModel]) -> list[Message | CommandRejected]:
@@ -145,51 +146,26 @@ class App:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """One transaction around several :meth:`commit` calls (each a savepoint).
-
-        If the transaction fails after any of them changed state (the database went
-        away before COMMIT), memory no longer matches the log: the App is diverged,
-        as in :meth:`commit`.
-        """
-        handled = self._handled
-        try:
-            with self.log.transaction():
-                yield
-        except BaseException as exc:
-            if self._handled != handled:
-                self.diverged = f"state changed for commands that did not commit ({exc!r}); restart to replay the log"
-                logger.critical("%s", self.diverged)
-            raise
+        """One transaction around several :meth:`commit` calls (each a savepoint)."""
+        with self.log.transaction():
+            yield
 
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
+        """Answer a query from the store (a 503 while a projection is rebuilt)."""
+        self.projections.require_ready()
         return self.queries.run(type, params)
 
-    def replay(self) -> int:
-        """Rebuild every feature's state from the log; returns how many messages were applied.
-
-        From then on the log keeps this state current: each write transaction first
-        applies what other processes appended (see ``core/log.py``).
-        """
-        # The hot loop of start-up: look each type's parser and handler up once, not per row.
-        self._appliers = {
-            spec.type: (spec.model.model_validate_json, spec.handler) for spec in self.commands if spec.handler
-        }
-        self._applied = 0
-        self.log.set_applier(self._apply_rows)
-        self.log.catch_up()
-        return self._applied
-
-    def _apply_rows(self, rows: Sequence[Row]) -> None:
-        """Apply messages this process has not seen (the log calls this, in order) to state."""
-        appliers = self._appliers
-        applied = 0
-        for row in rows:
-            applier = appliers.get(row[2])
-            if applier is not None:
-                parse, handler = applier
-                handler(parse(row[3]), message_from_row(row))
-                applied += 1
-        self._applied += applied
+    def prepare(self) -> list[str]:
+        """Make every projection current before serving: rebuild those whose code changed
+        (or that were never built); returns their names. ``serve`` does this on another
+        thread (see http.py), answering 503 meanwhile; tests and tools call it, or let
+        the first command or query do it."""
+        self.projections.warn_about_state_in_memory()
+        names = self.projections.needing_rebuild()
+        if names:
+            self.projections.rebuild(names)
+        self.projections.mark_checked()
+        return names
 
     # --- workers ---
 

@@ -1,7 +1,7 @@
 """A small key/value store (JSON values) in the same database as the log.
 
 For settings and bookkeeping that are not events. State that matters belongs
-in the log, where it can be replayed.
+in the log (and the store's tables built from it).
 """
 
 from __future__ import annotations

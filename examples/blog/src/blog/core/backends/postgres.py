@@ -4,12 +4,14 @@ Point every instance of the app at the same ``postgresql://`` URL (``--db`` or
 ``APP_DB``). The rules of ``core/log.py`` hold across machines:
 
 - A write transaction takes ``LOCK TABLE messages IN EXCLUSIVE MODE`` (readers are
-  not blocked) with a ``lock_timeout``, applies every message this instance has not
-  seen yet, then the App validates and appends. Only one writer holds the lock, so it
-  numbers its messages itself and they commit in id order: a reader of ``id > position``
-  never skips a message that commits late (the sequence-gap problem; docs/scaling.md).
-  Its writes are staged and sent with the COMMIT; if the connection dies then, the
-  commit is checked and, if lost, redone on a new connection (``_recover``).
+  not blocked) with a ``lock_timeout``; the App then validates each command against
+  the store's tables (as every instance shares them) and appends. Only one writer holds
+  the lock, so it numbers its messages itself and they commit in id order: a reader of
+  ``id > position`` never skips a message that commits late (the sequence-gap problem;
+  docs/scaling.md). Its appends are staged and sent with the COMMIT; the store's writes
+  run at once (inside a savepoint when a nested block may undo them). If the connection
+  dies at COMMIT, the commit is checked and, if lost, redone on a new connection
+  (``_recover``), store writes included.
 - The appending transaction sends ``NOTIFY messages`` with the newest id; every
   instance ``LISTEN``s on a dedicated connection (re-listened after a reconnect)
   and also polls every few seconds, so a lost notification delays, never stalls.
@@ -32,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +42,6 @@ import psycopg
 
 from ..log import (
     DEFAULT_LEASE_SECONDS,
-    Applier,
     LeaseLost,
     Listener,
     LogUnavailable,
@@ -51,13 +52,14 @@ from ..log import (
     message_from_row,
     without_password,
 )
+from .postgres_tables import POSTGRES
+from .postgres_tables import SCHEMA as TABLES_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
-CATCH_UP_BATCH = 10000
 SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
 MIGRATIONS = [
@@ -72,6 +74,7 @@ MIGRATIONS = [
     CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, expires timestamptz NOT NULL);
     CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
     """,
+    TABLES_SCHEMA,
 ]
 # Any constant; serialises concurrent first starts while they create the schema.
 MIGRATION_LOCK = 0x70657472  # "petr"
@@ -105,7 +108,9 @@ RETURNING 1
 
 
 class PostgresLog:
-    """Append-only message store with worker positions, leases and a key/value table, on PostgreSQL."""
+    """Append-only message store with worker positions, leases, a key/value table and the store's tables, on PostgreSQL."""
+
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -126,14 +131,15 @@ class PostgresLog:
         self.connect_timeout = connect_timeout
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are nested
-        self._learned = False  # the open transaction applied messages other instances appended
-        # The open transaction's writes, sent with its COMMIT (and again if that answer is lost).
+        # The open transaction's writes: appends, positions and kv sent with its COMMIT; the store's
+        # SQL ("sql") already run. All are sent again if the COMMIT's answer is lost (_recover).
         self._staged: list[tuple[str, tuple[Any, ...]]] = []
         self._newest = 0  # the newest id in the log when the open transaction took the lock
+        self._messages = 0  # messages staged in the open transaction
+        self._savepoints: list[list[Any]] = []  # nested blocks: [level, savepoint taken?]
+        self._known = 0  # the newest id this instance has told its listeners about
         self._appended = False
         self._listeners: list[Listener] = []
-        self._applier: Applier | None = None
-        self._seen = 0
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
         with self._mutex:
@@ -243,11 +249,10 @@ class PostgresLog:
         Holding the lock, this instance is the only writer: the id after the newest is its
         own, so the message goes to the database with the COMMIT, in the same round trip.
         """
-        id = max(self._newest, self._seen) + 1
-        row = (id, timestamp, type, text)
+        self._messages += 1
+        row = (self._newest + self._messages, timestamp, type, text)
         self._staged.append(("message", row))
         self._appended = True
-        self._seen = id
         return message_from_row(row)
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
@@ -268,29 +273,8 @@ class PostgresLog:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    # --- keeping this process's state current ---
-
-    def set_applier(self, applier: Applier) -> None:
-        self._applier = applier
-
-    @property
-    def seen(self) -> int:
-        return self._seen
-
-    def catch_up(self) -> int:
-        with self._mutex:
-            if self._depth:
-                return 0  # the open transaction caught up when it began
-            try:
-                applied = self._apply_unseen()
-            except psycopg.OperationalError as exc:
-                raise self._lost(exc) from None
-        if applied:
-            self._notify()
-        return applied
-
     async def follow(self, interval: float = 0.005) -> None:
-        """Catch up on every NOTIFY from a dedicated LISTEN connection, and every poll interval.
+        """Tell the listeners of every NOTIFY from a dedicated LISTEN connection, and poll every poll interval.
 
         ``interval`` is the SQLite backend's polling period; here notifications do
         that job and :attr:`poll_interval` is only the safety net.
@@ -306,44 +290,63 @@ class PostgresLog:
                 ) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
-                    self._catch_up_quietly()  # whatever was appended while we were not listening
+                    self._hear_of_appends()  # whatever was appended while we were not listening
                     while True:
                         newest = 0
                         async for notify in listener.notifies(timeout=self.poll_interval, stop_after=1):
                             newest = max(newest, int(notify.payload or 0))
-                        if newest == 0 or newest > self._seen:  # a poll, or news from another instance
-                            self._catch_up_quietly()
+                        if newest == 0 or newest > self._known:  # a poll, or news from another instance
+                            self._hear_of_appends()
             except psycopg.OperationalError as exc:
                 logger.warning("lost the LISTEN connection to %s (%s); reconnecting", self.path, _first_line(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
 
-    def _catch_up_quietly(self) -> None:
+    def _hear_of_appends(self) -> None:
+        """Call the listeners if the log has messages newer than the newest they heard of."""
         try:
-            self.catch_up()
+            newest = self.version()
         except LogUnreachable as exc:
             logger.warning("%s", exc)
+            return
+        if newest > self._known:
+            self._known = newest
+            self._notify()
 
-    def _apply_unseen(self, rows: list[Any] | None = None) -> int:
-        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held).
+    # --- the store's SQL (core/store.py), joining the open transaction ---
 
-        ``rows`` is the first batch when the caller already read it (see ``Transaction._begin``).
-        """
-        conn = self._connection()
-        if self._applier is None:  # no state to keep current: everything committed counts as seen (as on SQLite)
-            self._seen = max(self._seen, conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
-            return 0
-        if rows is None:
-            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
-        applied = 0
-        while rows:
-            self._applier(rows)
-            self._seen = rows[-1][0]
-            applied += len(rows)
-            if len(rows) < CATCH_UP_BATCH:
-                break
-            rows = conn.execute(SELECT_AFTER, (self._seen, CATCH_UP_BATCH)).fetchall()
-        return applied
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(sql, tuple(params))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with Transaction(self):
+            self._take_savepoints()
+            rowcount = self._write(sql, tuple(params)).rowcount
+            self._staged.append(("sql", (sql, tuple(params))))
+            return rowcount
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(row) for row in rows]
+        if not rows:
+            return
+        with Transaction(self):
+            self._take_savepoints()
+            try:
+                self._connection().cursor().executemany(sql, rows)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+            self._staged.append(("sql-many", (sql, rows)))
+
+    def _take_savepoints(self) -> None:
+        """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own."""
+        for block in self._savepoints:
+            if not block[1]:
+                self._write(f"SAVEPOINT level{block[0]}")
+                block[1] = True
+
+    def connect_again(self) -> PostgresLog:
+        """Another connection to the same database, for a rebuild on another thread."""
+        return PostgresLog(self.url, lock_timeout=self.lock_timeout, poll_interval=self.poll_interval)
 
     # --- worker positions and leases ---
 
@@ -367,8 +370,11 @@ class PostgresLog:
             holder = conn.execute("SELECT owner FROM leases WHERE name = %s", (name,)).fetchone()
             raise LeaseLost(f"worker {name!r} is leased to {holder and holder[0]}, not to this process ({self.owner})")
 
-    def _write_staged(self, conn: psycopg.Connection[Any]) -> None:
-        """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held)."""
+    def _write_staged(self, conn: psycopg.Connection[Any], *, again: bool = False) -> None:
+        """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held).
+
+        ``again``: on a new connection after the first COMMIT was lost, the store's SQL runs again too.
+        """
         messages = [row for kind, row in self._staged if kind == "message"]
         if len(messages) == 1:
             conn.execute(INSERT_ONE, messages[0])
@@ -381,6 +387,10 @@ class PostgresLog:
                 conn.execute(UPSERT_KV, args)
             elif kind == "kv-delete":
                 conn.execute("DELETE FROM kv WHERE key = %s", args)
+            elif kind == "sql" and again:
+                conn.execute(*args)
+            elif kind == "sql-many" and again:
+                conn.cursor().executemany(*args)
         if not messages:
             conn.execute("COMMIT")
             return
@@ -396,9 +406,9 @@ class PostgresLog:
         Reconnects (trying for up to 10 seconds, long enough for a server restart) and
         takes the lock. If the transaction's first message is in the log, it had
         committed. If not, and nothing was appended since it took the lock, the same
-        writes (same ids, same text) are sent again — the state this instance already
-        applied them to matches the log again. Otherwise it gives up (False) and the
-        App stops accepting commands until a restart replays the log.
+        writes (same ids, same text, the same store SQL) are sent again: what the handlers
+        decided still holds. Otherwise it gives up (False): the command was not committed,
+        and its caller hears so (503).
         """
         first = next(row[0] for kind, row in self._staged if kind == "message")
         deadline = time.monotonic() + max(10.0, self.lock_timeout)
@@ -419,7 +429,7 @@ class PostgresLog:
             if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is not None:
                 conn.execute("COMMIT")  # it had committed
             elif newest == newest_when_locked:
-                self._write_staged(conn)
+                self._write_staged(conn, again=True)
             else:
                 logger.error("could not recover a lost commit: another instance appended since")
                 _rollback(conn)
@@ -488,13 +498,13 @@ class PostgresLog:
 class Transaction:
     """A write block on a :class:`PostgresLog`: the outermost begins and locks, nested ones join it.
 
-    Beginning is one round trip: ``BEGIN``, the lock, the newest id and what other
-    instances appended (handed to the applier first). The writes inside are staged
-    and sent with the ``COMMIT``, another round trip. A nested block that raises
-    drops only its own staged writes (a savepoint kept on this side).
+    Beginning is one round trip: ``BEGIN``, the lock and the newest id. Appends inside
+    are staged and sent with the ``COMMIT``, another round trip; the store's SQL runs
+    at once. A nested block that raises drops its own staged writes, and rolls back to
+    its savepoint when the store wrote inside it (the savepoint is taken then, lazily).
     """
 
-    __slots__ = ("_appended", "_level", "_log", "_seen", "_staged")
+    __slots__ = ("_appended", "_level", "_log", "_messages", "_staged")
 
     def __init__(self, log: PostgresLog) -> None:
         self._log = log
@@ -503,13 +513,14 @@ class Transaction:
     def __enter__(self) -> None:
         log = self._log
         log._mutex.acquire()
-        self._seen, self._appended, self._staged = log._seen, log._appended, len(log._staged)
+        self._appended, self._staged, self._messages = log._appended, len(log._staged), log._messages
         if log._depth:
             log._depth += 1
             self._level = log._depth
+            log._savepoints.append([self._level, False])
             return
         try:
-            learned = self._begin(log)
+            self._begin(log)
         except psycopg.OperationalError as exc:
             error = log._lost(exc)
             log._mutex.release()
@@ -518,21 +529,14 @@ class Transaction:
             log._mutex.release()
             raise
         self._level = log._depth = 1
-        self._seen = log._seen
-        log._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
 
-    def _begin(self, log: PostgresLog) -> int:
-        """Begin, lock, read the newest id and what others appended; returns how many were applied.
-
-        A connection found broken before anything ran (a database restart) is replaced once.
-        """
-        # With an applier, the catch-up leaves :attr:`seen` at the newest id; without one, ask.
-        catch_up = log._applier is not None
-        last = SELECT_AFTER % (int(log._seen), CATCH_UP_BATCH) if catch_up else SELECT_NEWEST
+    def _begin(self, log: PostgresLog) -> None:
+        """Begin, lock and read the newest id. A connection found broken before anything ran
+        (a database restart) is replaced once."""
         for attempt in (1, 2):
             conn = log._connection()
             try:
-                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {last}")
+                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {SELECT_NEWEST}")
                 break
             except psycopg.OperationalError as exc:
                 if not conn.broken or attempt == 2:
@@ -542,15 +546,9 @@ class Transaction:
         try:
             for _ in range(3):  # past the results of BEGIN, SET and LOCK
                 cursor.nextset()
-            if not catch_up:
-                (log._newest,) = cursor.fetchone()
-                return 0
-            log._depth = 1  # the applier may read (a long catch-up) inside this transaction
-            applied = log._apply_unseen(cursor.fetchall())
-            log._newest = log._seen
-            return applied
+            (log._newest,) = cursor.fetchone()
+            log._messages = 0
         except BaseException:
-            log._depth = 0
             _rollback(conn)
             raise
 
@@ -559,9 +557,12 @@ class Transaction:
         try:
             if self._level > 1:
                 log._depth -= 1
-                if exc_type is not None:  # undo this block's staged writes only
+                _, savepoint = log._savepoints.pop()
+                if exc_type is not None:  # undo this block's writes only
+                    if savepoint:
+                        log._write(f"ROLLBACK TO SAVEPOINT level{self._level}")
                     del log._staged[self._staged :]
-                    log._seen, log._appended = self._seen, self._appended
+                    log._appended, log._messages = self._appended, self._messages
                 return
             self._end(log, committing=exc_type is None)
         except psycopg.OperationalError as error:
@@ -570,37 +571,37 @@ class Transaction:
             log._mutex.release()
 
     def _end(self, log: PostgresLog, *, committing: bool) -> None:
-        notify = log._learned
+        notify = False
         conn = log._conn
         try:
             if conn is None:
                 raise LogUnreachable(f"lost the database at {log.path} during a transaction")
             if not committing:
                 _rollback(conn)
-                log._seen = self._seen
                 return
             try:
                 log._write_staged(conn)
-                notify = notify or log._appended
+                notify = log._appended
             except psycopg.OperationalError as exc:
                 if not (log._appended and conn.broken):
-                    log._seen = self._seen
                     _rollback(conn)
                     raise
-                # Committed or not? This instance's state already has the messages: find out, finish the job.
+                # Committed or not? Find out, and finish the job.
                 log._lost(exc)
                 if not log._recover(log._newest):
-                    log._seen = self._seen
                     raise
                 notify = True
             except BaseException:
-                log._seen = self._seen
                 _rollback(conn)
                 raise
         finally:
             log._depth = 0
-            log._appended = log._learned = False
+            if notify:
+                log._known = max(log._known, log._newest + log._messages)
+            log._appended = False
+            log._messages = 0
             log._staged.clear()
+            log._savepoints.clear()
             if notify:
                 log._notify()
 

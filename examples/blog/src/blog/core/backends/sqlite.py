@@ -4,10 +4,10 @@ WAL mode with ``synchronous=NORMAL`` keeps every committed message through a
 process crash (kill -9); use ``FULL`` to survive power loss as well.
 
 Several processes (``serve --processes N``) share the file safely: SQLite lets
-one writer in at a time (``BEGIN IMMEDIATE``), and each writer first applies
-what the others appended (see ``core/log.py``). A process learns of others'
-appends by polling ``PRAGMA data_version``, which changes only when another
-connection commits and costs about a microsecond.
+one writer in at a time (``BEGIN IMMEDIATE``), and the state every process reads
+is in the same file (the store's tables, see ``core/store.py``). A process learns
+of others' appends by polling ``PRAGMA data_version``, which changes only when
+another connection commits and costs about a microsecond.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from ..log import (
     DEFAULT_LEASE_SECONDS,
-    Applier,
     LeaseLost,
     Listener,
     LogLockedError,
@@ -37,13 +36,16 @@ from ..log import (
     encode,
     message_from_row,
 )
+from .sqlite_tables import SCHEMA as TABLES_SCHEMA
+from .sqlite_tables import SQLITE
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Set by ``serve --processes N`` in its server processes: the file descriptor of the
 # database lock their supervisor holds for the whole group (see cli.py's ``serve``).
 GROUP_LOCK_FD = "APP_GROUP_LOCK_FD"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     timestamp TEXT NOT NULL,
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + TABLES_SCHEMA
+)
+# Enough page cache for the store's indexes to stay in memory at a million rows, not the whole file.
+CACHE_KIB = 32 * 1024
 
 INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)"
 SELECT_AFTER = "SELECT id, timestamp, type, data FROM messages WHERE id > ? ORDER BY id LIMIT ?"
@@ -72,7 +78,9 @@ WHERE leases.owner = excluded.owner OR leases.expires < ?
 
 
 class SQLiteLog:
-    """Append-only message store with worker positions, leases and a key/value table, on SQLite."""
+    """Append-only message store with worker positions, leases, a key/value table and the store's tables, on SQLite."""
+
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -85,6 +93,7 @@ class SQLiteLog:
         if mode not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = str(path)
+        self.synchronous = mode
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock_file = _lock_exclusively(self.path) if exclusive else None
         # The only process on this database: nobody else appends, so there is nothing to follow.
@@ -93,6 +102,7 @@ class SQLiteLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={mode}")
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._db.executescript(SCHEMA)
         if self.alone:
             self._db.execute("DELETE FROM leases")  # left by a process that died: it cannot hold them
@@ -106,9 +116,7 @@ class SQLiteLog:
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
         self._appended = False
         self._listeners: list[Listener] = []
-        self._applier: Applier | None = None
-        self._seen = 0
-        self._data_version: int | None = None  # PRAGMA data_version at the last catch-up
+        self._newest = 0  # the newest id this process has told its listeners about
 
     # --- the log ---
 
@@ -120,7 +128,6 @@ class SQLiteLog:
         with Transaction(self):
             message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
             self._appended = True
-            self._seen = message.id
         return message
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
@@ -134,7 +141,6 @@ class SQLiteLog:
             self._db.executemany(INSERT, rows)
             last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self._appended = True
-            self._seen = last
         return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
@@ -158,47 +164,44 @@ class SQLiteLog:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    # --- keeping this process's state current ---
-
-    def set_applier(self, applier: Applier) -> None:
-        self._applier = applier
-
-    @property
-    def seen(self) -> int:
-        return self._seen
-
-    def catch_up(self) -> int:
-        with self._mutex:
-            applied = self._apply_unseen()
-        if applied:
-            self._notify()
-        return applied
-
     async def follow(self, interval: float = 0.005) -> None:
         if self.alone:
             return
+        data_version = None
         while True:
             await asyncio.sleep(interval)
             with self._mutex:
-                if self._depth or self._db.execute("PRAGMA data_version").fetchone()[0] == self._data_version:
+                if self._depth:
                     continue
-            self.catch_up()
+                version = self._db.execute("PRAGMA data_version").fetchone()[0]
+                if version == data_version:
+                    continue  # nobody else committed since the last look
+                data_version = version
+                newest = self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0
+                if newest <= self._newest:
+                    continue
+                self._newest = newest
+            self._notify()
 
-    def _apply_unseen(self) -> int:
-        """Hand every committed message newer than :attr:`seen` to the applier (the mutex is held)."""
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._data_version:
-            return 0  # nobody else committed since the last look
-        applied = 0
-        if self._applier is None:  # no state to keep current: everything committed counts as seen
-            self._seen = max(self._seen, self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0)
-        else:
-            while rows := self._db.execute(SELECT_AFTER, (self._seen, 10000)).fetchall():
-                self._applier(rows)
-                self._seen = rows[-1][0]
-                applied += len(rows)
-        self._data_version = version
-        return applied
+    # --- the store's SQL (core/store.py), joining the open transaction ---
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._mutex:
+            return self._db.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with Transaction(self):
+            return self._db.execute(sql, params).rowcount
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with Transaction(self):
+            self._db.executemany(sql, rows)
+
+    def connect_again(self) -> SQLiteLog:
+        """Another connection to the same file, for a rebuild on another thread (an in-memory log: itself)."""
+        if self.path == ":memory:":
+            return self
+        return SQLiteLog(self.path, synchronous=self.synchronous)
 
     # --- worker positions and leases ---
 
@@ -283,7 +286,7 @@ class Transaction:
     just join the enclosing block.
     """
 
-    __slots__ = ("_appended", "_learned", "_level", "_log", "_savepoint", "_seen")
+    __slots__ = ("_appended", "_level", "_log", "_savepoint")
 
     def __init__(self, log: SQLiteLog, *, savepoint: bool = False) -> None:
         self._log = log
@@ -297,7 +300,7 @@ class Transaction:
             if self._savepoint:
                 log._depth += 1
                 self._level = log._depth
-                self._seen, self._appended = log._seen, log._appended
+                self._appended = log._appended
                 log._db.execute(f"SAVEPOINT level{self._level}")
             return
         try:
@@ -305,18 +308,11 @@ class Transaction:
                 _begin_immediate(log._db)
             else:
                 log._db.execute("BEGIN IMMEDIATE")
-            log._depth = 1
-            self._level = 1
-            # Alone on the database, nobody else appends: nothing to apply first.
-            learned = log._apply_unseen() if log._applier is not None and not log.alone else 0
         except BaseException:
-            if log._db.in_transaction:
-                log._db.execute("ROLLBACK")
-            log._depth = 0
             log._mutex.release()
             raise
-        self._seen = log._seen
-        self._learned = learned > 0  # others' messages: subscribers hear of them even on rollback
+        log._depth = 1
+        self._level = 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         log = self._log
@@ -327,26 +323,24 @@ class Transaction:
             try:
                 if exc_type is not None:
                     log._db.execute(f"ROLLBACK TO level{self._level}")
-                    log._seen, log._appended = self._seen, self._appended
+                    log._appended = self._appended
                 log._db.execute(f"RELEASE level{self._level}")
             finally:
                 log._depth -= 1
                 log._mutex.release()
             return
-        notify = self._learned
+        notify = False
         try:
             if exc_type is None:
                 try:
                     log._db.execute("COMMIT")
-                    notify = notify or log._appended
+                    notify = log._appended
                 except BaseException:  # disk full, I/O error: leave no half-open transaction behind
                     if log._db.in_transaction:
                         log._db.execute("ROLLBACK")
-                    log._seen = self._seen
                     raise
             else:
                 log._db.execute("ROLLBACK")
-                log._seen = self._seen
         finally:
             log._depth = 0
             log._appended = False

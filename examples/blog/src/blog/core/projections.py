@@ -1,0 +1,581 @@
+"""Projections: state built from the log into store tables, rebuilt only when the code that builds it changes.
+
+A projection is an object whose handler methods write its tables (core/store.py).
+The App calls them in the transaction that appends each command, so the tables
+are always as current as the log. Start does not replay: the ``projections``
+table records, per projection, a fingerprint of the code that builds it (its
+module, its tables, the models of the messages it handles). When that fingerprint
+changes, or the projection was never built, :meth:`Projections.rebuild` builds it
+again from the log into shadow tables and swaps them in atomically, with progress
+reported as it goes. Nothing is served from a half-built table or from rows built
+by other code: while a rebuild runs, commands and queries answer 503.
+
+The workers' own state (see worker.py) is recorded here too, as ``worker:NAME``.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from .commands import CommandRejected
+from .log import Message, MessageLogBackend, Row, message_from_row
+from .progress import RebuildProgress
+from .store import BufferedRows, SqlRows, Store, Table, TableSpec, rebuilding
+
+if TYPE_CHECKING:
+    from .app import App
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Message], None]
+Progress = Callable[[int, int], None]  # (messages read so far, messages to read)
+FLUSH_EVERY = 20_000  # buffered rows written out per transaction while rebuilding
+READ_BATCH = 10_000
+VERIFY_EVERY_SECONDS = 1.0
+REBUILD_AT_ONCE = 10_000  # messages: a log this short is rebuilt before serving (a fraction of a second)
+
+
+class ProjectionsUnavailable(RuntimeError):
+    """Commands and queries wait: a projection is being rebuilt, or was built by other code (503)."""
+
+    retry_after = 5
+
+
+class RebuildFailed(RuntimeError):
+    """A stored message cannot be read by the code that rebuilds a projection; nothing was swapped in."""
+
+
+class ProjectionState(StrEnum):
+    CURRENT = "current"  # built by this code, kept current by every append
+    STALE = "stale"  # built by other code: rebuild it
+    MISSING = "missing"  # never built
+
+
+class Projection:
+    """State kept in store tables by handler methods: subclass it, list ``tables``, write handlers.
+
+    ::
+
+        class OrdersPerCustomer(Projection):
+            tables = (TableSpec("orders-per-customer"),)
+
+            def __init__(self, store: Store) -> None:
+                super().__init__(store, "orders-per-customer")
+                self.counts = self.table(self.tables[0])
+
+            def count(self, command: CreateOrder, message: Message) -> None:
+                row = self.counts.get(command.customer) or {"orders": 0}
+                self.counts.put(command.customer, {"orders": row["orders"] + 1})
+
+        app.projections.add(stats := OrdersPerCustomer(app.store))
+        app.projections.on("orders/create", stats.count)
+
+    A feature's state is one too: its command handlers are its methods. Change
+    ``version`` to force a rebuild the code's fingerprint would not see.
+    """
+
+    tables: tuple[TableSpec, ...] = ()
+    version = "1"
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        for spec in self.tables:
+            store.declare(spec)
+
+    def table(self, spec: TableSpec) -> Table:
+        return self.store.table(spec)
+
+
+@dataclass
+class Status:
+    """What ``projections status`` shows for one projection."""
+
+    name: str
+    state: ProjectionState
+    fingerprint: str  # of the code running now
+    stored_fingerprint: str | None
+    position: int | None  # the log position it was last rebuilt up to
+    rebuilt_at: str | None
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.__dict__, "state": self.state.value}
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild did."""
+
+    names: list[str]
+    messages: int  # messages read
+    applied: int  # handler calls
+    refused: int  # messages today's handlers refuse (kept in the log, left out of the state)
+    seconds: float
+
+
+class Projections:
+    """The app's projections: which handlers build each, whether each is current, and rebuilds."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._by_name: dict[str, Projection] = {}
+        self._extra: dict[str, list[Handler]] = {}  # message type -> handlers besides the command's own
+        self._lock = threading.Lock()
+        self.unavailable: str | None = None  # why commands and queries wait (None: they don't)
+        self.progress: tuple[int, int] | None = None  # (done, total) of the rebuild running now
+        self._checked = False
+        self._verified_at = 0.0
+        self._fingerprints: dict[tuple[str, str], str] = {}
+
+    # --- registration ---
+
+    def add(self, projection: Projection) -> None:
+        if projection.name in self._by_name and self._by_name[projection.name] is not projection:
+            raise ValueError(f"projection {projection.name!r} is already registered")
+        self._by_name[projection.name] = projection
+
+    def on(self, type: str, handler: Handler) -> Handler:
+        """Also call ``handler`` (a method of a registered projection) for every ``type`` message."""
+        if _owner(handler) not in self._by_name.values():
+            raise ValueError(f"{handler!r} is not a method of a registered projection (app.projections.add it first)")
+        self._extra.setdefault(type, []).append(handler)
+        return handler
+
+    def handlers(self, type: str) -> list[Handler]:
+        """The handlers for ``type`` besides the command's own state handler."""
+        return self._extra.get(type, [])
+
+    def __iter__(self) -> Iterator[Projection]:
+        return iter(self._by_name.values())
+
+    def get(self, name: str) -> Projection:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(self._by_name) or "none"
+            raise LookupError(f"no projection {name!r} (projections: {known})") from None
+
+    # --- what builds a projection ---
+
+    def appliers(self, projection: Projection) -> dict[str, tuple[Callable[[str], Any], list[Handler]]]:
+        """For each message type the projection handles: how to read its payload, and its handlers."""
+        appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
+        for spec in self.app.commands:
+            if spec.handler is not None and _owner(spec.handler) is projection:
+                appliers[spec.type] = (spec.model.model_validate_json, [spec.handler])
+        for type, handlers in self._extra.items():
+            own = [handler for handler in handlers if _owner(handler) is projection]
+            if own:
+                parse, already = appliers.get(type, (self._parser(type), []))
+                appliers[type] = (parse, already + own)
+        return appliers
+
+    def fingerprint(self, projection: Projection) -> str:
+        """A hash of what builds the projection: its code, its tables, the messages it handles and their models."""
+        key = (projection.name, projection.version)
+        if key not in self._fingerprints:  # the code does not change while the process runs
+            self._fingerprints[key] = self._fingerprint(projection)
+        return self._fingerprints[key]
+
+    def _fingerprint(self, projection: Projection) -> str:
+        appliers = self.appliers(projection)
+        modules = {type(projection).__module__}
+        for _, handlers in appliers.values():
+            modules.update(handler.__module__ for handler in handlers)
+        models = {}
+        for message_type in sorted(appliers):
+            spec = self.app.commands.find(message_type)
+            models[message_type] = spec.model.model_json_schema() if spec is not None else None
+        return code_fingerprint(
+            sorted(modules), [spec.describe() for spec in projection.tables], models, projection.version
+        )
+
+    # --- state ---
+
+    def status(self) -> list[Status]:
+        """Every projection, then every worker's own state (``worker:NAME``), as stored against the code now."""
+        stored = self._stored()
+        entries = [(p.name, self.fingerprint(p), p.tables) for p in self._by_name.values()]
+        for handle in self.app.supervisor.handles:
+            worker = handle.worker
+            if getattr(worker, "tables", ()):
+                entries.append((worker.state_name, worker.state_fingerprint(), worker.tables))  # type: ignore[attr-defined]
+        statuses = []
+        for name, fingerprint, tables in entries:
+            row = stored.get(name)
+            if row is None:
+                state = ProjectionState.MISSING
+            else:
+                state = ProjectionState.CURRENT if row[0] == fingerprint else ProjectionState.STALE
+            rows = {spec.name: self.app.store.table(spec).count() for spec in tables}
+            statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
+        return statuses
+
+    def warn_about_state_in_memory(self) -> list[str]:
+        """Name the state handlers that are not methods of a registered projection: whatever they
+        keep in memory is gone after a restart, since start no longer replays the log."""
+        owners = set(map(id, self._by_name.values()))
+        types = [spec.type for spec in self.app.commands if spec.handler and id(_owner(spec.handler)) not in owners]
+        for type in types:
+            logger.warning(
+                "the state handler of %s is not a method of a projection: state it keeps in memory is lost "
+                "on restart (start does not replay the log; see docs/MIGRATING.md)",
+                type,
+            )
+        return types
+
+    def needing_rebuild(self) -> list[str]:
+        """The projections (not the workers' states: each worker rebuilds its own) not built by this code."""
+        return [
+            status.name
+            for status in self.status()
+            if status.name in self._by_name and status.state != ProjectionState.CURRENT
+        ]
+
+    def stored_fingerprint(self, name: str) -> str | None:
+        row = self._stored().get(name)
+        return row[0] if row else None
+
+    def record(self, name: str, fingerprint: str, position: int) -> None:
+        """Note that ``name`` was built by code with ``fingerprint`` up to ``position`` (joins the transaction)."""
+        self._record_on(self.app.log, name, fingerprint, position)
+
+    def _stored(self) -> dict[str, tuple[str, int, str]]:
+        rows = self.app.log.query("SELECT name, fingerprint, position, rebuilt_at FROM projections")
+        return {name: (fingerprint, position, rebuilt_at) for name, fingerprint, position, rebuilt_at in rows}
+
+    def require_ready(self) -> None:
+        """Raise :class:`ProjectionsUnavailable` unless every projection is current (checked once, rebuilt if need be).
+
+        Once a second it also looks whether another process, running other code, has
+        rebuilt a projection since: this one then stops answering from it (503) rather
+        than serve rows its own code did not build. The rebuild thread itself is let
+        through: its handlers may ask other features.
+        """
+        if self.unavailable is not None and not self.app.store.is_rebuilding:
+            raise ProjectionsUnavailable(self.unavailable)
+        if not self._checked:
+            with self._lock:
+                if not self._checked:
+                    names = self.needing_rebuild()
+                    if names:
+                        self.rebuild(names)
+                    self._checked = True
+                    self._verified_at = time.monotonic()
+        elif time.monotonic() - self._verified_at > VERIFY_EVERY_SECONDS and not self.app.store.is_rebuilding:
+            self._verified_at = time.monotonic()
+            self._verify()
+
+    def _verify(self) -> None:
+        stored = self._stored()
+        for projection in self._by_name.values():
+            row = stored.get(projection.name)
+            if row is not None and row[0] != self.fingerprint(projection):
+                self.unavailable = (
+                    f"the {projection.name} projection was rebuilt by other code (at {row[2]}); "
+                    "restart this process with the same code as the others"
+                )
+                logger.error("%s", self.unavailable)
+                raise ProjectionsUnavailable(self.unavailable)
+
+    def mark_checked(self) -> None:
+        self._checked = True
+        self._verified_at = time.monotonic()
+
+    # --- rebuilding ---
+
+    def rebuild(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        log: MessageLogBackend | None = None,
+        progress: Progress | None = None,
+        stopping: threading.Event | None = None,
+    ) -> RebuildReport:
+        """Build the projections ``names`` (all when None) from the whole log and swap them in.
+
+        They are built into shadow tables, in batches (on ``log``: another connection
+        to the same database, so the app's own connection stays free), then under the
+        log's write lock the messages appended meanwhile are applied, the shadow tables
+        replace the live ones and the new fingerprints are recorded, in one transaction.
+        Commands and queries answer 503 meanwhile. ``stopping`` ends it early; nothing
+        is swapped in then.
+        """
+        projections = [self.get(name) for name in names] if names else list(self._by_name.values())
+        log = log or self.app.log
+        started = time.monotonic()
+        self.unavailable = _rebuilding([p.name for p in projections])
+        try:
+            report = self._rebuild(projections, log, progress, stopping, started)
+        except BaseException as exc:
+            self.unavailable = f"the rebuild of {', '.join(p.name for p in projections)} did not finish ({exc})"
+            raise
+        finally:
+            self.progress = None
+        self.unavailable = None
+        self._checked = True
+        return report
+
+    def begin(self) -> list[str]:
+        """On start: rebuild now what needs it if the log is short (a new app: no 503 at all);
+        else return the projections :meth:`rebuild_in_background` must rebuild, and until it
+        has, commands and queries answer 503."""
+        self.warn_about_state_in_memory()
+        names = self.needing_rebuild()
+        if names and self.app.log.version() <= REBUILD_AT_ONCE:
+            self.rebuild(names)
+            names = []
+        if names:
+            self.unavailable = _rebuilding(names)
+        else:
+            self._checked = True
+        return names
+
+    async def rebuild_in_background(self, names: Sequence[str], stopping: threading.Event) -> bool:
+        """Rebuild on another thread and connection (the event loop goes on serving 503s and /healthz);
+        False if it failed or was stopped (the reason stays in :attr:`unavailable`)."""
+        log = self.app.log.connect_again()
+        progress = RebuildProgress(", ".join(names))
+        try:
+            await asyncio.to_thread(self.rebuild, names, log=log, progress=progress, stopping=stopping)
+        except Exception as exc:  # noqa: BLE001 - reported by /healthz and the 503s; the log says why
+            logger.error("%s", self.unavailable or exc)
+            return False
+        finally:
+            progress.close()
+            if log is not self.app.log:
+                log.close()
+        return True
+
+    def _rebuild(
+        self,
+        projections: list[Projection],
+        log: MessageLogBackend,
+        progress: Progress | None,
+        stopping: threading.Event | None,
+        started: float,
+    ) -> RebuildReport:
+        specs = [spec for projection in projections for spec in projection.tables]
+        shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
+        sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
+        buffer = BufferedRows(sql, undoable=False, fresh=shadows)
+        appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
+        fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}
+        for projection in projections:
+            for type, (parse, handlers) in self.appliers(projection).items():
+                appliers[type] = (parse, appliers.get(type, (parse, []))[1] + handlers)
+        with log.transaction():
+            for spec in specs:
+                for statement in log.dialect.drop_table(shadows[spec.name]):
+                    log.execute(statement)
+                for statement in log.dialect.create_table(spec, shadows[spec.name]):
+                    log.execute(statement)
+        applier = _Applier(appliers)
+        total = log.version()
+        position = 0
+        token = rebuilding.set(buffer)
+        try:
+            for rows in _batches(log, 0):
+                if stopping is not None and stopping.is_set():
+                    raise RebuildFailed("stopped before it finished; the old tables stay until the next start")
+                applier.apply(rows)
+                position = rows[-1][0]
+                if len(buffer) >= FLUSH_EVERY:
+                    with log.transaction():
+                        buffer.flush()
+                total = max(total, position)
+                self._report(projections, position, total, progress)
+            with log.transaction():  # indexes now: building them once is faster than keeping them while writing
+                suffix = uuid.uuid4().hex[:8]
+                for spec in specs:
+                    for statement in log.dialect.create_indexes(spec, shadows[spec.name], suffix):
+                        log.execute(statement)
+            with log.transaction():  # the write lock: nobody appends while the rest is applied and swapped
+                for rows in _batches(log, position):
+                    applier.apply(rows)
+                    position = rows[-1][0]
+                buffer.flush()
+                for spec in specs:
+                    self._swap(log, spec, shadows[spec.name])
+                for projection in projections:
+                    self._record_on(log, projection.name, fingerprints[projection.name], position)
+        finally:
+            rebuilding.reset(token)
+        self._report(projections, position, max(total, position), progress)
+        seconds = time.monotonic() - started
+        names = [projection.name for projection in projections]
+        report = RebuildReport(names, applier.read, applier.applied, applier.refused, seconds)
+        logger.info(
+            "rebuilt %s from %d messages in %.1fs (%d refused by today's handlers)",
+            ", ".join(names), applier.read, seconds, applier.refused,
+        )  # fmt: skip
+        return report
+
+    def _report(self, projections: list[Projection], done: int, total: int, progress: Progress | None) -> None:
+        """How far the rebuild is: for /healthz, /metrics (app_projection_rebuild_progress) and the caller."""
+        self.progress = (done, total)
+        for projection in projections:
+            self.app.metrics.rebuild(projection.name, done, total)
+        if progress is not None:
+            progress(done, total)
+
+    def _swap(self, log: MessageLogBackend, spec: TableSpec, shadow: str) -> None:
+        """Replace the live table by its shadow, with its indexes and counts (inside the write lock)."""
+        dialect = log.dialect
+        for statement in dialect.drop_table(spec.physical):
+            log.execute(statement)
+        log.execute(f'ALTER TABLE "{shadow}" RENAME TO "{spec.physical}"')
+        for statement in dialect.recount(spec, spec.physical):
+            log.execute(statement)
+        for statement in dialect.create_counting(spec, spec.physical):
+            log.execute(statement)
+
+    def _record_on(self, log: MessageLogBackend, name: str, fingerprint: str, position: int) -> None:
+        p = log.dialect.param
+        log.execute(
+            f"INSERT INTO projections (name, fingerprint, position, rebuilt_at) VALUES ({p}, {p}, {p}, {p}) "
+            "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, position = excluded.position, "
+            "rebuilt_at = excluded.rebuilt_at",
+            (name, fingerprint, position, datetime.now(UTC).isoformat(timespec="seconds")),
+        )
+
+    def reset_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Empty tables in place, creating them if need be (a worker rebuilding its own state; joins the transaction)."""
+        log = self.app.log
+        for spec in specs:
+            for statement in log.dialect.drop_table(spec.physical):
+                log.execute(statement)
+            self._create(log, spec)
+
+    def ensure_tables(self, specs: Sequence[TableSpec]) -> None:
+        """Create the tables that do not exist yet (a worker's, on its first start)."""
+        log = self.app.log
+        existing = log.dialect.existing_tables(log, [spec.physical for spec in specs])
+        with log.transaction():
+            for spec in specs:
+                if spec.physical not in existing:
+                    self._create(log, spec)
+
+    def _create(self, log: MessageLogBackend, spec: TableSpec) -> None:
+        dialect = log.dialect
+        for statement in [
+            *dialect.create_table(spec, spec.physical),
+            *dialect.create_indexes(spec, spec.physical, uuid.uuid4().hex[:8]),
+            *dialect.recount(spec, spec.physical),
+            *dialect.create_counting(spec, spec.physical),
+        ]:
+            log.execute(statement)
+
+    def _parser(self, type: str) -> Callable[[str], Any]:
+        spec = self.app.commands.find(type)
+        return spec.model.model_validate_json if spec is not None else json.loads
+
+
+class _Applier:
+    """Hands stored messages to handlers while rebuilding: counts, and says which message broke."""
+
+    def __init__(self, appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]]) -> None:
+        self.appliers = appliers
+        self.read = self.applied = self.refused = 0
+
+    def apply(self, rows: Sequence[Row]) -> None:
+        appliers = self.appliers
+        for row in rows:
+            applier = appliers.get(row[2])
+            if applier is None:
+                continue
+            parse, handlers = applier
+            try:
+                command = parse(row[3])
+            except ValidationError as exc:
+                raise RebuildFailed(
+                    f"message {row[0]} ({row[2]}) does not fit today's model: {_first_error(exc)} — "
+                    "make the field optional or give it a default, or write an upcaster (see the guide)"
+                ) from None
+            message = message_from_row(row)
+            for handler in handlers:
+                try:
+                    handler(command, message)
+                except CommandRejected as exc:
+                    self.refused += 1
+                    if self.refused <= 3:
+                        logger.warning("rebuild: today's handler refuses message %d (%s): %s", row[0], row[2], exc)
+                else:
+                    self.applied += 1
+        self.read += len(rows)
+
+
+def _rebuilding(names: Sequence[str]) -> str:
+    return f"rebuilding the {', '.join(names)} projection{'s' if len(names) > 1 else ''} from the log"
+
+
+def _batches(log: MessageLogBackend, position: int) -> Iterable[list[Row]]:
+    batch: list[Row] = []
+    for row in log.rows_after(position, batch_size=READ_BATCH):
+        batch.append(row)
+        if len(batch) == READ_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _owner(handler: Callable[..., Any]) -> Any:
+    """The object a bound method belongs to (None for a plain function)."""
+    return getattr(handler, "__self__", None)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error.get("loc", ())) or "payload"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+_CODE: dict[str, str] = {}
+
+
+def code_fingerprint(modules: Sequence[str], *parts: Any) -> str:
+    """A short hash of the code of ``modules`` (comments, docstrings and layout left out) and ``parts``."""
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(name.encode())
+        digest.update(_normalized_code(sys.modules[name]).encode())
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _normalized_code(module: ModuleType) -> str:
+    """The module's syntax tree: editing a comment, a docstring or the layout does not force a rebuild."""
+    name = module.__name__
+    if name not in _CODE:
+        try:
+            tree = ast.parse(inspect.getsource(module))
+        except (OSError, TypeError):  # no source (a compiled module): its name stands for it
+            _CODE[name] = name
+            return name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body
+                first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+        _CODE[name] = ast.dump(tree, annotate_fields=False)
+    return _CODE[name]

@@ -1,0 +1,564 @@
+"""The store: state kept as rows in tables beside the log, written in the transaction that appends.
+
+A state handler reads and writes its rows through a :class:`Table` (``get``,
+``put``, ``delete``, ``find``, ``count``)::
+
+    POSTS = TableSpec("posts", columns=(Column("title", "folded"), Column("status", counted=True)))
+
+    class PostsState(Projection):
+        tables = (POSTS,)
+
+        def create(self, command: CreatePost, message: Message) -> None:
+            posts = self.table(POSTS)
+            if posts.get(command.id) is not None:
+                raise CommandRejected("a post with that id already exists")
+            posts.put(command.id, {"id": command.id, "title": command.title, ...})
+
+The writes join the transaction that appends the command's message: a refused
+command changes no row, a committed one is visible at once to every process and
+machine, and a crash (kill -9) leaves the log and the tables consistent.
+
+Each table row is an item's JSON plus one indexed column per :class:`Column`,
+typed so values order as what they are (amounts as numbers, times as times, text
+without regard to case). ``find`` filters on columns by equality, sorts by one
+column (empty values last, either way) and pages; ``count`` answers from counts
+the database keeps per value of a ``counted`` column, so a total never scans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic_core import from_json, to_json
+
+if TYPE_CHECKING:
+    from .log import MessageLogBackend
+
+ColumnKind = Literal["text", "folded", "int", "real", "decimal", "bool", "time"]
+FOLDED_LENGTH = 100  # text sorts by its first 100 characters, case folded
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+COUNTS = "state_counts"
+TOTAL = ""  # the ``col`` (and ``val``) of a table's row count in the counts table
+
+# Where an item's value goes in its column: the JSON value the handler stored -> the column's value.
+KEYS: dict[str, Callable[[Any], Any]] = {
+    "text": str,  # exact: choices, ids, ISO dates and timestamps (which order right as text)
+    "folded": lambda value: str(value).casefold()[:FOLDED_LENGTH],  # names and titles: case does not matter
+    "int": int,
+    "real": float,
+    "decimal": Decimal,  # JSON keeps amounts as text; they order as numbers
+    "bool": bool,
+    "time": lambda value: datetime.fromisoformat(value).timestamp(),  # any offset: seconds since the epoch
+}
+
+
+class StoreError(ValueError):
+    """A table was declared or used wrongly (a programming error, not a user's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """An indexed column of a table, filled from the item's ``field``.
+
+    ``counted`` keeps a count per value (for filters, so a filtered total is one row).
+    """
+
+    field: str
+    kind: ColumnKind = "text"
+    counted: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"k_{self.field}"
+
+    def key(self, item: Mapping[str, Any]) -> Any:
+        value = item.get(self.field)
+        return None if value is None else KEYS[self.kind](value)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table of items by id: its name and the columns that lists filter and sort on."""
+
+    name: str
+    columns: tuple[Column, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise StoreError(f"table name {self.name!r}: use lowercase letters, digits, '_' and '-'")
+        fields = [column.field for column in self.columns]
+        if len(set(fields)) != len(fields):
+            raise StoreError(f"table {self.name!r} declares a column twice")
+        for field in fields:
+            if not re.match(r"^[a-z][a-z0-9_]{0,62}$", field):
+                raise StoreError(f"table {self.name!r}: column {field!r} is not a lowercase identifier")
+
+    @property
+    def physical(self) -> str:
+        """The table's name in the database."""
+        return "state_" + self.name.replace("-", "_")
+
+    def column(self, field: str) -> Column:
+        for column in self.columns:
+            if column.field == field:
+                return column
+        known = ", ".join(column.field for column in self.columns) or "none"
+        raise StoreError(f"table {self.name!r} has no column {field!r} (columns: {known})")
+
+    def describe(self) -> list[list[Any]]:
+        """What the fingerprint of a projection takes from its tables."""
+        return [self.name, *([c.field, c.kind, c.counted] for c in self.columns)]
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """One page of rows: equality conditions, an order (``None``: newest first) and a window."""
+
+    where: tuple[tuple[Column, Any], ...] = ()
+    order: Column | None = None
+    descending: bool = False
+    offset: int = 0
+    limit: int = 100
+    nulls: Literal["any", "not-null", "null"] = "any"  # rows whose ``order`` column is (not) empty
+    by_order_index: bool = False  # walk the order's index and filter (vs. the filters' index, then sort)
+
+
+class Rows(Protocol):
+    """Where a table's rows live: SQL on the log's connection, or a buffer in front of it."""
+
+    def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None: ...
+
+    def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None: ...
+
+    def delete(self, spec: TableSpec, id: str) -> bool: ...
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]: ...
+
+    def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int: ...
+
+    def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int: ...
+
+
+class Table:
+    """A table of items by id, bound to where its rows are read and written."""
+
+    def __init__(self, spec: TableSpec, rows: Callable[[], Rows]) -> None:
+        self.spec = spec
+        self._rows = rows
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def get(self, id: str) -> dict[str, Any] | None:
+        """The item with this id, or None."""
+        return self._rows().get(self.spec, id)
+
+    def put(self, id: str, item: Mapping[str, Any]) -> None:
+        """Store ``item`` (JSON-ready values) under ``id``, replacing any item there; joins the open transaction."""
+        self._rows().put(self.spec, id, item)
+
+    def delete(self, id: str) -> bool:
+        """Remove the item; True if there was one."""
+        return self._rows().delete(self.spec, id)
+
+    def find(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        sort: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """A page of items whose columns equal ``where``'s values, ordered by the column ``sort`` names
+        (``-title`` for descending; empty values last either way), newest first when ``sort`` is None."""
+        rows = self._rows()
+        conditions = self._conditions(where)
+        if sort is None:
+            return rows.select(self.spec, Select(conditions, offset=offset, limit=limit))
+        column = self.spec.column(sort.removeprefix("-"))
+        descending = sort.startswith("-")
+        by_index = self._walk_order_index(rows, conditions, offset + limit)
+        page = rows.select(
+            self.spec,
+            Select(conditions, column, descending, offset, limit, nulls="not-null", by_order_index=by_index),
+        )
+        if len(page) == limit:
+            return page
+        # The items without a value come after the others: the page reaches into them.
+        if page:
+            empty_offset = 0
+        else:
+            empty_offset = offset - rows.count(self.spec, conditions, not_null=column)
+        return page + rows.select(
+            self.spec, Select(conditions, column, offset=max(0, empty_offset), limit=limit - len(page), nulls="null")
+        )
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """How many items match ``where`` (every item when empty): one row read for at most one counted column."""
+        rows = self._rows()
+        conditions = self._conditions(where)
+        if not conditions:
+            return rows.counted(self.spec, None, None)
+        if len(conditions) == 1 and conditions[0][0].counted:
+            return rows.counted(self.spec, *conditions[0])
+        return rows.count(self.spec, conditions)
+
+    def page(
+        self, where: Mapping[str, Any] | None = None, *, sort: str | None = None, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """``{"items": [...], "total": n, "offset": o, "limit": l}``: what a list query answers."""
+        return {
+            "items": self.find(where, sort=sort, offset=offset, limit=limit),
+            "total": self.count(where),
+            "offset": offset,
+            "limit": limit,
+        }
+
+    def _conditions(self, where: Mapping[str, Any] | None) -> tuple[tuple[Column, Any], ...]:
+        if not where:
+            return ()
+        conditions = []
+        for field, value in where.items():
+            column = self.spec.column(field)
+            conditions.append((column, KEYS[column.kind](value)))
+        return tuple(conditions)
+
+    def _walk_order_index(self, rows: Rows, conditions: Sequence[tuple[Column, Any]], reach: int) -> bool:
+        """Sorted and filtered: walk the sort column's index and skip what does not match, or
+        take the matches from the filter's index and sort them?
+
+        Walking costs about ``reach * total / matches`` rows, sorting about ``matches``;
+        the counts say which is less.
+        """
+        counted = [(column, key) for column, key in conditions if column.counted]
+        if not counted:
+            return False
+        matches = min(rows.counted(self.spec, column, key) for column, key in counted)
+        return matches * matches > reach * rows.counted(self.spec, None, None)
+
+
+# --- SQL, shared by the backends (each gives its dialect) ---
+
+
+class Dialect(Protocol):
+    """What differs between the databases' SQL for store tables (backends/*_tables.py)."""
+
+    param: str  # the placeholder: ``?`` or ``%s``
+    seq: str  # the column that orders rows by when they were first stored
+
+    def create_table(self, spec: TableSpec, physical: str) -> list[str]: ...
+
+    def drop_table(self, physical: str) -> list[str]: ...
+
+    def create_indexes(self, spec: TableSpec, physical: str, token: str) -> list[str]:
+        """One index per column; ``token`` keeps the names apart from a table being replaced."""
+        ...
+
+    def recount(self, spec: TableSpec, physical: str) -> list[str]:
+        """Set the table's counts from its rows (after a rebuild)."""
+        ...
+
+    def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
+        """Keep the table's counts in step with its writes from now on."""
+        ...
+
+    def existing_tables(self, db: Database, names: list[str]) -> set[str]: ...
+
+    def value(self, column: Column | None, key: Any) -> Any:
+        """A column value as the driver takes it."""
+        ...
+
+    def count_value(self, column: Column, key: Any) -> Any:
+        """A value as the counts table keeps it."""
+        ...
+
+    def without_index(self, expression: str) -> str:
+        """An expression the planner will not answer from an index (a hint; may return it unchanged)."""
+        ...
+
+
+class Database(Protocol):
+    """The part of a log backend the store's SQL runs on (joining its open transaction)."""
+
+    dialect: Dialect
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+class SqlRows:
+    """Rows in the database, read and written with SQL on the log's connection.
+
+    ``names`` maps a table to its name in the database (a rebuild writes a shadow table).
+    """
+
+    def __init__(self, db: Database, names: Callable[[TableSpec], str] = lambda spec: spec.physical) -> None:
+        self.db = db
+        self.names = names
+        self._sql: dict[tuple[str, str], str] = {}
+        self._keys: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
+
+    def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None:
+        rows = self.db.query(self._statement(spec, "get"), (id,))
+        return from_json(rows[0][0]) if rows else None
+
+    def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
+        self.db.execute(self._statement(spec, "put"), self.row(spec, id, item))
+
+    def put_many(self, spec: TableSpec, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        self.db.execute_many(self._statement(spec, "put"), (self.row(spec, id, item) for id, item in items))
+
+    def delete(self, spec: TableSpec, id: str) -> bool:
+        return self.db.execute(self._statement(spec, "delete"), (id,)) > 0
+
+    def delete_many(self, spec: TableSpec, ids: Iterable[str]) -> None:
+        self.db.execute_many(self._statement(spec, "delete"), ((id,) for id in ids))
+
+    def row(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The values of a row: id, the item as JSON, and its columns' values."""
+        keys = self._keys.get(spec.name)
+        if keys is None:
+            keys = self._keys[spec.name] = [(column.field, self._column_value(column)) for column in spec.columns]
+        values = [None if (value := item.get(field)) is None else key(value) for field, key in keys]
+        return (id, to_json(item).decode(), *values)
+
+    def _column_value(self, column: Column) -> Callable[[Any], Any]:
+        """From the item's JSON value to what the driver takes for the column."""
+        key, adapt = KEYS[column.kind], self.db.dialect.value
+        return lambda value: adapt(column, key(value))
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        dialect = self.db.dialect
+        p = dialect.param
+        conditions, params = self._where(select.where, hint=select.by_order_index)
+        if select.order is not None and select.nulls != "any":
+            conditions.append(f'"{select.order.name}" IS {"NOT " if select.nulls == "not-null" else ""}NULL')
+        if select.order is None or select.nulls == "null":
+            order = f"{dialect.seq} DESC"
+        else:
+            direction = " DESC" if select.descending else ""
+            order = f'"{select.order.name}"{direction}, {dialect.seq}{direction}'
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f'SELECT data FROM "{self.names(spec)}"{where} ORDER BY {order} LIMIT {p} OFFSET {p}'
+        return [from_json(data) for (data,) in self.db.query(sql, (*params, select.limit, select.offset))]
+
+    def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
+        conditions, params = self._where(where)
+        if not_null is not None:
+            conditions.append(f'"{not_null.name}" IS NOT NULL')
+        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self.db.query(f'SELECT COUNT(*) FROM "{self.names(spec)}"{clause}', params)[0][0]
+
+    def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int:
+        p = self.db.dialect.param
+        if column is None:
+            params: tuple[Any, ...] = (spec.name, TOTAL, TOTAL)
+        else:
+            params = (spec.name, column.name, self.db.dialect.count_value(column, key))
+        rows = self.db.query(f"SELECT n FROM {COUNTS} WHERE tbl = {p} AND col = {p} AND val = {p}", params)
+        return rows[0][0] if rows else 0
+
+    def _where(self, where: Sequence[tuple[Column, Any]], *, hint: bool = False) -> tuple[list[str], list[Any]]:
+        dialect = self.db.dialect
+        conditions = []
+        for column, key in where:
+            name = f'"{column.name}"'
+            conditions.append(f"{dialect.without_index(name) if hint else name} = {dialect.param}")
+        return conditions, [dialect.value(column, key) for column, key in where]
+
+    def _statement(self, spec: TableSpec, kind: str) -> str:
+        """The table's get/put/delete statement, built once."""
+        sql = self._sql.get((spec.name, kind))
+        if sql is None:
+            name = self.names(spec)
+            p = self.db.dialect.param
+            if kind == "get":
+                sql = f'SELECT data FROM "{name}" WHERE id = {p}'
+            elif kind == "delete":
+                sql = f'DELETE FROM "{name}" WHERE id = {p}'
+            else:
+                columns = ["id", "data", *(f'"{column.name}"' for column in spec.columns)]
+                updates = ", ".join(f"{column} = excluded.{column}" for column in columns[1:])
+                sql = (
+                    f'INSERT INTO "{name}" ({", ".join(columns)}) VALUES ({", ".join([p] * len(columns))}) '
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}"
+                )
+            self._sql[(spec.name, kind)] = sql
+        return sql
+
+
+_MISSING: Any = object()
+
+
+class BufferedRows:
+    """Writes kept in memory in front of :class:`SqlRows`, written out together by :meth:`flush`.
+
+    A rebuild uses it to turn the three writes of a post's create, summary request
+    and summary into one row write; a worker, to write its state in the transaction
+    that commits its position (``undoable``: a failed message's writes are taken
+    back). ``get`` sees the buffered writes; ``find`` and ``count`` see the database
+    only (call :meth:`flush` first where that matters).
+
+    ``fresh`` names tables a rebuild fills from empty: every row in them was written
+    out by this buffer, so a filter of the ids it wrote answers most lookups of an id
+    that is not there (every create's) without asking the database.
+    """
+
+    def __init__(self, rows: SqlRows, *, undoable: bool = True, fresh: Iterable[str] = ()) -> None:
+        self.rows = rows
+        self._pending: dict[tuple[str, str], tuple[TableSpec, dict[str, Any] | None]] = {}
+        self._undo: list[tuple[tuple[str, str], Any]] | None = [] if undoable else None
+        self._fresh = frozenset(fresh)
+        self._written = IdFilter()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None:
+        pending = self._pending.get((spec.name, id), _MISSING)
+        if pending is not _MISSING:
+            return pending[1]
+        if spec.name in self._fresh and (spec.name, id) not in self._written:
+            return None
+        return self.rows.get(spec, id)
+
+    def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
+        self._remember((spec.name, id), (spec, dict(item)))
+
+    def delete(self, spec: TableSpec, id: str) -> bool:
+        existed = self.get(spec, id) is not None
+        self._remember((spec.name, id), (spec, None))
+        return existed
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        return self.rows.select(spec, select)
+
+    def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
+        return self.rows.count(spec, where, not_null=not_null)
+
+    def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int:
+        return self.rows.counted(spec, column, key)
+
+    def mark(self) -> int:
+        """A point to :meth:`undo` back to."""
+        assert self._undo is not None, "not undoable"
+        return len(self._undo)
+
+    def undo(self, mark: int) -> None:
+        """Forget the writes made since ``mark`` (a message whose handling failed)."""
+        assert self._undo is not None, "not undoable"
+        while len(self._undo) > mark:
+            key, previous = self._undo.pop()
+            if previous is _MISSING:
+                del self._pending[key]
+            else:
+                self._pending[key] = previous
+
+    def flush(self) -> None:
+        """Write every buffered change out (inside the caller's transaction), oldest first."""
+        puts: dict[str, tuple[TableSpec, list[tuple[str, dict[str, Any]]]]] = {}
+        deletes: dict[str, tuple[TableSpec, list[str]]] = {}
+        written, fresh = self._written, self._fresh
+        for (name, id), (spec, item) in self._pending.items():
+            if name in fresh:
+                written.add((name, id))
+            if item is None:
+                deletes.setdefault(name, (spec, []))[1].append(id)
+            else:
+                puts.setdefault(name, (spec, []))[1].append((id, item))
+        for spec, ids in deletes.values():
+            self.rows.delete_many(spec, ids)
+        for spec, items in puts.values():
+            self.rows.put_many(spec, items)
+        self.clear()
+
+    def clear(self) -> None:
+        self._pending.clear()
+        if self._undo is not None:
+            self._undo.clear()
+
+    def _remember(self, key: tuple[str, str], value: tuple[TableSpec, dict[str, Any] | None]) -> None:
+        previous = self._pending.pop(key, _MISSING)  # popped: a re-created item goes to the end, as a new row
+        if self._undo is not None:
+            self._undo.append((key, previous))
+        self._pending[key] = value
+
+
+class IdFilter:
+    """A Bloom filter of (table, id) keys: "not in it" is certain, "in it" is probably (about 1% wrong).
+
+    A rebuild of a million items keeps a few megabytes of it, where a set of the ids
+    would take a hundred. It grows by adding a filter twice the size of the last when
+    that one is full (a scalable Bloom filter).
+    """
+
+    BITS_PER_KEY = 10
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._filters: list[bytearray] = []
+        self._capacity = capacity // 2
+        self._count = self._capacity  # full: the first add makes the first filter
+
+    def add(self, key: tuple[str, str]) -> None:
+        if self._count >= self._capacity:
+            self._capacity *= 2
+            self._filters.append(bytearray(self._capacity * self.BITS_PER_KEY // 8 + 1))
+            self._count = 0
+        self._count += 1
+        bits = self._filters[-1]
+        for bit in _positions(key, len(bits) * 8):
+            bits[bit >> 3] |= 1 << (bit & 7)
+
+    def __contains__(self, key: object) -> bool:
+        return any(
+            all(bits[bit >> 3] & (1 << (bit & 7)) for bit in _positions(key, len(bits) * 8)) for bits in self._filters
+        )
+
+
+def _positions(key: object, size: int) -> tuple[int, int, int]:
+    digest = hash(key) & 0xFFFFFFFFFFFFFFFF
+    return digest % size, (digest >> 21) % size, ((digest >> 42) ^ digest) % size
+
+
+# The rows that handlers on this thread write to while a rebuild runs there (see projections.py).
+rebuilding: ContextVar[Rows | None] = ContextVar("rebuilding", default=None)
+
+
+class Store:
+    """The app's tables, in the log's database: declared by projections and workers, created on start."""
+
+    def __init__(self, log: MessageLogBackend) -> None:
+        self.log = log
+        self.rows = SqlRows(log)
+        self.specs: dict[str, TableSpec] = {}
+
+    def declare(self, spec: TableSpec) -> None:
+        """Make ``spec`` one of the app's tables; the same name twice must mean the same table."""
+        known = self.specs.get(spec.name)
+        if known is not None and known != spec:
+            raise StoreError(f"table {spec.name!r} is declared twice, differently")
+        self.specs[spec.name] = spec
+
+    def table(self, spec: TableSpec) -> Table:
+        """The table, read and written in the log's transactions (or in a rebuild, on the rebuild's thread)."""
+        self.declare(spec)
+        return Table(spec, self._current_rows)
+
+    @property
+    def is_rebuilding(self) -> bool:
+        """True on a thread that is rebuilding a projection: checks against other features are skipped there."""
+        return rebuilding.get() is not None
+
+    def _current_rows(self) -> Rows:
+        rows = rebuilding.get()
+        return self.rows if rows is None else rows

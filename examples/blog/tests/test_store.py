@@ -1,0 +1,155 @@
+"""The store: tables beside the log, written in its transactions. One suite for every backend.
+
+Each test runs once per backend the ``db`` fixture offers (SQLite always, PostgreSQL when
+``APP_TEST_DB`` names a server). Two logs opened on the same ``db`` stand for two processes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from blog.core import App, Column, Store, TableSpec, open_log
+from blog.core.log import MessageLogBackend
+
+from .conftest import AddNote, RemoveNote, register_notes
+
+ORDERS = TableSpec(
+    "orders",
+    columns=(
+        Column("customer", "folded"),
+        Column("status", counted=True),
+        Column("paid", "bool", counted=True),
+        Column("total", "decimal"),
+        Column("due"),
+        Column("placed_at", "time"),
+    ),
+)
+ORDER_ROWS = [
+    {"id": "o1", "customer": "bea", "status": "draft", "paid": False, "total": "9.50", "due": None,
+     "placed_at": "2025-01-01T10:00:00Z"},
+    {"id": "o2", "customer": "Adam", "status": "paid", "paid": True, "total": "100.00", "due": "2025-03-01",
+     "placed_at": "2025-01-01T10:00:00.5Z"},
+    {"id": "o3", "customer": "carl", "status": "paid", "paid": True, "total": "25", "due": "2025-02-01",
+     "placed_at": "2025-01-01T09:00:00+02:00"},
+    {"id": "o4", "customer": "dora", "status": "shipped", "paid": True, "total": "-3", "due": None,
+     "placed_at": "2025-01-02T00:00:00Z"},
+]  # fmt: skip
+
+
+def orders_on(log: MessageLogBackend) -> tuple[App, Store]:
+    app = App(log)
+    app.projections.ensure_tables([ORDERS])
+    return app, app.store
+
+
+@pytest.fixture
+def orders(db: str) -> Store:
+    _, store = orders_on(open_log(db))
+    table = store.table(ORDERS)
+    with store.log.transaction():
+        for row in ORDER_ROWS:
+            table.put(row["id"], row)
+    return store
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [row["id"] for row in rows]
+
+
+def test_put_get_delete(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert table.get("o1") == ORDER_ROWS[0] and table.get("nope") is None
+    with orders.log.transaction():
+        table.put("o1", {**ORDER_ROWS[0], "status": "paid"})
+        assert table.delete("o4") and not table.delete("o4")
+    assert table.get("o1")["status"] == "paid" and table.get("o4") is None
+
+
+def test_newest_first_by_default_and_pages(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert ids(table.find()) == ["o4", "o3", "o2", "o1"]
+    assert ids(table.find(offset=1, limit=2)) == ["o3", "o2"]
+    assert table.find(offset=10) == []  # past the end: an empty page, not an error
+
+
+def test_values_order_as_what_they_are(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert ids(table.find(sort="customer")) == ["o2", "o1", "o3", "o4"]  # Adam before bea: case does not matter
+    assert ids(table.find(sort="total")) == ["o4", "o1", "o3", "o2"]  # -3 < 9.50 < 25 < 100.00: as numbers
+    assert ids(table.find(sort="-total")) == ["o2", "o3", "o1", "o4"]
+    assert ids(table.find(sort="placed_at")) == ["o3", "o1", "o2", "o4"]  # 07:00Z < 10:00Z < 10:00:00.5Z
+
+
+def test_empty_values_come_last_both_ways_and_pages_cross_into_them(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert ids(table.find(sort="due")) == ["o3", "o2", "o4", "o1"]
+    assert ids(table.find(sort="-due")) == ["o2", "o3", "o4", "o1"]
+    assert ids(table.find(sort="due", offset=1, limit=2)) == ["o2", "o4"]
+    assert ids(table.find(sort="due", offset=3, limit=2)) == ["o1"]
+
+
+def test_filters_and_counts(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert table.count() == 4
+    assert table.count({"status": "paid"}) == 2 and table.count({"paid": True}) == 3
+    assert table.count({"status": "paid", "paid": True}) == 2 and table.count({"status": "nope"}) == 0
+    assert ids(table.find({"status": "paid"}, sort="customer")) == ["o2", "o3"]
+    assert ids(table.find({"paid": True}, sort="-total", limit=2)) == ["o2", "o3"]
+    assert table.page({"paid": True}, limit=1) == {"items": [ORDER_ROWS[3]], "total": 3, "offset": 0, "limit": 1}
+
+
+def test_counts_follow_every_insert_update_and_delete(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    with orders.log.transaction():
+        table.put("o1", {**ORDER_ROWS[0], "status": "paid", "paid": True})
+        table.delete("o2")
+        table.put("o5", {**ORDER_ROWS[0], "id": "o5", "status": None})
+    assert table.count() == 4
+    assert table.count({"status": "paid"}) == 2 and table.count({"status": "draft"}) == 0
+    assert table.count({"paid": True}) == 3 and table.count({"paid": False}) == 1
+
+
+def test_a_rolled_back_transaction_changes_no_row(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    with pytest.raises(RuntimeError), orders.log.transaction():
+        table.put("o1", {**ORDER_ROWS[0], "status": "paid"})
+        table.delete("o2")
+        raise RuntimeError("refused")
+    assert table.get("o1") == ORDER_ROWS[0] and table.get("o2") == ORDER_ROWS[1]
+    assert table.count({"status": "paid"}) == 2
+
+
+def test_a_nested_block_that_fails_undoes_only_its_own_writes(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    with orders.log.transaction():
+        table.put("o1", {**ORDER_ROWS[0], "status": "shipped"})
+        with pytest.raises(RuntimeError), orders.log.transaction():
+            table.delete("o2")
+            table.put("o3", {**ORDER_ROWS[2], "status": "draft"})
+            raise RuntimeError("refused")
+        table.put("o4", {**ORDER_ROWS[3], "status": "draft"})
+    assert [row["status"] for row in table.find(sort="customer")] == ["paid", "shipped", "paid", "draft"]
+    assert table.count({"status": "paid"}) == 2 and table.count() == 4
+
+
+def test_a_second_process_sees_a_write_once_it_commits(db: str, orders: Store) -> None:
+    _, theirs = orders_on(open_log(db))
+    with orders.log.transaction():
+        orders.table(ORDERS).put("o9", {**ORDER_ROWS[0], "id": "o9"})
+    assert theirs.table(ORDERS).get("o9") is not None and theirs.table(ORDERS).count() == 5
+
+
+def test_a_command_and_its_rows_commit_together(db: str) -> None:
+    app = App(open_log(db))
+    notes = register_notes(app)
+    app.dispatch(AddNote(id="a", text="one"))
+    with pytest.raises(Exception):  # noqa: B017 - a refused command: NotFound
+        app.commit([AddNote(id="b", text="two"), RemoveNote(id="missing")])
+    assert notes.texts() == {"a": "one"} and app.log.version() == 1
+    other = App(open_log(db))
+    assert register_notes(other).texts() == {"a": "one"}  # another process reads the same table
+
+
+def test_an_unknown_column_is_refused_naming_the_columns(orders: Store) -> None:
+    with pytest.raises(ValueError, match="columns: customer, status"):
+        orders.table(ORDERS).find(sort="colour")

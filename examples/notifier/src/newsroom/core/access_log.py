@@ -1,0 +1,72 @@
+"""Keep secrets sent in URLs out of the access log.
+
+A token belongs in the ``Authorization`` header, and a URL carrying one is refused
+(auth.py); but uvicorn writes every request's path and query to its access log
+before the app has looked at it. This filter blanks the app's tokens wherever they
+appear in a logged URL, however percent-encoded, and drops a query with a parameter
+named like a secret (``access_token``, ``api_key``, ...): ``/queries?[redacted]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from urllib.parse import unquote_plus
+
+ACCESS_LOGGER = "uvicorn.access"
+SECRET_NAME = re.compile(r"token|secret|passw|api_?key", re.IGNORECASE)
+DECODINGS = 3  # a value encoded twice or three times is still found
+
+
+class RedactSecretsInURLs(logging.Filter):
+    """Drops the query from the URLs in access-log records when it carries a secret."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.scrub(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a path and query) with the app's tokens blanked, and its query dropped if it names a secret."""
+        text = self._without_secrets(text)
+        path, mark, query = text.partition("?")
+        return f"{path}?[redacted]" if mark and self._names_a_secret(query) else text
+
+    def _without_secrets(self, text: str) -> str:
+        """The tokens blanked wherever they are, however percent-encoded (then shown decoded)."""
+        decoded = text
+        for _ in range(DECODINGS):
+            if any(secret in decoded for secret in self.secrets):
+                for secret in self.secrets:
+                    decoded = decoded.replace(secret, "[redacted]")
+                return decoded
+            decoded, previous = unquote_plus(decoded), decoded
+            if decoded == previous:
+                break
+        return text
+
+    @staticmethod
+    def _names_a_secret(query: str) -> bool:
+        for _ in range(DECODINGS):
+            if any(SECRET_NAME.search(unquote_plus(pair.partition("=")[0])) for pair in query.split("&")):
+                return True
+            decoded = unquote_plus(query)
+            if decoded == query:
+                return False
+            query = decoded
+        return True  # still encoded after three decodings: nobody writes URLs like that by accident
+
+
+def redact_secrets_in_access_log(secrets: Sequence[str] = ()) -> None:
+    """Install the filter on uvicorn's access log once; later calls update the secrets it looks for."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    for existing in logger.filters:
+        if isinstance(existing, RedactSecretsInURLs):
+            existing.secrets = tuple(secret for secret in secrets if secret)
+            return
+    logger.addFilter(RedactSecretsInURLs(secrets))

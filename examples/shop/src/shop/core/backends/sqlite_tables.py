@@ -1,0 +1,126 @@
+"""The SQL of store tables on SQLite (see core/store.py): types, indexes, and the counts triggers keep.
+
+Rows keep SQLite's ``rowid`` in the order they were first stored (an upsert keeps
+it), which is the "newest first" order; every column's index ends with it too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..store import COUNTS, TOTAL, Column, TableSpec
+
+if TYPE_CHECKING:
+    from ..store import Database
+
+TYPES = {
+    "text": "TEXT",
+    "folded": "TEXT",
+    "int": "INTEGER",
+    "real": "REAL",
+    "decimal": "REAL",
+    "bool": "INTEGER",
+    "time": "REAL",
+}
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS projections (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    rebuilt_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {COUNTS} (tbl TEXT NOT NULL, col TEXT NOT NULL, val, n INTEGER NOT NULL, PRIMARY KEY (tbl, col, val));
+"""
+
+
+class SQLiteTables:
+    """What :class:`~.store.SqlRows` and the rebuilds need to know about SQLite."""
+
+    param = "?"
+    seq = "rowid"
+
+    def create_table(self, spec: TableSpec, physical: str) -> list[str]:
+        columns = "".join(f', "{column.name}" {TYPES[column.kind]}' for column in spec.columns)
+        return [f'CREATE TABLE "{physical}" (id TEXT PRIMARY KEY, data TEXT NOT NULL{columns})']
+
+    def drop_table(self, physical: str) -> list[str]:
+        return [f'DROP TABLE IF EXISTS "{physical}"']  # its indexes and triggers go with it
+
+    def create_indexes(self, spec: TableSpec, physical: str, token: str) -> list[str]:
+        # An SQLite index ends with the rowid: "WHERE status = ? ORDER BY rowid DESC" is answered from it.
+        return [
+            f'CREATE INDEX "{physical}__{column.field}__{token}" ON "{physical}" ("{column.name}")'
+            for column in spec.columns
+        ]
+
+    def recount(self, spec: TableSpec, physical: str) -> list[str]:
+        name = spec.name
+        statements = [
+            f"DELETE FROM {COUNTS} WHERE tbl = '{name}'",
+            f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{TOTAL}', '{TOTAL}', COUNT(*) FROM \"{physical}\"",
+        ]
+        for column in spec.columns:
+            if column.counted:
+                key = f'"{column.name}"'
+                statements.append(
+                    f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', {key}, COUNT(*) "
+                    f'FROM "{physical}" WHERE {key} IS NOT NULL GROUP BY {key}'
+                )
+        return statements
+
+    def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
+        """Triggers that keep the table's counts in step with every insert, update and delete."""
+        name = spec.name
+        counted = [column for column in spec.columns if column.counted]
+
+        def add(row: str, column: Column) -> str:
+            key = f'{row}."{column.name}"'
+            return (
+                f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', {key}, 1 "
+                f"WHERE {key} IS NOT NULL ON CONFLICT (tbl, col, val) DO UPDATE SET n = n + 1;"
+            )
+
+        def remove(row: str, column: Column) -> str:
+            return (
+                f"UPDATE {COUNTS} SET n = n - 1 "
+                f"WHERE tbl = '{name}' AND col = '{column.name}' AND val = {row}.\"{column.name}\";"
+            )
+
+        total = f"UPDATE {COUNTS} SET n = n {{}} 1 WHERE tbl = '{name}' AND col = '{TOTAL}' AND val = '{TOTAL}';"
+        statements = [
+            f'CREATE TRIGGER "{physical}__insert" AFTER INSERT ON "{physical}" BEGIN '
+            + total.format("+")
+            + "".join(add("NEW", column) for column in counted)
+            + " END",
+            f'CREATE TRIGGER "{physical}__delete" AFTER DELETE ON "{physical}" BEGIN '
+            + total.format("-")
+            + "".join(remove("OLD", column) for column in counted)
+            + " END",
+        ]
+        for column in counted:
+            statements.append(
+                f'CREATE TRIGGER "{physical}__update_{column.field}" AFTER UPDATE OF "{column.name}" ON "{physical}" '
+                f'WHEN OLD."{column.name}" IS NOT NEW."{column.name}" BEGIN '
+                + remove("OLD", column)
+                + add("NEW", column)
+                + " END"
+            )
+        return statements
+
+    def existing_tables(self, db: Database, names: list[str]) -> set[str]:
+        rows = db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows} & set(names)
+
+    def value(self, column: Column | None, key: Any) -> Any:
+        # sqlite3 takes no Decimal: an amount's column orders as a float does.
+        return float(key) if column is not None and column.kind == "decimal" and key is not None else key
+
+    def count_value(self, column: Column, key: Any) -> Any:
+        return self.value(column, key)
+
+    def without_index(self, expression: str) -> str:
+        return f"+{expression}"  # SQLite's way of saying "not from an index"
+
+
+SQLITE = SQLiteTables()

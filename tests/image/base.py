@@ -1,0 +1,126 @@
+"""The stand-in for ``python:3.11-slim``: Debian bookworm made with debootstrap, cached as a tarball.
+
+Docker Hub is out of reach here, but Debian's packages are not: bookworm's Python is
+3.11, as in the official slim image (which is bookworm too). The rootfs gets what the
+official image's users rely on: ``python`` and ``pip`` on the PATH, ``useradd``, and pip
+allowed to install into the system (Debian's EXTERNALLY-MANAGED marker removed, as the
+official image has no such marker). Making it takes a few minutes, so the tarball is
+kept in the cache directory under a key of the recipe: change the recipe, and it is
+made anew.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+PACKAGES = ("python3", "python3-pip", "python3-venv", "passwd")
+# Raise when the steps in finish_rootfs change: the key then names a new tarball.
+REVISION = 1
+# What the base image is called, so that the app's Dockerfile builds on it unchanged.
+TAG = "python:3.11-slim"
+DEBOOTSTRAP_TIMEOUT = 900  # seconds; 1 to 3 minutes on the 2-core machine, as busy as it is
+# Downloaded packages and indexes: the image needs none of them, and every container copies the rootfs.
+TRIMMED = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info")
+
+
+def recipe_key() -> str:
+    recipe = f"{SUITE} {VARIANT} {','.join(PACKAGES)} {os.uname().machine} revision {REVISION}"
+    return hashlib.sha256(recipe.encode()).hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """``$PETROCK_IMAGE_CACHE``, else ``$XDG_CACHE_HOME/petrock/image-test`` (``~/.cache/...``)."""
+    if explicit := os.environ.get("PETROCK_IMAGE_CACHE"):
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "petrock" / "image-test"
+
+
+def base_rootfs() -> Path:
+    """The cached rootfs tarball, made first if it is not there (one maker at a time)."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    tarball = cache / f"base-{SUITE}-{recipe_key()}.tar"
+    with (cache / f"{tarball.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            make_rootfs_tarball(tarball)
+    return tarball
+
+
+def make_rootfs_tarball(tarball: Path) -> None:
+    """debootstrap into a temporary directory, finish it, tar it, and only then name it ``tarball``."""
+    work = Path(tempfile.mkdtemp(prefix="petrock-rootfs-", dir=tarball.parent))
+    try:
+        rootfs = work / "rootfs"
+        rootfs.mkdir()
+        # In memory: dpkg syncs every file it unpacks, which on a busy disk costs minutes; tmpfs ignores it.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,mode=755", "tmpfs", str(rootfs)], check=True)
+        command = ["debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs)]
+        if (mirror := apt_mirror()) is not None:
+            command.append(mirror)
+        made = subprocess.run(command, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT, check=False)
+        if made.returncode != 0:
+            raise RuntimeError(f"debootstrap failed ({made.returncode}):\n{(made.stdout + made.stderr)[-3000:]}")
+        finish_rootfs(rootfs)
+        partial = work / "rootfs.tar"
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
+        partial.rename(tarball)
+    finally:
+        remove_tree(work)
+
+
+def finish_rootfs(rootfs: Path) -> None:
+    """What makes Debian's Python look like the official image's to a Dockerfile."""
+    (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+    (rootfs / "usr/local/bin/pip").symlink_to("/usr/bin/pip3")
+    for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+        marker.unlink()
+    for trimmed in TRIMMED:
+        for entry in (rootfs / trimmed).glob("*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def apt_mirror() -> str | None:
+    """The Debian mirror this machine's apt uses for the suite (None: debootstrap's default)."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.exists():
+        for stanza in sources.read_text().split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
+            suites = re.search(r"^Suites:(.*)$", stanza, re.MULTILINE)
+            if uris and suites and SUITE in suites[1].split():
+                return uris[1]
+    listing = Path("/etc/apt/sources.list")
+    if listing.exists():
+        for line in listing.read_text().splitlines():
+            found = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line.strip())
+            if found and found[2] == SUITE:
+                return found[1]
+    return None
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that first unmounts whatever is mounted below ``path`` (an interrupted debootstrap
+    leaves /proc, /sys or a bind of /dev mounted in its target), so it never deletes through a mount."""
+    for point in sorted(mounts_below(path), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
+    if left := mounts_below(path):
+        raise RuntimeError(f"not removing {path}: still mounted there: {', '.join(left)}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def mounts_below(path: Path) -> list[str]:
+    inside = str(path.resolve()) + "/"
+    points = (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())  # 5th: mount point
+    return [point for point in points if point.startswith(inside)]

@@ -1,0 +1,101 @@
+"""The generated app's own command line, `python -m APP`, as its developer meets it.
+
+`-h` is `--help`; help is plain text under every typer version (the newest one included,
+which is what a fresh app's .venv gets); every command finds the app's database from any
+folder inside the app, as `petrock serve` does; an empty key/value store says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .support import app_env, new_app
+
+
+def app_cli(root: Path, *args: str, cwd: Path | None = None, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
+    env = app_env(root)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env["PYTHONPATH"]]))
+    return subprocess.run(
+        [sys.executable, "-m", "blog", *args],
+        cwd=cwd or root,
+        env=env | {"COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def blog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return new_app(tmp_path_factory.mktemp("app-cli"))
+
+
+@pytest.fixture(scope="module")
+def newest_typer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The newest typer from the package index, in a folder to put first on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("newest-typer")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts", "--target", str(target), "typer"]
+    installed = subprocess.run(pip, capture_output=True, text=True, timeout=300, check=False)
+    if installed.returncode != 0:
+        pytest.skip(f"cannot install the newest typer from the package index: {installed.stderr.strip()[-200:]}")
+    return str(target)
+
+
+COMMANDS = [(), ("serve",), ("kv", "get"), ("deadletters", "show")]
+
+
+def test_dash_h_is_help_everywhere(blog: Path) -> None:
+    for command in COMMANDS:
+        short, long = app_cli(blog, *command, "-h"), app_cli(blog, *command, "--help")
+        assert short.returncode == 0, short.stderr
+        assert short.stdout == long.stdout and short.stdout.startswith(f"Usage: python -m blog {' '.join(command)}")
+
+
+@pytest.mark.slow
+def test_help_is_plain_text_without_type_labels_on_flags_under_the_newest_typer(blog: Path, newest_typer: str) -> None:
+    version = subprocess.run(
+        [sys.executable, "-c", "import typer; print(typer.__version__)"],
+        env={**os.environ, "PYTHONPATH": newest_typer},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for command in COMMANDS:
+        shown = app_cli(blog, *command, "--help", pythonpath=newest_typer)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith("Usage: "), f"typer {version.stdout.strip()}: {shown.stdout[:200]}"
+        assert "<bool>" not in shown.stdout and "╭" not in shown.stdout, f"typer {version.stdout.strip()}"
+    serve = app_cli(blog, "serve", "--help", pythonpath=newest_typer).stdout
+    assert "--reload / --no-reload" in serve and "-h, --help" in serve
+
+
+def test_every_command_finds_the_apps_database_from_a_folder_inside_the_app(blog: Path) -> None:
+    deep = blog / "src" / "blog" / "core" / "templates"  # (not core/ itself: its http.py would shadow the stdlib)
+    stored = app_cli(blog, "kv", "set", "greeting", '"hello"', cwd=deep)
+    assert stored.returncode == 0, stored.stderr
+    assert (blog / "app.db").is_file() and not (deep / "app.db").exists()
+    listed = app_cli(blog, "kv", "list", cwd=blog / "tests")
+    assert listed.stdout == 'greeting\t"hello"\n', listed.stderr
+    assert app_cli(blog, "kv", "get", "greeting", cwd=blog / "src").stdout == '"hello"\n'
+    assert "app.db in the app's folder" in app_cli(blog, "kv", "list", "--help").stdout
+
+
+def test_a_database_named_on_the_command_line_is_taken_as_given(blog: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "other.db"
+    assert app_cli(blog, "kv", "set", "k", "1", "--db", str(elsewhere), cwd=blog / "src").returncode == 0
+    assert elsewhere.is_file()
+    relative = app_cli(blog, "kv", "list", "--db", "other.db", cwd=tmp_path)
+    assert relative.stdout == "k\t1\n", relative.stderr
+
+
+def test_kv_list_says_when_there_are_no_keys(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    assert app_cli(root, "inspect").returncode == 0  # opens, and so creates, the app's database
+    empty = app_cli(root, "kv", "list")
+    assert (empty.returncode, empty.stdout) == (0, "no keys\n"), empty.stderr
