@@ -14,12 +14,13 @@ import re
 from dataclasses import dataclass, field
 
 import libcst as cst
+import libcst.helpers
 import libcst.matchers as m
 
 from .classes import JobClass, read_job_class
 from .loops import Loop, read_cycle, read_loop
 from .program import Module, Program, assigned_at_top
-from .server import Reach
+from .server import Reach, methods, shutdown_hooks
 from .spawns import Spawn, rearms, scheduled_by_decorator
 from .syntax import bound_by, variable_names, without_docstring
 from .targets import Target, resolve_target
@@ -103,9 +104,14 @@ def find_jobs(program: Program, spawns: list[Spawn], server: Reach, commands: di
     classes: dict[cst.ClassDef, JobClass] = {}
     jobs: list[Job] = []
     hosted = _hosted_already(program)
+    at_shutdown = shutdown_hooks(program)
     for spawn in spawns:
         if any(a in hosted for a in spawn.module.ancestors(spawn.call)):
             continue  # hosted by an earlier migration: its start code is an argument of run_with_server
+        if _in_a_worker(program, spawn):
+            continue  # a worker's own task (a call it awaits in work): the runtime runs and stops it already
+        if any(a in at_shutdown for a in spawn.module.ancestors(spawn.call)):
+            continue  # started when the server stops (a watchdog bounding the exit): not a background job
         runs = server.runs(spawn.module, spawn.call)
         if not runs and spawn in inside_jobs:
             continue
@@ -183,6 +189,21 @@ def _hosted_already(program: Program) -> set[cst.CSTNode]:
                     if isinstance(statement, cst.FunctionDef) and statement.name.value == start.value:
                         found.add(statement)
     return found
+
+
+WORKER_BASES = {"Worker", "CommandWorker"}
+
+
+def _in_a_worker(program: Program, spawn: Spawn) -> bool:
+    """Whether the spawn is in a method of a worker class: one with a ``work`` method (its own or a base's
+    in the app) or deriving from the core's ``Worker``/``CommandWorker``."""
+    for ancestor in spawn.module.ancestors(spawn.call):
+        if not isinstance(ancestor, cst.ClassDef):
+            continue
+        bases = {(cst.helpers.get_full_name_for_node(base.value) or "").rsplit(".", 1)[-1] for base in ancestor.bases}
+        if bases & WORKER_BASES or methods(program, spawn.module, ancestor, "work"):
+            return True
+    return False
 
 
 def _inside_jobs(program: Program, spawns: list[Spawn], server: Reach) -> set[Spawn]:

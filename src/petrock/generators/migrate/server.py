@@ -159,7 +159,7 @@ class _References(cst.CSTVisitor):
         self.nested: list[cst.FunctionDef] = []
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if node in self.targets:
+        if node in self.targets or _shutdown_hook(node):
             return False
         if isinstance(node, cst.FunctionDef):
             self.nested.append(node)
@@ -171,6 +171,39 @@ class _References(cst.CSTVisitor):
         elif isinstance(node, cst.Attribute):
             self.attributes.append(node)
         return True
+
+
+SHUTDOWN_WORDS = ("close", "shutdown", "stop", "exit", "teardown")
+
+
+def _shutdown_hook(node: cst.CSTNode) -> bool:
+    """A callback the start-up hands on to run when the server stops (``on_closed=f``, ``on_shutdown=[f]``,
+    ``atexit.register(f)``): what it starts is not started with the server."""
+    if isinstance(node, cst.Arg) and node.keyword is not None:
+        return any(word in node.keyword.value.lower() for word in SHUTDOWN_WORDS)
+    return m.matches(node, m.Call(func=m.Attribute(value=m.Name("atexit"), attr=m.Name("register"))))
+
+
+def shutdown_hooks(program: Program) -> set[cst.FunctionDef]:
+    """The app's functions handed on to run when the server stops: what they start is no background job."""
+    found: set[cst.FunctionDef] = set()
+    for module in program.modules.values():
+        for node in module.all(cst.Arg):
+            values: list[cst.CSTNode] = []
+            if _shutdown_hook(node):
+                values = [node.value]  # type: ignore[attr-defined]
+            for value in values + [e.value for v in values if isinstance(v, cst.List) for e in v.elements]:
+                if isinstance(value, cst.Name):
+                    resolved = program.resolve(module, value.value)
+                    if resolved is not None and isinstance(resolved[1], cst.FunctionDef):
+                        found.add(resolved[1])
+        for call in module.all(cst.Call):
+            if _shutdown_hook(call) and call.args:  # type: ignore[attr-defined]
+                first = call.args[0].value  # type: ignore[attr-defined]
+                resolved = program.resolve(module, first.value) if isinstance(first, cst.Name) else None
+                if resolved is not None and isinstance(resolved[1], cst.FunctionDef):
+                    found.add(resolved[1])
+    return found
 
 
 def _uses_in(
@@ -219,7 +252,7 @@ def _uses_in(
             ) is not None:
                 used += _definition_functions(program, program.resolve(alias, method))
         for class_module, found in classes:
-            for method_module, function in _methods(program, class_module, found, method):
+            for method_module, function in methods(program, class_module, found, method):
                 used.append(((method_module, function), "method"))
     return used
 
@@ -233,12 +266,12 @@ def _definition_functions(program: Program, resolved: tuple[Module, object] | No
     if isinstance(definition, cst.ClassDef):
         found = []
         for name in ("__init__", "__post_init__", "__aenter__", "__enter__"):  # `async with Cls(app):` runs these
-            found += [((owner, f), "constructor") for owner, f in _methods(program, module, definition, name)]
+            found += [((owner, f), "constructor") for owner, f in methods(program, module, definition, name)]
         return found
     return []
 
 
-def _methods(program: Program, module: Module, cls: cst.ClassDef, name: str) -> list[Function]:
+def methods(program: Program, module: Module, cls: cst.ClassDef, name: str) -> list[Function]:
     """``cls.name``, looked up in the class and then its bases in the app."""
     for member in cls.body.body:
         if isinstance(member, cst.FunctionDef) and member.name.value == name:
@@ -246,7 +279,7 @@ def _methods(program: Program, module: Module, cls: cst.ClassDef, name: str) -> 
     for base in cls.bases:
         resolved = program.resolve_expression(module, base.value)
         if resolved and isinstance(resolved[1], cst.ClassDef):
-            return _methods(program, resolved[0], resolved[1], name)
+            return methods(program, resolved[0], resolved[1], name)
     return []
 
 

@@ -358,7 +358,8 @@ class Spawned:
             self.started["threads"] += 1
             if self.stopped and isinstance(thread, threading.Timer):
                 thread.cancel()
-            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+            # Keep those not started yet too: two timers re-arming at once each start after registering.
+            self.threads = [t for t in self.threads if t.is_alive() or t.ident is None] + [thread]
         context, run = contextvars.copy_context(), thread.run
 
         def hosted_run() -> None:
