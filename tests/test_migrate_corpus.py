@@ -39,6 +39,7 @@ class Migrated:
     root: Path
     report: dict[str, Any]
     key: list[dict[str, Any]]  # JOBS.toml's jobs
+    dry_run: dict[str, Any]  # what --dry-run said first
 
     def outcomes(self, job: dict[str, Any]) -> list[str]:
         """What the report says of one job of the key: matched by the code it runs, else by what starts it."""
@@ -71,12 +72,16 @@ def migrated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     git(root, "commit", "-qm", f"The {name}, with hand-started jobs")
     if not (root / ".petrock.toml").exists():
         assert petrock_in(root, "adopt").returncode == 0
+    head = git(root, "rev-parse", "HEAD")
     # The gate compiles, builds and serves the app; its tests run once below, in a test of their own.
     command = [sys.executable, "-m", "petrock", "migrate", "jobs", "--json", "--no-verify-tests"]
+    dry = subprocess.run([*command, "--dry-run"], cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert dry.returncode == 0, _problems(dry.stdout) + dry.stderr
+    assert git(root, "status", "--porcelain") == "" and git(root, "rev-parse", "HEAD") == head
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, _problems(result.stdout) + result.stderr
     key = tomllib.loads((root / "JOBS.toml").read_text())["job"]
-    return Migrated(name, root, json.loads(result.stdout), key)
+    return Migrated(name, root, json.loads(result.stdout), key, json.loads(dry.stdout))
 
 
 @pytest.mark.slow
@@ -126,3 +131,13 @@ def test_the_apps_own_tests_pass_after_the_migration(migrated: Migrated) -> None
     serves, as before the migration; none runs when the app is only built or serves its API alone."""
     tests = run_app_tests(migrated.root)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_dry_run_showed_the_same_plan_and_gate_and_wrote_nothing(migrated: Migrated) -> None:
+    """The fixture ran ``--dry-run`` first (nothing written or committed: checked there), then the migration."""
+    dry, real = migrated.dry_run, migrated.report
+    for part in ("files", "counts", "jobs", "start_lines"):
+        assert dry[part] == real[part], part
+    assert dry["verification"]["ok"] and dry["verification"]["checks"] == real["verification"]["checks"]
+    assert dry["commit"] is None and dry["dry_run"] is True

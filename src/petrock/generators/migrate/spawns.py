@@ -108,8 +108,11 @@ def _spawn(program: Program, module: Module, call: cst.Call, thread_classes: dic
     positional, keywords = _positional(call), _keywords(call)
     if name in TASK_SPAWNERS and isinstance(call.func, cst.Name | cst.Attribute):
         coroutine = positional[0] if positional else keywords.get("coro")
+        if isinstance(coroutine, cst.Call) and callee_name(coroutine) == "to_thread":
+            inner = _positional(coroutine)  # create_task(to_thread(loop, app)): a thread, as an executor runs it
+            return Spawn(module, call, "executor", inner[0], tuple(inner[1:])) if inner else None
         if coroutine is not None and not _is_asyncio_future(coroutine):
-            return Spawn(module, call, "task", coroutine)
+            return Spawn(module, call, "task", coroutine)  # gather(a(), b()) too: one job, hosted as written
         return None
     if name == "start" and isinstance(call.func, cst.Attribute) and not call.args:
         return _thread_start(module, call, thread_classes)
@@ -174,7 +177,7 @@ def _class_methods(module: Module, node: cst.CSTNode) -> list[cst.FunctionDef]:
 
 def _is_asyncio_future(node: cst.BaseExpression) -> bool:
     """``ensure_future(loop.run_in_executor(...))``: the executor spawn is the job, not this."""
-    return isinstance(node, cst.Call) and callee_name(node) in ("run_in_executor", "to_thread", "gather")
+    return isinstance(node, cst.Call) and callee_name(node) == "run_in_executor"
 
 
 def _thread_start(module: Module, call: cst.Call, thread_classes: dict[str, cst.ClassDef]) -> Spawn | None:
