@@ -9,6 +9,7 @@ is adopted first. Migrating it once is shared by the tests of this module.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,38 +24,39 @@ from .support import app_env, git_snapshot, petrock_in, run_app_tests, tree_snap
 CORPUS = Path(__file__).parent / "fixtures" / "job_shapes"
 IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
 
-# shape -> the feature's job, and whether petrock converts it (True) or must leave it in place (False).
+# shape -> the feature's job, and what petrock makes of it: a native worker, or a job hosted as written.
 SHAPES = {
-    "plain": ("alpha", "Jobs.start_plain_task", True),
-    "sleep-first": ("alpha", "Jobs.start_sleep_first_task", True),
-    "class-interval": ("alpha", "Jobs.start_class_interval_task", True),  # sleep(self.TICK_INTERVAL)
-    "jobs-interval": ("alpha", "Jobs.start_jobs_interval_task", True),  # sleep(Jobs.TICK_INTERVAL)
-    "class-attribute-helper": ("alpha", "Jobs.start_stale_task", True),  # a helper reads self.STALE_AFTER_SECONDS
-    "decorated": ("alpha", "Jobs.start_guarded_task", True),
-    "documented": ("alpha", "Jobs.start_documented_task", True),  # docstring and comments on the loop
-    "for-else": ("alpha", "Jobs.start_for_else_task", True),  # `continue` in a for's else
-    "wait-for-timeout": ("alpha", "Jobs.start_timeout_task", True),  # asyncio.wait_for in the body
-    "wait-for-sleep": ("alpha", "Jobs.start_waiting_task", True),  # sleeps with wait_for(event.wait(), timeout)
-    "same-name-task": ("alpha", "Jobs.start_sync_task", True),
-    "same-name-thread": ("alpha", "Jobs.start_sync_thread", True),
-    "thread": ("beta", "Jobs.start_pruner_thread", True),  # self._thread = None in __init__
-    "event-wait": ("beta", "Jobs.start_heartbeat_thread", True),  # while not self._stop.wait(TICK)
-    "nested-function": ("beta", "Jobs.start_nested_thread", True),
-    "module-coroutine": ("gamma", "JOBS: refresh_totals", True),
-    "jobs-list": ("gamma", "JOBS: prune_cache", True),
-    "start-stop-class": ("gamma", "Jobs", False),  # a class with its own start/stop
-    "module-state": ("delta", "Jobs.start_recorder_task", True),  # writes a dict another loop reads
-    "module-constant": ("delta", "Jobs.start_batch_task", True),
-    "adaptive-interval": ("delta", "Jobs.start_reporter_task", False),
-    "break": ("delta", "Jobs.start_until_task", False),
-    "mutable-class-attribute": ("delta", "Jobs.start_queue_task", False),
-    "start-loop-first": ("epsilon", "Jobs.start_ticker_task", True),  # for start in (a, b): start()
-    "start-loop-second": ("epsilon", "Jobs.start_tocker_task", True),
-    "start-helper": ("epsilon", "Jobs.start_helper_task", True),  # started by a function lifespan calls
-    "serve-only": ("epsilon", "Jobs.start_relay_thread", False),  # started by `serve` only, never in tests
-    "beside-a-worker": ("zeta", "Jobs.start_tally_task", True),  # the feature has a worker.py already
-    "fixed-by-hand": ("zeta", "Jobs.start_later_task", False),  # local state: converted once fixed
-    "no-init": ("eta", "Jobs.start_ping_task", True),  # Jobs() without __init__; counted in a file
+    "plain": ("alpha", "Jobs.start_plain_task", "native"),
+    "sleep-first": ("alpha", "Jobs.start_sleep_first_task", "native"),
+    "class-interval": ("alpha", "Jobs.start_class_interval_task", "native"),  # sleep(self.TICK_INTERVAL)
+    "jobs-interval": ("alpha", "Jobs.start_jobs_interval_task", "native"),  # sleep(Jobs.TICK_INTERVAL)
+    "class-attribute-helper": ("alpha", "Jobs.start_stale_task", "native"),  # a helper reads self.STALE_AFTER_SECONDS
+    "decorated": ("alpha", "Jobs.start_guarded_task", "native"),
+    "documented": ("alpha", "Jobs.start_documented_task", "native"),  # docstring and comments on the loop
+    "for-else": ("alpha", "Jobs.start_for_else_task", "native"),  # `continue` in a for's else
+    "wait-for-timeout": ("alpha", "Jobs.start_timeout_task", "native"),  # asyncio.wait_for in the body
+    "wait-for-sleep": ("alpha", "Jobs.start_waiting_task", "native"),  # sleeps with wait_for(event.wait(), timeout)
+    "same-name-task": ("alpha", "Jobs.start_sync_task", "native"),
+    "same-name-thread": ("alpha", "Jobs.start_sync_thread", "native"),
+    "thread": ("beta", "Jobs.start_pruner_thread", "native"),  # self._thread = None in __init__
+    "event-wait": ("beta", "Jobs.start_heartbeat_thread", "native"),  # while not self._stop.wait(TICK)
+    "nested-function": ("beta", "Jobs.start_nested_thread", "native"),
+    "module-coroutine": ("gamma", "gamma_jobs.JOBS: refresh_totals", "native"),
+    "jobs-list": ("gamma", "gamma_jobs.JOBS: prune_cache", "native"),
+    "start-stop-class": ("gamma", "Jobs.start", "native"),  # its stop() cancels the task it keeps: a JobHandle now
+    "module-state": ("delta", "Jobs.start_recorder_task", "native"),  # writes a dict another loop reads
+    "module-constant": ("delta", "Jobs.start_batch_task", "native"),
+    "adaptive-interval": ("delta", "Jobs.start_reporter_task", "native"),  # its sleep doubles each pass
+    "break": ("delta", "Jobs.start_until_task", "native"),
+    "mutable-class-attribute": ("delta", "Jobs.start_queue_task", "native"),  # run on the Jobs object itself
+    "two-sleeps": ("delta", "Jobs.start_pulse_task", "hosted"),  # sleeps twice in a pass
+    "start-loop-first": ("epsilon", "Jobs.start_ticker_task", "native"),  # for start in (a, b): start()
+    "start-loop-second": ("epsilon", "Jobs.start_tocker_task", "native"),
+    "start-helper": ("epsilon", "Jobs.start_helper_task", "native"),  # started by a function lifespan calls
+    "serve-only": ("epsilon", "Jobs.start_relay_thread", "native"),  # started by `serve` only, never in tests
+    "beside-a-worker": ("zeta", "Jobs.start_tally_task", "native"),  # the feature has a worker.py already
+    "fixed-by-hand": ("zeta", "Jobs.start_later_task", "native"),  # keeps a counter between passes
+    "no-init": ("eta", "Jobs.start_ping_task", "native"),  # Jobs() without __init__; counted in a file
 }
 
 # Serve the app for a while (lifespan: what the jobs' start-up runs), start the relay as `serve` does,
@@ -164,38 +166,43 @@ def test_every_shape_still_runs_at_its_interval_after_the_migration(probed_after
 
 
 @pytest.mark.slow
-def test_converted_jobs_are_workers_the_app_starts_and_stops_in_bounded_time(
+def test_migrated_jobs_are_workers_the_app_starts_and_stops_in_bounded_time(
     depot_migrated: tuple[Path, dict[str, Any]], probed_after: dict[str, Any]
 ) -> None:
     _, report = depot_migrated
     workers = probed_after["workers"]
-    migrated = {c["name"] for c in report["converted"]}
-    assert migrated <= set(workers)
+    migrated = {job["worker"]: job for job in report["jobs"] if job["outcome"] != "left"}
+    assert set(migrated) <= set(workers)
     assert len(set(workers)) == len(workers) == len(migrated) + 1  # + zeta/audit, written by hand
-    assert {"alpha/sync-task", "alpha/sync-thread"} <= migrated  # two `sync` jobs, two names
-    assert all(workers[name]["cycles"] >= 3 and workers[name]["state"] == "stopped" for name in migrated), workers
+    assert {"alpha/sync", "alpha/sync-thread"} <= set(migrated)  # two `sync` jobs, two names
+    assert all(workers[name]["state"] == "stopped" for name in migrated), workers
+    native = [name for name, job in migrated.items() if job["outcome"] == "native"]
+    assert all(workers[name]["cycles"] >= 3 for name in native), workers
     assert workers["alpha/plain"]["poll_interval"] == 0.05
     assert probed_after["stop_seconds"] < 5
 
 
 @pytest.mark.slow
-def test_the_report_lists_what_converted_and_why_the_rest_stayed(depot_migrated: tuple[Path, dict[str, Any]]) -> None:
+def test_the_report_has_one_line_per_job_native_or_hosted_with_what_would_make_it_native(
+    depot_migrated: tuple[Path, dict[str, Any]],
+) -> None:
     _, report = depot_migrated
-    converted = {(c["feature"], c["source"]) for c in report["converted"]}
-    kept = {(k["feature"], k["what"]): k["reason"] for k in report["kept"]}
-    assert converted == {(feature, job) for feature, job, converts in SHAPES.values() if converts}
-    assert {(feature, job) for feature, job, converts in SHAPES.values() if not converts} <= set(kept)
-    assert "outside the server's start-up" in kept["epsilon", "Jobs.start_relay_thread"]
-    assert "src/depot/main.py:41" in kept["epsilon", "Jobs.start_relay_thread"]
-    assert "mutable class attribute" in kept["delta", "Jobs.start_queue_task"]
-    assert "`break`" in kept["delta", "Jobs.start_until_task"]
-    assert "start and stop" in kept["gamma", "Jobs"]
+    outcomes = {(job["place"], job["job"]): job["outcome"] for job in report["jobs"]}
+    assert outcomes == {(feature, job): outcome for feature, job, outcome in SHAPES.values()}
+    assert report["counts"] == {"native": 30, "hosted": 1, "left": 0}
+    hosted = {(job["place"], job["job"]): job for job in report["jobs"] if job["outcome"] == "hosted"}
+    assert "sleeps more than once in a pass" in hosted["delta", "Jobs.start_pulse_task"]["reason"]
+    assert hosted["delta", "Jobs.start_pulse_task"]["native_when"] == "each pass slept once, at its start or its end"
     assert report["verification"]["ok"] and report["verification"]["checks"] == [
         "compiles",
         "names",
         "builds",
+        "serves",
         "app tests",
     ]
+    running = report["verification"]["running"]
+    assert set(running) == {job["worker"] for job in report["jobs"]}
+    assert all(worker["cycles"] >= 1 for worker in running.values()), running
 
 
 @pytest.mark.slow
@@ -203,7 +210,7 @@ def test_the_migrated_app_passes_its_own_tests_and_is_committed(depot_migrated: 
     root, _ = depot_migrated
     assert git(root, "status", "--porcelain") == ""
     assert git(root, "log", "--format=%s").splitlines()[:2] == [
-        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers",
+        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers (30 native, 1 hosted)",
         "Adopt depot: record it in .petrock.toml for petrock",
     ]
     tests = run_app_tests(root)
@@ -219,10 +226,13 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     # A Jobs class without __init__ (a KeyError '__init__' once): its worker takes the app like the others.
     eta = (src / "eta" / "worker.py").read_text()
     assert "class PingWorker:" in eta and "    def __init__(self, app: App) -> None:\n        self.app = app\n" in eta
-    assert "EtaJobs" not in main
-    # Jobs(app) used by a start-up loop: the loop, the instance and nothing else went.
+    assert "EtaJobs" not in main and '            run_with_server(app, "eta/ping")\n' in main
+    # Jobs(app) used by a start-up loop: the loop and the instance went, each start is now the worker's.
     assert "for start in" not in main and "epsilon = EpsilonJobs(app)" not in main
-    assert "from .epsilon.jobs import Jobs as EpsilonJobs" in main  # still used by start_relay
+    assert (
+        '            run_with_server(app, "epsilon/ticker")\n            run_with_server(app, "epsilon/tocker")\n'
+        in main
+    )
     # Class attributes stay reachable: self.STALE_AFTER_SECONDS and sleep(Jobs.TICK_INTERVAL).
     assert "    STALE_AFTER_SECONDS = 0.0\n" in alpha
     assert '    TICK_INTERVAL = TICK\n    name = "alpha/jobs-interval"\n' in alpha
@@ -241,14 +251,25 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     assert "from .jobs import BATCH, SEEN, TICK\n" in delta and "SEEN:" not in delta
     # The thread kept in self._thread (None in __init__) converted; the pruner runs in a thread.
     assert "await asyncio.to_thread(self.run_once)" in (src / "beta" / "worker.py").read_text()
-    # The relay, started only by `serve`, stays where it is, marked, and does not run in tests.
-    assert "# petrock: could not migrate epsilon Jobs.start_relay_thread" in main
-    assert "# petrock: could not migrate start_relay_thread: it is started in" in (src / "epsilon/jobs.py").read_text()
+    # The relay, started only by `serve`, is a worker that `serve` starts: the tests never run it.
+    assert '    """Only `serve` starts the mail relay: the tests must never send mail."""\n' in main
+    assert '    run_with_server(app, "epsilon/relay")\n' in main
+    # A loop keeping a local counter between passes keeps it in an attribute, set when it starts.
+    zeta = (src / "zeta" / "worker_2.py").read_text()
+    assert "            return\n        self.cycles = 0\n" in zeta and "        self.cycles += 1\n" in zeta
+    # The depot's core wakes every worker after each append: migrated workers keep their cadence themselves.
+    assert "    @paced\n    async def work(self) -> None:\n" in zeta
+    # A loop that can `break` stops doing anything once it would have ended.
+    assert "        if self.finished:\n            return\n" in delta
+    assert '        if self.app.kv.get("delta/done"):\n            self.finished = True\n            return\n' in delta
     # The feature with a worker.py gets a second module; the first is untouched.
     assert (src / "zeta" / "worker.py").read_text() == (CORPUS / "src/depot/zeta/worker.py").read_text()
-    assert "from .worker_2 import TallyWorker" in (src / "zeta" / "register.py").read_text()
+    assert "from .worker_2 import LaterWorker, TallyWorker" in (src / "zeta" / "register.py").read_text()
+    # Every job of a feature moved out: its jobs.py went, what the workers use moved with them.
+    assert not (src / "alpha" / "jobs.py").exists() and not (src / "zeta" / "jobs.py").exists()
+    assert "def bump(app: App, key: str) -> None:" in alpha
     ruff = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F,E9", "src"],
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F,E9,I", "src"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -258,25 +279,37 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
 
 
 @pytest.mark.slow
-def test_rerunning_after_fixing_a_marked_job_converts_it(
+def test_a_hosted_job_fixed_by_hand_becomes_native_on_the_next_run(
     depot_migrated: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
+    """docs/MIGRATING.md: put the start line back, drop the HostedJob, fix what kept it hosted, run again."""
     root = copy_app(depot_migrated[0], tmp_path / "depot")
-    jobs = root / "src/depot/zeta/jobs.py"
-    before = {name: (root / "src/depot/zeta" / name).read_text() for name in ("worker.py", "worker_2.py")}
-    fixed = jobs.read_text().replace("        cycles = 0\n", "").replace("            cycles += 1\n", "")
-    jobs.write_text(fixed)
-    git(root, "commit", "-qam", "Keep no state in the later loop")
+    jobs, register = root / "src/depot/delta/jobs.py", root / "src/depot/delta/register.py"
+    before = (root / "src/depot/delta/worker.py").read_text()
+    fixed = jobs.read_text().replace(
+        'run_with_server(self.app, "delta/pulse", lambda: asyncio.create_task(self._pulse_loop()))',
+        "asyncio.create_task(self._pulse_loop())",
+    )
+    jobs.write_text(fixed.replace("            await asyncio.sleep(TICK / 2)  # settle\n", ""))
+    register.write_text(
+        re.sub(
+            r'    app\.register_worker\(\n        HostedJob\(\n            "delta/pulse".*?\n    \)\n',
+            "",
+            register.read_text(),
+            flags=re.DOTALL,
+        )
+    )
+    git(root, "commit", "-qam", "Sleep once per pulse")
 
-    again = petrock_in(root, "migrate", "jobs", "zeta", "--no-verify-tests")
+    again = petrock_in(root, "migrate", "jobs", "delta", "--no-verify-tests")
 
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "zeta: Jobs.start_later_task -> LaterWorker" in again.stdout
-    assert {name: (root / "src/depot/zeta" / name).read_text() for name in before} == before
-    assert "class LaterWorker:" in (root / "src/depot/zeta/worker_3.py").read_text()
-    assert (root / "src/depot/zeta/register.py").read_text().endswith("    app.register_worker(LaterWorker(app))\n")
-    assert "zeta.start_later_task()" not in (root / "src/depot/main.py").read_text()
-    assert "could not migrate zeta" not in (root / "src/depot/main.py").read_text()
+    assert "jobs: 1 native, 0 hosted, 0 left" in again.stdout
+    assert "native  delta: Jobs.start_pulse_task -> PulseWorker 'delta/pulse'" in again.stdout
+    assert (root / "src/depot/delta/worker.py").read_text() == before  # never overwritten
+    assert "class PulseWorker:" in (root / "src/depot/delta/worker_2.py").read_text()
+    assert (root / "src/depot/delta/register.py").read_text().endswith("    app.register_worker(PulseWorker(app))\n")
+    assert "ReporterWorker" in (root / "src/depot/delta/register.py").read_text()  # native from the first run
 
 
 def test_an_app_without_a_manifest_is_pointed_to_adopt(depot_original: Path, tmp_path: Path) -> None:
@@ -301,7 +334,7 @@ def test_migrate_with_adopt_records_the_app_then_migrates(depot_original: Path, 
     manifest = (root / ".petrock.toml").read_text()
     assert 'project_name = "depot"' in manifest and "[features.zeta]" in manifest
     assert git(root, "log", "--format=%s").splitlines()[:2] == [
-        "Migrate beta jobs to workers",
+        "Migrate beta jobs to workers (3 native, 0 hosted)",
         "Adopt depot: record it in .petrock.toml for petrock",
     ]
     again = petrock_in(root, "adopt")
@@ -316,6 +349,6 @@ def test_dry_run_runs_the_gate_and_writes_nothing(depot_original: Path, tmp_path
     dry = petrock_in(root, "migrate", "jobs", "gamma", "--dry-run", "--no-verify-tests")
 
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "verification passed: compiles, names, builds (" in dry.stdout
+    assert "verification passed: compiles, names, builds, serves (" in dry.stdout
     assert "+class RefreshTotalsWorker:" in dry.stdout and "dry run: nothing was written" in dry.stdout
     assert tree_snapshot(root) == before

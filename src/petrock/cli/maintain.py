@@ -43,6 +43,12 @@ def migrate_jobs(
     verify_tests: Annotated[
         bool, typer.Option("--verify-tests/--no-verify-tests", help="Run the app's own tests in the gate.")
     ] = True,
+    verify_serve: Annotated[
+        bool,
+        typer.Option(
+            "--verify-serve/--no-verify-serve", help="Serve the migrated app in the gate and see every job run."
+        ),
+    ] = True,
     adopt_first: Annotated[
         bool, typer.Option("--adopt", help="First write and commit .petrock.toml for an app that has none.")
     ] = False,
@@ -70,7 +76,7 @@ def migrate_jobs(
 
     root = _app_root(adopt_first and not dry_run, as_json=as_json)
     migration = plan_migration(root, feature, allow_dirty=allow_dirty or dry_run)
-    verdict = verify_migration(migration, run_tests=verify_tests) if migration.plan.writes else None
+    verdict = verify_migration(migration, run_tests=verify_tests, serve=verify_serve) if migration.plan.writes else None
     passed = verdict is None or verdict.ok
     commit = None if dry_run or not passed or not migration.plan.writes else apply_migration(migration)
     if as_json:

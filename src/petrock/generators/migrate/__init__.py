@@ -1,92 +1,72 @@
-"""``petrock migrate jobs``: turn legacy ``jobs.py`` loops into workers the app runs.
+"""``petrock migrate jobs``: put every job the app starts by hand under its runtime.
 
-The legacy pattern: a feature's ``jobs.py`` holds a ``Jobs(app)`` class whose
-``start_*`` methods spawn endless loops (asyncio tasks or threads that sleep),
-started by hand from the app's serve code and never stopped. Each loop that
-can be read safely becomes a worker in the feature's ``worker.py``: the loop
-body is ``work``, the sleep is ``poll_interval``, and the worker is registered
-in ``register.py``. The code moves as libcst nodes, so the user's formatting
-and comments come along. What cannot be converted safely stays where it is,
-marked ``# petrock: could not migrate``, and is listed in the report.
+The legacy pattern: the app's start-up (its lifespan, startup handlers, serve code,
+and whatever they call, in feature ``jobs.py`` files or anywhere else) starts
+background jobs itself (asyncio tasks, threads, timers, executors, schedulers) and
+never stops them. Each job becomes a worker the app starts and stops: *native* when
+its loop reads safely (one pass of the loop is the worker's ``work``, its sleep the
+``poll_interval``), else *hosted*: a generic worker (``core/hosted.py``) runs the
+job's start code as it was written and stops what it started. The start line itself
+becomes ``run_with_server(app, name)``, so each job runs where it ran (with the
+server, not in tests that only build the app). Jobs the server never starts are left
+where they are, marked ``# petrock: could not migrate``, with the reason.
 
-The steps, one module each: ``find`` (start-up lines), ``analyse`` (jobs.py),
-``rewrite`` (the new and edited files), ``verify`` (the gate), ``report``.
+The steps, one module each: ``program`` (the app's modules), ``spawns`` (every job
+start), ``server`` (what runs with the server), ``jobs`` (what becomes of each),
+``loops`` and ``native`` (native workers), ``hosting`` (hosted jobs), ``sites``,
+``edits``, ``homes`` and ``assemble`` (the files), ``verify`` (the gate), ``report``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import libcst as cst
-
 from petrock import git
 from petrock.errors import DirtyTree, UserError
 from petrock.plan import Change, Plan
 from petrock.project import Manifest, require_clean
 
-from .analyse import FeatureJobs, read_feature
-from .find import find_start_ups
+from .assemble import assemble
+from .jobs import find_jobs
+from .program import read_program
 from .report import Migration
-from .rewrite import edit_start_ups, plan_feature, taken_names
-from .syntax import parse
+from .server import command_roots, reach, server_roots
+from .serving import Expected
+from .spawns import find_spawns
 from .verify import Verdict, verify
 
 
 def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool = False) -> Migration:
-    """Read every legacy ``jobs.py`` and plan the conversion; nothing is written."""
+    """Find every job the app starts by hand and plan its migration; nothing is written."""
     manifest = Manifest.load(root)
     package = manifest.package_dir(root)
     _require_worker_runtime(package)
     require_clean(root, allow_dirty=allow_dirty)
-    names = sorted(path.parent.name for path in package.glob("*/jobs.py") if path.parent.name != "core")
+    program = read_program(package, manifest.project_name)
+    spawns = find_spawns(program)
+    server = reach(program, server_roots(program), spawns)
+    commands = {how: reach(program, [(function, how)], spawns) for function, how in command_roots(program)}
+    jobs = find_jobs(program, spawns, server, commands)
     if feature is not None:
-        if feature not in names:
-            raise UserError(f"feature {feature!r} has no jobs.py", "there is nothing to migrate in it")
-        names = [feature]
-    if not names:
-        raise UserError(f"no feature in {package.relative_to(root)} has a jobs.py", "there is nothing to migrate")
-
-    features = {name: _read_feature_or_keep_it(package / name, name) for name in names}
-    # Only modules that mention jobs can import or start them; parsing the rest would only cost time.
-    files = {
-        path: parse(path)
-        for path in sorted(package.rglob("*.py"))
-        if path.name != "jobs.py" and "__pycache__" not in path.parts and "jobs" in path.read_text().lower()
-    }
-    starts = find_start_ups(package, manifest.project_name, files, set(features))
-    for jobs in features.values():
-        jobs.reconcile(starts)
-
+        jobs = [job for job in jobs if (job.owner.feature or job.owner.stem) == feature]
+        if not jobs:
+            raise UserError(f"feature {feature!r} starts no job by hand", "there is nothing to migrate in it")
     migration = Migration(root, Plan(root), package=manifest.project_name)
-    texts: dict[Path, str] = {}
-    edit_start_ups(root, files, starts, features, migration, texts)
-    taken = taken_names(package)
-    for jobs in features.values():
-        plan_feature(root, jobs, migration, texts, taken)
-    for path, text in texts.items():
-        migration.plan.write(path.relative_to(root).as_posix(), text, edit=True)
+    if jobs:
+        assemble(program, jobs, migration)
     return migration
 
 
-def _read_feature_or_keep_it(folder: Path, name: str) -> FeatureJobs:
-    """A jobs.py whose shape petrock's reader does not expect stays as it is, with the reason, rather
-    than stopping the whole migration with a traceback."""
-    try:
-        return read_feature(folder, name)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:  # a shape it did not expect
-        found = FeatureJobs(name, folder, cst.parse_module((folder / "jobs.py").read_text()))
-        found.problem = f"petrock could not read it ({type(error).__name__}: {error}); please report this"
-        return found
-
-
-def verify_migration(migration: Migration, *, run_tests: bool = True) -> Verdict:
+def verify_migration(migration: Migration, *, run_tests: bool = True, serve: bool = True) -> Verdict:
     """Run the gate on the planned result (in a temporary copy) and keep the verdict in the report."""
+    expected = [Expected(job.worker, job.outcome == "hosted", job.guarded or None) for job in migration.migrated]
     migration.verdict = verify(
         migration.root,
         migration.plan,
         migration.package,
-        run_tests=run_tests and bool(migration.converted),
-        expected_workers=[c.name for c in migration.converted],
+        run_tests=run_tests and bool(migration.migrated),
+        expected_workers=[job.worker for job in migration.migrated],
+        serve=expected if serve else None,
     )
     return migration.verdict
 
@@ -98,7 +78,7 @@ def apply_migration(migration: Migration) -> str | None:
         raise VerificationFailed(migration)
     _refuse_edits_to_dirty_files(migration)
     written = migration.plan.apply()
-    if not migration.converted or not git.is_repo(migration.root):
+    if not migration.migrated or not git.is_repo(migration.root):
         return None
     try:
         return git.commit(migration.root, migration.commit_message, [c.path for c in written])

@@ -1,4 +1,4 @@
-"""What a migration did: the jobs converted, the lines removed, what stayed and why."""
+"""What a migration did: one line per job (native, hosted, or left), and the start lines it changed."""
 
 from __future__ import annotations
 
@@ -8,75 +8,89 @@ from typing import Any
 
 from petrock.plan import Plan
 
+from .edits import MARK
 from .verify import Verdict
 
-MARK = "# petrock: could not migrate"
-
 
 @dataclass(frozen=True)
-class Converted:
-    feature: str
-    method: str  # start_cleanup_task
-    worker: str  # CleanupWorker
-    interval: str  # the sleep's argument, now the poll interval
-    threaded: bool
-    slept_first: bool  # the loop slept before its first cycle; a worker works at once
-    name: str = ""  # the worker's name, orders/cleanup
+class JobLine:
+    """One job of the app, as the report shows it."""
+
+    place: str  # the feature, or the top-level module ("tasks.py")
+    job: str  # how it was started: "Jobs.start_cleanup_task", "poll_feeds: thread ..."
+    where: str  # "src/shop/orders/jobs.py:40"
+    outcome: str  # native | hosted | left
+    worker: str = ""  # the worker's name, "orders/cleanup"
+    worker_class: str = ""  # "CleanupWorker", "HostedJob"
+    interval: str = ""  # native: the poll interval, as written
+    reason: str = ""  # hosted: why it is not native; left: why it stays
+    native_when: str = ""  # hosted: what would make it native
     notes: tuple[str, ...] = ()  # what behaves differently, in a few words each
-    source: str = ""  # Jobs.start_cleanup_task, or JOBS: refresh_totals
+    guarded: str = ""  # the condition its start line runs under (an env gate), if any
+    code: tuple[str, ...] = ()  # where its code is: what runs each pass, what starts it ("path:Qual.name")
+
+    def __str__(self) -> str:
+        if self.outcome == "native":
+            notes = "".join(f"; {note}" for note in self.notes)
+            worker = f"{self.worker_class} {self.worker!r}"
+            return f"  native  {self.place}: {self.job} -> {worker} (every {self.interval} s{notes})"
+        if self.outcome == "hosted":
+            return (
+                f"  hosted  {self.place}: {self.job} -> HostedJob {self.worker!r} ({self.reason}; "
+                f"native if {self.native_when})"
+            )
+        return f"  left    {self.place}: {self.job} ({self.where}): {self.reason}"
 
 
 @dataclass(frozen=True)
-class Kept:
-    """Something left in place (and marked), with the reason."""
+class StartLine:
+    """A hand-written start line the migration replaced."""
 
-    feature: str
-    what: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class RemovedLine:
     path: str
     line: int
     code: str
+    now: str
 
 
 @dataclass
 class Migration:
     root: Path
     plan: Plan
-    converted: list[Converted] = field(default_factory=list)
-    kept: list[Kept] = field(default_factory=list)
-    removed: list[RemovedLine] = field(default_factory=list)
+    jobs: list[JobLine] = field(default_factory=list)
+    start_lines: list[StartLine] = field(default_factory=list)
     package: str = ""
     verdict: Verdict | None = None
 
     @property
-    def features(self) -> list[str]:
-        return sorted({c.feature for c in self.converted})
+    def migrated(self) -> list[JobLine]:
+        return [job for job in self.jobs if job.outcome != "left"]
+
+    def count(self, outcome: str) -> int:
+        return sum(job.outcome == outcome for job in self.jobs)
+
+    @property
+    def places(self) -> list[str]:
+        return sorted({job.place for job in self.migrated})
 
     @property
     def commit_message(self) -> str:
-        return f"Migrate {', '.join(self.features)} jobs to workers"
+        native, hosted = self.count("native"), self.count("hosted")
+        return f"Migrate {', '.join(self.places)} jobs to workers ({native} native, {hosted} hosted)"
 
     def report(self) -> str:
         lines = []
-        if self.converted:
-            lines.append("converted to workers:")
-            for c in self.converted:
-                how = ", in a thread as before" if c.threaded else ""
-                how += "; it now runs once at start instead of after one interval" if c.slept_first else ""
-                how += "".join(f"; {note}" for note in c.notes)
-                lines.append(f"  {c.feature}: {c.source} -> {c.worker} (every {c.interval} s{how})")
-        if self.removed:
-            lines.append("removed hand-written start-up lines:")
-            lines += [f"  {r.path}:{r.line}: {r.code}" for r in self.removed]
-        if self.kept:
-            lines.append(f"left in place, marked `{MARK}`; move by hand (docs/MIGRATING.md):")
-            lines += [f"  {k.feature}: {k.what}: {k.reason}" for k in self.kept]
-        if not self.converted:
-            lines.append("nothing could be converted; nothing was changed but the marks")
+        native, hosted, left = self.count("native"), self.count("hosted"), self.count("left")
+        lines.append(f"jobs: {native} native, {hosted} hosted, {left} left")
+        lines += [str(job) for job in self.jobs]
+        if self.start_lines:
+            lines.append("start lines now started with the server (run_with_server):")
+            lines += [f"  {s.path}:{s.line}: {s.code}" for s in self.start_lines]
+        if left:
+            lines.append(f"left jobs are marked `{MARK}` where they start (docs/MIGRATING.md)")
+        if not self.jobs:
+            lines.append("nothing to migrate: the app starts no job by hand (hosted ones are run by workers already)")
+        elif not self.migrated:
+            lines.append("the server starts none of these jobs: nothing was changed but the marks")
         if self.verdict is not None:
             checked = ", ".join(self.verdict.checks)
             outcome = "passed" if self.verdict.ok else f"failed ({len(self.verdict.problems)} problems)"
@@ -86,9 +100,9 @@ class Migration:
     def to_json(self) -> dict[str, Any]:
         return {
             "files": self.plan.to_json(),
-            "converted": [asdict(c) for c in self.converted],
-            "kept": [asdict(k) for k in self.kept],
-            "removed_lines": [asdict(r) for r in self.removed],
+            "counts": {outcome: self.count(outcome) for outcome in ("native", "hosted", "left")},
+            "jobs": [asdict(job) for job in self.jobs],
+            "start_lines": [asdict(line) for line in self.start_lines],
             "verification": None
             if self.verdict is None
             else {
@@ -96,5 +110,6 @@ class Migration:
                 "checks": self.verdict.checks,
                 "seconds": round(self.verdict.seconds, 2),
                 "problems": [str(problem) for problem in self.verdict.problems],
+                "running": self.verdict.running,
             },
         }

@@ -99,7 +99,18 @@ def assigned_names(node: cst.CSTNode) -> set[str]:
         *(f.target for f in m.findall(node, m.For())),
         *(a.name for a in m.findall(node, m.AsName())),
     ]
-    return {name for target in targets if not isinstance(target, cst.Attribute) for name in variable_names(target)}
+    return {name for target in targets for name in bound_by(target)}
+
+
+def bound_by(target: cst.CSTNode) -> set[str]:
+    """The names an assignment target binds: ``x``, ``a, b``, ``*rest``; not ``d[k]`` or ``obj.x``."""
+    if isinstance(target, cst.Name):
+        return {target.value}
+    if isinstance(target, cst.Tuple | cst.List):
+        return {name for element in target.elements for name in bound_by(element.value)}
+    if isinstance(target, cst.StarredElement):
+        return bound_by(target.value)
+    return set()
 
 
 def local_name(alias: cst.ImportAlias) -> str:

@@ -4,8 +4,9 @@ The planned result is applied to a temporary copy of the app, never to the app
 itself, and checked there: every written file compiles, the changed modules
 gain no undefined or unused names (pyflakes, compared with the files before),
 the app imports and builds (``build_app()`` in a subprocess) with unique worker
-names, and, unless skipped, the app's own tests pass. A failure is a list of
-problems, one line each, saying what broke and where.
+names, the app serves and every migrated job runs (``serving.py``), and, unless
+skipped, the app's own tests pass. A failure is a list of problems, one line each,
+saying what broke and where.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyflakes import checker, messages
 
 from petrock.plan import Plan
+
+from .serving import Expected, serve_and_watch
 
 # The name problems a migration can cause; style warnings pyflakes also gives are the user's business.
 NAME_PROBLEMS = (
@@ -82,6 +86,7 @@ class Verdict:
     problems: list[Problem] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)  # what was checked, for the report
     seconds: float = 0.0
+    running: dict[str, Any] = field(default_factory=dict)  # what each migrated worker reported while served
 
     @property
     def ok(self) -> bool:
@@ -89,7 +94,13 @@ class Verdict:
 
 
 def verify(
-    root: Path, plan: Plan, package: str, *, run_tests: bool = True, expected_workers: Iterable[str] = ()
+    root: Path,
+    plan: Plan,
+    package: str,
+    *,
+    run_tests: bool = True,
+    expected_workers: Iterable[str] = (),
+    serve: list[Expected] | None = None,
 ) -> Verdict:
     """Check the app as ``plan`` would leave it, in a temporary copy; ``root`` is not touched."""
     started = time.monotonic()
@@ -112,6 +123,9 @@ def verify(
         if verdict.ok:
             verdict.checks.append("builds")
             verdict.problems += _build_problems(copy, package, python, list(expected_workers))
+        if verdict.ok and serve:
+            verdict.checks.append("serves")
+            verdict.problems += _serve_problems(copy, package, python, serve, verdict, original=root)
         if verdict.ok and run_tests and (copy / "tests").is_dir():
             verdict.checks.append("app tests")
             verdict.problems += _test_problems(copy, python, original=root)
@@ -206,6 +220,22 @@ def _build_problems(copy: Path, package: str, python: str, expected: list[str]) 
         if name not in workers
     ]
     return problems
+
+
+def _serve_problems(
+    copy: Path, package: str, python: str, expected: list[Expected], verdict: Verdict, *, original: Path
+) -> list[Problem]:
+    problems, running = serve_and_watch(copy, package, python, _env(copy), expected)
+    verdict.running = running or {}
+    if running is None:
+        with tempfile.TemporaryDirectory(prefix="petrock-baseline-") as folder:
+            before = Path(folder) / original.name
+            shutil.copytree(original, before, ignore=SKIPPED, symlinks=True)
+            baseline, running = serve_and_watch(before, package, python, _env(before), [])
+        if running is None:
+            reason = f"the app does not serve before the migration either ({baseline[0][1]})"
+            return [Problem(f"python -m {package} serve", f"{reason}; fix it first or pass --no-verify-serve")]
+    return [Problem(where, what) for where, what in problems]
 
 
 def _test_problems(copy: Path, python: str, *, original: Path) -> list[Problem]:

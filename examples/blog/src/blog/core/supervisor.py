@@ -79,6 +79,8 @@ class WorkerHandle:
             "cycles": self.cycles,
             "failures": self.failures,
             "last_error": self.last_error,
+            # A job `petrock migrate jobs` hosts as it was written (core/hosted.py): where it came from.
+            "hosted": getattr(self.worker, "hosted", None),
         }
 
 
