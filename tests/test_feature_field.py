@@ -255,3 +255,28 @@ def test_a_log_with_a_version_the_code_does_not_know_is_refused_at_start_in_one_
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.count("\n") == 1, result.stderr
         assert "orders/create messages of version 2, newer than this code's 1" in result.stderr
+
+
+def test_a_postgresql_log_made_before_versions_gains_the_column_in_place(shop: Path, pg_url: str) -> None:
+    import psycopg
+
+    assert in_app(shop, SEED, pg_url, "2").returncode == 0
+    with psycopg.connect(pg_url) as conn:  # the schema as an app of petrock 0.5 left it
+        conn.execute("DROP INDEX messages_versions")
+        conn.execute("ALTER TABLE messages DROP COLUMN version")
+        conn.execute("UPDATE schema_version SET version = 2")
+    rows = log_rows(shop, pg_url)
+    tail = subprocess.run(
+        [sys.executable, "-m", "shop", "log", "tail", "--db", pg_url],
+        cwd=shop,
+        env=app_env(shop),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["version"] for line in tail.stdout.splitlines()] == [1, 1]
+    assert log_rows(shop, pg_url) == rows
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
