@@ -20,17 +20,18 @@ from .support import app_env, free_port, git, petrock_in, refused_without_a_trac
 
 ORDERS = 10_000
 
-# Run inside the app: put ORDERS orders in the log (one transaction) and a worker position beside them.
+# Run inside the app: put ORDERS orders in the log and a worker position beside them.
 SEED = """
 import sys
 from shop.main import build_app
 from shop.orders.commands import CreateOrder
 app = build_app(sys.argv[1])
 app.prepare()
-with app.batch():
-    for n in range(int(sys.argv[2])):
-        app.dispatch(CreateOrder(id=f"o{n}", title=f"Order {n}", qty=n, note=f"note {n}"))
-    app.log.set_position("orders-summaries", 1234)
+for first in range(0, int(sys.argv[2]), 200):  # a few hundred per transaction (PostgreSQL's savepoints)
+    with app.batch():
+        for n in range(first, min(first + 200, int(sys.argv[2]))):
+            app.dispatch(CreateOrder(id=f"o{n}", title=f"Order {n}", qty=n, note=f"note {n}"))
+app.log.set_position("orders-summaries", 1234)
 app.log.close()
 """
 # Run inside the app: start it on the database (rebuilding what changed) and print every order.
