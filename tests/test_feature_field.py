@@ -101,7 +101,16 @@ def shop(_shop_original: Path, tmp_path: Path) -> Path:
 
 
 def change(root: Path, *args: str, verify: bool = False) -> str:
-    result = petrock_in(root, "feature", "field", *args, *([] if verify else ["--no-verify-tests"]))
+    """``petrock feature field ARGS`` (the gate runs the app's tests only with ``verify``: slow on a busy machine)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "petrock", "feature", "field", *args, *([] if verify else ["--no-verify-tests"])],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     return result.stdout
 
@@ -110,16 +119,17 @@ def expected(n: int, **fields: object) -> dict[str, object]:
     return {"title": f"Order {n}", "qty": n, "note": f"note {n}"} | fields
 
 
-def five_changes(shop: Path, db: str) -> None:
+def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     seeded = in_app(shop, SEED, db, str(ORDERS))
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     rows = log_rows(shop, db)
     assert len(rows) == ORDERS
     assert restart(shop, db)["rebuilt"] == []
 
-    # 1. add, with a default for the orders already in the log; this one runs the whole gate (the app's tests)
-    out = change(shop, "add", "orders", "discount:decimal", "--default", "0", verify=True)
-    assert "checked: compiles, names, builds, app tests" in out
+    # 1. add, with a default for the orders already in the log (the gate runs the app's tests on SQLite only:
+    # they do not use this database)
+    out = change(shop, "add", "orders", "discount:decimal", "--default", "0", verify=gate)
+    assert f"checked: compiles, names, builds{', app tests' if gate else ''} (commit" in out
     state = restart(shop, db)
     assert state["rebuilt"] == ["orders"] and state["position"] == 1234
     assert len(state["orders"]) == ORDERS
@@ -179,12 +189,12 @@ def five_changes(shop: Path, db: str) -> None:
 
 @pytest.mark.slow
 def test_five_field_changes_on_sqlite_keep_the_log_and_rebuild_from_it(shop: Path) -> None:
-    five_changes(shop, "app.db")
+    five_changes(shop, "app.db", gate=True)
 
 
 @pytest.mark.slow
 def test_five_field_changes_on_postgresql_keep_the_log_and_rebuild_from_it(shop: Path, pg_url: str) -> None:
-    five_changes(shop, pg_url)
+    five_changes(shop, pg_url, gate=False)
 
 
 def test_a_required_field_without_a_default_is_refused_naming_both_ways_out(shop: Path) -> None:
