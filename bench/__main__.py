@@ -23,6 +23,7 @@ BENCHMARKS = (
     "feature_add",
     "log_append",
     "rebuild",
+    "rebuild_upcast",
     "worker_reaction",
     "http_commands",
     "metrics_overhead",

@@ -37,8 +37,23 @@ def test_after_streams_in_batches_and_sees_appends_made_while_iterating(db_path:
 def test_the_schema_is_the_documented_one(db_path: Path) -> None:
     MessageLog(db_path).append("t/x", {"a": 1})
     columns = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(messages)")]
-    assert columns == ["id", "timestamp", "type", "data"]
+    assert columns == ["id", "timestamp", "type", "data", "version"]
     assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_log_made_before_versions_gains_the_column_in_place_and_its_rows_stay_as_they_were(db_path: Path) -> None:
+    old_row = (1, "2025-01-01T00:00:00+00:00", "t/x", '{"a": 1}')
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, timestamp TEXT, type TEXT, data TEXT)")
+        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?)", old_row)
+    log = MessageLog(db_path)
+    old = next(iter(log.after(0)))
+    new = log.append("t/x", {"a": 2}, 3)
+    assert (old.version, old.data) == (1, '{"a": 1}')
+    assert [m.version for m in log.after(0)] == [1, 3] and new.version == 3
+    log.close()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT id, timestamp, type, data FROM messages WHERE id = 1").fetchone() == old_row
 
 
 def test_a_failed_transaction_appends_nothing_and_notifies_nobody(db_path: Path) -> None:

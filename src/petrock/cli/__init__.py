@@ -71,7 +71,7 @@ def _root(
 
 
 # Command modules register themselves on `app` when imported.
-from petrock.cli import build, feature, feature_manage, generate, maintain, mcp, new, run  # noqa: E402, F401
+from petrock.cli import build, feature, feature_field, feature_manage, generate, maintain, mcp, new, run  # noqa: E402, F401
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from petrock import __version__, git
 from petrock.errors import AlreadyExists, InvalidName
+from petrock.field_changes import recorded_changes, steps
 from petrock.fields import (
     DEFAULT_FIELDS,
     FieldSpec,
@@ -125,6 +126,7 @@ def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dic
             for name, payload in referenced_items(fields, known)
         ],
         "escaped": label if label != "id" else next((f.name for f in fields if f.type == "text"), ""),
+        "steps": steps(fields, recorded_changes(entry)),  # upcasters.py: one per field change
         "literal": python_literal,
         "tuple_of": python_tuple,
     }

@@ -73,6 +73,7 @@ class Upgrade:
     renders: dict[str, str] = field(default_factory=dict)  # the pure new renders (the next bases)
     up_to_date: bool = False  # nothing to write: no file and no recorded fingerprint changes
     dirty_overlap: list[str] = field(default_factory=list)  # files it would write that hold uncommitted edits
+    message: str = ""  # the commit's message (default: "Upgrade APP to petrock templates VERSION")
 
     @property
     def conflicts(self) -> list[str]:
@@ -101,8 +102,14 @@ class Applied:
     conflicts: list[str]  # every file in the tree with conflict markers
 
 
-def plan_upgrade(root: Path, *, feature: str | None = None, allow_dirty: bool = False) -> Upgrade:
-    """Render with the installed templates and merge every generated file; nothing is written."""
+def plan_upgrade(
+    root: Path, *, feature: str | None = None, allow_dirty: bool = False, wanted: Manifest | None = None
+) -> Upgrade:
+    """Render with the installed templates and merge every generated file; nothing is written.
+
+    ``wanted`` is the manifest to render instead of the recorded one (a feature's fields
+    changed: ``petrock feature field``); the recorded one still gives the merge bases.
+    """
     manifest = Manifest.load(root)
     if not git.is_repo(root):
         raise GitError(f"{root} is not a git repository", "upgrade merges from the app's history; run `git init` first")
@@ -120,11 +127,11 @@ def plan_upgrade(root: Path, *, feature: str | None = None, allow_dirty: bool = 
             f"the app uses templates {from_version}, newer than the installed {installed}",
             "install a petrock at least that new; upgrade never downgrades",
         )
-    renders = render_app(manifest, feature)
+    renders = render_app(wanted or manifest, feature)
     upgraded = replace(
-        manifest,
+        wanted or manifest,
         files=dict(manifest.files),
-        features={name: dict(entry) for name, entry in manifest.features.items()},
+        features={name: dict(entry) for name, entry in (wanted or manifest).features.items()},
         commits=dict(manifest.commits),
     )
     plan = Plan(root, pristine=manifest.files)
@@ -250,7 +257,7 @@ def apply_upgrade(upgrade: Upgrade) -> Applied:
     paths = [change.path for change in upgrade.plan.writes]
     upgrade.plan.apply()
     what = upgrade.manifest.project_name if upgrade.scope == "project" else upgrade.scope.replace(":", " ")
-    message = f"Upgrade {what} to petrock templates {upgrade.to_version}"
+    message = upgrade.message or f"Upgrade {what} to petrock templates {upgrade.to_version}"
     conflicts = files_with_conflict_markers(root)
     if conflicts:
         _stop_for_conflicts(upgrade, render_commit, message, paths)

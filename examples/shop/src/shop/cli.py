@@ -245,6 +245,12 @@ def _open_app(
         raise typer.Exit(1) from None
 
 
+def _reading_app(db: str) -> App:
+    """The app on an existing database, for tools that read the log through its upcasters."""
+    _require_existing(db)
+    return _open_app(db, metrics=False)
+
+
 def _open_log(db: str) -> MessageLogBackend:
     """The log alone (no features), with a database that cannot be opened reported in one line."""
     _require_existing(db)
@@ -480,18 +486,21 @@ def log_tail(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new messages.")] = False,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Print the newest messages as JSON lines."""
-    log = _open_log(db)
+    """Print the newest messages as JSON lines, old payloads in today's shape (``version``: the stored one)."""
+    app = _reading_app(db)
+    log = app.log
     try:
         position = max(0, log.version() - lines)
         while True:
-            for message in log.after(position):
+            for stored in log.after(position):
+                message = app.upcasters.read(stored)
                 typer.echo(
                     json.dumps(
                         {
                             "id": message.id,
                             "timestamp": message.timestamp,
                             "type": message.type,
+                            "version": stored.version,
                             "data": message.payload(),
                         }
                     )
@@ -526,14 +535,16 @@ def deadletters_list(
 
 @deadletters_cli.command("show")
 def deadletters_show(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
-    """Print one dead letter and its message as JSON."""
-    with _dead_letters(db) as store:
+    """Print one dead letter and its message as JSON (an old payload in today's shape)."""
+    app = _reading_app(db)
+    with _dead_letters(db, log=app.log) as store:
         letter = store.get(id)
-        message = message_at(store.log, letter.message_id)
+        stored = message_at(store.log, letter.message_id)
     shown = letter.describe()
-    if message is not None:
+    if stored is not None:
+        message = app.upcasters.read(stored)
         shown["message"] = {"id": message.id, "timestamp": message.timestamp, "type": message.type}
-        shown["message"]["data"] = message.payload()
+        shown["message"] |= {"version": stored.version, "data": message.payload()}
     typer.echo(json.dumps(shown, indent=2))
 
 
@@ -554,9 +565,9 @@ def deadletters_discard(id: LetterId, db: DbOption = DEFAULT_DB) -> None:
 
 
 @contextmanager
-def _dead_letters(db: str) -> Iterator[DeadLetterStore]:
-    """The dead letters of the database at ``db``; a refused request is one line and exit code 1."""
-    log = _open_log(db)
+def _dead_letters(db: str, log: MessageLogBackend | None = None) -> Iterator[DeadLetterStore]:
+    """The dead letters of the database at ``db`` (or of ``log``, closed after); a refused request is one line and exit code 1."""
+    log = log or _open_log(db)
     try:
         yield DeadLetterStore(log)
     except DeadLetterRefused as exc:

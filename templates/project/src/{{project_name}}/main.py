@@ -31,6 +31,7 @@ def build_app(
     log = open_log(db, exclusive=exclusive, synchronous=synchronous)
     app = App(log, stop_timeout=stop_timeout, metrics=Metrics() if metrics else NoMetrics())
     register_features(app)
+    app.check_versions()  # a log this code cannot read is refused before anything runs
     return app
 
 

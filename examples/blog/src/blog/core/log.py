@@ -42,8 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from .store import Dialect
 
-# (id, timestamp, type, data): a message as the database returns it.
-Row = tuple[int, str, str, str]
+# (id, timestamp, type, data, version): a message as the database returns it.
+Row = tuple[int, str, str, str, int]
 Listener = Callable[[], None]
 
 DEFAULT_LEASE_SECONDS = 3.0
@@ -66,7 +66,8 @@ class LeaseLost(RuntimeError):
 
 
 class Message(NamedTuple):
-    """One entry of the log. ``data`` is the JSON text that was stored.
+    """One entry of the log. ``data`` is the JSON text that was stored, ``version`` the version
+    of its payload's schema (core/upcasting.py reads an old one as today's shape).
 
     Immutable, like every log entry. A named tuple rather than a frozen dataclass
     because it is made once per message on every append and read, and a tuple is
@@ -77,13 +78,14 @@ class Message(NamedTuple):
     timestamp: str
     type: str
     data: str
+    version: int = 1
 
     def payload(self) -> dict[str, Any]:
         """The stored data, decoded."""
         return json.loads(self.data)
 
 
-# Builds a Message from an (id, timestamp, type, data) tuple in C, with no Python-level
+# Builds a Message from an (id, timestamp, type, data, version) tuple in C, with no Python-level
 # __new__: appends and reads make one per row, and this is about three times faster.
 message_from_row: Callable[[Row], Message] = functools.partial(tuple.__new__, Message)
 
@@ -107,12 +109,12 @@ class MessageLogBackend(Protocol):
 
     # --- the log ---
 
-    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
-        """Store one message and return it with its id (joins an open transaction)."""
+    def append(self, type: str, data: Mapping[str, Any] | str, version: int = 1) -> Message:
+        """Store one message, its payload's schema at ``version``, and return it with its id (joins an open transaction)."""
         ...
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
-        """Store several messages in one transaction."""
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
+        """Store several messages in one transaction (their payloads' schemas at ``version``)."""
         ...
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:

@@ -38,6 +38,7 @@ from .commands import CommandRejected
 from .log import Message, MessageLogBackend, Row, message_from_row
 from .progress import RebuildProgress
 from .store import BufferedRows, SqlRows, Store, Table, TableSpec, rebuilding
+from .upcasting import UpcasterChains, VersionMismatch
 
 if TYPE_CHECKING:
     from .app import App
@@ -204,9 +205,13 @@ class Projections:
         for message_type in sorted(appliers):
             spec = self.app.commands.find(message_type)
             models[message_type] = spec.model.model_json_schema() if spec is not None else None
-        return code_fingerprint(
-            sorted(modules), [spec.describe() for spec in projection.tables], models, projection.version
-        )
+        # The upcasters change what old messages say: a new step (or a fixed one) rebuilds too.
+        upcasters = self.app.upcasters
+        modules.update(upcasters.modules(appliers))
+        versions = {message_type: upcasters.version(message_type) for message_type in sorted(appliers)}
+        later = {message_type: version for message_type, version in versions.items() if version > 1}
+        parts = [[spec.describe() for spec in projection.tables], models, projection.version]
+        return code_fingerprint(sorted(modules), *parts, *([later] if later else []))
 
     # --- state ---
 
@@ -388,7 +393,7 @@ class Projections:
                     log.execute(statement)
                 for statement in log.dialect.create_table(spec, shadows[spec.name]):
                     log.execute(statement)
-        applier = _Applier(appliers)
+        applier = _Applier(appliers, self.app.upcasters)
         total = log.version()
         position = 0
         token = rebuilding.set(buffer)
@@ -492,16 +497,21 @@ class Projections:
 class _Applier:
     """Hands stored messages to handlers while rebuilding: counts, and says which message broke."""
 
-    def __init__(self, appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]]) -> None:
+    def __init__(
+        self, appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]], upcasters: UpcasterChains
+    ) -> None:
         self.appliers = appliers
+        self.upcasters = upcasters
         self.read = self.applied = self.refused = 0
 
     def apply(self, rows: Sequence[Row]) -> None:
-        appliers = self.appliers
+        appliers, versions = self.appliers, self.upcasters.versions
         for row in rows:
             applier = appliers.get(row[2])
             if applier is None:
                 continue
+            if row[4] != versions.get(row[2], 1):
+                row = self._upcast(row)
             parse, handlers = applier
             try:
                 command = parse(row[3])
@@ -521,6 +531,18 @@ class _Applier:
                 else:
                     self.applied += 1
         self.read += len(rows)
+
+    def _upcast(self, row: Row) -> Row:
+        """An old payload in today's shape, through the feature's upcasters (a failing step names the message)."""
+        try:
+            return self.upcasters.read_row(row)
+        except VersionMismatch:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's step: whatever it raises, name the message
+            raise RebuildFailed(
+                f"message {row[0]} ({row[2]}, version {row[4]}) fails in its upcaster: {type(exc).__name__}: {exc} — "
+                "fix the step in the feature's upcasters.py"
+            ) from None
 
 
 def _rebuilding(names: Sequence[str]) -> str:

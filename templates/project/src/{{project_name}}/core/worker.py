@@ -430,6 +430,7 @@ class CommandWorker:
         self._stopped = True
 
     async def _handle(self, message: Message, *, replaying: bool) -> Context:
+        message = self.app.upcasters.read(message)  # an old payload in today's shape
         ctx = Context(self.app, message, replaying)
         handler = self._handlers.get(message.type)
         if handler is not None:

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     timestamp TEXT NOT NULL,
     type TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS positions (
     name TEXT PRIMARY KEY,
@@ -68,8 +69,11 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # Enough page cache for the store's indexes to stay in memory at a million rows, not the whole file.
 CACHE_KIB = 32 * 1024
 
-INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)"
-SELECT_AFTER = "SELECT id, timestamp, type, data FROM messages WHERE id > ? ORDER BY id LIMIT ?"
+INSERT = "INSERT INTO messages (timestamp, type, data, version) VALUES (?, ?, ?, ?)"
+SELECT_AFTER = "SELECT id, timestamp, type, data, version FROM messages WHERE id > ? ORDER BY id LIMIT ?"
+# Which types have messages of a later schema version (core/upcasting.py checks them at start):
+# a partial index, so messages at version 1 (most of them) cost it nothing.
+VERSIONS_INDEX = "CREATE INDEX IF NOT EXISTS messages_versions ON messages (type, version) WHERE version > 1"
 TAKE_LEASE = """
 INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)
 ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
@@ -103,7 +107,7 @@ class SQLiteLog:
         self._db.execute(f"PRAGMA synchronous={mode}")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self._db.executescript(SCHEMA)
+        _create_schema(self._db)
         if self.alone:
             self._db.execute("DELETE FROM leases")  # left by a process that died: it cannot hold them
         # In a serve group the write lock changes hands thousands of times a second. SQLite's
@@ -123,16 +127,16 @@ class SQLiteLog:
     def transaction(self) -> Transaction:
         return Transaction(self, savepoint=True)
 
-    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
-        row = (_now(), type, encode(data))
+    def append(self, type: str, data: Mapping[str, Any] | str, version: int = 1) -> Message:
+        row = (_now(), type, encode(data), version)
         with Transaction(self):
             message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
             self._appended = True
         return message
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
         timestamp = _now()
-        rows = [(timestamp, type, encode(data)) for type, data in items]
+        rows = [(timestamp, type, encode(data), version) for type, data in items]
         if not rows:
             return []
         with Transaction(self):
@@ -349,6 +353,23 @@ class Transaction:
                 log._notify()
 
 
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables, and bring a log made before messages had versions up to date in place:
+    the added column's default (1) is not written into the rows, so the log's rows stay as they were."""
+    db.executescript(SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "version" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "version" not in {row[1] for row in db.execute("PRAGMA table_info(messages)")}:
+                db.execute("ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    db.execute(VERSIONS_INDEX)
+
+
 def _begin_immediate(db: sqlite3.Connection, timeout: float = 10.0) -> None:
     """``BEGIN IMMEDIATE``, retrying while another process holds the write lock: after 50 µs,
     doubling up to 1 ms, for at most ``timeout`` seconds (then SQLite's "database is locked")."""
@@ -379,7 +400,7 @@ def lock_for_group(path: str) -> IO[str]:
         raise ValueError("an in-memory database cannot be shared between processes")
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
+        _create_schema(db)
         db.execute("DELETE FROM leases")
     lock_file.flush()
     os.set_inheritable(lock_file.fileno(), True)

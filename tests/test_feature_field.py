@@ -1,0 +1,293 @@
+"""``petrock feature field add|rename|remove|change`` on a generated app with real orders in its log.
+
+Each change is a real subprocess of the CLI in a real git app; after each, the app is
+started again (its own ``build_app`` + ``prepare`` in a subprocess) on the same database:
+the projection is rebuilt from the log, the old messages are read through the upcasters
+the change wrote, and the log's rows are what they were, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .support import app_env, free_port, git, petrock_in, refused_without_a_trace, run_app_tests, run_petrock
+
+ORDERS = 10_000
+
+# Run inside the app: put ORDERS orders in the log and a worker position beside them.
+SEED = """
+import sys
+from shop.main import build_app
+from shop.orders.commands import CreateOrder
+app = build_app(sys.argv[1])
+app.prepare()
+for first in range(0, int(sys.argv[2]), 200):  # a few hundred per transaction (PostgreSQL's savepoints)
+    with app.batch():
+        for n in range(first, min(first + 200, int(sys.argv[2]))):
+            app.dispatch(CreateOrder(id=f"o{n}", title=f"Order {n}", qty=n, note=f"note {n}"))
+app.log.set_position("orders-summaries", 1234)
+app.log.close()
+"""
+# Run inside the app: start it on the database (rebuilding what changed) and print every order.
+RESTART = """
+import json, sys
+from shop.main import build_app
+app = build_app(sys.argv[1])
+rebuilt = app.prepare()
+first = app.query("orders/list", {"limit": 1})
+items = []
+while len(items) < first["total"]:
+    items += app.query("orders/list", {"limit": 500, "offset": len(items), "sort": "created_at"})["items"]
+dropped = ("created_at", "updated_at", "summary", "summary_status", "summary_error", "summary_request_id")
+orders = {item["id"]: {k: v for k, v in item.items() if k not in dropped and k != "id"} for item in items}
+print(json.dumps({"rebuilt": rebuilt, "orders": orders, "position": app.log.position("orders-summaries")}))
+app.log.close()
+"""
+
+
+def in_app(root: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=root,
+        env=app_env(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def restart(root: Path, db: str) -> dict:
+    result = in_app(root, RESTART, db)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def log_rows(root: Path, db: str) -> list[tuple]:
+    """The log's rows as stored (id, timestamp, type, data): a change must never rewrite them."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return conn.execute("SELECT id, timestamp::text, type, data FROM messages ORDER BY id").fetchall()
+    with sqlite3.connect(root / db) as conn:
+        return conn.execute("SELECT id, timestamp, type, data FROM messages ORDER BY id").fetchall()
+
+
+@pytest.fixture(scope="module")
+def _shop_original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    parent = tmp_path_factory.mktemp("shop")
+    assert run_petrock("new", "shop", cwd=parent).returncode == 0
+    root = parent / "shop"
+    added = petrock_in(root, "feature", "add", "orders", "title:str", "qty:int", "note:text")
+    assert added.returncode == 0, added.stderr
+    return root
+
+
+@pytest.fixture
+def shop(_shop_original: Path, tmp_path: Path) -> Path:
+    """An app with an ``orders`` feature (title:str qty:int note:text, summarized note), committed and clean."""
+    import shutil
+
+    target = tmp_path / "shop"
+    shutil.copytree(_shop_original, target, symlinks=True)
+    return target
+
+
+def change(root: Path, *args: str, verify: bool = False) -> str:
+    """``petrock feature field ARGS`` (the gate runs the app's tests only with ``verify``: slow on a busy machine)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "petrock", "feature", "field", *args, *([] if verify else ["--no-verify-tests"])],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    return result.stdout
+
+
+def expected(n: int, **fields: object) -> dict[str, object]:
+    return {"title": f"Order {n}", "qty": n, "note": f"note {n}"} | fields
+
+
+def five_changes(shop: Path, db: str, *, gate: bool) -> None:
+    seeded = in_app(shop, SEED, db, str(ORDERS))
+    assert seeded.returncode == 0, seeded.stderr[-2000:]
+    rows = log_rows(shop, db)
+    assert len(rows) == ORDERS
+    assert restart(shop, db)["rebuilt"] == []
+
+    # 1. add, with a default for the orders already in the log (the gate runs the app's tests on SQLite only:
+    # they do not use this database)
+    out = change(shop, "add", "orders", "discount:decimal", "--default", "0", verify=gate)
+    assert f"checked: compiles, names, builds{', app tests' if gate else ''} (commit" in out
+    state = restart(shop, db)
+    assert state["rebuilt"] == ["orders"] and state["position"] == 1234
+    assert len(state["orders"]) == ORDERS
+    assert state["orders"]["o7"] == expected(7, discount="0")
+    assert log_rows(shop, db) == rows
+
+    # 2. rename the summarized field: the summary worker follows
+    change(shop, "rename", "orders", "note", "comment")
+    assert 'current["comment"]' in (shop / "src/shop/orders/worker.py").read_text()
+    state = restart(shop, db)
+    assert state["orders"]["o7"] == {"title": "Order 7", "qty": 7, "comment": "note 7", "discount": "0"}
+    assert log_rows(shop, db) == rows
+
+    # 3. remove: old messages keep the value in the log, the feature no longer shows it
+    change(shop, "remove", "orders", "discount")
+    state = restart(shop, db)
+    assert state["orders"]["o7"] == {"title": "Order 7", "qty": 7, "comment": "note 7"}
+
+    # 4. a safe type change: int -> decimal (a string, exact)
+    change(shop, "change", "orders", "qty:decimal")
+    state = restart(shop, db)
+    assert state["orders"]["o7"]["qty"] == "7" and state["orders"]["o9999"]["qty"] == "9999"
+
+    # 5. a custom change: a stub the user fills in; its frozen-payload test fails until then
+    out = change(shop, "change", "orders", "title:int")
+    titles_change = git(shop, "rev-parse", "HEAD").strip()
+    assert "write the conversion in src/shop/orders/upcasters.py (v5_change_title)" in out
+    failing = run_app_tests(shop, "-q", "tests/test_orders_upcasters.py")
+    assert failing.returncode != 0 and "NotImplementedError" in failing.stdout
+    upcasters = shop / "src/shop/orders/upcasters.py"
+    stub = 'raise NotImplementedError("write the title conversion in this upcaster")'
+    upcasters.write_text(upcasters.read_text().replace(stub, 'return {**payload, "title": len(payload["title"])}'))
+    git(shop, "commit", "-qam", "Titles become their length")
+    state = restart(shop, db)
+    assert state["orders"]["o7"] == {"title": 7, "qty": "7", "comment": "note 7"}
+    assert state["position"] == 1234 and len(state["orders"]) == ORDERS
+    assert log_rows(shop, db) == rows
+
+    passed = run_app_tests(shop, "-q", "-x")
+    assert passed.returncode == 0, passed.stdout[-3000:]
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=shop, capture_output=True, text=True, check=False
+    )
+    assert lint.returncode == 0, lint.stdout
+    assert petrock_in(shop, "check").returncode == 0
+
+    # Undoing the last change (and the user's step) gives the old state back through a rebuild.
+    git(shop, "revert", "--no-edit", "HEAD")
+    git(shop, "revert", "--no-edit", "-m", "1", titles_change)
+    state = restart(shop, db)
+    assert state["rebuilt"] == ["orders"] and state["orders"]["o7"] == {
+        "title": "Order 7",
+        "qty": "7",
+        "comment": "note 7",
+    }
+
+
+@pytest.mark.slow
+def test_five_field_changes_on_sqlite_keep_the_log_and_rebuild_from_it(shop: Path) -> None:
+    five_changes(shop, "app.db", gate=True)
+
+
+@pytest.mark.slow
+def test_five_field_changes_on_postgresql_keep_the_log_and_rebuild_from_it(shop: Path, pg_url: str) -> None:
+    five_changes(shop, pg_url, gate=False)
+
+
+def test_a_required_field_without_a_default_is_refused_naming_both_ways_out(shop: Path) -> None:
+    error = refused_without_a_trace(shop, "feature", "field", "add", "orders", "discount:decimal")
+    assert "--default VALUE" in error and "`discount:decimal:optional`" in error
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("add", "orders", "qty:int:optional"), "already has a field 'qty'"),
+        (("add", "orders", "discount:decimal", "--default", "lots"), "not a valid decimal"),
+        (("add", "nope", "x:int:optional"), "no feature 'nope'"),
+        (("rename", "orders", "missing", "other"), "has no field 'missing'"),
+        (("rename", "orders", "title", "qty"), "already has a field 'qty'"),
+        (("rename", "orders", "title", "id"), "used by the generated code"),
+        (("remove", "orders", "note"), "summary worker of orders summarizes note"),
+        (("change", "orders", "qty:int"), "already int"),
+        (("change", "orders", "note:int"), "must stay text"),
+    ],
+)
+def test_a_change_that_cannot_be_made_is_refused_in_one_line_and_writes_nothing(
+    shop: Path, args: tuple[str, ...], says: str
+) -> None:
+    assert says in refused_without_a_trace(shop, "feature", "field", *args)
+
+
+def test_a_dry_run_shows_the_change_and_writes_nothing(shop: Path) -> None:
+    before = git(shop, "rev-parse", "HEAD"), git(shop, "status", "--porcelain")
+    result = petrock_in(shop, "feature", "field", "rename", "orders", "title", "name", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    assert planned["dry_run"] is True and planned["commit"] is None
+    assert planned["messages"] == {"orders/create": 2, "orders/update": 2}
+    statuses = {f["path"]: f["status"] for f in planned["files"]}
+    assert statuses["src/shop/orders/upcasters.py"] == "create" and statuses["src/shop/orders/state.py"] == "update"
+    assert (git(shop, "rev-parse", "HEAD"), git(shop, "status", "--porcelain")) == before
+
+
+@pytest.mark.slow
+def test_a_change_the_apps_tests_reject_is_not_written(shop: Path) -> None:
+    # A test of the user's own that insists on the old field name: the gate runs it and refuses.
+    (shop / "tests/test_mine.py").write_text(
+        "from shop.orders.commands import CreateOrder\n\n\n"
+        "def test_orders_have_a_title() -> None:\n"
+        '    assert "title" in CreateOrder.model_fields\n'
+    )
+    git(shop, "add", "-A")
+    git(shop, "commit", "-qm", "My own test")
+    error = refused_without_a_trace(shop, "feature", "field", "rename", "orders", "title", "name")
+    assert "tests/test_mine.py::test_orders_have_a_title" in error and "nothing was written" in error
+
+
+def test_a_log_with_a_version_the_code_does_not_know_is_refused_at_start_in_one_line(shop: Path) -> None:
+    seeded = in_app(shop, SEED, "app.db", "3")
+    assert seeded.returncode == 0, seeded.stderr
+    with sqlite3.connect(shop / "app.db") as db:
+        db.execute("UPDATE messages SET version = 2 WHERE id = 2")  # as a newer app would have written it
+    for args in (["inspect"], ["log", "tail"], ["serve", "--port", str(free_port())]):
+        result = subprocess.run(
+            [sys.executable, "-m", "shop", *args, "--db", "app.db"],
+            cwd=shop,
+            env=app_env(shop),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "orders/create messages of version 2, newer than this code's 1" in result.stderr
+
+
+def test_a_postgresql_log_made_before_versions_gains_the_column_in_place(shop: Path, pg_url: str) -> None:
+    import psycopg
+
+    assert in_app(shop, SEED, pg_url, "2").returncode == 0
+    with psycopg.connect(pg_url) as conn:  # the schema as an app of petrock 0.5 left it
+        conn.execute("DROP INDEX messages_versions")
+        conn.execute("ALTER TABLE messages DROP COLUMN version")
+        conn.execute("UPDATE schema_version SET version = 2")
+    rows = log_rows(shop, pg_url)
+    tail = subprocess.run(
+        [sys.executable, "-m", "shop", "log", "tail", "--db", pg_url],
+        cwd=shop,
+        env=app_env(shop),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["version"] for line in tail.stdout.splitlines()] == [1, 1]
+    assert log_rows(shop, pg_url) == rows
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
