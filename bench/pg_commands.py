@@ -7,7 +7,9 @@ access log on). The PostgreSQL server is the throwaway one ``bench/postgres.py``
 
 Each round, in this order and seconds apart: ``wrk -c32`` on the app over SQLite, on one
 instance over PostgreSQL, then two instances on the same database loaded together (two
-``wrk -c16`` at once, their rates added). Reported: the median of the per-round ratios,
+``wrk -c16`` at once, their rates added). Then the same for the app without its summary
+worker (``feature add posts --no-worker``): the write path alone, since the worker's
+reactions to every post share the server's event loop. Reported: the median of the per-round ratios,
 with their range: on a shared machine the load swings between rounds, and a ratio taken
 within one round cancels most of it.
 """
@@ -15,16 +17,31 @@ within one round cancels most of it.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench import wrk
-from bench.common import Result, Row, Skipped, main, median
-from bench.http_commands import BODY, CONNECTIONS, posts_app, serve, stop
+from bench.common import Result, Row, Skipped, main, median, petrock
+from bench.http_commands import APP, BODY, CONNECTIONS, posts_app, serve, stop
 from bench.postgres import cluster, missing
 
-SIZES = {"smoke": (2, 1), "full": (8, 5)}  # (seconds of load per run, rounds)
+SIZES = {"smoke": (2, 1), "full": (5, 5)}  # (seconds of load per run, rounds)
 NAME = f"POST /commands, wrk -c{CONNECTIONS}"
+
+
+@functools.cache
+def posts_app_without_worker() -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-pg-"))
+    root = scratch / APP
+    petrock("new", APP, "--dir", str(root), "--no-git")
+    petrock("feature", "add", "posts", "--no-worker", cwd=root)
+    import atexit
+
+    atexit.register(shutil.rmtree, scratch, True)
+    return root
 
 
 def load(url: str, seconds: int, connections: int = CONNECTIONS) -> wrk.Load:
@@ -51,15 +68,24 @@ def run(size: str) -> list[Row]:
     if reason is not None:
         return [Skipped(f"{NAME} on PostgreSQL", reason)]
     server = cluster()
+    try:
+        return [
+            *compare(server, posts_app(), "posts", seconds, rounds),
+            *compare(server, posts_app_without_worker(), "posts --no-worker", seconds, rounds),
+        ]
+    finally:
+        server.destroy()
+
+
+def compare(server: Any, root: Path, label: str, seconds: int, rounds: int) -> list[Row]:  # server: tests.pg.Cluster
     processes = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-pg-commands-") as scratch:
-            posts_app()
-            sqlite, sqlite_url = serve("ours", Path(scratch) / "posts.db")
+            sqlite, sqlite_url = serve("ours", Path(scratch) / "posts.db", root)
             processes.append(sqlite)
             url = server.create_database()
-            first, first_url = serve("ours", url)  # type: ignore[arg-type]
-            second, second_url = serve("ours", url)  # type: ignore[arg-type]
+            first, first_url = serve("ours", url, root)  # type: ignore[arg-type]
+            second, second_url = serve("ours", url, root)  # type: ignore[arg-type]
             processes += [first, second]
             for target in (sqlite_url, first_url, second_url):
                 load(target, 1)  # warm: connections open, code paths taken
@@ -74,12 +100,11 @@ def run(size: str) -> list[Row]:
     finally:
         for process in processes:
             stop(process)
-        server.destroy()
     vs_sqlite = [p / s for p, s in zip(rates["postgres"], rates["sqlite"], strict=True)]
     two_vs_one = [t / o for t, o in zip(rates["two"], rates["postgres"], strict=True)]
     return [
         Result(
-            f"{NAME}: PostgreSQL vs the same app on SQLite",
+            f"{NAME} ({label}): PostgreSQL vs the same app on SQLite",
             median(rates["postgres"]),
             median(rates["sqlite"]),
             "req/s",
@@ -90,7 +115,7 @@ def run(size: str) -> list[Row]:
             f"{median(p99['sqlite']):.1f} ms on SQLite",
         ),
         Result(
-            f"{NAME}: two instances on one PostgreSQL, together, vs one",
+            f"{NAME} ({label}): two instances on one PostgreSQL, together, vs one",
             median(rates["two"]),
             median(rates["postgres"]),
             "req/s",
