@@ -28,6 +28,7 @@ BENCHMARKS = (
     "metrics_overhead",
     "event_streams",
     "postgres",
+    "pg_commands",
     "scale",
 )
 

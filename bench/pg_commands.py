@@ -28,7 +28,7 @@ from bench.common import Result, Row, Skipped, main, median, petrock
 from bench.http_commands import APP, BODY, CONNECTIONS, posts_app, serve, stop
 from bench.postgres import cluster, missing
 
-SIZES = {"smoke": (2, 1), "full": (5, 5)}  # (seconds of load per run, rounds)
+SIZES = {"smoke": (1, 1), "full": (5, 5)}  # (seconds of load per run, rounds)
 NAME = f"POST /commands, wrk -c{CONNECTIONS}"
 
 
