@@ -29,6 +29,7 @@ BENCHMARKS = (
     "metrics_overhead",
     "event_streams",
     "postgres",
+    "pg_commands",
     "scale",
 )
 

@@ -87,10 +87,11 @@ def serve_help() -> str:
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
 
 
-def serve(kind: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start one server (``baseline``, ``ours``, ``ours-2``, each of ours ``-no-metrics``) and wait until it answers."""
+def serve(kind: str, db: Path, root: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start one server (``baseline``, ``ours``, ``ours-2``, each of ours ``-no-metrics``) and wait until it answers;
+    ours is the posts app unless ``root`` names another."""
     port = free_port()
-    root = posts_app()
+    root = root or posts_app()
     if kind == "baseline":
         argv = [sys.executable, "-m", "bench.http_server", str(port), str(db)]
         env = None

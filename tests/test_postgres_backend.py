@@ -144,3 +144,63 @@ def test_a_connection_lost_before_commit_is_recovered_with_its_rows(blog_with_po
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
     assert "recovered a commit" in result.stderr
+
+
+GROUP_LOSING_ITS_CONNECTION = """
+import asyncio, json, sys
+import psycopg
+from pydantic import BaseModel
+from blog.core import App, Message, open_log
+from blog.posts.commands import CreatePost
+
+url = sys.argv[1]
+app = App(open_log(url))
+import blog.posts.register as register
+register.register(app)
+app.prepare()
+
+class Unplug(BaseModel):
+    n: int
+
+def unplug(command, message):
+    (pid,) = app.log.query("SELECT pg_backend_pid()")[0]
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+app.commands.register("test/unplug", Unplug, unplug)
+
+async def main():
+    posts = [CreatePost(title=f"post {n}", content="Some content. Two sentences.") for n in range(6)]
+    group = [*posts[:3], Unplug(n=1), *posts[3:]]
+    answers = await asyncio.gather(*(app.group_commit.dispatch(c) for c in group), return_exceptions=True)
+    after = await app.group_commit.dispatch(CreatePost(title="after", content="Some content. Two sentences."))
+    return [type(a).__name__ for a in answers], after.id
+
+names, after = asyncio.run(main())
+print(json.dumps({"answers": names, "after": after}))
+"""
+
+
+def test_a_group_that_loses_its_connection_answers_every_caller_503_and_commits_none(
+    blog_with_posts: Path, pg_url: str
+) -> None:
+    """Every answer waits for the COMMIT: when the connection dies in the middle of a group, the commands
+    already applied in it are not acknowledged, and none of the group is in the log or the tables."""
+    import psycopg
+
+    result = subprocess.run(
+        [sys.executable, "-c", GROUP_LOSING_ITS_CONNECTION, pg_url],
+        cwd=blog_with_posts,
+        env=app_env(blog_with_posts),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["answers"] == ["LogUnreachable"] * 7
+    assert outcome["after"] == 1  # the next command reconnects; the group left no id behind
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT type FROM messages").fetchall() == [("posts/create",)]
+        assert conn.execute("SELECT count(*) FROM state_posts").fetchone() == (1,)

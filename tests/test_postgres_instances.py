@@ -253,3 +253,41 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(
     for server in servers:
         wait_until(lambda server=server: summarized(server, set(acknowledged)), 40, "every summary after the restart")
     assert_summarized_exactly_once(pg_url, set(acknowledged))
+
+
+def test_kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_command(
+    instances: Callable[..., list[Server]], pg_url: str
+) -> None:
+    """16 clients at once on one instance: its commands commit in groups (core/group_commit.py). kill -9
+    mid-load, then every acknowledged post is in the log and the table, and log and table agree."""
+    import psycopg
+
+    (server,) = instances(pg_url, 1)
+    acknowledged: list[str] = []
+    stopped = time.monotonic() + 30
+
+    def load(client: int) -> None:
+        n = 0
+        while time.monotonic() < stopped:
+            n += 1
+            try:
+                response = create(server, f"client {client} post {n}")
+            except httpx.HTTPError:
+                return  # the server died mid-request: not acknowledged, in the log or not
+            assert response.status_code == 201, response.text
+            acknowledged.append(response.json()["data"]["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        loads = [pool.submit(load, client) for client in range(16)]
+        wait_until(lambda: len(acknowledged) >= 100, 30, "100 acknowledged posts")
+        server.kill()
+        for future in loads:
+            future.result()
+    rows = log_rows(pg_url)
+    created = [payload["id"] for _, type, payload in rows if type == "posts/create"]
+    assert set(acknowledged) <= set(created)
+    assert [id for id, _, _ in rows] == list(range(1, len(rows) + 1))  # no id skipped or reused
+    with psycopg.connect(pg_url) as conn:
+        in_table = {id for (id,) in conn.execute("SELECT id FROM state_posts")}
+    assert in_table == set(created)  # every committed create has its row, and no row lacks its message
+    assert_committed_in_id_order(pg_url)

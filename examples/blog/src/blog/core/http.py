@@ -135,7 +135,7 @@ def create_http_app(
         except ValidationError as exc:
             return refuse_command("invalid_payload", 400, "invalid payload", fields=field_errors(exc))
         try:
-            message = app.dispatch(command)
+            message = await app.group_commit.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
         except LogUnreachable as exc:  # nothing appended: safe to retry later

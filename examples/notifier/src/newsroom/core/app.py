@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .backends.sqlite import SQLiteLog
 from .commands import CommandRegistry, CommandRejected
 from .deadletters import DeadLetterStore
+from .group_commit import GroupCommit
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend
 from .metrics import Metrics
@@ -31,7 +32,6 @@ from .queries import QueryRegistry
 from .references import References
 from .store import Store
 from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
-from .upcasting import UpcasterChains
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class App:
         self.kv = KeyValueStore(self.log)
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
-        self.upcasters = UpcasterChains()  # old payloads read as today's shape (core/upcasting.py)
+        # POST /commands goes through it: commands arriving together share a transaction (core/group_commit.py)
+        self.group_commit = GroupCommit(self)
         self.queries = QueryRegistry()
         self.references = References(self.query, self.store)  # ref fields between features (core/references.py)
         self.pages = Pages()
@@ -115,7 +116,7 @@ class App:
             self.projections.require_ready()
             with self.log.transaction():
                 for spec, command in zip(specs, commands, strict=True):
-                    message = self.log.append(spec.type, command.model_dump_json(), self.upcasters.version(spec.type))
+                    message = self.log.append(spec.type, command.model_dump_json())
                     if spec.handler is not None:
                         spec.handler(command, message)
                     for handler in self.projections.handlers(spec.type):
@@ -156,11 +157,6 @@ class App:
         """Answer a query from the store (a 503 while a projection is rebuilt)."""
         self.projections.require_ready()
         return self.queries.run(type, params)
-
-    def check_versions(self) -> None:
-        """Refuse to run on a log holding message versions this code cannot read
-        (:class:`~.upcasting.VersionMismatch`, one line naming the type and version)."""
-        self.upcasters.check(self.log, {spec.type for spec in self.commands})
 
     def prepare(self) -> list[str]:
         """Make every projection current before serving: rebuild those whose code changed

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .backends.sqlite import SQLiteLog
 from .commands import CommandRegistry, CommandRejected
 from .deadletters import DeadLetterStore
+from .group_commit import GroupCommit
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend
 from .metrics import Metrics
@@ -59,6 +60,8 @@ class App:
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
         self.upcasters = UpcasterChains()  # old payloads read as today's shape (core/upcasting.py)
+        # POST /commands goes through it: commands arriving together share a transaction (core/group_commit.py)
+        self.group_commit = GroupCommit(self)
         self.queries = QueryRegistry()
         self.references = References(self.query, self.store)  # ref fields between features (core/references.py)
         self.pages = Pages()

@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
 SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
 MIGRATIONS = [
@@ -75,27 +75,22 @@ MIGRATIONS = [
     CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
     """,
     TABLES_SCHEMA,
-    # Messages record their payload's schema version (core/upcasting.py). A constant default adds
-    # the column without rewriting a row; the partial index lists the types with later versions.
-    """
-    ALTER TABLE messages ADD COLUMN version integer NOT NULL DEFAULT 1;
-    CREATE INDEX messages_versions ON messages (type, version) WHERE version > 1;
-    """,
 ]
 # Any constant; serialises concurrent first starts while they create the schema.
 MIGRATION_LOCK = 0x70657472  # "petr"
 
 # Timestamps come back as the same ISO text the SQLite backend stores.
 SELECT_AFTER = (
-    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data, version "
+    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
-INSERT_ONE = (
-    "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)"
-)
+# Sent with the COMMIT in one query string, values bound by psycopg (_bind); a bigger batch goes
+# first as arrays, in a round trip of its own.
+INSERT_VALUES = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES "
+MAX_INLINE_MESSAGES = 200
 INSERT_MANY = (
-    "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE "
-    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::integer[])"
+    "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE "
+    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
 )
 # The fence and the write in one statement: the lease row stays locked until the transaction
 # ends, and while another process owns the lease nothing is written (no row comes back).
@@ -239,26 +234,26 @@ class PostgresLog:
     def transaction(self) -> Transaction:
         return Transaction(self)
 
-    def append(self, type: str, data: Mapping[str, Any] | str, version: int = 1) -> Message:
+    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
         with Transaction(self):
-            return self._stage(_now(), type, encode(data), version)
+            return self._stage(_now(), type, encode(data))
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
         timestamp = _now()
         rows = [(type, encode(data)) for type, data in items]
         if not rows:
             return []
         with Transaction(self):
-            return [self._stage(timestamp, type, text, version) for type, text in rows]
+            return [self._stage(timestamp, type, text) for type, text in rows]
 
-    def _stage(self, timestamp: str, type: str, text: str, version: int) -> Message:
+    def _stage(self, timestamp: str, type: str, text: str) -> Message:
         """Give a message the next id and keep it for the COMMIT (the mutex and the table lock are held).
 
         Holding the lock, this instance is the only writer: the id after the newest is its
         own, so the message goes to the database with the COMMIT, in the same round trip.
         """
         self._messages += 1
-        row = (self._newest + self._messages, timestamp, type, text, version)
+        row = (self._newest + self._messages, timestamp, type, text)
         self._staged.append(("message", row))
         self._appended = True
         return message_from_row(row)
@@ -328,8 +323,18 @@ class PostgresLog:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         with Transaction(self):
-            self._take_savepoints()
-            rowcount = self._write(sql, tuple(params)).rowcount
+            savepoints = self._savepoints_to_take()
+            if not savepoints:
+                rowcount = self._write(sql, tuple(params)).rowcount
+            else:  # the savepoints and the write in one query string: one round trip
+                try:
+                    conn = self._connection()
+                    cursor = conn.execute("; ".join([*savepoints, _bind(conn, sql, tuple(params))]))
+                    while cursor.nextset():  # to the write's result, the last
+                        pass
+                    rowcount = cursor.rowcount
+                except psycopg.OperationalError as exc:
+                    raise self._lost(exc) from None
             self._staged.append(("sql", (sql, tuple(params))))
             return rowcount
 
@@ -338,19 +343,23 @@ class PostgresLog:
         if not rows:
             return
         with Transaction(self):
-            self._take_savepoints()
+            for savepoint in self._savepoints_to_take():
+                self._write(savepoint)
             try:
                 self._connection().cursor().executemany(sql, rows)
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from None
             self._staged.append(("sql-many", (sql, rows)))
 
-    def _take_savepoints(self) -> None:
-        """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own."""
+    def _savepoints_to_take(self) -> list[str]:
+        """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own:
+        the statements to send first (the blocks count them as taken)."""
+        statements = []
         for block in self._savepoints:
             if not block[1]:
-                self._write(f"SAVEPOINT level{block[0]}")
+                statements.append(f"SAVEPOINT level{block[0]}")
                 block[1] = True
+        return statements
 
     def connect_again(self) -> PostgresLog:
         """Another connection to the same database, for a rebuild on another thread."""
@@ -384,9 +393,7 @@ class PostgresLog:
         ``again``: on a new connection after the first COMMIT was lost, the store's SQL runs again too.
         """
         messages = [row for kind, row in self._staged if kind == "message"]
-        if len(messages) == 1:
-            conn.execute(INSERT_ONE, messages[0])
-        elif messages:
+        if len(messages) > MAX_INLINE_MESSAGES:
             conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
         for kind, args in self._staged:
             if kind == "position":
@@ -399,14 +406,18 @@ class PostgresLog:
                 conn.execute(*args)
             elif kind == "sql-many" and again:
                 conn.cursor().executemany(*args)
-        if not messages:
-            conn.execute("COMMIT")
-            return
-        newest = int(messages[-1][0])
-        # The identity is kept in step for anyone inserting without an id; the NOTIFY is
-        # delivered to every listener when (and only if) the transaction commits.
-        sequence = self._sequence.replace("'", "''")
-        conn.execute(f"SELECT setval('{sequence}', {newest}); NOTIFY {CHANNEL}, '{newest}'; COMMIT")
+        statements = []
+        if messages:
+            if len(messages) <= MAX_INLINE_MESSAGES:
+                values = ", ".join(["(%s, %s, %s, %s)"] * len(messages))
+                statements.append(_bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
+            # The identity is kept in step for anyone inserting without an id; the NOTIFY is
+            # delivered to every listener when (and only if) the transaction commits.
+            newest = int(messages[-1][0])
+            sequence = self._sequence.replace("'", "''")
+            statements += [f"SELECT setval('{sequence}', {newest})", f"NOTIFY {CHANNEL}, '{newest}'"]
+        # The messages, setval, NOTIFY and COMMIT as one query string: one round trip while the lock is held.
+        conn.execute("; ".join([*statements, "COMMIT"]))
 
     def _recover(self, newest_when_locked: int) -> bool:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
@@ -623,6 +634,12 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
     with contextlib.suppress(psycopg.OperationalError):
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
+
+
+def _bind(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
+    """``sql`` with its parameters bound by psycopg (client-side binding, quoted as the server
+    would), to send with other statements in one query string."""
+    return psycopg.ClientCursor(conn).mogrify(sql, params)
 
 
 def _now() -> str:

@@ -90,9 +90,10 @@ SELECT_AFTER = (
     "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data, version "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
-INSERT_ONE = (
-    "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)"
-)
+# Sent with the COMMIT in one query string, values bound by psycopg (_bind); a bigger batch goes
+# first as arrays, in a round trip of its own.
+INSERT_VALUES = "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE VALUES "
+MAX_INLINE_MESSAGES = 200
 INSERT_MANY = (
     "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE "
     "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::integer[])"
@@ -328,8 +329,18 @@ class PostgresLog:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         with Transaction(self):
-            self._take_savepoints()
-            rowcount = self._write(sql, tuple(params)).rowcount
+            savepoints = self._savepoints_to_take()
+            if not savepoints:
+                rowcount = self._write(sql, tuple(params)).rowcount
+            else:  # the savepoints and the write in one query string: one round trip
+                try:
+                    conn = self._connection()
+                    cursor = conn.execute("; ".join([*savepoints, _bind(conn, sql, tuple(params))]))
+                    while cursor.nextset():  # to the write's result, the last
+                        pass
+                    rowcount = cursor.rowcount
+                except psycopg.OperationalError as exc:
+                    raise self._lost(exc) from None
             self._staged.append(("sql", (sql, tuple(params))))
             return rowcount
 
@@ -338,19 +349,23 @@ class PostgresLog:
         if not rows:
             return
         with Transaction(self):
-            self._take_savepoints()
+            for savepoint in self._savepoints_to_take():
+                self._write(savepoint)
             try:
                 self._connection().cursor().executemany(sql, rows)
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from None
             self._staged.append(("sql-many", (sql, rows)))
 
-    def _take_savepoints(self) -> None:
-        """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own."""
+    def _savepoints_to_take(self) -> list[str]:
+        """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own:
+        the statements to send first (the blocks count them as taken)."""
+        statements = []
         for block in self._savepoints:
             if not block[1]:
-                self._write(f"SAVEPOINT level{block[0]}")
+                statements.append(f"SAVEPOINT level{block[0]}")
                 block[1] = True
+        return statements
 
     def connect_again(self) -> PostgresLog:
         """Another connection to the same database, for a rebuild on another thread."""
@@ -384,9 +399,7 @@ class PostgresLog:
         ``again``: on a new connection after the first COMMIT was lost, the store's SQL runs again too.
         """
         messages = [row for kind, row in self._staged if kind == "message"]
-        if len(messages) == 1:
-            conn.execute(INSERT_ONE, messages[0])
-        elif messages:
+        if len(messages) > MAX_INLINE_MESSAGES:
             conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
         for kind, args in self._staged:
             if kind == "position":
@@ -399,14 +412,18 @@ class PostgresLog:
                 conn.execute(*args)
             elif kind == "sql-many" and again:
                 conn.cursor().executemany(*args)
-        if not messages:
-            conn.execute("COMMIT")
-            return
-        newest = int(messages[-1][0])
-        # The identity is kept in step for anyone inserting without an id; the NOTIFY is
-        # delivered to every listener when (and only if) the transaction commits.
-        sequence = self._sequence.replace("'", "''")
-        conn.execute(f"SELECT setval('{sequence}', {newest}); NOTIFY {CHANNEL}, '{newest}'; COMMIT")
+        statements = []
+        if messages:
+            if len(messages) <= MAX_INLINE_MESSAGES:
+                values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(messages))
+                statements.append(_bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
+            # The identity is kept in step for anyone inserting without an id; the NOTIFY is
+            # delivered to every listener when (and only if) the transaction commits.
+            newest = int(messages[-1][0])
+            sequence = self._sequence.replace("'", "''")
+            statements += [f"SELECT setval('{sequence}', {newest})", f"NOTIFY {CHANNEL}, '{newest}'"]
+        # The messages, setval, NOTIFY and COMMIT as one query string: one round trip while the lock is held.
+        conn.execute("; ".join([*statements, "COMMIT"]))
 
     def _recover(self, newest_when_locked: int) -> bool:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
@@ -623,6 +640,12 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
     with contextlib.suppress(psycopg.OperationalError):
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
+
+
+def _bind(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
+    """``sql`` with its parameters bound by psycopg (client-side binding, quoted as the server
+    would), to send with other statements in one query string."""
+    return psycopg.ClientCursor(conn).mogrify(sql, params)
 
 
 def _now() -> str:
