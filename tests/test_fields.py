@@ -236,6 +236,19 @@ def test_the_cli_refuses_bad_fields_without_a_trace(blog_app: Path, args: tuple[
     assert needle in message
 
 
+def test_title_and_rules_are_recorded_and_rendered(blog_app: Path) -> None:
+    fields = ("isbn:str:label=ISBN", "name:str", "price:decimal:optional:min=0")
+    result = petrock_in(blog_app, "feature", "add", "books", *fields, "--title", "isbn", "--no-worker")
+    assert result.returncode == 0, result.stderr
+    entry = tomllib.loads((blog_app / ".petrock.toml").read_text())["features"]["books"]
+    assert (entry["fields"], entry["title"]) == (list(fields), "isbn")
+    assert 'label="isbn"' in (blog_app / "src/blog/books/routes.py").read_text()  # the link text, not name
+    commands = (blog_app / "src/blog/books/commands.py").read_text()
+    assert "price: Annotated[Amount, Field(ge=Decimal(0))] | None = None" in commands
+    form = (blog_app / "src/blog/books/templates/form.html").read_text()
+    assert '<label for="isbn">ISBN</label>' in form and 'step="any" min="0"' in form
+
+
 def test_the_manifest_records_fields_and_the_summarized_field(blog_app: Path) -> None:
     result = petrock_in(blog_app, "feature", "add", "notes", "body:text", "pinned:bool", "--no-worker", "--json")
     assert result.returncode == 0, result.stderr

@@ -204,7 +204,7 @@ def test_the_detail_page_shows_an_update_made_elsewhere_whole(library: Library, 
     page = wide_page
     book_id = library.command("books/create", library.book(100, title="Before", blurb="The old blurb."))
     page.goto(f"{library.url}/books/{book_id}")
-    page.locator("#summary .summary").wait_for(timeout=15_000)
+    page.locator("html[data-live=open]").wait_for(state="attached")  # the page follows /events
     library.command(
         "books/update", {"id": book_id, **library.book(100, title="After", price="1.00", blurb="The new blurb.")}
     )

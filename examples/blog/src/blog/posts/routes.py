@@ -43,7 +43,7 @@ class PostsPages:
         app.add_route(URL + "/{item_id}", self.detail_page, name="posts:detail")
         app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="posts:edit")
         app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="posts:delete")
-        app.add_link("Posts", URL, feature="posts", label="title")
+        app.add_link("Posts", URL, feature="posts", label="title", item_title="Post")
 
     async def list_page(self, request: Request) -> Response:
         params = dict(request.query_params)

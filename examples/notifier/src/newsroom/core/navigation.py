@@ -28,11 +28,14 @@ class Link:
     path: str  # "/books"
     feature: str = ""  # "books": its queries are "books/list" and "books/get" ('' for a plain link)
     label: str = "id"  # the field that names an item (its title field)
+    item_title: str = ""  # "Book": one item, for one without a title field
 
     def name_of(self, item: dict[str, Any]) -> str:
         """What an item is called on pages: its title field, else the start of its id."""
         value = item.get(self.label)
-        return str(value) if value not in (None, "") and self.label != "id" else f"{self.title} {item['id'][:8]}"
+        if value not in (None, "") and self.label != "id":
+            return str(value)
+        return f"{self.item_title or self.title} {item['id'][:8]}"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class CustomersPages:
         app.add_route(URL + "/{item_id}", self.detail_page, name="customers:detail")
         app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="customers:edit")
         app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="customers:delete")
-        app.add_link("Customers", URL, feature="customers", label="name")
+        app.add_link("Customers", URL, feature="customers", label="name", item_title="Customer")
 
     async def list_page(self, request: Request) -> Response:
         params = dict(request.query_params)

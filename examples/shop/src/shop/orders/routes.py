@@ -50,7 +50,7 @@ class OrdersPages:
         app.add_route(URL + "/{item_id}", self.detail_page, name="orders:detail")
         app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="orders:edit")
         app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="orders:delete")
-        app.add_link("Orders", URL, feature="orders", label="id")
+        app.add_link("Orders", URL, feature="orders", label="id", item_title="Order")
 
     async def list_page(self, request: Request) -> Response:
         params = dict(request.query_params)

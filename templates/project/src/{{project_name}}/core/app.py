@@ -83,10 +83,10 @@ class App:
     ) -> None:
         self.routes.append(Route(path, endpoint, methods=list(methods), name=name))
 
-    def add_link(self, title: str, path: str, *, feature: str = "", label: str = "id") -> None:
+    def add_link(self, title: str, path: str, *, feature: str = "", label: str = "id", item_title: str = "") -> None:
         """Show a link in every page's header and on the home page; a ``feature``'s link also shows
         its count and newest items there, named by their ``label`` field (core/navigation.py)."""
-        self.links.append(Link(title, path, feature, label))
+        self.links.append(Link(title, path, feature, label, item_title))
 
     def register_worker(self, worker: Worker) -> None:
         """Add a background worker; refused for duplicates and once workers have started."""

@@ -47,6 +47,8 @@ async function refresh(ids) {
 function followEvents() {
   if (liveRegions().length === 0 || !("EventSource" in window)) return;
   const source = new EventSource("/events");
+  // Marks the page as following (tests wait for it before changing what it shows).
+  source.addEventListener("open", () => { document.documentElement.dataset.live = "open"; });
   const pending = new Set();
   let timer = null;
   source.addEventListener("message", (event) => {
