@@ -13,11 +13,13 @@ from petrock.fields import (
     DEFAULT_FIELDS,
     FieldSpec,
     app_fields,
+    label_field,
     parse_fields,
     python_literal,
     python_tuple,
     referenced_items,
     summarized_field,
+    title_field,
 )
 
 from .support import petrock_in, refused_without_a_trace
@@ -102,6 +104,21 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("buyer:ref:orders", "the feature being added"),
         ("due:date:required", "unknown modifier"),
         ("due:date:optional:optional", "unknown modifier"),
+        ("price:decimal:min=cheap", "not a decimal"),
+        ("price:decimal:min=5:max=1", "min= above max="),
+        ("price:decimal:min=1:min=2", "twice"),
+        ("price:decimal:min=", "empty min="),
+        ("paid:bool:min=1", "takes no min="),
+        ("site:url:max=10", "takes no max="),
+        ("title:str:min=x", "not a length"),
+        ("title:str:max=0", "at least 1"),
+        ("qty:int:default=many", "not a int"),
+        ("qty:int:min=1:default=0", "outside min= and max="),
+        ("paid:bool:default=yes", "default=true"),
+        ("status:choice:a,b:default=c", "not one of its choices"),
+        ("customer:ref:customers:default=x", "takes no default="),
+        ("title:str:label=<b>", "label petrock cannot use"),
+        ("title:str:colour=red", "unknown modifier"),
     ],
 )
 def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:
@@ -109,6 +126,56 @@ def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:
         parse(spec)
     assert needle in str(refused.value)
     assert refused.value.fix  # every refusal says how to fix it
+
+
+def test_rules_go_into_the_model_the_form_and_the_samples() -> None:
+    price, qty, isbn, title, published, in_stock = parse(
+        "price:decimal:optional:min=0",
+        "qty:int:min=1:max=10:default=3",
+        "isbn:str:label=ISBN",
+        "title:str:min=2:max=80",
+        "published:date:min=2000-01-01",
+        "in_stock:bool:default=true",
+    )
+    assert price.annotation == "Annotated[Amount, Field(ge=Decimal(0))] | None"
+    assert (price.input_rules, price.hint, price.rule_breaking) == (' min="0"', "0 or more", ["-1"])
+    assert (qty.annotation, qty.default, qty.required) == ("Annotated[int, Field(ge=1, le=10)]", " = 3", False)
+    assert (qty.sample, qty.rule_breaking, qty.stored_default) == (10, [0, 11], 3)  # the sample kept within max
+    assert (isbn.label, isbn.annotation, isbn.input_rules) == ("ISBN", "Line", ' maxlength="200"')
+    assert title.annotation == "Annotated[Line, Field(min_length=2, max_length=80)]"
+    assert (title.input_rules, title.hint) == (' minlength="2" maxlength="80"', "2 to 80 characters")
+    assert published.annotation == "Annotated[date, Field(ge=date(2000, 1, 1))]"
+    assert (published.hint, published.rule_breaking) == ("from 2000-01-01", ["1999-12-31"])
+    assert (in_stock.default, in_stock.form_default, in_stock.stored_default) == (" = True", True, True)
+    # the rules round-trip through the manifest
+    assert parse(*(field.spec for field in (price, qty, isbn, title, published, in_stock))) == (
+        price,
+        qty,
+        isbn,
+        title,
+        published,
+        in_stock,
+    )
+
+
+def test_labels_know_common_acronyms() -> None:
+    labels = [
+        field.label for field in parse("isbn:str", "vat_rate:float", "api_key:str", "item_url:url", "in_stock:bool")
+    ]
+    assert labels == ["ISBN", "VAT rate", "API key", "Item URL", "In stock"]
+
+
+def test_the_title_field_is_chosen_by_name_else_the_first_str() -> None:
+    books = parse_fields(["isbn:str", "title:str", "price:decimal"], feature="books", features={})
+    assert label_field(books) == "title"
+    assert label_field(parse_fields(["sku:str", "label:str"], feature="items", features={})) == "label"
+    assert label_field(parse_fields(["sku:str", "code:str"], feature="items", features={})) == "sku"
+    assert label_field(books, "isbn") == "isbn"
+    assert title_field(books, "isbn") == "isbn"
+    with pytest.raises(InvalidName, match="does not name a str field"):
+        title_field(books, "price")
+    stocked = parse_fields(["book:ref:books"], feature="stock", features={"books": books}, titles={"books": "isbn"})
+    assert stocked[0].ref_label == "isbn"
 
 
 def test_a_field_given_twice_is_refused() -> None:
@@ -160,11 +227,26 @@ def test_python_literals_look_like_the_generated_code() -> None:
         (("orders", "due:date:maybe"), "unknown modifier"),
         (("orders", "a:int", "a:str"), "given twice"),
         (("orders", "qty:int", "--summarize", "qty"), "does not name a text field"),
+        (("orders", "total:decimal:min=-"), "not a decimal"),
+        (("orders", "ref_no:str", "--title", "total"), "does not name a str field"),
     ],
 )
 def test_the_cli_refuses_bad_fields_without_a_trace(blog_app: Path, args: tuple[str, ...], needle: str) -> None:
     message = refused_without_a_trace(blog_app, "feature", "add", *args)
     assert needle in message
+
+
+def test_title_and_rules_are_recorded_and_rendered(blog_app: Path) -> None:
+    fields = ("isbn:str:label=ISBN", "name:str", "price:decimal:optional:min=0")
+    result = petrock_in(blog_app, "feature", "add", "books", *fields, "--title", "isbn", "--no-worker")
+    assert result.returncode == 0, result.stderr
+    entry = tomllib.loads((blog_app / ".petrock.toml").read_text())["features"]["books"]
+    assert (entry["fields"], entry["title"]) == (list(fields), "isbn")
+    assert 'label="isbn"' in (blog_app / "src/blog/books/routes.py").read_text()  # the link text, not name
+    commands = (blog_app / "src/blog/books/commands.py").read_text()
+    assert "price: Annotated[Amount, Field(ge=Decimal(0))] | None = None" in commands
+    form = (blog_app / "src/blog/books/templates/form.html").read_text()
+    assert '<label for="isbn">ISBN</label>' in form and 'step="any" min="0"' in form
 
 
 def test_the_manifest_records_fields_and_the_summarized_field(blog_app: Path) -> None:

@@ -13,9 +13,11 @@ import json
 import keyword
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from petrock.errors import InvalidName
+from petrock.field_rules import NO_RULES, FieldRules, parse_rule, python_bound, readable_label, typed
 
 TYPES = ("str", "text", "int", "float", "decimal", "bool", "date", "datetime", "email", "url", "choice", "ref")
 DEFAULT_FIELDS = ("title:str", "content:text")
@@ -79,18 +81,26 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     ref: str = ""  # the referenced feature, for ``ref``
     ref_label: str = "id"  # the referenced feature's field to show in selects and pages
+    rules: FieldRules = NO_RULES  # min=, max=, default=, label= (field_rules.py)
 
     @property
     def spec(self) -> str:
         """The FIELD text that makes this field again (recorded in the manifest)."""
         argument = {"choice": ",".join(self.choices), "ref": self.ref}.get(self.type)
         return ":".join(
-            [self.name, self.type, *([argument] if argument else []), *(["optional"] if self.optional else [])]
+            [
+                self.name,
+                self.type,
+                *([argument] if argument else []),
+                *(["optional"] if self.optional else []),
+                *self.rules.modifiers,
+            ]
         )
 
     @property
     def label(self) -> str:
-        return self.name.replace("_", " ").capitalize()
+        """What the form and pages call it: ``label=`` if given, else the name with acronyms in capitals."""
+        return self.rules.label or readable_label(self.name)
 
     @property
     def choice_alias(self) -> str:
@@ -98,9 +108,48 @@ class FieldSpec:
 
     @property
     def annotation(self) -> str:
-        """The type in the command models; ``X | None`` when optional."""
+        """The type in the command models, with its bounds; ``X | None`` when optional."""
         base = self.choice_alias if self.type == "choice" else ANNOTATIONS[self.type]
+        if self.bounds:
+            base = f"Annotated[{base}, Field({self.bounds})]"
         return f"{base} | None" if self.optional else base
+
+    @property
+    def bounds(self) -> str:
+        """The ``Field(...)`` arguments of ``min=``/``max=`` ('' for none)."""
+        minimum, maximum = self.rules.minimum, self.rules.maximum
+        if self.type in ("str", "text"):
+            pairs = (("min_length", minimum), ("max_length", maximum))
+            return ", ".join(f"{name}={value}" for name, value in pairs if value)
+        pairs = (("ge", minimum), ("le", maximum))
+        return ", ".join(f"{name}={python_bound(self.type, value)}" for name, value in pairs if value)
+
+    @property
+    def hint(self) -> str:
+        """``min=``/``max=`` in words, next to the form's label ('' for none)."""
+        low, high = self.rules.minimum, self.rules.maximum
+        if self.type in ("str", "text"):
+            unit = "characters"
+            if low and high:
+                return f"{low} to {high} {unit}"
+            return f"at least {low} {unit}" if low else (f"at most {high} {unit}" if high else "")
+        if low and high:
+            return f"{low} to {high}"
+        below, above = ("from", "until") if self.type == "date" else ("", "")
+        if low:
+            return f"{below} {low}".strip() if below else f"{low} or more"
+        if high:
+            return f"{above} {high}" if above else f"{high} or less"
+        return ""
+
+    @property
+    def input_rules(self) -> str:
+        """The input's HTML attributes for ``min=``/``max=`` (what the browser checks before sending)."""
+        minimum, maximum = self.rules.minimum, self.rules.maximum
+        names = ("minlength", "maxlength") if self.type in ("str", "text") else ("min", "max")
+        if self.type == "str" and not maximum:
+            maximum = "200"  # the Line type's own bound
+        return "".join(f' {name}="{value}"' for name, value in zip(names, (minimum, maximum), strict=True) if value)
 
     @property
     def state_annotation(self) -> str:
@@ -129,14 +178,43 @@ class FieldSpec:
     @property
     def default(self) -> str:
         """The model field's default, as Python source ('' when it has none)."""
+        if self.rules.default:
+            return f" = {self.python_default}"
         if self.optional:
             return " = None"
         return " = False" if self.type == "bool" else ""
 
     @property
+    def python_default(self) -> str:
+        """``default=`` as Python source."""
+        value = self.rules.default
+        if self.type == "bool":
+            return "True" if value == "true" else "False"
+        if self.type in ("int", "float", "decimal", "date"):
+            return python_bound(self.type, value)
+        return python_literal(value)
+
+    @property
+    def form_default(self) -> object:
+        """``default=`` as the new-item form shows it (None: no default)."""
+        if not self.rules.default:
+            return None
+        return self.rules.default == "true" if self.type == "bool" else self.rules.default
+
+    @property
+    def stored_default(self) -> object:
+        """What the queries answer for a field left out that has ``default=``."""
+        value = self.rules.default
+        if self.type == "bool":
+            return value == "true"
+        if self.type in ("int", "float"):
+            return {"int": int, "float": float}[self.type](value)
+        return str(typed("decimal", value)) if self.type == "decimal" else value
+
+    @property
     def required(self) -> bool:
         """Must a client send it? (A bool is false when left out, as an unchecked checkbox.)"""
-        return not self.optional and self.type != "bool"
+        return not self.optional and self.type != "bool" and not self.rules.default
 
     @property
     def input(self) -> str:
@@ -162,12 +240,52 @@ class FieldSpec:
             return self.choices[0]
         if self.type == "ref":
             return sample_id(self.ref)
-        return SAMPLES[self.type][0]
+        return self._within_bounds(SAMPLES[self.type][0])
+
+    def _within_bounds(self, value: object) -> object:
+        """The sample moved inside ``min=``/``max=`` (lengths padded or cut)."""
+        minimum, maximum = self.rules.minimum, self.rules.maximum
+        if self.type in ("str", "text") and isinstance(value, str):
+            if minimum and len(value) < int(minimum):
+                value += "x" * (int(minimum) - len(value))
+            if maximum and len(value) > int(maximum):
+                value = "x" * int(maximum)
+            return value
+        if self.type not in ("int", "float", "decimal", "date"):
+            return value
+        current = typed(self.type, str(value))
+        for bound, outside in ((minimum, lambda b: current < b), (maximum, lambda b: current > b)):
+            if bound and outside(typed(self.type, bound)):
+                return {"int": int, "float": float}.get(self.type, str)(bound)
+        return value
 
     @property
     def stored(self) -> object:
         """What the queries answer for :attr:`sample`."""
-        return self.sample if self.type in ("choice", "ref") else SAMPLES[self.type][1]
+        if self.type in ("choice", "ref") or self.sample != SAMPLES[self.type][0]:
+            return self.sample
+        return SAMPLES[self.type][1]
+
+    @property
+    def rule_breaking(self) -> list[object]:
+        """Values of the right type that ``min=``/``max=`` refuse (for the generated tests)."""
+        minimum, maximum = self.rules.minimum, self.rules.maximum
+        if self.type in ("str", "text"):
+            short = ["x" * (int(minimum) - 1)] if minimum and int(minimum) > 1 else []
+            return short + (["x" * (int(maximum) + 1)] if maximum else [])
+        if self.type not in ("int", "float", "decimal", "date"):
+            return []
+        values: list[object] = []
+        for bound, step in ((minimum, -1), (maximum, 1)):
+            if bound:
+                value = typed(self.type, bound)
+                if self.type == "date":
+                    values.append((value + timedelta(days=step)).isoformat())  # type: ignore[operator]
+                elif self.type == "decimal":
+                    values.append(str(value + step))  # type: ignore[operator]
+                else:
+                    values.append({"int": int, "float": float}[self.type](value + step))  # type: ignore[operator]
+        return values
 
     @property
     def invalid(self) -> object:
@@ -217,23 +335,34 @@ def sample_id(feature: str) -> str:
 
 
 def parse_fields(
-    specs: Sequence[str], *, feature: str, features: Mapping[str, Sequence[FieldSpec]]
+    specs: Sequence[str],
+    *,
+    feature: str,
+    features: Mapping[str, Sequence[FieldSpec]],
+    titles: Mapping[str, str | None] | None = None,
 ) -> tuple[FieldSpec, ...]:
     """``specs`` as FieldSpecs (the default ``title:str content:text`` when empty).
 
-    ``features`` maps each feature already in the app to its fields: a ``ref`` must name one of them.
+    ``features`` maps each feature already in the app to its fields: a ``ref`` must name one of them
+    (and shows its title field: ``titles`` holds the features' ``--title``, when given).
     """
     parsed: list[FieldSpec] = []
     for text in specs or DEFAULT_FIELDS:
-        field = parse_field(text, feature=feature, features=features)
+        field = parse_field(text, feature=feature, features=features, titles=titles)
         if any(other.name == field.name for other in parsed):
             raise InvalidName(f"field {field.name!r} is given twice", "give each field once")
         parsed.append(field)
     return tuple(parsed)
 
 
-def parse_field(text: str, *, feature: str, features: Mapping[str, Sequence[FieldSpec]]) -> FieldSpec:
-    """One FIELD; raises InvalidName saying what is wrong with it."""
+def parse_field(
+    text: str,
+    *,
+    feature: str,
+    features: Mapping[str, Sequence[FieldSpec]],
+    titles: Mapping[str, str | None] | None = None,
+) -> FieldSpec:
+    """One FIELD; raises InvalidName saying what is wrong with it. ``titles``: each feature's ``--title``."""
     parts = text.split(":")
     name, kind, rest = parts[0], (parts[1] if len(parts) > 1 else ""), parts[2:]
     _check_name(name, text)
@@ -249,18 +378,27 @@ def parse_field(text: str, *, feature: str, features: Mapping[str, Sequence[Fiel
             example = "choice:draft,paid" if kind == "choice" else "ref:customers"
             raise InvalidName(f"field {text!r} needs an argument", f"write it as `{name}:{example}`")
         argument, rest = rest[0], rest[1:]
-    optional = False
-    if rest == ["optional"]:
-        optional = True
-    elif rest:
-        raise InvalidName(
-            f"field {text!r} has an unknown modifier {':'.join(rest)!r}", "the only modifier is a trailing `:optional`"
-        )
-    if kind == "choice":
-        return FieldSpec(name, kind, optional, choices=_choices(argument, text))
+    choices = _choices(argument, text) if kind == "choice" else ()
+    optional, rules = _modifiers(rest, kind=kind, text=text, choices=choices)
     if kind == "ref":
-        return _ref(name, argument, optional, text, feature, features)
-    return FieldSpec(name, kind, optional)
+        return replace(_ref(name, argument, optional, text, feature, features, titles or {}), rules=rules)
+    return FieldSpec(name, kind, optional, choices=choices, rules=rules)
+
+
+def _modifiers(rest: Sequence[str], *, kind: str, text: str, choices: tuple[str, ...]) -> tuple[bool, FieldRules]:
+    """``optional`` and the rules (``min=0``, ``label=ISBN``, ...) after the type and its argument."""
+    optional, rules = False, FieldRules()
+    for modifier in rest:
+        if modifier == "optional" and not optional:
+            optional = True
+        elif "=" in modifier:
+            rules = parse_rule(rules, modifier, kind=kind, text=text, choices=choices)
+        else:
+            raise InvalidName(
+                f"field {text!r} has an unknown modifier {modifier!r}",
+                "modifiers are `optional`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`",
+            )
+    return optional, rules
 
 
 def _check_name(name: str, text: str) -> None:
@@ -292,7 +430,13 @@ def _choices(argument: str, text: str) -> tuple[str, ...]:
 
 
 def _ref(
-    name: str, target: str, optional: bool, text: str, feature: str, features: Mapping[str, Sequence[FieldSpec]]
+    name: str,
+    target: str,
+    optional: bool,
+    text: str,
+    feature: str,
+    features: Mapping[str, Sequence[FieldSpec]],
+    titles: Mapping[str, str | None],
 ) -> FieldSpec:
     if target == feature:
         raise InvalidName(f"field {text!r} refers to the feature being added", "refer to another feature of the app")
@@ -304,7 +448,7 @@ def _ref(
             f"field {text!r} refers to {target!r}, which is not a feature of this app",
             f"{hint}add that feature first (features: {known})",
         )
-    return FieldSpec(name, "ref", optional, ref=target, ref_label=label_field(features[target]))
+    return FieldSpec(name, "ref", optional, ref=target, ref_label=label_field(features[target], titles.get(target)))
 
 
 def _closest(word: str, choices: Sequence[str]) -> list[str]:
@@ -314,9 +458,28 @@ def _closest(word: str, choices: Sequence[str]) -> list[str]:
     return difflib.get_close_matches(word, choices, n=1)
 
 
-def label_field(fields: Sequence[FieldSpec]) -> str:
-    """The field that names an item in lists, headings and selects: the first ``str``, else ``id``."""
-    return next((field.name for field in fields if field.type == "str"), "id")
+TITLE_NAMES = ("title", "name", "label")
+
+
+def label_field(fields: Sequence[FieldSpec], title: str | None = None) -> str:
+    """The title field, which names an item in lists, headings, selects and links: ``title`` (the
+    feature's ``--title``) if given, else the first ``str`` named title, name or label, else the first
+    ``str``, else ``id``."""
+    if title:
+        return title
+    strings = [field.name for field in fields if field.type == "str"]
+    return next((name for name in strings if name in TITLE_NAMES), strings[0] if strings else "id")
+
+
+def title_field(fields: Sequence[FieldSpec], title: str | None) -> str | None:
+    """``--title FIELD`` checked: it must name one of the feature's ``str`` fields."""
+    if title is None:
+        return None
+    strings = [field.name for field in fields if field.type == "str"]
+    if title not in strings:
+        fix = f"str fields: {', '.join(strings)}" if strings else "the feature has no str field; add one as `NAME:str`"
+        raise InvalidName(f"--title {title} does not name a str field", fix)
+    return title
 
 
 def summarized_field(fields: Sequence[FieldSpec], summarize: str | None, *, worker: bool = True) -> str:
@@ -340,9 +503,15 @@ def recorded_fields(entry: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(str(spec) for spec in fields) if isinstance(fields, list) else DEFAULT_FIELDS
 
 
+def recorded_titles(entries: Mapping[str, Mapping[str, object]]) -> dict[str, str | None]:
+    """Each feature's ``--title``, as the manifest records it (None: the default title field)."""
+    return {name: (str(entry["title"]) if entry.get("title") else None) for name, entry in entries.items()}
+
+
 def app_fields(entries: Mapping[str, Mapping[str, object]]) -> dict[str, tuple[FieldSpec, ...]]:
     """Every recorded feature's fields, by feature (``entries`` is the manifest's ``features`` table)."""
     resolved: dict[str, tuple[FieldSpec, ...]] = {}
+    titles = recorded_titles(entries)
 
     def resolve(name: str, seen: frozenset[str]) -> tuple[FieldSpec, ...]:
         if name not in resolved:
@@ -353,7 +522,7 @@ def app_fields(entries: Mapping[str, Mapping[str, object]]) -> dict[str, tuple[F
                 for target in targets
                 if target in entries and target not in seen | {name}
             }
-            resolved[name] = parse_fields(specs, feature=name, features=known)
+            resolved[name] = parse_fields(specs, feature=name, features=known, titles=titles)
         return resolved[name]
 
     for name in entries:

@@ -144,7 +144,10 @@ def test_an_order_is_created_edited_filtered_and_deleted_through_typed_inputs(
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete").click()
     page.wait_for_load_state()
-    assert "referred to by orders" in page.locator("main").inner_text()
+    assert "Ada Lovelace is still used by these" in page.locator("main").inner_text()
+    assert ORDER_URL.search(
+        page.get_by_role("link", name=re.compile(r"^Order [0-9a-f]{8}$")).get_attribute("href") or ""
+    )
 
     page.goto(f"{shop.url}/orders/{order['id']}")
     page.once("dialog", lambda dialog: dialog.accept())

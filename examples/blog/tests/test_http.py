@@ -68,8 +68,9 @@ def test_queries_validate_their_parameters(client: TestClient) -> None:
     assert client.get("/queries/notes/get", params={"id": "missing"}).status_code == 404
 
 
-def test_index_lists_commands_and_queries(client: TestClient) -> None:
-    page = client.get("/")
+def test_the_about_page_lists_commands_and_queries(client: TestClient) -> None:
+    assert 'href="/_/about"' in client.get("/").text
+    page = client.get("/_/about")
     assert page.status_code == 200
     assert "notes/add" in page.text and "notes/get" in page.text
     assert [q["type"] for q in client.get("/queries").json()] == ["notes/get"]

@@ -236,6 +236,8 @@ def test_create_update_and_delete_change_what_the_queries_answer(feature_app: Ap
     item_id = create(feature_app)
     item = feature_app.query("customers/get", {"id": item_id})
     assert item["summary"] is None and item["summary_status"] == "pending"
+    nothing = feature_app.query("customers/get", {"id": create(feature_app, notes=None)})
+    assert nothing["summary_status"] == "none"  # nothing to summarize: not pending for ever
     update(feature_app, item_id, name="Changed")
     item = feature_app.query("customers/get", {"id": item_id})
     assert item["name"] == "Changed"
@@ -366,6 +368,17 @@ def test_clients_cannot_forge_the_workers_summary_commands(client: TestClient, f
 def test_the_list_page_starts_empty_and_is_linked_from_the_index(client: TestClient) -> None:
     assert "No customers yet" in client.get(URL).text
     assert f'href="{URL}"' in client.get("/").text
+
+
+def test_the_list_page_pages_by_number_and_drops_empty_filters(client: TestClient, feature_app: App) -> None:
+    ids = [create(feature_app) for _ in range(3)]
+    page = client.get(URL, params={"per_page": "2", "page": "2"})
+    assert page.status_code == 200 and "Showing 3–3 of 3" in page.text
+    assert f"{URL}/{ids[0]}" in page.text and f"{URL}/{ids[2]}" not in page.text
+    assert f'href="{URL}?per_page=2"' in page.text  # the first page's link
+    cleaned = client.get(URL, params={"sort": "", "per_page": "2"}, follow_redirects=False)
+    assert cleaned.status_code == 303 and cleaned.headers["location"] == f"{URL}?per_page=2"
+    assert client.get(URL, params={"per_page": "0"}).status_code == 400
 
 
 def test_the_new_form_has_an_input_of_the_right_kind_for_each_field(client: TestClient) -> None:

@@ -47,8 +47,9 @@ def add(
         list[str] | None,
         typer.Argument(
             metavar="[FIELD]...",
-            help="name:type[:argument][:optional]; types: str text int float decimal bool date datetime email url "
-            "choice:a,b,c ref:FEATURE. Default: title:str content:text.",
+            help="name:type[:argument][:optional][:RULE=VALUE]...; types: str text int float decimal bool date "
+            "datetime email url choice:a,b,c ref:FEATURE; rules: min= max= (a value, or a str/text length), "
+            "default=, label=. Default: title:str content:text.",
             show_default=False,
         ),
     ] = None,
@@ -59,6 +60,15 @@ def add(
         ),
     ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="No summary worker.")] = False,
+    title: Annotated[
+        str | None,
+        typer.Option(
+            "--title",
+            metavar="FIELD",
+            help="The str field that names an item (link text, heading); default: the first str field named "
+            "title, name or label, else the first str field.",
+        ),
+    ] = None,
     dry_run: DryRun = False,
     force: Force = False,
     allow_dirty: AllowDirty = False,
@@ -80,6 +90,8 @@ def add(
 
       petrock feature add tasks due:date:optional done:bool --no-worker
 
+      petrock feature add books isbn:str:label=ISBN title:str price:decimal:optional:min=0 --title title
+
       petrock feature order_items --dry-run
     """
     from petrock.generators.feature import add_feature, plan_feature
@@ -89,6 +101,7 @@ def add(
         fields or (),
         summarize=summarize,
         worker=not no_worker,
+        title=title,
         force=force,
         allow_dirty=allow_dirty or dry_run,
     )

@@ -26,8 +26,10 @@ from petrock.fields import (
     parse_fields,
     python_literal,
     python_tuple,
+    recorded_titles,
     referenced_items,
     summarized_field,
+    title_field,
 )
 from petrock.generators.new_project import record_commit
 from petrock.inject import add_line
@@ -95,9 +97,9 @@ def render_feature(
     return render_folder(templates_dir() / "feature", context)
 
 
-def feature_entry(fields: Sequence[FieldSpec], summarize: str) -> dict[str, Any]:
-    """What the manifest records about a feature's shape."""
-    return {"fields": [field.spec for field in fields], "summarize": summarize}
+def feature_entry(fields: Sequence[FieldSpec], summarize: str, title: str | None = None) -> dict[str, Any]:
+    """What the manifest records about a feature's shape (``title`` only when ``--title`` chose it)."""
+    return {"fields": [field.spec for field in fields], "summarize": summarize} | ({"title": title} if title else {})
 
 
 def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -108,9 +110,12 @@ def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dic
     entry = entries[feature]
     summarize = _summarized(entry, fields)
     types = {field.type for field in fields}
-    label = label_field(fields)
+    label = label_field(fields, recorded_titles(entries)[feature])
     return {
         "fields": fields,
+        # the title field first: it is the item's link text in lists
+        "columns": sorted(fields, key=lambda field: field.name != label),
+        "defaults": {field.name: field.form_default for field in fields if field.form_default is not None},
         "summarize": summarize,
         "label": label,
         "types": types,
@@ -177,6 +182,7 @@ def plan_feature(
     *,
     summarize: str | None = None,
     worker: bool = True,
+    title: str | None = None,
     start: Path | None = None,
     force: bool = False,
     allow_dirty: bool = False,
@@ -186,8 +192,8 @@ def plan_feature(
     manifest = Manifest.load(root)
     validate_feature_name(name, app=manifest.project_name)
     others = {feature: fields for feature, fields in app_fields(manifest.features).items() if feature != name}
-    fields = parse_fields(field_specs, feature=name, features=others)
-    shape = feature_entry(fields, summarized_field(fields, summarize, worker=worker))
+    fields = parse_fields(field_specs, feature=name, features=others, titles=recorded_titles(manifest.features))
+    shape = feature_entry(fields, summarized_field(fields, summarize, worker=worker), title_field(fields, title))
     if name in CORE_ROUTES:
         raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
     if (item_class := FeatureNames.of(name).Item) in TEMPLATE_CLASS_NAMES:

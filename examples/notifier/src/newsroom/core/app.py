@@ -26,6 +26,7 @@ from .group_commit import GroupCommit
 from .kv import KeyValueStore
 from .log import DEFAULT_LEASE_SECONDS, Message, MessageLogBackend
 from .metrics import Metrics
+from .navigation import Link
 from .pages import Pages
 from .projections import Projections
 from .queries import QueryRegistry
@@ -64,7 +65,8 @@ class App:
         self.references = References(self.query, self.store)  # ref fields between features (core/references.py)
         self.pages = Pages()
         self.routes: list[BaseRoute] = []
-        self.links: list[tuple[str, str]] = []
+        self.links: list[Link] = []
+        self.pages.environment.globals["links"] = self.links  # the header of every page names them
         self.features: list[str] = []
         self.stop_timeout = stop_timeout
         self.supervisor = Supervisor(
@@ -84,9 +86,10 @@ class App:
     ) -> None:
         self.routes.append(Route(path, endpoint, methods=list(methods), name=name))
 
-    def add_link(self, title: str, path: str) -> None:
-        """Show a link on the index page."""
-        self.links.append((title, path))
+    def add_link(self, title: str, path: str, *, feature: str = "", label: str = "id", item_title: str = "") -> None:
+        """Show a link in every page's header and on the home page; a ``feature``'s link also shows
+        its count and newest items there, named by their ``label`` field (core/navigation.py)."""
+        self.links.append(Link(title, path, feature, label, item_title))
 
     def register_worker(self, worker: Worker) -> None:
         """Add a background worker; refused for duplicates and once workers have started."""

@@ -7,6 +7,7 @@ Every page gets ``app_name``, ``request``, ``flash`` (the one-time message left 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -35,6 +36,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.environment.globals["app_name"] = APP_NAME
+        self.environment.filters["compact_time"] = compact_time
 
     def add(self, prefix: str, directory: Path) -> None:
         self._loaders[prefix] = FileSystemLoader(directory)
@@ -51,6 +53,21 @@ class Pages:
         if flash is not None:
             response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="lax")
         return response
+
+
+def compact_time(moment: str | None, now: datetime | None = None) -> str:
+    """An ISO time as lists show it: ``14:05`` today, ``3 Dec`` this year, ``3 Dec 2025`` before (UTC)."""
+    if not moment:
+        return ""
+    try:
+        when = datetime.fromisoformat(moment).astimezone(UTC)
+    except ValueError:
+        return moment
+    now = now or datetime.now(UTC)
+    if when.date() == now.date():
+        return when.strftime("%H:%M")
+    day = f"{when.day} {when.strftime('%b')}"
+    return day if when.year == now.year else f"{day} {when.year}"
 
 
 def redirect_with_flash(url: str, message: str, status_code: int = 303) -> RedirectResponse:

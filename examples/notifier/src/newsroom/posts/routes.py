@@ -11,11 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..core import App, CommandRejected, NotFound
 from ..core.http import RequestTooLarge, form_errors, read_form
+from ..core.listing import PAGING, BadPage, Pager, read_paging, without_empty
+from ..core.navigation import referring_items
 from ..core.pages import redirect_with_flash
+from ..core.references import StillReferenced
 from .commands import CreatePost, DeletePost, UpdatePost
 
 URL = "/posts"
@@ -40,16 +43,21 @@ class PostsPages:
         app.add_route(URL + "/{item_id}", self.detail_page, name="posts:detail")
         app.add_route(URL + "/{item_id}/edit", self.edit_page, methods=FORM_METHODS, name="posts:edit")
         app.add_route(URL + "/{item_id}/delete", self.delete, methods=("POST",), name="posts:delete")
-        app.add_link("Posts", URL)
+        app.add_link("Posts", URL, feature="posts", label="title", item_title="Post")
 
     async def list_page(self, request: Request) -> Response:
-        chosen = {name: value for name, value in request.query_params.items() if value}  # an empty filter is no filter
+        params = dict(request.query_params)
+        if (clean := without_empty(URL, params)) is not None:  # a form sends empty filters too
+            return RedirectResponse(clean, status_code=303)
         try:
-            listing = self.app.query("posts/list", chosen)
-        except ValidationError:
+            page, per_page = read_paging(params)
+            filters = {name: value for name, value in params.items() if name not in PAGING}
+            paging = {"offset": (page - 1) * per_page, "limit": per_page}
+            listing = self.app.query("posts/list", {**filters, **paging})
+        except (BadPage, ValidationError):
             return self._error(request, 400, "Bad request", "That filter, sort or page does not exist.")
-        filters = {name: value for name, value in chosen.items() if name not in ("offset", "limit")}
-        return self._render(request, "list.html", listing=listing, filters=filters)
+        pager = Pager.of(URL, listing, params, page, per_page)
+        return self._render(request, "list.html", listing=listing, filters=filters, pager=pager)
 
     async def detail_page(self, request: Request) -> Response:
         item = self._find(request.path_params["item_id"])
@@ -95,6 +103,10 @@ class PostsPages:
             return self._not_found(request)
         try:
             self.app.dispatch(DeletePost(id=item["id"]))
+        except StillReferenced as exc:
+            message = f"{self._name(item)} is still used by these; delete them or point them elsewhere first:"
+            items, back = referring_items(self.app, exc), f"{URL}/{item['id']}"
+            return self._error(request, exc.status_code, "Not deleted", message, items=items, back_url=back)
         except CommandRejected as exc:
             return self._error(request, exc.status_code, "Not deleted", str(exc))
         return redirect_with_flash(URL, "Post deleted.")
@@ -142,14 +154,28 @@ class PostsPages:
     def _not_found(self, request: Request) -> Response:
         return self._error(request, 404, "Not found", "There is no post with that id.")
 
-    def _error(self, request: Request, status_code: int, heading: str, message: str) -> Response:
+    def _name(self, item: dict[str, Any]) -> str:
+        """What the pages call the post: its title field."""
+        return str(item["title"])
+
+    def _error(
+        self,
+        request: Request,
+        status_code: int,
+        heading: str,
+        message: str,
+        *,
+        items: list[tuple[str, str]] | None = None,
+        back_url: str = URL,
+    ) -> Response:
         return self.app.pages.render(
             "core/error.html",
             status_code,
             request=request,
             heading=heading,
             message=message,
-            back_url=URL,
+            items=items or [],
+            back_url=back_url,
             feature=FEATURE,
         )
 

@@ -43,6 +43,7 @@ from .head import HeadAsGet
 from .hosts import RequireAllowedHost, allowed_hosts
 from .log import LogUnreachable
 from .metrics import MetricsEndpoint, metrics_tokens
+from .navigation import overviews
 from .observe import ObserveRequests
 from .openapi import OpenAPIRoutes
 from .queries import UnknownQuery
@@ -104,7 +105,11 @@ def create_http_app(
                 on_closed(stuck)
 
     async def index(request: Request) -> Response:
-        return app.pages.render("core/index.html", app=app, request=request)
+        return app.pages.render("core/index.html", request=request, overviews=overviews(app))
+
+    async def about(request: Request) -> Response:
+        """The developer's view: commands, queries, workers (behind the token, as every page is)."""
+        return app.pages.render("core/about.html", app=app, request=request)
 
     def refuse_command(reason: str, status_code: int, message: str, **extra: Any) -> Response:
         """A command refused before dispatch (dispatch counts its own refusals), counted by reason."""
@@ -200,6 +205,7 @@ def create_http_app(
     ]
     routes: list[BaseRoute] = [
         Route("/", index, name="index"),
+        Route("/_/about", about, name="about"),
         Route("/commands", post_command, methods=["POST"]),
         Route("/commands", list_commands, methods=["GET"]),
         Route("/queries", list_queries),

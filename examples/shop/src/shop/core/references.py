@@ -31,9 +31,16 @@ class MissingReference(CommandRejected):
 
 
 class StillReferenced(CommandRejected):
-    """The item to delete is referred to by others; they must go or change first."""
+    """The item to delete is referred to by others; they must go or change first.
+
+    ``referrers`` lists them as ``(feature, ids)``, so a page can name and link them.
+    """
 
     status_code = 409
+
+    def __init__(self, message: str, referrers: list[tuple[str, list[str]]]) -> None:
+        super().__init__(message)
+        self.referrers = referrers
 
 
 class References:
@@ -68,5 +75,6 @@ class References:
                 named = ", ".join(ids[:MAX_NAMED]) + more
                 raise StillReferenced(
                     f"{target} item {item_id!r} is referred to by {referrer} {named} (field {field}); "
-                    "delete those or point them elsewhere first"
+                    "delete those or point them elsewhere first",
+                    [(referrer, ids)],
                 )

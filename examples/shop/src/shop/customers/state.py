@@ -26,7 +26,7 @@ from .commands import (
     UpdateCustomer,
 )
 
-SummaryStatus = Literal["pending", "ready", "failed"]
+SummaryStatus = Literal["pending", "ready", "failed", "none"]
 
 # The columns lists sort and filter on, each indexed; a filter's column keeps a count per value.
 CUSTOMERS = TableSpec(
@@ -92,7 +92,7 @@ class CustomersState(Projection):
             "created_at": message.timestamp,
             "updated_at": message.timestamp,
             "summary": None,
-            "summary_status": "pending",
+            "summary_status": "pending" if command.notes is not None else "none",  # "none": nothing to summarize
             "summary_error": None,
             "summary_request_id": None,
         }
@@ -106,6 +106,10 @@ class CustomersState(Projection):
         customer["website"] = values["website"]
         customer["notes"] = values["notes"]
         customer["updated_at"] = message.timestamp
+        if command.notes is None:  # nothing to summarize any more
+            customer.update(summary=None, summary_status="none", summary_error=None)
+        elif customer["summary_status"] == "none":  # the summary worker asks for one now
+            customer["summary_status"] = "pending"
         self.items.put(command.id, customer)
 
     def delete(self, command: DeleteCustomer, message: Message) -> None:

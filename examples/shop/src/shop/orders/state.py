@@ -27,7 +27,7 @@ from .commands import (
     UpdateOrder,
 )
 
-SummaryStatus = Literal["pending", "ready", "failed"]
+SummaryStatus = Literal["pending", "ready", "failed", "none"]
 MAX_REFERRING = 100  # ids named when refusing to delete an item others refer to
 
 # The columns lists sort and filter on, each indexed; a filter's column keeps a count per value.
@@ -114,7 +114,7 @@ class OrdersState(Projection):
             "created_at": message.timestamp,
             "updated_at": message.timestamp,
             "summary": None,
-            "summary_status": "pending",
+            "summary_status": "pending" if command.note is not None else "none",  # "none": nothing to summarize
             "summary_error": None,
             "summary_request_id": None,
         }
@@ -134,6 +134,10 @@ class OrdersState(Projection):
         order["weight"] = values["weight"]
         order["note"] = values["note"]
         order["updated_at"] = message.timestamp
+        if command.note is None:  # nothing to summarize any more
+            order.update(summary=None, summary_status="none", summary_error=None)
+        elif order["summary_status"] == "none":  # the summary worker asks for one now
+            order["summary_status"] = "pending"
         self.items.put(command.id, order)
 
     def delete(self, command: DeleteOrder, message: Message) -> None:

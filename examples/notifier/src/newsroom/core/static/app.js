@@ -1,9 +1,10 @@
 // The app's one script: no build step, no dependencies. Pages work without it; it adds two things.
 //
 // 1. <form data-confirm="Delete this post?"> asks before it is sent.
-// 2. An element with an id and data-live-types="posts/set-generated-summary ..." is refreshed
-//    when the server announces a message of one of those types on /events (server-sent events):
-//    the page is fetched again and the element's contents replaced by the fresh ones.
+// 2. An element with an id and data-live-types="posts/update posts/set-generated-summary ..." is
+//    refreshed when the server announces a message of one of those types on /events (server-sent
+//    events): the page is fetched again and the element's contents replaced by the fresh ones.
+//    With data-live-note="ID", the element with that id then says "Updated just now".
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -37,6 +38,8 @@ async function refresh(ids) {
       current.classList.remove("updated");
       void current.offsetWidth; // restart the highlight animation
       current.classList.add("updated");
+      const note = current.dataset.liveNote && document.getElementById(current.dataset.liveNote);
+      if (note) note.textContent = "Updated just now.";
     }
   }
 }
@@ -44,6 +47,8 @@ async function refresh(ids) {
 function followEvents() {
   if (liveRegions().length === 0 || !("EventSource" in window)) return;
   const source = new EventSource("/events");
+  // Marks the page as following (tests wait for it before changing what it shows).
+  source.addEventListener("open", () => { document.documentElement.dataset.live = "open"; });
   const pending = new Set();
   let timer = null;
   source.addEventListener("message", (event) => {

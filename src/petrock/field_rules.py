@@ -1,0 +1,154 @@
+"""Field rules: the ``min=``, ``max=``, ``default=`` and ``label=`` modifiers of a FIELD spec.
+
+``price:decimal:optional:min=0`` or ``isbn:str:label=ISBN``: each rule goes into the
+command model (so every client is held to it), the form's input (``min``, ``max``,
+``minlength``, ``maxlength``) and the generated tests. ``min``/``max`` bound the value of
+an int, float, decimal or date, and the length of a str or text. Pure, like fields.py:
+a bad modifier raises :class:`~petrock.errors.InvalidName` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from petrock.errors import InvalidName
+
+RULES = ("min", "max", "default", "label")
+VALUE_BOUNDED = ("int", "float", "decimal", "date")
+LENGTH_BOUNDED = ("str", "text")
+# A label is shown as is in pages and forms: words, digits and a little punctuation, nothing HTML reads.
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,()/'-]{0,59}\Z")
+# Words that read as capitals in a label made from a field name (isbn -> ISBN, api_key -> API key).
+ACRONYMS = frozenset(
+    {"id", "isbn", "url", "uri", "api", "sku", "vat", "iban", "bic", "ean", "upc", "ip", "html", "pdf"}
+)
+
+
+@dataclass(frozen=True)
+class FieldRules:
+    """A field's rules, as the text the spec gave (``""``: no such rule)."""
+
+    minimum: str = ""
+    maximum: str = ""
+    default: str = ""
+    label: str = ""
+
+    @property
+    def modifiers(self) -> list[str]:
+        """The spec's modifiers that make these rules again, in a fixed order."""
+        pairs = (("min", self.minimum), ("max", self.maximum), ("default", self.default), ("label", self.label))
+        return [f"{name}={value}" for name, value in pairs if value]
+
+
+NO_RULES = FieldRules()
+
+
+def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choices: tuple[str, ...]) -> FieldRules:
+    """``rules`` with one more ``NAME=VALUE`` modifier; InvalidName if it does not fit the field."""
+    name, _, value = modifier.partition("=")
+    if name not in RULES:
+        raise InvalidName(
+            f"field {text!r} has an unknown modifier {modifier!r}",
+            "modifiers are `optional`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`",
+        )
+    if not value:
+        raise InvalidName(f"field {text!r} has an empty {name}=", f"give it a value, as `{name}=...`")
+    if getattr(rules, _ATTRIBUTES[name]):
+        raise InvalidName(f"field {text!r} gives {name}= twice", "give each rule once")
+    if name == "label":
+        if not LABEL.match(value):
+            raise InvalidName(
+                f"field {text!r} has a label petrock cannot use", "use letters, digits, spaces and `_ . , ( ) / ' -`"
+            )
+    elif name == "default":
+        _check_default(value, kind, text, choices)
+    else:
+        _check_bound(name, value, kind, text)
+    updated = replace(rules, **{_ATTRIBUTES[name]: value})
+    _check_consistent(updated, kind, text)
+    return updated
+
+
+_ATTRIBUTES = {"min": "minimum", "max": "maximum", "default": "default", "label": "label"}
+
+
+def _check_bound(name: str, value: str, kind: str, text: str) -> None:
+    if kind in LENGTH_BOUNDED:
+        if not value.isdigit():
+            fix = f"a {kind} is bounded by its length: `{name}=3`"
+            raise InvalidName(f"field {text!r} has {name}={value}, not a length", fix)
+        if name == "max" and int(value) < 1:
+            raise InvalidName(f"field {text!r} has max={value}", "a length bound is at least 1")
+        return
+    if kind not in VALUE_BOUNDED:
+        fix = "min= and max= bound int, float, decimal, date, str and text"
+        raise InvalidName(f"field {text!r}: a {kind} field takes no {name}=", fix)
+    if typed(kind, value) is None:
+        example = "2025-01-31" if kind == "date" else ("10" if kind == "int" else "9.99")
+        raise InvalidName(f"field {text!r} has {name}={value}, not a {kind}", f"write it as `{name}={example}`")
+
+
+def _check_default(value: str, kind: str, text: str, choices: tuple[str, ...]) -> None:
+    if kind in ("ref", "datetime"):
+        fix = "leave it out, or make the field optional"
+        raise InvalidName(f"field {text!r}: a {kind} field takes no default=", fix)
+    if kind == "choice" and value not in choices:
+        fix = f"use one of {', '.join(choices)}"
+        raise InvalidName(f"field {text!r} has default={value}, not one of its choices", fix)
+    if kind == "bool" and value not in ("true", "false"):
+        fix = "a bool's default is `default=true` or `default=false`"
+        raise InvalidName(f"field {text!r} has default={value}", fix)
+    if kind in VALUE_BOUNDED and typed(kind, value) is None:
+        raise InvalidName(f"field {text!r} has default={value}, not a {kind}", f"give a {kind} value")
+
+
+def _check_consistent(rules: FieldRules, kind: str, text: str) -> None:
+    """min is not above max, and the default keeps to both."""
+    low, high = (_measure(kind, rules.minimum), _measure(kind, rules.maximum))
+    if low is not None and high is not None and low > high:
+        raise InvalidName(f"field {text!r} has min= above max=", "swap them")
+    if rules.default and kind in (*VALUE_BOUNDED, *LENGTH_BOUNDED):
+        value = typed(kind, rules.default) if kind in VALUE_BOUNDED else len(rules.default)
+        if (low is not None and value < low) or (high is not None and value > high):  # type: ignore[operator]
+            raise InvalidName(f"field {text!r} has a default outside min= and max=", "choose a default within them")
+
+
+def _measure(kind: str, value: str) -> object:
+    if not value:
+        return None
+    return int(value) if kind in LENGTH_BOUNDED else typed(kind, value)
+
+
+def typed(kind: str, value: str) -> int | Decimal | date | None:
+    """``value`` read as a ``kind`` (floats as exact decimals), or None when it is not one."""
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "date":
+            return date.fromisoformat(value)
+        number = Decimal(value)
+    except (ValueError, InvalidOperation):
+        return None
+    return number if number.is_finite() else None
+
+
+def python_bound(kind: str, value: str) -> str:
+    """A bound as Python source for ``Field(ge=...)``."""
+    if kind == "date":
+        day = date.fromisoformat(value)
+        return f"date({day.year}, {day.month}, {day.day})"
+    if kind == "decimal":  # a whole number as Decimal(5), as ruff prefers; a fraction as text, exactly
+        return f"Decimal({int(value)})" if re.fullmatch(r"-?[0-9]+", value) else f'Decimal("{value}")'
+    if kind == "float":
+        return repr(float(value))
+    return str(int(value))
+
+
+def readable_label(name: str) -> str:
+    """A label made from a field name: ``isbn`` -> ``ISBN``, ``vat_rate`` -> ``VAT rate``."""
+    words = [word.upper() if word in ACRONYMS else word for word in name.split("_") if word]
+    first = words[0] if words[0].isupper() else words[0].capitalize()
+    return " ".join([first, *words[1:]])
