@@ -16,13 +16,13 @@ from urllib.parse import quote
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth import SELF_GUARDED_PATHS, SESSION_COOKIE, Tokens, bearer_token, too_many_attempts
 from ..core.log import LogUnreachable
 from ..core.pages import APP_NAME
 from ..core.ratelimit import AttemptLimiter, client_address
-from .accounts import Accounts
+from .accounts import SESSION_SECONDS, Accounts
 
 API_PREFIXES = ("/commands", "/queries", "/mcp")
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/register", "/password-reset", "/favicon.ico", "/dev/mailbox")
@@ -62,6 +62,8 @@ class RequireUser:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        if scope.get("session_extended"):
+            send = _with_cookie_renewed(send, Request(scope).cookies[USER_COOKIE], scope.get("scheme") == "https")
         await self.app(scope, receive, send)
 
     def _let_in(self, scope: Scope) -> Response | None:
@@ -78,7 +80,8 @@ class RequireUser:
         except LogUnreachable as exc:  # sessions are in the database: nobody is let in on a guess
             return self.refuse(request, 503, str(exc))
         if found is not None and not _under(path, API_PREFIXES):
-            scope["access"], scope["session"], scope["user"] = "session", found[0]["id"], found[1]
+            scope["access"], scope["session"], scope["user"] = "session", found.id, found.user
+            scope["session_extended"] = found.extended
             return None
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
@@ -106,6 +109,26 @@ class RequireUser:
         response = self.refuse(request, 401, "sign in, or send Authorization: Bearer <APP_API_TOKEN>")
         response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}"'
         return response
+
+
+def _with_cookie_renewed(send: Send, cookie: str, secure: bool) -> Send:
+    """``send`` that sets the session cookie again (another 14 days in the browser too), unless the
+    response sets or deletes it itself (signing out)."""
+    renewal = Response()
+    renewal.set_cookie(
+        USER_COOKIE, cookie, max_age=SESSION_SECONDS, path="/", httponly=True, samesite="lax", secure=secure
+    )
+    header = next((name, value) for name, value in renewal.raw_headers if name == b"set-cookie")
+    prefix = USER_COOKIE.encode() + b"="
+
+    async def send_renewing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(name == b"set-cookie" and value.startswith(prefix) for name, value in headers):
+                message["headers"] = [*headers, header]
+        await send(message)
+
+    return send_renewing
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:

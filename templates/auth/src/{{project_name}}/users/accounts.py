@@ -45,6 +45,15 @@ class SignedIn:
     user: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LiveSession:
+    """A session a request came with: its id (not the cookie), its user, and whether it was just extended."""
+
+    id: str
+    user: dict[str, Any]
+    extended: bool
+
+
 class Accounts:
     """Accounts over the users tables; ``clock`` is epoch seconds (tests move it)."""
 
@@ -91,7 +100,7 @@ class Accounts:
         )
         return SignedIn(cookie, self._user(user["id"]))
 
-    def session_user(self, cookie: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def session_user(self, cookie: str | None) -> LiveSession | None:
         """The live session of ``cookie`` and its user, extending the session now and then; None if there is none."""
         value = well_formed(cookie)
         if value is None:
@@ -103,9 +112,10 @@ class Accounts:
         user = self.state.user(session["user_id"])
         if user is None or user["disabled"]:
             return None
-        if now + SESSION_SECONDS - session["expires"] > EXTEND_AFTER_SECONDS:
+        extended = now + SESSION_SECONDS - session["expires"] > EXTEND_AFTER_SECONDS
+        if extended:
             self.app.dispatch(ExtendSession(id=session["id"], expires=int(now + SESSION_SECONDS), at=self._now()))
-        return session, public(user)
+        return LiveSession(session["id"], public(user), extended)
 
     def sign_out(self, cookie: str | None) -> None:
         value = well_formed(cookie)
