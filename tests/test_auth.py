@@ -193,6 +193,10 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_au
         assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
         secrets.append(admin.cookies["blog_session"])
         assert "ann@example.com" in admin.get("/users").text
+        made = admin.post("/account/tokens", data={"name": "deploy script"}).text
+        user_token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+        secrets.append(user_token)
+        assert anonymous.get("/queries/notes/list", headers={"authorization": f"Bearer {user_token}"}).is_success
         output_while_serving = server.output()
     log = subprocess.run(
         [sys.executable, "-m", APP, "log", "tail", "-n", "1000", "--db", str(db)],

@@ -2,7 +2,8 @@
 
 Every page needs a session (a browser without one is sent to ``/login``); the JSON
 API (``/commands``, ``/queries``, ``/mcp``) needs ``Authorization: Bearer`` with
-``APP_API_TOKEN``, the operator's token. The sign-in, registration and reset pages,
+``APP_API_TOKEN`` (the operator's token) or a user's own API token (made on
+``/account``, stored as its digest, revocable; the request then has that user). The sign-in, registration and reset pages,
 ``/healthz`` and the static files stay open. The signed-in user is
 ``request.scope["user"]`` (``current_user(request)``), without the password hash.
 """
@@ -93,12 +94,19 @@ class RequireUser:
         wait = self.limiter.retry_after(client)
         if wait is not None:
             return too_many_attempts(self.refuse, request, wait)
-        if self.tokens is None or not self.tokens.accepts(bearer):
+        if self.tokens is not None and self.tokens.accepts(bearer):  # the operator's
+            request.scope["access"] = "token"
+            return None
+        try:
+            user = self.accounts.token_user(bearer)
+        except LogUnreachable as exc:
+            return self.refuse(request, 503, str(exc))
+        if user is None:
             self.limiter.failed(client)
             response = self.refuse(request, 401, "this token is not accepted")
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'
             return response
-        request.scope["access"] = "token"
+        request.scope["access"], request.scope["user"] = "token", user
         return None
 
     def _refuse(self, request: Request) -> Response:

@@ -18,6 +18,7 @@ from . import passwords
 from .commands import (
     ChangePassword,
     ChangeRole,
+    CreateApiToken,
     DisableUser,
     EndSession,
     EndSessions,
@@ -26,6 +27,7 @@ from .commands import (
     RehashPassword,
     RequestReset,
     ResetPassword,
+    RevokeApiToken,
     Role,
     StartSession,
 )
@@ -142,6 +144,32 @@ class Accounts:
 
     def sign_out_everywhere(self, user_id: str) -> None:
         self.app.dispatch(EndSessions(user_id=user_id))
+
+    def create_api_token(self, user_id: str, name: str) -> str:
+        """A new API token for the user's programs; returned once, stored only as its digest."""
+        token = new_secret()
+        self.app.dispatch(
+            CreateApiToken(id=str(uuid.uuid4()), user_id=user_id, name=name, digest=digest(token), at=self._now())
+        )
+        return token
+
+    def api_tokens_of(self, user_id: str) -> list[dict[str, Any]]:
+        return [{k: v for k, v in t.items() if k != "digest"} for t in self.state.api_tokens_of(user_id)]
+
+    def revoke_api_token(self, user_id: str, token_id: str) -> bool:
+        """Revoke one of the user's own tokens; False if it is not theirs (or gone)."""
+        token = self.state.api_tokens.get(token_id)
+        if token is None or token["user_id"] != user_id:
+            return False
+        self.app.dispatch(RevokeApiToken(id=token_id))
+        return True
+
+    def token_user(self, bearer: str) -> dict[str, Any] | None:
+        """The enabled user whose API token ``bearer`` is, or None."""
+        value = well_formed(bearer)
+        token = self.state.api_token_by_digest(digest(value)) if value else None
+        user = self.state.user(token["user_id"]) if token else None
+        return public(user) if user is not None and not user["disabled"] else None
 
     def change_password(self, user_id: str, current: str, new: str) -> str | None:
         """Change the password (every session ends); returns why not, or None when done."""

@@ -81,6 +81,18 @@ class EndSessions(Command):
     user_id: Id
 
 
+class CreateApiToken(Command):
+    id: Id
+    user_id: Id
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    digest: Digest  # of the token, shown once to its user and never stored
+    at: Timestamp
+
+
+class RevokeApiToken(Command):
+    id: Id
+
+
 class RequestReset(Command):
     id: Id
     user_id: Id

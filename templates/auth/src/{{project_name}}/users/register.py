@@ -14,6 +14,7 @@ from .accounts import Accounts
 from .commands import (
     ChangePassword,
     ChangeRole,
+    CreateApiToken,
     DisableUser,
     EndSession,
     EndSessions,
@@ -23,6 +24,7 @@ from .commands import (
     RehashPassword,
     RequestReset,
     ResetPassword,
+    RevokeApiToken,
     StartSession,
 )
 from .mailer import Mailbox, ResetMailer
@@ -46,6 +48,8 @@ def register(app: App) -> Accounts:
         ("users/extend-session", ExtendSession, state.extend_session),
         ("users/end-session", EndSession, state.end_session),
         ("users/end-sessions", EndSessions, state.end_sessions),
+        ("users/create-api-token", CreateApiToken, state.create_api_token),
+        ("users/revoke-api-token", RevokeApiToken, state.revoke_api_token),
         ("users/request-reset", RequestReset, state.request_reset),
         ("users/mark-reset-sent", MarkResetSent, state.mark_reset_sent),
         ("users/reset-password", ResetPassword, state.reset_password),

@@ -48,6 +48,10 @@ class UsersPages:
         app.add_route("/account", self.account, name="users:account")
         app.add_route("/account/password", self.change_password, methods=("POST",), name="users:password")
         app.add_route("/account/sessions/{session_id}/revoke", self.revoke, methods=("POST",), name="users:revoke")
+        app.add_route("/account/tokens", self.create_token, methods=("POST",), name="users:token")
+        app.add_route(
+            "/account/tokens/{token_id}/revoke", self.revoke_token, methods=("POST",), name="users:revoke-token"
+        )
         app.add_route("/password-reset", self.password_reset, methods=("GET", "POST"), name="users:reset")
         app.add_route("/users", self.users_page, name="users:list")
         app.add_route("/users/{user_id}", self.change_user, methods=("POST",), name="users:change")
@@ -121,8 +125,7 @@ class UsersPages:
         user = current_user(request)
         if user is None:
             return self._render(request, "closed.html", 404)
-        sessions = self.accounts.sessions_of(user["id"])
-        return self._render(request, "account.html", user=user, sessions=sessions, this=request.scope.get("session"))
+        return self._account_page(request, user)
 
     async def change_password(self, request: Request) -> Response:
         user = current_user(request)
@@ -131,8 +134,7 @@ class UsersPages:
         form = await self._form(request) or {}
         problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
         if problem is not None:
-            sessions = self.accounts.sessions_of(user["id"])
-            return self._render(request, "account.html", 400, user=user, sessions=sessions, error=problem)
+            return self._account_page(request, user, 400, error=problem)
         return redirect_with_flash("/login", "Your password is changed, and every session ended. Sign in again.")
 
     async def revoke(self, request: Request) -> Response:
@@ -140,6 +142,37 @@ class UsersPages:
         if user is None or not self.accounts.revoke(user["id"], request.path_params["session_id"]):
             return self._render(request, "closed.html", 404)
         return redirect_with_flash("/account", "That session has ended.")
+
+    async def create_token(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None:
+            return self._render(request, "closed.html", 404)
+        form = await self._form(request) or {}
+        try:
+            token = self.accounts.create_api_token(user["id"], form.get("name", ""))
+        except ValidationError:
+            return self._account_page(request, user, 400, token_error="Give the token a name (80 characters at most).")
+        response = self._account_page(request, user, new_token=token)
+        response.headers["cache-control"] = "no-store"  # the token is shown this once
+        return response
+
+    async def revoke_token(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None or not self.accounts.revoke_api_token(user["id"], request.path_params["token_id"]):
+            return self._render(request, "closed.html", 404)
+        return redirect_with_flash("/account", "That token is revoked.")
+
+    def _account_page(self, request: Request, user: dict[str, Any], status_code: int = 200, **context: Any) -> Response:
+        return self._render(
+            request,
+            "account.html",
+            status_code,
+            user=user,
+            sessions=self.accounts.sessions_of(user["id"]),
+            tokens=self.accounts.api_tokens_of(user["id"]),
+            this=request.scope.get("session"),
+            **context,
+        )
 
     # --- password resets ---
 

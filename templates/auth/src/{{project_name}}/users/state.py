@@ -15,6 +15,7 @@ from ..core.store import Column, Store, TableSpec
 from .commands import (
     ChangePassword,
     ChangeRole,
+    CreateApiToken,
     DisableUser,
     EndSession,
     EndSessions,
@@ -24,12 +25,14 @@ from .commands import (
     RehashPassword,
     RequestReset,
     ResetPassword,
+    RevokeApiToken,
     StartSession,
 )
 
 USERS = TableSpec("users", columns=(Column("email_key"), Column("role", counted=True), Column("created_at")))
 SESSIONS = TableSpec("users-sessions", columns=(Column("digest"), Column("user_id"), Column("expires", "int")))
 RESETS = TableSpec("users-resets", columns=(Column("digest"), Column("user_id"), Column("sent", "bool")))
+API_TOKENS = TableSpec("users-api-tokens", columns=(Column("digest"), Column("user_id")))
 MANY = 10_000  # a user's sessions or resets: far more than anyone has
 
 
@@ -39,13 +42,14 @@ def email_key(email: str) -> str:
 
 
 class UsersState(Projection):
-    tables = (USERS, SESSIONS, RESETS)
+    tables = (USERS, SESSIONS, RESETS, API_TOKENS)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store, "users")
         self.users = self.table(USERS)
         self.sessions = self.table(SESSIONS)
         self.resets = self.table(RESETS)
+        self.api_tokens = self.table(API_TOKENS)
 
     # --- reading ---
 
@@ -66,6 +70,13 @@ class UsersState(Projection):
     def reset_by_digest(self, digest: str) -> dict[str, Any] | None:
         found = self.resets.find(where={"digest": digest}, limit=1)
         return found[0] if found else None
+
+    def api_token_by_digest(self, digest: str) -> dict[str, Any] | None:
+        found = self.api_tokens.find(where={"digest": digest}, limit=1)
+        return found[0] if found else None
+
+    def api_tokens_of(self, user_id: str) -> list[dict[str, Any]]:
+        return self.api_tokens.find(where={"user_id": user_id}, limit=MANY)
 
     def every_user(self) -> list[dict[str, Any]]:
         return self.users.find(sort="email_key", limit=MANY)
@@ -147,6 +158,22 @@ class UsersState(Projection):
     def end_sessions(self, command: EndSessions, message: Message) -> None:
         for session in self.sessions_of(command.user_id):
             self.sessions.delete(session["id"])
+
+    def create_api_token(self, command: CreateApiToken, message: Message) -> None:
+        user = self._existing(command.user_id)
+        self.api_tokens.put(
+            command.id,
+            {
+                "id": command.id,
+                "user_id": user["id"],
+                "name": command.name,
+                "digest": command.digest,
+                "created_at": command.at,
+            },
+        )
+
+    def revoke_api_token(self, command: RevokeApiToken, message: Message) -> None:
+        self.api_tokens.delete(command.id)
 
     def request_reset(self, command: RequestReset, message: Message) -> None:
         user = self._existing(command.user_id)
