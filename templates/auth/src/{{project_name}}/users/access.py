@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..core.auth import SELF_GUARDED_PATHS, SESSION_COOKIE, Tokens, bearer_token, too_many_attempts
 from ..core.log import LogUnreachable
 from ..core.pages import APP_NAME
+from ..core.projections import ProjectionsUnavailable
 from ..core.ratelimit import AttemptLimiter, client_address
 from .accounts import SESSION_SECONDS, Accounts
 
@@ -78,8 +79,11 @@ class RequireUser:
             return self._check_token(request, bearer)
         try:
             found = self.accounts.session_user(request.cookies.get(USER_COOKIE))
-        except LogUnreachable as exc:  # sessions are in the database: nobody is let in on a guess
-            return self.refuse(request, 503, str(exc))
+        except (LogUnreachable, ProjectionsUnavailable) as exc:  # sessions are in the database: no guessing
+            if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+                found = None
+            else:
+                return _unavailable(self.refuse, request, str(exc))
         if found is not None and not _under(path, API_PREFIXES):
             scope["access"], scope["session"], scope["user"] = "session", found.id, found.user
             scope["session_extended"] = found.extended
@@ -99,8 +103,8 @@ class RequireUser:
             return None
         try:
             user = self.accounts.token_user(bearer)
-        except LogUnreachable as exc:
-            return self.refuse(request, 503, str(exc))
+        except (LogUnreachable, ProjectionsUnavailable) as exc:
+            return _unavailable(self.refuse, request, str(exc))
         if user is None:
             self.limiter.failed(client)
             response = self.refuse(request, 401, "this token is not accepted")
@@ -117,6 +121,12 @@ class RequireUser:
         response = self.refuse(request, 401, "sign in, or send Authorization: Bearer <APP_API_TOKEN>")
         response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}"'
         return response
+
+
+def _unavailable(refuse: Callable[[Request, int, str], Response], request: Request, message: str) -> Response:
+    response = refuse(request, 503, message)
+    response.headers["retry-after"] = str(ProjectionsUnavailable.retry_after)
+    return response
 
 
 def _with_cookie_renewed(send: Send, cookie: str, secure: bool) -> Send:

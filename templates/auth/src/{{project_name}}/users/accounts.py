@@ -107,6 +107,7 @@ class Accounts:
         value = well_formed(cookie)
         if value is None:
             return None
+        self.app.projections.require_ready()  # never a row of a half-built or stale table
         session = self.state.session_by_digest(digest(value))
         now = self.clock()
         if session is None or session["expires"] <= now:
@@ -167,7 +168,10 @@ class Accounts:
     def token_user(self, bearer: str) -> dict[str, Any] | None:
         """The enabled user whose API token ``bearer`` is, or None."""
         value = well_formed(bearer)
-        token = self.state.api_token_by_digest(digest(value)) if value else None
+        if value is None:
+            return None
+        self.app.projections.require_ready()
+        token = self.state.api_token_by_digest(digest(value))
         user = self.state.user(token["user_id"]) if token else None
         return public(user) if user is not None and not user["disabled"] else None
 

@@ -182,7 +182,9 @@ class UsersPages:
             if token is None:
                 return self._render(request, "reset_request.html")
             valid = self.accounts.valid_reset(token) is not None
-            return self._render(request, "reset_confirm.html", 200 if valid else 404, token=token, valid=valid)
+            response = self._render(request, "reset_confirm.html", 200 if valid else 404, token=token, valid=valid)
+            response.headers["cache-control"] = "no-store"  # the page holds the token
+            return response
         form = await self._form(request) or {}
         if "token" in form:
             problem = self.accounts.reset_password(form["token"], form.get("password", ""))
@@ -252,8 +254,16 @@ def _is_admin(request: Request) -> bool:
 
 
 def _from_loopback(request: Request) -> bool:
-    client = request.scope.get("client")
+    """Sent from this machine to a loopback address, not through a proxy: a proxy on this machine
+    makes every client look local, so a forwarded request or a public Host name is refused."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
+    host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+    return _is_loopback(request.scope.get("client", ("",))[0]) and (host == "localhost" or _is_loopback(host))
+
+
+def _is_loopback(address: str) -> bool:
     try:
-        return client is not None and ipaddress.ip_address(client[0]).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
