@@ -110,7 +110,7 @@ def test_the_apps_own_tests_pass_after_generate_auth(with_auth: Path) -> None:
 # --- served: the whole flow, then the search for secrets ---
 
 
-def create_admin(root: Path, db: Path, email: str, password: str) -> subprocess.CompletedProcess:
+def create_admin(root: Path, db: Path | str, email: str, password: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", APP, "users", "create-admin", email, "--password-stdin", "--db", str(db)],
         cwd=root,
@@ -243,3 +243,25 @@ def test_an_unknown_email_takes_as_long_as_a_wrong_password(with_auth: Path) -> 
         unknown = min(timed(f"nobody{i}@example.com") for i in range(3))
     # argon2id at 64 MiB takes tens of milliseconds: without the dummy check an unknown email would take ~1 ms.
     assert unknown > known / 2, (known, unknown)
+
+
+# --- PostgreSQL ---
+
+
+@pytest.mark.slow
+def test_the_users_tests_pass_on_postgresql(with_auth: Path, pg_url: str) -> None:
+    result = run_app_tests(with_auth, "tests/test_users.py", "-k", "postgresql", env={"APP_TEST_DB": pg_url})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))  # type: ignore[union-attr]
+    assert passed >= 13, result.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_a_served_app_on_postgresql_signs_in_and_out(with_auth: Path, pg_url: str) -> None:
+    created = create_admin(with_auth, pg_url, "admin@example.com", ADMIN_PASSWORD)
+    assert created.returncode == 0, created.stderr
+    with serving(with_auth, pg_url) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert sign_in(client, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert "admin@example.com" in client.get("/account").text
+        assert client.post("/logout").status_code == 303
+        assert client.get("/account", headers={"accept": "text/html"}).status_code == 303
