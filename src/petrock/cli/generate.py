@@ -1,4 +1,4 @@
-"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``).
+"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``), and ``petrock generate auth``.
 
 The three take the same arguments, so one function defines them (see `_component_command`);
 only workers show `--on`.
@@ -17,11 +17,12 @@ from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
 from petrock.errors import UserError
 
 generate_app = typer.Typer(
-    help="Add a command, query or worker to a feature, registered and tested.\n\n"
+    help="Add a command, query or worker to a feature, registered and tested; or users and sign-in (auth).\n\n"
     "Examples:\n\n"
     "  petrock generate command posts/publish_draft\n\n"
     "  petrock g query posts/recent-drafts --dry-run\n\n"
-    "  petrock g worker posts/notify_subscribers --on posts/create",
+    "  petrock g worker posts/notify_subscribers --on posts/create\n\n"
+    "  petrock generate auth",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
