@@ -86,6 +86,12 @@ def test_it_commits_the_feature_and_a_second_run_changes_nothing(with_auth: Path
     assert git(with_auth, "rev-parse", "HEAD") == head
 
 
+def test_check_and_upgrade_see_the_users_feature_as_generated(with_auth: Path) -> None:
+    assert petrock_in(with_auth, "check").returncode == 0
+    upgrade = json.loads(petrock_in(with_auth, "upgrade", "--dry-run", "--json").stdout)
+    assert upgrade["up_to_date"] is True
+
+
 def test_feature_remove_users_puts_the_app_back(blog: Path) -> None:
     before = app_files(blog)
     assert petrock_in(blog, "generate", "auth").returncode == 0
