@@ -1,4 +1,4 @@
-"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``).
+"""``petrock generate command|query|worker FEATURE/NAME`` (alias ``petrock g``), and ``petrock generate auth``.
 
 The three take the same arguments, so one function defines them (see `_component_command`);
 only workers show `--on`.
@@ -17,11 +17,12 @@ from petrock.cli.output import ensure_can_prompt, reports_errors, show_plan
 from petrock.errors import UserError
 
 generate_app = typer.Typer(
-    help="Add a command, query or worker to a feature, registered and tested.\n\n"
+    help="Add a command, query or worker to a feature, registered and tested; or users and sign-in (auth).\n\n"
     "Examples:\n\n"
     "  petrock generate command posts/publish_draft\n\n"
     "  petrock g query posts/recent-drafts --dry-run\n\n"
-    "  petrock g worker posts/notify_subscribers --on posts/create",
+    "  petrock g worker posts/notify_subscribers --on posts/create\n\n"
+    "  petrock generate auth",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -94,3 +95,45 @@ def _component_command(kind: str) -> None:
 
 for _kind in KINDS:
     _component_command(_kind)
+
+
+@generate_app.command(
+    "auth",
+    help="Users and sign-in: a users feature with argon2id passwords, server-side sessions, a rate-limited\n"
+    "sign-in, password resets by mail, and a guard on every page and API route.\n\n"
+    "Examples:\n\n"
+    "  petrock generate auth --dry-run\n\n"
+    "  petrock generate auth && python -m APP users create-admin ann@example.com\n\n"
+    "Undo it with `petrock feature remove users`.",
+)
+@reports_errors
+def generate_auth(
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    force: Force = False,
+    allow_dirty: AllowDirty = False,
+) -> None:
+    from petrock.generators.auth import FEATURE, plan_auth
+    from petrock.generators.component import apply_and_commit
+    from petrock.project import Manifest, find_root, require_clean
+
+    root = find_root()
+    manifest = Manifest.load(root)
+    planned = plan_auth(root, manifest, force=force)
+    described = {"generator": "auth", "feature": FEATURE}
+    if dry_run:
+        show_plan(planned.plan, dry_run=True, as_json=as_json, extra=described)
+        return
+    require_clean(root, allow_dirty=allow_dirty)
+    message = "Generate auth (the users feature) with petrock"
+    commit = apply_and_commit(planned.plan, planned.manifest, message, record_as=f"feature:{FEATURE}")
+    show_plan(planned.plan, dry_run=False, as_json=as_json, extra={**described, "commit": commit})
+    if as_json:
+        return
+    if not planned.plan.writes:
+        typer.echo("\nauth is already generated and unchanged")
+        return
+    typer.echo(
+        "\nNext: install the new dependency (pip install -e .), create the first admin with"
+        f" `python -m {manifest.project_name} users create-admin EMAIL`, and set APP_SECRET_KEY for password resets."
+    )

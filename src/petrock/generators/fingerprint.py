@@ -37,8 +37,11 @@ class Renders:
 
 def render_feature_of(manifest: Manifest, name: str) -> dict[str, str]:
     """One feature rendered as it was generated (the one place a feature's recorded answers are passed)."""
+    from petrock.generators.auth import is_auth, render_auth
     from petrock.generators.feature import render_feature
 
+    if is_auth(manifest.features[name]):  # the users feature of `generate auth`: no fields to pass
+        return render_auth(manifest.project_name)
     return render_feature(manifest.project_name, name, manifest.features)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from petrock import git, inject
 from petrock.errors import UserError
 from petrock.fields import recorded_fields
+from petrock.generators.auth import is_auth, remove_cli_lines, remove_dependency
 from petrock.generators.component import component_files, copy_manifest, keep_pristine
 from petrock.plan import Plan
 from petrock.project import MANIFEST, Manifest
@@ -74,6 +75,10 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
     edited = inject.remove_line(edited, "registrations", f"register_{feature}(app)", features_path)
     plan.write(features_path, edited, edit=True)
     keep_pristine(updated, manifest, features_path, current, edited)
+    if is_auth(manifest.features[feature]):  # `generate auth` also added a CLI group and a dependency
+        cli_path = f"src/{manifest.project_name}/cli.py"
+        plan.write(cli_path, remove_cli_lines((root / cli_path).read_text(), cli_path), edit=True)
+        plan.write("pyproject.toml", remove_dependency((root / "pyproject.toml").read_text()), edit=True)
 
     del updated.features[feature]
     for path in paths:

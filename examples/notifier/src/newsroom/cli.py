@@ -34,6 +34,11 @@ from .core.log import (
 from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
 from .main import DEFAULT_DB, build_app
 
+# isort: split
+# petrock:imports
+
+# petrock:end-imports
+
 if TYPE_CHECKING:
     import httpx
 
@@ -67,7 +72,9 @@ cli.add_typer(projections_cli, name="projections")
 cli.add_typer(kv_cli, name="kv")
 cli.add_typer(log_cli, name="log")
 cli.add_typer(deadletters_cli, name="deadletters")
-
+# Command groups of features (`python -m APP users create-admin`); petrock edits the lines between the markers.
+# petrock:commands
+# petrock:end-commands
 
 
 def app_root() -> Path:

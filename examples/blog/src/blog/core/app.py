@@ -68,6 +68,9 @@ class App:
         self.links: list[Link] = []
         self.pages.environment.globals["links"] = self.links  # the header of every page names them
         self.features: list[str] = []
+        # Who may come in: None keeps the APP_API_TOKEN check (auth.py); a users feature
+        # (`petrock generate auth`) sets its own middleware factory, called as guard(asgi_app, tokens=, refuse=).
+        self.guard: Callable[..., Any] | None = None
         self.stop_timeout = stop_timeout
         self.supervisor = Supervisor(
             self, poll_interval=poll_interval, jitter=jitter, lease_ttl=lease_ttl, random=random

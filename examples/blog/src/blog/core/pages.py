@@ -2,7 +2,8 @@
 
 Templates are named ``"feature/file.html"``; the core's own are under ``"core/"``.
 Every page gets ``app_name``, ``request``, ``flash`` (the one-time message left by
-:func:`redirect_with_flash`) and ``signed_in`` without being passed them.
+:func:`redirect_with_flash`), ``signed_in`` and ``current_user`` (with a users feature:
+the signed-in user, else None) without being passed them.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ class Pages:
         """Render ``template``; pass the ``request`` so the page shows the flash message and who is signed in."""
         flash = read_flash(request) if request is not None else None
         html = self.environment.get_template(template).render(
-            request=request, flash=flash, signed_in=signed_in(request), **context
+            request=request,
+            flash=flash,
+            signed_in=signed_in(request),
+            current_user=request.scope.get("user") if request is not None else None,
+            **context,
         )
         response = HTMLResponse(html, status_code=status_code)
         if flash is not None:

@@ -219,7 +219,9 @@ def create_http_app(
     ]
     if app.metrics.enabled:
         routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
-    if accepted:
+    if app.guard is not None:  # a users feature decides who comes in; APP_API_TOKEN stays the operator's token
+        middleware.append(Middleware(app.guard, tokens=accepted, refuse=refuse))
+    elif accepted:
         checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
         middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
         routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)

@@ -1,0 +1,111 @@
+"""The users commands. None is public: only this feature's pages, its CLI and its mailer send them.
+
+They carry hashes and digests, never a password, a session id or a reset token, so
+the log holds nothing that signs anyone in. Times are decided by the sender and
+carried in the command, so a rebuild of the tables gives the same expiries.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+PasswordHash = Annotated[str, StringConstraints(pattern=r"^\$argon2id\$", max_length=512)]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Role = Literal["admin", "member"]
+Timestamp = Annotated[str, StringConstraints(max_length=40)]  # ISO 8601, UTC
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterUser(Command):
+    id: Id
+    email: Email
+    password_hash: PasswordHash
+    role: Role = "member"
+    at: Timestamp
+
+
+class ChangePassword(Command):
+    """A new password: every session and every pending reset of the user ends."""
+
+    user_id: Id
+    password_hash: PasswordHash
+    at: Timestamp
+
+
+class RehashPassword(Command):
+    """The same password, hashed with today's parameters (at sign-in): sessions stay."""
+
+    user_id: Id
+    password_hash: PasswordHash
+
+
+class ChangeRole(Command):
+    user_id: Id
+    role: Role
+
+
+class DisableUser(Command):
+    user_id: Id
+
+
+class StartSession(Command):
+    id: Id
+    digest: Digest
+    user_id: Id
+    ip: Annotated[str, StringConstraints(max_length=64)]
+    user_agent: Annotated[str, StringConstraints(max_length=300)]
+    at: Timestamp
+    expires: int  # epoch seconds
+
+
+class ExtendSession(Command):
+    id: Id
+    expires: int
+    at: Timestamp
+
+
+class EndSession(Command):
+    id: Id
+
+
+class EndSessions(Command):
+    """Sign out everywhere."""
+
+    user_id: Id
+
+
+class CreateApiToken(Command):
+    id: Id
+    user_id: Id
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    digest: Digest  # of the token, shown once to its user and never stored
+    at: Timestamp
+
+
+class RevokeApiToken(Command):
+    id: Id
+
+
+class RequestReset(Command):
+    id: Id
+    user_id: Id
+    digest: Digest  # of the token, which is derived from the id (tokens.py) and never stored
+    expires: int
+    at: Timestamp
+
+
+class MarkResetSent(Command):
+    id: Id
+
+
+class ResetPassword(Command):
+    reset_id: Id
+    password_hash: PasswordHash
+    at: Timestamp

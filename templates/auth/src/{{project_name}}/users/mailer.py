@@ -1,0 +1,107 @@
+"""The outbox for reset links: a worker mails each requested reset once, through SMTP or to a dev mailbox.
+
+The request is in the log (a ``users/request-reset`` with the token's digest only),
+so a crash between the request and the mail loses nothing: the worker picks it up
+from its position. The link's token is derived here from the reset id and
+``APP_SECRET_KEY`` (tokens.py), never stored. With ``SMTP_URL``
+(``smtp://user:password@host:587`` with STARTTLS, or ``smtps://`` for TLS) the mail
+goes out; without it the mail waits on ``/dev/mailbox``, a page served only to this
+machine. ``APP_BASE_URL`` is the address the links start with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..core import CommandWorker, Context
+from ..core.pages import APP_NAME
+from .commands import MarkResetSent, RequestReset
+from .state import UsersState
+from .tokens import reset_token, secret_key
+
+SMTP_VARIABLE = "SMTP_URL"
+RESET_PATH = "/password-reset"
+
+
+def reset_link(reset_id: str, base_url: str = "") -> str:
+    return f"{base_url}{RESET_PATH}?token={reset_token(secret_key(), reset_id)}"
+
+
+class Mailbox:
+    """The dev mailbox: the reset mails not sent by SMTP, shown on ``/dev/mailbox``."""
+
+    def __init__(self, state: UsersState, environ: Mapping[str, str] = os.environ) -> None:
+        self.state = state
+        self.environ = environ
+
+    def is_open(self) -> bool:
+        return not self.environ.get(SMTP_VARIABLE)
+
+    def mails(self) -> list[dict[str, Any]]:
+        mails = []
+        for reset in self.state.resets.find(where={"sent": True}, limit=100):
+            user = self.state.user(reset["user_id"])
+            if user is not None:
+                link = reset_link(reset["id"])
+                mails.append({"to": user["email"], "at": reset["requested_at"], "link": link})
+        return mails
+
+
+class ResetMailer(CommandWorker):
+    """Sends each requested reset link once (at least once across a crash: the mail says it is single-use)."""
+
+    def __init__(self, state: UsersState, environ: Mapping[str, str] = os.environ) -> None:
+        super().__init__("users-mailer")
+        self.state = state
+        self.environ = environ
+        self.on("users/request-reset", self.send_reset)
+
+    async def send_reset(self, command: RequestReset, ctx: Context) -> None:
+        if ctx.replaying:
+            return
+        reset = self.state.resets.get(command.id)
+        user = self.state.user(command.user_id)
+        if reset is None or user is None:  # used or ended before its mail went out
+            return
+        smtp_url = self.environ.get(SMTP_VARIABLE)
+        if smtp_url:
+            base_url = self.environ.get("APP_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
+            mail = reset_mail(user["email"], reset_link(command.id, base_url), self.environ)
+            await asyncio.to_thread(send_by_smtp, smtp_url, mail)
+        ctx.dispatch(MarkResetSent(id=command.id))
+
+
+def reset_mail(to: str, link: str, environ: Mapping[str, str]) -> EmailMessage:
+    mail = EmailMessage()
+    mail["Subject"] = f"Reset your {APP_NAME} password"
+    mail["From"] = environ.get("MAIL_FROM", f"{APP_NAME}@localhost")
+    mail["To"] = to
+    mail.set_content(
+        f"Someone asked to reset the password of your {APP_NAME} account.\n\n"
+        f"To choose a new one, open this link within 15 minutes (it works once):\n\n{link}\n\n"
+        "If it was not you, ignore this mail: your password stays as it is.\n"
+    )
+    return mail
+
+
+def send_by_smtp(url: str, mail: EmailMessage, timeout: float = 10.0) -> None:
+    """Send ``mail`` through the server of ``url`` (smtp:// with STARTTLS when offered, smtps:// for TLS)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    if parts.scheme == "smtps":
+        server: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=timeout)
+    else:
+        server = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
+    with server:
+        server.ehlo()
+        if parts.scheme != "smtps" and server.has_extn("starttls"):
+            server.starttls()
+        if parts.username:
+            server.login(unquote(parts.username), unquote(parts.password or ""))
+        server.send_message(mail)

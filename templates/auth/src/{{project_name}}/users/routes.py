@@ -1,0 +1,269 @@
+"""The users pages: sign in and out, register, your account and sessions, password resets, and the admin list.
+
+Every form posts to this app only (core/security.py refuses cross-site posts). A
+sign-in says the same, and takes as long, whether or not the account exists, and a
+reset request says the same whether or not a link was sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..core import App, CommandRejected
+from ..core.auth import safe_next
+from ..core.forms import RequestTooLarge, read_form
+from ..core.pages import redirect_with_flash
+from ..core.ratelimit import client_address
+from .access import USER_COOKIE, current_user
+from .accounts import SESSION_SECONDS, Accounts
+from .limits import SignInLimits
+from .mailer import Mailbox
+from .tokens import NoSecretKey
+
+TEMPLATES = Path(__file__).parent / "templates"
+SIGNUP_VARIABLE = "APP_OPEN_SIGNUP"
+WRONG = "That email and password do not match an account."
+MAX_FORM_BYTES = 8192
+
+
+class UsersPages:
+    def __init__(self, app: App, accounts: Accounts, mailbox: Mailbox, limits: SignInLimits | None = None) -> None:
+        self.app = app
+        self.accounts = accounts
+        self.mailbox = mailbox
+        self.limits = limits or SignInLimits()
+
+    def register(self) -> None:
+        app = self.app
+        app.add_route("/login", self.login, methods=("GET", "POST"), name="login")
+        app.add_route("/logout", self.logout, methods=("POST",), name="logout")
+        app.add_route("/register", self.sign_up, methods=("GET", "POST"), name="users:register")
+        app.add_route("/account", self.account, name="users:account")
+        app.add_route("/account/password", self.change_password, methods=("POST",), name="users:password")
+        app.add_route("/account/sessions/{session_id}/revoke", self.revoke, methods=("POST",), name="users:revoke")
+        app.add_route("/account/tokens", self.create_token, methods=("POST",), name="users:token")
+        app.add_route(
+            "/account/tokens/{token_id}/revoke", self.revoke_token, methods=("POST",), name="users:revoke-token"
+        )
+        app.add_route("/password-reset", self.password_reset, methods=("GET", "POST"), name="users:reset")
+        app.add_route("/users", self.users_page, name="users:list")
+        app.add_route("/users/{user_id}", self.change_user, methods=("POST",), name="users:change")
+        app.add_route("/dev/mailbox", self.dev_mailbox, name="users:mailbox")
+
+    # --- signing in and out ---
+
+    async def login(self, request: Request) -> Response:
+        target = safe_next(request.query_params.get("next", "/"))
+        if request.method == "GET":
+            return self._render(request, "login.html", next=target, email="")
+        form = await self._form(request)
+        if form is None:
+            return self._render(request, "login.html", 413, next=target, email="", error="That is far too long.")
+        target, email, password = safe_next(form.get("next", target)), form.get("email", ""), form.get("password", "")
+        wait = self.limits.attempt(client_address(request.scope), email)
+        if wait is not None:
+            error = f"Too many attempts. Try again in {wait} seconds."
+            response = self._render(request, "login.html", 429, next=target, email=email, error=error)
+            response.headers["retry-after"] = str(wait)
+            return response
+        signed_in = self.accounts.sign_in(
+            email, password, ip=client_address(request.scope), user_agent=request.headers.get("user-agent", "")
+        )
+        if signed_in is None:
+            return self._render(request, "login.html", 401, next=target, email=email, error=WRONG)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            USER_COOKIE,
+            signed_in.cookie,
+            max_age=SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=request.scope.get("scheme") == "https",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await self._form(request) or {}
+        user = current_user(request)
+        if form.get("everywhere") and user is not None:
+            self.accounts.sign_out_everywhere(user["id"])
+        else:
+            self.accounts.sign_out(request.cookies.get(USER_COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(USER_COOKIE, path="/", httponly=True, samesite="lax")
+        return response
+
+    async def sign_up(self, request: Request) -> Response:
+        if os.environ.get(SIGNUP_VARIABLE) != "1":
+            return self._render(request, "closed.html", 404)
+        if request.method == "GET":
+            return self._render(request, "register.html", email="", errors={})
+        form = await self._form(request) or {}
+        email, password = form.get("email", ""), form.get("password", "")
+        try:
+            self.accounts.register(email, password)
+        except ValueError as exc:  # the password (a ValidationError is a ValueError too: the email)
+            field = "email" if isinstance(exc, ValidationError) else "password"
+            message = "Enter an email address like ann@example.com." if field == "email" else str(exc)
+            return self._render(request, "register.html", 400, email=email, errors={field: message})
+        except CommandRejected:
+            errors = {"email": "That email already has an account. Sign in, or reset its password."}
+            return self._render(request, "register.html", 409, email=email, errors=errors)
+        return redirect_with_flash("/login", "Your account is ready. Sign in.")
+
+    # --- your account ---
+
+    async def account(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None:
+            return self._render(request, "closed.html", 404)
+        return self._account_page(request, user)
+
+    async def change_password(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None:
+            return self._render(request, "closed.html", 404)
+        form = await self._form(request) or {}
+        problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
+        if problem is not None:
+            return self._account_page(request, user, 400, error=problem)
+        return redirect_with_flash("/login", "Your password is changed, and every session ended. Sign in again.")
+
+    async def revoke(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None or not self.accounts.revoke(user["id"], request.path_params["session_id"]):
+            return self._render(request, "closed.html", 404)
+        return redirect_with_flash("/account", "That session has ended.")
+
+    async def create_token(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None:
+            return self._render(request, "closed.html", 404)
+        form = await self._form(request) or {}
+        try:
+            token = self.accounts.create_api_token(user["id"], form.get("name", ""))
+        except ValidationError:
+            return self._account_page(request, user, 400, token_error="Give the token a name (80 characters at most).")
+        response = self._account_page(request, user, new_token=token)
+        response.headers["cache-control"] = "no-store"  # the token is shown this once
+        return response
+
+    async def revoke_token(self, request: Request) -> Response:
+        user = current_user(request)
+        if user is None or not self.accounts.revoke_api_token(user["id"], request.path_params["token_id"]):
+            return self._render(request, "closed.html", 404)
+        return redirect_with_flash("/account", "That token is revoked.")
+
+    def _account_page(self, request: Request, user: dict[str, Any], status_code: int = 200, **context: Any) -> Response:
+        return self._render(
+            request,
+            "account.html",
+            status_code,
+            user=user,
+            sessions=self.accounts.sessions_of(user["id"]),
+            tokens=self.accounts.api_tokens_of(user["id"]),
+            this=request.scope.get("session"),
+            **context,
+        )
+
+    # --- password resets ---
+
+    async def password_reset(self, request: Request) -> Response:
+        if request.method == "GET":
+            token = request.query_params.get("token")
+            if token is None:
+                return self._render(request, "reset_request.html")
+            valid = self.accounts.valid_reset(token) is not None
+            response = self._render(request, "reset_confirm.html", 200 if valid else 404, token=token, valid=valid)
+            response.headers["cache-control"] = "no-store"  # the page holds the token
+            return response
+        form = await self._form(request) or {}
+        if "token" in form:
+            problem = self.accounts.reset_password(form["token"], form.get("password", ""))
+            if problem is not None:
+                valid = self.accounts.valid_reset(form["token"]) is not None
+                return self._render(request, "reset_confirm.html", 400, token=form["token"], valid=valid, error=problem)
+            return redirect_with_flash("/login", "Your password is changed. Sign in with it.")
+        email = form.get("email", "")
+        wait = self.limits.attempt(client_address(request.scope), email)
+        if wait is not None:
+            response = self._render(request, "reset_request.html", 429, error=f"Too many attempts. Try in {wait}s.")
+            response.headers["retry-after"] = str(wait)
+            return response
+        try:
+            self.accounts.request_reset(email)
+        except NoSecretKey:
+            return self._render(request, "reset_request.html", 503, error="Password resets are not set up here.")
+        return redirect_with_flash("/login", "If that email has an account, a reset link is on its way.")
+
+    # --- admins ---
+
+    async def users_page(self, request: Request) -> Response:
+        if not _is_admin(request):
+            return self._render(request, "closed.html", 404)
+        users = [{k: v for k, v in u.items() if k != "password_hash"} for u in self.accounts.state.every_user()]
+        return self._render(request, "users.html", users=users)
+
+    async def change_user(self, request: Request) -> Response:
+        if not _is_admin(request):
+            return self._render(request, "closed.html", 404)
+        form = await self._form(request) or {}
+        user_id = request.path_params["user_id"]
+        try:
+            if form.get("action") == "disable":
+                self.accounts.disable(user_id)
+            elif form.get("role") in ("admin", "member"):
+                self.accounts.change_role(user_id, form["role"])
+            else:
+                return self._render(request, "closed.html", 400)
+        except CommandRejected as exc:
+            return redirect_with_flash("/users", f"Not changed: {exc}.")
+        return redirect_with_flash("/users", "Changed.")
+
+    # --- the development mailbox ---
+
+    async def dev_mailbox(self, request: Request) -> Response:
+        """The mails the mailer would send, for development: only without SMTP_URL, and only from this machine."""
+        if not self.mailbox.is_open() or not _from_loopback(request):
+            return self._render(request, "closed.html", 404)
+        return self._render(request, "mailbox.html", mails=self.mailbox.mails())
+
+    # --- helpers ---
+
+    async def _form(self, request: Request) -> dict[str, str] | None:
+        try:
+            return await read_form(request, MAX_FORM_BYTES)
+        except RequestTooLarge:
+            return None
+
+    def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        return self.app.pages.render(f"users/{template}", status_code, request=request, **context)
+
+
+def _is_admin(request: Request) -> bool:
+    user = current_user(request)
+    return user is not None and user["role"] == "admin"
+
+
+def _from_loopback(request: Request) -> bool:
+    """Sent from this machine to a loopback address, not through a proxy: a proxy on this machine
+    makes every client look local, so a forwarded request or a public Host name is refused."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
+    host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+    return _is_loopback(request.scope.get("client", ("",))[0]) and (host == "localhost" or _is_loopback(host))
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,216 @@
+"""The users state: accounts, sessions and password resets, as tables in the store.
+
+Each handler applies one accepted command in the transaction that appends it; a
+refused one (``CommandRejected``) rolls both back. The password hash is kept in the
+user's row and never leaves this feature: no query or page returns it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import CommandRejected, Message, NotFound
+from ..core.projections import Projection
+from ..core.store import Column, Store, TableSpec
+from .commands import (
+    ChangePassword,
+    ChangeRole,
+    CreateApiToken,
+    DisableUser,
+    EndSession,
+    EndSessions,
+    ExtendSession,
+    MarkResetSent,
+    RegisterUser,
+    RehashPassword,
+    RequestReset,
+    ResetPassword,
+    RevokeApiToken,
+    StartSession,
+)
+
+USERS = TableSpec("users", columns=(Column("email_key"), Column("role", counted=True), Column("created_at")))
+SESSIONS = TableSpec("users-sessions", columns=(Column("digest"), Column("user_id"), Column("expires", "int")))
+RESETS = TableSpec("users-resets", columns=(Column("digest"), Column("user_id"), Column("sent", "bool")))
+API_TOKENS = TableSpec("users-api-tokens", columns=(Column("digest"), Column("user_id")))
+MANY = 10_000  # a user's sessions or resets: far more than anyone has
+
+
+def email_key(email: str) -> str:
+    """Emails are unique compared case-insensitively: ``Ann@Example.com`` is ``ann@example.com``."""
+    return email.strip().casefold()
+
+
+class UsersState(Projection):
+    tables = (USERS, SESSIONS, RESETS, API_TOKENS)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, "users")
+        self.users = self.table(USERS)
+        self.sessions = self.table(SESSIONS)
+        self.resets = self.table(RESETS)
+        self.api_tokens = self.table(API_TOKENS)
+
+    # --- reading ---
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        return self.users.get(user_id)
+
+    def user_by_email(self, email: str) -> dict[str, Any] | None:
+        found = self.users.find(where={"email_key": email_key(email)}, limit=1)
+        return found[0] if found else None
+
+    def session_by_digest(self, digest: str) -> dict[str, Any] | None:
+        found = self.sessions.find(where={"digest": digest}, limit=1)
+        return found[0] if found else None
+
+    def sessions_of(self, user_id: str) -> list[dict[str, Any]]:
+        return self.sessions.find(where={"user_id": user_id}, limit=MANY)
+
+    def reset_by_digest(self, digest: str) -> dict[str, Any] | None:
+        found = self.resets.find(where={"digest": digest}, limit=1)
+        return found[0] if found else None
+
+    def api_token_by_digest(self, digest: str) -> dict[str, Any] | None:
+        found = self.api_tokens.find(where={"digest": digest}, limit=1)
+        return found[0] if found else None
+
+    def api_tokens_of(self, user_id: str) -> list[dict[str, Any]]:
+        return self.api_tokens.find(where={"user_id": user_id}, limit=MANY)
+
+    def every_user(self) -> list[dict[str, Any]]:
+        return self.users.find(sort="email_key", limit=MANY)
+
+    def admins(self) -> int:
+        return self.users.count({"role": "admin"})
+
+    # --- handlers ---
+
+    def register(self, command: RegisterUser, message: Message) -> None:
+        if self.user_by_email(command.email) is not None:
+            raise CommandRejected("that email already has an account")
+        if self.users.get(command.id) is not None:
+            raise CommandRejected(f"user {command.id!r} already exists")
+        self.users.put(
+            command.id,
+            {
+                "id": command.id,
+                "email": command.email,
+                "email_key": email_key(command.email),
+                "password_hash": command.password_hash,
+                "role": command.role,
+                "disabled": False,
+                "created_at": command.at,
+                "last_login_at": None,
+                "password_changed_at": command.at,
+            },
+        )
+
+    def change_password(self, command: ChangePassword, message: Message) -> None:
+        user = self._existing(command.user_id)
+        self.users.put(user["id"], {**user, "password_hash": command.password_hash, "password_changed_at": command.at})
+        self._end_everything_of(user["id"])
+
+    def rehash_password(self, command: RehashPassword, message: Message) -> None:
+        user = self._existing(command.user_id)
+        self.users.put(user["id"], {**user, "password_hash": command.password_hash})
+
+    def change_role(self, command: ChangeRole, message: Message) -> None:
+        user = self._existing(command.user_id)
+        if user["role"] == "admin" and command.role != "admin" and self.admins() <= 1:
+            raise CommandRejected("the last admin cannot stop being one")
+        self.users.put(user["id"], {**user, "role": command.role})
+
+    def disable(self, command: DisableUser, message: Message) -> None:
+        user = self._existing(command.user_id)
+        if user["role"] == "admin" and self.admins() <= 1:
+            raise CommandRejected("the last admin cannot be disabled")
+        self.users.put(user["id"], {**user, "disabled": True, "role": "member"})
+        self._end_everything_of(user["id"])
+
+    def start_session(self, command: StartSession, message: Message) -> None:
+        user = self._existing(command.user_id)
+        if user["disabled"]:
+            raise CommandRejected("this account is disabled")
+        self.sessions.put(
+            command.id,
+            {
+                "id": command.id,
+                "digest": command.digest,
+                "user_id": command.user_id,
+                "ip": command.ip,
+                "user_agent": command.user_agent,
+                "created_at": command.at,
+                "seen_at": command.at,
+                "expires": command.expires,
+            },
+        )
+        self.users.put(user["id"], {**user, "last_login_at": command.at})
+
+    def extend_session(self, command: ExtendSession, message: Message) -> None:
+        session = self.sessions.get(command.id)
+        if session is not None:  # signed out meanwhile: nothing to extend
+            self.sessions.put(command.id, {**session, "expires": command.expires, "seen_at": command.at})
+
+    def end_session(self, command: EndSession, message: Message) -> None:
+        self.sessions.delete(command.id)
+
+    def end_sessions(self, command: EndSessions, message: Message) -> None:
+        for session in self.sessions_of(command.user_id):
+            self.sessions.delete(session["id"])
+
+    def create_api_token(self, command: CreateApiToken, message: Message) -> None:
+        user = self._existing(command.user_id)
+        self.api_tokens.put(
+            command.id,
+            {
+                "id": command.id,
+                "user_id": user["id"],
+                "name": command.name,
+                "digest": command.digest,
+                "created_at": command.at,
+            },
+        )
+
+    def revoke_api_token(self, command: RevokeApiToken, message: Message) -> None:
+        self.api_tokens.delete(command.id)
+
+    def request_reset(self, command: RequestReset, message: Message) -> None:
+        user = self._existing(command.user_id)
+        self.resets.put(
+            command.id,
+            {
+                "id": command.id,
+                "digest": command.digest,
+                "user_id": user["id"],
+                "expires": command.expires,
+                "requested_at": command.at,
+                "sent": False,
+            },
+        )
+
+    def mark_reset_sent(self, command: MarkResetSent, message: Message) -> None:
+        reset = self.resets.get(command.id)
+        if reset is not None:
+            self.resets.put(command.id, {**reset, "sent": True})
+
+    def reset_password(self, command: ResetPassword, message: Message) -> None:
+        reset = self.resets.get(command.reset_id)
+        if reset is None:  # used, or ended by a password change: single use
+            raise NotFound("this reset link has been used or has ended")
+        user = self._existing(reset["user_id"])
+        self.users.put(user["id"], {**user, "password_hash": command.password_hash, "password_changed_at": command.at})
+        self._end_everything_of(user["id"])
+
+    def _existing(self, user_id: str) -> dict[str, Any]:
+        user = self.users.get(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        return user
+
+    def _end_everything_of(self, user_id: str) -> None:
+        """A password change ends every session and every pending reset of the user."""
+        for session in self.sessions_of(user_id):
+            self.sessions.delete(session["id"])
+        for reset in self.resets.find(where={"user_id": user_id}, limit=MANY):
+            self.resets.delete(reset["id"])

@@ -1,0 +1,273 @@
+"""``petrock generate auth`` run as a user would, and the users feature it makes, served by a real uvicorn.
+
+The served flow ends with the adversarial check the issue asks for: after registering,
+signing in, revoking, changing and resetting passwords, the database files (log and
+store tables), the log as ``log tail`` prints it, and everything the server wrote
+(its access log included) are searched for every password, cookie and token used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import app_env, app_files, git, new_app, petrock_in, refused_without_a_trace, run_app_tests, serving
+
+APP = "blog"
+ADMIN_PASSWORD = "admin passphrase 0001 !"
+MEMBER_PASSWORD = "member passphrase 0002 ?"
+NEW_PASSWORD = "member changed it 0003 #"
+RESET_PASSWORD = "member reset it 0004 %"
+API_TOKEN = "operator-token-5d1c9a0e7b3f4e21a8c6"
+SECRET_KEY = "reset-link-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+@pytest.fixture(scope="module")
+def _with_notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = new_app(tmp_path_factory.mktemp("auth"), APP)
+    result = petrock_in(root, "feature", "add", "notes")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def _with_auth(_with_notes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("with-auth") / APP
+    shutil.copytree(_with_notes, root, symlinks=True)
+    result = petrock_in(root, "generate", "auth")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def blog(_with_notes: Path, tmp_path: Path) -> Path:
+    root = tmp_path / APP
+    shutil.copytree(_with_notes, root, symlinks=True)
+    return root
+
+
+@pytest.fixture
+def with_auth(_with_auth: Path, tmp_path: Path) -> Path:
+    root = tmp_path / APP
+    shutil.copytree(_with_auth, root, symlinks=True)
+    return root
+
+
+# --- the generator ---
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(blog: Path) -> None:
+    before = app_files(blog)
+    shown = petrock_in(blog, "generate", "auth", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "create  src/blog/users/accounts.py" in shown.stdout and "+++ b/src/blog/users/passwords.py" in shown.stdout
+    planned = json.loads(petrock_in(blog, "generate", "auth", "--dry-run", "--json").stdout)
+    assert planned["dry_run"] is True and planned["feature"] == "users"
+    assert {"pyproject.toml", "src/blog/features.py", "src/blog/cli.py"} <= {f["path"] for f in planned["files"]}
+    assert app_files(blog) == before
+
+
+def test_it_commits_the_feature_and_a_second_run_changes_nothing(with_auth: Path) -> None:
+    assert git(with_auth, "status", "--porcelain") == ""
+    assert "pwdlib[argon2]" in (with_auth / "pyproject.toml").read_text()
+    assert 'cli.add_typer(users_cli, name="users")' in (with_auth / "src/blog/cli.py").read_text()
+    head = git(with_auth, "rev-parse", "HEAD")
+    again = petrock_in(with_auth, "generate", "auth", "--json")
+    assert again.returncode == 0, again.stderr
+    assert {f["action"] for f in json.loads(again.stdout)["files"]} == {"identical"}
+    assert git(with_auth, "rev-parse", "HEAD") == head
+
+
+def test_check_and_upgrade_see_the_users_feature_as_generated(with_auth: Path) -> None:
+    assert petrock_in(with_auth, "check").returncode == 0
+    upgrade = json.loads(petrock_in(with_auth, "upgrade", "--dry-run", "--json").stdout)
+    assert upgrade["up_to_date"] is True
+
+
+def test_feature_remove_users_puts_the_app_back(blog: Path) -> None:
+    before = app_files(blog)
+    assert petrock_in(blog, "generate", "auth").returncode == 0
+    removed = petrock_in(blog, "feature", "remove", "users")
+    assert removed.returncode == 0, removed.stderr
+    assert app_files(blog) == before  # every file as it was, the manifest, pyproject.toml and cli.py included
+    assert git(blog, "status", "--porcelain") == ""
+
+
+def test_a_users_feature_it_did_not_make_is_left_alone(blog: Path) -> None:
+    assert petrock_in(blog, "feature", "add", "users").returncode == 0
+    message = refused_without_a_trace(blog, "generate", "auth")
+    assert "did not make" in message
+
+
+@pytest.mark.slow
+def test_the_apps_own_tests_pass_after_generate_auth(with_auth: Path) -> None:
+    result = run_app_tests(with_auth, "-x", "-q", "-p", "xdist", "-n", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+# --- served: the whole flow, then the search for secrets ---
+
+
+def create_admin(root: Path, db: Path | str, email: str, password: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", APP, "users", "create-admin", email, "--password-stdin", "--db", str(db)],
+        cwd=root,
+        env=app_env(root),
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
+    return client.post("/login", data={"email": email, "password": password})
+
+
+def wait_for_mail(client: httpx.Client, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r'href="(/password-reset\?token=[A-Za-z0-9_-]+)"', client.get("/dev/mailbox").text)
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError("no reset mail reached the dev mailbox")
+
+
+@pytest.mark.slow
+def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_auth: Path) -> None:
+    db = with_auth / "app.db"
+    created = create_admin(with_auth, db, "Admin@Example.com", ADMIN_PASSWORD)
+    assert created.returncode == 0, created.stderr
+    assert create_admin(with_auth, db, "admin@example.COM", ADMIN_PASSWORD).returncode == 1  # case-insensitive
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    secrets: list[str] = [ADMIN_PASSWORD, MEMBER_PASSWORD, NEW_PASSWORD, RESET_PASSWORD, API_TOKEN, SECRET_KEY]
+    with serving(with_auth, db, env=env) as server:
+        html = {"accept": "text/html"}
+        anonymous = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        assert anonymous.get("/notes", headers=html).headers["location"] == "/login?next=/notes"
+        assert anonymous.get("/queries/notes/list").status_code == 401
+        bearer = {"authorization": f"Bearer {API_TOKEN}"}
+        assert anonymous.get("/queries/notes/list", headers=bearer).status_code == 200
+
+        member = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10, headers={"user-agent": "Laptop"})
+        registering = {"email": "ann@example.com", "password": "too short"}
+        assert member.post("/register", data=registering).status_code == 400
+        assert member.post("/register", data={**registering, "password": MEMBER_PASSWORD}).status_code == 303
+        assert sign_in(member, "ann@example.com", MEMBER_PASSWORD).status_code == 303
+        secrets.append(member.cookies["blog_session"])
+        assert member.get("/notes").status_code == 200
+        assert member.get("/users").status_code == 404  # admins only
+
+        phone = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10, headers={"user-agent": "Phone"})
+        assert sign_in(phone, "ANN@example.com", MEMBER_PASSWORD).status_code == 303
+        secrets.append(phone.cookies["blog_session"])
+        account = member.get("/account").text
+        assert "Phone" in account and "Laptop" in account and "127.0.0.1" in account
+        [revoke] = re.findall(r'action="(/account/sessions/[^"]+/revoke)"', account)
+        assert member.post(revoke).status_code == 303
+        assert phone.get("/notes", headers=html).status_code == 303  # that session is gone
+
+        changed = member.post("/account/password", data={"current": MEMBER_PASSWORD, "new": NEW_PASSWORD})
+        assert changed.status_code == 303
+        assert member.get("/notes", headers=html).status_code == 303  # every session ended, this one too
+        assert sign_in(member, "ann@example.com", MEMBER_PASSWORD).status_code == 401
+        assert sign_in(member, "ann@example.com", NEW_PASSWORD).status_code == 303
+        secrets.append(member.cookies["blog_session"])
+
+        assert anonymous.post("/password-reset", data={"email": "ann@example.com"}).status_code == 303
+        link = wait_for_mail(anonymous)
+        token = link.split("token=")[1]
+        secrets.append(token)
+        assert anonymous.get(link).status_code == 200
+        reset = anonymous.post("/password-reset", data={"token": token, "password": RESET_PASSWORD})
+        assert reset.status_code == 303
+        assert anonymous.post("/password-reset", data={"token": token, "password": "x" * 20}).status_code == 400
+        assert member.get("/notes", headers=html).status_code == 303  # the reset ended the sessions
+        assert sign_in(member, "ann@example.com", RESET_PASSWORD).status_code == 303
+
+        admin = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        secrets.append(admin.cookies["blog_session"])
+        assert "ann@example.com" in admin.get("/users").text
+        made = admin.post("/account/tokens", data={"name": "deploy script"}).text
+        user_token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+        secrets.append(user_token)
+        assert anonymous.get("/queries/notes/list", headers={"authorization": f"Bearer {user_token}"}).is_success
+        output_while_serving = server.output()
+    log = subprocess.run(
+        [sys.executable, "-m", APP, "log", "tail", "-n", "1000", "--db", str(db)],
+        cwd=with_auth,
+        env=app_env(with_auth),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "users/reset-password" in log and "users/start-session" in log
+    stored = b"".join(path.read_bytes() for path in with_auth.glob("app.db*"))
+    assert b"argon2id" in stored  # the hashes are there: the search below reads the right files
+    for secret in secrets:
+        assert secret.encode() not in stored, f"{secret!r} is in the database"
+        assert secret not in log, f"{secret!r} is in the log"
+        assert secret not in output_while_serving + server.output(), f"{secret!r} is in the server's output"
+    assert "GET /password-reset?[redacted]" in server.output()
+
+
+@pytest.mark.slow
+def test_sign_in_answers_429_after_ten_attempts_from_one_address(with_auth: Path) -> None:
+    with serving(with_auth, with_auth / "app.db") as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        for attempt in range(10):
+            email = f"nobody{attempt}@example.com"  # ten emails: the address's limit, not an email's
+            assert sign_in(client, email, "not a password at all").status_code == 401
+        refused = sign_in(client, "someone@example.com", "not a password at all")
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= 180
+
+
+@pytest.mark.slow
+def test_an_unknown_email_takes_as_long_as_a_wrong_password(with_auth: Path) -> None:
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    with serving(with_auth, db) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+
+        def timed(email: str) -> float:
+            started = time.perf_counter()
+            answer = sign_in(client, email, "wrong password here")
+            assert answer.status_code == 401
+            return time.perf_counter() - started
+
+        known = min(timed("admin@example.com") for _ in range(3))
+        unknown = min(timed(f"nobody{i}@example.com") for i in range(3))
+    # argon2id at 64 MiB takes tens of milliseconds: without the dummy check an unknown email would take ~1 ms.
+    assert unknown > known / 2, (known, unknown)
+
+
+# --- PostgreSQL ---
+
+
+@pytest.mark.slow
+def test_the_users_tests_pass_on_postgresql(with_auth: Path, pg_url: str) -> None:
+    result = run_app_tests(with_auth, "tests/test_users.py", "-k", "postgresql", env={"APP_TEST_DB": pg_url})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))  # type: ignore[union-attr]
+    assert passed >= 13, result.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_a_served_app_on_postgresql_signs_in_and_out(with_auth: Path, pg_url: str) -> None:
+    created = create_admin(with_auth, pg_url, "admin@example.com", ADMIN_PASSWORD)
+    assert created.returncode == 0, created.stderr
+    with serving(with_auth, pg_url) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert sign_in(client, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert "admin@example.com" in client.get("/account").text
+        assert client.post("/logout").status_code == 303
+        assert client.get("/account", headers={"accept": "text/html"}).status_code == 303
