@@ -33,6 +33,7 @@ from .queries import QueryRegistry
 from .references import References
 from .store import Store
 from .supervisor import ACTIVE_STATES, Supervisor, WorkerState
+from .upcasting import UpcasterChains
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class App:
         self.kv = KeyValueStore(self.log)
         self.dead_letters = DeadLetterStore(self.log)
         self.commands = CommandRegistry()
+        self.upcasters = UpcasterChains()  # old payloads read as today's shape (core/upcasting.py)
         # POST /commands goes through it: commands arriving together share a transaction (core/group_commit.py)
         self.group_commit = GroupCommit(self)
         self.queries = QueryRegistry()
@@ -122,7 +124,7 @@ class App:
             self.projections.require_ready()
             with self.log.transaction():
                 for spec, command in zip(specs, commands, strict=True):
-                    message = self.log.append(spec.type, command.model_dump_json())
+                    message = self.log.append(spec.type, command.model_dump_json(), self.upcasters.version(spec.type))
                     if spec.handler is not None:
                         spec.handler(command, message)
                     for handler in self.projections.handlers(spec.type):
@@ -163,6 +165,11 @@ class App:
         """Answer a query from the store (a 503 while a projection is rebuilt)."""
         self.projections.require_ready()
         return self.queries.run(type, params)
+
+    def check_versions(self) -> None:
+        """Refuse to run on a log holding message versions this code cannot read
+        (:class:`~.upcasting.VersionMismatch`, one line naming the type and version)."""
+        self.upcasters.check(self.log, {spec.type for spec in self.commands})
 
     def prepare(self) -> list[str]:
         """Make every projection current before serving: rebuild those whose code changed

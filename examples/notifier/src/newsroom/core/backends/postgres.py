@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
 SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
 MIGRATIONS = [
@@ -75,22 +75,28 @@ MIGRATIONS = [
     CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
     """,
     TABLES_SCHEMA,
+    # Messages record their payload's schema version (core/upcasting.py). A constant default adds
+    # the column without rewriting a row; the partial index lists the types with later versions.
+    """
+    ALTER TABLE messages ADD COLUMN version integer NOT NULL DEFAULT 1;
+    CREATE INDEX messages_versions ON messages (type, version) WHERE version > 1;
+    """,
 ]
 # Any constant; serialises concurrent first starts while they create the schema.
 MIGRATION_LOCK = 0x70657472  # "petr"
 
 # Timestamps come back as the same ISO text the SQLite backend stores.
 SELECT_AFTER = (
-    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data "
+    "SELECT id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), type, data, version "
     "FROM messages WHERE id > %s ORDER BY id LIMIT %s"
 )
 # Sent with the COMMIT in one query string, values bound by psycopg (_bind); a bigger batch goes
 # first as arrays, in a round trip of its own.
-INSERT_VALUES = "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE VALUES "
+INSERT_VALUES = "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE VALUES "
 MAX_INLINE_MESSAGES = 200
 INSERT_MANY = (
-    "INSERT INTO messages (id, timestamp, type, data) OVERRIDING SYSTEM VALUE "
-    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
+    "INSERT INTO messages (id, timestamp, type, data, version) OVERRIDING SYSTEM VALUE "
+    "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::integer[])"
 )
 # The fence and the write in one statement: the lease row stays locked until the transaction
 # ends, and while another process owns the lease nothing is written (no row comes back).
@@ -234,26 +240,26 @@ class PostgresLog:
     def transaction(self) -> Transaction:
         return Transaction(self)
 
-    def append(self, type: str, data: Mapping[str, Any] | str) -> Message:
+    def append(self, type: str, data: Mapping[str, Any] | str, version: int = 1) -> Message:
         with Transaction(self):
-            return self._stage(_now(), type, encode(data))
+            return self._stage(_now(), type, encode(data), version)
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]]) -> list[Message]:
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
         timestamp = _now()
         rows = [(type, encode(data)) for type, data in items]
         if not rows:
             return []
         with Transaction(self):
-            return [self._stage(timestamp, type, text) for type, text in rows]
+            return [self._stage(timestamp, type, text, version) for type, text in rows]
 
-    def _stage(self, timestamp: str, type: str, text: str) -> Message:
+    def _stage(self, timestamp: str, type: str, text: str, version: int) -> Message:
         """Give a message the next id and keep it for the COMMIT (the mutex and the table lock are held).
 
         Holding the lock, this instance is the only writer: the id after the newest is its
         own, so the message goes to the database with the COMMIT, in the same round trip.
         """
         self._messages += 1
-        row = (self._newest + self._messages, timestamp, type, text)
+        row = (self._newest + self._messages, timestamp, type, text, version)
         self._staged.append(("message", row))
         self._appended = True
         return message_from_row(row)
@@ -409,7 +415,7 @@ class PostgresLog:
         statements = []
         if messages:
             if len(messages) <= MAX_INLINE_MESSAGES:
-                values = ", ".join(["(%s, %s, %s, %s)"] * len(messages))
+                values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(messages))
                 statements.append(_bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
             # The identity is kept in step for anyone inserting without an id; the NOTIFY is
             # delivered to every listener when (and only if) the transaction commits.
