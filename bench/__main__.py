@@ -25,6 +25,7 @@ BENCHMARKS = (
     "rebuild",
     "worker_reaction",
     "http_commands",
+    "fastapi_peer",
     "metrics_overhead",
     "event_streams",
     "postgres",
