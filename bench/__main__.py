@@ -26,6 +26,7 @@ BENCHMARKS = (
     "rebuild_upcast",
     "worker_reaction",
     "http_commands",
+    "fastapi_peer",
     "metrics_overhead",
     "event_streams",
     "postgres",

@@ -1,11 +1,12 @@
 """The baseline server of the ``POST /commands`` benchmark, run in its own process.
 
-``python -m bench.http_server PORT DB`` serves a bare Starlette endpoint that decodes the
-JSON and inserts one row with raw ``sqlite3`` (WAL, ``synchronous=NORMAL``, the generated
-app's table), under exactly the uvicorn settings and logging that a generated app's
-``python -m APP serve`` uses: access log on, ``log_level="info"``, the same graceful
-shutdown timeout. Ours needs no stand-in: the benchmark runs the generated app's own
-``serve`` command (see ``bench/http_commands.py``).
+``python -m bench.http_server PORT DB [fast|plain]`` serves a bare Starlette endpoint that
+decodes the JSON and inserts one row with raw ``sqlite3`` (WAL, ``synchronous=NORMAL``, the
+generated app's table), under exactly the uvicorn settings and logging that a generated
+app's ``python -m APP serve`` uses: access log on, ``log_level="info"``, the same graceful
+shutdown timeout, and the same server stack (``fast``: uvloop + httptools, serve's default;
+``plain``: asyncio + h11, ``serve --http h11 --loop asyncio``). Ours needs no stand-in: the
+benchmark runs the generated app's own ``serve`` command (see ``bench/http_commands.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
+
+STACKS = {"fast": {"http": "httptools", "loop": "uvloop"}, "plain": {"http": "h11", "loop": "asyncio"}}
 
 
 def baseline(db_path: str) -> Starlette:
@@ -46,8 +50,13 @@ def baseline(db_path: str) -> Starlette:
     return Starlette(routes=[Route("/commands", post_command, methods=["POST"]), Route("/healthz", healthz)])
 
 
-if __name__ == "__main__":
-    port, db = sys.argv[1:3]
-    # What the generated app's `serve` does: the same logging set-up and uvicorn options.
+def run(app: ASGIApp, port: int, stack: str) -> None:
+    """Serve ``app`` as the generated app's ``serve`` does: the same logging set-up, uvicorn options and stack."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(baseline(db), host="127.0.0.1", port=int(port), timeout_graceful_shutdown=5, log_level="info")
+    options = STACKS[stack]
+    uvicorn.run(app, host="127.0.0.1", port=port, timeout_graceful_shutdown=5, log_level="info", **options)
+
+
+if __name__ == "__main__":
+    port, db, stack = [*sys.argv[1:4], "fast"][:3]
+    run(baseline(db), int(port), stack)

@@ -99,3 +99,14 @@ def test_kv_list_says_when_there_are_no_keys(tmp_path: Path) -> None:
     assert app_cli(root, "inspect").returncode == 0  # opens, and so creates, the app's database
     empty = app_cli(root, "kv", "list")
     assert (empty.returncode, empty.stdout) == (0, "no keys\n"), empty.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "choices"),
+    [("--http", "h2", "auto, httptools, h11"), ("--loop", "trio", "auto, uvloop, asyncio")],
+)
+def test_serve_refuses_an_unknown_server_stack_in_one_line(blog: Path, option: str, value: str, choices: str) -> None:
+    result = app_cli(blog, "serve", option, value, "--db", "stack.db")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"error: unknown {option} {value!r} — pass {choices}\n"
+    assert not (blog / "stack.db").exists()

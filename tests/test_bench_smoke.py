@@ -72,7 +72,8 @@ def test_without_wrk_the_http_benchmark_falls_back_to_an_httpx_load_and_says_so(
     )
     assert result.returncode == 0, result.stderr
     assert "load from httpx (wrk not installed)" in result.stdout
-    assert re.search(r"POST /commands, 32 connections: throughput \[1\] \| [\d,.]+ req/s", result.stdout)
+    throughput = r"POST /commands, 32 connections, uvloop \+ httptools: throughput \[1\] \| [\d,.]+ req/s"
+    assert re.search(throughput, result.stdout)
 
 
 def run_scale(*args: str) -> subprocess.CompletedProcess[str]:

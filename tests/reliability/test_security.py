@@ -686,10 +686,16 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.parametrize(
+    "stack",
+    [{"APP_HTTP": "httptools", "APP_LOOP": "uvloop"}, {"APP_HTTP": "h11", "APP_LOOP": "asyncio"}],
+    ids=["fast", "plain"],  # serve's default, and the pure-Python stack (--http h11 --loop asyncio)
+)
 def test_idle_slow_and_stalled_connections_are_closed_and_streams_are_capped(
-    app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server], stack: dict[str, str]
 ) -> None:
     env = {"APP_HEADER_TIMEOUT": "1", "APP_BODY_TIMEOUT": "1", "APP_KEEP_ALIVE": "1", "APP_MAX_EVENT_STREAMS": "20"}
+    env |= stack
     server = servers(app_dir, tmp_path / "app.db", env=env).start()
     host = f"Host: 127.0.0.1:{server.port}\r\n"
     idle = open_sockets(server.port, 30, b"")

@@ -127,6 +127,19 @@ def serve(
     metrics: Annotated[
         bool, typer.Option(help="Count requests, commands and worker cycles, and serve them at GET /metrics.")
     ] = True,
+    http: Annotated[
+        str,
+        typer.Option(
+            help="HTTP parser: httptools (C), h11 (pure Python), or auto: httptools when installed.", envvar="APP_HTTP"
+        ),
+    ] = "auto",
+    loop: Annotated[
+        str,
+        typer.Option(
+            help="Event loop: uvloop, asyncio (the standard library's), or auto: uvloop when installed.",
+            envvar="APP_LOOP",
+        ),
+    ] = "auto",
     reuse_port: Annotated[
         bool, typer.Option(hidden=True, help="Share the port with the group's other processes (set by --processes).")
     ] = False,
@@ -141,6 +154,7 @@ def serve(
     from .core.events import max_streams_from_env
     from .core.http import create_http_app
     from .core.limits import server_options
+    from .core.protocols import event_loop
 
     tokens = tokens_from_env()
     refusal = open_bind_refusal(host, tokens, insecure=insecure)
@@ -155,19 +169,20 @@ def serve(
     if processes < 1 or (processes > 1 and reload):
         typer.echo("error: --processes must be 1 or more, and 1 with --reload — pass --processes N alone", err=True)
         raise typer.Exit(2)
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout))}
+    options.update(uvicorn_logging(log_format))
+    try:
+        options |= server_options(http=http)  # connection limits and read timeouts (core/limits.py)
+        options["loop"] = event_loop(loop)
+        max_streams_from_env()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if processes > 1:
         raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout, metrics=metrics, announce=announce))
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-    options = {"host": host, "port": port, "timeout_graceful_shutdown": max(1, int(stop_timeout))}
-    options.update(uvicorn_logging(log_format))
-    try:
-        options |= server_options()  # connection limits and read timeouts (core/limits.py)
-        max_streams_from_env()
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     if reload:
         os.environ.update(
             APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format

@@ -41,7 +41,7 @@ from .events import EventStreams, max_streams_from_env
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
 from .head import HeadAsGet
 from .hosts import RequireAllowedHost, allowed_hosts
-from .log import LogUnreachable
+from .log import LogUnreachable, Message
 from .metrics import MetricsEndpoint, metrics_tokens
 from .navigation import overviews
 from .observe import ObserveRequests
@@ -124,7 +124,7 @@ def create_http_app(
         except RequestTooLarge:
             return refuse_command("too_large", 413, f"request body is over {MAX_BODY_BYTES} bytes")
         try:
-            envelope = json.loads(body, parse_constant=_refuse_constant)
+            envelope = ENVELOPE.decode(body.decode())
         except (ValueError, RecursionError):
             return refuse_command("malformed", 400, "body is not valid JSON (or nested too deeply)")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
@@ -145,10 +145,7 @@ def create_http_app(
             return _error(exc.status_code, str(exc))
         except LogUnreachable as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
-        return JSONResponse(
-            {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
-            status_code=201,
-        )
+        return _created(message)
 
     async def list_commands(_: Request) -> Response:
         return JSONResponse(app.describe()["commands"])
@@ -243,6 +240,17 @@ async def _start(app: App, rebuild: list[str], stopping: threading.Event, *, sta
 def _refuse_constant(name: str) -> float:
     """NaN and Infinity are not JSON; stored as null they would break a rebuild."""
     raise ValueError(f"{name} is not allowed")
+
+
+# Made once: json.loads and json.dumps with options build a new decoder or encoder on every call.
+ENVELOPE = json.JSONDecoder(parse_constant=_refuse_constant)
+COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _created(message: Message) -> Response:
+    """201 with the appended message. Its data is JSON text already: spliced in, not parsed and encoded again."""
+    head = COMPACT.encode({"id": message.id, "type": message.type, "timestamp": message.timestamp})
+    return Response(f'{head[:-1]},"data":{message.data}}}', status_code=201, media_type="application/json")
 
 
 def _media_type(request: Request) -> str:

@@ -1,0 +1,212 @@
+"""What ``serve`` runs on: uvicorn's two HTTP protocols, each with read deadlines and a cap on the head, and the loop.
+
+uvicorn closes a connection that is idle *between* requests (``timeout_keep_alive``),
+but not one that was never used, and not one that sends its request a byte at a time
+(slowloris): every byte it receives resets the keep-alive timer. :class:`ReadDeadlines`
+adds what is missing, the same way for both parsers: a fresh connection must start a
+request within the keep-alive timeout, a request's headers must arrive within the header
+timeout of its first byte, and its body within the body timeout of its headers; otherwise
+the connection is closed. Streaming a response (``/events``) is not reading, so it is never
+cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's own limit
+catches only those that arrive in pieces; httptools has none).
+
+:class:`TimedHttpToolsProtocol` (the C parser, the default when installed) and
+:class:`TimedH11Protocol` (pure Python, ``serve --http h11``) differ only in how they learn
+where the request being read has got to. The event loop is uvloop when installed
+(``serve --loop asyncio`` without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+HTTP_CHOICES = ("auto", "httptools", "h11")
+LOOP_CHOICES = ("auto", "uvloop", "asyncio")
+
+
+class ReadDeadlines:
+    """The deadlines and the head cap; a protocol class calls the ``_reading_*`` hooks as its parser goes."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    timeout_keep_alive: int
+    timeout_keep_alive_task: asyncio.TimerHandle | None
+    timeout_keep_alive_handler: Callable[[], None]
+
+    def __init__(
+        self, *args: Any, header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # type: ignore[misc]
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._reading_body = False
+        self._head_bytes = 0  # of the request line and headers read so far
+        self._head_tail = b""  # the last bytes read, in case the blank line ending the headers is split
+        # uvicorn's keep-alive timer starts only after a first response; start it now too.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _refused_large_head(self, data: bytes) -> bool:
+        """Answer 431 and close when the head being read passes MAX_HEAD_BYTES with ``data``."""
+        if not self._head_too_large(data):
+            return False
+        self.transport.write(TOO_LARGE)
+        self.transport.close()
+        return True
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the request's head; whether it is over MAX_HEAD_BYTES (the body after it is not counted)."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes - len(self._head_tail) + end + 4
+            self._head_bytes, self._head_tail = 0, b""
+            return size > MAX_HEAD_BYTES
+        self._head_bytes += len(data)
+        self._head_tail = seen[-3:]
+        return self._head_bytes > MAX_HEAD_BYTES
+
+    def _reading_started(self) -> None:
+        """Bytes arrived: a request's head is on its way, unless a deadline already runs."""
+        if self._read_deadline is None:
+            self._set_deadline(self.header_timeout)
+
+    def _reading_parsed(self, *, upgraded: bool, in_body: bool, in_head: bool) -> None:
+        """After the parser took the bytes: switch to the body's deadline, or stop the clock."""
+        if upgraded:  # a WebSocket now: no longer reading a request
+            self._clear_deadline()
+        elif in_body and not self._reading_body:
+            self._reading_body = True
+            self._set_deadline(self.body_timeout)
+        elif not in_body and not in_head:  # the request is all in
+            self._clear_deadline()
+
+    def _set_deadline(self, seconds: float) -> None:
+        self._clear_deadline()
+        self._read_deadline = self.loop.call_later(seconds, self._read_timed_out)
+
+    def _clear_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+        self._reading_body = False
+
+    def _read_timed_out(self) -> None:
+        """Too slow: close. An app waiting for the body hears a disconnect (see disconnects.py)."""
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class TimedH11Protocol(ReadDeadlines, H11Protocol):
+    """uvicorn's pure-Python h11 protocol with the read deadlines; h11's states say where the request is."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._refused_large_head(data):
+            return
+        self._reading_started()
+        super().data_received(data)
+        state = self.conn.their_state
+        self._reading_parsed(
+            upgraded=self.transport.get_protocol() is not self,
+            in_body=state is h11.SEND_BODY,
+            in_head=state is h11.IDLE,
+        )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE:  # ready for the next request, whose first byte starts the clock
+            self._clear_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._clear_deadline()
+        super().connection_lost(exc)
+
+
+class Part(Enum):
+    """Which part of a request the httptools parser is in (it keeps no state one can ask for)."""
+
+    BETWEEN = "between requests"
+    HEAD = "request line and headers"
+    BODY = "body"
+
+
+@functools.cache
+def _httptools_protocol() -> type[ReadDeadlines]:
+    """:class:`TimedHttpToolsProtocol`, defined only where httptools is installed."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class TimedHttpToolsProtocol(ReadDeadlines, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the read deadlines; the parser's callbacks say where the request is."""
+
+        _part = Part.BETWEEN
+
+        def data_received(self, data: bytes) -> None:
+            if self._part is not Part.BODY and self._refused_large_head(data):
+                return
+            self._reading_started()
+            super().data_received(data)
+            self._reading_parsed(
+                upgraded=self.transport.get_protocol() is not self,
+                in_body=self._part is Part.BODY,
+                in_head=self._part is Part.HEAD,
+            )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._part = Part.HEAD
+
+        def on_headers_complete(self) -> None:
+            self._part = Part.BODY
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._part = Part.BETWEEN
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._part is Part.BETWEEN:  # ready for the next request, whose first byte starts the clock
+                self._clear_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._clear_deadline()
+            super().connection_lost(exc)
+
+    return TimedHttpToolsProtocol
+
+
+def protocol_class(http: str = "auto") -> type[ReadDeadlines]:
+    """The protocol for ``serve --http``: httptools when installed (``auto``), else h11."""
+    if http not in HTTP_CHOICES:
+        raise ValueError(f"unknown --http {http!r} — pass {', '.join(HTTP_CHOICES)}")
+    has_httptools = importlib.util.find_spec("httptools") is not None
+    if http == "httptools" and not has_httptools:
+        raise ValueError("--http httptools needs the httptools package — pip install httptools, or pass --http h11")
+    if http == "h11" or not has_httptools:
+        return TimedH11Protocol
+    return _httptools_protocol()
+
+
+def event_loop(loop: str = "auto") -> str:
+    """uvicorn's ``loop`` for ``serve --loop``: uvloop when installed (``auto``, as uvicorn decides), else asyncio."""
+    if loop not in LOOP_CHOICES:
+        raise ValueError(f"unknown --loop {loop!r} — pass {', '.join(LOOP_CHOICES)}")
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("--loop uvloop needs the uvloop package — pip install uvloop, or pass --loop asyncio")
+    return loop
