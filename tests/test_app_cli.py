@@ -96,6 +96,9 @@ def test_a_database_named_on_the_command_line_is_taken_as_given(blog: Path, tmp_
 
 def test_kv_list_says_when_there_are_no_keys(tmp_path: Path) -> None:
     root = new_app(tmp_path)
+    never_run = app_cli(root, "kv", "list", cwd=root / "src")  # a new app has no database yet
+    assert (never_run.returncode, never_run.stdout) == (0, f"no keys (no database yet at {root / 'app.db'})\n")
+    assert not (root / "app.db").exists()
     assert app_cli(root, "inspect").returncode == 0  # opens, and so creates, the app's database
     empty = app_cli(root, "kv", "list")
     assert (empty.returncode, empty.stdout) == (0, "no keys\n"), empty.stderr
