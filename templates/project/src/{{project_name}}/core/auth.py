@@ -138,10 +138,13 @@ class RequireToken:
             return self.refuse(request, 400, message)
         if bearer is not None:
             client = client_address(scope)
-            wait = self.limiter.retry_after(client)
+            wait = self.limiter.retry_after(client, overall=False)
+            right = self.tokens.accepts(bearer)
+            if wait is None and not right:
+                wait = self.limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
             if wait is not None:
                 return too_many_attempts(self.refuse, request, wait)
-            if not self.tokens.accepts(bearer):
+            if not right:
                 self.limiter.failed(client)
                 return self._refuse(request, wrong_token=True)
             scope["access"] = "token"
@@ -190,19 +193,20 @@ def auth_routes(tokens: Tokens, sessions: Sessions, limiter: AttemptLimiter, pag
         if request.method == "GET":
             return pages.render("core/login.html", request=request, next=target, error=None)
         client = client_address(request.scope)
-        wait = limiter.retry_after(client)
+        wait = limiter.retry_after(client, overall=False)
         if wait is not None:
-            error = f"Too many wrong tokens. Try again in {wait} seconds."
-            response = pages.render("core/login.html", 429, request=request, next=target, error=error)
-            response.headers["retry-after"] = str(wait)
-            return response
+            return _login_limited(request, target, wait)
         try:
             form = await read_form(request)
         except RequestTooLarge:
             return pages.render("core/login.html", 413, request=request, next=target, error="That is far too long.")
         target = safe_next(form.get("next", target))
         token = form.get("token", "").strip()
-        if not token or not tokens.accepts(token):
+        right = bool(token) and tokens.accepts(token)
+        wait = None if right else limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
+        if wait is not None:
+            return _login_limited(request, target, wait)
+        if not right:
             if token:
                 limiter.failed(client)
             error = "That token is not right." if token else "Please enter the token."
@@ -217,6 +221,12 @@ def auth_routes(tokens: Tokens, sessions: Sessions, limiter: AttemptLimiter, pag
             samesite="lax",
             secure=request.scope.get("scheme") == "https",
         )
+        return response
+
+    def _login_limited(request: Request, target: str, wait: int) -> Response:
+        error = f"Too many wrong tokens. Try again in {wait} seconds."
+        response = pages.render("core/login.html", 429, request=request, next=target, error=error)
+        response.headers["retry-after"] = str(wait)
         return response
 
     async def logout(request: Request) -> Response:
