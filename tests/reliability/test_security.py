@@ -298,6 +298,13 @@ def test_serving_beyond_loopback_without_a_token_is_refused_in_one_line(app_dir:
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
         assert "APP_API_TOKEN" in result.stderr and "--insecure" in result.stderr
+    for weak in ("a", TOKEN):  # a token anyone could guess guards nothing
+        result = subprocess.run(
+            [sys.executable, "-m", APP_NAME, "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "app.db")],
+            env={**env, "APP_API_TOKEN": weak}, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_API_TOKEN")
     assert not (tmp_path / "app.db").exists()
 
 
