@@ -950,3 +950,28 @@ def test_a_client_that_leaves_mid_body_on_mcp_is_one_info_line(open_server: Serv
     time.sleep(0.2)
     output = open_server.output()
     assert "Traceback" not in output and "ClientDisconnect" not in output and "ERROR" not in output
+
+
+def test_an_event_stream_ends_when_its_session_does(token_server: Server) -> None:
+    with httpx.Client(base_url=token_server.url, timeout=10, follow_redirects=False) as client:
+        for everywhere in (False, True):
+            cookie = signed_in_cookie(client)
+            with socket.create_connection(("127.0.0.1", token_server.port), timeout=10) as sock:
+                head = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{token_server.port}\r\n"
+                sock.sendall(f"{head}Cookie: {APP_NAME}_session={cookie}\r\n\r\n".encode())
+                received = sock.recv(4096)
+                assert received.startswith(b"HTTP/1.1 200 "), received
+                client.cookies.set(f"{APP_NAME}_session", cookie)
+                assert client.post("/logout", data={"everywhere": "1"} if everywhere else {}).status_code == 303
+                client.cookies.clear()
+                began = time.monotonic()
+                sock.settimeout(0.5)
+                while b"0\r\n\r\n" not in received[-7:] and time.monotonic() - began < 9:
+                    created_post(client, "still streaming?", headers=bearer())  # events keep flowing
+                    with contextlib.suppress(TimeoutError):
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        received += chunk
+                took = time.monotonic() - began
+            assert took < 8, f"the stream outlived its session by {took:.1f}s (everywhere={everywhere})"

@@ -30,7 +30,7 @@ from .forms import RequestTooLarge, read_form
 from .log import LogUnreachable
 from .pages import APP_NAME, Pages
 from .ratelimit import AttemptLimiter, client_address
-from .sessions import Sessions
+from .sessions import STILL_ALLOWED, Sessions
 
 TOKEN_VARIABLE = "APP_API_TOKEN"
 SESSION_COOKIE = f"{APP_NAME}_session"
@@ -179,11 +179,19 @@ class RequireToken:
             return self.refuse(request, 503, str(exc))
         if session and not _is_token_only(path):
             scope["access"] = "session"
+            cookie = request.cookies.get(SESSION_COOKIE)
+            scope[STILL_ALLOWED] = lambda: self._still_signed_in(cookie)  # a stream ends with its session
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
         else:
             return self._refuse(request, wrong_token=False)
         return None
+
+    def _still_signed_in(self, cookie: str | None) -> bool:
+        try:
+            return self.sessions.valid(cookie, self.tokens.fingerprints)
+        except LogUnreachable:
+            return False  # nobody is let in on a guess
 
     def _valid_session(self, request: Request) -> bool:
         cookie = request.cookies.get(SESSION_COOKIE)
