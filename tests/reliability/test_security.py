@@ -550,6 +550,11 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("mail", "ada@example.com?subject=Invoice&body=Pay.here"),
         ("mail", "ada?cc=eve@example.com"),
         ("mail", "ada@example.com\x00"),
+        ("name", "\u200b"),  # an invisible name
+        ("name", "Ada\u200f"),
+        ("name", "A\u061cda"),
+        ("name", "A\u034fda"),
+        ("note", "a zero\u200bwidth space"),
     ],
 )
 def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, field: str, value: str) -> None:
@@ -975,3 +980,30 @@ def test_an_event_stream_ends_when_its_session_does(token_server: Server) -> Non
                         received += chunk
                 took = time.monotonic() - began
             assert took < 8, f"the stream outlived its session by {took:.1f}s (everywhere={everywhere})"
+
+
+@dataclass
+class JsonLogServer(Server):
+    def command(self) -> list[str]:
+        return [*super().command(), "--log-format", "json"]
+
+
+def test_json_access_lines_appear_one_per_request_without_the_token(app_dir: Path, tmp_path: Path) -> None:
+    server = JsonLogServer(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            client.get("/healthz")
+            client.get(f"/queries?access_token={TOKEN}")
+            client.get("/queries", headers=bearer())
+
+        def access_lines() -> list[dict[str, object]]:
+            lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+            return [line for line in lines if str(line["logger"]).endswith(".access")]
+
+        assert wait_until(lambda: len(access_lines()) >= 3, 5), server.output()[-2000:]
+        assert [(line["path"], line["status"]) for line in access_lines()][-3:] == [
+            ("/healthz", 200), ("/queries", 400), ("/queries", 200),
+        ]  # fmt: skip
+        assert TOKEN not in server.output()
+    finally:
+        server.kill()

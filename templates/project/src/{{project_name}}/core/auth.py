@@ -85,8 +85,9 @@ def weak_token_refusal(host: str, tokens: Sequence[str]) -> str | None:
     for number, token in enumerate(tokens, start=1):
         if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_SYMBOLS:
             which = f"token {number} of {TOKEN_VARIABLE}" if len(tokens) > 1 else TOKEN_VARIABLE
+            shape = f"{len(token)} characters, {len(set(token))} different"
             return (
-                f"refusing to serve on {host} with a weak {which} ({len(token)} characters, {len(set(token))} different)"
+                f"refusing to serve on {host} with a weak {which} ({shape})"
                 f" — use {MIN_TOKEN_LENGTH} or more random characters:"
                 " python3 -c 'import secrets; print(secrets.token_hex(32))'"
             )
