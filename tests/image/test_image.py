@@ -20,7 +20,7 @@ from .buildah import BUILDAH_EXIT_REPORT, Container, Image
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "image-test-token-3b9d41c7e2a8"
+TOKEN = "image-test-token-3b9d41c7e2a8f05d6c1e"
 APP = "http://127.0.0.1:8080"
 PROBE = (Path(__file__).parent / "probe.py").read_text()
 # Nothing listens there: a proxy, or a summary API, that refuses every connection.

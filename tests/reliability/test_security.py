@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -216,10 +217,9 @@ def test_same_origin_forms_and_clients_without_browser_headers_still_work(
         for headers in ({}, {"origin": server.url}, {"sec-fetch-site": "same-origin", "origin": server.url}):
             created = client.post("/posts/new", data={"title": "Mine", "content": "ok"}, headers=headers)
             assert created.status_code == 303, created.text
-        # The JSON API keeps its own defence: only application/json, which browsers preflight.
+        # The JSON API is checked like the forms, and keeps its own defence: only application/json.
         cross = {"sec-fetch-site": "cross-site", "origin": "https://evil.example"}
-        text = {**cross, "content-type": "text/plain"}
-        plain = client.post("/commands", content=b'{"type": "posts/create"}', headers=text)
+        plain = client.post("/commands", content=b'{"type": "posts/create"}', headers={"content-type": "text/plain"})
         assert plain.status_code == 415
         preflight = client.options("/commands", headers={**cross, "access-control-request-method": "POST"})
         assert preflight.status_code >= 400
@@ -297,6 +297,13 @@ def test_serving_beyond_loopback_without_a_token_is_refused_in_one_line(app_dir:
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
         assert "APP_API_TOKEN" in result.stderr and "--insecure" in result.stderr
+    for weak in ("a", TOKEN):  # a token anyone could guess guards nothing
+        result = subprocess.run(
+            [sys.executable, "-m", APP_NAME, "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "app.db")],
+            env={**env, "APP_API_TOKEN": weak}, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_API_TOKEN")
     assert not (tmp_path / "app.db").exists()
 
 
@@ -385,14 +392,18 @@ def open_server(typed_template: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def token_server(typed_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server with APP_API_TOKEN and a summary API key, for this module's attacks on access."""
-    env = {"SUMMARY_API_URL": "", "APP_API_TOKEN": TOKEN, "SUMMARY_API_KEY": ECHOED_KEY}
+    env = {"SUMMARY_API_URL": "", "APP_API_TOKEN": TOKEN, "SUMMARY_API_KEY": ECHOED_KEY, **TRUSTING_LOOPBACK}
     server = Server(typed_template, tmp_path_factory.mktemp("token") / "app.db", env=env).start()
     yield server
     server.kill()
 
 
+# The attacks from "many addresses" come through a proxy the server is told to trust.
+TRUSTING_LOOPBACK = {"APP_TRUSTED_PROXIES": "127.0.0.1"}
+
+
 def bearer(token: str = TOKEN, address: str | None = None) -> dict[str, str]:
-    """The Authorization header, and a client address of its own (uvicorn trusts X-Forwarded-For from loopback)."""
+    """The Authorization header, and a client address of its own (the server trusts X-Forwarded-For from loopback)."""
     return {"authorization": f"Bearer {token}", **({"x-forwarded-for": address} if address else {})}
 
 
@@ -538,6 +549,11 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("mail", "ada@example.com?subject=Invoice&body=Pay.here"),
         ("mail", "ada?cc=eve@example.com"),
         ("mail", "ada@example.com\x00"),
+        ("name", "\u200b"),  # an invisible name
+        ("name", "Ada\u200f"),
+        ("name", "A\u061cda"),
+        ("name", "A\u034fda"),
+        ("note", "a zero\u200bwidth space"),
     ],
 )
 def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, field: str, value: str) -> None:
@@ -597,12 +613,16 @@ def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: 
 def test_many_addresses_guessing_at_once_hit_the_overall_cap(
     app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
 ) -> None:
-    server = servers(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN}).start()
+    server = servers(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN, **TRUSTING_LOOPBACK}).start()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for number in range(100):
             assert client.get("/queries", headers=bearer("guess", f"203.0.113.{number}")).status_code == 401
         newcomer = client.get("/queries", headers=bearer("guess", "192.0.2.200"))
         assert newcomer.status_code == 429 and "retry-after" in newcomer.headers
+        # The cap slows guessing; it does not lock out whoever holds the token.
+        assert client.get("/queries", headers=bearer(TOKEN, "192.0.2.201")).status_code == 200
+        login = client.post("/login", data={"token": TOKEN}, headers={"x-forwarded-for": "192.0.2.202"})
+        assert login.status_code == 303
     server.terminate()
 
 
@@ -812,3 +832,183 @@ def test_appends_reach_every_open_stream_from_one_fan_out_at_a_small_cost(
             readers.close()
     server.terminate()
     assert watched <= 3 * alone + 0.002, f"CPU per create: {alone * 1000:.2f} ms alone, {watched * 1000:.2f} ms watched"
+
+
+# The second trial (issue 28, round two): each attack below got through before its fix.
+
+HTTPTOOLS_LAUNCHER = """
+import sys, uvicorn
+from {app}.core.limits import server_options
+options = {{k: v for k, v in server_options().items() if k not in ("http", "h11_max_incomplete_event_size")}}
+uvicorn.run("{app}.main:create_asgi_app", factory=True, http="httptools", host="127.0.0.1",
+            port=int(sys.argv[1]), log_level="info", **options)
+"""
+
+
+@dataclass
+class HttptoolsServer(Server):
+    """The app served as ``serve`` serves it, but on uvicorn's httptools protocol (the `stack` branch's default)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", HTTPTOOLS_LAUNCHER.format(app=APP_NAME), str(self.port)]
+
+    def start(self, timeout: float = 30.0) -> Server:
+        self.env = {**self.env, "APP_DB": str(self.db), "APP_HOST": "127.0.0.1"}
+        return super().start(timeout)
+
+
+def served_on(protocol: str, app_dir: Path, db: Path, env: dict[str, str]) -> Server:
+    if protocol == "httptools":
+        pytest.importorskip("httptools", reason="httptools is not installed: the httptools half is not tested")
+        return HttptoolsServer(app_dir, db, env=env).start()
+    return Server(app_dir, db, env=env).start()
+
+
+def answer_or_close(sock: socket.socket, within: float) -> tuple[bytes, float]:
+    """What the server says (b"" if it just closes) and when, reading for at most ``within`` seconds."""
+    began = time.monotonic()
+    sock.settimeout(within)
+    try:
+        return sock.recv(4096), time.monotonic() - began
+    except TimeoutError:
+        return b"(still open)", time.monotonic() - began
+    except OSError:
+        return b"", time.monotonic() - began
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_a_dripped_body_is_cut_at_the_deadline_and_a_full_server_says_when_to_retry(
+    protocol: str, app_dir: Path, tmp_path: Path
+) -> None:
+    env = {"APP_BODY_TIMEOUT": "2", "APP_KEEP_ALIVE": "30", "APP_MAX_CONNECTIONS": "8"}
+    server = served_on(protocol, app_dir, tmp_path / "app.db", env)
+    try:
+        head = f"POST /commands HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        with socket.create_connection(("127.0.0.1", server.port)) as drip:
+            drip.sendall(f"{head}Content-Length: 100000\r\n\r\n".encode())
+            began, answer = time.monotonic(), b"(still open)"
+            while time.monotonic() - began < 8 and answer == b"(still open)":
+                with contextlib.suppress(OSError):
+                    drip.send(b" ")  # a byte every half second: an idle timer never fires
+                answer, _ = answer_or_close(drip, 0.5)
+            took = time.monotonic() - began
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer
+        assert took < 4, f"a dripped body was still being read after {took:.1f}s (deadline 2s)"
+
+        with socket.create_connection(("127.0.0.1", server.port)) as huge:
+            huge.sendall(f"{head}Content-Length: 99999999999999999999\r\n\r\n{{".encode())
+            answer, took = answer_or_close(huge, 5)
+        assert answer.startswith((b"HTTP/1.1 413 ", b"HTTP/1.1 400 ")) and took < 1, (answer, took)
+
+        held = open_sockets(server.port, 8, b"")
+        busy = httpx.get(f"{server.url}/healthz", timeout=10)
+        assert busy.status_code == 503 and int(busy.headers["retry-after"]) > 0, busy.headers
+        for sock in held:
+            sock.close()
+        assert "Traceback" not in server.output()
+    finally:
+        server.kill()
+
+
+def test_forwarded_headers_are_ignored_unless_a_proxy_is_trusted_and_log_lines_cannot_be_forged(
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    server = servers(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN}).start()
+    forged = '1.2.3.4 - "GET /admin HTTP/1.1" 200 OK'
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        statuses = [
+            client.get("/queries", headers=bearer("guess", f"198.51.100.{number}")).status_code for number in range(11)
+        ]
+        assert statuses == [401] * 10 + [429], "a new X-Forwarded-For per guess escaped the per-address limit"
+        client.get("/healthz", headers={"x-forwarded-for": forged})
+        client.get("/healthz", headers={"x-forwarded-for": "\x1b[31mred"})
+    trusting = servers(app_dir, tmp_path / "trusting.db", env=TRUSTING_LOOPBACK).start()
+    with httpx.Client(base_url=trusting.url, timeout=10) as client:
+        client.get("/healthz?through=proxy", headers={"x-forwarded-for": forged})
+        client.get("/healthz?through=escape", headers={"x-forwarded-for": "\x1b[31mred"})
+        client.get("/healthz%0Aforged", headers={"x-forwarded-for": "192.0.2.9"})
+    assert wait_until(lambda: trusting.output().count("through=") >= 2, 5), trusting.output()[-2000:]
+    for output in (server.output(), trusting.output()):
+        assert "\x1b" not in output and '"GET /admin' not in output, output[-2000:]
+        assert not any(line.startswith(("1.2.3.4", "forged")) for line in output.splitlines())
+    assert "1.2.3.4\\x20-\\x20\\x22GET" in trusting.output(), "the proxy's address is logged, escaped"
+    server.terminate()
+    trusting.terminate()
+
+
+def test_cross_site_command_posts_are_refused_and_api_clients_still_work(open_server: Server) -> None:
+    create = {"type": "posts/create", "payload": {"id": "xsite", "title": "t", "content": "c"}}
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        before = log_rows(open_server.db)
+        for header in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"}):
+            refused = client.post("/commands", json=create, headers=header)
+            assert refused.status_code == 403, (header, refused.status_code)
+        assert log_rows(open_server.db) == before
+        assert client.post("/commands", json=create).status_code == 201  # no browser headers: a program
+        same = client.post("/commands", json={**create, "payload": {**create["payload"], "id": "same"}},
+                           headers={"origin": open_server.url, "sec-fetch-site": "same-origin"})  # fmt: skip
+        assert same.status_code == 201
+
+
+def test_a_client_that_leaves_mid_body_on_mcp_is_one_info_line(open_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", open_server.port)) as sock:
+        head = f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{open_server.port}\r\nContent-Type: application/json\r\n"
+        accept = "Accept: application/json, text/event-stream\r\n"
+        sock.sendall(f"{head}{accept}Content-Length: 500\r\n\r\n".encode() + b'{"jsonrpc"')
+        time.sleep(0.2)
+    assert wait_until(lambda: "(POST /mcp)" in open_server.output(), 5), open_server.output()[-2000:]
+    time.sleep(0.2)
+    output = open_server.output()
+    assert "Traceback" not in output and "ClientDisconnect" not in output and "ERROR" not in output
+
+
+def test_an_event_stream_ends_when_its_session_does(token_server: Server) -> None:
+    with httpx.Client(base_url=token_server.url, timeout=10, follow_redirects=False) as client:
+        for everywhere in (False, True):
+            cookie = signed_in_cookie(client)
+            with socket.create_connection(("127.0.0.1", token_server.port), timeout=10) as sock:
+                head = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{token_server.port}\r\n"
+                sock.sendall(f"{head}Cookie: {APP_NAME}_session={cookie}\r\n\r\n".encode())
+                received = sock.recv(4096)
+                assert received.startswith(b"HTTP/1.1 200 "), received
+                client.cookies.set(f"{APP_NAME}_session", cookie)
+                assert client.post("/logout", data={"everywhere": "1"} if everywhere else {}).status_code == 303
+                client.cookies.clear()
+                began = time.monotonic()
+                sock.settimeout(0.5)
+                while b"0\r\n\r\n" not in received[-7:] and time.monotonic() - began < 9:
+                    created_post(client, "still streaming?", headers=bearer())  # events keep flowing
+                    with contextlib.suppress(TimeoutError):
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        received += chunk
+                took = time.monotonic() - began
+            assert took < 8, f"the stream outlived its session by {took:.1f}s (everywhere={everywhere})"
+
+
+@dataclass
+class JsonLogServer(Server):
+    def command(self) -> list[str]:
+        return [*super().command(), "--log-format", "json"]
+
+
+def test_json_access_lines_appear_one_per_request_without_the_token(app_dir: Path, tmp_path: Path) -> None:
+    server = JsonLogServer(app_dir, tmp_path / "app.db", env={"APP_API_TOKEN": TOKEN}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            client.get("/healthz")
+            client.get(f"/queries?access_token={TOKEN}")
+            client.get("/queries", headers=bearer())
+
+        def access_lines() -> list[dict[str, object]]:
+            lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+            return [line for line in lines if str(line["logger"]).endswith(".access")]
+
+        assert wait_until(lambda: len(access_lines()) >= 3, 5), server.output()[-2000:]
+        assert [(line["path"], line["status"]) for line in access_lines()][-3:] == [
+            ("/healthz", 200), ("/queries", 400), ("/queries", 200),
+        ]  # fmt: skip
+        assert TOKEN not in server.output()
+    finally:
+        server.kill()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from .fake_summary_api import FakeSummaryAPI, Reply
 HTML = {"accept": "text/html"}
 NOTE = {"type": "notes/add", "payload": {"id": "a", "text": "hi"}}
 TOKEN = "s3cret-token-for-tests"
+STRONG_TOKEN = "7f3c9e1a5b8d2f4a6c0e9b7d1f3a5c8e"  # 32 random hex characters: enough beyond loopback
 NEW_TOKEN = "the-next-token-after-rotation"
 
 
@@ -104,7 +106,9 @@ def test_same_origin_and_non_browser_form_posts_pass(client: TestClient, app: Ap
 def test_the_json_api_keeps_refusing_anything_but_json_and_answers_no_cors(client: TestClient, app: App) -> None:
     cross = {"sec-fetch-site": "cross-site", "origin": "https://evil.example"}
     form = client.post("/commands", content=b'{"type": "notes/add"}', headers={**cross, "content-type": "text/plain"})
-    assert form.status_code == 415
+    assert form.status_code == 403  # refused as cross-site before its content type is even looked at
+    for header in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        assert client.post("/commands", json=NOTE, headers=header).status_code == 403
     preflight = client.options("/commands", headers={**cross, "access-control-request-method": "POST"})
     assert not any(name.startswith("access-control-") for name in preflight.headers)
     assert app.log.version() == 0
@@ -402,6 +406,35 @@ def test_text_fields_refuse_what_readers_cannot_see() -> None:
     assert visible_line("Zoë — ünïcode, 日本語, emoji 👍") == "Zoë — ünïcode, 日本語, emoji 👍"
 
 
+# Format characters and fillers the trials used, and the joiners and selectors alone or after Latin letters.
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u061c", "\u034f", "\u180e", "\u3164", "\ufe0f"]
+INVISIBLE += ["\U000e0020", "\ufeff", "\u00ad", "\u2800"]
+
+
+@pytest.mark.parametrize("hidden", INVISIBLE, ids=[f"U+{ord(char):04X}" for char in INVISIBLE])
+def test_invisible_format_characters_and_fillers_are_refused(hidden: str) -> None:
+    for value in (hidden, f"ab{hidden}cd", f"{hidden}title", f"a {hidden} b"):
+        for check in (visible_line, visible_text):
+            with pytest.raises(ValueError):
+                check(value)
+
+
+def test_every_unicode_format_character_is_refused_alone() -> None:
+    format_characters = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"]
+    for char in format_characters:
+        with pytest.raises(ValueError):
+            visible_line(char)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["👨\u200d👩\u200d👧 family", "❤\ufe0f love", "#\ufe0f\u20e3", "👨🏽\u200d🦰", "می\u200cخواهم", "क्\u200dष",
+     "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Scotland"],
+)  # fmt: skip
+def test_joiners_and_selectors_that_real_text_needs_stay(value: str) -> None:
+    assert visible_line(value) == value and visible_text(value) == value
+
+
 # --- secrets from the summary provider ---
 
 
@@ -421,6 +454,37 @@ async def test_a_key_echoed_by_the_provider_is_redacted_even_across_the_cut_or_a
         await summarizer.aclose()
 
 
+def key_pieces_in(text: str, key: str, run: int = 8) -> bool:
+    """Whether 8 letters and digits of ``key`` in a row are in ``text``, however spaced, folded or reversed."""
+    normal = unicodedata.normalize("NFKC", text).casefold()
+    folded = "".join(char for char in normal if char.isascii() and char.isalnum())
+    letters = "".join(char for char in key.casefold() if char.isalnum())
+    pieces = [piece[start : start + run] for piece in (letters, letters[::-1]) for start in range(len(piece) - run + 1)]
+    return any(piece in folded for piece in pieces)
+
+
+@pytest.mark.anyio
+async def test_a_key_reformatted_by_the_provider_is_redacted_and_summaries_lose_hidden_characters() -> None:
+    key = "sk-proj-Q7vR2mXk9Lp4Wn8Ys3Tb6Hd1Jf5Gc0ZeaB3dE6gH9jK2mN"
+    fullwidth = "".join(chr(ord(char) + 0xFEE0) if char.isalnum() else char for char in key)
+    separators = ("\u034f", "\ufe0f", "\U000e0020", "\u3164", "\u180e", "\u061c", ".", " | ")
+    echoes = [separator.join(key) for separator in separators]
+    echoes += [fullwidth, "-".join(key[start : start + 4] for start in range(0, len(key), 4)), key.upper()]
+    replies = [Reply(401, body=json.dumps({"error": {"message": f"bad key {echo}"}})) for echo in echoes]
+    summaries = [f"Summary: {key[::-1]}.", "Invoice\u202efdp.exe and \x1b[31mred\u200b."]
+    with FakeSummaryAPI() as api:
+        answers = [Reply(200, body=json.dumps({"choices": [{"message": {"content": text}}]})) for text in summaries]
+        api.queue(*replies, *answers)
+        summarizer = ChatCompletionsSummarizer(SummaryConfig(api_url=api.url, api_key=key, max_attempts=1))
+        for echo in echoes:
+            with pytest.raises(SummaryError) as refused:
+                await summarizer.summarize("text", request_id="r")
+            assert "[redacted]" in str(refused.value) and not key_pieces_in(str(refused.value), key), echo
+        assert await summarizer.summarize("text", request_id="r") == "Summary: [redacted]."
+        assert await summarizer.summarize("text", request_id="r") == "Invoicefdp.exe and [31mred."
+        await summarizer.aclose()
+
+
 # --- serving beyond loopback ---
 
 
@@ -432,8 +496,15 @@ def test_loopback_needs_no_token(host: str) -> None:
 def test_other_interfaces_need_a_token_or_insecure() -> None:
     refusal = open_bind_refusal("0.0.0.0", [], insecure=False)
     assert refusal is not None and "APP_API_TOKEN" in refusal and "--insecure" in refusal
-    assert open_bind_refusal("0.0.0.0", [TOKEN], insecure=False) is None
+    assert open_bind_refusal("0.0.0.0", [STRONG_TOKEN], insecure=False) is None
     assert open_bind_refusal("0.0.0.0", [], insecure=True) is None
+
+
+def test_other_interfaces_refuse_a_short_or_repetitive_token() -> None:
+    for weak in ("a", TOKEN, "ab" * 20, f"{STRONG_TOKEN},short"):
+        refusal = open_bind_refusal("0.0.0.0", weak.split(","), insecure=True)
+        assert refusal is not None and "weak" in refusal and "32" in refusal and TOKEN not in refusal
+    assert open_bind_refusal("127.0.0.1", ["a"], insecure=False) is None  # loopback: your own machine
 
 
 def test_serve_refuses_a_public_interface_without_a_token_in_one_line(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from .forms import RequestTooLarge, read_form
 from .log import LogUnreachable
 from .pages import APP_NAME, Pages
 from .ratelimit import AttemptLimiter, client_address
-from .sessions import Sessions
+from .sessions import STILL_ALLOWED, Sessions
 
 TOKEN_VARIABLE = "APP_API_TOKEN"
 SESSION_COOKIE = f"{APP_NAME}_session"
@@ -40,6 +40,9 @@ OPEN_PATHS = ("/healthz", "/login", "/logout", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
 # Paths that check a bearer token themselves: /metrics also takes APP_METRICS_TOKEN (core/metrics.py).
 SELF_GUARDED_PATHS = ("/metrics",)
+# Beyond loopback a token must be at least this long, of at least this many different characters.
+MIN_TOKEN_LENGTH = 32
+MIN_TOKEN_SYMBOLS = 6
 # Event streams are opened by the pages' own script, which carries the session cookie, not a token.
 SESSION_API_PREFIXES = ("/events",)
 
@@ -60,13 +63,35 @@ def is_loopback(host: str) -> bool:
 
 
 def open_bind_refusal(host: str, tokens: Sequence[str], *, insecure: bool) -> str | None:
-    """Why serving on ``host`` is refused (no token, not loopback, no ``--insecure``), or None if it is fine."""
-    if tokens or insecure or is_loopback(host):
+    """Why serving on ``host`` is refused (no token or a weak one, not loopback), or None if it is fine."""
+    if is_loopback(host):
+        return None
+    if tokens:
+        return weak_token_refusal(host, tokens)
+    if insecure:
         return None
     return (
         f"refusing to serve on {host} without {TOKEN_VARIABLE}: anyone who can reach it could send commands"
         f" — set {TOKEN_VARIABLE} to a long random secret to require it, or pass --insecure to serve it open anyway"
     )
+
+
+def weak_token_refusal(host: str, tokens: Sequence[str]) -> str | None:
+    """Why a token is too weak to guard ``host`` (short, or few distinct characters), or None.
+
+    A token that can be guessed, from the network or offline from a copy of the sessions
+    (which hold a keyed hash of it), guards nothing; a random one of 32 characters cannot.
+    """
+    for number, token in enumerate(tokens, start=1):
+        if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_SYMBOLS:
+            which = f"token {number} of {TOKEN_VARIABLE}" if len(tokens) > 1 else TOKEN_VARIABLE
+            shape = f"{len(token)} characters, {len(set(token))} different"
+            return (
+                f"refusing to serve on {host} with a weak {which} ({shape})"
+                f" — use {MIN_TOKEN_LENGTH} or more random characters:"
+                " python3 -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+    return None
 
 
 class Tokens:
@@ -138,10 +163,13 @@ class RequireToken:
             return self.refuse(request, 400, message)
         if bearer is not None:
             client = client_address(scope)
-            wait = self.limiter.retry_after(client)
+            wait = self.limiter.retry_after(client, overall=False)
+            right = self.tokens.accepts(bearer)
+            if wait is None and not right:
+                wait = self.limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
             if wait is not None:
                 return too_many_attempts(self.refuse, request, wait)
-            if not self.tokens.accepts(bearer):
+            if not right:
                 self.limiter.failed(client)
                 return self._refuse(request, wrong_token=True)
             scope["access"] = "token"
@@ -152,11 +180,19 @@ class RequireToken:
             return self.refuse(request, 503, str(exc))
         if session and not _is_token_only(path):
             scope["access"] = "session"
+            cookie = request.cookies.get(SESSION_COOKIE)
+            scope[STILL_ALLOWED] = lambda: self._still_signed_in(cookie)  # a stream ends with its session
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
         else:
             return self._refuse(request, wrong_token=False)
         return None
+
+    def _still_signed_in(self, cookie: str | None) -> bool:
+        try:
+            return self.sessions.valid(cookie, self.tokens.fingerprints)
+        except LogUnreachable:
+            return False  # nobody is let in on a guess
 
     def _valid_session(self, request: Request) -> bool:
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -190,19 +226,20 @@ def auth_routes(tokens: Tokens, sessions: Sessions, limiter: AttemptLimiter, pag
         if request.method == "GET":
             return pages.render("core/login.html", request=request, next=target, error=None)
         client = client_address(request.scope)
-        wait = limiter.retry_after(client)
+        wait = limiter.retry_after(client, overall=False)
         if wait is not None:
-            error = f"Too many wrong tokens. Try again in {wait} seconds."
-            response = pages.render("core/login.html", 429, request=request, next=target, error=error)
-            response.headers["retry-after"] = str(wait)
-            return response
+            return _login_limited(request, target, wait)
         try:
             form = await read_form(request)
         except RequestTooLarge:
             return pages.render("core/login.html", 413, request=request, next=target, error="That is far too long.")
         target = safe_next(form.get("next", target))
         token = form.get("token", "").strip()
-        if not token or not tokens.accepts(token):
+        right = bool(token) and tokens.accepts(token)
+        wait = None if right else limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
+        if wait is not None:
+            return _login_limited(request, target, wait)
+        if not right:
             if token:
                 limiter.failed(client)
             error = "That token is not right." if token else "Please enter the token."
@@ -217,6 +254,12 @@ def auth_routes(tokens: Tokens, sessions: Sessions, limiter: AttemptLimiter, pag
             samesite="lax",
             secure=request.scope.get("scheme") == "https",
         )
+        return response
+
+    def _login_limited(request: Request, target: str, wait: int) -> Response:
+        error = f"Too many wrong tokens. Try again in {wait} seconds."
+        response = pages.render("core/login.html", 429, request=request, next=target, error=error)
+        response.headers["retry-after"] = str(wait)
         return response
 
     async def logout(request: Request) -> Response:

@@ -9,7 +9,10 @@ One task per process reads each new batch of messages once and hands it to every
 open stream; a stream that falls ``STREAM_BACKLOG`` batches behind (its client does
 not read) is closed, and its client reconnects and catches up from the log. At most
 ``APP_MAX_EVENT_STREAMS`` streams are open per process; beyond that a new one gets a
-503 with ``Retry-After``.
+503 with ``Retry-After``. A stream opened with a login session ends when the session does
+(sign out, sign out everywhere, a retired token): the middleware that let it in leaves a
+check in ``scope[STILL_ALLOWED]``, asked at most every ``RECHECK_SECONDS`` while events
+flow, and at every heartbeat.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import json
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import FrameType
 
@@ -30,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from .headers import whole_number
 from .log import Message, MessageLogBackend
 from .metrics import Metrics, NoMetrics
+from .sessions import STILL_ALLOWED
 
 HEARTBEAT_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 2000
@@ -44,6 +49,7 @@ FAN_OUT_SLICE = 25
 FAN_OUT_PAUSE_SECONDS = 0.001
 # Appends this close together go out as one batch: one write per stream instead of one per message.
 COALESCE_SECONDS = 0.05
+RECHECK_SECONDS = 5.0  # how often a stream asks whether its session still stands
 
 Batch = list[tuple[int, str]]  # (message id, its event text)
 
@@ -89,6 +95,7 @@ class EventStreams:
                 headers={"retry-after": str(RETRY_AFTER_SECONDS)},
             )
         stream = self._open(start_after(request, self.log.version()))
+        stream.still_allowed = request.scope.get(STILL_ALLOWED)
         return _EventStreamResponse(self._events(stream), stream)
 
     def stream(self, position: int) -> AsyncIterator[str]:
@@ -157,8 +164,12 @@ class EventStreams:
                     async with asyncio.timeout(self.heartbeat):
                         batch = await stream.batches.get()
                 except TimeoutError:
+                    if not stream.allowed():
+                        break
                     yield ": heartbeat\n\n"
                     continue
+                if not stream.allowed():
+                    break
                 if batch is not None and (text := stream.text_of(batch)):
                     yield text
         finally:
@@ -218,6 +229,15 @@ class _Stream:
         self.registry = registry  # the open streams, which this one is in until it leaves
         self.batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=STREAM_BACKLOG)
         self.ended = False
+        self.still_allowed: Callable[[], bool] | None = None  # None: nothing can end its access
+        self._checked_at = time.monotonic()
+
+    def allowed(self) -> bool:
+        """Whether its client may still read: asked of ``still_allowed`` at most every RECHECK_SECONDS."""
+        if self.still_allowed is None or time.monotonic() - self._checked_at < RECHECK_SECONDS:
+            return True
+        self._checked_at = time.monotonic()
+        return self.still_allowed()
 
     def deliver(self, batch: Batch) -> None:
         try:

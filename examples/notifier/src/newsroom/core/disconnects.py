@@ -13,6 +13,8 @@ import logging
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .access_log import escape_for_log
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,4 +33,5 @@ class QuietDisconnects:
         except ClientDisconnect:
             client = scope.get("client")
             who = f"{client[0]}:{client[1]}" if client else "a client"
-            logger.info("%s left before sending the whole request (%s %s)", who, scope["method"], scope["path"])
+            path = escape_for_log(scope["path"])  # decoded from the URL: it may hold a newline
+            logger.info("%s left before sending the whole request (%s %s)", escape_for_log(who), scope["method"], path)

@@ -1,8 +1,10 @@
 """A limit on guessing the token: failed sign-ins and wrong bearer tokens, per client and overall.
 
 At most ``per_client`` failures a minute from one address, and ``overall`` from all of
-them together (many addresses guessing at once); beyond that every attempt, right or
-wrong, gets a 429 with ``Retry-After`` until the oldest failure leaves the window.
+them together (many addresses guessing at once). Beyond a client's own allowance every
+attempt of that client, right or wrong, gets a 429 with ``Retry-After`` until the oldest
+failure leaves the window; beyond the overall cap only wrong ones do, so a flood of
+guesses never locks out the people who hold the token.
 Rails 8's ``rate_limit to: 10, within: 3.minutes`` is the model. The counts live in the
 memory of each server process: with ``serve --processes N`` a client gets N times the
 allowance, which still leaves guessing a long random token hopeless.
@@ -40,12 +42,17 @@ class AttemptLimiter:
         self._failures: dict[str, deque[float]] = {}
         self._all: deque[float] = deque()
 
-    def retry_after(self, client: str) -> int | None:
-        """Seconds ``client`` must wait before its next attempt, or None if it may try now."""
+    def retry_after(self, client: str, *, overall: bool = True) -> int | None:
+        """Seconds ``client`` must wait before its next attempt, or None if it may try now.
+
+        ``overall=False`` leaves out the cap on all clients together: a right token is
+        checked against the client's own allowance only, so many addresses guessing
+        wrong at once cannot lock everyone else out.
+        """
         now = self.clock()
         self._forget_before(now - self.window)
         waits = []
-        if len(self._all) >= self.overall:
+        if overall and len(self._all) >= self.overall:
             waits.append(self._all[0] + self.window - now)
         mine = self._failures.get(client)
         if mine is not None and len(mine) >= self.per_client:
@@ -69,6 +76,6 @@ class AttemptLimiter:
 
 
 def client_address(scope: Scope) -> str:
-    """The address a request came from (a proxy's ``X-Forwarded-For`` counts when uvicorn trusts the proxy)."""
+    """The address a request came from (a proxy's ``X-Forwarded-For`` counts only from ``APP_TRUSTED_PROXIES``)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"

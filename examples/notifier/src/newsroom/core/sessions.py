@@ -20,6 +20,10 @@ from collections.abc import Callable, Collection
 from .headers import url_safe_token
 from .kv import KeyValueStore
 
+# The scope key of a request's "is its session still on?" check, for responses that outlive
+# the request's own check (event streams, events.py); auth.py sets it for session requests.
+STILL_ALLOWED = "still_allowed"
+
 SESSION_SECONDS = 7 * 24 * 3600
 KEY_PREFIX = "sessions/"
 ID_BYTES = 32

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import string
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx
+
+from .text import HIDDEN_IN_A_TEXT, without_invisible
 
 DEFAULT_MODEL = "llama3.2"
 SYSTEM_PROMPT = (
@@ -36,9 +38,7 @@ MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); long
 # that echoes the key may cut it, wrap it or break it across lines.
 MIN_SECRET_RUN = 8
 REDACTED = "[redacted]"
-ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every index in place
-# Whitespace, and the format characters that show nothing (soft hyphen, zero-width ones, bidi controls, BOM).
-INVISIBLE = re.compile(r"[\s\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 
 Number = TypeVar("Number", int, float)
 
@@ -152,7 +152,8 @@ class ChatCompletionsSummarizer:
             raise SummaryError("summary API answer has no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
-        return redact(content[:MAX_SUMMARY], self.config.api_key).strip()  # shown to everyone: never the key
+        # Shown to everyone: never the key, nor characters that hide or reorder text.
+        return without_invisible(redact(content[:MAX_SUMMARY], self.config.api_key)).strip()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -177,7 +178,7 @@ def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
         message = payload["error"]["message"] if isinstance(payload.get("error"), dict) else payload["error"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-    message = " ".join(redact(str(message)[:MAX_RAW_DETAIL], secret).split())
+    message = " ".join(without_invisible(redact(str(message)[:MAX_RAW_DETAIL], secret)).split())
     return f": {message[:MAX_DETAIL]}" if message else ""
 
 
@@ -185,28 +186,33 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
     """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
 
     Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
-    upper-cased or broken by invisible characters: the text is compared without its
-    whitespace and invisible format characters, ignoring the case of ASCII letters, and
-    every window of ``min_run`` characters that is also one of the secret is covered;
-    overlapping windows merge into one redaction.
+    upper-cased, written in fullwidth or other compatibility forms, broken up by any
+    separator or invisible character, or reversed: both are compared as their letters and
+    digits only, after NFKC normalisation and case folding, and every window of
+    ``min_run`` of the secret's letters and digits (forwards or backwards) found in the text
+    is covered; overlapping windows merge into one redaction.
     """
     if not secret or not text:
         return text
-    secret = secret.translate(ASCII_LOWER)
-    run = min(min_run, len(secret))
-    windows = {secret[start : start + run] for start in range(len(secret) - run + 1)}
-    lowered = text.translate(ASCII_LOWER)
-    visible = INVISIBLE.sub("", lowered)
-    if not any(window in visible for window in windows):
-        return text  # the usual case, decided at C speed
-    kept = [(index, char) for index, char in enumerate(lowered) if not INVISIBLE.match(char)]
+    folded_secret = _letters_and_digits(secret)
+    run = min(min_run, len(folded_secret))
+    if not run:
+        return text
+    windows = {
+        window[start : start + run]
+        for window in (folded_secret, folded_secret[::-1])
+        for start in range(len(window) - run + 1)
+    }
+    if not any(window in _letters_and_digits(text) for window in windows):
+        return text  # the usual case, decided (almost) at C speed
+    kept = [(index, char) for index, original in enumerate(text) for char in _letters_and_digits(original)]
     folded = "".join(char for _, char in kept)
     spans: list[list[int]] = []  # [start, end) in ``text`` of each redaction
     for start in range(len(folded) - run + 1):
         if folded[start : start + run] in windows:
             first, last = kept[start][0], kept[start + run - 1][0] + 1
             if spans and first <= spans[-1][1]:
-                spans[-1][1] = last
+                spans[-1][1] = max(spans[-1][1], last)
             else:
                 spans.append([first, last])
     pieces, kept_from = [], 0
@@ -215,6 +221,12 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
         kept_from = end
     pieces.append(text[kept_from:])
     return "".join(pieces)
+
+
+def _letters_and_digits(text: str) -> str:
+    """``text`` as NFKC, case-folded, without anything but (visible) letters and digits."""
+    normal = unicodedata.normalize("NFKC", text).casefold()
+    return NOT_LETTER_OR_DIGIT.sub("", HIDDEN_IN_A_TEXT.sub("", normal))  # fillers such as U+3164 are "letters"
 
 
 class LocalSummarizer:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
+from starlette.requests import ClientDisconnect
 
 from .app import App
 from .commands import CommandRejected
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from mcp.server.lowlevel import Server
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-    from starlette.types import Receive, Scope, Send
+    from starlette.types import Message, Receive, Scope, Send
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 APP_NAME = __name__.split(".")[0]
@@ -263,7 +264,7 @@ class MCPEndpoint:
                         raise RuntimeError("/mcp is served only inside the app's lifespan (MCPEndpoint.running)")
                     await self._task_group.start(self._run_manager)
         assert self._manager is not None
-        await self._manager.handle_request(scope, receive, send)
+        await self._manager.handle_request(scope, await _body_read_first(receive), send)
 
     async def _run_manager(self, *, task_status: TaskStatus[None]) -> None:
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -283,6 +284,32 @@ class MCPEndpoint:
                 await anyio.sleep_forever()
             finally:
                 self._manager = None
+
+
+async def _body_read_first(receive: Receive) -> Receive:
+    """``receive`` with the request's body already read, up to the limit.
+
+    The SDK logs a client hanging up mid-body as an error with a traceback; read here,
+    the hang-up is Starlette's ``ClientDisconnect``: one INFO line (disconnects.py).
+    """
+    chunks, size, more = [], 0, True
+    while more and size <= MAX_BODY_BYTES:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+    first: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+
+    async def replay() -> Message:
+        nonlocal first
+        if first is None:
+            return await receive()
+        message, first = first, None
+        return message
+
+    return replay
 
 
 def _checked_by_the_app() -> Any:

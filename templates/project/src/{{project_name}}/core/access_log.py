@@ -1,22 +1,45 @@
-"""Keep secrets sent in URLs out of the access log.
+"""Keep secrets sent in URLs out of the access log, and the log's lines what they claim to be.
 
 A token belongs in the ``Authorization`` header, and a URL carrying one is refused
 (auth.py); but uvicorn writes every request's path and query to its access log
 before the app has looked at it. This filter blanks the app's tokens wherever they
 appear in a logged URL, however percent-encoded, and drops a query with a parameter
 named like a secret (``access_token``, ``api_key``, ...): ``/queries?[redacted]``.
+
+Whatever a client chose (its address as a trusted proxy reports it, the path, the query)
+is escaped before it is written: a newline, a terminal escape, a quote or a space
+would let it forge a second line, colour the terminal, or add a field that looks real.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from urllib.parse import unquote_plus
 
 ACCESS_LOGGER = "uvicorn.access"
 SECRET_NAME = re.compile(r"token|secret|passw|api_?key", re.IGNORECASE)
 DECODINGS = 3  # a value encoded twice or three times is still found
+# Control, format and separator characters (terminal escapes, newlines, bidi controls,
+# spaces), and the quote and backslash that delimit an access line's fields.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+FIELD_DELIMITERS = frozenset('"\\')
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` with each character that could forge or hide part of a log line written as ``\\xNN``."""
+    if text.isascii() and text.isprintable() and " " not in text and not FIELD_DELIMITERS.intersection(text):
+        return text  # the usual case
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char not in FIELD_DELIMITERS and unicodedata.category(char) not in UNSAFE_CATEGORIES:
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class RedactSecretsInURLs(logging.Filter):
@@ -28,7 +51,7 @@ class RedactSecretsInURLs(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(self.scrub(arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(escape_for_log(self.scrub(arg)) if isinstance(arg, str) else arg for arg in record.args)
         return True
 
     def scrub(self, text: str) -> str:

@@ -41,6 +41,7 @@ from .events import EventStreams, max_streams_from_env
 from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, read_body, read_form
 from .head import HeadAsGet
 from .hosts import RequireAllowedHost, allowed_hosts
+from .limits import BodyDeadline, body_timeout_from_env
 from .log import LogUnreachable, Message
 from .metrics import MetricsEndpoint, metrics_tokens
 from .navigation import overviews
@@ -195,6 +196,7 @@ def create_http_app(
     refuse = partial(error_response, app.pages)
     middleware = [
         Middleware(SecurityHeaders),
+        Middleware(BodyDeadline, seconds=body_timeout_from_env()),
         Middleware(QuietDisconnects),
         Middleware(RequireAllowedHost, hosts=allowed_hosts(host, port), refuse=refuse),
         Middleware(HeadAsGet),

@@ -2,32 +2,93 @@
 
 Control characters (NUL, terminal escapes) and Unicode's bidirectional overrides and
 isolates (U+202A-U+202E, U+2066-U+2069) can hide part of a value or show it in
-another order: ``invoice`` + U+202E + ``fdp.exe`` reads as ``invoiceexe.pdf``. Features use these
-as validators (``AfterValidator(visible_line)``) on their text fields.
+another order: ``invoice`` + U+202E + ``fdp.exe`` reads as ``invoiceexe.pdf``. Invisible
+format characters (zero-width spaces, direction marks, tags, U+061C) and the "fillers"
+that render as nothing (U+034F, U+3164, U+180E, variation selectors) make a title that
+looks empty, or two names that look the same and are not. Features use these as
+validators (``AfterValidator(visible_line)``) on their text fields.
+
+What real text needs stays: the zero-width joiner and non-joiner (U+200D, U+200C) and the
+emoji/text variation selectors (U+FE0E, U+FE0F) right after an emoji or a letter of a
+script that joins (👨‍👩‍👧, ❤️, Persian and Indic words), and the tag characters of the
+subdivision flags (🏴 + tags). Each is refused anywhere else (after a Latin letter, a space,
+at the start, or alone), where it can only hide something.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from pydantic_core import PydanticCustomError
 
-# C0 controls, DEL, C1 controls and the bidi controls; a line also refuses Unicode's line and
-# paragraph separators, and a text keeps tab, line feed and carriage return.
-HIDDEN_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-HIDDEN_IN_A_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-MESSAGE = "Remove the invisible control characters (they can hide text or change its direction)."
+# Unicode's format characters (category Cf), and the characters of other categories that show nothing.
+_FORMAT = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_FILLERS = "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef"
+# C0 controls, DEL, C1 controls, format characters and fillers; a line also refuses Unicode's
+# line and paragraph separators, and a text keeps tab, line feed and carriage return.
+HIDDEN_IN_A_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029{_FORMAT}{_FILLERS}]")
+HIDDEN_IN_A_TEXT = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_FORMAT}{_FILLERS}]")
+MESSAGE = "Remove the invisible characters (they can hide text, change its direction, or make it look like other text)."
+JOINERS = frozenset("\u200c\u200d")
+PRESENTATION_SELECTORS = frozenset("\ufe0e\ufe0f")
+BLACK_FLAG = "\U0001f3f4"  # a subdivision flag is it followed by tag characters
+LAST_LATIN = 0x24F  # a joiner after a Latin letter joins nothing
 
 
 def visible_line(value: str) -> str:
-    """A one-line value (names, titles, addresses): no control character at all."""
-    if HIDDEN_IN_A_LINE.search(value):
-        raise PydanticCustomError("invisible_characters", MESSAGE)
+    """A one-line value (names, titles, addresses): no control or invisible character."""
+    _check(value, HIDDEN_IN_A_LINE)
     return value
 
 
 def visible_text(value: str) -> str:
-    """A longer text: line breaks and tabs are fine, other control characters are not."""
-    if HIDDEN_IN_A_TEXT.search(value):
-        raise PydanticCustomError("invisible_characters", MESSAGE)
+    """A longer text: line breaks and tabs are fine, other control and invisible characters are not."""
+    _check(value, HIDDEN_IN_A_TEXT)
     return value
+
+
+def without_invisible(text: str) -> str:
+    """``text`` without the characters :func:`visible_text` refuses (for text from elsewhere: summaries)."""
+    if not HIDDEN_IN_A_TEXT.search(text):
+        return text
+    return "".join(
+        char for index, char in enumerate(text) if not HIDDEN_IN_A_TEXT.match(char) or _needed_here(text, index)
+    )
+
+
+def _check(value: str, hidden: re.Pattern[str]) -> None:
+    for found in hidden.finditer(value):  # the usual value has none: decided at C speed
+        if not _needed_here(value, found.start()):
+            raise PydanticCustomError("invisible_characters", MESSAGE)
+
+
+def _needed_here(value: str, index: int) -> bool:
+    """Whether the invisible character at ``index`` is one real text needs where it stands."""
+    char = value[index]
+    before = value[index - 1] if index else ""
+    after = value[index + 1] if index + 1 < len(value) else ""
+    if char in PRESENTATION_SELECTORS:
+        return bool(before) and (_is_symbol(before) or before in "#*" or before.isdigit())
+    if char in JOINERS:
+        return _joins(before) and _joins(after)
+    if "\U000e0020" <= char <= "\U000e007f":  # tags: only in a subdivision flag's sequence
+        return before == BLACK_FLAG or "\U000e0020" <= before <= "\U000e007e"
+    return False
+
+
+def _is_symbol(char: str) -> bool:
+    return bool(char) and unicodedata.category(char) in ("So", "Sk")
+
+
+def _joins(char: str) -> bool:
+    """An emoji (or its selector or skin tone), or a letter or mark of a script beyond Latin."""
+    if not char or char.isspace():
+        return False
+    if _is_symbol(char) or char in PRESENTATION_SELECTORS:
+        return True
+    return unicodedata.category(char)[0] in "LM" and ord(char) > LAST_LATIN
