@@ -211,7 +211,7 @@ def test_reading_tools_refuse_a_database_that_is_not_there(tmp_path: Path) -> No
         result = app_cli(*args, "--db", missing)
         assert (result.returncode, result.stderr.strip()) == (
             1,
-            f"error: no database at {missing} — run this in the app's directory, or pass --db PATH",
+            f"error: no database at {missing} — the app has not run here yet (serve creates it), or pass --db PATH",
         )
     assert list(tmp_path.iterdir()) == []  # no empty database left behind
 

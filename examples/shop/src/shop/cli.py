@@ -283,10 +283,17 @@ def _open_log(db: str) -> MessageLogBackend:
         raise typer.Exit(1) from None
 
 
+def _missing(db: str) -> bool:
+    return "://" not in db and db != ":memory:" and not Path(db).exists()
+
+
 def _require_existing(db: str) -> None:
     """Reading tools look at an existing SQLite file; run from the wrong directory they would make an empty one."""
-    if "://" not in db and db != ":memory:" and not Path(db).exists():
-        typer.echo(f"error: no database at {db} — run this in the app's directory, or pass --db PATH", err=True)
+    if _missing(db):
+        typer.echo(
+            f"error: no database at {db} — the app has not run here yet (serve creates it), or pass --db PATH",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -398,7 +405,10 @@ def projections_status(
         typer.echo(f"{status.name:<28} {status.state.value:<8} rows: {rows}; {built}")
     stale = [status.name for status in statuses if status.state.value != "current"]
     if stale:
-        typer.echo(f"the next start rebuilds {', '.join(stale)} (or: python -m {PACKAGE} projections rebuild)")
+        projections = [name for name in stale if not name.startswith("worker:")]
+        now = f"; projections now: python -m {PACKAGE} projections rebuild" if projections else ""
+        workers = "; a worker's state is rebuilt when the worker starts" if len(projections) < len(stale) else ""
+        typer.echo(f"the next start rebuilds {', '.join(stale)}{now}{workers}")
 
 
 @projections_cli.command("rebuild")
@@ -490,6 +500,9 @@ def kv_set(
 @kv_cli.command("list")
 def kv_list(db: DbOption = DEFAULT_DB) -> None:
     """Print every key and its value."""
+    if _missing(db) and Path(db).parent == app_root():
+        typer.echo(f"no keys (no database yet at {db})")
+        return
     _require_existing(db)
     app = _open_app(db)
     try:

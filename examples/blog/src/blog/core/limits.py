@@ -1,14 +1,8 @@
 """Connection limits for ``serve``: no client holds a connection it does not use.
 
-uvicorn closes a connection that is idle *between* requests (``timeout_keep_alive``),
-but not one that was never used, and not one that sends its request a byte at a time
-(slowloris): every byte it receives resets the keep-alive timer. :class:`TimedH11Protocol`
-adds what is missing: a fresh connection must start a request within the keep-alive
-timeout, a request's headers must arrive within ``APP_HEADER_TIMEOUT`` seconds of its
-first byte, and its body within ``APP_BODY_TIMEOUT`` seconds of its headers; otherwise
-the connection is closed. Streaming a response (``/events``) is not reading, so it is
-never cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's
-own limit catches only those that arrive in pieces).
+The read deadlines and the 431 for an oversized head live in the HTTP protocol classes
+(protocols.py), for both of uvicorn's parsers; this module reads their settings and
+uvicorn's connection limits from the environment.
 
 The body's deadline is also kept where every HTTP protocol (h11, httptools) honours it:
 :class:`BodyDeadline`, an ASGI middleware, gives the whole body ``APP_BODY_TIMEOUT``
@@ -31,95 +25,16 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .protocols import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEAD_BYTES, protocol_class
 from .proxies import proxy_options
 
 MAX_CONNECTIONS = 1000
-HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 30.0
 KEEP_ALIVE = 5
-MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers (h11 alone checks only those arriving in pieces)
-TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 SPARE_FILES = 64  # descriptors beyond the connections: the database, logs, the listening socket
 MAX_LENGTH_DIGITS = 12  # a Content-Length of more digits (a terabyte) is no body this app reads
 BUSY_RETRY_AFTER = 5  # seconds a client turned away by a full server is told to wait
-
-
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with deadlines for reading a request (see the module's docstring)."""
-
-    def __init__(
-        self, *args: Any, header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.header_timeout = header_timeout
-        self.body_timeout = body_timeout
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._read_deadline: asyncio.TimerHandle | None = None
-        self._reading_body = False
-        self._head_bytes = 0  # of the request line and headers read so far
-        self._head_tail = b""  # the last bytes read, in case the blank line ending the headers is split
-        # uvicorn's keep-alive timer starts only after a first response; start it now too.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and self._head_too_large(data):
-            self.transport.write(TOO_LARGE)
-            self.transport.close()
-            return
-        if self._read_deadline is None:
-            self._set_deadline(self.header_timeout)
-        super().data_received(data)
-        state = self.conn.their_state
-        if self.transport.get_protocol() is not self:  # upgraded to a WebSocket: no longer reading a request
-            self._clear_deadline()
-        elif state is h11.SEND_BODY and not self._reading_body:
-            self._reading_body = True
-            self._set_deadline(self.body_timeout)
-        elif state is not h11.SEND_BODY and state is not h11.IDLE:  # the request is all in
-            self._clear_deadline()
-
-    def _head_too_large(self, data: bytes) -> bool:
-        """Count the request's head; whether it is over MAX_HEAD_BYTES (the body after it is not counted)."""
-        seen = self._head_tail + data
-        end = seen.find(b"\r\n\r\n")
-        if end >= 0:
-            size = self._head_bytes - len(self._head_tail) + end + 4
-            self._head_bytes, self._head_tail = 0, b""
-            return size > MAX_HEAD_BYTES
-        self._head_bytes += len(data)
-        self._head_tail = seen[-3:]
-        return self._head_bytes > MAX_HEAD_BYTES
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.conn.their_state is h11.IDLE:  # ready for the next request, whose first byte starts the clock
-            self._clear_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._clear_deadline()
-        super().connection_lost(exc)
-
-    def _set_deadline(self, seconds: float) -> None:
-        self._clear_deadline()
-        self._read_deadline = self.loop.call_later(seconds, self._read_timed_out)
-
-    def _clear_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
-        self._reading_body = False
-
-    def _read_timed_out(self) -> None:
-        """Too slow: close. An app waiting for the body hears a disconnect (see disconnects.py)."""
-        self._read_deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
 
 
 class BodyDeadline:
@@ -229,11 +144,11 @@ def busy_answers_say_when_to_retry() -> None:
             protocol.service_unavailable = _busy
 
 
-def server_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """uvicorn's settings for ``serve``: the protocol with read deadlines, the connection limits, the proxies."""
+def server_options(environ: Mapping[str, str] = os.environ, *, http: str = "auto") -> dict[str, Any]:
+    """uvicorn's settings for ``serve``: the protocol (``--http``) with read deadlines, and the connection limits."""
     max_connections = _number(environ, "APP_MAX_CONNECTIONS", int, MAX_CONNECTIONS)
     protocol = partial(
-        TimedH11Protocol,
+        protocol_class(http),
         header_timeout=_number(environ, "APP_HEADER_TIMEOUT", float, HEADER_TIMEOUT),
         body_timeout=_number(environ, "APP_BODY_TIMEOUT", float, BODY_TIMEOUT),
     )

@@ -42,8 +42,9 @@ from .forms import MAX_BODY_BYTES, RequestTooLarge, field_errors, form_errors, r
 from .head import HeadAsGet
 from .hosts import RequireAllowedHost, allowed_hosts
 from .limits import BodyDeadline, body_timeout_from_env
-from .log import LogUnreachable
+from .log import LogUnreachable, Message
 from .metrics import MetricsEndpoint, metrics_tokens
+from .navigation import overviews
 from .observe import ObserveRequests
 from .openapi import OpenAPIRoutes
 from .queries import UnknownQuery
@@ -105,7 +106,11 @@ def create_http_app(
                 on_closed(stuck)
 
     async def index(request: Request) -> Response:
-        return app.pages.render("core/index.html", app=app, request=request)
+        return app.pages.render("core/index.html", request=request, overviews=overviews(app))
+
+    async def about(request: Request) -> Response:
+        """The developer's view: commands, queries, workers (behind the token, as every page is)."""
+        return app.pages.render("core/about.html", app=app, request=request)
 
     def refuse_command(reason: str, status_code: int, message: str, **extra: Any) -> Response:
         """A command refused before dispatch (dispatch counts its own refusals), counted by reason."""
@@ -120,7 +125,7 @@ def create_http_app(
         except RequestTooLarge:
             return refuse_command("too_large", 413, f"request body is over {MAX_BODY_BYTES} bytes")
         try:
-            envelope = json.loads(body, parse_constant=_refuse_constant)
+            envelope = ENVELOPE.decode(body.decode())
         except (ValueError, RecursionError):
             return refuse_command("malformed", 400, "body is not valid JSON (or nested too deeply)")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
@@ -136,15 +141,12 @@ def create_http_app(
         except ValidationError as exc:
             return refuse_command("invalid_payload", 400, "invalid payload", fields=field_errors(exc))
         try:
-            message = app.dispatch(command)
+            message = await app.group_commit.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
         except LogUnreachable as exc:  # nothing appended: safe to retry later
             return _error(503, str(exc))
-        return JSONResponse(
-            {"id": message.id, "type": message.type, "timestamp": message.timestamp, "data": json.loads(message.data)},
-            status_code=201,
-        )
+        return _created(message)
 
     async def list_commands(_: Request) -> Response:
         return JSONResponse(app.describe()["commands"])
@@ -202,6 +204,7 @@ def create_http_app(
     ]
     routes: list[BaseRoute] = [
         Route("/", index, name="index"),
+        Route("/_/about", about, name="about"),
         Route("/commands", post_command, methods=["POST"]),
         Route("/commands", list_commands, methods=["GET"]),
         Route("/queries", list_queries),
@@ -215,7 +218,9 @@ def create_http_app(
     ]
     if app.metrics.enabled:
         routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
-    if accepted:
+    if app.guard is not None:  # a users feature decides who comes in; APP_API_TOKEN stays the operator's token
+        middleware.append(Middleware(app.guard, tokens=accepted, refuse=refuse))
+    elif accepted:
         checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
         middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
         routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)
@@ -237,6 +242,17 @@ async def _start(app: App, rebuild: list[str], stopping: threading.Event, *, sta
 def _refuse_constant(name: str) -> float:
     """NaN and Infinity are not JSON; stored as null they would break a rebuild."""
     raise ValueError(f"{name} is not allowed")
+
+
+# Made once: json.loads and json.dumps with options build a new decoder or encoder on every call.
+ENVELOPE = json.JSONDecoder(parse_constant=_refuse_constant)
+COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _created(message: Message) -> Response:
+    """201 with the appended message. Its data is JSON text already: spliced in, not parsed and encoded again."""
+    head = COMPACT.encode({"id": message.id, "type": message.type, "timestamp": message.timestamp})
+    return Response(f'{head[:-1]},"data":{message.data}}}', status_code=201, media_type="application/json")
 
 
 def _media_type(request: Request) -> str:
