@@ -927,7 +927,8 @@ def test_forwarded_headers_are_ignored_unless_a_proxy_is_trusted_and_log_lines_c
         client.get("/healthz?through=proxy", headers={"x-forwarded-for": forged})
         client.get("/healthz?through=escape", headers={"x-forwarded-for": "\x1b[31mred"})
         client.get("/healthz%0Aforged", headers={"x-forwarded-for": "192.0.2.9"})
-    assert wait_until(lambda: trusting.output().count("through=") >= 2, 5), trusting.output()[-2000:]
+    # httptools (the default stack) refuses a raw ESC in a header as an invalid request; h11 lets it reach the log.
+    assert wait_until(lambda: "through=proxy" in trusting.output(), 5), trusting.output()[-2000:]
     for output in (server.output(), trusting.output()):
         assert "\x1b" not in output and '"GET /admin' not in output, output[-2000:]
         assert not any(line.startswith(("1.2.3.4", "forged")) for line in output.splitlines())
