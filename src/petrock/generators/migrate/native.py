@@ -126,7 +126,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     assert isinstance(cls, cst.ClassDef)
     cls = _fill(job, cls, attributes, helpers, copied_attributes)
     provided = {"self", "App", "until_served", "paced", "bound_to", *(["asyncio"] if target.threaded else [])}
-    if loop.first_interval is not None:
+    if loop.first_interval is not None or loop.early_sleeps:
         provided.add("time")
     for name in _free_names(cls) - provided:
         if name in BUILTINS:
@@ -137,7 +137,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
             needs.setdefault(name, target.module)
         elif name not in needs:
             return f"it uses {name!r}, which petrock cannot find"
-    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None, binds=job.bound)
+    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None or loop.early_sleeps, binds=job.bound)
 
 
 def _parameters(function: cst.FunctionDef, *, skip_self: bool) -> list[cst.Param]:
@@ -223,6 +223,8 @@ def _class_text(
         comments += "    # The loop's interval changes: it polls at the first one and waits out the current one.\n"
         flags += "    slept = False  # a pass went to sleep: the rest of it runs once the wait is over\n"
         flags += "    due = 0.0  # when the current wait is over (time.monotonic())\n"
+    elif loop.early_sleeps:
+        flags += "    due = 0.0  # a pass that ended early waits out its own delay: the next runs after this\n"
     elif loop.before_sleep:
         flags += "    slept = False  # the loop slept mid-pass: the rest of a pass runs at the start of the next\n"
     init = "".join(f"        {line}\n" for line in init_lines)
@@ -397,6 +399,8 @@ def _fill(
         sleep = _code(_renamed(loop.interval, attributes))  # type: ignore[arg-type]
         cycle += [waiting, *first, cst.parse_statement(f"self.due = time.monotonic() + {sleep}\n")]
         cycle.append(cst.parse_statement("self.slept = True\n"))
+    elif loop.early_sleeps:
+        cycle += [cst.parse_statement("if time.monotonic() < self.due:\n    return\n"), *body]
     elif before:
         after = cst.parse_statement("if self.slept:\n    pass\n")
         after = after.with_changes(body=after.body.with_changes(body=body))  # type: ignore[attr-defined]
