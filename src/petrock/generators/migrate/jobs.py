@@ -352,7 +352,8 @@ class _Iteration:
 def _collection_loop(spawn: Spawn) -> _Iteration | None:
     """``for job in JOBS: create_task(job(app))`` (or ``[create_task(run(job)) for job in JOBS]``): the
     iteration whose variable the spawn's target uses."""
-    used = {n.value for n in m.findall(spawn.target or spawn.call, m.Name())}  # type: ignore[union-attr]
+    given = [spawn.target or spawn.call, *spawn.args, *spawn.keywords.values()]  # Thread(target=f, args=(job,))
+    used = {n.value for node in given for n in m.findall(node, m.Name())}  # type: ignore[union-attr]
     for ancestor in spawn.module.ancestors(spawn.call):
         if isinstance(ancestor, cst.FunctionDef | cst.Lambda):
             return None
@@ -376,6 +377,8 @@ def _elements(
     iterable = loop.iter
     if isinstance(iterable, cst.List | cst.Tuple):
         return [(e, e.value) for e in iterable.elements]
+    if m.matches(iterable, m.Call(func=m.Attribute(value=m.Name() | m.Attribute(), attr=m.Name("values")), args=[])):
+        iterable = iterable.func.value  # type: ignore[attr-defined]  # a dict registry: its values are the jobs
     resolved = program.resolve_expression(module, iterable) if isinstance(iterable, cst.Name | cst.Attribute) else None
     if resolved is None and isinstance(iterable, cst.Name):
         function = module.enclosing_function(loop.statement)
@@ -399,14 +402,12 @@ def _elements(
 def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
     """``@every(30)`` on functions, where ``every`` appends to ``registry``: each decorator and what it adds."""
     adders = []
-    for call in home.all(cst.Call):
-        if not m.matches(call, m.Call(func=m.Attribute(value=m.Name(registry), attr=m.Name("append")))):
-            continue
-        decorator = home.enclosing_function(call)
-        if decorator is None or len(call.args) != 1 or not _returns_its_argument(decorator):  # type: ignore[attr-defined]
+    for node, added in _additions(home, registry):
+        decorator = home.enclosing_function(node)
+        if decorator is None or not _returns_its_argument(decorator):
             return None
         factory = home.enclosing_function(decorator)
-        adders.append((decorator, factory, call.args[0].value))  # type: ignore[attr-defined]
+        adders.append((decorator, factory, _with_locals(decorator, node, added)))
     if not adders:
         return None
     found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
@@ -418,6 +419,31 @@ def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst
                     if value is not None:
                         found.append((decorator, value))
     return found or None
+
+
+def _additions(home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+    """Where ``registry`` gets its elements: ``REGISTRY.append(x)`` or ``REGISTRY[key] = x`` (a dict of jobs)."""
+    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    for call in home.all(cst.Call):
+        if m.matches(call, m.Call(func=m.Attribute(value=m.Name(registry), attr=m.Name("append")), args=[m.Arg()])):
+            found.append((call, call.args[0].value))  # type: ignore[attr-defined]
+    for assign in home.all(cst.Assign):
+        target = m.AssignTarget(m.Subscript(value=m.Name(registry)))
+        if m.matches(assign, m.Assign(targets=[target])):
+            found.append((assign, assign.value))  # type: ignore[attr-defined]
+    return found
+
+
+def _with_locals(decorator: cst.FunctionDef, node: cst.CSTNode, added: cst.BaseExpression) -> cst.BaseExpression:
+    """What the decorator adds, with the locals it computed first written out (``name = function.__name__``)."""
+    values: dict[str, cst.BaseExpression] = {}
+    for statement in decorator.body.body:
+        if m.findall(statement, m.MatchIfTrue(lambda found: found is node)):
+            break
+        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            small = statement.body[0]  # type: ignore[attr-defined]
+            values[small.targets[0].target.value] = _with_values(small.value, values)
+    return _with_values(added, values) if values else added
 
 
 def _returns_its_argument(function: cst.FunctionDef) -> bool:

@@ -107,7 +107,8 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
         if _is_app(value, job.app):
             attributes[name] = "app"
             continue
-        problem = _portable(value, spawn_module, job.app, needs)
+        element_module = job.element_module if name in target.bindings else None
+        problem = _portable(value, spawn_module, job.app, needs, element_module)
         if problem:
             return f"its argument {name!r} is {problem} where it is started"
         if _simple(value) and name not in assigned:
@@ -165,10 +166,15 @@ def _app_to(value: cst.BaseExpression, app: cst.BaseExpression | None) -> cst.Ba
 
 
 def _portable(
-    value: cst.BaseExpression, module: Module, app: cst.BaseExpression | None, needs: dict[str, Module]
+    value: cst.BaseExpression,
+    module: Module,
+    app: cst.BaseExpression | None,
+    needs: dict[str, Module],
+    element_module: Module | None = None,
 ) -> str | None:
     """Whether ``value`` can be computed again when the app is built: it names only the app,
-    builtins and module-level names. Records the module-level names it needs."""
+    builtins and module-level names (of ``module``, or of the module that wrote the registry element
+    the value comes from). Records the module-level names it needs."""
     value = _app_to(value, app)
     if m.findall(value, m.Await() | m.Lambda() | m.NamedExpr()):
         return "computed"
@@ -177,6 +183,9 @@ def _portable(
             continue
         if name in module.definitions or name in module.imports:
             needs.setdefault(name, module)
+            continue
+        if element_module is not None and (name in element_module.definitions or name in element_module.imports):
+            needs.setdefault(name, element_module)
             continue
         return f"computed from {name!r}"
     return None
