@@ -50,6 +50,9 @@ SHAPES = {
     "break": ("delta", "Jobs.start_until_task", "native"),
     "mutable-class-attribute": ("delta", "Jobs.start_queue_task", "native"),  # run on the Jobs object itself
     "two-sleeps": ("delta", "Jobs.start_pulse_task", "hosted"),  # sleeps twice in a pass
+    "backoff": ("delta", "Jobs.start_backoff_task", "native"),  # except: sleep(computed delay); continue
+    "sleep-in-if-else": ("delta", "Jobs.start_either_task", "native"),  # each branch of the last `if` sleeps
+    "taskgroup-held": ("delta", "grouped_jobs: task _grouped_loop(app)", "native"),  # a TaskGroup across a yield
     "start-loop-first": ("epsilon", "Jobs.start_ticker_task", "native"),  # for start in (a, b): start()
     "start-loop-second": ("epsilon", "Jobs.start_tocker_task", "native"),
     "start-helper": ("epsilon", "Jobs.start_helper_task", "native"),  # started by a function lifespan calls
@@ -189,7 +192,7 @@ def test_the_report_has_one_line_per_job_native_or_hosted_with_what_would_make_i
     _, report = depot_migrated
     outcomes = {(job["place"], job["job"]): job["outcome"] for job in report["jobs"]}
     assert outcomes == {(feature, job): outcome for feature, job, outcome in SHAPES.values()}
-    assert report["counts"] == {"native": 30, "hosted": 1, "left": 0}
+    assert report["counts"] == {"native": 33, "hosted": 1, "left": 0}
     hosted = {(job["place"], job["job"]): job for job in report["jobs"] if job["outcome"] == "hosted"}
     assert "sleeps more than once in a pass" in hosted["delta", "Jobs.start_pulse_task"]["reason"]
     assert hosted["delta", "Jobs.start_pulse_task"]["native_when"] == "each pass slept once, at its start or its end"
