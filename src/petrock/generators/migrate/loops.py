@@ -222,11 +222,11 @@ def _read_early_sleeps(loop: Loop, body: list[cst.BaseStatement], ends_asleep: b
         fixed: list[cst.BaseExpression] = []
         for statement in early:
             interval = _sleep_interval(statement, loop.threaded)
-            if interval is not None and not variable_names(interval) & local:
-                if not any(interval.deep_equals(f) for f in fixed):
-                    fixed.append(interval)
+            fixed_delay = interval is not None and not variable_names(interval) & local
+            if fixed_delay and not any(interval.deep_equals(f) for f in fixed):  # type: ignore[union-attr]
+                fixed.append(interval)  # type: ignore[arg-type]
         if not fixed:
-            loop.problem = "each of its sleeps waits a delay computed in the pass: petrock cannot tell how often to poll"
+            loop.problem = "each of its sleeps waits a delay computed in the pass (how often to poll?)"
             return False
         loop.interval = fixed[0] if len(fixed) == 1 else cst.Call(cst.Name("min"), [cst.Arg(f) for f in fixed])
     due = _DueInstead(set(early), loop.threaded)
