@@ -21,7 +21,7 @@ from .classes import JobClass, read_job_class
 from .loops import Loop, read_cycle, read_loop
 from .program import Module, Program, assigned_at_top
 from .server import Reach, methods, shutdown_hooks
-from .spawns import Spawn, rearms, scheduled_by_decorator
+from .spawns import Spawn, rearmed_through, rearms, scheduled_by_decorator
 from .syntax import bound_by, variable_names, without_docstring
 from .targets import Target, resolve_target
 
@@ -634,6 +634,17 @@ def _read_chain(program: Program, job: Job, target: Target) -> Loop:
         and variable_names(s) & handles
         and not m.matches(s, m.SimpleStatementLine(body=[m.Global()]))
     ]
+    through = rearmed_through(program, target.module, function) if not again and job.spawn.kind != "scheduler" else []
+    if through:
+        # Re-armed by a helper it calls on every pass (its last statement, or in a `finally:`).
+        calls = [target.module.statement(call) for call, _ in through]
+        every_pass = _without(function, [c for c in calls if c is not None])
+        if every_pass is not None and len(calls) == len(through):
+            cycle = read_cycle(
+                every_pass, threaded=target.threaded, interval=through[0][1].interval, rearms=[], handles=set()
+            )
+            cycle.function = function
+            return cycle
     if job.spawn.kind != "scheduler" and (not again or any(s not in statements for s in rearming)):
         loop = Loop(function, target.threaded)
         loop.problem = "it runs once (nothing re-arms it)" if not again else "it re-arms itself only on some passes"
@@ -642,6 +653,40 @@ def _read_chain(program: Program, job: Job, target: Target) -> Loop:
     if again and again[0].kind == "timer" and again[0].construction is not None:
         interval = again[0].interval
     return read_cycle(function, threaded=target.threaded, interval=interval, rearms=rearming, handles=handles)
+
+
+def _without(function: cst.FunctionDef, statements: list[cst.BaseStatement]) -> cst.FunctionDef | None:
+    """``function`` without ``statements``, when each runs on every pass: at its top level, or in the
+    ``finally:`` of a ``try`` at its top level; else None."""
+    body: list[cst.BaseStatement] = []
+    left = set(statements)
+    for statement in function.body.body:
+        if statement in left:
+            left.discard(statement)
+            continue
+        if isinstance(statement, cst.Try) and statement.finalbody is not None:
+            final = [s for s in statement.finalbody.body.body if s not in left]
+            if len(final) != len(statement.finalbody.body.body):
+                left -= set(statement.finalbody.body.body)
+                if final:
+                    statement = statement.with_changes(
+                        finalbody=statement.finalbody.with_changes(
+                            body=statement.finalbody.body.with_changes(body=final)
+                        )
+                    )
+                elif statement.handlers:
+                    statement = statement.with_changes(finalbody=None)
+                else:
+                    body += list(statement.body.body)
+                    continue
+        body.append(statement)
+    if left or not body:
+        return (
+            None
+            if left
+            else function.with_changes(body=function.body.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])]))
+        )
+    return function.with_changes(body=function.body.with_changes(body=body))
 
 
 def _stem(job: Job, target: Target | None) -> str:
