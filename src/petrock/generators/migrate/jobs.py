@@ -418,7 +418,21 @@ def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst
                     value = _added(program, module, decorator, function, home, adder, factory, added)
                     if value is not None:
                         found.append((decorator, value))
+    if not found and all(_only_declared(program, factory or adder) for adder, factory, _ in adders):
+        return []  # nothing registers into it (a migration moved every function): the loop starts nothing
     return found or None
+
+
+def _only_declared(program: Program, function: cst.FunctionDef) -> bool:
+    """Whether ``function`` is only defined, imported or used as a decorator: never called to register."""
+    name = function.name.value
+    for module in program.modules.values():
+        for reference in module.names.get(name, []):
+            if reference is function.name:
+                continue
+            if not any(isinstance(a, cst.Decorator | cst.Import | cst.ImportFrom) for a in module.ancestors(reference)):
+                return False
+    return True
 
 
 def _additions(home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
