@@ -253,7 +253,7 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     ) in alpha
     # Shared module state is imported from jobs.py, never copied.
     delta = (src / "delta" / "worker.py").read_text()
-    assert "from .jobs import BATCH, SEEN, Scheduled, TICK, count_scheduled\n" in delta and "SEEN:" not in delta
+    assert "from .jobs import BATCH, SEEN, TICK, Scheduled, count_scheduled\n" in delta and "SEEN:" not in delta
     # The thread kept in self._thread (None in __init__) converted; the pruner runs in a thread.
     assert "await asyncio.to_thread(self.run_once)" in (src / "beta" / "worker.py").read_text()
     # The relay, started only by `serve`, is a worker that `serve` starts: the tests never run it.

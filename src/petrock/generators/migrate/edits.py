@@ -163,7 +163,7 @@ def ensure_import(module: cst.Module, line: str) -> cst.Module:
             ):
                 names = [*found.names, *(a for a in small.names if bound_name(a) not in present)]  # type: ignore[attr-defined]
                 names = [n.with_changes(comma=cst.MaybeSentinel.DEFAULT) for n in names]
-                names = sorted(names, key=lambda a: cst.helpers.get_full_name_for_node(a.name) or "")
+                names = sorted(names, key=member_order)
                 shown = [cst.Module([]).code_for_node(a) for a in names]
                 merged = cst.parse_statement(import_line("." * len(found.relative) + source, shown) + "\n")
                 body[index] = merged.with_changes(leading_lines=existing.leading_lines)
@@ -189,6 +189,13 @@ def ensure_import(module: cst.Module, line: str) -> cst.Module:
     if position < len(body) and not imports:
         body[position] = body[position].with_changes(leading_lines=[BLANK, *strip_blank(body[position].leading_lines)])
     return module.with_changes(body=[*body[:position], statement, *body[position:]])
+
+
+def member_order(alias: cst.ImportAlias) -> tuple[int, str, str]:
+    """The order ruff's isort gives the names of one import: CONSTANTS, then Classes, then the rest."""
+    name = cst.helpers.get_full_name_for_node(alias.name) or ""
+    kind = 0 if len(name) > 1 and name.isupper() else 1 if name[:1].isupper() else 2
+    return (kind, name.lower(), name)
 
 
 def _import_key(statement: cst.BaseStatement) -> tuple[int, str]:
