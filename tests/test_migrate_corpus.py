@@ -1,7 +1,8 @@
 """``petrock migrate jobs`` on the corpus written from issue 27 by someone who had not read the converter.
 
-Three apps (tests/fixtures/README.md): ``job_shapes_more`` (41 shapes) and two whole legacy apps,
-``legacy_apps/clinic`` and ``legacy_apps/newsroom``. Each has a ``JOBS.toml``, the answer key: every
+Four apps (tests/fixtures/README.md): ``job_shapes_more`` (41 shapes) and three whole legacy apps,
+``legacy_apps/clinic``, ``legacy_apps/newsroom`` and ``legacy_apps/brewery`` (held out: written after
+the converter, by someone who never saw it). Each has a ``JOBS.toml``, the answer key: every
 job, the code it runs (``defined``), the function that starts it (``started``), and whether the
 server starts it. The tests read the key, never a list of their own: every app is migrated once
 (the gate compiling, building and serving it), and each test checks one target of the issue on
@@ -28,6 +29,7 @@ CORPUS = {
     "workshop": FIXTURES / "job_shapes_more",
     "clinic": FIXTURES / "legacy_apps" / "clinic",
     "newsroom": FIXTURES / "legacy_apps" / "newsroom",
+    "brewery": FIXTURES / "legacy_apps" / "brewery",
 }
 IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.invalid"]
 NATIVE_TARGET = 0.70

@@ -50,6 +50,11 @@ SHAPES = {
     "break": ("delta", "Jobs.start_until_task", "native"),
     "mutable-class-attribute": ("delta", "Jobs.start_queue_task", "native"),  # run on the Jobs object itself
     "two-sleeps": ("delta", "Jobs.start_pulse_task", "hosted"),  # sleeps twice in a pass
+    "backoff": ("delta", "Jobs.start_backoff_task", "native"),  # except: sleep(computed delay); continue
+    "sleep-in-if-else": ("delta", "Jobs.start_either_task", "native"),  # each branch of the last `if` sleeps
+    "taskgroup-held": ("delta", "grouped_jobs: task _grouped_loop(app)", "native"),  # a TaskGroup across a yield
+    "timer-global": ("delta", "arm_check: timer _check_forever", "native"),  # re-armed in `finally:` via a global
+    "every-dict": ("delta", "SCHEDULE.values(): every(TICK) count_scheduled", "native"),  # @every into a dict
     "start-loop-first": ("epsilon", "Jobs.start_ticker_task", "native"),  # for start in (a, b): start()
     "start-loop-second": ("epsilon", "Jobs.start_tocker_task", "native"),
     "start-helper": ("epsilon", "Jobs.start_helper_task", "native"),  # started by a function lifespan calls
@@ -189,7 +194,7 @@ def test_the_report_has_one_line_per_job_native_or_hosted_with_what_would_make_i
     _, report = depot_migrated
     outcomes = {(job["place"], job["job"]): job["outcome"] for job in report["jobs"]}
     assert outcomes == {(feature, job): outcome for feature, job, outcome in SHAPES.values()}
-    assert report["counts"] == {"native": 30, "hosted": 1, "left": 0}
+    assert report["counts"] == {"native": 35, "hosted": 1, "left": 0}
     hosted = {(job["place"], job["job"]): job for job in report["jobs"] if job["outcome"] == "hosted"}
     assert "sleeps more than once in a pass" in hosted["delta", "Jobs.start_pulse_task"]["reason"]
     assert hosted["delta", "Jobs.start_pulse_task"]["native_when"] == "each pass slept once, at its start or its end"
@@ -210,7 +215,7 @@ def test_the_migrated_app_passes_its_own_tests_and_is_committed(depot_migrated: 
     root, _ = depot_migrated
     assert git(root, "status", "--porcelain") == ""
     assert git(root, "log", "--format=%s").splitlines()[:2] == [
-        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers (30 native, 1 hosted)",
+        "Migrate alpha, beta, delta, epsilon, eta, gamma, zeta jobs to workers (35 native, 1 hosted)",
         "Adopt depot: record it in .petrock.toml for petrock",
     ]
     tests = run_app_tests(root)
@@ -248,7 +253,7 @@ def test_the_failures_users_reported_are_gone(depot_migrated: tuple[Path, dict[s
     ) in alpha
     # Shared module state is imported from jobs.py, never copied.
     delta = (src / "delta" / "worker.py").read_text()
-    assert "from .jobs import BATCH, SEEN, TICK\n" in delta and "SEEN:" not in delta
+    assert "from .jobs import BATCH, SEEN, TICK, Scheduled, count_scheduled\n" in delta and "SEEN:" not in delta
     # The thread kept in self._thread (None in __init__) converted; the pruner runs in a thread.
     assert "await asyncio.to_thread(self.run_once)" in (src / "beta" / "worker.py").read_text()
     # The relay, started only by `serve`, is a worker that `serve` starts: the tests never run it.

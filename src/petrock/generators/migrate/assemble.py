@@ -18,7 +18,15 @@ import libcst.matchers as m
 from petrock.names import pascal
 from petrock.templates import templates_dir
 
-from .edits import MARK, ModuleEdits, apply_edits, drop_unused_imports, drop_unused_objects, import_line
+from .edits import (
+    MARK,
+    ModuleEdits,
+    apply_edits,
+    drop_unused_holders,
+    drop_unused_imports,
+    drop_unused_objects,
+    import_line,
+)
 from .homes import Home, free_module, register_in_feature, register_top_level, worker_module_text
 from .hosting import after_definitions, keeping, native_when, start_code, stop_code
 from .jobs import DROPPED, HOSTED, LEFT, NATIVE, UNEXPECTED, Job
@@ -270,10 +278,10 @@ def _native_edits(program: Program, job: Job, edits: dict[Module, ModuleEdits]) 
         built = job.module.statement(job.spawn.construction) if job.spawn.construction is not None else None
         if built is not None and built is not statement and job.spawn.handle is not None:
             # `self._thread = Thread(...)` then `self._thread.start()`: what kept the thread keeps a JobHandle.
-            found.replace[built] = [keeping(built, activation)]
+            found.replace[built] = [keeping(built, activation, job.spawn.construction)]
             found.drop.add(statement)
         else:
-            found.replace[statement] = [keeping(statement, activation)]
+            found.replace[statement] = [keeping(statement, activation, job.spawn.call)]
         found.imports.append(_hosted_import(program, job.module))
 
 
@@ -536,6 +544,7 @@ def _write_edits(
             continue
         edited = apply_edits(module.module, found)
         edited = drop_unused_objects(module.module.code, edited, module.relative, _plain_class(program, module))
+        edited = drop_unused_holders(module.module.code, edited, module.relative)
         edited = drop_unused_imports(module.module.code, edited, module.relative)
         if edited.code == module.module.code:
             continue

@@ -163,7 +163,7 @@ def ensure_import(module: cst.Module, line: str) -> cst.Module:
             ):
                 names = [*found.names, *(a for a in small.names if bound_name(a) not in present)]  # type: ignore[attr-defined]
                 names = [n.with_changes(comma=cst.MaybeSentinel.DEFAULT) for n in names]
-                names = sorted(names, key=lambda a: cst.helpers.get_full_name_for_node(a.name) or "")
+                names = sorted(names, key=member_order)
                 shown = [cst.Module([]).code_for_node(a) for a in names]
                 merged = cst.parse_statement(import_line("." * len(found.relative) + source, shown) + "\n")
                 body[index] = merged.with_changes(leading_lines=existing.leading_lines)
@@ -189,6 +189,13 @@ def ensure_import(module: cst.Module, line: str) -> cst.Module:
     if position < len(body) and not imports:
         body[position] = body[position].with_changes(leading_lines=[BLANK, *strip_blank(body[position].leading_lines)])
     return module.with_changes(body=[*body[:position], statement, *body[position:]])
+
+
+def member_order(alias: cst.ImportAlias) -> tuple[int, str, str]:
+    """The order ruff's isort gives the names of one import: CONSTANTS, then Classes, then the rest."""
+    name = cst.helpers.get_full_name_for_node(alias.name) or ""
+    kind = 0 if len(name) > 1 and name.isupper() else 1 if name[:1].isupper() else 2
+    return (kind, name.lower(), name)
 
 
 def _import_key(statement: cst.BaseStatement) -> tuple[int, str]:
@@ -319,3 +326,58 @@ def drop_unused_objects(
         return after
     edits = ModuleEdits(drop=gone)
     return wrapper.module.visit(_Editor(edits))
+
+
+# Context managers that only hold the jobs started in them: once those moved, their `as` name goes unused.
+JOB_HOLDERS = frozenset({"TaskGroup", "ExitStack", "AsyncExitStack", "ThreadPoolExecutor"})
+
+
+def drop_unused_holders(before: str, after: cst.Module, path: str) -> cst.Module:
+    """Unwrap ``async with asyncio.TaskGroup() as group:`` (or an exit stack, or an executor) once the
+    edits left its name unused: the jobs it held are workers now, its body stays as it was."""
+    unused_before = {str(m.message_args[0]) for m in _flakes(before, path) if isinstance(m, messages.UnusedVariable)}
+    lines = {
+        (message.lineno, str(message.message_args[0]))
+        for message in _flakes(after.code, path)
+        if isinstance(message, messages.UnusedVariable) and str(message.message_args[0]) not in unused_before
+    }
+    if not lines:
+        return after
+    wrapper = MetadataWrapper(after)
+    positions = wrapper.resolve(PositionProvider)
+    unused: set[cst.WithItem] = set()
+    for statement in m.findall(wrapper.module, m.With()):
+        for item in statement.items:  # type: ignore[attr-defined]
+            name = item.asname.name if item.asname is not None else None
+            held = cst.helpers.get_full_name_for_node(item.item.func) if isinstance(item.item, cst.Call) else None
+            if (
+                isinstance(name, cst.Name)
+                and held is not None
+                and held.rsplit(".", 1)[-1] in JOB_HOLDERS
+                and (positions[name].start.line, name.value) in lines
+            ):
+                unused.add(item)
+    if not unused:
+        return after
+    return wrapper.module.visit(_Unwrap(unused))
+
+
+class _Unwrap(cst.CSTTransformer):
+    """Drops the given items of ``with`` statements; a ``with`` left with none gives way to its body."""
+
+    def __init__(self, items: set[cst.WithItem]) -> None:
+        super().__init__()
+        self.items = items
+
+    def leave_With(
+        self, original: cst.With, updated: cst.With
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        kept = [new for old, new in zip(original.items, updated.items, strict=True) if old not in self.items]
+        if len(kept) == len(updated.items):
+            return updated
+        if kept:
+            kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            return updated.with_changes(items=kept)
+        body = list(updated.body.body)  # type: ignore[attr-defined]
+        body[0] = body[0].with_changes(leading_lines=[*updated.leading_lines, *body[0].leading_lines])
+        return cst.FlattenSentinel(body)

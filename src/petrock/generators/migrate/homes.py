@@ -19,7 +19,7 @@ import libcst.matchers as m
 
 from petrock.errors import UserError
 
-from .edits import LINE_LENGTH, ModuleEdits, ensure_import, import_line
+from .edits import LINE_LENGTH, ModuleEdits, ensure_import, import_line, member_order
 from .program import Module, Program
 from .syntax import BLANK
 
@@ -134,7 +134,7 @@ def _merge_imports(module: cst.Module) -> cst.Module:
                         cst.Module([]).code_for_node(alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)), alias
                     )
                 names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in seen.values()]
-                names.sort(key=lambda a: cst.helpers.get_full_name_for_node(a.name) or "")
+                names.sort(key=member_order)
                 shown = [cst.Module([]).code_for_node(a) for a in names]
                 body[index] = cst.parse_statement(import_line(key, shown) + "\n")
                 continue

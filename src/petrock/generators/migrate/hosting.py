@@ -66,16 +66,46 @@ def start_code(job: Job, statement: cst.BaseStatement) -> tuple[cst.BaseExpressi
     return None, [definition]
 
 
-def keeping(statement: cst.BaseStatement, activation: cst.BaseStatement) -> cst.BaseStatement:
+def keeping(
+    statement: cst.BaseStatement, activation: cst.BaseStatement, call: cst.BaseExpression | None = None
+) -> cst.BaseStatement:
     """``task = create_task(...)`` becomes ``task = run_with_server(...)``: the code keeping the handle
-    (a status page, a stop method) gets the job's JobHandle."""
+    (a status page, a stop method) gets the job's JobHandle. Where the handle goes into a collection
+    (``tasks = [create_task(...)]``, ``tasks.append(create_task(...))``), the JobHandle takes its place there."""
     if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
         return activation
     small = statement.body[0]
-    call = activation.body[0].value  # type: ignore[attr-defined]
+    started = activation.body[0].value  # type: ignore[attr-defined]
     if isinstance(small, cst.Assign | cst.AnnAssign | cst.Return) and small.value is not None:
-        return statement.with_changes(body=[small.with_changes(value=call)], leading_lines=())
+        value = _in_collection(small.value, call, started) if call is not None else None
+        return statement.with_changes(body=[small.with_changes(value=value or started)], leading_lines=())
+    if call is not None and isinstance(small, cst.Expr) and _collects(small.value, call):
+        argument = small.value.args[0].with_changes(value=started)  # type: ignore[attr-defined]
+        changed = small.value.with_changes(args=[argument])  # type: ignore[attr-defined]
+        return statement.with_changes(body=[small.with_changes(value=changed)], leading_lines=())
     return activation
+
+
+def _in_collection(
+    value: cst.BaseExpression, call: cst.BaseExpression, started: cst.BaseExpression
+) -> cst.BaseExpression | None:
+    """``[create_task(a)]`` (a list, tuple or set holding the start call) with ``started`` in its place."""
+    if not isinstance(value, cst.List | cst.Tuple | cst.Set):
+        return None
+    if not any(element.value is call for element in value.elements):
+        return None
+    elements = [e.with_changes(value=started) if e.value is call else e for e in value.elements]
+    return value.with_changes(elements=elements)
+
+
+def _collects(value: cst.BaseExpression, call: cst.BaseExpression) -> bool:
+    """``tasks.append(create_task(a))``: the start call is the one argument of an append or add."""
+    return (
+        isinstance(value, cst.Call)
+        and m.matches(value.func, m.Attribute(attr=m.Name("append") | m.Name("add")))
+        and len(value.args) == 1
+        and value.args[0].value is call
+    )
 
 
 def after_definitions(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:

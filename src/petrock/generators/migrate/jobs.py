@@ -21,7 +21,7 @@ from .classes import JobClass, read_job_class
 from .loops import Loop, read_cycle, read_loop
 from .program import Module, Program, assigned_at_top
 from .server import Reach, methods, shutdown_hooks
-from .spawns import Spawn, rearms, scheduled_by_decorator
+from .spawns import Spawn, rearmed_through, rearms, scheduled_by_decorator
 from .syntax import bound_by, variable_names, without_docstring
 from .targets import Target, resolve_target
 
@@ -352,7 +352,8 @@ class _Iteration:
 def _collection_loop(spawn: Spawn) -> _Iteration | None:
     """``for job in JOBS: create_task(job(app))`` (or ``[create_task(run(job)) for job in JOBS]``): the
     iteration whose variable the spawn's target uses."""
-    used = {n.value for n in m.findall(spawn.target or spawn.call, m.Name())}  # type: ignore[union-attr]
+    given = [spawn.target or spawn.call, *spawn.args, *spawn.keywords.values()]  # Thread(target=f, args=(job,))
+    used = {n.value for node in given for n in m.findall(node, m.Name())}  # type: ignore[union-attr]
     for ancestor in spawn.module.ancestors(spawn.call):
         if isinstance(ancestor, cst.FunctionDef | cst.Lambda):
             return None
@@ -376,6 +377,8 @@ def _elements(
     iterable = loop.iter
     if isinstance(iterable, cst.List | cst.Tuple):
         return [(e, e.value) for e in iterable.elements]
+    if m.matches(iterable, m.Call(func=m.Attribute(value=m.Name() | m.Attribute(), attr=m.Name("values")), args=[])):
+        iterable = iterable.func.value  # type: ignore[attr-defined]  # a dict registry: its values are the jobs
     resolved = program.resolve_expression(module, iterable) if isinstance(iterable, cst.Name | cst.Attribute) else None
     if resolved is None and isinstance(iterable, cst.Name):
         function = module.enclosing_function(loop.statement)
@@ -399,14 +402,12 @@ def _elements(
 def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]] | None:
     """``@every(30)`` on functions, where ``every`` appends to ``registry``: each decorator and what it adds."""
     adders = []
-    for call in home.all(cst.Call):
-        if not m.matches(call, m.Call(func=m.Attribute(value=m.Name(registry), attr=m.Name("append")))):
-            continue
-        decorator = home.enclosing_function(call)
-        if decorator is None or len(call.args) != 1 or not _returns_its_argument(decorator):  # type: ignore[attr-defined]
+    for node, added in _additions(home, registry):
+        decorator = home.enclosing_function(node)
+        if decorator is None or not _returns_its_argument(decorator):
             return None
         factory = home.enclosing_function(decorator)
-        adders.append((decorator, factory, call.args[0].value))  # type: ignore[attr-defined]
+        adders.append((decorator, factory, _with_locals(decorator, node, added)))
     if not adders:
         return None
     found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
@@ -417,7 +418,46 @@ def _registered(program: Program, home: Module, registry: str) -> list[tuple[cst
                     value = _added(program, module, decorator, function, home, adder, factory, added)
                     if value is not None:
                         found.append((decorator, value))
+    if not found and all(_only_declared(program, factory or adder) for adder, factory, _ in adders):
+        return []  # nothing registers into it (a migration moved every function): the loop starts nothing
     return found or None
+
+
+def _only_declared(program: Program, function: cst.FunctionDef) -> bool:
+    """Whether ``function`` is only defined, imported or used as a decorator: never called to register."""
+    name = function.name.value
+    for module in program.modules.values():
+        for reference in module.names.get(name, []):
+            if reference is function.name:
+                continue
+            if not any(isinstance(a, cst.Decorator | cst.Import | cst.ImportFrom) for a in module.ancestors(reference)):
+                return False
+    return True
+
+
+def _additions(home: Module, registry: str) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+    """Where ``registry`` gets its elements: ``REGISTRY.append(x)`` or ``REGISTRY[key] = x`` (a dict of jobs)."""
+    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    for call in home.all(cst.Call):
+        if m.matches(call, m.Call(func=m.Attribute(value=m.Name(registry), attr=m.Name("append")), args=[m.Arg()])):
+            found.append((call, call.args[0].value))  # type: ignore[attr-defined]
+    for assign in home.all(cst.Assign):
+        target = m.AssignTarget(m.Subscript(value=m.Name(registry)))
+        if m.matches(assign, m.Assign(targets=[target])):
+            found.append((assign, assign.value))  # type: ignore[attr-defined]
+    return found
+
+
+def _with_locals(decorator: cst.FunctionDef, node: cst.CSTNode, added: cst.BaseExpression) -> cst.BaseExpression:
+    """What the decorator adds, with the locals it computed first written out (``name = function.__name__``)."""
+    values: dict[str, cst.BaseExpression] = {}
+    for statement in decorator.body.body:
+        if m.findall(statement, m.MatchIfTrue(lambda found: found is node)):
+            break
+        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            small = statement.body[0]  # type: ignore[attr-defined]
+            values[small.targets[0].target.value] = _with_values(small.value, values)
+    return _with_values(added, values) if values else added
 
 
 def _returns_its_argument(function: cst.FunctionDef) -> bool:
@@ -608,6 +648,17 @@ def _read_chain(program: Program, job: Job, target: Target) -> Loop:
         and variable_names(s) & handles
         and not m.matches(s, m.SimpleStatementLine(body=[m.Global()]))
     ]
+    through = rearmed_through(program, target.module, function) if not again and job.spawn.kind != "scheduler" else []
+    if through:
+        # Re-armed by a helper it calls on every pass (its last statement, or in a `finally:`).
+        calls = [target.module.statement(call) for call, _ in through]
+        every_pass = _without(function, [c for c in calls if c is not None])
+        if every_pass is not None and len(calls) == len(through):
+            cycle = read_cycle(
+                every_pass, threaded=target.threaded, interval=through[0][1].interval, rearms=[], handles=set()
+            )
+            cycle.function = function
+            return cycle
     if job.spawn.kind != "scheduler" and (not again or any(s not in statements for s in rearming)):
         loop = Loop(function, target.threaded)
         loop.problem = "it runs once (nothing re-arms it)" if not again else "it re-arms itself only on some passes"
@@ -616,6 +667,40 @@ def _read_chain(program: Program, job: Job, target: Target) -> Loop:
     if again and again[0].kind == "timer" and again[0].construction is not None:
         interval = again[0].interval
     return read_cycle(function, threaded=target.threaded, interval=interval, rearms=rearming, handles=handles)
+
+
+def _without(function: cst.FunctionDef, statements: list[cst.BaseStatement]) -> cst.FunctionDef | None:
+    """``function`` without ``statements``, when each runs on every pass: at its top level, or in the
+    ``finally:`` of a ``try`` at its top level; else None."""
+    body: list[cst.BaseStatement] = []
+    left = set(statements)
+    for statement in function.body.body:
+        if statement in left:
+            left.discard(statement)
+            continue
+        if isinstance(statement, cst.Try) and statement.finalbody is not None:
+            final = [s for s in statement.finalbody.body.body if s not in left]
+            if len(final) != len(statement.finalbody.body.body):
+                left -= set(statement.finalbody.body.body)
+                if final:
+                    statement = statement.with_changes(
+                        finalbody=statement.finalbody.with_changes(
+                            body=statement.finalbody.body.with_changes(body=final)
+                        )
+                    )
+                elif statement.handlers:
+                    statement = statement.with_changes(finalbody=None)
+                else:
+                    body += list(statement.body.body)
+                    continue
+        body.append(statement)
+    if left or not body:
+        return (
+            None
+            if left
+            else function.with_changes(body=function.body.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])]))
+        )
+    return function.with_changes(body=function.body.with_changes(body=body))
 
 
 def _stem(job: Job, target: Target | None) -> str:

@@ -37,6 +37,7 @@ class Loop:
     slept_first: bool = False
     sleep_index: int = -1  # where the sleep was in a pass (0: first)
     first_interval: cst.BaseExpression | None = None  # the interval lives in a variable: its first value
+    early_sleeps: bool = False  # a pass that ends early sleeps a delay of its own: the worker waits it out
     exits: bool = False  # a `break` or `return` ends it for good
     state: list[str] = field(default_factory=list)  # local variables kept between passes: attributes now
     intro: list[cst.EmptyLine] = field(default_factory=list)  # comments above and on the `while`
@@ -182,6 +183,8 @@ def _read_sleep(loop: Loop, body: list[cst.BaseStatement]) -> bool:
         return True
     sleeps = [i for i, statement in enumerate(body) if _sleep_interval(statement, loop.threaded) is not None]
     nested = [s for s in body if s not in [body[i] for i in sleeps] and _sleeps_inside(s, loop.threaded)]
+    if nested and sleeps in ([], [len(body) - 1]):
+        return _read_early_sleeps(loop, body, bool(sleeps))
     if len(sleeps) != 1 or nested or len(body) == 1:
         loop.problem = (
             "it sleeps more than once in a pass, or inside an `if` (an interval that changes?)"
@@ -202,6 +205,94 @@ def _read_sleep(loop: Loop, body: list[cst.BaseStatement]) -> bool:
         loop.body = _moved(body[:index] + body[index + 1 :])
     loop.sleep_index = index
     return True
+
+
+def _read_early_sleeps(loop: Loop, body: list[cst.BaseStatement], ends_asleep: bool) -> bool:
+    """A pass that can end early and sleep a delay of its own (a backoff: ``sleep(delay); continue`` in an
+    ``except``), or whose last statement sleeps in each branch of an ``if``. Each such sleep sets when the
+    next pass is due; the worker polls at the interval of its last sleep (else at the shortest fixed one)."""
+    early = _tail_sleeps(body[:-1] if ends_asleep else body, loop.threaded, at_end=not ends_asleep)
+    if early is None:
+        loop.problem = "it sleeps more than once in a pass, or inside an `if`, and goes on after that sleep"
+        return False
+    local = {name for statement in loop.function.body.body for name in assigned_names(statement)}
+    if ends_asleep:
+        loop.interval = _sleep_interval(body[-1], loop.threaded)
+    else:
+        fixed: list[cst.BaseExpression] = []
+        for statement in early:
+            interval = _sleep_interval(statement, loop.threaded)
+            fixed_delay = interval is not None and not variable_names(interval) & local
+            if fixed_delay and not any(interval.deep_equals(f) for f in fixed):  # type: ignore[union-attr]
+                fixed.append(interval)  # type: ignore[arg-type]
+        if not fixed:
+            loop.problem = "each of its sleeps waits a delay computed in the pass (how often to poll?)"
+            return False
+        loop.interval = fixed[0] if len(fixed) == 1 else cst.Call(cst.Name("min"), [cst.Arg(f) for f in fixed])
+    due = _DueInstead(set(early), loop.threaded)
+    loop.body = _moved([statement.visit(due) for statement in (body[:-1] if ends_asleep else body)])  # type: ignore[misc]
+    loop.early_sleeps = True
+    loop.sleep_index = len(body) - 1
+    return True
+
+
+def _tail_sleeps(
+    statements: Sequence[cst.BaseStatement], threaded: bool, *, at_end: bool
+) -> list[cst.BaseStatement] | None:
+    """The sleeps after which nothing more of the pass runs (``continue`` follows, or the pass ends);
+    None when a sleep has more of the pass after it."""
+    found: list[cst.BaseStatement] = []
+    for index, statement in enumerate(statements):
+        last = index == len(statements) - 1
+        if _sleep_interval(statement, threaded) is not None:
+            then = statements[index + 1] if not last else None
+            continues = then is not None and m.matches(then, m.SimpleStatementLine(body=[m.Continue()]))
+            if not ((last and at_end) or continues):
+                return None
+            found.append(statement)
+            continue
+        if isinstance(statement, cst.For | cst.While | cst.FunctionDef | cst.ClassDef):
+            continue  # a sleep in an inner loop paces that loop, not the job
+        blocks: list[tuple[Sequence[cst.BaseStatement], bool]] = []
+        ends = last and at_end
+        if isinstance(statement, cst.If):
+            branch: cst.If | cst.Else | None = statement
+            while branch is not None:
+                blocks.append((branch.body.body, ends))  # type: ignore[arg-type]
+                branch = branch.orelse if isinstance(branch, cst.If) else None  # type: ignore[assignment]
+        elif isinstance(statement, cst.Try):
+            clean = statement.finalbody is None
+            blocks.append((statement.body.body, ends and clean and statement.orelse is None))  # type: ignore[arg-type]
+            blocks += [(h.body.body, ends and clean) for h in statement.handlers]  # type: ignore[misc]
+            if statement.orelse is not None:
+                blocks.append((statement.orelse.body.body, ends and clean))  # type: ignore[arg-type]
+            if statement.finalbody is not None:
+                blocks.append((statement.finalbody.body.body, False))  # type: ignore[arg-type]
+        elif isinstance(statement, cst.With):
+            blocks.append((statement.body.body, ends))  # type: ignore[arg-type]
+        for block, block_ends in blocks:
+            inner = _tail_sleeps(block, threaded, at_end=block_ends)
+            if inner is None:
+                return None
+            found += inner
+    return found
+
+
+class _DueInstead(cst.CSTTransformer):
+    """An early sleep becomes ``self.due = time.monotonic() + delay``: the next pass waits until then."""
+
+    def __init__(self, sleeps: set[cst.BaseStatement], threaded: bool) -> None:
+        super().__init__()
+        self.sleeps = sleeps
+        self.threaded = threaded
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:  # type: ignore[override]
+        if original_node not in self.sleeps:
+            return updated_node
+        delay = _sleep_interval(original_node, self.threaded)  # type: ignore[arg-type]
+        assert delay is not None
+        due = cst.parse_statement(f"self.due = time.monotonic() + {cst.Module([]).code_for_node(delay)}\n")
+        return due.with_changes(leading_lines=original_node.leading_lines)  # type: ignore[attr-defined]
 
 
 def _moved(statements: list[cst.BaseStatement]) -> list[cst.BaseStatement]:

@@ -107,7 +107,8 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
         if _is_app(value, job.app):
             attributes[name] = "app"
             continue
-        problem = _portable(value, spawn_module, job.app, needs)
+        element_module = job.element_module if name in target.bindings else None
+        problem = _portable(value, spawn_module, job.app, needs, element_module)
         if problem:
             return f"its argument {name!r} is {problem} where it is started"
         if _simple(value) and name not in assigned:
@@ -126,7 +127,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
     assert isinstance(cls, cst.ClassDef)
     cls = _fill(job, cls, attributes, helpers, copied_attributes)
     provided = {"self", "App", "until_served", "paced", "bound_to", *(["asyncio"] if target.threaded else [])}
-    if loop.first_interval is not None:
+    if loop.first_interval is not None or loop.early_sleeps:
         provided.add("time")
     for name in _free_names(cls) - provided:
         if name in BUILTINS:
@@ -137,7 +138,7 @@ def native_worker(job: Job, class_name: str) -> Worker | str:
             needs.setdefault(name, target.module)
         elif name not in needs:
             return f"it uses {name!r}, which petrock cannot find"
-    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None, binds=job.bound)
+    return Worker(job, cls, needs, helpers, times=loop.first_interval is not None or loop.early_sleeps, binds=job.bound)
 
 
 def _parameters(function: cst.FunctionDef, *, skip_self: bool) -> list[cst.Param]:
@@ -165,10 +166,15 @@ def _app_to(value: cst.BaseExpression, app: cst.BaseExpression | None) -> cst.Ba
 
 
 def _portable(
-    value: cst.BaseExpression, module: Module, app: cst.BaseExpression | None, needs: dict[str, Module]
+    value: cst.BaseExpression,
+    module: Module,
+    app: cst.BaseExpression | None,
+    needs: dict[str, Module],
+    element_module: Module | None = None,
 ) -> str | None:
     """Whether ``value`` can be computed again when the app is built: it names only the app,
-    builtins and module-level names. Records the module-level names it needs."""
+    builtins and module-level names (of ``module``, or of the module that wrote the registry element
+    the value comes from). Records the module-level names it needs."""
     value = _app_to(value, app)
     if m.findall(value, m.Await() | m.Lambda() | m.NamedExpr()):
         return "computed"
@@ -177,6 +183,9 @@ def _portable(
             continue
         if name in module.definitions or name in module.imports:
             needs.setdefault(name, module)
+            continue
+        if element_module is not None and (name in element_module.definitions or name in element_module.imports):
+            needs.setdefault(name, element_module)
             continue
         return f"computed from {name!r}"
     return None
@@ -223,6 +232,8 @@ def _class_text(
         comments += "    # The loop's interval changes: it polls at the first one and waits out the current one.\n"
         flags += "    slept = False  # a pass went to sleep: the rest of it runs once the wait is over\n"
         flags += "    due = 0.0  # when the current wait is over (time.monotonic())\n"
+    elif loop.early_sleeps:
+        flags += "    due = 0.0  # a pass that ended early waits out its own delay: the next runs after this\n"
     elif loop.before_sleep:
         flags += "    slept = False  # the loop slept mid-pass: the rest of a pass runs at the start of the next\n"
     init = "".join(f"        {line}\n" for line in init_lines)
@@ -397,6 +408,8 @@ def _fill(
         sleep = _code(_renamed(loop.interval, attributes))  # type: ignore[arg-type]
         cycle += [waiting, *first, cst.parse_statement(f"self.due = time.monotonic() + {sleep}\n")]
         cycle.append(cst.parse_statement("self.slept = True\n"))
+    elif loop.early_sleeps:
+        cycle += [cst.parse_statement("if time.monotonic() < self.due:\n    return\n"), *body]
     elif before:
         after = cst.parse_statement("if self.slept:\n    pass\n")
         after = after.with_changes(body=after.body.with_changes(body=body))  # type: ignore[attr-defined]

@@ -274,6 +274,22 @@ def rearms(program: Program, module: Module, function: cst.FunctionDef) -> list[
     return found
 
 
+def rearmed_through(program: Program, module: Module, function: cst.FunctionDef) -> list[tuple[cst.Call, Spawn]]:
+    """Calls in ``function`` of a function of its module that arms a timer or callback running ``function``
+    again (``finally: schedule(app)``, where ``schedule`` keeps ``Timer(N, check, ...)`` in a global)."""
+    found = []
+    for call in m.findall(function, m.Call(func=m.Name())):
+        helper = module.definitions.get(call.func.value)  # type: ignore[attr-defined]
+        if not isinstance(helper, cst.FunctionDef) or helper is function:
+            continue
+        for inner in m.findall(helper, m.Call()):
+            spawn = _spawn(program, module, inner, {})  # type: ignore[arg-type]
+            armed = spawn is not None and spawn.kind in ("timer", "callback") and spawn.target is not None
+            if armed and _named(spawn.target) == function.name.value:  # type: ignore[union-attr,arg-type]
+                found.append((call, spawn))  # type: ignore[arg-type]
+    return found
+
+
 def _rearms_itself(spawn: Spawn) -> bool:
     """A timer, callback or ``sched`` call scheduled from inside its own target: the job re-arming."""
     if spawn.kind not in ("timer", "callback", "sched") or spawn.target is None:

@@ -84,8 +84,10 @@ def resolve_target(
             elsewhere=elsewhere,
         )
     threaded = threaded or spawn.kind == "scheduler"
+    arguments = tuple(_substituted(a, substitute or {}) for a in spawn.args)  # Thread(target=f, args=(app, job))
+    keywords = {k: _substituted(v, substitute or {}) for k, v in spawn.keywords.items()}
     return _callable(
-        program, module, spawn, target, spawn.args, threaded=threaded, keywords=spawn.keywords, elsewhere=elsewhere
+        program, module, spawn, target, arguments, threaded=threaded, keywords=keywords, elsewhere=elsewhere
     )
 
 
