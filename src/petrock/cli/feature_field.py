@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from petrock.cli import PlainUsage
 from petrock.cli.feature import feature_app
 from petrock.cli.options import AllowDirty, AsJson, DryRun
 from petrock.cli.output import reports_errors, status_word
@@ -26,7 +27,7 @@ VerifyTests = Annotated[
 ]
 
 
-@field_app.command("add")
+@field_app.command("add", cls=PlainUsage)
 @reports_errors
 def add(
     feature: Feature,
@@ -52,7 +53,7 @@ def add(
          verify_tests=verify_tests)  # fmt: skip
 
 
-@field_app.command("rename")
+@field_app.command("rename", cls=PlainUsage)
 @reports_errors
 def rename(
     feature: Feature,
@@ -73,7 +74,7 @@ def rename(
          verify_tests=verify_tests)  # fmt: skip
 
 
-@field_app.command("remove")
+@field_app.command("remove", cls=PlainUsage)
 @reports_errors
 def remove(
     feature: Feature,
@@ -93,7 +94,7 @@ def remove(
          verify_tests=verify_tests)  # fmt: skip
 
 
-@field_app.command("change")
+@field_app.command("change", cls=PlainUsage)
 @reports_errors
 def change(
     feature: Feature,

@@ -188,7 +188,15 @@ def _httptools_protocol() -> type[ReadDeadlines]:
             self._clear_deadline()
             super().connection_lost(exc)
 
+    TimedHttpToolsProtocol.__qualname__ = "TimedHttpToolsProtocol"  # pickled by name for serve --reload
     return TimedHttpToolsProtocol
+
+
+def __getattr__(name: str) -> Any:
+    """``protocols.TimedHttpToolsProtocol``: how ``serve --reload``'s child process finds the class it was given."""
+    if name == "TimedHttpToolsProtocol":
+        return _httptools_protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def protocol_class(http: str = "auto") -> type[ReadDeadlines]:
