@@ -18,11 +18,14 @@ pytestmark = pytest.mark.slow
 
 def send(page: Page, section: str) -> str:
     """Press Send in one command's or query's section; returns the answer's status line."""
+    from playwright.sync_api import expect
+
     form = page.locator(f"#{section} form")
-    form.get_by_role("button", name="Send").click()
-    status = form.locator(".answer-status")
-    status.wait_for(state="visible")
-    return status.inner_text()
+    button = form.get_by_role("button", name="Send")
+    with page.expect_response(lambda response: response.request.method in ("GET", "POST")):
+        button.click()  # the handler disables the button until the answer is shown
+    expect(button).to_be_enabled()  # the previous answer's status stays visible until then
+    return form.locator(".answer-status").inner_text()
 
 
 def test_the_api_page_sends_a_command_and_a_query_within_the_csp(blog: Server, page: Page, console: list[str]) -> None:
