@@ -61,6 +61,30 @@ def test_a_migration_that_fails_the_apps_tests_writes_and_commits_nothing(shop: 
         assert git_snapshot(shop) == before
 
 
+@pytest.mark.slow
+def test_only_failures_the_original_does_not_have_are_the_migrations(shop: Path) -> None:
+    """The gate runs the failing test files again on the original: what failed there too is not blamed."""
+    (shop / "src/shop/marker.py").write_text("VALUE = 1\n")
+    (shop / "tests/test_marker.py").write_text(
+        "from shop import marker\n\n\ndef test_the_marker_is_one() -> None:\n    assert marker.VALUE == 1\n"
+    )
+    (shop / "tests/test_broken.py").write_text("def test_was_failing_already() -> None:\n    assert False\n")
+    git(shop, "add", "-A")
+    git(shop, "commit", "-qm", "A test that fails before any migration")
+
+    harmless = Plan(shop)
+    harmless.write("src/shop/notes.py", "NOTE = 'nothing'\n")
+    assert [str(p) for p in verify(shop, harmless, "shop").problems] == [
+        "tests: the app's tests fail before the migration too (tests/test_broken.py::test_was_failing_already); "
+        "fix them first or pass --no-verify-tests"
+    ]
+
+    breaking = Plan(shop)
+    breaking.write("src/shop/marker.py", "VALUE = 2\n", edit=True)
+    problems = [str(p) for p in verify(shop, breaking, "shop").problems]
+    assert problems == ["tests/test_marker.py::test_the_marker_is_one: failed after the migration: assert 2 == 1"]
+
+
 def test_the_gate_reports_syntax_errors_and_new_undefined_or_unused_names_where_they_are(shop: Path) -> None:
     plan = Plan(shop)
     plan.write("src/shop/orders/worker.py", "class Sweep:\n    def work(self) -> None:\n        continue\n")
