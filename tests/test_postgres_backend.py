@@ -44,7 +44,7 @@ def test_the_generated_apps_own_tests_pass_on_postgresql(blog_with_posts: Path, 
 def test_a_unique_field_holds_on_postgresql_against_a_racing_connection(blog_with_posts: Path, pg_url: str) -> None:
     added = run_petrock("feature", "add", "books", "isbn:str:unique", "--no-worker", cwd=blog_with_posts)
     assert added.returncode == 0, added.stderr
-    selected = "postgresql and (unique or another_item or taken or racing or twice)"
+    selected = "postgresql and (unique or another_item or taken or racing or value_twice)"
     result = run_app_tests(blog_with_posts, "tests/test_books.py", "-k", selected, env={"APP_TEST_DB": pg_url})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "6 passed" in result.stdout, result.stdout[-500:]  # HTTP, case, form, updates, a race, a rebuild
