@@ -152,9 +152,9 @@ EVERY_TYPE = (
     "qty:int",
     "rate:float",
     "shipped_at:datetime:optional",
-    "contact:email",
+    "contact:email:unique",
     "site:url:optional",
-    "reference:str",
+    "reference:str:unique",
 )
 
 

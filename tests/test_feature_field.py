@@ -19,10 +19,13 @@ import pytest
 from .support import app_env, free_port, git, petrock_in, refused_without_a_trace, run_app_tests, run_petrock
 
 ORDERS = 10_000
+POSITION = ORDERS - 3  # the summary worker's: the last three orders are still to summarize
+BURIED = 4  # the message (o3's create) the summary worker gave up on: a dead letter from before the changes
 
-# Run inside the app: put ORDERS orders in the log and a worker position beside them.
+# Run inside the app: put ORDERS orders in the log, a worker position and a dead letter beside them.
 SEED = """
 import sys
+from shop.core.log import message_at
 from shop.main import build_app
 from shop.orders.commands import CreateOrder
 app = build_app(sys.argv[1])
@@ -31,7 +34,9 @@ for first in range(0, int(sys.argv[2]), 200):  # a few hundred per transaction (
     with app.batch():
         for n in range(first, min(first + 200, int(sys.argv[2]))):
             app.dispatch(CreateOrder(id=f"o{n}", title=f"Order {n}", qty=n, note=f"note {n}"))
-app.log.set_position("orders-summaries", 1234)
+app.log.set_position("orders-summaries", int(sys.argv[3]))
+if int(sys.argv[2]) > int(sys.argv[4]):
+    app.dead_letters.bury("orders-summaries", message_at(app.log, int(sys.argv[4])), 5, "seeded: the API refused it")
 app.log.close()
 """
 # Run inside the app: start it on the database (rebuilding what changed) and print every order.
@@ -48,6 +53,37 @@ dropped = ("created_at", "updated_at", "summary", "summary_status", "summary_err
 orders = {item["id"]: {k: v for k, v in item.items() if k not in dropped and k != "id"} for item in items}
 print(json.dumps({"rebuilt": rebuilt, "orders": orders, "position": app.log.position("orders-summaries")}))
 app.log.close()
+"""
+# Run inside the app: what decides whether each projection and worker state is rebuilt at the next start.
+FINGERPRINTS = """
+import json, sys
+from shop.main import build_app
+app = build_app(sys.argv[1])
+print(json.dumps({status.name: status.fingerprint for status in app.projections.status()}))
+app.log.close()
+"""
+# Run inside the app: its workers, until the summary worker has handled the rest of the log (old messages, upcast).
+WORK = """
+import asyncio, json, sys, time
+from shop.main import build_app
+
+async def work() -> None:
+    app = build_app(sys.argv[1])
+    app.prepare()
+    await app.start_workers()
+    last = [f"o{n}" for n in range(int(sys.argv[2]), int(sys.argv[3]))]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        statuses = [app.query("orders/get", {"id": id})["summary_status"] for id in last]
+        if "pending" not in statuses:
+            break
+        await asyncio.sleep(0.1)
+    dead = [letter.message_id for letter in app.dead_letters.list()]
+    position = app.log.position("orders-summaries")
+    await app.close()
+    print(json.dumps({"statuses": statuses, "dead": dead, "position": position}))
+
+asyncio.run(work())
 """
 
 
@@ -67,6 +103,27 @@ def restart(root: Path, db: str) -> dict:
     result = in_app(root, RESTART, db)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
+
+
+def fingerprints(root: Path, db: str) -> dict[str, str]:
+    result = in_app(root, FINGERPRINTS, db)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def app_cli(root: Path, db: str, *args: str) -> str:
+    """``python -m shop ARGS --db DB``: a reader of the log, as an operator runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shop", *args, "--db", db],
+        cwd=root,
+        env=app_env(root),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def log_rows(root: Path, db: str) -> list[tuple]:
@@ -120,7 +177,9 @@ def expected(n: int, **fields: object) -> dict[str, object]:
 
 
 def five_changes(shop: Path, db: str, *, gate: bool) -> None:
-    seeded = in_app(shop, SEED, db, str(ORDERS))
+    """The five changes on ``db``. ``gate``: also the checks of the app's code (its tests in the gate and after,
+    ruff, ``check``), which is the same on both backends, so they run once, with SQLite."""
+    seeded = in_app(shop, SEED, db, str(ORDERS), str(POSITION), str(BURIED))
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     rows = log_rows(shop, db)
     assert len(rows) == ORDERS
@@ -131,7 +190,7 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     out = change(shop, "add", "orders", "discount:decimal", "--default", "0", verify=gate)
     assert f"checked: compiles, names, builds{', app tests' if gate else ''} (commit" in out
     state = restart(shop, db)
-    assert state["rebuilt"] == ["orders"] and state["position"] == 1234
+    assert state["rebuilt"] == ["orders"] and state["position"] == POSITION
     assert len(state["orders"]) == ORDERS
     assert state["orders"]["o7"] == expected(7, discount="0")
     assert log_rows(shop, db) == rows
@@ -157,24 +216,48 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     out = change(shop, "change", "orders", "title:int")
     titles_change = git(shop, "rev-parse", "HEAD").strip()
     assert "write the conversion in src/shop/orders/upcasters.py (v5_change_title)" in out
-    failing = run_app_tests(shop, "-q", "tests/test_orders_upcasters.py")
-    assert failing.returncode != 0 and "NotImplementedError" in failing.stdout
+    if gate:
+        failing = run_app_tests(shop, "-q", "tests/test_orders_upcasters.py")
+        assert failing.returncode != 0 and "NotImplementedError" in failing.stdout
+    stubbed = fingerprints(shop, db)
     upcasters = shop / "src/shop/orders/upcasters.py"
     stub = 'raise NotImplementedError("write the title conversion in this upcaster")'
     upcasters.write_text(upcasters.read_text().replace(stub, 'return {**payload, "title": len(payload["title"])}'))
     git(shop, "commit", "-qam", "Titles become their length")
+    # Only the upcaster's body changed: the projection and the summary worker's own state are both rebuilt.
+    filled = fingerprints(shop, db)
+    for name in ("orders", "worker:orders-summaries"):
+        assert filled[name] != stubbed[name], name
     state = restart(shop, db)
     assert state["orders"]["o7"] == {"title": 7, "qty": "7", "comment": "note 7"}
-    assert state["position"] == 1234 and len(state["orders"]) == ORDERS
+    assert state["position"] == POSITION and len(state["orders"]) == ORDERS
     assert log_rows(shop, db) == rows
 
-    passed = run_app_tests(shop, "-q", "-x")
-    assert passed.returncode == 0, passed.stdout[-3000:]
-    lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "."], cwd=shop, capture_output=True, text=True, check=False
+    # The readers of the log show old messages in today's shape, with the version they were stored at.
+    (letter,) = [line.split("\t") for line in app_cli(shop, db, "deadletters", "list").splitlines()]
+    assert letter[1:4] == ["orders-summaries", f"message {BURIED}", "orders/create"]
+    shown = json.loads(app_cli(shop, db, "deadletters", "show", letter[0]))["message"]
+    assert (shown["version"], shown["data"]) == (1, {"id": "o3", "title": 7, "qty": "3", "comment": "note 3"})
+    (newest,) = [json.loads(line) for line in app_cli(shop, db, "log", "tail", "-n", "1").splitlines()]
+    assert (newest["version"], newest["data"]) == (
+        1,
+        {"id": "o9999", "title": 10, "qty": "9999", "comment": "note 9999"},
     )
-    assert lint.returncode == 0, lint.stdout
-    assert petrock_in(shop, "check").returncode == 0
+    # The summary worker reads the rest of the log through the upcasters: every order summarized, no new dead letter.
+    worked = in_app(shop, WORK, db, str(POSITION), str(ORDERS))
+    assert worked.returncode == 0, worked.stderr[-2000:]
+    after = json.loads(worked.stdout.splitlines()[-1])
+    assert (after["statuses"], after["dead"]) == (["ready"] * (ORDERS - POSITION), [BURIED])
+    assert after["position"] > ORDERS  # past the last order's create, and its own commands
+
+    if gate:
+        passed = run_app_tests(shop, "-q", "-x")
+        assert passed.returncode == 0, passed.stdout[-3000:]
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "."], cwd=shop, capture_output=True, text=True, check=False
+        )
+        assert lint.returncode == 0, lint.stdout
+        assert petrock_in(shop, "check").returncode == 0
 
     # Undoing the last change (and the user's step) gives the old state back through a rebuild.
     git(shop, "revert", "--no-edit", "HEAD")
@@ -214,6 +297,7 @@ def test_a_required_field_without_a_default_is_refused_naming_both_ways_out(shop
         (("remove", "orders", "note"), "summary worker of orders summarizes note"),
         (("change", "orders", "qty:int"), "already int"),
         (("change", "orders", "note:int"), "must stay text"),
+        (("add", "orders", "code:str:unique", "--default", "x"), "cannot all share --default x"),
     ],
 )
 def test_a_change_that_cannot_be_made_is_refused_in_one_line_and_writes_nothing(
@@ -232,6 +316,11 @@ def test_a_dry_run_shows_the_change_and_writes_nothing(shop: Path) -> None:
     statuses = {f["path"]: f["status"] for f in planned["files"]}
     assert statuses["src/shop/orders/upcasters.py"] == "create" and statuses["src/shop/orders/state.py"] == "update"
     assert (git(shop, "rev-parse", "HEAD"), git(shop, "status", "--porcelain")) == before
+    # making a field unique changes no model: every stored message reads as before, so no stub
+    unique = petrock_in(shop, "feature", "field", "change", "orders", "title:str:unique", "--dry-run", "--json")
+    assert unique.returncode == 0, unique.stderr
+    assert json.loads(unique.stdout)["stub"] is None
+    assert (git(shop, "rev-parse", "HEAD"), git(shop, "status", "--porcelain")) == before
 
 
 @pytest.mark.slow
@@ -249,7 +338,7 @@ def test_a_change_the_apps_tests_reject_is_not_written(shop: Path) -> None:
 
 
 def test_a_log_with_a_version_the_code_does_not_know_is_refused_at_start_in_one_line(shop: Path) -> None:
-    seeded = in_app(shop, SEED, "app.db", "3")
+    seeded = in_app(shop, SEED, "app.db", "3", "0", str(BURIED))
     assert seeded.returncode == 0, seeded.stderr
     with sqlite3.connect(shop / "app.db") as db:
         db.execute("UPDATE messages SET version = 2 WHERE id = 2")  # as a newer app would have written it
@@ -271,7 +360,7 @@ def test_a_log_with_a_version_the_code_does_not_know_is_refused_at_start_in_one_
 def test_a_postgresql_log_made_before_versions_gains_the_column_in_place(shop: Path, pg_url: str) -> None:
     import psycopg
 
-    assert in_app(shop, SEED, pg_url, "2").returncode == 0
+    assert in_app(shop, SEED, pg_url, "2", "0", str(BURIED)).returncode == 0
     with psycopg.connect(pg_url) as conn:  # the schema as an app of petrock 0.5 left it
         conn.execute("DROP INDEX messages_versions")
         conn.execute("ALTER TABLE messages DROP COLUMN version")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,13 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("customer:ref:customers:default=x", "takes no default="),
         ("title:str:label=<b>", "label petrock cannot use"),
         ("title:str:colour=red", "unknown modifier"),
+        ("paid:bool:unique", "a bool field cannot be unique"),
+        ("note:text:unique", "a text field cannot be unique"),
+        ("status:choice:a,b:unique", "a choice field cannot be unique"),
+        ("code:str:unique:unique", "gives unique twice"),
+        ("code:str:unique:default=x", "unique and has a default="),
+        ("code:str:default=x:unique", "unique and has a default="),
+        ("qty:int:unique:min=1:max=5", "leave too few values"),
     ],
 )
 def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:
@@ -156,6 +164,36 @@ def test_rules_go_into_the_model_the_form_and_the_samples() -> None:
         published,
         in_stock,
     )
+
+
+def test_unique_is_recorded_and_each_unique_field_has_other_valid_values_for_the_tests() -> None:
+    fields = parse(
+        "isbn:str:unique:label=ISBN",
+        "contact:email:unique",
+        "site:url:optional:unique",
+        "qty:int:unique:min=0:max=10",
+        "price:decimal:unique:min=0:max=1",
+        "rate:float:unique",
+        "day:date:unique:max=2025-01-31",
+        "at:datetime:unique",
+        "code:str:unique:max=3",
+    )
+    assert [field.spec for field in fields][:3] == [
+        "isbn:str:unique:label=ISBN",
+        "contact:email:unique",
+        "site:url:optional:unique",
+    ]
+    assert parse(*(field.spec for field in fields)) == fields  # round-trips through the manifest
+    for field in fields:
+        others = field.other_samples
+        assert len(others) == 8 and field.sample not in others, field.spec
+        assert len({str(value).casefold() for value in others}) == 8, field.spec
+    by_name = {field.name: field for field in fields}
+    assert by_name["qty"].sample == 10 and all(0 <= value < 10 for value in by_name["qty"].other_samples)
+    assert all(Decimal(value) <= 1 for value in by_name["price"].other_samples)
+    assert all(value < "2025-01-31" for value in by_name["day"].other_samples)
+    assert {len(value) for value in by_name["code"].other_samples} == {3}  # within max=3
+    assert not parse("title:str")[0].rules.unique
 
 
 def test_labels_know_common_acronyms() -> None:
@@ -237,7 +275,7 @@ def test_the_cli_refuses_bad_fields_without_a_trace(blog_app: Path, args: tuple[
 
 
 def test_title_and_rules_are_recorded_and_rendered(blog_app: Path) -> None:
-    fields = ("isbn:str:label=ISBN", "name:str", "price:decimal:optional:min=0")
+    fields = ("isbn:str:unique:label=ISBN", "name:str", "price:decimal:optional:min=0")
     result = petrock_in(blog_app, "feature", "add", "books", *fields, "--title", "isbn", "--no-worker")
     assert result.returncode == 0, result.stderr
     entry = tomllib.loads((blog_app / ".petrock.toml").read_text())["features"]["books"]
@@ -247,6 +285,9 @@ def test_title_and_rules_are_recorded_and_rendered(blog_app: Path) -> None:
     assert "price: Annotated[Amount, Field(ge=Decimal(0))] | None = None" in commands
     form = (blog_app / "src/blog/books/templates/form.html").read_text()
     assert '<label for="isbn">ISBN</label>' in form and 'step="any" min="0"' in form
+    state = (blog_app / "src/blog/books/state.py").read_text()
+    assert 'require_unique(self.items, "isbn", values["isbn"], id)' in state and '"name", values' not in state
+    assert "except DuplicateValue as exc:" in (blog_app / "src/blog/books/routes.py").read_text()
 
 
 def test_the_manifest_records_fields_and_the_summarized_field(blog_app: Path) -> None:

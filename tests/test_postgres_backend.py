@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .pg import Cluster
-from .support import app_env, free_port, run_app_tests
+from .support import app_env, free_port, run_app_tests, run_petrock
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,15 @@ def test_the_generated_apps_own_tests_pass_on_postgresql(blog_with_posts: Path, 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", result.stdout).group(1))  # type: ignore[union-attr]
     assert passed >= 40, result.stdout[-500:]  # the core, log-backend and posts tests, on PostgreSQL
+
+
+def test_a_unique_field_holds_on_postgresql_against_a_racing_connection(blog_with_posts: Path, pg_url: str) -> None:
+    added = run_petrock("feature", "add", "books", "isbn:str:unique", "--no-worker", cwd=blog_with_posts)
+    assert added.returncode == 0, added.stderr
+    selected = "postgresql and (unique or another_item or taken or racing or value_twice)"
+    result = run_app_tests(blog_with_posts, "tests/test_books.py", "-k", selected, env={"APP_TEST_DB": pg_url})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "6 passed" in result.stdout, result.stdout[-500:]  # HTTP, case, form, updates, a race, a rebuild
 
 
 def test_the_cli_reads_and_writes_a_postgresql_log(blog_with_posts: Path, pg_url: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -90,6 +90,8 @@ def recorded_changes(entry: Mapping[str, Any]) -> list[FieldChange]:
 def conversion(old: FieldSpec, new: FieldSpec) -> str | None:
     """How a stored value of ``old`` becomes one of ``new`` (Python with ``{value}``; '' unchanged), None when
     petrock cannot tell (the user writes the step)."""
+    if _model_rules(old) == _model_rules(new):
+        return ""  # only `unique` or `label=` changed: the model reads every stored value as before
     if new.optional and not old.optional and (old.type, old.choices, old.ref) == (new.type, new.choices, new.ref):
         return ""  # any -> optional: every stored value is still valid
     if old.optional and not new.optional:
@@ -97,6 +99,12 @@ def conversion(old: FieldSpec, new: FieldSpec) -> str | None:
     if new.type == "choice" and old.type == "choice" and set(old.choices) <= set(new.choices):
         return ""  # more choices: every stored one is still one
     return SAFE_CONVERSIONS.get((old.type, new.type))
+
+
+def _model_rules(field: FieldSpec) -> tuple[object, ...]:
+    """What of a field the command models read stored values by (not ``unique``, which the state checks,
+    nor ``label=``)."""
+    return field.type, field.choices, field.ref, field.optional, replace(field.rules, unique=False, label="")
 
 
 def default_value(field: FieldSpec, text: str) -> object:
@@ -194,8 +202,6 @@ def _undo(fields: list[FieldSpec], change: FieldChange) -> list[FieldSpec]:
 
 
 def _renamed(field: FieldSpec, name: str) -> FieldSpec:
-    from dataclasses import replace
-
     return replace(field, name=name)
 
 

@@ -1,10 +1,11 @@
-"""Field rules: the ``min=``, ``max=``, ``default=`` and ``label=`` modifiers of a FIELD spec.
+"""Field rules: the ``unique``, ``min=``, ``max=``, ``default=`` and ``label=`` modifiers of a FIELD spec.
 
-``price:decimal:optional:min=0`` or ``isbn:str:label=ISBN``: each rule goes into the
+``price:decimal:optional:min=0`` or ``isbn:str:unique:label=ISBN``: each rule goes into the
 command model (so every client is held to it), the form's input (``min``, ``max``,
 ``minlength``, ``maxlength``) and the generated tests. ``min``/``max`` bound the value of
-an int, float, decimal or date, and the length of a str or text. Pure, like fields.py:
-a bad modifier raises :class:`~petrock.errors.InvalidName` naming the field and the fix.
+an int, float, decimal or date, and the length of a str or text. ``unique`` is checked by
+the feature's state, in the transaction that appends (core/uniqueness.py). Pure, like
+fields.py: a bad modifier raises :class:`~petrock.errors.InvalidName` naming the field and the fix.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from petrock.errors import InvalidName
 RULES = ("min", "max", "default", "label")
 VALUE_BOUNDED = ("int", "float", "decimal", "date")
 LENGTH_BOUNDED = ("str", "text")
+# Types a unique value makes sense for, each with an indexed column to look it up by (long text has none).
+UNIQUE_TYPES = ("str", "email", "url", "int", "float", "decimal", "date", "datetime")
+# The generated tests give each item after a test's first other values for its unique fields: this many.
+OTHER_VALUES = 8
+MODIFIERS = "modifiers are `optional`, `unique`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`"
 # A label is shown as is in pages and forms: words, digits and a little punctuation, nothing HTML reads.
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,()/'-]{0,59}\Z")
 # Words that read as capitals in a label made from a field name (isbn -> ISBN, api_key -> API key).
@@ -35,12 +41,13 @@ class FieldRules:
     maximum: str = ""
     default: str = ""
     label: str = ""
+    unique: bool = False
 
     @property
     def modifiers(self) -> list[str]:
         """The spec's modifiers that make these rules again, in a fixed order."""
         pairs = (("min", self.minimum), ("max", self.maximum), ("default", self.default), ("label", self.label))
-        return [f"{name}={value}" for name, value in pairs if value]
+        return ["unique"] * self.unique + [f"{name}={value}" for name, value in pairs if value]
 
 
 NO_RULES = FieldRules()
@@ -50,10 +57,7 @@ def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choice
     """``rules`` with one more ``NAME=VALUE`` modifier; InvalidName if it does not fit the field."""
     name, _, value = modifier.partition("=")
     if name not in RULES:
-        raise InvalidName(
-            f"field {text!r} has an unknown modifier {modifier!r}",
-            "modifiers are `optional`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`",
-        )
+        raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", MODIFIERS)
     if not value:
         raise InvalidName(f"field {text!r} has an empty {name}=", f"give it a value, as `{name}=...`")
     if getattr(rules, _ATTRIBUTES[name]):
@@ -73,6 +77,18 @@ def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choice
 
 
 _ATTRIBUTES = {"min": "minimum", "max": "maximum", "default": "default", "label": "label"}
+
+
+def parse_unique(rules: FieldRules, *, kind: str, text: str) -> FieldRules:
+    """``rules`` with ``unique``; InvalidName if the field's type cannot be unique or it is given twice."""
+    if rules.unique:
+        raise InvalidName(f"field {text!r} gives unique twice", "give each rule once")
+    if kind not in UNIQUE_TYPES:
+        fix = "unique is for str, email, url, int, float, decimal, date and datetime fields"
+        raise InvalidName(f"field {text!r}: a {kind} field cannot be unique", fix)
+    updated = replace(rules, unique=True)
+    _check_consistent(updated, kind, text)
+    return updated
 
 
 def _check_bound(name: str, value: str, kind: str, text: str) -> None:
@@ -106,10 +122,17 @@ def _check_default(value: str, kind: str, text: str, choices: tuple[str, ...]) -
 
 
 def _check_consistent(rules: FieldRules, kind: str, text: str) -> None:
-    """min is not above max, and the default keeps to both."""
+    """min is not above max, the default keeps to both, and a unique field has room for different values."""
     low, high = (_measure(kind, rules.minimum), _measure(kind, rules.maximum))
     if low is not None and high is not None and low > high:
         raise InvalidName(f"field {text!r} has min= above max=", "swap them")
+    if rules.unique and rules.default:
+        raise InvalidName(f"field {text!r} is unique and has a default=", "every item would share it: drop one")
+    if rules.unique and kind in ("int", "date") and low is not None and high is not None:
+        room = (high - low).days if kind == "date" else high - low  # type: ignore[operator, union-attr]
+        if room < OTHER_VALUES:
+            fix = f"the generated tests make items with {OTHER_VALUES + 1} different values: widen the range"
+            raise InvalidName(f"field {text!r} is unique, but min= and max= leave too few values", fix)
     if rules.default and kind in (*VALUE_BOUNDED, *LENGTH_BOUNDED):
         value = typed(kind, rules.default) if kind in VALUE_BOUNDED else len(rules.default)
         if (low is not None and value < low) or (high is not None and value > high):  # type: ignore[operator]

@@ -14,10 +14,20 @@ import keyword
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from petrock.errors import InvalidName
-from petrock.field_rules import NO_RULES, FieldRules, parse_rule, python_bound, readable_label, typed
+from petrock.field_rules import (
+    MODIFIERS,
+    NO_RULES,
+    OTHER_VALUES,
+    FieldRules,
+    parse_rule,
+    parse_unique,
+    python_bound,
+    readable_label,
+    typed,
+)
 
 TYPES = ("str", "text", "int", "float", "decimal", "bool", "date", "datetime", "email", "url", "choice", "ref")
 DEFAULT_FIELDS = ("title:str", "content:text")
@@ -81,7 +91,7 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     ref: str = ""  # the referenced feature, for ``ref``
     ref_label: str = "id"  # the referenced feature's field to show in selects and pages
-    rules: FieldRules = NO_RULES  # min=, max=, default=, label= (field_rules.py)
+    rules: FieldRules = NO_RULES  # unique, min=, max=, default=, label= (field_rules.py)
 
     @property
     def spec(self) -> str:
@@ -260,6 +270,38 @@ class FieldSpec:
         return value
 
     @property
+    def other_samples(self) -> tuple[object, ...]:
+        """For a unique field: valid values other than :attr:`sample` and each other (text apart from its case),
+        for the further items a generated test creates."""
+        sample = self.sample
+        if self.type == "email":
+            return tuple(f"n{n}.{sample}" for n in range(1, OTHER_VALUES + 1))
+        if self.type == "url":
+            return tuple(f"{sample}/{n}" for n in range(1, OTHER_VALUES + 1))
+        if self.type == "str":  # as long as the sample, so within its min= and max=
+            text = str(sample)
+            return tuple(f"{n}{text[len(str(n)) :]}" for n in range(1, OTHER_VALUES + 1))
+        if self.type == "datetime":
+            moment = datetime.fromisoformat(str(sample))
+            return tuple((moment + timedelta(hours=n)).isoformat() for n in range(1, OTHER_VALUES + 1))
+        return self._numbers_near(sample)
+
+    def _numbers_near(self, sample: object) -> tuple[object, ...]:
+        """The int, float, decimal or date values nearest the sample within ``min=`` and ``max=``."""
+        low, high = (typed(self.type, bound) if bound else None for bound in (self.rules.minimum, self.rules.maximum))
+        start = typed(self.type, str(sample))
+        step: object = timedelta(days=1) if self.type == "date" else 1
+        if self.type in ("float", "decimal") and low is not None and high is not None and high - low < 2 * OTHER_VALUES:
+            step = (high - low) / (4 * OTHER_VALUES)  # type: ignore[operator]
+        found: list[object] = []
+        for n in range(1, 4 * OTHER_VALUES):
+            for value in (start + n * step, start - n * step):  # type: ignore[operator]
+                if (low is None or value >= low) and (high is None or value <= high) and len(found) < OTHER_VALUES:
+                    found.append(value)
+        convert = {"int": int, "float": float, "date": date.isoformat}.get(self.type, str)
+        return tuple(convert(value) for value in found)  # type: ignore[operator]
+
+    @property
     def stored(self) -> object:
         """What the queries answer for :attr:`sample`."""
         if self.type in ("choice", "ref") or self.sample != SAMPLES[self.type][0]:
@@ -391,13 +433,12 @@ def _modifiers(rest: Sequence[str], *, kind: str, text: str, choices: tuple[str,
     for modifier in rest:
         if modifier == "optional" and not optional:
             optional = True
+        elif modifier == "unique":
+            rules = parse_unique(rules, kind=kind, text=text)
         elif "=" in modifier:
             rules = parse_rule(rules, modifier, kind=kind, text=text, choices=choices)
         else:
-            raise InvalidName(
-                f"field {text!r} has an unknown modifier {modifier!r}",
-                "modifiers are `optional`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`",
-            )
+            raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", MODIFIERS)
     return optional, rules
 
 
@@ -561,8 +602,8 @@ def python_literal(value: object) -> str:
     return json.dumps(value)
 
 
-def python_tuple(names: Iterable[str], room: int = 96) -> str:
-    """A tuple of strings as Python source, as ruff formats it: ``("a",)``, ``("a", "b")``, or one
+def python_tuple(names: Iterable[object], room: int = 96) -> str:
+    """A tuple of strings (or numbers) as Python source, as ruff formats it: ``("a",)``, ``("a", "b")``, or one
     per line (with the trailing comma that keeps it so) when it is longer than ``room``."""
     quoted = [json.dumps(name) for name in names]
     if len(quoted) == 1:

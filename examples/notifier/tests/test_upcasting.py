@@ -9,7 +9,7 @@ import time
 import pytest
 
 from newsroom.core import App, CommandWorker, open_log
-from newsroom.core.upcasting import Payload, Upcasters, VersionMismatch
+from newsroom.core.upcasting import Payload, UpcasterChains, Upcasters, VersionMismatch
 
 from .conftest import AddNote, Notes, register_notes
 
@@ -86,3 +86,16 @@ async def test_a_worker_is_handed_old_messages_in_todays_shape(app: App) -> None
         await asyncio.sleep(0.01)
     await app.close()
     assert seen == [{"text": "old", "version": 2}]
+
+
+def test_a_workers_state_fingerprint_covers_the_upcasters_of_the_types_it_handles() -> None:
+    """A new or edited step changes what the worker's handlers see: its tables are rebuilt at its next start."""
+    worker = CommandWorker("seen")
+    worker.on("notes/add", lambda command, ctx: None)
+    unrelated = Upcasters()
+    unrelated.step("other/add", 1)(lambda payload: payload)
+    plain, with_notes, with_other = UpcasterChains(), UpcasterChains(), UpcasterChains()
+    with_notes.add(upcasters)
+    with_other.add(unrelated)
+    assert worker.state_fingerprint(plain) != worker.state_fingerprint(with_notes)
+    assert worker.state_fingerprint(plain) == worker.state_fingerprint(with_other)  # not a type it handles

@@ -125,6 +125,7 @@ def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dic
         "query_imports": ", ".join(sorted({"Id", *(f.choice_alias for f in fields if f.type == "choice")})),
         "summarize_optional": any(f.name == summarize and f.optional for f in fields),
         "refs": [field for field in fields if field.type == "ref"],
+        "uniques": [field for field in fields if field.rules.unique],
         "filters": [field for field in fields if field.filterable],
         "referenced": [
             (name, payload, _summarized(entries[name], known[name]))
@@ -155,7 +156,10 @@ def sample_items(entries: Mapping[str, Mapping[str, Any]], feature: str) -> dict
         "default_fields": [field.spec for field in fields] == list(DEFAULT_FIELDS),
         "sample": {field.name: field.sample for field in fields},
         "referenced": dict(referenced_items(fields, known)),
+        # a unique field's values, one per item a test creates (the sample's first)
+        "unique": {field.name: (field.sample, *field.other_samples) for field in fields if field.rules.unique},
         "literal": python_literal,
+        "tuple_of": python_tuple,
     }
 
 

@@ -179,6 +179,11 @@ def _add(
         )
     if default is not None:
         default_value(field, default)
+        if field.rules.unique:
+            raise InvalidName(
+                f"field {field.name} is unique: the {feature} already in the log cannot all share --default {default}",
+                f"add it as `{replace(field, optional=True).spec}` and give each its own value",
+            )
     return [*fields, field], FieldChange("add", field.spec, default=default), summarize
 
 

@@ -47,6 +47,7 @@ from .store import BufferedRows, Rows, Table, TableSpec
 
 if TYPE_CHECKING:
     from .app import App
+    from .upcasting import UpcasterChains
 
 logger = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 1_000
@@ -234,7 +235,7 @@ class CommandWorker:
         for spec in self.tables:
             app.store.declare(spec)
         app.projections.ensure_tables(self.tables)
-        fingerprint = self.state_fingerprint()
+        fingerprint = self.state_fingerprint(app.upcasters)
         if app.projections.stored_fingerprint(self.state_name) != fingerprint:
             await self._rebuild_state(fingerprint)
 
@@ -243,10 +244,16 @@ class CommandWorker:
         """The worker's entry in the ``projections`` table."""
         return f"worker:{self.name}"
 
-    def state_fingerprint(self) -> str:
-        """A hash of the code that builds the worker's tables: its handlers' modules, the tables, ``version``."""
+    def state_fingerprint(self, upcasters: UpcasterChains) -> str:
+        """A hash of the code that builds the worker's tables: its handlers' modules, the tables, ``version``,
+        and the upcasters its handled types are read through (a new or fixed step changes what they see)."""
         modules = {type(self).__module__, *(handler.__module__ for handler in self._handlers.values())}
-        return code_fingerprint(sorted(modules), [spec.describe() for spec in self.tables], self.version)
+        types = self.handled_types
+        modules.update(upcasters.modules(types))
+        # only types past version 1: a worker of an app without field changes keeps its fingerprint
+        later = {type: upcasters.version(type) for type in types if upcasters.version(type) > 1}
+        parts = [[spec.describe() for spec in self.tables], self.version]
+        return code_fingerprint(sorted(modules), *parts, *([later] if later else []))
 
     async def _rebuild_state(self, fingerprint: str) -> None:
         """Empty the tables and handle every message up to the position again (dead letters left out),

@@ -222,7 +222,8 @@ class Projections:
         for handle in self.app.supervisor.handles:
             worker = handle.worker
             if getattr(worker, "tables", ()):
-                entries.append((worker.state_name, worker.state_fingerprint(), worker.tables))  # type: ignore[attr-defined]
+                fingerprint = worker.state_fingerprint(self.app.upcasters)  # type: ignore[attr-defined]
+                entries.append((worker.state_name, fingerprint, worker.tables))  # type: ignore[attr-defined]
         statuses = []
         for name, fingerprint, tables in entries:
             row = stored.get(name)
