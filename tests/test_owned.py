@@ -213,3 +213,10 @@ def test_two_members_see_only_their_own_through_pages_api_and_mcp(owned: Path) -
         # an admin may change anyone's; the owner stays
         assert command(ada, "update", {**NOTE, "id": "bob-api", "title": "Fixed by an admin"}).status_code == 201
         assert bob.get("/queries/notes/get", params={"id": "bob-api"}).json()["owner"] == bob_id
+
+
+@pytest.mark.slow
+def test_the_owners_tests_pass_on_postgresql(owned: Path, pg_url: str) -> None:
+    result = run_app_tests(owned, "tests/test_notes_owners.py", "-k", "postgresql", "-rA", env={"APP_TEST_DB": pg_url})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.count("PASSED") == 6, result.stdout[-1500:]
