@@ -80,6 +80,12 @@ def test_the_manifest_records_it_and_the_users_feature_cannot_go_first(owned: Pa
     assert "refers to notes" in refused_without_a_trace(owned, "feature", "add", "tasks", "note:ref:notes")
 
 
+def test_an_existing_feature_cannot_become_owned(owned: Path) -> None:
+    """Its logged commands name no owner: a rebuild could not read them."""
+    assert petrock_in(owned, "feature", "add", "tasks", "--no-worker").returncode == 0
+    assert "without owners" in refused_without_a_trace(owned, "feature", "add", "tasks", "--owned", "--force")
+
+
 def test_feature_remove_takes_the_owners_tests_too(owned: Path) -> None:
     result = petrock_in(owned, "feature", "remove", "notes")
     assert result.returncode == 0, result.stderr

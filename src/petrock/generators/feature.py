@@ -205,6 +205,7 @@ def plan_feature(
     )
     if owned:
         require_users(manifest)
+        require_new_or_owned(name, manifest.features)
     require_no_refs_to_owned(fields, manifest.features)
     if name in CORE_ROUTES:
         raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
@@ -239,6 +240,15 @@ def require_users(manifest: Manifest) -> None:
     """``--owned`` needs users to own the items: the users feature of ``petrock generate auth``."""
     if manifest.features.get(USERS, {}).get("generator") != "auth":
         raise UserError("--owned needs users to own the items", "run `petrock generate auth` first")
+
+
+def require_new_or_owned(name: str, features: Mapping[str, Mapping[str, Any]]) -> None:
+    """``--owned`` only for a new feature (or one already owned): an existing one has commands in the
+    log that name no owner, which a rebuild could not read, and features may refer to it."""
+    if name in features and not features[name].get("owned"):
+        raise UserError(
+            f"{name} already exists without owners: its logged commands name nobody", "add a new feature with --owned"
+        )
 
 
 def require_no_refs_to_owned(fields: Sequence[FieldSpec], features: Mapping[str, Mapping[str, Any]]) -> None:
