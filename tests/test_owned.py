@@ -67,6 +67,15 @@ def test_dry_run_plans_the_owners_tests_and_writes_nothing(owned: Path) -> None:
     assert git(owned, "status", "--porcelain") + git(owned, "rev-parse", "HEAD") == before
 
 
+def test_petrocks_mcp_tool_takes_owned_too(owned: Path) -> None:
+    from .test_mcp_petrock import call_tools
+
+    before = git(owned, "status", "--porcelain") + git(owned, "rev-parse", "HEAD")
+    (result,) = call_tools(("add_feature", {"name": "tasks", "path": str(owned), "owned": True, "dry_run": True}))
+    assert not result.is_error and result.structured_content["owned"] is True
+    assert git(owned, "status", "--porcelain") + git(owned, "rev-parse", "HEAD") == before
+
+
 def test_help_names_the_flag_with_an_example(owned: Path) -> None:
     result = petrock_in(owned, "feature", "add", "--help")
     assert result.returncode == 0
