@@ -143,9 +143,34 @@ def wait_for_mail(client: httpx.Client, timeout: float = 15.0) -> str:
     raise AssertionError("no reset mail reached the dev mailbox")
 
 
+def stored_bytes(with_auth: Path, db: Path | str) -> bytes:
+    """Everything the database holds: the SQLite files, or every row of every PostgreSQL table."""
+    if isinstance(db, Path):
+        return b"".join(path.read_bytes() for path in with_auth.glob("app.db*"))
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(db) as conn:
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        rows = [
+            repr(row)
+            for schema, table in tables
+            for row in conn.execute(
+                sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            )
+        ]
+    assert len(tables) > 5 and rows  # the log, the store's tables, the projections: the search reads them all
+    return "\n".join(rows).encode()
+
+
 @pytest.mark.slow
-def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_auth: Path) -> None:
-    db = with_auth / "app.db"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(
+    with_auth: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db: Path | str = with_auth / "app.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     created = create_admin(with_auth, db, "Admin@Example.com", ADMIN_PASSWORD)
     assert created.returncode == 0, created.stderr
     assert create_admin(with_auth, db, "admin@example.COM", ADMIN_PASSWORD).returncode == 1  # case-insensitive
@@ -213,12 +238,15 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_au
         check=True,
     ).stdout
     assert "users/reset-password" in log and "users/start-session" in log
-    stored = b"".join(path.read_bytes() for path in with_auth.glob("app.db*"))
+    stored = stored_bytes(with_auth, db)
+    cluster = request.getfixturevalue("pg_cluster") if backend == "postgresql" else None
+    server_log = cluster.log_file.read_text(errors="replace") if cluster is not None else ""  # all of it
     assert b"argon2id" in stored  # the hashes are there: the search below reads the right files
     for secret in secrets:
         assert secret.encode() not in stored, f"{secret!r} is in the database"
         assert secret not in log, f"{secret!r} is in the log"
         assert secret not in output_while_serving + server.output(), f"{secret!r} is in the server's output"
+        assert secret not in server_log, f"{secret!r} is in PostgreSQL's log"
     assert "GET /password-reset?[redacted]" in server.output()
 
 

@@ -73,6 +73,9 @@ class AddFeature(Writes):
         default_factory=list,
         description="Field specs passed to `petrock feature add` after the name, e.g. ['title:str', 'body:text'].",
     )
+    owned: bool = Field(
+        False, description="Items belong to the signed-in user who creates them (needs `petrock generate auth`)."
+    )
 
 
 class GenerateCommand(Writes):
@@ -165,7 +168,9 @@ TOOLS = {
         PetrockTool(
             "add_feature",
             AddFeature,
-            lambda a: _cli("feature", "add", options=_writes(a), arguments=[a.name, *a.fields]),
+            lambda a: _cli(
+                "feature", "add", options=[*_writes(a), *_flags(owned=a.owned)], arguments=[a.name, *a.fields]
+            ),
         ),
         PetrockTool(
             "generate_command",

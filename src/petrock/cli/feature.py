@@ -69,6 +69,14 @@ def add(
             "title, name or label, else the first str field.",
         ),
     ] = None,
+    owned: Annotated[
+        bool,
+        typer.Option(
+            "--owned",
+            help="Items belong to the signed-in user who creates them: members see and change only their own, "
+            "admins all (needs `petrock generate auth`).",
+        ),
+    ] = False,
     dry_run: DryRun = False,
     force: Force = False,
     allow_dirty: AllowDirty = False,
@@ -92,6 +100,8 @@ def add(
 
       petrock feature add books isbn:str:label=ISBN title:str price:decimal:optional:min=0 --title title
 
+      petrock feature add notes title:str body:text --owned
+
       petrock feature order_items --dry-run
     """
     from petrock.generators.feature import add_feature, plan_feature
@@ -102,10 +112,16 @@ def add(
         summarize=summarize,
         worker=not no_worker,
         title=title,
+        owned=owned,
         force=force,
         allow_dirty=allow_dirty or dry_run,
     )
-    extra = {"feature": name, "root": str(planned.root), "fields": planned.manifest.features[name]["fields"]}
+    extra = {
+        "feature": name,
+        "root": str(planned.root),
+        "fields": planned.manifest.features[name]["fields"],
+        "owned": owned,
+    }
     if dry_run:
         show_plan(planned.plan, dry_run=True, as_json=as_json, extra=extra)
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from petrock import __version__, git
-from petrock.errors import AlreadyExists, InvalidName
+from petrock.errors import AlreadyExists, InvalidName, UserError
 from petrock.field_changes import recorded_changes, steps
 from petrock.fields import (
     DEFAULT_FIELDS,
@@ -39,6 +39,7 @@ from petrock.project import MANIFEST, Manifest, find_root, require_clean
 from petrock.render import render_folder
 from petrock.templates import template_version, templates_dir
 
+USERS = "users"  # the feature `petrock generate auth` makes; --owned needs it
 # Paths the app's core already serves; a feature's pages at /NAME would be hidden behind them.
 CORE_ROUTES = frozenset({"commands", "queries", "healthz"})
 # Names the feature's modules import or define; the feature's class (posts -> Post) must not be one.
@@ -97,9 +98,13 @@ def render_feature(
     return render_folder(templates_dir() / "feature", context)
 
 
-def feature_entry(fields: Sequence[FieldSpec], summarize: str, title: str | None = None) -> dict[str, Any]:
-    """What the manifest records about a feature's shape (``title`` only when ``--title`` chose it)."""
-    return {"fields": [field.spec for field in fields], "summarize": summarize} | ({"title": title} if title else {})
+def feature_entry(
+    fields: Sequence[FieldSpec], summarize: str, title: str | None = None, *, owned: bool = False
+) -> dict[str, Any]:
+    """What the manifest records about a feature's shape (``title`` only when ``--title`` chose it,
+    ``owned`` only for ``--owned``)."""
+    entry = {"fields": [field.spec for field in fields], "summarize": summarize}
+    return entry | ({"title": title} if title else {}) | ({"owned": True} if owned else {})
 
 
 def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -117,6 +122,7 @@ def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dic
         "columns": sorted(fields, key=lambda field: field.name != label),
         "defaults": {field.name: field.form_default for field in fields if field.form_default is not None},
         "summarize": summarize,
+        "owned": bool(entry.get("owned")),  # items carry their owner; members see only theirs
         "label": label,
         "types": types,
         "datetime_imports": ", ".join(
@@ -187,6 +193,7 @@ def plan_feature(
     summarize: str | None = None,
     worker: bool = True,
     title: str | None = None,
+    owned: bool = False,
     start: Path | None = None,
     force: bool = False,
     allow_dirty: bool = False,
@@ -197,7 +204,13 @@ def plan_feature(
     validate_feature_name(name, app=manifest.project_name)
     others = {feature: fields for feature, fields in app_fields(manifest.features).items() if feature != name}
     fields = parse_fields(field_specs, feature=name, features=others, titles=recorded_titles(manifest.features))
-    shape = feature_entry(fields, summarized_field(fields, summarize, worker=worker), title_field(fields, title))
+    shape = feature_entry(
+        fields, summarized_field(fields, summarize, worker=worker), title_field(fields, title), owned=owned
+    )
+    if owned:
+        require_users(manifest)
+        require_new_or_owned(name, manifest.features)
+    require_no_refs_to_owned(fields, manifest.features)
     if name in CORE_ROUTES:
         raise InvalidName(f"{name!r} would hide the app's own /{name} route", f"try `{name}_items` or another name")
     if (item_class := FeatureNames.of(name).Item) in TEMPLATE_CLASS_NAMES:
@@ -225,6 +238,31 @@ def plan_feature(
     manifest.files.update({path: git.blob_id(text) for path, text in files.items()})
     plan.write(MANIFEST, manifest.dumps(), edit=True)
     return FeaturePlan(root, name, plan, manifest, use_git)
+
+
+def require_users(manifest: Manifest) -> None:
+    """``--owned`` needs users to own the items: the users feature of ``petrock generate auth``."""
+    if manifest.features.get(USERS, {}).get("generator") != "auth":
+        raise UserError("--owned needs users to own the items", "run `petrock generate auth` first")
+
+
+def require_new_or_owned(name: str, features: Mapping[str, Mapping[str, Any]]) -> None:
+    """``--owned`` only for a new feature (or one already owned): an existing one has commands in the
+    log that name no owner, which a rebuild could not read, and features may refer to it."""
+    if name in features and not features[name].get("owned"):
+        raise UserError(
+            f"{name} already exists without owners: its logged commands name nobody", "add a new feature with --owned"
+        )
+
+
+def require_no_refs_to_owned(fields: Sequence[FieldSpec], features: Mapping[str, Mapping[str, Any]]) -> None:
+    """A ref field may not point at an owned feature: checking it would tell one user about another's items."""
+    for field in fields:
+        if field.type == "ref" and features.get(field.ref, {}).get("owned"):
+            raise UserError(
+                f"{field.name} refers to {field.ref}, whose items are owned by their users",
+                "refer to a feature that is not --owned",
+            )
 
 
 def add_feature(planned: FeaturePlan) -> str | None:

@@ -38,7 +38,8 @@ def feature_files(manifest: Manifest, feature: str) -> list[str]:
     rendered = {
         path
         for path in manifest.files
-        if path.startswith((folder, f"tests/{feature}/")) or path == f"tests/test_{feature}.py"
+        if path.startswith((folder, f"tests/{feature}/"))
+        or path in (f"tests/test_{feature}.py", f"tests/test_{feature}_upcasters.py", f"tests/test_{feature}_owners.py")
     }
     return sorted(rendered | component_files(manifest, feature).keys())
 
@@ -60,6 +61,12 @@ def plan_remove(root: Path, manifest: Manifest, feature: str, *, force: bool = F
         raise UserError(
             f"{', '.join(referrers)} {'refers' if len(referrers) == 1 else 'refer'} to {feature!r} (a ref field)",
             f"remove {' and '.join(referrers)} first",
+        )
+    owned = sorted(name for name, entry in manifest.features.items() if entry.get("owned"))
+    if owned and is_auth(manifest.features[feature]):
+        raise UserError(
+            f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} owned by users (--owned)",
+            f"remove {' and '.join(owned)} first",
         )
     paths = feature_files(manifest, feature)
     plan = Plan(root, pristine={**manifest.files, **component_files(manifest, feature)}, force=force)

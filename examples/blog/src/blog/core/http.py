@@ -47,6 +47,7 @@ from .metrics import MetricsEndpoint, metrics_tokens
 from .navigation import overviews
 from .observe import ObserveRequests
 from .openapi import OpenAPIRoutes
+from .owners import ActAsRequester
 from .queries import UnknownQuery
 from .ratelimit import AttemptLimiter
 from .security import CrossOriginProtection, SecurityHeaders
@@ -224,6 +225,7 @@ def create_http_app(
         checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
         middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
         routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)
+    middleware.append(Middleware(ActAsRequester))  # innermost: owned features see who asks (owners.py)
     # Outermost: the request id reaches every answer, refusals included, and every answer is measured.
     middleware.insert(0, Middleware(ObserveRequests, routes=routes, metrics=app.metrics, access_log=access_log))
     return Starlette(

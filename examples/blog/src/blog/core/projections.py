@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from pydantic import ValidationError
 
 from .commands import CommandRejected
 from .log import Message, MessageLogBackend, Row, message_from_row
+from .owners import STORED
 from .progress import RebuildProgress
 from .store import BufferedRows, SqlRows, Store, Table, TableSpec, rebuilding
 from .upcasting import UpcasterChains, VersionMismatch
@@ -181,7 +183,7 @@ class Projections:
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         for spec in self.app.commands:
             if spec.handler is not None and _owner(spec.handler) is projection:
-                appliers[spec.type] = (spec.model.model_validate_json, [spec.handler])
+                appliers[spec.type] = (partial(spec.model.model_validate_json, context=STORED), [spec.handler])
         for type, handlers in self._extra.items():
             own = [handler for handler in handlers if _owner(handler) is projection]
             if own:
@@ -492,7 +494,7 @@ class Projections:
 
     def _parser(self, type: str) -> Callable[[str], Any]:
         spec = self.app.commands.find(type)
-        return spec.model.model_validate_json if spec is not None else json.loads
+        return partial(spec.model.model_validate_json, context=STORED) if spec is not None else json.loads
 
 
 class _Applier:

@@ -42,6 +42,7 @@ from pydantic import BaseModel
 
 from .commands import CommandRejected
 from .log import Message, MessageLogBackend, message_at
+from .owners import STORED
 from .projections import code_fingerprint
 from .store import BufferedRows, Rows, Table, TableSpec
 
@@ -448,7 +449,7 @@ class CommandWorker:
         spec = self.app.commands.find(message.type)
         if spec is None:
             return message.payload()
-        return spec.model.model_validate_json(message.data)
+        return spec.model.model_validate_json(message.data, context=STORED)  # as logged, actor included
 
 
 def _describe(exc: BaseException) -> str:
