@@ -1,4 +1,4 @@
-"""examples/: each is exactly what petrock generates today, and their own tests pass (the blog's run in test_feature_add)."""
+"""examples/: each is exactly what petrock generates today; their own tests pass (the blog's in test_feature_add)."""
 
 from __future__ import annotations
 

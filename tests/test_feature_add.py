@@ -156,16 +156,31 @@ EVERY_TYPE = (
     "site:url:optional",
     "reference:str:unique",
 )
+# A rule on every type that takes one: the generated tests' own sample values must keep them all.
+EVERY_RULE = (
+    "isbn:str:label=ISBN:min=10:max=17",
+    "title:str:min=30:max=40",
+    "customer:ref:customers",
+    "blurb:text:optional:min=20:max=100",
+    "pages:int:min=1:max=5000:default=100",
+    "rating:float:optional:min=0:max=4.5",
+    "price:decimal:min=0:max=1000",
+    "published:date:min=1900-01-01:max=1999-12-31",
+    "genre:choice:fiction,history:default=history",
+    "in_stock:bool:default=true",
+)
 
 
 @pytest.mark.slow
 def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_app: Path) -> None:
-    """Every type, a ref to a feature made before (with its own text field summarized), and one
-    feature without any text field (so no summary worker), in one app whose own tests then pass."""
+    """Every type, a ref to a feature made before (with its own text field summarized), one
+    feature without any text field (so no summary worker), and one with a rule on every type that
+    takes one, in one app whose own tests then pass."""
     steps = [
         ("customers", "name:str", "email:email", "bio:text:optional"),
         ("orders", *EVERY_TYPE, "--summarize", "note"),
         ("stamps", "at:datetime", "order:ref:orders:optional"),
+        ("books", *EVERY_RULE),
     ]
     for step in steps:
         result = run_petrock("feature", "add", *step, cwd=blog_app)
@@ -180,8 +195,8 @@ def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_a
     assert not any(word in upgrade.stdout for word in ("update ", "merge ", "conflict ", "create ", "remove "))
 
     generated = [
-        *(f"src/blog/{name}" for name in ("customers", "orders", "stamps")),
-        *(f"tests/test_{name}.py" for name in ("customers", "orders", "stamps")),
+        *(f"src/blog/{name}" for name in ("customers", "orders", "stamps", "books")),
+        *(f"tests/test_{name}.py" for name in ("customers", "orders", "stamps", "books")),
         "src/blog/core/references.py",
     ]
     for rules in ([], RUFF_RULES):
@@ -194,7 +209,7 @@ def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_a
     assert "failed" not in tests.stdout
 
     refused = run_petrock("feature", "remove", "customers", cwd=blog_app)
-    assert refused.returncode != 0 and "orders refers to 'customers'" in refused.stderr
+    assert refused.returncode != 0 and "books, orders refer to 'customers'" in refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,19 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("site:url:max=10", "takes no max="),
         ("title:str:min=x", "not a length"),
         ("title:str:max=0", "at least 1"),
-        ("qty:int:default=many", "not a int"),
+        ("qty:int:default=many", "not an integer"),
+        ("qty:int:min=1e3", "not an integer"),
+        ("contact:email:min=1", "an email field takes no min="),
+        # rules no value can keep: beyond what the type holds
+        ("blurb:str:min=300", "a str holds at most 200 characters"),
+        ("blurb:str:max=300", "use `text` for longer"),
+        ("blurb:text:min=100001", "at most 100000 characters"),
+        ("blurb:str:default=" + "x" * 201, "longer than a str holds"),
+        ("price:decimal:min=1e999", "beyond what a decimal field holds"),
+        ("price:decimal:max=-1e30", "at most 30 digits"),
+        ("price:decimal:default=1e40", "beyond what a decimal field holds"),
+        ("rate:float:min=1e999", "beyond what a float field holds"),
+        ("qty:int:min=9223372036854775808", "64-bit"),
         ("qty:int:min=1:default=0", "outside min= and max="),
         ("paid:bool:default=yes", "default=true"),
         ("status:choice:a,b:default=c", "not one of its choices"),
@@ -127,6 +139,8 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("code:str:unique:default=x", "unique and has a default="),
         ("code:str:default=x:unique", "unique and has a default="),
         ("qty:int:unique:min=1:max=5", "leave too few values"),
+        ("title:str:lable=Foo", "did you mean `label=`?"),
+        ("title:str:uniqe", "did you mean `unique`?"),
     ],
 )
 def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:
@@ -152,7 +166,8 @@ def test_rules_go_into_the_model_the_form_and_the_samples() -> None:
     assert (isbn.label, isbn.annotation, isbn.input_rules) == ("ISBN", "Line", ' maxlength="200"')
     assert title.annotation == "Annotated[Line, Field(min_length=2, max_length=80)]"
     assert (title.input_rules, title.hint) == (' minlength="2" maxlength="80"', "2 to 80 characters")
-    assert published.annotation == "Annotated[date, Field(ge=date(2000, 1, 1))]"
+    # JSON Schema cannot bound a date: the example the API's description shows keeps the bound
+    assert published.annotation == 'Annotated[date, Field(ge=date(2000, 1, 1), examples=["2025-01-31"])]'
     assert (published.hint, published.rule_breaking) == ("from 2000-01-01", ["1999-12-31"])
     assert (in_stock.default, in_stock.form_default, in_stock.stored_default) == (" = True", True, True)
     # the rules round-trip through the manifest
@@ -255,10 +270,30 @@ def test_python_literals_look_like_the_generated_code() -> None:
 # --- through the CLI: one line, nothing written ---
 
 
+def test_the_generated_tests_own_values_keep_the_length_and_value_rules() -> None:
+    isbn, blurb, price, cheap, published = parse(
+        "isbn:str:min=10:max=17",
+        "blurb:text:min=20:max=30",
+        "price:decimal:min=0:max=1000",
+        "cheap:decimal:max=-5",
+        "published:date:max=1999-12-31",
+    )
+    for text in ("", "Changed", "<script>alert(1)</script>", "The first sentence. " * 5):
+        assert 10 <= len(isbn.fit(text)) <= 17 and 20 <= len(blurb.fit(text)) <= 30
+        assert isbn.fit(text) == isbn.fit(text).strip()  # what the Line type keeps
+    assert isbn.fit("Changed") == "Changed And more."
+    numbered = blurb.fit_numbered("Content number {n}.")
+    assert "{n}" in numbered and 20 <= len(numbered.format(n=7)) <= 30
+    assert price.exact_decimals == [(12.5, "12.5"), ("0.10", "0.10")]  # 1234567890.123456789 is above max=1000
+    assert cheap.exact_decimals == [("-5", "-5")]  # none fit: the sample, kept within the bound
+    assert published.sample == "1999-12-31" and 'examples=["1999-12-31"]' in published.annotation
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (("orders", "total:money"), "did you mean `total:decimal`"),
+        (("orders", "blurb:str:min=300"), "a str holds at most 200 characters"),
         (("orders", "id:str"), "used by the generated code"),
         (("orders", "buyer:ref:customers"), "not a feature of this app"),
         (("orders", "status:choice:"), "needs an argument"),

@@ -75,8 +75,8 @@ def test_only_failures_the_original_does_not_have_are_the_migrations(shop: Path)
     harmless = Plan(shop)
     harmless.write("src/shop/notes.py", "NOTE = 'nothing'\n")
     assert [str(p) for p in verify(shop, harmless, "shop").problems] == [
-        "tests: the app's tests fail before the migration too (tests/test_broken.py::test_was_failing_already); "
-        "fix them first or pass --no-verify-tests"
+        "tests: the app's tests fail before the migration too (tests/test_broken.py::test_was_failing_already); fix "
+        + "them first or pass --no-verify-tests"
     ]
 
     breaking = Plan(shop)

@@ -27,6 +27,12 @@ OTHER_VALUES = 8
 MODIFIERS = "modifiers are `optional`, `unique`, `min=N`, `max=N`, `default=VALUE` and `label=TEXT`"
 # A label is shown as is in pages and forms: words, digits and a little punctuation, nothing HTML reads.
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,()/'-]{0,59}\Z")
+# The longest value the generated Line and Text types hold, the digits an Amount holds, an int column's range.
+LONGEST = {"str": 200, "text": 100_000}
+DECIMAL_DIGITS = 30
+INT_RANGE = (-(2**63), 2**63 - 1)
+# How messages name a type's values: "not an integer", not "not a int".
+VALUES = {"int": "an integer", "float": "a number", "decimal": "a decimal number", "date": "a date"}
 # Words that read as capitals in a label made from a field name (isbn -> ISBN, api_key -> API key).
 ACRONYMS = frozenset(
     {"id", "isbn", "url", "uri", "api", "sku", "vat", "iban", "bic", "ean", "upc", "ip", "html", "pdf"}
@@ -57,7 +63,11 @@ def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choice
     """``rules`` with one more ``NAME=VALUE`` modifier; InvalidName if it does not fit the field."""
     name, _, value = modifier.partition("=")
     if name not in RULES:
-        raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", MODIFIERS)
+        import difflib  # only for a mistake
+
+        close = difflib.get_close_matches(name, [*RULES, "unique", "optional"], n=1)
+        hint = f"did you mean `{close[0]}{'=' if close[0] in RULES else ''}`?" if close else MODIFIERS
+        raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", hint)
     if not value:
         raise InvalidName(f"field {text!r} has an empty {name}=", f"give it a value, as `{name}=...`")
     if getattr(rules, _ATTRIBUTES[name]):
@@ -98,19 +108,49 @@ def _check_bound(name: str, value: str, kind: str, text: str) -> None:
             raise InvalidName(f"field {text!r} has {name}={value}, not a length", fix)
         if name == "max" and int(value) < 1:
             raise InvalidName(f"field {text!r} has max={value}", "a length bound is at least 1")
+        if int(value) > LONGEST[kind]:
+            longer = "; use `text` for longer" if kind == "str" else ""
+            raise InvalidName(
+                f"field {text!r} has {name}={value}", f"a {kind} holds at most {LONGEST[kind]} characters{longer}"
+            )
         return
     if kind not in VALUE_BOUNDED:
         fix = "min= and max= bound int, float, decimal, date, str and text"
-        raise InvalidName(f"field {text!r}: a {kind} field takes no {name}=", fix)
+        raise InvalidName(f"field {text!r}: {_article(kind)} field takes no {name}=", fix)
     if typed(kind, value) is None:
         example = "2025-01-31" if kind == "date" else ("10" if kind == "int" else "9.99")
-        raise InvalidName(f"field {text!r} has {name}={value}, not a {kind}", f"write it as `{name}={example}`")
+        raise InvalidName(f"field {text!r} has {name}={value}, not {VALUES[kind]}", f"write it as `{name}={example}`")
+    if not _holdable(kind, value):
+        raise InvalidName(f"field {text!r} has {name}={value}, beyond what {_article(kind)} field holds", _HOLDS[kind])
+
+
+_HOLDS = {
+    "int": "an int is a 64-bit whole number",
+    "float": "a float is at most about 1.8e308",
+    "decimal": f"a decimal holds at most {DECIMAL_DIGITS} digits",
+}
+
+
+def _holdable(kind: str, value: str) -> bool:
+    """Can some value of ``kind`` be as large as the bound ``value`` (else no value meets a ``min=``)?"""
+    number = typed(kind, value)
+    if kind == "int":
+        return INT_RANGE[0] <= number <= INT_RANGE[1]  # type: ignore[operator]
+    if kind == "float":
+        return abs(float(value)) != float("inf")
+    if kind == "decimal":
+        return abs(number) < Decimal(10) ** DECIMAL_DIGITS  # type: ignore[operator,arg-type]
+    return True
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind in ("int", "email") else f"a {kind}"
 
 
 def _check_default(value: str, kind: str, text: str, choices: tuple[str, ...]) -> None:
     if kind in ("ref", "datetime"):
         fix = "leave it out, or make the field optional"
-        raise InvalidName(f"field {text!r}: a {kind} field takes no default=", fix)
+        raise InvalidName(f"field {text!r}: {_article(kind)} field takes no default=", fix)
     if kind == "choice" and value not in choices:
         fix = f"use one of {', '.join(choices)}"
         raise InvalidName(f"field {text!r} has default={value}, not one of its choices", fix)
@@ -118,7 +158,13 @@ def _check_default(value: str, kind: str, text: str, choices: tuple[str, ...]) -
         fix = "a bool's default is `default=true` or `default=false`"
         raise InvalidName(f"field {text!r} has default={value}", fix)
     if kind in VALUE_BOUNDED and typed(kind, value) is None:
-        raise InvalidName(f"field {text!r} has default={value}, not a {kind}", f"give a {kind} value")
+        raise InvalidName(f"field {text!r} has default={value}, not {VALUES[kind]}", f"give {VALUES[kind]}")
+    if kind in VALUE_BOUNDED and not _holdable(kind, value):
+        raise InvalidName(f"field {text!r} has default={value}, beyond what {_article(kind)} field holds", _HOLDS[kind])
+    if kind in LENGTH_BOUNDED and len(value) > LONGEST[kind]:
+        raise InvalidName(
+            f"field {text!r} has a default longer than a {kind} holds", f"at most {LONGEST[kind]} characters"
+        )
 
 
 def _check_consistent(rules: FieldRules, kind: str, text: str) -> None:

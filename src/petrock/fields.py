@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from petrock.errors import InvalidName
 from petrock.field_rules import (
@@ -38,6 +39,8 @@ ALIASES = {
     "enum": "choice", "select": "choice", "references": "ref", "reference": "ref", "belongs_to": "ref",
     "fk": "ref", "link": "url", "uri": "url", "mail": "email",
 }  # fmt: skip
+# The generated Line type's own bound (commands.py's MAX_LINE_LENGTH).
+MAX_LINE_LENGTH = 200
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 CHOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MAX_NAME_LENGTH = 40
@@ -132,7 +135,10 @@ class FieldSpec:
             pairs = (("min_length", minimum), ("max_length", maximum))
             return ", ".join(f"{name}={value}" for name, value in pairs if value)
         pairs = (("ge", minimum), ("le", maximum))
-        return ", ".join(f"{name}={python_bound(self.type, value)}" for name, value in pairs if value)
+        bounds = [f"{name}={python_bound(self.type, value)}" for name, value in pairs if value]
+        if bounds and self.type == "date":  # JSON Schema cannot bound a date: the example clients see keeps them
+            bounds.append(f"examples=[{python_literal(self.sample)}]")
+        return ", ".join(bounds)
 
     @property
     def hint(self) -> str:
@@ -158,7 +164,7 @@ class FieldSpec:
         minimum, maximum = self.rules.minimum, self.rules.maximum
         names = ("minlength", "maxlength") if self.type in ("str", "text") else ("min", "max")
         if self.type == "str" and not maximum:
-            maximum = "200"  # the Line type's own bound
+            maximum = str(MAX_LINE_LENGTH)
         return "".join(f' {name}="{value}"' for name, value in zip(names, (minimum, maximum), strict=True) if value)
 
     @property
@@ -268,6 +274,40 @@ class FieldSpec:
             if bound and outside(typed(self.type, bound)):
                 return {"int": int, "float": float}.get(self.type, str)(bound)
         return value
+
+    def fit(self, text: str) -> str:
+        """``text`` made to keep a str or text field's length rules (sentences added, or cut), for the
+        generated tests' own literals; other fields' text is returned as is."""
+        if self.type not in ("str", "text"):
+            return text
+        low = int(self.rules.minimum or 0)
+        high = int(self.rules.maximum or (MAX_LINE_LENGTH if self.type == "str" else 0))
+        while len(text) < low:
+            text = f"{text} And more.".lstrip()
+        if high and len(text) > high:
+            text = text[:high].rstrip()
+        return text + "x" * (low - len(text))  # only when cutting left a space at the end
+
+    def fit_numbered(self, text: str) -> str:
+        """:meth:`fit` for an f-string's text holding ``{n}`` (a digit): the ``{n}`` is kept."""
+        at = text.index("{n}")
+        fitted = self.fit(text.replace("{n}", "0", 1))
+        return fitted[:at] + "{n}" + fitted[at + 1 :] if at < len(fitted) else "{n}" + fitted[1:]
+
+    def fits(self, text: str) -> bool:
+        return self.fit(text) == text
+
+    @property
+    def exact_decimals(self) -> list[tuple[object, str]]:
+        """JSON values a decimal keeps exactly, with the text it keeps, within ``min=``/``max=``."""
+        candidates = [(12.5, "12.5"), ("0.10", "0.10"), ("1234567890.123456789", "1234567890.123456789")]
+        low, high = (typed("decimal", bound) if bound else None for bound in (self.rules.minimum, self.rules.maximum))
+        kept = [
+            (sent, text)
+            for sent, text in candidates
+            if (low is None or Decimal(text) >= low) and (high is None or Decimal(text) <= high)  # type: ignore[operator]
+        ]
+        return kept or [(self.sample, str(self.stored))]
 
     @property
     def other_samples(self) -> tuple[object, ...]:

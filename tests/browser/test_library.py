@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 BOOK_FIELDS = (
-    "isbn:str:label=ISBN",
+    "isbn:str:label=ISBN:min=10:max=17",
     "title:str",
     "author:ref:authors",
     "published:date:optional",
@@ -173,12 +173,48 @@ def test_mobile_rows_stay_one_line_without_the_summary_column(library: Library, 
         context.close()
 
 
+# The list's table as laid out: its width and its wrapper's, each column's width by heading, and the
+# cells cut by the one-line rule that carry no tooltip (on themselves or their link).
+TABLE_LAYOUT = """() => {
+  const wrap = document.querySelector(".table-wrap"), table = wrap.querySelector("table");
+  const widths = Object.fromEntries(Array.from(table.querySelectorAll("thead th"))
+    .filter(th => th.offsetParent !== null)
+    .map(th => [th.textContent.trim(), th.getBoundingClientRect().width]));
+  const untitled = Array.from(table.querySelectorAll("tbody td"))
+    .filter(td => td.offsetParent !== null && td.scrollWidth > td.clientWidth + 1)
+    .filter(td => !td.title && !td.querySelector("[title]"))
+    .map(td => td.textContent.trim());
+  return {wrap: wrap.clientWidth, table: table.scrollWidth, widths, untitled};
+}"""
+
+
+def test_the_title_column_gets_the_room_cut_values_have_tooltips_and_the_table_fits(
+    library: Library, browser: Browser
+) -> None:
+    long_title = "The Left Hand of Darkness, with an introduction, notes and a very long subtitle indeed"
+    library.command("books/create", library.book(400, title=long_title))
+    for name, (width, height) in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": height})
+        try:
+            page = context.new_page()
+            page.goto(f"{library.url}/books")
+            layout = page.evaluate(TABLE_LAYOUT)
+            assert page.get_by_role("link", name=long_title).get_attribute("title") == long_title
+            assert layout["untitled"] == [], (name, layout)
+            if name == "desktop":  # on a phone the table scrolls sideways inside its wrapper
+                assert layout["table"] <= layout["wrap"], layout  # no column clipped
+                widths = layout["widths"]
+                assert widths["Title"] == max(widths.values()) and widths["Title"] >= 220, widths
+        finally:
+            context.close()
+
+
 def test_the_form_has_readable_labels_a_checkbox_on_its_own_line_and_the_fields_rules(
     library: Library, wide_page: Page
 ) -> None:
     page = wide_page
     page.goto(f"{library.url}/books/new")
-    assert page.locator("label[for=isbn]").inner_text() == "ISBN"
+    assert page.locator("label[for=isbn]").inner_text() == "ISBN (10 to 17 characters)"
     price, in_stock = page.get_by_label("Price"), page.get_by_label("In stock")
     assert price.get_attribute("min") == "0" and in_stock.is_checked()  # min=0 and default=true
     price_box, check_box = price.bounding_box(), in_stock.bounding_box()
@@ -194,6 +230,14 @@ def test_the_form_has_readable_labels_a_checkbox_on_its_own_line_and_the_fields_
     with page.expect_navigation():
         page.get_by_role("button", name="Save").click()
     assert page.locator("#price-error").inner_text() == "Enter a number of at least 0."  # and the server holds to it
+    assert page.evaluate("document.activeElement.id") == "price"  # the focus is on the first field at fault
+    page.get_by_label("ISBN").fill("123")
+    page.locator("main form").evaluate("form => { form.noValidate = true }")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").click()
+    assert page.locator("#isbn-error").inner_text() == "Use at least 10 characters."
+    assert page.evaluate("document.activeElement.id") == "isbn"
+    page.get_by_label("ISBN").fill("978-0-000-00000-1")
     price.fill("12.50")
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(BOOK_URL)
@@ -241,11 +285,17 @@ def test_the_keyboard_reaches_the_header_then_the_page_in_order(library: Library
     page = wide_page
     page.goto(f"{library.url}/books")
     reached = []
-    for _ in range(5):
+    focused = "(el => el.tagName === 'SELECT' ? el.id : el.textContent.trim())(document.activeElement)"
+    for _ in range(6):
         page.keyboard.press("Tab")
-        focused = "(el => el.tagName === 'SELECT' ? el.id : el.textContent.trim())(document.activeElement)"
         reached.append(page.evaluate(focused))
-    assert reached == ["library", "Authors", "Books", "New book", "filter-author"]
+    assert reached == ["Skip to main content", "library", "Authors", "Books", "New book", "filter-author"]
+    page.goto(f"{library.url}/books")
+    page.keyboard.press("Tab")
+    assert page.get_by_role("link", name="Skip to main content").bounding_box()["y"] >= 0  # type: ignore[index] # shown
+    page.keyboard.press("Enter")  # the skip link: the next Tab is inside the page, past the header
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "New book"
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

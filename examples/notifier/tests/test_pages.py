@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from newsroom.core import App
 from newsroom.core.events import EventStreams
+from newsroom.core.forms import field_errors
 from newsroom.core.http import create_http_app, form_errors
 from newsroom.core.pages import redirect_with_flash
 
@@ -94,6 +96,9 @@ class Order(BaseModel):
     quantity: int = Field(ge=1)
     price: float
     contact: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    rating: float = Field(default=1, le=5.0)
+    # As a feature's ``isbn:str:min=10:max=17``: the length rule is checked after the Line type's validators.
+    isbn: Annotated[Annotated[str, AfterValidator(str.strip)], Field(min_length=10, max_length=17)] = "0123456789"
 
 
 @pytest.mark.parametrize(
@@ -106,12 +111,23 @@ class Order(BaseModel):
         ({"quantity": "0"}, "quantity", "Enter a number of at least 1."),
         ({"price": "cheap"}, "price", "Enter a number."),
         ({"contact": "nobody"}, "contact", "Enter a valid email address."),
+        ({"rating": "9"}, "rating", "Enter a number of at most 5."),
+        ({"isbn": "123"}, "isbn", "Use at least 10 characters."),
+        ({"isbn": "x" * 18}, "isbn", "Use at most 17 characters."),
     ],
 )
 def test_form_errors_are_plain_english(values: dict[str, str], field: str, message: str) -> None:
     with pytest.raises(ValidationError) as refused:
         Order.model_validate(values)
     assert form_errors(refused.value)[field] == message
+
+
+def test_the_apis_errors_count_a_texts_length_in_characters() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Order.model_validate({"title": "ok", "quantity": 1, "price": 1, "contact": "a@b", "isbn": " 123 "})
+    assert field_errors(refused.value) == [
+        {"loc": ["isbn"], "msg": "String should have at least 10 characters", "type": "string_too_short"}
+    ]
 
 
 async def read_events(streams: EventStreams, position: int, count: int) -> list[str]:

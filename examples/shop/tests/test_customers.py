@@ -379,6 +379,8 @@ def test_the_list_page_pages_by_number_and_drops_empty_filters(client: TestClien
     cleaned = client.get(URL, params={"sort": "", "per_page": "2"}, follow_redirects=False)
     assert cleaned.status_code == 303 and cleaned.headers["location"] == f"{URL}?per_page=2"
     assert client.get(URL, params={"per_page": "0"}).status_code == 400
+    greedy = client.get(URL, params={"per_page": "500"})  # more than a page holds: as many as it does
+    assert greedy.status_code == 200 and "Showing 1–3 of 3" in greedy.text
 
 
 def test_the_new_form_has_an_input_of_the_right_kind_for_each_field(client: TestClient) -> None:
@@ -471,11 +473,12 @@ async def test_an_edit_of_the_notes_is_summarized_again_and_other_edits_are_not(
 ) -> None:
     app = start_app(db_path)
     await app.start_workers()
-    item_id = create(app, notes="The first content.")
+    first, edited = "The first content.", "The edited content."
+    item_id = create(app, notes=first)
     await eventually(lambda: is_settled(app, item_id))
-    update(app, item_id, notes="The first content.")
-    update(app, item_id, notes="The edited content.")
-    await eventually(lambda: summary_of(app, item_id)["summary"] == FakeSummaryAPI.summary_for("The edited content."))
+    update(app, item_id, notes=first)
+    update(app, item_id, notes=edited)
+    await eventually(lambda: summary_of(app, item_id)["summary"] == FakeSummaryAPI.summary_for(edited))
     await app.close()
 
     assert types(db_path) == [CREATE, REQUEST, SET, UPDATE, UPDATE, REQUEST, SET]

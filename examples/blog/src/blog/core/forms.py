@@ -42,7 +42,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """Pydantic errors as JSON: where, what, and the error kind (never the input)."""
     return [
         {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        for error in map(in_characters, exc.errors(include_url=False))
     ]
 
 
@@ -54,10 +54,24 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     to choose the words yourself.
     """
     errors: dict[str, str] = {}
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in map(in_characters, exc.errors(include_url=False)):
         field = ".".join(str(part) for part in error["loc"]) or "form"
         errors.setdefault(field, plain_message(error))
     return errors
+
+
+def in_characters(error: ErrorDetails) -> ErrorDetails:
+    """A text's length rule as the string error it is ("at least 10 characters"): pydantic checks a
+    field's ``min_length``/``max_length`` after the Line and Text types' own validators, and then
+    counts "items"."""
+    kind = {"too_short": "string_too_short", "too_long": "string_too_long"}.get(error["type"])
+    if kind is None or not isinstance(error.get("input"), str):
+        return error
+    bound = "min_length" if kind == "string_too_short" else "max_length"
+    length = error.get("ctx", {}).get(bound)
+    words = "at least" if kind == "string_too_short" else "at most"
+    message = f"String should have {words} {length} character{'' if length == 1 else 's'}"
+    return {**error, "type": kind, "msg": message, "ctx": {bound: length}}
 
 
 # Error kinds (pydantic's ``type``) whose message needs no detail from the error.
@@ -111,8 +125,9 @@ def plain_message(error: ErrorDetails) -> str:
         "decimal_max_digits": "Use at most {max_digits} digits.",
         "decimal_whole_digits": "Use at most {whole_digits} digits before the decimal point.",
     }
-    if kind in bounds:
-        return bounds[kind].format(**context)
+    if kind in bounds:  # a float bound that is whole reads as one: "at most 5", not "at most 5.0"
+        whole = {key: int(v) if isinstance(v, float) and v.is_integer() else v for key, v in context.items()}
+        return bounds[kind].format(**whole)
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     message = message[:1].upper() + message[1:]
     return message if message.endswith((".", "!", "?")) else f"{message}."

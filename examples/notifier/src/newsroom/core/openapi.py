@@ -126,9 +126,10 @@ def example(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Any:
     if kind == "array":
         return [example(schema.get("items", {}), components)] * schema.get("minItems", 0)
     if kind == "integer":
-        return max(int(schema.get("minimum", 0)), int(schema.get("exclusiveMinimum", -1)) + 1)
+        low = max(int(schema.get("minimum", 0)), int(schema.get("exclusiveMinimum", -1)) + 1)
+        return min(low, int(schema.get("maximum", low)))  # 0 unless the bounds rule it out
     if kind == "number":
-        return float(schema.get("minimum", 0))
+        return min(float(schema.get("minimum", 0)), float(schema.get("maximum", "inf")))
     if kind == "boolean":
         return False
     if kind == "string":
@@ -381,10 +382,10 @@ def _example_string(schema: Mapping[str, Any]) -> str:
     formats = {"date": "2025-01-31", "date-time": "2025-01-31T12:00:00Z", "email": "someone@example.com"}
     if schema.get("format") in formats:
         return formats[schema["format"]]
-    low = schema.get("minLength", 0)
+    low, high = schema.get("minLength", 0), schema.get("maxLength", float("inf"))
     pattern = schema.get("pattern")
     for candidate in EXAMPLE_STRINGS:
-        if len(candidate) >= low and (pattern is None or re.search(pattern, candidate)):
+        if low <= len(candidate) <= high and (pattern is None or re.search(pattern, candidate)):
             return candidate
     return "x" * max(1, low)
 

@@ -1,11 +1,19 @@
-// The app's one script: no build step, no dependencies. Pages work without it; it adds two things.
+// The app's one script: no build step, no dependencies. Pages work without it; it adds three things.
 //
+// 0. A form shown again with errors puts the focus on the first field at fault.
 // 1. <form data-confirm="Delete this post?"> asks before it is sent.
 // 2. An element with an id and data-live-types="posts/update posts/set-generated-summary ..." is
 //    refreshed when the server announces a message of one of those types on /events (server-sent
 //    events): the page is fetched again and the element's contents replaced by the fresh ones.
 //    With data-live-note="ID", the element with that id then says "Updated just now".
 "use strict";
+
+function focusFirstError() {
+  const field = document.querySelector('main [aria-invalid="true"]');
+  if (field) field.focus();
+}
+
+focusFirstError();
 
 document.addEventListener("submit", (event) => {
   const form = event.target.closest("form[data-confirm]");
