@@ -166,7 +166,7 @@ class Table:
         return self._rows().get(self.spec, id)
 
     def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The items with these ids that exist, by id: one query where ``get`` would take one each."""
+        """The items with these ids that exist, by id, in the order asked: one query where ``get`` would take one each."""
         return self._rows().get_many(self.spec, ids)
 
     def put(self, id: str, item: Mapping[str, Any]) -> None:
@@ -333,7 +333,7 @@ class SqlRows:
             marks = ", ".join([self.db.dialect.param] * len(chunk))
             sql = f'SELECT id, data FROM "{self.names(spec)}" WHERE id IN ({marks})'
             found.update((id, from_json(data)) for id, data in self.db.query(sql, chunk))
-        return found
+        return {id: found[id] for id in wanted if id in found}  # in the order asked
 
     def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
         self.db.execute(self._statement(spec, "put"), self.row(spec, id, item))
