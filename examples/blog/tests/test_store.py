@@ -65,6 +65,17 @@ def test_put_get_delete(orders: Store) -> None:
     assert table.get("o1")["status"] == "paid" and table.get("o4") is None
 
 
+def test_many_rows_in_one_call_each_way(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    assert ids(list(table.get_many(["o3", "nope", "o1", "o3"]).values())) == ["o3", "o1"]  # found ones only
+    many = [(f"n{n}", {"id": f"n{n}", "customer": "x", "status": "draft", "paid": False}) for n in range(1200)]
+    with orders.log.transaction():
+        table.put_many(many)
+    found = table.get_many(id for id, _ in many)  # more ids than one query takes
+    assert len(found) == 1200 and found["n1199"]["customer"] == "x"
+    assert table.count({"status": "draft"}) == 1201
+
+
 def test_newest_first_by_default_and_pages(orders: Store) -> None:
     table = orders.table(ORDERS)
     assert ids(table.find()) == ["o4", "o3", "o2", "o1"]

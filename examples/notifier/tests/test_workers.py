@@ -374,3 +374,46 @@ async def test_a_worker_whose_code_changed_rebuilds_its_state_calling_nothing(db
     await run_counter(db_path, ["a", "b"])
     handled, count = await run_counter(db_path, ["c"], version="2")
     assert handled == [(1, True), (2, True), (3, False)] and count == 3
+
+
+LENGTHS = TableSpec("note-lengths")
+
+
+class NoteLengths(CommandWorker):
+    """Keeps each note's text length; reads the rows a batch of messages needs in one query."""
+
+    tables = (LENGTHS,)
+
+    def __init__(self) -> None:
+        super().__init__("note-lengths", max_attempts=1)
+        self.lengths = self.table(LENGTHS)
+        self.batches: list[list[str]] = []  # the note ids each prefetch was given
+        self.on("notes/add", self.measure)
+
+    def prefetch(self, commands: list[AddNote]) -> None:
+        self.batches.append([command.id for command in commands])
+        self.preload(LENGTHS, [command.id for command in commands])
+
+    def measure(self, command: AddNote, ctx: Context) -> None:
+        seen = self.lengths.get(command.id)
+        self.lengths.put(command.id, {"length": len(command.text), "edits": seen["edits"] + 1 if seen else 0})
+
+
+async def test_a_worker_prefetches_a_batch_and_an_unreadable_message_in_it_fails_alone(db_path: Path) -> None:
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    app.prepare()
+    worker = NoteLengths()
+    app.register_worker(worker)
+    app.log.append("notes/add", AddNote(id="a", text="one").model_dump_json())
+    app.log.append("notes/add", {"id": "b"})  # no text: the worker cannot read it
+    app.log.append("notes/add", AddNote(id="c", text="three").model_dump_json())
+    app.log.append("notes/add", AddNote(id="a", text="four!").model_dump_json())
+    await app.start_workers()
+    await wait_until(lambda: worker.position == 4)
+    await app.close()
+    assert worker.batches[0] == ["a", "c", "a"]  # in log order, the unreadable one left out
+    reopened = App(MessageLog(db_path))
+    lengths = reopened.store.table(LENGTHS)
+    assert lengths.get_many(["a", "b", "c"]) == {"a": {"length": 5, "edits": 1}, "c": {"length": 5, "edits": 0}}
+    assert [letter.message_id for letter in reopened.dead_letters.list()] == [2]

@@ -21,11 +21,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .text import HIDDEN_IN_A_TEXT, without_invisible
+
+if TYPE_CHECKING:  # imported when a client is made: most starts (and every CLI call) make none
+    import httpx
 
 DEFAULT_MODEL = "llama3.2"
 SYSTEM_PROMPT = (
@@ -105,12 +106,16 @@ class ChatCompletionsSummarizer:
     def __init__(self, config: SummaryConfig, *, client: httpx.AsyncClient | None = None) -> None:
         if not config.api_url:
             raise ValueError("ChatCompletionsSummarizer needs SummaryConfig.api_url")
+        import httpx
+
         self.config = config
         self.url = config.api_url.rstrip("/") + "/chat/completions"
         self._client = client or httpx.AsyncClient(timeout=config.timeout)
 
     async def summarize(self, text: str, *, request_id: str) -> str:
         """The summary of ``text``; raises SummaryError once retrying cannot help."""
+        import httpx
+
         body = {
             "model": self.config.model,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],

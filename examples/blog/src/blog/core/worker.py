@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -218,6 +218,20 @@ class CommandWorker:
             raise WorkerError(self.name, f"table {spec.name!r} is not one of its tables")
         return Table(spec, self._rows)
 
+    def preload(self, spec: TableSpec, ids: Iterable[str]) -> None:
+        """Read these rows of one of the worker's tables in one query, for the handlers of the batch
+        being handled (call it from :meth:`prefetch`): their ``get`` of one then asks nothing."""
+        if spec not in self.tables:
+            raise WorkerError(self.name, f"table {spec.name!r} is not one of its tables")
+        if self._handling and self._buffer is not None:
+            self._buffer.preload(spec, ids)
+
+    def prefetch(self, commands: list[Any]) -> Awaitable[None] | None:
+        """Called before the handlers of a batch of messages, with the batch's commands (of handled
+        types, in log order): override it to read what they will read in a few queries, not one per
+        message (see :meth:`preload`). Does nothing by default."""
+        return None
+
     def _rows(self) -> Rows:
         if self._handling and self._buffer is not None:
             return self._buffer
@@ -300,22 +314,30 @@ class CommandWorker:
             await _maybe_await(task(self.app))
 
     async def _work_batch(self) -> bool:
-        """Handle up to ``batch_size`` messages and commit what they dispatched and wrote; True if more are waiting."""
+        """Handle the next ``batch_size`` messages and commit what they dispatched and wrote; True if more are waiting.
+
+        The batch is read in one query, its payloads decoded first, and :meth:`prefetch` is
+        given them, so the handlers find the rows they read already loaded.
+        """
         buffer = self._buffer
         assert buffer is not None
         # Per message that dispatched: its id, its commands, and where its writes begin in the buffer.
         dispatched: list[tuple[int, list[BaseModel], int]] = []
-        handled = 0
         reached = self.position
         self._handling = True
         try:
-            for message in self.log.after(self.position, batch_size=self.batch_size):
+            messages = self.log.batch_after(self.position, self.batch_size)
+            decoded = {m.id: self._read(m) for m in messages if m.type in self._handlers}
+            commands = [command for _, command in decoded.values() if not isinstance(command, _Unreadable)]
+            if commands:
+                await _maybe_await(self.prefetch(commands))
+            for message in messages:
                 if self._stopped:
                     break
-                if message.type in self._handlers:
+                if message.id in decoded:
                     mark = buffer.mark()
                     try:
-                        ctx = await self._handle(message, replaying=False)
+                        ctx = await self._handle_decoded(*decoded[message.id], replaying=False)
                     except Exception as exc:
                         buffer.undo(mark)
                         if reached != self.position:  # keep what the messages before this one did
@@ -327,16 +349,13 @@ class CommandWorker:
                         continue
                     if ctx.dispatched:
                         dispatched.append((message.id, ctx.dispatched, mark))
-                    handled += 1
                 reached = message.id
-                if handled >= self.batch_size:
-                    break
             if reached != self.position:
                 self._commit(dispatched, reached)
         finally:
             self._handling = False
             buffer.clear()  # written out by a commit, or to be written again from the same position
-        return handled >= self.batch_size and not self._stopped
+        return len(messages) >= self.batch_size and not self._stopped
 
     def _commit(self, dispatched: list[tuple[int, list[BaseModel], int]], reached: int) -> None:
         """Commit each message's commands (all or none of them), the handlers' writes and the position,
@@ -438,11 +457,24 @@ class CommandWorker:
         self._stopped = True
 
     async def _handle(self, message: Message, *, replaying: bool) -> Context:
-        message = self.app.upcasters.read(message)  # an old payload in today's shape
+        return await self._handle_decoded(*self._read(message), replaying=replaying)
+
+    def _read(self, message: Message) -> tuple[Message, Any]:
+        """The message in today's shape and its command; a payload that cannot be read gives an
+        :class:`_Unreadable`, raised when the message's turn comes (it fails alone)."""
+        try:
+            message = self.app.upcasters.read(message)  # an old payload in today's shape
+            return message, self._decode(message)
+        except Exception as exc:  # noqa: BLE001 - this message's failure, counted when it is handled
+            return message, _Unreadable(exc)
+
+    async def _handle_decoded(self, message: Message, command: Any, *, replaying: bool) -> Context:
+        if isinstance(command, _Unreadable):
+            raise command.error
         ctx = Context(self.app, message, replaying)
         handler = self._handlers.get(message.type)
         if handler is not None:
-            await _maybe_await(handler(self._decode(message), ctx))
+            await _maybe_await(handler(command, ctx))
         return ctx
 
     def _decode(self, message: Message) -> Any:
@@ -450,6 +482,13 @@ class CommandWorker:
         if spec is None:
             return message.payload()
         return spec.model.model_validate_json(message.data, context=STORED)  # as logged, actor included
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A message whose payload could not be upcast or validated: why."""
+
+    error: Exception
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TypedDict
+from typing import TypedDict, TypeGuard
 
 from pydantic import ValidationError
 
@@ -45,6 +45,7 @@ from .state import PostsState
 logger = logging.getLogger(__name__)
 
 Outcome = SetGeneratedSummary | FailSummaryGeneration
+Reaction = CreatePost | UpdatePost | DeletePost | RequestSummaryGeneration | Outcome
 
 SUMMARY_REQUESTS = TableSpec(
     "posts-summary-requests",
@@ -108,19 +109,31 @@ class SummaryWorker(CommandWorker):
 
     # --- reacting to the log (while rebuilding too; dispatches are dropped then) ---
 
-    def request_summary(self, command: CreatePost | UpdatePost, ctx: Context) -> None:
-        """Ask for a summary of the current content, unless the post was deleted before we got here."""
+    def prefetch(self, commands: list[Reaction]) -> None:
+        """Read the rows of the posts this batch of messages is about in one query, not one per message."""
+        self.preload(SUMMARY_REQUESTS, [_item_id(command) for command in commands])
+
+    async def request_summary(self, command: CreatePost | UpdatePost, ctx: Context) -> None:
+        """Ask for a summary of the current content, unless the post was deleted before we got here.
+
+        A summarizer that needs no I/O (the offline one) answers at once: its outcome is
+        dispatched with the request and commits with it, saving the worker a write.
+        """
         current = self.posts.get(command.id)
         if current is None:
             return
-        ctx.dispatch(RequestSummaryGeneration(request_id=new_id(), item_id=current["id"], content=current["content"]))
+        request = RequestSummaryGeneration(request_id=new_id(), item_id=current["id"], content=current["content"])
+        ctx.dispatch(request)
         # An edit read before this request comes back must not ask again.
         self.requests.put(current["id"], {**self._row(current["id"]), "content": current["content"]})
+        summarizer = self.summarizer
+        if not ctx.replaying and summarizer is not None and getattr(summarizer, "immediate", False):
+            ctx.dispatch(await self._outcome(summarizer, request.item_id, request.request_id, request.content))
 
-    def request_summary_of_edit(self, command: UpdatePost, ctx: Context) -> None:
+    async def request_summary_of_edit(self, command: UpdatePost, ctx: Context) -> None:
         """An edit that changed the content needs a new summary; other edits keep the old one."""
         if command.content != self._row(command.id)["content"]:
-            self.request_summary(command, ctx)
+            await self.request_summary(command, ctx)
 
     def track_request(self, command: RequestSummaryGeneration, ctx: Context) -> None:
         """Remember the request; an older one for the same post is superseded and its call cancelled."""
@@ -140,7 +153,9 @@ class SummaryWorker(CommandWorker):
             self._cancel_call(superseded)
 
     def forget_request(self, command: SetGeneratedSummary | FailSummaryGeneration, ctx: Context) -> None:
-        self._settle(command.item_id, command.request_id)
+        row = self.requests.get(command.item_id)
+        if _settles(row, command.request_id):
+            self.requests.put(command.item_id, {**row, "pending": False})
 
     def forget_item(self, command: DeletePost, ctx: Context) -> None:
         """A deleted post needs no summary: drop its row and cancel its call."""
@@ -156,12 +171,6 @@ class SummaryWorker(CommandWorker):
             return {"item_id": item_id, "content": "", "pending": False, "request_id": None, "requested_at": None}
         return row  # type: ignore[return-value]
 
-    def _settle(self, item_id: str, request_id: str) -> None:
-        """The request has an outcome: it is no longer pending (a newer request for the item stays)."""
-        row = self.requests.get(item_id)
-        if row is not None and row["pending"] and row["request_id"] == request_id:
-            self.requests.put(item_id, {**row, "pending": False})
-
     def _cancel_call(self, request_id: str) -> None:
         if (call := self.in_flight.get(request_id)) is not None:
             call.cancel()
@@ -175,14 +184,15 @@ class SummaryWorker(CommandWorker):
     async def summarize_pending(self, app: App) -> None:
         """Start calls for pending requests, at most ``config.concurrency`` at once (run after every cycle).
 
-        A summarizer that needs no I/O (the offline one) is called right here instead,
-        for a batch of requests whose outcomes are recorded in one write.
+        A summarizer that needs no I/O (the offline one) answers new requests as they are
+        made (see :meth:`request_summary`); requests left pending from before (made while an
+        API was configured) are answered right here, a batch at a time, recorded in one write.
         """
         summarizer = self.summarizer
         if summarizer is not None and getattr(summarizer, "immediate", False):
             batch = self._pending(self.batch_size)
             if batch:
-                self._record([await self._outcome(summarizer, request) for request in batch])
+                self._record([await self._outcome_of(summarizer, request) for request in batch])
             return
         free = self.config.concurrency - len(self.in_flight)
         if summarizer is None or free <= 0:
@@ -196,18 +206,21 @@ class SummaryWorker(CommandWorker):
 
     async def _summarize(self, summarizer: Summarizer, request: SummaryRequest) -> None:
         """Make one call and dispatch its outcome. Cancelled by ``stop``, it dispatches nothing."""
-        self._record([await self._outcome(summarizer, request)])
+        self._record([await self._outcome_of(summarizer, request)])
 
-    async def _outcome(self, summarizer: Summarizer, request: SummaryRequest) -> Outcome:
+    async def _outcome_of(self, summarizer: Summarizer, request: SummaryRequest) -> Outcome:
+        return await self._outcome(summarizer, request["item_id"], str(request["request_id"]), request["content"])
+
+    async def _outcome(self, summarizer: Summarizer, item_id: str, request_id: str, content: str) -> Outcome:
         """The outcome of summarizing one request: the summary, or why there is none."""
-        ids = {"request_id": str(request["request_id"]), "item_id": request["item_id"]}
+        ids = {"request_id": request_id, "item_id": item_id}
         outcome: Outcome
         try:
-            summary = await summarizer.summarize(request["content"], request_id=ids["request_id"])
+            summary = await summarizer.summarize(content, request_id=request_id)
         except SummaryError as exc:
             outcome = FailSummaryGeneration(**ids, error_message=str(exc)[:MAX_ERROR_LENGTH])
         except Exception:
-            logger.exception("summary request %s failed unexpectedly", ids["request_id"])
+            logger.exception("summary request %s failed unexpectedly", request_id)
             outcome = FailSummaryGeneration(**ids, error_message="unexpected error (see the log)")
         else:
             try:
@@ -221,10 +234,15 @@ class SummaryWorker(CommandWorker):
         (the post is gone) is dropped."""
         app = self.app
         with app.batch():
+            rows = self.requests.get_many(outcome.item_id for outcome in outcomes)
+            settled = []
             for outcome, result in zip(outcomes, app.dispatch_each(outcomes), strict=True):
                 if isinstance(result, CommandRejected):
                     logger.info("summary request %s dropped: %s", outcome.request_id, result)
-                self._settle(outcome.item_id, outcome.request_id)
+                row = rows.get(outcome.item_id)
+                if _settles(row, outcome.request_id):
+                    settled.append((outcome.item_id, {**row, "pending": False}))
+            self.requests.put_many(settled)
 
     def _finished(self, request_id: str, call: asyncio.Task[None]) -> None:
         """A call ended: free its slot and wake the worker so the next pending request starts now.
@@ -238,3 +256,13 @@ class SummaryWorker(CommandWorker):
             logger.error("summary request %s could not be recorded: %r", request_id, call.exception())
         else:
             self.app.supervisor.wake_all()
+
+
+def _item_id(command: Reaction) -> str:
+    """The id of the post a message the worker reacts to is about."""
+    return command.id if isinstance(command, CreatePost | UpdatePost | DeletePost) else command.item_id
+
+
+def _settles(row: SummaryRequest | None, request_id: str) -> TypeGuard[SummaryRequest]:
+    """An outcome of ``request_id`` settles the row if that request is the pending one (a newer one stays pending)."""
+    return row is not None and row["pending"] and row["request_id"] == request_id

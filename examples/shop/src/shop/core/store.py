@@ -45,6 +45,7 @@ FOLDED_LENGTH = 100  # text sorts by its first 100 characters, case folded
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 COUNTS = "state_counts"
 TOTAL = ""  # the ``col`` (and ``val``) of a table's row count in the counts table
+MAX_IDS_PER_QUERY = 500  # ids in one ``get_many`` query (SQLite allows 32,766 parameters)
 
 # Where an item's value goes in its column: the JSON value the handler stored -> the column's value.
 KEYS: dict[str, Callable[[Any], Any]] = {
@@ -134,7 +135,11 @@ class Rows(Protocol):
 
     def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None: ...
 
+    def get_many(self, spec: TableSpec, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
     def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None: ...
+
+    def put_many(self, spec: TableSpec, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None: ...
 
     def delete(self, spec: TableSpec, id: str) -> bool: ...
 
@@ -160,9 +165,17 @@ class Table:
         """The item with this id, or None."""
         return self._rows().get(self.spec, id)
 
+    def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The items with these ids that exist, by id, in the order asked: one query where ``get`` would take one each."""
+        return self._rows().get_many(self.spec, ids)
+
     def put(self, id: str, item: Mapping[str, Any]) -> None:
         """Store ``item`` (JSON-ready values) under ``id``, replacing any item there; joins the open transaction."""
         self._rows().put(self.spec, id, item)
+
+    def put_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """``put`` each ``(id, item)``, in one statement batch."""
+        self._rows().put_many(self.spec, items)
 
     def delete(self, id: str) -> bool:
         """Remove the item; True if there was one."""
@@ -192,7 +205,7 @@ class Table:
         if len(page) == limit:
             return page
         # The items without a value come after the others: the page reaches into them.
-        if page:
+        if page or not offset:
             empty_offset = 0
         else:
             empty_offset = offset - rows.count(self.spec, conditions, not_null=column)
@@ -312,6 +325,16 @@ class SqlRows:
         rows = self.db.query(self._statement(spec, "get"), (id,))
         return from_json(rows[0][0]) if rows else None
 
+    def get_many(self, spec: TableSpec, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), MAX_IDS_PER_QUERY):
+            chunk = wanted[start : start + MAX_IDS_PER_QUERY]
+            marks = ", ".join([self.db.dialect.param] * len(chunk))
+            sql = f'SELECT id, data FROM "{self.names(spec)}" WHERE id IN ({marks})'
+            found.update((id, from_json(data)) for id, data in self.db.query(sql, chunk))
+        return {id: found[id] for id in wanted if id in found}  # in the order asked
+
     def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
         self.db.execute(self._statement(spec, "put"), self.row(spec, id, item))
 
@@ -407,7 +430,9 @@ class BufferedRows:
     and summary into one row write; a worker, to write its state in the transaction
     that commits its position (``undoable``: a failed message's writes are taken
     back). ``get`` sees the buffered writes; ``find`` and ``count`` see the database
-    only (call :meth:`flush` first where that matters).
+    only (call :meth:`flush` first where that matters). :meth:`preload` reads many
+    rows in one query, for the ``get`` calls that follow; it holds until :meth:`clear`,
+    so use it only for rows nothing else writes meanwhile (a worker's own tables).
 
     ``fresh`` names tables a rebuild fills from empty: every row in them was written
     out by this buffer, so a filter of the ids it wrote answers most lookups of an id
@@ -420,20 +445,46 @@ class BufferedRows:
         self._undo: list[tuple[tuple[str, str], Any]] | None = [] if undoable else None
         self._fresh = frozenset(fresh)
         self._written = IdFilter()
+        self._loaded: dict[tuple[str, str], dict[str, Any] | None] = {}  # rows as the database has them
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None:
-        pending = self._pending.get((spec.name, id), _MISSING)
+        key = (spec.name, id)
+        pending = self._pending.get(key, _MISSING)
         if pending is not _MISSING:
             return pending[1]
-        if spec.name in self._fresh and (spec.name, id) not in self._written:
+        loaded = self._loaded.get(key, _MISSING)
+        if loaded is not _MISSING:
+            return loaded
+        if spec.name in self._fresh and key not in self._written:
             return None
         return self.rows.get(spec, id)
 
+    def get_many(self, spec: TableSpec, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(ids)
+        self.preload(spec, ids)
+        return {id: item for id in ids if (item := self.get(spec, id)) is not None}
+
+    def preload(self, spec: TableSpec, ids: Iterable[str]) -> None:
+        """Read the rows with these ids in one query, so that ``get`` answers them from memory until :meth:`clear`."""
+        name, loaded, pending = spec.name, self._loaded, self._pending
+        unread = [id for id in ids if (name, id) not in loaded and (name, id) not in pending]
+        if name in self._fresh:  # a rebuild: only the ids it wrote can be there
+            unread = [id for id in unread if (name, id) in self._written]
+        if not unread:
+            return
+        found = self.rows.get_many(spec, unread)
+        for id in unread:
+            loaded[(name, id)] = found.get(id)
+
     def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
         self._remember((spec.name, id), (spec, dict(item)))
+
+    def put_many(self, spec: TableSpec, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        for id, item in items:
+            self.put(spec, id, item)
 
     def delete(self, spec: TableSpec, id: str) -> bool:
         existed = self.get(spec, id) is not None
@@ -480,10 +531,16 @@ class BufferedRows:
             self.rows.delete_many(spec, ids)
         for spec, items in puts.values():
             self.rows.put_many(spec, items)
-        self.clear()
+        if self._loaded:  # what was written is what the database has now
+            self._loaded.update((key, item) for key, (_, item) in self._pending.items())
+        self._pending.clear()
+        if self._undo is not None:
+            self._undo.clear()
 
     def clear(self) -> None:
+        """Forget the writes not flushed and the rows preloaded."""
         self._pending.clear()
+        self._loaded.clear()
         if self._undo is not None:
             self._undo.clear()
 

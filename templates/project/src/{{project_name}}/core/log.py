@@ -125,6 +125,11 @@ class MessageLogBackend(Protocol):
         """Like :meth:`after`, as plain rows: the fast path for rebuilds."""
         ...
 
+    def batch_after(self, position: int, limit: int) -> list[Message]:
+        """At most ``limit`` messages with an id greater than ``position``, oldest first, in one query
+        (a worker's batch; :meth:`after` asks once more at the end, to see appends made meanwhile)."""
+        ...
+
     def version(self) -> int:
         """The id of the newest committed message, 0 when the log is empty."""
         ...

@@ -159,6 +159,11 @@ class SQLiteLog:
             yield from rows
             position = rows[-1][0]
 
+    def batch_after(self, position: int, limit: int) -> list[Message]:
+        with self._mutex:
+            rows = self._db.execute(SELECT_AFTER, (position, limit)).fetchall()
+        return [message_from_row(row) for row in rows]
+
     def version(self) -> int:
         with self._mutex:
             row = self._db.execute("SELECT MAX(id) FROM messages").fetchone()

@@ -275,6 +275,9 @@ class PostgresLog:
             yield from rows  # type: ignore[misc]
             position = rows[-1][0]
 
+    def batch_after(self, position: int, limit: int) -> list[Message]:
+        return [message_from_row(row) for row in self._read(SELECT_AFTER, (position, limit))]
+
     def version(self) -> int:
         return self._read("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0]
 
