@@ -104,7 +104,7 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("buyer:ref:customer", "did you mean `ref:customers`"),
         ("buyer:ref:orders", "the feature being added"),
         ("due:date:required", "unknown modifier"),
-        ("due:date:optional:optional", "unknown modifier"),
+        ("due:date:optional:optional", "gives optional twice"),
         ("price:decimal:min=cheap", "not a decimal"),
         ("price:decimal:min=5:max=1", "min= above max="),
         ("price:decimal:min=1:min=2", "twice"),
@@ -141,6 +141,9 @@ def test_a_feature_without_a_string_field_is_named_by_its_id() -> None:
         ("qty:int:unique:min=1:max=5", "leave too few values"),
         ("title:str:lable=Foo", "did you mean `label=`?"),
         ("title:str:uniqe", "did you mean `unique`?"),
+        ("price:decimal:min=123456789012345678901234567890.5", "at most 30 digits"),
+        ("rate:float:unique:min=0:max=0", "leave one value"),
+        ("price:decimal:unique:min=1:max=1.0", "leave one value"),
     ],
 )
 def test_bad_specs_are_refused_with_a_fix(spec: str, needle: str) -> None:

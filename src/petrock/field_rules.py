@@ -63,11 +63,7 @@ def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choice
     """``rules`` with one more ``NAME=VALUE`` modifier; InvalidName if it does not fit the field."""
     name, _, value = modifier.partition("=")
     if name not in RULES:
-        import difflib  # only for a mistake
-
-        close = difflib.get_close_matches(name, [*RULES, "unique", "optional"], n=1)
-        hint = f"did you mean `{close[0]}{'=' if close[0] in RULES else ''}`?" if close else MODIFIERS
-        raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", hint)
+        raise unknown_modifier(modifier, text)
     if not value:
         raise InvalidName(f"field {text!r} has an empty {name}=", f"give it a value, as `{name}=...`")
     if getattr(rules, _ATTRIBUTES[name]):
@@ -87,6 +83,16 @@ def parse_rule(rules: FieldRules, modifier: str, *, kind: str, text: str, choice
 
 
 _ATTRIBUTES = {"min": "minimum", "max": "maximum", "default": "default", "label": "label"}
+
+
+def unknown_modifier(modifier: str, text: str) -> InvalidName:
+    """The refusal of a modifier petrock does not know, with the one it was likely meant to be."""
+    import difflib  # only for a mistake
+
+    name = modifier.partition("=")[0]
+    close = difflib.get_close_matches(name, [*RULES, "unique", "optional"], n=1)
+    hint = f"did you mean `{close[0]}{'=' if close[0] in RULES else ''}`?" if close else MODIFIERS
+    return InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", hint)
 
 
 def parse_unique(rules: FieldRules, *, kind: str, text: str) -> FieldRules:
@@ -138,9 +144,20 @@ def _holdable(kind: str, value: str) -> bool:
         return INT_RANGE[0] <= number <= INT_RANGE[1]  # type: ignore[operator]
     if kind == "float":
         return abs(float(value)) != float("inf")
-    if kind == "decimal":
-        return abs(number) < Decimal(10) ** DECIMAL_DIGITS  # type: ignore[operator,arg-type]
+    if kind == "decimal":  # the Amount type's max_digits counts the digits on both sides of the point
+        return _digits(number) <= DECIMAL_DIGITS  # type: ignore[arg-type]
     return True
+
+
+def _digits(number: Decimal) -> int:
+    """The digits a decimal has, trailing zeros after the point left out (normalize() would round to 28)."""
+    _, digits, exponent = number.as_tuple()
+    places = -int(exponent) if int(exponent) < 0 else 0
+    kept = list(digits)
+    while places and len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        places -= 1
+    return len(kept) + max(int(exponent), 0)
 
 
 def _article(kind: str) -> str:
@@ -174,6 +191,8 @@ def _check_consistent(rules: FieldRules, kind: str, text: str) -> None:
         raise InvalidName(f"field {text!r} has min= above max=", "swap them")
     if rules.unique and rules.default:
         raise InvalidName(f"field {text!r} is unique and has a default=", "every item would share it: drop one")
+    if rules.unique and kind in ("float", "decimal") and low is not None and low == high:
+        raise InvalidName(f"field {text!r} is unique, but min= and max= leave one value", "widen the range")
     if rules.unique and kind in ("int", "date") and low is not None and high is not None:
         room = (high - low).days if kind == "date" else high - low  # type: ignore[operator, union-attr]
         if room < OTHER_VALUES:

@@ -19,7 +19,6 @@ from decimal import Decimal
 
 from petrock.errors import InvalidName
 from petrock.field_rules import (
-    MODIFIERS,
     NO_RULES,
     OTHER_VALUES,
     FieldRules,
@@ -28,6 +27,7 @@ from petrock.field_rules import (
     python_bound,
     readable_label,
     typed,
+    unknown_modifier,
 )
 
 TYPES = ("str", "text", "int", "float", "decimal", "bool", "date", "datetime", "email", "url", "choice", "ref")
@@ -471,14 +471,16 @@ def _modifiers(rest: Sequence[str], *, kind: str, text: str, choices: tuple[str,
     """``optional`` and the rules (``min=0``, ``label=ISBN``, ...) after the type and its argument."""
     optional, rules = False, FieldRules()
     for modifier in rest:
-        if modifier == "optional" and not optional:
+        if modifier == "optional":
+            if optional:
+                raise InvalidName(f"field {text!r} gives optional twice", "give each rule once")
             optional = True
         elif modifier == "unique":
             rules = parse_unique(rules, kind=kind, text=text)
         elif "=" in modifier:
             rules = parse_rule(rules, modifier, kind=kind, text=text, choices=choices)
         else:
-            raise InvalidName(f"field {text!r} has an unknown modifier {modifier!r}", MODIFIERS)
+            raise unknown_modifier(modifier, text)
     return optional, rules
 
 
