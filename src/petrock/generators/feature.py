@@ -137,7 +137,7 @@ def field_context(feature: str, entries: Mapping[str, Mapping[str, Any]]) -> dic
             (name, payload, _summarized(entries[name], known[name]))
             for name, payload in referenced_items(fields, known)
         ],
-        "escaped": label if label != "id" else next((f.name for f in fields if f.type == "text"), ""),
+        "escaped": _escape_probe(fields, label),
         "steps": steps(fields, recorded_changes(entry)),  # upcasters.py: one per field change
         "literal": python_literal,
         "tuple_of": python_tuple,
@@ -276,3 +276,13 @@ def add_feature(planned: FeaturePlan) -> str | None:
         [change.path for change in written] or [MANIFEST],
     )
     return record_commit(planned.root, planned.manifest, f"feature:{planned.name}", commit)
+
+
+SCRIPT_TAG = "<script>alert(1)</script>"
+
+
+def _escape_probe(fields: Sequence[FieldSpec], label: str) -> str:
+    """The field the generated escaping test types a script tag into: the label, else a text field, if its
+    length rules leave room for the tag (a ``max=5`` title cannot hold it); "" for none."""
+    candidates = [f for f in fields if f.name == label] + [f for f in fields if f.type == "text"]
+    return next((f.name for f in candidates if "<script>alert(1)" in f.fit(SCRIPT_TAG)), "")
