@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .fake_smtp import FakeSmtp, certificates
 from .support import app_env, app_files, git, new_app, petrock_in, refused_without_a_trace, run_app_tests, serving
 
 APP = "blog"
@@ -133,10 +134,13 @@ def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
     return client.post("/login", data={"email": email, "password": password})
 
 
-def wait_for_mail(client: httpx.Client, timeout: float = 15.0) -> str:
+def wait_for_mail(client: httpx.Client, timeout: float = 15.0, **headers: str) -> str:
+    """The reset link on /dev/mailbox, read as the operator (its token) unless other headers are given."""
+    headers = headers or {"authorization": f"Bearer {API_TOKEN}"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = re.search(r'href="(/password-reset\?token=[A-Za-z0-9_-]+)"', client.get("/dev/mailbox").text)
+        page = client.get("/dev/mailbox", headers=headers).text
+        found = re.search(r'href="(/password-reset\?token=[A-Za-z0-9_-]+)"', page)
         if found:
             return found.group(1)
         time.sleep(0.1)
@@ -186,6 +190,7 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_au
 
         assert anonymous.post("/password-reset", data={"email": "ann@example.com"}).status_code == 303
         link = wait_for_mail(anonymous)
+        assert anonymous.get("/dev/mailbox").status_code == 404  # the link signs in as ann: not for anyone local
         token = link.split("token=")[1]
         secrets.append(token)
         assert anonymous.get(link).status_code == 200
@@ -220,6 +225,94 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(with_au
         assert secret not in log, f"{secret!r} is in the log"
         assert secret not in output_while_serving + server.output(), f"{secret!r} is in the server's output"
     assert "GET /password-reset?[redacted]" in server.output()
+
+
+@pytest.mark.slow
+def test_the_dev_mailbox_is_only_for_an_admin_not_behind_a_proxy(with_auth: Path) -> None:
+    """Security trial 3, F9: any loopback client (or anyone through a same-host proxy sending
+    X-Real-IP) read every reset link on /dev/mailbox without signing in, and took over the admin."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    env = {"APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    with serving(with_auth, db, env=env) as server:
+        anonymous = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        member = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        admin = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
+        assert sign_in(member, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert anonymous.post("/password-reset", data={"email": "admin@example.com"}).status_code == 303
+        link = wait_for_mail(admin, cookie=f"blog_session={admin.cookies['blog_session']}")
+        for client in (anonymous, member):
+            page = client.get("/dev/mailbox")
+            assert page.status_code == 404 and link not in page.text
+        for header in ("x-real-ip", "via", "x-forwarded-proto", "x-forwarded-host", "forwarded"):
+            proxied = admin.get("/dev/mailbox", headers={header: "8.8.8.8"})
+            assert proxied.status_code == 404 and link not in proxied.text, header
+
+
+SMTP_PASSWORD = "smtp-account-password-77"
+
+
+@pytest.mark.slow
+def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path: Path) -> None:
+    """Security trial 3, F21: without STARTTLS on offer the mailer sent AUTH and the reset link in
+    clear text, and it took any certificate (STARTTLS or smtps). Each refusal is one log line."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make the test certificates")
+    certs = certificates(tmp_path)
+    servers = {
+        "no STARTTLS": FakeSmtp(starttls=False),
+        "STARTTLS, self-signed": FakeSmtp(certificate=certs.self_signed),
+        "smtps, self-signed": FakeSmtp(implicit_tls=True, certificate=certs.self_signed),
+        "smtps, trusted": FakeSmtp(implicit_tls=True, certificate=certs.trusted),
+        "STARTTLS, trusted": FakeSmtp(certificate=certs.trusted),
+    }
+    for number, (case, smtp) in enumerate(servers.items()):
+        db = tmp_path / f"case{number}.db"  # its own log too: a killed server's mail is not retried by the next
+        scheme = "smtps" if smtp.implicit_tls else "smtp"
+        env = {
+            "APP_SECRET_KEY": SECRET_KEY,
+            "APP_OPEN_SIGNUP": "1",
+            "SMTP_URL": f"{scheme}://mailer:{SMTP_PASSWORD}@127.0.0.1:{smtp.port}",
+            "SSL_CERT_FILE": str(certs.ca),  # the system's store, as a test can set it
+        }
+        with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+            email = f"case{number}@example.com"
+            assert client.post("/register", data={"email": email, "password": MEMBER_PASSWORD}).status_code == 303
+            assert client.post("/password-reset", data={"email": email}).status_code == 303
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (
+                "not sent" in server.output() or "password-reset?token=" in smtp.lines()
+            ):
+                time.sleep(0.1)
+            output = server.output()
+        smtp.close()
+        assert SMTP_PASSWORD not in output, case
+        if "trusted" in case and "self-signed" not in case:
+            assert "password-reset?token=" in smtp.lines(), case
+            assert all(tls for tls, line in smtp.received if line.startswith("AUTH") or "token=" in line), case
+            continue
+        assert not any(line.startswith(("AUTH", "MAIL")) for _, line in smtp.received), case
+        assert "token=" not in smtp.lines(), case
+        [refusal] = [line for line in output.splitlines() if "not sent" in line]
+        assert ("does not offer STARTTLS" if case == "no STARTTLS" else "is not trusted") in refusal, case
+        assert "Traceback" not in output, case
+
+
+def test_clear_text_smtp_is_only_for_a_mail_catcher_on_this_machine(with_auth: Path) -> None:
+    program = (
+        "from email.message import EmailMessage\n"
+        "from blog.users.smtp import MailRefused, send_by_smtp\n"
+        "try:\n"
+        "    send_by_smtp('smtp://u:p@mail.example.com:25?tls=off', EmailMessage())\n"
+        "except MailRefused as exc:\n"
+        "    print(exc)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], env=app_env(with_auth), capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.strip() == "tls=off is only for a mail catcher on this machine, not mail.example.com:25"
 
 
 @pytest.mark.slow

@@ -231,8 +231,9 @@ class UsersPages:
     # --- the development mailbox ---
 
     async def dev_mailbox(self, request: Request) -> Response:
-        """The mails the mailer would send, for development: only without SMTP_URL, and only from this machine."""
-        if not self.mailbox.is_open() or not _from_loopback(request):
+        """The mails the mailer would send, for development: only without SMTP_URL, only from this
+        machine, and only to an admin or the operator's token (a link in it signs in as its user)."""
+        if not self.mailbox.is_open() or not _from_loopback(request) or not _is_admin_or_operator(request):
             return self._render(request, "closed.html", 404)
         return self._render(request, "mailbox.html", mails=self.mailbox.mails())
 
@@ -253,13 +254,29 @@ def _is_admin(request: Request) -> bool:
     return user is not None and user["role"] == "admin"
 
 
+def _is_admin_or_operator(request: Request) -> bool:
+    """A signed-in admin (or an admin's API token), or ``APP_API_TOKEN`` (a token without a user)."""
+    operator = request.scope.get("access") == "token" and current_user(request) is None
+    return operator or _is_admin(request)
+
+
 def _from_loopback(request: Request) -> bool:
     """Sent from this machine to a loopback address, not through a proxy: a proxy on this machine
-    makes every client look local, so a forwarded request or a public Host name is refused."""
-    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+    makes every client look local, so a request with any proxy's header or a public Host name is refused."""
+    if any(_is_proxy_header(name) for name in request.headers):
         return False
     host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
     return _is_loopback(request.scope.get("client", ("",))[0]) and (host == "localhost" or _is_loopback(host))
+
+
+PROXY_HEADERS = frozenset(
+    ("forwarded", "via", "x-real-ip", "x-client-ip", "client-ip", "true-client-ip", "cf-connecting-ip")
+)
+
+
+def _is_proxy_header(name: str) -> bool:
+    """A header a reverse proxy adds (nginx's ``X-Real-IP``, ``Via``, any ``X-Forwarded-*``...)."""
+    return name in PROXY_HEADERS or name.startswith(("x-forwarded-", "x-original-", "x-cluster-client"))
 
 
 def _is_loopback(address: str) -> bool:
