@@ -864,6 +864,16 @@ def served_on(protocol: str, app_dir: Path, db: Path, env: dict[str, str]) -> Se
     return Server(app_dir, db, env=env).start()
 
 
+@dataclass
+class ServerOnProtocol(Server):
+    """The app as ``serve --http PROTOCOL`` serves it: uvicorn's protocol with the app's read deadlines."""
+
+    http: str = "h11"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--http", self.http]
+
+
 def answer_or_close(sock: socket.socket, within: float) -> tuple[bytes, float]:
     """What the server says (b"" if it just closes) and when, reading for at most ``within`` seconds."""
     began = time.monotonic()
@@ -905,6 +915,49 @@ def test_a_dripped_body_is_cut_at_the_deadline_and_a_full_server_says_when_to_re
         assert busy.status_code == 503 and int(busy.headers["retry-after"]) > 0, busy.headers
         for sock in held:
             sock.close()
+        assert "Traceback" not in server.output()
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_a_dripped_body_the_app_answered_without_reading_is_cut_too(
+    protocol: str, app_dir: Path, tmp_path: Path
+) -> None:
+    """Security trial 3, F10: a 401, 404 or 413 answered at once left the connection reading a
+    dripped body for ever, and 1,050 such connections made every other request a 503."""
+    env = {"APP_API_TOKEN": TOKEN, "APP_BODY_TIMEOUT": "20", "APP_KEEP_ALIVE": "30", "APP_MAX_CONNECTIONS": "24"}
+    if protocol == "httptools":
+        pytest.importorskip("httptools", reason="httptools is not installed: the httptools half is not tested")
+    server = ServerOnProtocol(app_dir, tmp_path / "app.db", env=env, http=protocol).start()
+    try:
+        drips = []
+        for number in range(20):  # most of the server's connections, each answered at once
+            path = ("/commands", "/mcp", "/nowhere", "/posts/new")[number % 4]
+            head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            drip = socket.create_connection(("127.0.0.1", server.port))
+            drip.sendall(f"{head}Content-Length: 1000000\r\n\r\n{{".encode())
+            drips.append(drip)
+        began, answers, closed_at = time.monotonic(), [b""] * len(drips), [0.0] * len(drips)
+        while time.monotonic() - began < 10 and not all(closed_at):
+            for number, drip in enumerate(drips):
+                if closed_at[number]:
+                    continue
+                with contextlib.suppress(OSError):
+                    drip.send(b" ")  # a byte every half second, for ever
+                answer, _ = answer_or_close(drip, 0.02)
+                if answer == b"":
+                    closed_at[number] = time.monotonic() - began
+                elif answer != b"(still open)":
+                    answers[number] += answer
+            time.sleep(0.5)
+        for drip in drips:
+            drip.close()
+        assert all(answer.startswith((b"HTTP/1.1 401 ", b"HTTP/1.1 404 ", b"HTTP/1.1 303 ")) for answer in answers), (
+            answers
+        )
+        assert all(closed_at) and max(closed_at) < 5, f"still reading bodies no one wants: {closed_at}"
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
         assert "Traceback" not in server.output()
     finally:
         server.kill()
