@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +434,37 @@ def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or
         "the server's output": server.output(),
     }.items():
         assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
+
+
+def as_read(text: str) -> str:
+    """``text`` as a reader decodes it: tag characters as the ASCII they spell, accents dropped."""
+    text = text.translate({code: code - 0xE0000 for code in range(0xE0020, 0xE007F)})
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+
+
+def test_a_summary_key_with_accents_or_in_tag_characters_is_never_stored(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 3, F1 and F2: a provider echoing the key with a combining mark after each
+    character, or spelled in (invisible) tag characters, had it stored, shown and tailed whole;
+    and tag characters were kept in stored summaries."""
+    db = tmp_path / "app.db"
+    faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in ("marks", "tags", "flag-tags")]
+    with FakeSummaryApi(api_key=ECHOED_KEY) as api:
+        env = {"SUMMARY_API_URL": api.url, "SUMMARY_API_KEY": ECHOED_KEY, "SUMMARY_MAX_ATTEMPTS": "1"}
+        server = servers(posts_dir, db, env=env).start()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            ids = [created_post(client, f"fault={fault} and some text") for fault in faults]
+            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+            pages = "\n".join(client.get(f"/posts/{id}").text for id in ids)
+            answers = "\n".join(client.get("/queries/posts/get", params={"id": id}).text for id in ids)
+        server.terminate()
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    assert tail.returncode == 0 and "fail-summary-generation" in tail.stdout and "[redacted]" in tail.stdout
+    stored = db.read_bytes().decode("utf-8", "replace")
+    for where, text in {"the log": stored, "the pages": pages, "the API": answers, "log tail": tail.stdout}.items():
+        assert not key_pieces(as_read(text)), f"pieces of the key in {where}: {key_pieces(as_read(text))}"
+    assert not re.search("[\U000e0000-\U000e007f]", answers), "tag characters kept in a stored summary"
 
 
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
