@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,6 +250,64 @@ def test_the_dev_mailbox_is_only_for_an_admin_not_behind_a_proxy(with_auth: Path
         for header in ("x-real-ip", "via", "x-forwarded-proto", "x-forwarded-host", "forwarded"):
             proxied = admin.get("/dev/mailbox", headers={header: "8.8.8.8"})
             assert proxied.status_code == 404 and link not in proxied.text, header
+
+
+def stream_end(client: httpx.Client, headers: dict[str, str], ended: dict[str, float], name: str) -> threading.Thread:
+    """Read ``GET /events`` in a thread; ``ended[name]`` is when the server ended it."""
+    opened = threading.Event()
+
+    def read() -> None:
+        with client.stream("GET", "/events", headers=headers, timeout=httpx.Timeout(10, read=30)) as stream:
+            assert stream.status_code == 200, stream.status_code
+            opened.set()
+            for _ in stream.iter_lines():
+                pass
+        ended[name] = time.monotonic()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert opened.wait(10), f"the {name} stream did not open"
+    return thread
+
+
+@pytest.mark.slow
+def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Path) -> None:
+    """Security trial 3, F5: on the users app an open /events stream outlived sign-out-everywhere,
+    and one opened with a user's API token outlived disabling the user. Both end within 5 s
+    while events flow (RECHECK_SECONDS), as on the token app."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1"}
+    with serving(with_auth, db, env=env) as server:
+        clients = [httpx.Client(base_url=server.url, follow_redirects=False, timeout=10) for _ in range(4)]
+        eve, eve_elsewhere, ivy, admin = clients
+        for email, client in (("eve@example.com", eve), ("ivy@example.com", ivy)):
+            assert client.post("/register", data={"email": email, "password": MEMBER_PASSWORD}).status_code == 303
+            assert sign_in(client, email, MEMBER_PASSWORD).status_code == 303
+        assert sign_in(eve_elsewhere, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        made = ivy.post("/account/tokens", data={"name": "script"}).text
+        ivy_token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+        ended: dict[str, float] = {}
+        readers = [
+            stream_end(eve_elsewhere, {}, ended, "session"),
+            stream_end(httpx.Client(base_url=server.url), {"authorization": f"Bearer {ivy_token}"}, ended, "token"),
+        ]
+        assert eve.post("/logout", data={"everywhere": "1"}).status_code == 303
+        users_page = admin.get("/users").text
+        ivy_row = users_page[users_page.index("ivy@example.com") :]
+        ivy_id = re.search(r'action="/users/([^"]+)"', ivy_row).group(1)  # type: ignore[union-attr]
+        assert admin.post(f"/users/{ivy_id}", data={"action": "disable"}).status_code == 303
+        revoked_at = time.monotonic()
+        operator = {"authorization": f"Bearer {API_TOKEN}"}
+        while time.monotonic() - revoked_at < 12 and len(ended) < 2:
+            note = {"type": "notes/create", "payload": {"title": "tick", "content": "an event for the streams"}}
+            assert admin.post("/commands", json=note, headers=operator).status_code == 201
+            time.sleep(0.5)
+        for reader in readers:
+            reader.join(1)
+    took = {name: round(at - revoked_at, 1) for name, at in ended.items()}
+    assert set(took) == {"session", "token"} and max(took.values()) < 7, f"streams still open: {took}"
 
 
 SMTP_PASSWORD = "smtp-account-password-77"

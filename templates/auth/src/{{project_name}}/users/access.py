@@ -24,6 +24,7 @@ from ..core.log import LogUnreachable
 from ..core.pages import APP_NAME
 from ..core.projections import ProjectionsUnavailable
 from ..core.ratelimit import AttemptLimiter, client_address
+from ..core.sessions import STILL_ALLOWED
 from .accounts import SESSION_SECONDS, Accounts
 
 API_PREFIXES = ("/commands", "/queries", "/mcp")
@@ -87,6 +88,8 @@ class RequireUser:
         if found is not None and not _under(path, API_PREFIXES):
             scope["access"], scope["session"], scope["user"] = "session", found.id, found.user
             scope["session_extended"] = found.extended
+            cookie = request.cookies.get(USER_COOKIE)
+            scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.session_user, cookie)  # ends /events
             return None
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
@@ -111,7 +114,16 @@ class RequireUser:
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'
             return response
         request.scope["access"], request.scope["user"] = "token", user
+        request.scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.token_user, bearer)  # ends /events
         return None
+
+    @staticmethod
+    def _still_in(check: Callable[[Any], object], credential: str | None) -> bool:
+        """Whether a session or token still lets its user in (signed out, revoked, disabled: no)."""
+        try:
+            return check(credential) is not None
+        except (LogUnreachable, ProjectionsUnavailable):
+            return False  # nobody is let in on a guess
 
     def _refuse(self, request: Request) -> Response:
         path, query = request.scope["path"], request.scope.get("query_string", b"").decode("latin-1")
