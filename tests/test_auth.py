@@ -310,6 +310,28 @@ def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Pa
     assert set(took) == {"session", "token"} and max(took.values()) < 7, f"streams still open: {took}"
 
 
+@pytest.mark.slow
+def test_metrics_need_an_admin_or_a_token_on_the_users_app(with_auth: Path) -> None:
+    """Security trial 3, F11: /metrics (sign-ins, resets, commands per type) was open to anyone
+    on the users app served without APP_API_TOKEN, while every other route needed a sign-in."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server:
+        anonymous, member, admin = (httpx.Client(base_url=server.url, timeout=10) for _ in range(3))
+        assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
+        assert sign_in(member, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert anonymous.get("/metrics").status_code == 401
+        assert anonymous.get("/metrics", headers={"authorization": "Bearer anything-at-all"}).status_code == 401
+        assert member.get("/metrics").status_code == 401
+        assert "app_http_requests_total" in admin.get("/metrics").text
+    metrics_token = "metrics-scraper-token-0123456789abcdef"
+    with serving(with_auth, db, env={"APP_METRICS_TOKEN": metrics_token}) as server:
+        scraper = httpx.get(f"{server.url}/metrics", headers={"authorization": f"Bearer {metrics_token}"}, timeout=10)
+        assert scraper.status_code == 200
+        assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401
+
+
 SMTP_PASSWORD = "smtp-account-password-77"
 
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth import SELF_GUARDED_PATHS, SESSION_COOKIE, Tokens, bearer_token, too_many_attempts
 from ..core.log import LogUnreachable
+from ..core.metrics import metrics_tokens
 from ..core.pages import APP_NAME
 from ..core.projections import ProjectionsUnavailable
 from ..core.ratelimit import AttemptLimiter, client_address
@@ -53,6 +54,7 @@ class RequireUser:
         self.app = app
         self.accounts = accounts
         self.tokens = Tokens(tokens) if tokens else None
+        self.metrics_tokens = metrics_tokens(tokens)  # APP_API_TOKEN's and APP_METRICS_TOKEN's
         self.refuse = refuse
         self.limiter = limiter or AttemptLimiter()
 
@@ -73,8 +75,7 @@ class RequireUser:
         request = Request(scope)
         path = scope["path"]
         if path in SELF_GUARDED_PATHS:
-            scope["access"] = "anonymous"
-            return None
+            return self._metrics_access(request)
         bearer = bearer_token(Headers(scope=scope))
         if bearer is not None:
             return self._check_token(request, bearer)
@@ -93,6 +94,21 @@ class RequireUser:
             return None
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
+            return None
+        return self._refuse(request)
+
+    def _metrics_access(self, request: Request) -> Response | None:
+        """``/metrics`` checks ``APP_API_TOKEN`` or ``APP_METRICS_TOKEN`` itself; without either it
+        would be open to anyone, so here it needs a bearer for it to check, or a signed-in admin."""
+        if self.metrics_tokens and bearer_token(Headers(scope=request.scope)) is not None:
+            request.scope["access"] = "anonymous"  # the endpoint checks the token
+            return None
+        try:
+            found = self.accounts.session_user(request.cookies.get(USER_COOKIE))
+        except (LogUnreachable, ProjectionsUnavailable) as exc:
+            return _unavailable(self.refuse, request, str(exc))
+        if found is not None and found.user["role"] == "admin":
+            request.scope["access"], request.scope["user"] = "session", found.user
             return None
         return self._refuse(request)
 
