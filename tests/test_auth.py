@@ -332,6 +332,39 @@ def test_metrics_need_an_admin_or_a_token_on_the_users_app(with_auth: Path) -> N
         assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401
 
 
+def new_api_token(client: httpx.Client) -> dict[str, str]:
+    made = client.post("/account/tokens", data={"name": "script"}).text
+    token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.mark.slow
+def test_a_password_change_or_reset_revokes_the_users_api_tokens(with_auth: Path) -> None:
+    """Security trial 3, F17: a token made by whoever held a session kept full API access after
+    the owner changed or reset the password. Signing out everywhere ends sessions only (said on
+    /account): a token is a program's, revoked on its own or by taking the account back."""
+    db = with_auth / "app.db"
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as eve:
+        assert eve.post("/register", data={"email": "eve@example.com", "password": MEMBER_PASSWORD}).status_code == 303
+        assert sign_in(eve, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        token = new_api_token(eve)
+        assert eve.post("/logout", data={"everywhere": "1"}).status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 200
+        assert sign_in(eve, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        assert "revokes them all" in eve.get("/account").text
+        changed = eve.post("/account/password", data={"current": MEMBER_PASSWORD, "new": NEW_PASSWORD})
+        assert changed.status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 401
+        assert sign_in(eve, "eve@example.com", NEW_PASSWORD).status_code == 303
+        token = new_api_token(eve)
+        assert eve.post("/password-reset", data={"email": "eve@example.com"}).status_code == 303
+        link = wait_for_mail(eve)
+        reset = eve.post("/password-reset", data={"token": link.split("token=")[1], "password": RESET_PASSWORD})
+        assert reset.status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 401
+
+
 SMTP_PASSWORD = "smtp-account-password-77"
 
 

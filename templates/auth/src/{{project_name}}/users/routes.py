@@ -135,7 +135,7 @@ class UsersPages:
         problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
         if problem is not None:
             return self._account_page(request, user, 400, error=problem)
-        return redirect_with_flash("/login", "Your password is changed, and every session ended. Sign in again.")
+        return redirect_with_flash("/login", "Your password is changed; every session and API token ended. Sign in again.")
 
     async def revoke(self, request: Request) -> Response:
         user = current_user(request)
