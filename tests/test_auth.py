@@ -365,6 +365,29 @@ def test_a_password_change_or_reset_revokes_the_users_api_tokens(with_auth: Path
         assert eve.get("/queries/notes/list", headers=token).status_code == 401
 
 
+@pytest.mark.slow
+def test_registering_and_the_current_password_check_are_rate_limited(with_auth: Path) -> None:
+    """Security trial 3, F22 and F7: /register took unlimited attempts from one address, and the
+    current-password check on /account let a stolen session guess the real password online."""
+    db = with_auth / "app.db"
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as client:
+        for attempt in range(10):
+            short = {"email": f"spam{attempt}@example.com", "password": "too short"}
+            assert client.post("/register", data=short).status_code == 400
+        refused = client.post("/register", data={"email": "real@example.com", "password": MEMBER_PASSWORD})
+        assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 180
+
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as bob:
+        assert bob.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).status_code == 303
+        assert sign_in(bob, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        for attempt in range(10):
+            guess = {"current": f"guess number {attempt:04d}", "new": NEW_PASSWORD}
+            assert bob.post("/account/password", data=guess).status_code == 400
+        right = bob.post("/account/password", data={"current": MEMBER_PASSWORD, "new": NEW_PASSWORD})
+        assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+        assert sign_in(bob, "bob@example.com", MEMBER_PASSWORD).status_code == 303  # not changed
+
+
 SMTP_PASSWORD = "smtp-account-password-77"
 
 

@@ -39,6 +39,8 @@ class UsersPages:
         self.accounts = accounts
         self.mailbox = mailbox
         self.limits = limits or SignInLimits()
+        self.signups = SignInLimits()  # registrations: each hashes a password, and says if an email has an account
+        self.password_checks = SignInLimits()  # the current password on /account: a guess like a sign-in's
 
     def register(self) -> None:
         app = self.app
@@ -108,6 +110,12 @@ class UsersPages:
             return self._render(request, "register.html", email="", errors={})
         form = await self._form(request) or {}
         email, password = form.get("email", ""), form.get("password", "")
+        wait = self.signups.attempt(client_address(request.scope), email)
+        if wait is not None:
+            errors = {"email": f"Too many attempts. Try again in {wait} seconds."}
+            response = self._render(request, "register.html", 429, email=email, errors=errors)
+            response.headers["retry-after"] = str(wait)
+            return response
         try:
             self.accounts.register(email, password)
         except ValueError as exc:  # the password (a ValidationError is a ValueError too: the email)
@@ -132,6 +140,11 @@ class UsersPages:
         if user is None:
             return self._render(request, "closed.html", 404)
         form = await self._form(request) or {}
+        wait = self.password_checks.attempt(client_address(request.scope), user["email"])
+        if wait is not None:
+            response = self._account_page(request, user, 429, error=f"Too many attempts. Try again in {wait} seconds.")
+            response.headers["retry-after"] = str(wait)
+            return response
         problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
         if problem is not None:
             return self._account_page(request, user, 400, error=problem)
