@@ -388,6 +388,19 @@ def test_registering_and_the_current_password_check_are_rate_limited(with_auth: 
         assert sign_in(bob, "bob@example.com", MEMBER_PASSWORD).status_code == 303  # not changed
 
 
+@pytest.mark.slow
+def test_an_account_email_with_invisible_or_look_alike_characters_is_refused(with_auth: Path) -> None:
+    """Security trial 3, F6: ann<U+200B>@example.com registered, and showed on /users exactly as
+    the admin ann@example.com, with its own Make admin button. New accounts take plain ASCII."""
+    db = with_auth / "app.db"
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as client:
+        for email in ("ann\u200b@example.com", "\uff41nn@example.com", "ann@exa\u200dmple.com", "ann@example.com?cc=x"):
+            refused = client.post("/register", data={"email": email, "password": MEMBER_PASSWORD})
+            assert refused.status_code == 400 and "Enter an email address" in refused.text, email
+        assert client.post("/register", data={"email": "ann@example.com", "password": MEMBER_PASSWORD}).is_redirect
+    assert create_admin(with_auth, db, "bob\u200b@example.com", ADMIN_PASSWORD).returncode == 2
+
+
 SMTP_PASSWORD = "smtp-account-password-77"
 
 
