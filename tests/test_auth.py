@@ -13,12 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from .fake_smtp import FakeSmtp, certificates
 from .support import app_env, app_files, git, new_app, petrock_in, refused_without_a_trace, run_app_tests, serving
 
 APP = "blog"
@@ -133,10 +135,13 @@ def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
     return client.post("/login", data={"email": email, "password": password})
 
 
-def wait_for_mail(client: httpx.Client, timeout: float = 15.0) -> str:
+def wait_for_mail(client: httpx.Client, timeout: float = 15.0, **headers: str) -> str:
+    """The reset link on /dev/mailbox, read as the operator (its token) unless other headers are given."""
+    headers = headers or {"authorization": f"Bearer {API_TOKEN}"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = re.search(r'href="(/password-reset\?token=[A-Za-z0-9_-]+)"', client.get("/dev/mailbox").text)
+        page = client.get("/dev/mailbox", headers=headers).text
+        found = re.search(r'href="(/password-reset\?token=[A-Za-z0-9_-]+)"', page)
         if found:
             return found.group(1)
         time.sleep(0.1)
@@ -211,6 +216,7 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(
 
         assert anonymous.post("/password-reset", data={"email": "ann@example.com"}).status_code == 303
         link = wait_for_mail(anonymous)
+        assert anonymous.get("/dev/mailbox").status_code == 404  # the link signs in as ann: not for anyone local
         token = link.split("token=")[1]
         secrets.append(token)
         assert anonymous.get(link).status_code == 200
@@ -248,6 +254,243 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(
         assert secret not in output_while_serving + server.output(), f"{secret!r} is in the server's output"
         assert secret not in server_log, f"{secret!r} is in PostgreSQL's log"
     assert "GET /password-reset?[redacted]" in server.output()
+
+
+@pytest.mark.slow
+def test_the_dev_mailbox_is_only_for_an_admin_not_behind_a_proxy(with_auth: Path) -> None:
+    """Security trial 3, F9: any loopback client (or anyone through a same-host proxy sending
+    X-Real-IP) read every reset link on /dev/mailbox without signing in, and took over the admin."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    env = {"APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    with serving(with_auth, db, env=env) as server:
+        anonymous = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        member = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        admin = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+        assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
+        assert sign_in(member, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert anonymous.post("/password-reset", data={"email": "admin@example.com"}).status_code == 303
+        link = wait_for_mail(admin, cookie=f"blog_session={admin.cookies['blog_session']}")
+        for client in (anonymous, member):
+            page = client.get("/dev/mailbox")
+            assert page.status_code == 404 and link not in page.text
+        for header in ("x-real-ip", "via", "x-forwarded-proto", "x-forwarded-host", "forwarded"):
+            proxied = admin.get("/dev/mailbox", headers={header: "8.8.8.8"})
+            assert proxied.status_code == 404 and link not in proxied.text, header
+
+
+def stream_end(client: httpx.Client, headers: dict[str, str], ended: dict[str, float], name: str) -> threading.Thread:
+    """Read ``GET /events`` in a thread; ``ended[name]`` is when the server ended it."""
+    opened = threading.Event()
+
+    def read() -> None:
+        with client.stream("GET", "/events", headers=headers, timeout=httpx.Timeout(10, read=30)) as stream:
+            assert stream.status_code == 200, stream.status_code
+            opened.set()
+            for _ in stream.iter_lines():
+                pass
+        ended[name] = time.monotonic()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert opened.wait(10), f"the {name} stream did not open"
+    return thread
+
+
+@pytest.mark.slow
+def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Path) -> None:
+    """Security trial 3, F5: on the users app an open /events stream outlived sign-out-everywhere,
+    and one opened with a user's API token outlived disabling the user. Both end within 5 s
+    while events flow (RECHECK_SECONDS), as on the token app."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1"}
+    with serving(with_auth, db, env=env) as server:
+        clients = [httpx.Client(base_url=server.url, follow_redirects=False, timeout=10) for _ in range(4)]
+        eve, eve_elsewhere, ivy, admin = clients
+        for email, client in (("eve@example.com", eve), ("ivy@example.com", ivy)):
+            assert client.post("/register", data={"email": email, "password": MEMBER_PASSWORD}).status_code == 303
+            assert sign_in(client, email, MEMBER_PASSWORD).status_code == 303
+        assert sign_in(eve_elsewhere, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        made = ivy.post("/account/tokens", data={"name": "script"}).text
+        ivy_token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+        ended: dict[str, float] = {}
+        readers = [
+            stream_end(eve_elsewhere, {}, ended, "session"),
+            stream_end(httpx.Client(base_url=server.url), {"authorization": f"Bearer {ivy_token}"}, ended, "token"),
+        ]
+        assert eve.post("/logout", data={"everywhere": "1"}).status_code == 303
+        users_page = admin.get("/users").text
+        ivy_row = users_page[users_page.index("ivy@example.com") :]
+        ivy_id = re.search(r'action="/users/([^"]+)"', ivy_row).group(1)  # type: ignore[union-attr]
+        assert admin.post(f"/users/{ivy_id}", data={"action": "disable"}).status_code == 303
+        revoked_at = time.monotonic()
+        operator = {"authorization": f"Bearer {API_TOKEN}"}
+        while time.monotonic() - revoked_at < 12 and len(ended) < 2:
+            note = {"type": "notes/create", "payload": {"title": "tick", "content": "an event for the streams"}}
+            assert admin.post("/commands", json=note, headers=operator).status_code == 201
+            time.sleep(0.5)
+        for reader in readers:
+            reader.join(1)
+    took = {name: round(at - revoked_at, 1) for name, at in ended.items()}
+    assert set(took) == {"session", "token"} and max(took.values()) < 7, f"streams still open: {took}"
+
+
+@pytest.mark.slow
+def test_metrics_need_an_admin_or_a_token_on_the_users_app(with_auth: Path) -> None:
+    """Security trial 3, F11: /metrics (sign-ins, resets, commands per type) was open to anyone
+    on the users app served without APP_API_TOKEN, while every other route needed a sign-in."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server:
+        anonymous, member, admin = (httpx.Client(base_url=server.url, timeout=10) for _ in range(3))
+        assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
+        assert sign_in(member, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        assert sign_in(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+        assert anonymous.get("/metrics").status_code == 401
+        assert anonymous.get("/metrics", headers={"authorization": "Bearer anything-at-all"}).status_code == 401
+        assert member.get("/metrics").status_code == 401
+        assert "app_http_requests_total" in admin.get("/metrics").text
+    metrics_token = "metrics-scraper-token-0123456789abcdef"
+    with serving(with_auth, db, env={"APP_METRICS_TOKEN": metrics_token}) as server:
+        scraper = httpx.get(f"{server.url}/metrics", headers={"authorization": f"Bearer {metrics_token}"}, timeout=10)
+        assert scraper.status_code == 200
+        assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401
+
+
+def new_api_token(client: httpx.Client) -> dict[str, str]:
+    made = client.post("/account/tokens", data={"name": "script"}).text
+    token = re.search(r'<code id="new-token">([A-Za-z0-9_-]+)</code>', made).group(1)  # type: ignore[union-attr]
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.mark.slow
+def test_a_password_change_or_reset_revokes_the_users_api_tokens(with_auth: Path) -> None:
+    """Security trial 3, F17: a token made by whoever held a session kept full API access after
+    the owner changed or reset the password. Signing out everywhere ends sessions only (said on
+    /account): a token is a program's, revoked on its own or by taking the account back."""
+    db = with_auth / "app.db"
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as eve:
+        assert eve.post("/register", data={"email": "eve@example.com", "password": MEMBER_PASSWORD}).status_code == 303
+        assert sign_in(eve, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        token = new_api_token(eve)
+        assert eve.post("/logout", data={"everywhere": "1"}).status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 200
+        assert sign_in(eve, "eve@example.com", MEMBER_PASSWORD).status_code == 303
+        assert "revokes them all" in eve.get("/account").text
+        changed = eve.post("/account/password", data={"current": MEMBER_PASSWORD, "new": NEW_PASSWORD})
+        assert changed.status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 401
+        assert sign_in(eve, "eve@example.com", NEW_PASSWORD).status_code == 303
+        token = new_api_token(eve)
+        assert eve.post("/password-reset", data={"email": "eve@example.com"}).status_code == 303
+        link = wait_for_mail(eve)
+        reset = eve.post("/password-reset", data={"token": link.split("token=")[1], "password": RESET_PASSWORD})
+        assert reset.status_code == 303
+        assert eve.get("/queries/notes/list", headers=token).status_code == 401
+
+
+@pytest.mark.slow
+def test_registering_and_the_current_password_check_are_rate_limited(with_auth: Path) -> None:
+    """Security trial 3, F22 and F7: /register took unlimited attempts from one address, and the
+    current-password check on /account let a stolen session guess the real password online."""
+    db = with_auth / "app.db"
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as client:
+        for attempt in range(10):
+            short = {"email": f"spam{attempt}@example.com", "password": "too short"}
+            assert client.post("/register", data=short).status_code == 400
+        refused = client.post("/register", data={"email": "real@example.com", "password": MEMBER_PASSWORD})
+        assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 180
+
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as bob:
+        assert bob.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).status_code == 303
+        assert sign_in(bob, "bob@example.com", MEMBER_PASSWORD).status_code == 303
+        for attempt in range(10):
+            guess = {"current": f"guess number {attempt:04d}", "new": NEW_PASSWORD}
+            assert bob.post("/account/password", data=guess).status_code == 400
+        right = bob.post("/account/password", data={"current": MEMBER_PASSWORD, "new": NEW_PASSWORD})
+        assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+        assert sign_in(bob, "bob@example.com", MEMBER_PASSWORD).status_code == 303  # not changed
+
+
+@pytest.mark.slow
+def test_an_account_email_with_invisible_or_look_alike_characters_is_refused(with_auth: Path) -> None:
+    """Security trial 3, F6: ann<U+200B>@example.com registered, and showed on /users exactly as
+    the admin ann@example.com, with its own Make admin button. New accounts take plain ASCII."""
+    db = with_auth / "app.db"
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server, httpx.Client(base_url=server.url) as client:
+        for email in ("ann\u200b@example.com", "\uff41nn@example.com", "ann@exa\u200dmple.com", "ann@example.com?cc=x"):
+            refused = client.post("/register", data={"email": email, "password": MEMBER_PASSWORD})
+            assert refused.status_code == 400 and "Enter an email address" in refused.text, email
+        assert client.post("/register", data={"email": "ann@example.com", "password": MEMBER_PASSWORD}).is_redirect
+    assert create_admin(with_auth, db, "bob\u200b@example.com", ADMIN_PASSWORD).returncode == 2
+
+
+SMTP_PASSWORD = "smtp-account-password-77"
+
+
+@pytest.mark.slow
+def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path: Path) -> None:
+    """Security trial 3, F21: without STARTTLS on offer the mailer sent AUTH and the reset link in
+    clear text, and it took any certificate (STARTTLS or smtps). Each refusal is one log line."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make the test certificates")
+    certs = certificates(tmp_path)
+    servers = {
+        "no STARTTLS": FakeSmtp(starttls=False),
+        "STARTTLS, self-signed": FakeSmtp(certificate=certs.self_signed),
+        "smtps, self-signed": FakeSmtp(implicit_tls=True, certificate=certs.self_signed),
+        "smtps, trusted": FakeSmtp(implicit_tls=True, certificate=certs.trusted),
+        "STARTTLS, trusted": FakeSmtp(certificate=certs.trusted),
+    }
+    for number, (case, smtp) in enumerate(servers.items()):
+        db = tmp_path / f"case{number}.db"  # its own log too: a killed server's mail is not retried by the next
+        scheme = "smtps" if smtp.implicit_tls else "smtp"
+        env = {
+            "APP_SECRET_KEY": SECRET_KEY,
+            "APP_OPEN_SIGNUP": "1",
+            "SMTP_URL": f"{scheme}://mailer:{SMTP_PASSWORD}@127.0.0.1:{smtp.port}",
+            "SSL_CERT_FILE": str(certs.ca),  # the system's store, as a test can set it
+        }
+        with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+            email = f"case{number}@example.com"
+            assert client.post("/register", data={"email": email, "password": MEMBER_PASSWORD}).status_code == 303
+            assert client.post("/password-reset", data={"email": email}).status_code == 303
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (
+                "not sent" in server.output() or "password-reset?token=" in smtp.lines()
+            ):
+                time.sleep(0.1)
+            output = server.output()
+        smtp.close()
+        assert SMTP_PASSWORD not in output, case
+        if "trusted" in case and "self-signed" not in case:
+            assert "password-reset?token=" in smtp.lines(), case
+            assert all(tls for tls, line in smtp.received if line.startswith("AUTH") or "token=" in line), case
+            continue
+        assert not any(line.startswith(("AUTH", "MAIL")) for _, line in smtp.received), case
+        assert "token=" not in smtp.lines(), case
+        [refusal] = [line for line in output.splitlines() if "not sent" in line]
+        assert ("does not offer STARTTLS" if case == "no STARTTLS" else "is not trusted") in refusal, case
+        assert "Traceback" not in output, case
+
+
+def test_clear_text_smtp_is_only_for_a_mail_catcher_on_this_machine(with_auth: Path) -> None:
+    program = (
+        "from email.message import EmailMessage\n"
+        "from blog.users.smtp import MailRefused, send_by_smtp\n"
+        "try:\n"
+        "    send_by_smtp('smtp://u:p@mail.example.com:25?tls=off', EmailMessage())\n"
+        "except MailRefused as exc:\n"
+        "    print(exc)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], env=app_env(with_auth), capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.strip() == "tls=off is only for a mail catcher on this machine, not mail.example.com:25"
 
 
 @pytest.mark.slow

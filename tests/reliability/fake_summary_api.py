@@ -97,6 +97,12 @@ class FakeSummaryApi:
                 elif fault == "401-echo-wrapped":  # the key broken over two lines, past the cut
                     key, half = api.api_key, len(api.api_key) // 2
                     self.send_json(401, {"error": {"message": f"{'y' * 180}key:\n{key[:half]}\n{key[half:]}"}})
+                elif fault.startswith(("401-echo-as-", "200-echo-as-")):  # the key disguised (trial 3)
+                    key = DISGUISES[fault.split("-as-")[1]](api.api_key)
+                    if fault.startswith("401"):
+                        self.send_json(401, {"error": {"message": f"Incorrect API key provided: {key}. See docs."}})
+                    else:
+                        self.send_json(200, completion(f"Summary: {key}"))
                 elif fault == "malformed":
                     self.send_raw(200, b'{"choices": [{"message": {"content": "unterminated')
                 elif fault == "empty-choices":
@@ -129,6 +135,13 @@ class FakeSummaryApi:
                 self.wfile.write(data)
 
         return Handler
+
+
+DISGUISES = {
+    "marks": lambda key: "".join(f"{char}\u0301" for char in key),  # an accent on every character
+    "tags": lambda key: "".join(chr(0xE0000 + ord(char)) for char in key),  # invisible ASCII
+    "flag-tags": lambda key: "\U0001f3f4" + "".join(chr(0xE0000 + ord(char)) for char in key) + "\U000e007f",
+}
 
 
 def completion(content: str) -> dict[str, object]:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +434,37 @@ def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or
         "the server's output": server.output(),
     }.items():
         assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
+
+
+def as_read(text: str) -> str:
+    """``text`` as a reader decodes it: tag characters as the ASCII they spell, accents dropped."""
+    text = text.translate({code: code - 0xE0000 for code in range(0xE0020, 0xE007F)})
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+
+
+def test_a_summary_key_with_accents_or_in_tag_characters_is_never_stored(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 3, F1 and F2: a provider echoing the key with a combining mark after each
+    character, or spelled in (invisible) tag characters, had it stored, shown and tailed whole;
+    and tag characters were kept in stored summaries."""
+    db = tmp_path / "app.db"
+    faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in ("marks", "tags", "flag-tags")]
+    with FakeSummaryApi(api_key=ECHOED_KEY) as api:
+        env = {"SUMMARY_API_URL": api.url, "SUMMARY_API_KEY": ECHOED_KEY, "SUMMARY_MAX_ATTEMPTS": "1"}
+        server = servers(posts_dir, db, env=env).start()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            ids = [created_post(client, f"fault={fault} and some text") for fault in faults]
+            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+            pages = "\n".join(client.get(f"/posts/{id}").text for id in ids)
+            answers = "\n".join(client.get("/queries/posts/get", params={"id": id}).text for id in ids)
+        server.terminate()
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    assert tail.returncode == 0 and "fail-summary-generation" in tail.stdout and "[redacted]" in tail.stdout
+    stored = db.read_bytes().decode("utf-8", "replace")
+    for where, text in {"the log": stored, "the pages": pages, "the API": answers, "log tail": tail.stdout}.items():
+        assert not key_pieces(as_read(text)), f"pieces of the key in {where}: {key_pieces(as_read(text))}"
+    assert not re.search("[\U000e0000-\U000e007f]", answers), "tag characters kept in a stored summary"
 
 
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
@@ -864,6 +896,16 @@ def served_on(protocol: str, app_dir: Path, db: Path, env: dict[str, str]) -> Se
     return Server(app_dir, db, env=env).start()
 
 
+@dataclass
+class ServerOnProtocol(Server):
+    """The app as ``serve --http PROTOCOL`` serves it: uvicorn's protocol with the app's read deadlines."""
+
+    http: str = "h11"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--http", self.http]
+
+
 def answer_or_close(sock: socket.socket, within: float) -> tuple[bytes, float]:
     """What the server says (b"" if it just closes) and when, reading for at most ``within`` seconds."""
     began = time.monotonic()
@@ -905,6 +947,49 @@ def test_a_dripped_body_is_cut_at_the_deadline_and_a_full_server_says_when_to_re
         assert busy.status_code == 503 and int(busy.headers["retry-after"]) > 0, busy.headers
         for sock in held:
             sock.close()
+        assert "Traceback" not in server.output()
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_a_dripped_body_the_app_answered_without_reading_is_cut_too(
+    protocol: str, app_dir: Path, tmp_path: Path
+) -> None:
+    """Security trial 3, F10: a 401, 404 or 413 answered at once left the connection reading a
+    dripped body for ever, and 1,050 such connections made every other request a 503."""
+    env = {"APP_API_TOKEN": TOKEN, "APP_BODY_TIMEOUT": "20", "APP_KEEP_ALIVE": "30", "APP_MAX_CONNECTIONS": "24"}
+    if protocol == "httptools":
+        pytest.importorskip("httptools", reason="httptools is not installed: the httptools half is not tested")
+    server = ServerOnProtocol(app_dir, tmp_path / "app.db", env=env, http=protocol).start()
+    try:
+        drips = []
+        for number in range(20):  # most of the server's connections, each answered at once
+            path = ("/commands", "/mcp", "/nowhere", "/posts/new")[number % 4]
+            head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            drip = socket.create_connection(("127.0.0.1", server.port))
+            drip.sendall(f"{head}Content-Length: 1000000\r\n\r\n{{".encode())
+            drips.append(drip)
+        began, answers, closed_at = time.monotonic(), [b""] * len(drips), [0.0] * len(drips)
+        while time.monotonic() - began < 10 and not all(closed_at):
+            for number, drip in enumerate(drips):
+                if closed_at[number]:
+                    continue
+                with contextlib.suppress(OSError):
+                    drip.send(b" ")  # a byte every half second, for ever
+                answer, _ = answer_or_close(drip, 0.02)
+                if answer == b"":
+                    closed_at[number] = time.monotonic() - began
+                elif answer != b"(still open)":
+                    answers[number] += answer
+            time.sleep(0.5)
+        for drip in drips:
+            drip.close()
+        assert all(answer.startswith((b"HTTP/1.1 401 ", b"HTTP/1.1 404 ", b"HTTP/1.1 303 ")) for answer in answers), (
+            answers
+        )
+        assert all(closed_at) and max(closed_at) < 5, f"still reading bodies no one wants: {closed_at}"
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
         assert "Traceback" not in server.output()
     finally:
         server.kill()

@@ -40,6 +40,8 @@ MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); long
 MIN_SECRET_RUN = 8
 REDACTED = "[redacted]"
 NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+# Unicode's tag characters (U+E0020-U+E007E) spell ASCII invisibly: each is read as the letter it encodes.
+TAGS_AS_ASCII = {code: code - 0xE0000 for code in range(0xE0020, 0xE007F)}
 
 Number = TypeVar("Number", int, float)
 
@@ -191,9 +193,10 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
     """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
 
     Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
-    upper-cased, written in fullwidth or other compatibility forms, broken up by any
-    separator or invisible character, or reversed: both are compared as their letters and
-    digits only, after NFKC normalisation and case folding, and every window of
+    upper-cased, written in fullwidth or other compatibility forms, accented (combining
+    marks), spelled in tag characters, broken up by any separator or invisible character,
+    or reversed: both are compared as their letters and digits only, after NFKD
+    normalisation without marks and case folding, and every window of
     ``min_run`` of the secret's letters and digits (forwards or backwards) found in the text
     is covered; overlapping windows merge into one redaction.
     """
@@ -229,8 +232,12 @@ def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
 
 
 def _letters_and_digits(text: str) -> str:
-    """``text`` as NFKC, case-folded, without anything but (visible) letters and digits."""
-    normal = unicodedata.normalize("NFKC", text).casefold()
+    """``text`` as a reader (or a decoder) sees its letters: tag characters read as the ASCII they
+    encode, compatibility forms undone and accents dropped (NFKD without combining marks: ``ś``
+    or ``s`` + U+0301 is ``s``), case-folded, without anything but (visible) letters and digits."""
+    normal = unicodedata.normalize("NFKD", text.translate(TAGS_AS_ASCII)).casefold()
+    if not normal.isascii():
+        normal = "".join(char for char in normal if not unicodedata.category(char).startswith("M"))
     return NOT_LETTER_OR_DIGIT.sub("", HIDDEN_IN_A_TEXT.sub("", normal))  # fillers such as U+3164 are "letters"
 
 

@@ -37,6 +37,8 @@ MESSAGE = "Remove the invisible characters (they can hide text, change its direc
 JOINERS = frozenset("\u200c\u200d")
 PRESENTATION_SELECTORS = frozenset("\ufe0e\ufe0f")
 BLACK_FLAG = "\U0001f3f4"  # a subdivision flag is it followed by tag characters
+CANCEL_TAG = "\U000e007f"  # which end a subdivision flag's tags
+MAX_FLAG_TAGS = 6  # a region (2) and a subdivision (up to 4): "gbeng", "usca"
 LAST_LATIN = 0x24F  # a joiner after a Latin letter joins nothing
 
 
@@ -77,8 +79,21 @@ def _needed_here(value: str, index: int) -> bool:
     if char in JOINERS:
         return _joins(before) and _joins(after)
     if "\U000e0020" <= char <= "\U000e007f":  # tags: only in a subdivision flag's sequence
-        return before == BLACK_FLAG or "\U000e0020" <= before <= "\U000e007e"
+        return _in_a_flag(value, index)
     return False
+
+
+def _in_a_flag(value: str, index: int) -> bool:
+    """Whether the tag character at ``index`` is in a subdivision flag: 🏴, a few tags (``gbsct``),
+    and the cancel tag U+E007F. Any longer run spells text invisibly (a hidden message, a key)."""
+    start = index
+    while start and "\U000e0020" <= value[start - 1] <= "\U000e007e":
+        start -= 1
+    end = index
+    while end < len(value) and "\U000e0020" <= value[end] <= "\U000e007e":
+        end += 1
+    closed = end < len(value) and value[end] == CANCEL_TAG
+    return start > 0 and value[start - 1] == BLACK_FLAG and closed and end - start <= MAX_FLAG_TAGS
 
 
 def _is_symbol(char: str) -> bool:

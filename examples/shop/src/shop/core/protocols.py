@@ -6,8 +6,11 @@ but not one that was never used, and not one that sends its request a byte at a 
 adds what is missing, the same way for both parsers: a fresh connection must start a
 request within the keep-alive timeout, a request's headers must arrive within the header
 timeout of its first byte, and its body within the body timeout of its headers; otherwise
-the connection is closed. Streaming a response (``/events``) is not reading, so it is never
-cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's own limit
+the connection is closed. The body's deadline is a total one (a byte every second does not
+move it), and it holds whether or not the app reads the body: an app that answers at once
+(a 401, 404 or 413) leaves the rest to arrive within ``LINGER_SECONDS`` at most, read and
+dropped so the client sees the answer, then the connection is closed (as nginx's lingering
+close does). Streaming a response (``/events``) is not reading, so it is never cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's own limit
 catches only those that arrive in pieces; httptools has none).
 
 :class:`TimedHttpToolsProtocol` (the C parser, the default when installed) and
@@ -31,6 +34,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers
+ANSWER_GRACE = 1.0  # past the body's deadline, for the app reading it to answer 408 itself
+LINGER_SECONDS = 2.0  # after an answer given before the body was all in: the most the rest may take
 TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 HTTP_CHOICES = ("auto", "httptools", "h11")
 LOOP_CHOICES = ("auto", "uvloop", "asyncio")
@@ -92,12 +97,21 @@ class ReadDeadlines:
             self._clear_deadline()
         elif in_body and not self._reading_body:
             self._reading_body = True
-            self._set_deadline(self.body_timeout)
+            self._set_deadline(self.body_timeout + ANSWER_GRACE)
         elif not in_body and not in_head:  # the request is all in
             self._clear_deadline()
 
+    def _answered_before_the_body(self) -> None:
+        """The app answered while the body was still coming: the rest gets LINGER_SECONDS at most."""
+        remaining = self.body_timeout
+        if self._read_deadline is not None:
+            remaining = self._read_deadline.when() - self.loop.time()
+        self._set_deadline(min(LINGER_SECONDS, remaining))
+
     def _set_deadline(self, seconds: float) -> None:
-        self._clear_deadline()
+        """Start a deadline (in place of any running one; whether a body is being read stays as it is)."""
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
         self._read_deadline = self.loop.call_later(seconds, self._read_timed_out)
 
     def _clear_deadline(self) -> None:
@@ -132,6 +146,8 @@ class TimedH11Protocol(ReadDeadlines, H11Protocol):
         super().on_response_complete()
         if self.conn.their_state is h11.IDLE:  # ready for the next request, whose first byte starts the clock
             self._clear_deadline()
+        elif self.conn.their_state is h11.SEND_BODY:
+            self._answered_before_the_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._clear_deadline()
@@ -183,6 +199,8 @@ def _httptools_protocol() -> type[ReadDeadlines]:
             super().on_response_complete()
             if self._part is Part.BETWEEN:  # ready for the next request, whose first byte starts the clock
                 self._clear_deadline()
+            elif self._part is Part.BODY:
+                self._answered_before_the_body()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._clear_deadline()

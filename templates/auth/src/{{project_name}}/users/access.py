@@ -21,9 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.auth import SELF_GUARDED_PATHS, SESSION_COOKIE, Tokens, bearer_token, too_many_attempts
 from ..core.log import LogUnreachable
+from ..core.metrics import metrics_tokens
 from ..core.pages import APP_NAME
 from ..core.projections import ProjectionsUnavailable
 from ..core.ratelimit import AttemptLimiter, client_address
+from ..core.sessions import STILL_ALLOWED
 from .accounts import SESSION_SECONDS, Accounts
 
 API_PREFIXES = ("/commands", "/queries", "/mcp")
@@ -52,6 +54,7 @@ class RequireUser:
         self.app = app
         self.accounts = accounts
         self.tokens = Tokens(tokens) if tokens else None
+        self.metrics_tokens = metrics_tokens(tokens)  # APP_API_TOKEN's and APP_METRICS_TOKEN's
         self.refuse = refuse
         self.limiter = limiter or AttemptLimiter()
 
@@ -72,8 +75,7 @@ class RequireUser:
         request = Request(scope)
         path = scope["path"]
         if path in SELF_GUARDED_PATHS:
-            scope["access"] = "anonymous"
-            return None
+            return self._metrics_access(request)
         bearer = bearer_token(Headers(scope=scope))
         if bearer is not None:
             return self._check_token(request, bearer)
@@ -87,9 +89,26 @@ class RequireUser:
         if found is not None and not _under(path, API_PREFIXES):
             scope["access"], scope["session"], scope["user"] = "session", found.id, found.user
             scope["session_extended"] = found.extended
+            cookie = request.cookies.get(USER_COOKIE)
+            scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.session_user, cookie)  # ends /events
             return None
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope["access"] = "anonymous"
+            return None
+        return self._refuse(request)
+
+    def _metrics_access(self, request: Request) -> Response | None:
+        """``/metrics`` checks ``APP_API_TOKEN`` or ``APP_METRICS_TOKEN`` itself; without either it
+        would be open to anyone, so here it needs a bearer for it to check, or a signed-in admin."""
+        if self.metrics_tokens and bearer_token(Headers(scope=request.scope)) is not None:
+            request.scope["access"] = "anonymous"  # the endpoint checks the token
+            return None
+        try:
+            found = self.accounts.session_user(request.cookies.get(USER_COOKIE))
+        except (LogUnreachable, ProjectionsUnavailable) as exc:
+            return _unavailable(self.refuse, request, str(exc))
+        if found is not None and found.user["role"] == "admin":
+            request.scope["access"], request.scope["user"] = "session", found.user
             return None
         return self._refuse(request)
 
@@ -111,7 +130,16 @@ class RequireUser:
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'
             return response
         request.scope["access"], request.scope["user"] = "token", user
+        request.scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.token_user, bearer)  # ends /events
         return None
+
+    @staticmethod
+    def _still_in(check: Callable[[Any], object], credential: str | None) -> bool:
+        """Whether a session or token still lets its user in (signed out, revoked, disabled: no)."""
+        try:
+            return check(credential) is not None
+        except (LogUnreachable, ProjectionsUnavailable):
+            return False  # nobody is let in on a guess
 
     def _refuse(self, request: Request) -> Response:
         path, query = request.scope["path"], request.scope.get("query_string", b"").decode("latin-1")

@@ -16,6 +16,7 @@ from typing import Any
 from ..core import App
 from . import passwords
 from .commands import (
+    NEW_EMAIL,
     ChangePassword,
     ChangeRole,
     CreateApiToken,
@@ -66,6 +67,7 @@ class Accounts:
 
     def register(self, email: str, password: str, *, role: Role = "member") -> dict[str, Any]:
         """A new account (``CommandRejected`` if the email has one); the password must pass :func:`passwords.problem`."""
+        email = NEW_EMAIL.validate_python(email)  # a ValidationError for an address that is not plain ASCII
         problem = passwords.problem(password)
         if problem is not None:
             raise ValueError(problem)

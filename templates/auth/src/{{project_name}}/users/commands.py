@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 PasswordHash = Annotated[str, StringConstraints(pattern=r"^\$argon2id\$", max_length=512)]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# A new account's address: plain ASCII (as the features' email fields), so no invisible or
+# look-alike character makes a second account that reads as another's. (Email above stays as
+# loose as it was: the log's older messages must still be read.)
+PLAIN_EMAIL = r"^[A-Za-z0-9_+'-]+(\.[A-Za-z0-9_+'-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+NEW_EMAIL = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=PLAIN_EMAIL)])
 Role = Literal["admin", "member"]
 Timestamp = Annotated[str, StringConstraints(max_length=40)]  # ISO 8601, UTC
 

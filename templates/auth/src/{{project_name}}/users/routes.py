@@ -39,6 +39,8 @@ class UsersPages:
         self.accounts = accounts
         self.mailbox = mailbox
         self.limits = limits or SignInLimits()
+        self.signups = SignInLimits()  # registrations: each hashes a password, and says if an email has an account
+        self.password_checks = SignInLimits()  # the current password on /account: a guess like a sign-in's
 
     def register(self) -> None:
         app = self.app
@@ -108,6 +110,12 @@ class UsersPages:
             return self._render(request, "register.html", email="", errors={})
         form = await self._form(request) or {}
         email, password = form.get("email", ""), form.get("password", "")
+        wait = self.signups.attempt(client_address(request.scope), email)
+        if wait is not None:
+            errors = {"email": f"Too many attempts. Try again in {wait} seconds."}
+            response = self._render(request, "register.html", 429, email=email, errors=errors)
+            response.headers["retry-after"] = str(wait)
+            return response
         try:
             self.accounts.register(email, password)
         except ValueError as exc:  # the password (a ValidationError is a ValueError too: the email)
@@ -132,10 +140,15 @@ class UsersPages:
         if user is None:
             return self._render(request, "closed.html", 404)
         form = await self._form(request) or {}
+        wait = self.password_checks.attempt(client_address(request.scope), user["email"])
+        if wait is not None:
+            response = self._account_page(request, user, 429, error=f"Too many attempts. Try again in {wait} seconds.")
+            response.headers["retry-after"] = str(wait)
+            return response
         problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
         if problem is not None:
             return self._account_page(request, user, 400, error=problem)
-        return redirect_with_flash("/login", "Your password is changed, and every session ended. Sign in again.")
+        return redirect_with_flash("/login", "Your password is changed; every session and API token ended. Sign in again.")
 
     async def revoke(self, request: Request) -> Response:
         user = current_user(request)
@@ -231,8 +244,9 @@ class UsersPages:
     # --- the development mailbox ---
 
     async def dev_mailbox(self, request: Request) -> Response:
-        """The mails the mailer would send, for development: only without SMTP_URL, and only from this machine."""
-        if not self.mailbox.is_open() or not _from_loopback(request):
+        """The mails the mailer would send, for development: only without SMTP_URL, only from this
+        machine, and only to an admin or the operator's token (a link in it signs in as its user)."""
+        if not self.mailbox.is_open() or not _from_loopback(request) or not _is_admin_or_operator(request):
             return self._render(request, "closed.html", 404)
         return self._render(request, "mailbox.html", mails=self.mailbox.mails())
 
@@ -253,13 +267,29 @@ def _is_admin(request: Request) -> bool:
     return user is not None and user["role"] == "admin"
 
 
+def _is_admin_or_operator(request: Request) -> bool:
+    """A signed-in admin (or an admin's API token), or ``APP_API_TOKEN`` (a token without a user)."""
+    operator = request.scope.get("access") == "token" and current_user(request) is None
+    return operator or _is_admin(request)
+
+
 def _from_loopback(request: Request) -> bool:
     """Sent from this machine to a loopback address, not through a proxy: a proxy on this machine
-    makes every client look local, so a forwarded request or a public Host name is refused."""
-    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+    makes every client look local, so a request with any proxy's header or a public Host name is refused."""
+    if any(_is_proxy_header(name) for name in request.headers):
         return False
     host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
     return _is_loopback(request.scope.get("client", ("",))[0]) and (host == "localhost" or _is_loopback(host))
+
+
+PROXY_HEADERS = frozenset(
+    ("forwarded", "via", "x-real-ip", "x-client-ip", "client-ip", "true-client-ip", "cf-connecting-ip")
+)
+
+
+def _is_proxy_header(name: str) -> bool:
+    """A header a reverse proxy adds (nginx's ``X-Real-IP``, ``Via``, any ``X-Forwarded-*``...)."""
+    return name in PROXY_HEADERS or name.startswith(("x-forwarded-", "x-original-", "x-cluster-client"))
 
 
 def _is_loopback(address: str) -> bool:

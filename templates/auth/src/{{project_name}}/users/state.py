@@ -209,8 +209,11 @@ class UsersState(Projection):
         return user
 
     def _end_everything_of(self, user_id: str) -> None:
-        """A password change ends every session and every pending reset of the user."""
+        """A password change or reset ends every session, API token and pending reset of the user:
+        it is how an account is taken back, so a token an intruder made must end with it."""
         for session in self.sessions_of(user_id):
             self.sessions.delete(session["id"])
+        for token in self.api_tokens_of(user_id):
+            self.api_tokens.delete(token["id"])
         for reset in self.resets.find(where={"user_id": user_id}, limit=MANY):
             self.resets.delete(reset["id"])
