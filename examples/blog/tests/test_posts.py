@@ -448,7 +448,7 @@ async def test_an_edit_of_the_content_is_summarized_again_and_other_edits_are_no
 ) -> None:
     app = start_app(db_path)
     await app.start_workers()
-    first, edited = "The first content.", "The edited content."
+    first, edited = "First content.", "Edited content."
     item_id = create(app, content=first)
     await eventually(lambda: is_settled(app, item_id))
     update(app, item_id, content=first)

@@ -574,7 +574,7 @@ async def test_an_edit_of_the_note_is_summarized_again_and_other_edits_are_not(
 ) -> None:
     app = start_app(db_path)
     await app.start_workers()
-    first, edited = "The first content.", "The edited content."
+    first, edited = "First content.", "Edited content."
     item_id = create(app, note=first)
     await eventually(lambda: is_settled(app, item_id))
     update(app, item_id, note=first)
