@@ -38,7 +38,7 @@ demo: install
 ## test: the whole suite (petrock's tests, generated apps' own tests, examples, reliability)
 test: venv
 	$(BIN)/ruff check $(LINTED)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 ## image-test: build a generated app's image from its Dockerfile with buildah and run it (root; part of `test` too)
 image-test: venv
