@@ -174,12 +174,13 @@ EVERY_RULE = (
 @pytest.mark.slow
 def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_app: Path) -> None:
     """Every type, a ref to a feature made before (with its own text field summarized), one
-    feature without any text field (so no summary worker), and one with a rule on every type that
-    takes one, in one app whose own tests then pass."""
+    feature without any text field (so no summary worker), one with a rule on every type that
+    takes one, and length rules too short for the generated tests' usual texts, in one app whose own
+    tests then pass."""
     steps = [
-        ("customers", "name:str", "email:email", "bio:text:optional"),
+        ("customers", "name:str", "email:email", "bio:text:optional:max=1"),  # a summarized text of one letter
         ("orders", *EVERY_TYPE, "--summarize", "note"),
-        ("stamps", "at:datetime", "order:ref:orders:optional"),
+        ("stamps", "code:str:max=3", "at:datetime", "order:ref:orders:optional"),  # no room for a script tag
         ("books", *EVERY_RULE),
     ]
     for step in steps:
