@@ -408,12 +408,11 @@ def bearer(token: str = TOKEN, address: str | None = None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}", **({"x-forwarded-for": address} if address else {})}
 
 
-def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or_tailed(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
-) -> None:
-    db = tmp_path / "app.db"
-    faults = [f"401-echo-at-{offset}" for offset in (150, 160, 170, 180, 185, 188, 190, 192, 195, 199, 200, 210, 250)]
-    faults.append("401-echo-wrapped")
+def summarized_through_faults(
+    posts_dir: Path, db: Path, servers: Callable[..., Server], faults: list[str]
+) -> tuple[Server, str, str]:
+    """Serve the app against a provider that echoes the key, one post per ``fault``, until every summary
+    settled; returns the stopped server, the posts' pages and the API's answers for them."""
     with FakeSummaryApi(api_key=ECHOED_KEY) as api:
         env = {"SUMMARY_API_URL": api.url, "SUMMARY_API_KEY": ECHOED_KEY, "SUMMARY_MAX_ATTEMPTS": "1"}
         server = servers(posts_dir, db, env=env).start()
@@ -421,7 +420,18 @@ def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or
             ids = [created_post(client, f"fault={fault} and some text") for fault in faults]
             assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
             pages = "\n".join(client.get(f"/posts/{id}").text for id in ids)
+            answers = "\n".join(client.get("/queries/posts/get", params={"id": id}).text for id in ids)
         server.terminate()
+    return server, pages, answers
+
+
+def test_a_summary_key_echoed_across_the_cut_or_wrapped_is_never_stored_shown_or_tailed(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    db = tmp_path / "app.db"
+    faults = [f"401-echo-at-{offset}" for offset in (150, 160, 170, 180, 185, 188, 190, 192, 195, 199, 200, 210, 250)]
+    faults.append("401-echo-wrapped")
+    server, pages, _ = summarized_through_faults(posts_dir, db, servers, faults)
     outcomes = [outcome for each in SummaryHistory.read(db).outcomes.values() for outcome in each]
     failures = [payload["error_message"] for verb, payload in outcomes if verb == "fail-summary-generation"]
     assert len(failures) == len(faults) and all("HTTP 401" in failure for failure in failures), failures
@@ -450,15 +460,7 @@ def test_a_summary_key_with_accents_or_in_tag_characters_is_never_stored(
     and tag characters were kept in stored summaries."""
     db = tmp_path / "app.db"
     faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in ("marks", "tags", "flag-tags")]
-    with FakeSummaryApi(api_key=ECHOED_KEY) as api:
-        env = {"SUMMARY_API_URL": api.url, "SUMMARY_API_KEY": ECHOED_KEY, "SUMMARY_MAX_ATTEMPTS": "1"}
-        server = servers(posts_dir, db, env=env).start()
-        with httpx.Client(base_url=server.url, timeout=10) as client:
-            ids = [created_post(client, f"fault={fault} and some text") for fault in faults]
-            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
-            pages = "\n".join(client.get(f"/posts/{id}").text for id in ids)
-            answers = "\n".join(client.get("/queries/posts/get", params={"id": id}).text for id in ids)
-        server.terminate()
+    _, pages, answers = summarized_through_faults(posts_dir, db, servers, faults)
     tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
     assert tail.returncode == 0 and "fail-summary-generation" in tail.stdout and "[redacted]" in tail.stdout
     stored = db.read_bytes().decode("utf-8", "replace")
