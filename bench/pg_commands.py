@@ -45,10 +45,11 @@ def posts_app_without_worker() -> Path:
 
 
 def load(url: str, seconds: int, connections: int = CONNECTIONS, *, warming: bool = False) -> wrk.Load:
-    """One wrk run; a failed request fails the bench, except while warming up (a busy machine can
-    hold a first request past wrk's timeout)."""
+    """One wrk run; a failed request (a refused connection, an error answer) fails the bench, except
+    while warming up. A request slower than the run is a timeout, counted against the rate, as
+    bench/wrk.py counts it (a busy machine held six of twelve past the 1 s of a smoke run)."""
     result = wrk.run(f"{url}/commands", seconds=seconds, connections=connections, script=wrk.post_script(BODY))
-    if result.failed and not warming:
+    if result.failed - result.errors["timeout"] and not warming:
         raise RuntimeError(f"wrk saw failures on {url}: {result.describe()}")
     return result
 
