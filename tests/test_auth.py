@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -520,6 +521,125 @@ def test_an_unknown_email_takes_as_long_as_a_wrong_password(with_auth: Path) -> 
         unknown = min(timed(f"nobody{i}@example.com") for i in range(3))
     # argon2id at 64 MiB takes tens of milliseconds: without the dummy check an unknown email would take ~1 ms.
     assert unknown > known / 2, (known, unknown)
+
+
+def from_address(server_url: str, address: str) -> httpx.Client:
+    """A client whose connections come from ``address`` (any 127.x.y.z is this machine): another visitor."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=server_url, transport=transport, follow_redirects=False, timeout=30)
+
+
+def hash_as_before_normalising(root: Path, db: Path, email: str, password: str) -> None:
+    """An account whose hash is of the password exactly as typed, as the users feature made them before 0.20.0."""
+    program = (
+        "import sys\n"
+        "from blog.main import build_app\n"
+        "from blog.users.commands import RegisterUser\n"
+        "from blog.users.passwords import HASHER\n"
+        "app = build_app(sys.argv[1])\n"
+        "app.prepare()\n"
+        "hashed = HASHER.hash(sys.argv[3])\n"
+        "app.dispatch(RegisterUser(id='u-old', email=sys.argv[2], password_hash=hashed, at='2026-01-01'))\n"
+        "app.log.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", program, str(db), email, password], env=app_env(root), check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_passwords_are_normalised_and_weak_ones_refused_on_the_page_and_the_cli(with_auth: Path) -> None:
+    """Security trial 3, F8: 12 spaces, 12 NUL bytes and 'aaaaaaaaaaaa' were accepted, and a password
+    typed with a composed accent did not sign in an account registered with a combining one."""
+    db = with_auth / "app.db"
+    decomposed = "cre\u0300me bru\u0302le\u0301e 2026"  # e + U+0300...: as a Mac keyboard may send it
+    composed = "crème brûlée 2026"
+    assert decomposed != composed and len(decomposed) == 20
+    hash_as_before_normalising(with_auth, db, "old@example.com", decomposed)
+    refusals = {
+        " " * 12: "Use different characters, not one repeated.",
+        "aaaaaaaaaaaa": "Use different characters, not one repeated.",
+        "\x00" * 12: "Leave out control characters",
+        "twelve chars\tplus a tab": "Leave out control characters",
+        "Password1234": "This password is on the list of the most common ones.",
+        "correct horse battery staple": "This password is on the list of the most common ones.",
+        "e\u0301" * 11: "Use at least 12 characters.",  # 22 as typed, 11 once normalised
+    }
+    with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for number, (password, message) in enumerate(refusals.items()):
+                refused = client.post("/register", data={"email": f"weak{number}@example.com", "password": password})
+                assert refused.status_code == 400 and message in refused.text, repr(password)
+        with from_address(server.url, "127.0.0.2") as client:
+            assert client.post("/register", data={"email": "hal@example.com", "password": decomposed}).is_redirect
+            assert sign_in(client, "hal@example.com", composed).status_code == 303
+            assert sign_in(client, "hal@example.com", decomposed).status_code == 303
+            assert sign_in(client, "hal@example.com", "\uff43" + composed[1:]).status_code == 303  # a full-width c
+            # an account hashed before normalising: the text as typed still works, once, and is hashed anew
+            assert sign_in(client, "old@example.com", composed).status_code == 401
+            assert sign_in(client, "old@example.com", decomposed).status_code == 303
+            assert sign_in(client, "old@example.com", composed).status_code == 303
+    log = subprocess.run(
+        [sys.executable, "-m", APP, "log", "tail", "-n", "100", "--db", str(db)],
+        cwd=with_auth, env=app_env(with_auth), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert log.count("users/rehash-password") == 1
+    for password, message in (("\x00" * 12, "leave out control characters"), ("Password 1234", "this password is on")):
+        created = create_admin(with_auth, db, "root@example.com", password)
+        assert created.returncode == 2 and created.stderr.startswith(f"error: {message}"), created.stderr
+        assert created.stderr.rstrip().endswith("— choose another") and "Traceback" not in created.stderr
+    assert create_admin(with_auth, db, "root@example.com", composed + "!").returncode == 0
+
+
+@pytest.mark.slow
+def test_no_one_keeps_an_owner_out_by_asking_for_mail_or_guessing_from_elsewhere(with_auth: Path) -> None:
+    """Security trial 3, F18: 10 reset requests, or 10 wrong passwords, for an email from any address
+    made its right password get 429 from every address for 3 minutes, again and again."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    with serving(with_auth, db, env={"APP_SECRET_KEY": SECRET_KEY}) as server:
+        with from_address(server.url, "127.0.0.43") as flood:
+            answers = [flood.post("/password-reset", data={"email": "ann@example.com"}) for _ in range(15)]
+        assert [a.status_code for a in answers] == [303] * 5 + [429] * 10  # 5 mails per email in 15 minutes
+        assert 0 < int(answers[-1].headers["retry-after"]) <= 900
+        with from_address(server.url, "127.0.2.1") as owner:
+            assert sign_in(owner, "ANN@example.com", ADMIN_PASSWORD).status_code == 303
+
+        with from_address(server.url, "127.0.3.1") as guesser, from_address(server.url, "127.0.3.2") as owner:
+            for attempt in range(10):
+                assert sign_in(guesser, "ann@example.com", f"wrong guess {attempt:04d}").status_code == 401
+            assert sign_in(owner, "ann@example.com", ADMIN_PASSWORD).status_code == 303
+            refused = sign_in(guesser, "ann@example.com", "wrong guess 0010")
+            assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 180
+            assert sign_in(guesser, "ann@example.com", ADMIN_PASSWORD).status_code == 429  # A's own limit holds
+
+
+@pytest.mark.slow
+def test_a_flood_of_sign_ins_gets_503_at_once_and_the_app_keeps_answering(with_auth: Path) -> None:
+    """Security trial 3, F20: 40 concurrent wrong sign-ins were checked one after another on the event
+    loop (~0.5 s each), so the last waited 23 s and every other request of the process waited too."""
+    flood = 30  # from 30 addresses, so no address reaches its own limit
+
+    def wrong_sign_in(number: int) -> tuple[int, float, str | None]:
+        with from_address(server.url, f"127.0.4.{number + 1}") as client:
+            started = time.perf_counter()
+            answer = sign_in(client, f"nobody{number}@example.com", "not the password at all")
+            return answer.status_code, time.perf_counter() - started, answer.headers.get("retry-after")
+
+    with serving(with_auth, with_auth / "app.db") as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        with ThreadPoolExecutor(flood + 1) as pool:
+            answers = pool.map(wrong_sign_in, range(flood))
+            time.sleep(0.3)  # the flood is in
+            started = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            health_took = time.perf_counter() - started
+            answers = list(answers)
+        statuses = [status for status, _, _ in answers]
+        busy = [(took, retry_after) for status, took, retry_after in answers if status == 503]
+        # 2 in flight and 8 waiting: the rest is refused (a few more get a place as the first ones finish)
+        assert set(statuses) <= {401, 503} and statuses.count(401) <= 16, statuses
+        assert len(busy) >= flood - 16, statuses
+        assert all(took < 2.0 and retry_after and int(retry_after) >= 1 for took, retry_after in busy), busy
+        assert health_took < 1.0, health_took  # the event loop is not the one hashing
+        assert "Traceback" not in server.output()
 
 
 # --- PostgreSQL ---

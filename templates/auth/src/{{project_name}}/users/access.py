@@ -3,9 +3,10 @@
 Every page needs a session (a browser without one is sent to ``/login``); the JSON
 API (``/commands``, ``/queries``, ``/mcp``) needs ``Authorization: Bearer`` with
 ``APP_API_TOKEN`` (the operator's token) or a user's own API token (made on
-``/account``, stored as its digest, revocable; the request then has that user). The sign-in, registration and reset pages,
-``/healthz`` and the static files stay open. The signed-in user is
-``request.scope["user"]`` (``current_user(request)``), without the password hash.
+``/account``, stored as its digest, revocable; the request then has that user).
+The sign-in, registration and reset pages, ``/healthz`` and the static files stay
+open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
+without the password hash.
 """
 
 from __future__ import annotations

@@ -66,11 +66,8 @@ class Accounts:
         self.clock = clock
 
     def register(self, email: str, password: str, *, role: Role = "member") -> dict[str, Any]:
-        """A new account (``CommandRejected`` if the email has one); the password must pass :func:`passwords.problem`."""
+        """A new account; ``CommandRejected`` if the email has one, ``ValueError`` if the password breaks a rule."""
         email = NEW_EMAIL.validate_python(email)  # a ValidationError for an address that is not plain ASCII
-        problem = passwords.problem(password)
-        if problem is not None:
-            raise ValueError(problem)
         user_id = str(uuid.uuid4())
         command = RegisterUser(
             id=user_id, email=email, password_hash=passwords.hash_password(password), role=role, at=self._now()
@@ -183,17 +180,14 @@ class Accounts:
         ok, _ = passwords.check(current, user["password_hash"] if user else None)
         if user is None or not ok:
             return "The current password is not right."
-        problem = passwords.problem(new)
-        if problem is not None:
-            return problem
-        self.app.dispatch(ChangePassword(user_id=user_id, password_hash=passwords.hash_password(new), at=self._now()))
+        try:
+            self.set_password(user_id, new)
+        except ValueError as exc:
+            return str(exc)
         return None
 
     def set_password(self, user_id: str, new: str) -> None:
         """Set a password without the current one (an operator's CLI); every session ends."""
-        problem = passwords.problem(new)
-        if problem is not None:
-            raise ValueError(problem)
         self.app.dispatch(ChangePassword(user_id=user_id, password_hash=passwords.hash_password(new), at=self._now()))
 
     def change_role(self, user_id: str, role: Role) -> None:
@@ -233,12 +227,11 @@ class Accounts:
         reset = self.valid_reset(token)
         if reset is None:
             return "This link has expired or has been used. Ask for a new one."
-        problem = passwords.problem(new)
-        if problem is not None:
-            return problem
-        self.app.dispatch(
-            ResetPassword(reset_id=reset["id"], password_hash=passwords.hash_password(new), at=self._now())
-        )
+        try:
+            password_hash = passwords.hash_password(new)
+        except ValueError as exc:
+            return str(exc)
+        self.app.dispatch(ResetPassword(reset_id=reset["id"], password_hash=password_hash, at=self._now()))
         return None
 
     def _user(self, user_id: str) -> dict[str, Any]:

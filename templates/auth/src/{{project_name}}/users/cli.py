@@ -63,4 +63,5 @@ def _plain(exc: ValueError) -> str:
     """A password problem as it is; an invalid email without pydantic's wording (or the input)."""
     if hasattr(exc, "errors"):
         return "that is not an email address"
-    return str(exc).rstrip(".").lower()
+    sentence = str(exc).rstrip(".")
+    return sentence[:1].lower() + sentence[1:]

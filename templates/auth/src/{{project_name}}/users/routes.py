@@ -23,7 +23,8 @@ from ..core.pages import redirect_with_flash
 from ..core.ratelimit import client_address
 from .access import USER_COOKIE, current_user
 from .accounts import SESSION_SECONDS, Accounts
-from .limits import SignInLimits
+from .hashing import Busy, PasswordWork
+from .limits import EveryAttempt, SignInLimits, reset_mails
 from .mailer import Mailbox
 from .tokens import NoSecretKey
 
@@ -39,8 +40,10 @@ class UsersPages:
         self.accounts = accounts
         self.mailbox = mailbox
         self.limits = limits or SignInLimits()
-        self.signups = SignInLimits()  # registrations: each hashes a password, and says if an email has an account
-        self.password_checks = SignInLimits()  # the current password on /account: a guess like a sign-in's
+        self.signups = EveryAttempt()  # registrations: each hashes a password, and says if an email has an account
+        self.password_checks = EveryAttempt()  # the current password on /account: a guess like a sign-in's
+        self.reset_requests = reset_mails()  # apart from sign-ins: asking for mail never keeps the owner out
+        self.password_work = PasswordWork()  # every argon2 hash or check of these pages, a few at a time
 
     def register(self) -> None:
         app = self.app
@@ -69,16 +72,20 @@ class UsersPages:
         if form is None:
             return self._render(request, "login.html", 413, next=target, email="", error="That is far too long.")
         target, email, password = safe_next(form.get("next", target)), form.get("email", ""), form.get("password", "")
-        wait = self.limits.attempt(client_address(request.scope), email)
+        address = client_address(request.scope)
+        wait = self.limits.attempt(address, email)
         if wait is not None:
-            error = f"Too many attempts. Try again in {wait} seconds."
-            response = self._render(request, "login.html", 429, next=target, email=email, error=error)
-            response.headers["retry-after"] = str(wait)
-            return response
-        signed_in = self.accounts.sign_in(
-            email, password, ip=client_address(request.scope), user_agent=request.headers.get("user-agent", "")
-        )
+            return _later(self._render(request, "login.html", 429, next=target, email=email, error=_wait(wait)), wait)
+        user_agent = request.headers.get("user-agent", "")
+        try:
+            signed_in = await self.password_work.run(
+                self.accounts.sign_in, email, password, ip=address, user_agent=user_agent
+            )
+        except Busy as busy:
+            page = self._render(request, "login.html", 503, next=target, email=email, error=_busy(busy))
+            return _later(page, busy.retry_after)
         if signed_in is None:
+            self.limits.failed(email)
             return self._render(request, "login.html", 401, next=target, email=email, error=WRONG)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
@@ -112,12 +119,12 @@ class UsersPages:
         email, password = form.get("email", ""), form.get("password", "")
         wait = self.signups.attempt(client_address(request.scope), email)
         if wait is not None:
-            errors = {"email": f"Too many attempts. Try again in {wait} seconds."}
-            response = self._render(request, "register.html", 429, email=email, errors=errors)
-            response.headers["retry-after"] = str(wait)
-            return response
+            return _later(self._render(request, "register.html", 429, email=email, errors={"email": _wait(wait)}), wait)
         try:
-            self.accounts.register(email, password)
+            await self.password_work.run(self.accounts.register, email, password)
+        except Busy as busy:
+            page = self._render(request, "register.html", 503, email=email, errors={"email": _busy(busy)})
+            return _later(page, busy.retry_after)
         except ValueError as exc:  # the password (a ValidationError is a ValueError too: the email)
             field = "email" if isinstance(exc, ValidationError) else "password"
             message = "Enter an email address like ann@example.com." if field == "email" else str(exc)
@@ -142,13 +149,17 @@ class UsersPages:
         form = await self._form(request) or {}
         wait = self.password_checks.attempt(client_address(request.scope), user["email"])
         if wait is not None:
-            response = self._account_page(request, user, 429, error=f"Too many attempts. Try again in {wait} seconds.")
-            response.headers["retry-after"] = str(wait)
-            return response
-        problem = self.accounts.change_password(user["id"], form.get("current", ""), form.get("new", ""))
+            return _later(self._account_page(request, user, 429, error=_wait(wait)), wait)
+        current, new = form.get("current", ""), form.get("new", "")
+        try:
+            problem = await self.password_work.run(self.accounts.change_password, user["id"], current, new)
+        except Busy as busy:
+            return _later(self._account_page(request, user, 503, error=_busy(busy)), busy.retry_after)
         if problem is not None:
             return self._account_page(request, user, 400, error=problem)
-        return redirect_with_flash("/login", "Your password is changed; every session and API token ended. Sign in again.")
+        return redirect_with_flash(
+            "/login", "Your password is changed; every session and API token ended. Sign in again."
+        )
 
     async def revoke(self, request: Request) -> Response:
         user = current_user(request)
@@ -200,17 +211,20 @@ class UsersPages:
             return response
         form = await self._form(request) or {}
         if "token" in form:
-            problem = self.accounts.reset_password(form["token"], form.get("password", ""))
+            token = form["token"]
+            try:
+                problem = await self.password_work.run(self.accounts.reset_password, token, form.get("password", ""))
+            except Busy as busy:
+                page = self._render(request, "reset_confirm.html", 503, token=token, valid=True, error=_busy(busy))
+                return _later(page, busy.retry_after)
             if problem is not None:
-                valid = self.accounts.valid_reset(form["token"]) is not None
-                return self._render(request, "reset_confirm.html", 400, token=form["token"], valid=valid, error=problem)
+                valid = self.accounts.valid_reset(token) is not None
+                return self._render(request, "reset_confirm.html", 400, token=token, valid=valid, error=problem)
             return redirect_with_flash("/login", "Your password is changed. Sign in with it.")
         email = form.get("email", "")
-        wait = self.limits.attempt(client_address(request.scope), email)
+        wait = self.reset_requests.attempt(client_address(request.scope), email)
         if wait is not None:
-            response = self._render(request, "reset_request.html", 429, error=f"Too many attempts. Try in {wait}s.")
-            response.headers["retry-after"] = str(wait)
-            return response
+            return _later(self._render(request, "reset_request.html", 429, error=_wait(wait)), wait)
         try:
             self.accounts.request_reset(email)
         except NoSecretKey:
@@ -260,6 +274,20 @@ class UsersPages:
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return self.app.pages.render(f"users/{template}", status_code, request=request, **context)
+
+
+def _wait(seconds: int) -> str:
+    return f"Too many attempts. Try again in {seconds} seconds."
+
+
+def _busy(busy: Busy) -> str:
+    return f"Too many password checks at this moment. Try again in {busy.retry_after} seconds."
+
+
+def _later(response: Response, seconds: int) -> Response:
+    """A 429 or 503 page, with when to come back."""
+    response.headers["retry-after"] = str(seconds)
+    return response
 
 
 def _is_admin(request: Request) -> bool:
