@@ -136,8 +136,7 @@ class Accounts:
 
     def revoke(self, user_id: str, session_id: str) -> bool:
         """End one of the user's own sessions; False if it is not theirs (or gone)."""
-        session = self.state.sessions.get(session_id)
-        if session is None or session["user_id"] != user_id:
+        if not _owns(self.state.sessions.get(session_id), user_id):
             return False
         self.app.dispatch(EndSession(id=session_id))
         return True
@@ -158,8 +157,7 @@ class Accounts:
 
     def revoke_api_token(self, user_id: str, token_id: str) -> bool:
         """Revoke one of the user's own tokens; False if it is not theirs (or gone)."""
-        token = self.state.api_tokens.get(token_id)
-        if token is None or token["user_id"] != user_id:
+        if not _owns(self.state.api_tokens.get(token_id), user_id):
             return False
         self.app.dispatch(RevokeApiToken(id=token_id))
         return True
@@ -246,3 +244,8 @@ class Accounts:
 def public(user: dict[str, Any]) -> dict[str, Any]:
     """A user as pages and requests see it: everything but the password hash."""
     return {key: value for key, value in user.items() if key != "password_hash"}
+
+
+def _owns(row: dict[str, Any] | None, user_id: str) -> bool:
+    """Whether a session or token row exists and is the user's: nobody ends another's."""
+    return row is not None and row["user_id"] == user_id

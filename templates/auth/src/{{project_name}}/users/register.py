@@ -11,22 +11,6 @@ from functools import partial
 from ..core import App
 from .access import RequireUser
 from .accounts import Accounts
-from .commands import (
-    ChangePassword,
-    ChangeRole,
-    CreateApiToken,
-    DisableUser,
-    EndSession,
-    EndSessions,
-    ExtendSession,
-    MarkResetSent,
-    RegisterUser,
-    RehashPassword,
-    RequestReset,
-    ResetPassword,
-    RevokeApiToken,
-    StartSession,
-)
 from .mailer import Mailbox, ResetMailer
 from .routes import TEMPLATES, UsersPages
 from .state import UsersState
@@ -38,23 +22,7 @@ def register(app: App) -> Accounts:
     app.add_feature("users", TEMPLATES)
     app.projections.add(state)
     # None is public: pages, the CLI and the mailer send them, after checking who asks.
-    commands = [
-        ("users/register", RegisterUser, state.register),
-        ("users/change-password", ChangePassword, state.change_password),
-        ("users/rehash-password", RehashPassword, state.rehash_password),
-        ("users/change-role", ChangeRole, state.change_role),
-        ("users/disable", DisableUser, state.disable),
-        ("users/start-session", StartSession, state.start_session),
-        ("users/extend-session", ExtendSession, state.extend_session),
-        ("users/end-session", EndSession, state.end_session),
-        ("users/end-sessions", EndSessions, state.end_sessions),
-        ("users/create-api-token", CreateApiToken, state.create_api_token),
-        ("users/revoke-api-token", RevokeApiToken, state.revoke_api_token),
-        ("users/request-reset", RequestReset, state.request_reset),
-        ("users/mark-reset-sent", MarkResetSent, state.mark_reset_sent),
-        ("users/reset-password", ResetPassword, state.reset_password),
-    ]
-    for command_type, model, handler in commands:
+    for command_type, model, handler in state.command_handlers():
         app.commands.register(command_type, model, handler, public=False)
 
     accounts = Accounts(app, state)

@@ -7,27 +7,15 @@ user's row and never leaves this feature: no query or page returns it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from ..core import CommandRejected, Message, NotFound
 from ..core.projections import Projection
-from ..core.store import Column, Store, TableSpec
-from .commands import (
-    ChangePassword,
-    ChangeRole,
-    CreateApiToken,
-    DisableUser,
-    EndSession,
-    EndSessions,
-    ExtendSession,
-    MarkResetSent,
-    RegisterUser,
-    RehashPassword,
-    RequestReset,
-    ResetPassword,
-    RevokeApiToken,
-    StartSession,
-)
+from ..core.store import Column, Store, Table, TableSpec
+from . import commands as c
 
 USERS = TableSpec("users", columns=(Column("email_key"), Column("role", counted=True), Column("created_at")))
 SESSIONS = TableSpec("users-sessions", columns=(Column("digest"), Column("user_id"), Column("expires", "int")))
@@ -51,29 +39,44 @@ class UsersState(Projection):
         self.resets = self.table(RESETS)
         self.api_tokens = self.table(API_TOKENS)
 
+    def command_handlers(self) -> list[tuple[str, type[BaseModel], Callable[[Any, Message], None]]]:
+        """Each users command: its type, its model, and the handler here that applies it."""
+        return [
+            ("users/register", c.RegisterUser, self.register),
+            ("users/change-password", c.ChangePassword, self.change_password),
+            ("users/rehash-password", c.RehashPassword, self.rehash_password),
+            ("users/change-role", c.ChangeRole, self.change_role),
+            ("users/disable", c.DisableUser, self.disable),
+            ("users/start-session", c.StartSession, self.start_session),
+            ("users/extend-session", c.ExtendSession, self.extend_session),
+            ("users/end-session", c.EndSession, self.end_session),
+            ("users/end-sessions", c.EndSessions, self.end_sessions),
+            ("users/create-api-token", c.CreateApiToken, self.create_api_token),
+            ("users/revoke-api-token", c.RevokeApiToken, self.revoke_api_token),
+            ("users/request-reset", c.RequestReset, self.request_reset),
+            ("users/mark-reset-sent", c.MarkResetSent, self.mark_reset_sent),
+            ("users/reset-password", c.ResetPassword, self.reset_password),
+        ]
+
     # --- reading ---
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         return self.users.get(user_id)
 
     def user_by_email(self, email: str) -> dict[str, Any] | None:
-        found = self.users.find(where={"email_key": email_key(email)}, limit=1)
-        return found[0] if found else None
+        return _first(self.users, email_key=email_key(email))
 
     def session_by_digest(self, digest: str) -> dict[str, Any] | None:
-        found = self.sessions.find(where={"digest": digest}, limit=1)
-        return found[0] if found else None
+        return _first(self.sessions, digest=digest)
 
     def sessions_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.sessions.find(where={"user_id": user_id}, limit=MANY)
 
     def reset_by_digest(self, digest: str) -> dict[str, Any] | None:
-        found = self.resets.find(where={"digest": digest}, limit=1)
-        return found[0] if found else None
+        return _first(self.resets, digest=digest)
 
     def api_token_by_digest(self, digest: str) -> dict[str, Any] | None:
-        found = self.api_tokens.find(where={"digest": digest}, limit=1)
-        return found[0] if found else None
+        return _first(self.api_tokens, digest=digest)
 
     def api_tokens_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.api_tokens.find(where={"user_id": user_id}, limit=MANY)
@@ -86,7 +89,7 @@ class UsersState(Projection):
 
     # --- handlers ---
 
-    def register(self, command: RegisterUser, message: Message) -> None:
+    def register(self, command: c.RegisterUser, message: Message) -> None:
         if self.user_by_email(command.email) is not None:
             raise CommandRejected("that email already has an account")
         if self.users.get(command.id) is not None:
@@ -106,29 +109,29 @@ class UsersState(Projection):
             },
         )
 
-    def change_password(self, command: ChangePassword, message: Message) -> None:
+    def change_password(self, command: c.ChangePassword, message: Message) -> None:
         user = self._existing(command.user_id)
         self.users.put(user["id"], {**user, "password_hash": command.password_hash, "password_changed_at": command.at})
         self._end_everything_of(user["id"])
 
-    def rehash_password(self, command: RehashPassword, message: Message) -> None:
+    def rehash_password(self, command: c.RehashPassword, message: Message) -> None:
         user = self._existing(command.user_id)
         self.users.put(user["id"], {**user, "password_hash": command.password_hash})
 
-    def change_role(self, command: ChangeRole, message: Message) -> None:
+    def change_role(self, command: c.ChangeRole, message: Message) -> None:
         user = self._existing(command.user_id)
         if user["role"] == "admin" and command.role != "admin" and self.admins() <= 1:
             raise CommandRejected("the last admin cannot stop being one")
         self.users.put(user["id"], {**user, "role": command.role})
 
-    def disable(self, command: DisableUser, message: Message) -> None:
+    def disable(self, command: c.DisableUser, message: Message) -> None:
         user = self._existing(command.user_id)
         if user["role"] == "admin" and self.admins() <= 1:
             raise CommandRejected("the last admin cannot be disabled")
         self.users.put(user["id"], {**user, "disabled": True, "role": "member"})
         self._end_everything_of(user["id"])
 
-    def start_session(self, command: StartSession, message: Message) -> None:
+    def start_session(self, command: c.StartSession, message: Message) -> None:
         user = self._existing(command.user_id)
         if user["disabled"]:
             raise CommandRejected("this account is disabled")
@@ -147,19 +150,19 @@ class UsersState(Projection):
         )
         self.users.put(user["id"], {**user, "last_login_at": command.at})
 
-    def extend_session(self, command: ExtendSession, message: Message) -> None:
+    def extend_session(self, command: c.ExtendSession, message: Message) -> None:
         session = self.sessions.get(command.id)
         if session is not None:  # signed out meanwhile: nothing to extend
             self.sessions.put(command.id, {**session, "expires": command.expires, "seen_at": command.at})
 
-    def end_session(self, command: EndSession, message: Message) -> None:
+    def end_session(self, command: c.EndSession, message: Message) -> None:
         self.sessions.delete(command.id)
 
-    def end_sessions(self, command: EndSessions, message: Message) -> None:
+    def end_sessions(self, command: c.EndSessions, message: Message) -> None:
         for session in self.sessions_of(command.user_id):
             self.sessions.delete(session["id"])
 
-    def create_api_token(self, command: CreateApiToken, message: Message) -> None:
+    def create_api_token(self, command: c.CreateApiToken, message: Message) -> None:
         user = self._existing(command.user_id)
         self.api_tokens.put(
             command.id,
@@ -172,10 +175,10 @@ class UsersState(Projection):
             },
         )
 
-    def revoke_api_token(self, command: RevokeApiToken, message: Message) -> None:
+    def revoke_api_token(self, command: c.RevokeApiToken, message: Message) -> None:
         self.api_tokens.delete(command.id)
 
-    def request_reset(self, command: RequestReset, message: Message) -> None:
+    def request_reset(self, command: c.RequestReset, message: Message) -> None:
         user = self._existing(command.user_id)
         self.resets.put(
             command.id,
@@ -189,12 +192,12 @@ class UsersState(Projection):
             },
         )
 
-    def mark_reset_sent(self, command: MarkResetSent, message: Message) -> None:
+    def mark_reset_sent(self, command: c.MarkResetSent, message: Message) -> None:
         reset = self.resets.get(command.id)
         if reset is not None:
             self.resets.put(command.id, {**reset, "sent": True})
 
-    def reset_password(self, command: ResetPassword, message: Message) -> None:
+    def reset_password(self, command: c.ResetPassword, message: Message) -> None:
         reset = self.resets.get(command.reset_id)
         if reset is None:  # used, or ended by a password change: single use
             raise NotFound("this reset link has been used or has ended")
@@ -217,3 +220,8 @@ class UsersState(Projection):
             self.api_tokens.delete(token["id"])
         for reset in self.resets.find(where={"user_id": user_id}, limit=MANY):
             self.resets.delete(reset["id"])
+
+
+def _first(table: Table, **where: Any) -> dict[str, Any] | None:
+    found = table.find(where=where, limit=1)
+    return found[0] if found else None
