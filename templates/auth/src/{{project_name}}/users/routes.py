@@ -2,7 +2,8 @@
 
 Every form posts to this app only (core/security.py refuses cross-site posts). A
 sign-in says the same, and takes as long, whether or not the account exists, and a
-reset request says the same whether or not a link was sent.
+reset request says the same whether or not a link was sent. Every password hash or
+check runs in the bounded queue of hashing.py, off the event loop (503 when it is full).
 """
 
 from __future__ import annotations
