@@ -6,7 +6,7 @@ Sign-in (:class:`SignInLimits`):
   ``rate_limit to: 10, within: 3.minutes``): one address cannot guess much;
 - per email, 100 *failed* sign-ins per 3 minutes, from all addresses together: many
   addresses cannot guess one account quickly. Only failures count, and a reset
-  mail is counted apart (:data:`reset_mails`), so asking for mail, or a few wrong
+  mail is counted apart (:func:`reset_mails`), so asking for mail, or a few wrong
   guesses from elsewhere, never keeps the owner out: the right password from
   another address still signs in until someone makes 100 failures in 3 minutes,
   which takes at least 10 addresses (docs/guide.md, "Users and sign-in").
@@ -16,8 +16,9 @@ addresses keep everyone out. What bounds the work of many addresses is the
 queue of password checks (hashing.py), which answers 503 when it is full.
 
 Registering, the current-password check on ``/account`` and reset mails count every
-attempt per address and per email (:class:`EveryAttempt`). The counts are in each
-server process's memory (core/ratelimit.py); an email is counted by its digest.
+attempt per address and per email (:func:`every_attempt`, :func:`reset_mails`). The
+counts are in each server process's memory (core/ratelimit.py); an email is counted
+by its digest.
 """
 
 from __future__ import annotations
@@ -70,16 +71,9 @@ class SignInLimits:
 class EveryAttempt:
     """Every attempt counts, per address and per email, right or wrong."""
 
-    def __init__(
-        self,
-        *,
-        per_address: int = PER_ADDRESS,
-        per_email: int = PER_ADDRESS,
-        window: float = WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.by_address = _limiter(per_address, window, clock)
-        self.by_email = _limiter(per_email, window, clock)
+    def __init__(self, by_address: AttemptLimiter, by_email: AttemptLimiter) -> None:
+        self.by_address = by_address
+        self.by_email = by_email
 
     def attempt(self, address: str, email: str) -> int | None:
         """Count an attempt, or return the seconds to wait when it is one too many (then it is not counted)."""
@@ -91,9 +85,15 @@ class EveryAttempt:
         return wait
 
 
+def every_attempt(*, clock: Callable[[], float] = time.monotonic) -> EveryAttempt:
+    """Registering, and the current password on ``/account``: 10 per address and 10 per email in 3 minutes."""
+    return EveryAttempt(_limiter(PER_ADDRESS, WINDOW_SECONDS, clock), _limiter(PER_ADDRESS, WINDOW_SECONDS, clock))
+
+
 def reset_mails(*, clock: Callable[[], float] = time.monotonic) -> EveryAttempt:
     """Reset requests: 10 per address and 5 per email in 15 minutes (a link's life).
 
     Counted apart from sign-ins, so a flood of requests limits the mails, not the owner's sign-in.
     """
-    return EveryAttempt(per_address=PER_ADDRESS, per_email=5, window=15 * 60, clock=clock)
+    window = 15 * 60
+    return EveryAttempt(_limiter(PER_ADDRESS, window, clock), _limiter(5, window, clock))

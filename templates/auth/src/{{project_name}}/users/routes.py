@@ -25,7 +25,7 @@ from ..core.ratelimit import client_address
 from .access import USER_COOKIE, current_user
 from .accounts import SESSION_SECONDS, Accounts
 from .hashing import Busy, PasswordWork
-from .limits import EveryAttempt, SignInLimits, reset_mails
+from .limits import SignInLimits, every_attempt, reset_mails
 from .mailer import Mailbox
 from .tokens import NoSecretKey
 
@@ -41,8 +41,8 @@ class UsersPages:
         self.accounts = accounts
         self.mailbox = mailbox
         self.limits = limits or SignInLimits()
-        self.signups = EveryAttempt()  # registrations: each hashes a password, and says if an email has an account
-        self.password_checks = EveryAttempt()  # the current password on /account: a guess like a sign-in's
+        self.signups = every_attempt()  # registrations: each hashes a password, and says if an email has an account
+        self.password_checks = every_attempt()  # the current password on /account: a guess like a sign-in's
         self.reset_requests = reset_mails()  # apart from sign-ins: asking for mail never keeps the owner out
         self.password_work = PasswordWork()  # every argon2 hash or check of these pages, a few at a time
 
