@@ -637,8 +637,9 @@ def test_a_flood_of_sign_ins_gets_503_at_once_and_the_app_keeps_answering(with_a
         # 2 in flight and 8 waiting: the rest is refused (a few more get a place as the first ones finish)
         assert set(statuses) <= {401, 503} and statuses.count(401) <= 16, statuses
         assert len(busy) >= flood - 16, statuses
-        assert all(took < 2.0 and retry_after and int(retry_after) >= 1 for took, retry_after in busy), busy
-        assert health_took < 1.0, health_took  # the event loop is not the one hashing
+        # before: no 503 at all, and the loop hashed 30 passwords in a row (0.5 s each) before /healthz
+        assert all(took < 3.0 and retry_after and int(retry_after) >= 1 for took, retry_after in busy), busy
+        assert health_took < 3.0, health_took  # the event loop is not the one hashing
         assert "Traceback" not in server.output()
 
 
