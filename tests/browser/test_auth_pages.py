@@ -119,3 +119,18 @@ def test_a_password_is_reset_through_the_dev_mailbox(shop: Server, browser: Brow
     page.goto(f"{shop.url}/notes")
     page.wait_for_url(f"{shop.url}/login?next=/notes")  # the reset ended the other session
     visitor.context.close()
+
+
+def test_a_weak_password_is_refused_beside_its_field_and_accents_sign_in_however_typed(
+    shop: Server, page: Page
+) -> None:
+    page.goto(f"{shop.url}/register")
+    page.get_by_label("Email").fill("dee@example.com")
+    page.get_by_label("Password").fill("aaaaaaaaaaaa")
+    page.get_by_role("button", name="Create account").click()
+    assert page.locator("#password-error").inner_text() == "Use different characters, not one repeated."
+    assert page.get_by_label("Password").get_attribute("aria-invalid") == "true"
+    page.get_by_label("Password").fill("cre\u0300me bru\u0302le\u0301e 2026")  # combining accents
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(f"{shop.url}/login")
+    sign_in(page, shop, "dee@example.com", "crème brûlée 2026")  # composed: one character each
