@@ -180,3 +180,35 @@ def test_kill_9_under_load_leaves_the_tables_exactly_what_the_log_rebuilds(
     server.start()
     assert every_post(server) == kept and kept
     server.terminate()
+
+
+def test_a_worker_state_is_rebuilt_ahead_of_a_start_and_never_while_a_server_runs_the_worker(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    db = tmp_path / "app.db"
+    write_log(posts_dir, db, 2_000)
+    status = app_python(posts_dir, "-m", APP_NAME, "projections", "status", "--db", str(db))
+    assert "worker:posts-summaries       missing" in status.stdout, status.stdout
+
+    rebuilt = app_python(posts_dir, "-m", APP_NAME, "projections", "rebuild", "--db", str(db))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt posts from 6000 messages" in rebuilt.stdout
+    assert "rebuilt worker:posts-summaries from 6000 messages" in rebuilt.stdout
+    status = app_python(posts_dir, "-m", APP_NAME, "projections", "status", "--db", str(db))
+    assert "stale" not in status.stdout and "missing" not in status.stdout, status.stdout
+    assert "posts-summary-requests 2000" in status.stdout
+
+    server = servers(posts_dir, db).start()
+    assert health(server).status_code == 200
+    refused = app_python(posts_dir, "-m", APP_NAME, "projections", "rebuild", "worker:posts-summaries", "--db", str(db))
+    assert refused.returncode == 1 and "runs in a served process" in refused.stderr, refused.stderr
+    post = "fresh-post"
+    payload = {"id": post, "title": "New", "content": "Fresh words."}
+    assert httpx.post(f"{server.url}/commands", json={"type": "posts/create", "payload": payload}).status_code == 201
+
+    def summarized() -> bool:
+        return httpx.get(f"{server.url}/queries/posts/get", params={"id": post}).json()["summary_status"] == "ready"
+
+    assert wait_until(summarized, timeout=30)  # the worker goes on from its position
+    server.terminate()
+    assert "rebuilding its state" not in server.output()
