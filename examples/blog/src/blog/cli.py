@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .core import App
+from .core import App, CommandWorker
 from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
@@ -405,50 +405,91 @@ def projections_status(
         typer.echo(f"{status.name:<28} {status.state.value:<8} rows: {rows}; {built}")
     stale = [status.name for status in statuses if status.state.value != "current"]
     if stale:
-        projections = [name for name in stale if not name.startswith("worker:")]
-        now = f"; projections now: python -m {PACKAGE} projections rebuild" if projections else ""
-        workers = "; a worker's state is rebuilt when the worker starts" if len(projections) < len(stale) else ""
-        typer.echo(f"the next start rebuilds {', '.join(stale)}{now}{workers}")
+        workers = "; worker states only while the app is stopped" if any(n.startswith("worker:") for n in stale) else ""
+        typer.echo(
+            f"the next start rebuilds {', '.join(stale)}; beforehand: python -m {PACKAGE} projections rebuild{workers}"
+        )
 
 
 @projections_cli.command("rebuild")
 def projections_rebuild(
-    names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild (default: every one).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Projections or worker states (worker:NAME) to rebuild (default: every projection, "
+            "and every worker state built by other code)."
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Rebuild projections from the whole log, with a progress bar, and swap them in at once.
 
     Safe while the app serves: the new tables are built beside the old ones, then the
-    last messages are applied and the tables swapped under the log's write lock.
+    last messages are applied and the tables swapped under the log's write lock. A
+    worker's state (worker:NAME) is rebuilt only while no served process runs the worker,
+    so that its next start has nothing to redo.
     """
-    from .core.progress import RebuildProgress
-    from .core.projections import RebuildFailed
+    from .core.worker_states import worker_states
 
     _require_existing(db)
     app = _open_app(db)
     try:
+        states = worker_states(app)
         known = [projection.name for projection in app.projections]
-        unknown = [name for name in names or [] if name not in known]
+        unknown = [name for name in names or [] if name not in known and name not in states]
         if unknown:
-            typer.echo(f"error: no projection {unknown[0]!r} — projections: {', '.join(known) or 'none'}", err=True)
+            every = ", ".join([*known, *states]) or "none"
+            typer.echo(f"error: no projection {unknown[0]!r} — projections: {every}", err=True)
             raise typer.Exit(2)
-        chosen = names or known
-        progress = RebuildProgress(", ".join(chosen))
-        try:
-            report = app.projections.rebuild(chosen, progress=progress)
-        except RebuildFailed as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        finally:
-            progress.close()
+        if names:
+            chosen, workers = [n for n in names if n in known], [states[n] for n in names if n in states]
+        else:
+            stale = {status.name for status in app.projections.status() if status.state.value != "current"}
+            chosen, workers = known, [worker for name, worker in states.items() if name in stale]
+        if chosen:
+            _rebuild_projections(app, chosen)
+        for worker in workers:
+            _rebuild_worker_state(app, worker)
     finally:
         app.log.close()
+
+
+def _rebuild_projections(app: App, names: list[str]) -> None:
+    from .core.progress import RebuildProgress
+    from .core.projections import RebuildFailed
+
+    progress = RebuildProgress(", ".join(names))
+    try:
+        report = app.projections.rebuild(names, progress=progress)
+    except RebuildFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        progress.close()
     rate = report.messages / max(report.seconds, 1e-6)
     refused = f"; {report.refused} refused by today's handlers (see the log)" if report.refused else ""
     typer.echo(
         f"rebuilt {', '.join(report.names)} from {report.messages} messages in {report.seconds:.1f}s "
         f"({rate:,.0f}/s){refused}"
     )
+
+
+def _rebuild_worker_state(app: App, worker: CommandWorker) -> None:
+    from .core.progress import RebuildProgress
+    from .core.worker_states import WorkerRunning, rebuild_worker_state
+
+    progress = RebuildProgress(worker.state_name)
+    began = time.monotonic()
+    try:
+        read = rebuild_worker_state(app, worker, progress)
+    except WorkerRunning as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        progress.close()
+    seconds = time.monotonic() - began
+    rate = read / max(seconds, 1e-6)
+    typer.echo(f"rebuilt {worker.state_name} from {read} messages in {seconds:.1f}s ({rate:,.0f}/s)")
 
 
 def _why_unreadable(response: httpx.Response | None, exc: Exception) -> str:

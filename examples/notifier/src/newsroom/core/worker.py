@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from pydantic import BaseModel
 from .commands import CommandRejected
 from .log import Message, MessageLogBackend, message_at
 from .owners import STORED
-from .projections import code_fingerprint
+from .projections import Progress, code_fingerprint
 from .store import BufferedRows, Rows, Table, TableSpec
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 1_000
+REBUILD_BATCH = 2_000  # messages read and decoded at a time while a worker rebuilds its state
+FLUSH_EVERY = 10_000  # rows a rebuild writes per transaction
+YIELD_EVERY_SECONDS = 0.01  # how long a rebuild at start holds the event loop at most
 
 
 @runtime_checkable
@@ -227,9 +231,10 @@ class CommandWorker:
             self._buffer.preload(spec, ids)
 
     def prefetch(self, commands: list[Any]) -> Awaitable[None] | None:
-        """Called before the handlers of a batch of messages, with the batch's commands (of handled
-        types, in log order): override it to read what they will read in a few queries, not one per
-        message (see :meth:`preload`). Does nothing by default."""
+        """Called before the handlers of every batch of messages (a rebuild's too; a retried dead
+        letter is a batch of one), with the batch's commands (of handled types, in log order):
+        override it to read what they will read in a few queries, not one per message (see
+        :meth:`preload`). Does nothing by default."""
         return None
 
     def _rows(self) -> Rows:
@@ -240,19 +245,28 @@ class CommandWorker:
     async def start(self, app: App) -> None:
         """Go on from the stored position; rebuild the worker's tables first if they were never
         built or the code that builds them changed."""
-        self._app = app
         self._stopped = False
+        fingerprint = self._open(app)
+        if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
+            await self._rebuild_state(fingerprint)
+
+    async def rebuild_state(self, app: App, progress: Progress | None = None) -> int:
+        """Rebuild the worker's tables from the log now, up to its stored position, and return the
+        messages read: ``projections rebuild`` does it before a start, so the start has nothing to redo."""
+        fingerprint = self._open(app)
+        return await self._rebuild_state(fingerprint, progress) if self.tables else 0
+
+    def _open(self, app: App) -> str:
+        """Read the stored position and failures, declare the tables; the fingerprint of the code now."""
+        self._app = app
         self.position = app.log.position(self.name)
         self._failing = app.dead_letters.failing_ids(self.name)
         self._buffer = BufferedRows(app.store.rows)
-        if not self.tables:
-            return
         for spec in self.tables:
             app.store.declare(spec)
-        app.projections.ensure_tables(self.tables)
-        fingerprint = self.state_fingerprint(app.upcasters)
-        if app.projections.stored_fingerprint(self.state_name) != fingerprint:
-            await self._rebuild_state(fingerprint)
+        if self.tables:
+            app.projections.ensure_tables(self.tables)
+        return self.state_fingerprint(app.upcasters)
 
     @property
     def state_name(self) -> str:
@@ -270,9 +284,14 @@ class CommandWorker:
         parts = [[spec.describe() for spec in self.tables], self.version]
         return code_fingerprint(sorted(modules), *parts, *([later] if later else []))
 
-    async def _rebuild_state(self, fingerprint: str) -> None:
+    async def _rebuild_state(self, fingerprint: str, progress: Progress | None = None) -> int:
         """Empty the tables and handle every message up to the position again (dead letters left out),
-        calling nothing outside: ``ctx.replaying`` is set and dispatches are dropped."""
+        calling nothing outside: ``ctx.replaying`` is set and dispatches are dropped. Returns the messages read.
+
+        Messages are read and decoded a batch at a time and :meth:`prefetch` is given each batch,
+        as :meth:`work` does. A rebuild at start runs in the event loop, so it hands the loop back
+        every few milliseconds: the server goes on answering meanwhile.
+        """
         app, working = self.app, self._buffer
         logger.info("worker %r: rebuilding its state from the log up to message %d", self.name, self.position)
         never_handled = app.dead_letters.skipped_ids(self.name)
@@ -280,23 +299,34 @@ class CommandWorker:
             app.projections.reset_tables(self.tables)
         buffer = self._buffer = BufferedRows(app.store.rows, undoable=False, fresh=[t.name for t in self.tables])
         self._handling = True
+        reached, read, began = 0, 0, time.monotonic()
         try:
-            for count, message in enumerate(self.log.after(0, batch_size=10_000)):
-                if message.id > self.position:
+            while reached < self.position:
+                messages = [m for m in self.log.batch_after(reached, REBUILD_BATCH) if m.id <= self.position]
+                if not messages:
                     break
-                if message.id not in never_handled:
-                    await self._handle(message, replaying=True)
-                if len(buffer) >= 10_000:
+                decoded = [self._read(m) for m in messages if m.type in self._handlers and m.id not in never_handled]
+                commands = [command for _, command in decoded if not isinstance(command, _Unreadable)]
+                if commands:
+                    await _maybe_await(self.prefetch(commands))
+                for message, command in decoded:
+                    await self._handle_decoded(message, command, replaying=True)
+                    if time.monotonic() - began >= YIELD_EVERY_SECONDS:
+                        await asyncio.sleep(0)  # let the server answer meanwhile
+                        began = time.monotonic()
+                reached, read = messages[-1].id, read + len(messages)
+                if len(buffer) >= FLUSH_EVERY:
                     with app.log.transaction():
                         buffer.flush()
-                if count % 1000 == 999:
-                    await asyncio.sleep(0)  # let the server answer meanwhile
+                if progress is not None:
+                    progress(reached, self.position)
             with app.log.transaction():
                 buffer.flush()
                 app.projections.record(self.state_name, fingerprint, self.position)
         finally:
             self._handling = False
             self._buffer = working
+        return read
 
     async def work(self) -> None:
         """Redeliver the dead letters an operator asked for, handle every message after
@@ -434,7 +464,10 @@ class CommandWorker:
             try:
                 if message is None:
                     raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
-                ctx = await self._handle(message, replaying=False)
+                message, command = self._read(message)
+                if not isinstance(command, _Unreadable):
+                    await _maybe_await(self.prefetch([command]))  # a batch of one
+                ctx = await self._handle_decoded(message, command, replaying=False)
             except Exception as exc:
                 buffer.clear()
                 error = _describe(exc)
@@ -455,9 +488,6 @@ class CommandWorker:
 
     async def stop(self) -> None:
         self._stopped = True
-
-    async def _handle(self, message: Message, *, replaying: bool) -> Context:
-        return await self._handle_decoded(*self._read(message), replaying=replaying)
 
     def _read(self, message: Message) -> tuple[Message, Any]:
         """The message in today's shape and its command; a payload that cannot be read gives an

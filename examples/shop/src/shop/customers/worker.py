@@ -40,7 +40,7 @@ from .commands import (
     UpdateCustomer,
     new_id,
 )
-from .state import CustomersState
+from .state import Customer, CustomersState
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class SummaryWorker(CommandWorker):
         self.requests = self.table(SUMMARY_REQUESTS)
         self.summarizer: Summarizer | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # API calls by request id
+        self.batch_items: dict[str, Customer] = {}  # the customers the batch being handled created or edited
         self.on("customers/create", self.request_summary)
         self.on("customers/update", self.request_summary_of_edit)
         self.on("customers/request-summary-generation", self.track_request)
@@ -110,8 +111,11 @@ class SummaryWorker(CommandWorker):
     # --- reacting to the log (while rebuilding too; dispatches are dropped then) ---
 
     def prefetch(self, commands: list[Reaction]) -> None:
-        """Read the rows of the customers this batch of messages is about in one query, not one per message."""
+        """Read what this batch of messages is about in one query per table, not one per message:
+        the worker's rows, and the customers that were created or edited."""
         self.preload(SUMMARY_REQUESTS, [_item_id(command) for command in commands])
+        edited = [command.id for command in commands if isinstance(command, CreateCustomer | UpdateCustomer)]
+        self.batch_items = self.customers.get_many(edited)
 
     async def request_summary(self, command: CreateCustomer | UpdateCustomer, ctx: Context) -> None:
         """Ask for a summary of the current notes, unless the customer was deleted before we got here.
@@ -119,15 +123,17 @@ class SummaryWorker(CommandWorker):
         A summarizer that needs no I/O (the offline one) answers at once: its outcome is
         dispatched with the request and commits with it, saving the worker a write.
         """
-        current = self.customers.get(command.id)
+        current = self.batch_items.get(command.id)  # read by prefetch; a deleted one is not there
         if current is None or current["notes"] is None:
             return
-        request = RequestSummaryGeneration(request_id=new_id(), item_id=current["id"], content=current["notes"])
-        ctx.dispatch(request)
         # An edit read before this request comes back must not ask again.
         self.requests.put(current["id"], {**self._row(current["id"]), "content": current["notes"]})
+        if ctx.replaying:
+            return  # the request, and its outcome, are in the log already
+        request = RequestSummaryGeneration(request_id=new_id(), item_id=current["id"], content=current["notes"])
+        ctx.dispatch(request)
         summarizer = self.summarizer
-        if not ctx.replaying and summarizer is not None and getattr(summarizer, "immediate", False):
+        if summarizer is not None and getattr(summarizer, "immediate", False):
             ctx.dispatch(await self._outcome(summarizer, request.item_id, request.request_id, request.content))
 
     async def request_summary_of_edit(self, command: UpdateCustomer, ctx: Context) -> None:
