@@ -469,6 +469,31 @@ def test_a_summary_key_with_accents_or_in_tag_characters_is_never_stored(
     assert not re.search("[\U000e0000-\U000e007f]", answers), "tag characters kept in a stored summary"
 
 
+def test_a_summary_key_encoded_spaced_or_in_look_alikes_is_never_stored(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 3, F3, F4 and F15: a provider echoing the key in base64, percent-escapes,
+    HTML entities or rot13, with a letter every 7 characters, in Cyrillic look-alikes, in markup
+    around each character or with each doubled had it stored readable, or most of it."""
+    db = tmp_path / "app.db"
+    disguises = ("base64", "percent", "entities", "rot13", "every-7", "cyrillic", "markup", "doubled")
+    faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in disguises]
+    _, pages, answers = summarized_through_faults(posts_dir, db, servers, faults)
+    outcomes = [payload for each in SummaryHistory.read(db).outcomes.values() for _, payload in each]
+    failures = sorted(str(payload["error_message"]) for payload in outcomes if "error_message" in payload)
+    summaries = sorted(str(payload["summary"]) for payload in outcomes if "summary" in payload)
+    refusal = "summary API refused the request: HTTP 401: Incorrect API key provided: [redacted]. See docs."
+    assert failures == [refusal] * len(disguises) and summaries == ["Summary: [redacted]"] * len(disguises)
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    for where, text in {
+        "the log": db.read_bytes().decode("utf-8", "replace"),
+        "the pages": pages,
+        "log tail": tail.stdout,
+    }.items():
+        assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
+    assert "[redacted]" in answers
+
+
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Rebinding target")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import codecs
 import json
 import os
 import subprocess
@@ -21,6 +23,7 @@ from shop.core.hosts import allowed_hosts
 from shop.core.http import create_http_app, read_form
 from shop.core.kv import KeyValueStore
 from shop.core.ratelimit import AttemptLimiter
+from shop.core.redaction import redact
 from shop.core.sessions import Sessions
 from shop.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError
 from shop.core.text import visible_line, visible_text
@@ -483,6 +486,57 @@ async def test_a_key_reformatted_by_the_provider_is_redacted_and_summaries_lose_
         assert await summarizer.summarize("text", request_id="r") == "Summary: [redacted]."
         assert await summarizer.summarize("text", request_id="r") == "Invoicefdp.exe and [31mred."
         await summarizer.aclose()
+
+
+DISGUISED_KEY = "sk-test-9fA3kQ7mZx2LpR8vN4tW6yB1cD5eH0jU"
+DISGUISES = {
+    "base64": lambda key: base64.b64encode(key.encode()).decode(),
+    "base64url": lambda key: base64.urlsafe_b64encode(f"Bearer {key}".encode()).decode().rstrip("="),
+    "hex": lambda key: key.encode().hex(),
+    "hex pairs": lambda key: key.encode().hex(":"),
+    "percent": lambda key: "".join(f"%{byte:02X}" for byte in key.encode()),
+    "entities": lambda key: "".join(f"&#{ord(char)};" for char in key),
+    "hex entities": lambda key: "".join(f"&#x{ord(char):x};" for char in key),
+    "json escapes": lambda key: "".join(f"\\u{ord(char):04x}" for char in key),
+    "percent-encoded entities": lambda key: "".join(f"%26%23{ord(char)}%3B" for char in key),
+    "rot13": lambda key: codecs.encode(key, "rot13"),
+    "a letter every 7": lambda key: "Q".join(key[start : start + 7] for start in range(0, len(key), 7)),
+    "a digit after each": lambda key: "".join(f"{char}{index % 10}" for index, char in enumerate(key)),
+    "cyrillic look-alikes": lambda key: key.translate(str.maketrans("aeopcxyisABEKMHOPCTX", "аеорсхуіѕАВЕКМНОРСТХ")),
+    "greek look-alikes": lambda key: key.translate(str.maketrans("ABEZHIKMNOPTYXov", "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧον")),
+    "markup": lambda key: "".join(f"<b>{char}</b>" for char in key),
+    "bbcode": lambda key: "".join(f"[i]{char}[/i]" for char in key),
+    "doubled": lambda key: "".join(char * 2 for char in key),
+    "tripled and reversed": lambda key: "".join(char * 3 for char in reversed(key)),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("disguise", DISGUISES)
+async def test_a_key_encoded_spaced_or_spelt_in_look_alikes_is_redacted_whole(disguise: str) -> None:
+    """Security trial 3 (F3, F4, F15): these forms of the key were stored readable."""
+    echo = DISGUISES[disguise](DISGUISED_KEY)
+    refusal = json.dumps({"error": {"message": f"Incorrect API key provided: {echo}. See docs."}})
+    answer = json.dumps({"choices": [{"message": {"content": f"Summary: {echo} (done)"}}]})
+    with FakeSummaryAPI() as api:
+        api.queue(Reply(401, body=refusal), Reply(200, body=answer))
+        summarizer = ChatCompletionsSummarizer(SummaryConfig(api_url=api.url, api_key=DISGUISED_KEY, max_attempts=1))
+        with pytest.raises(SummaryError) as refused:
+            await summarizer.summarize("text", request_id="r")
+        summary = await summarizer.summarize("text", request_id="r")
+        await summarizer.aclose()
+    assert str(refused.value).endswith("HTTP 401: Incorrect API key provided: [redacted]. See docs."), echo
+    assert summary == "Summary: [redacted] (done)", echo
+
+
+def test_ordinary_text_is_never_redacted() -> None:
+    """The search for disguised keys leaves text without one alone (this app's README, in 4 KB answers)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    answers = [readme[start : start + 4096] for start in range(0, len(readme), 2048)]
+    keys = [DISGUISED_KEY, "sk-proj-" + "Q7vR2mXk9Lp4Wn8Ys3Tb6Hd1Jf5Gc0Ze", "abcdefghijklmnopqrstuvwxyz0123456789"]
+    for key in keys:
+        for answer in answers:
+            assert redact(answer, key) == answer, key
 
 
 # --- serving beyond loopback ---
