@@ -305,6 +305,14 @@ def test_serving_beyond_loopback_without_a_token_is_refused_in_one_line(app_dir:
         )  # fmt: skip
         assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_API_TOKEN")
+    for weak in ("a", "abcdef" * 6):  # trial 3, F13: the scraper's token opens /metrics, so the same rule
+        result = subprocess.run(
+            [sys.executable, "-m", APP_NAME, "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "app.db")],
+            env={**env, "APP_API_TOKEN": "7f3c9e1a5b8d2f4a6c0e9b7d1f3a5c8e", "APP_METRICS_TOKEN": weak},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_METRICS_TOKEN")
     assert not (tmp_path / "app.db").exists()
 
 
@@ -492,6 +500,40 @@ def test_a_summary_key_encoded_spaced_or_in_look_alikes_is_never_stored(
     }.items():
         assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
     assert "[redacted]" in answers
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_postgresql_password_is_never_printed_and_a_keyword_string_is_refused(app_dir: Path, tmp_path: Path) -> None:
+    """Security trial 3, F12: a password as a query parameter, or with an unencoded '@', was printed
+    by serve, inspect, log tail and kv list; a libpq keyword string became an SQLite file named after it."""
+    port = closed_port()
+    urls = [
+        f"postgresql://127.0.0.1:{port}/db?password=S3cretPW2",
+        f"postgresql:///db?host=127.0.0.1&port={port}&user=app&password=S3cretPW3",
+        f"postgresql://app:S3c@retPW5@127.0.0.1:{port}/db",
+        f"host=127.0.0.1 port={port} password=S3cretPW4 dbname=db",
+    ]
+    commands = [["serve", "--port", str(closed_port())], ["inspect"], ["log", "tail"], ["kv", "list"]]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for url in urls:
+        for command in commands:
+            ran = subprocess.run(
+                [sys.executable, "-m", APP_NAME, *command, "--db", url], env=app_output_env(app_dir), cwd=elsewhere,
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            output = ran.stdout + ran.stderr
+            assert ran.returncode != 0 and "Traceback" not in output, (command, output)
+            assert "S3c" not in output and "retPW" not in output, (command, output)
+            if "@retPW" in url or url.startswith("host="):  # refused before anything is tried, in one line
+                assert ran.stdout == "" and ran.stderr.count("\n") == 1, (command, output)
+    assert list(elsewhere.iterdir()) == [], "a keyword string became a file"
 
 
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:

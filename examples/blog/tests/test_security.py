@@ -6,6 +6,7 @@ import base64
 import codecs
 import json
 import os
+import secrets
 import subprocess
 import sys
 import unicodedata
@@ -559,6 +560,20 @@ def test_other_interfaces_refuse_a_short_or_repetitive_token() -> None:
         refusal = open_bind_refusal("0.0.0.0", weak.split(","), insecure=True)
         assert refusal is not None and "weak" in refusal and "32" in refusal and TOKEN not in refusal
     assert open_bind_refusal("127.0.0.1", ["a"], insecure=False) is None  # loopback: your own machine
+
+
+def test_other_interfaces_refuse_a_weak_metrics_token_and_tokens_that_repeat_themselves() -> None:
+    """Security trial 3, F13: APP_METRICS_TOKEN=a opened /metrics beyond loopback; 'abcdef' * 6 passed."""
+    for weak in ("a", "abcdef" * 6, "abcdefgh" * 4):
+        refusal = open_bind_refusal("0.0.0.0", [STRONG_TOKEN], insecure=False, metrics_tokens=[weak])
+        assert refusal is not None and "weak APP_METRICS_TOKEN" in refusal and (len(weak) < 2 or weak not in refusal)
+        assert "weak APP_API_TOKEN" in (open_bind_refusal("0.0.0.0", [weak], insecure=False) or "")
+    assert "repeating itself" in (open_bind_refusal("0.0.0.0", ["abcdef" * 6], insecure=False) or "")
+    assert open_bind_refusal("0.0.0.0", [STRONG_TOKEN], insecure=False, metrics_tokens=[STRONG_TOKEN[::-1]]) is None
+    for _ in range(200):  # random tokens of the usual kinds always pass
+        for token in (secrets.token_hex(16), secrets.token_urlsafe(32)):
+            assert open_bind_refusal("0.0.0.0", [token], insecure=False) is None, token
+    assert open_bind_refusal("127.0.0.1", [STRONG_TOKEN], insecure=False, metrics_tokens=["a"]) is None
 
 
 def test_serve_refuses_a_public_interface_without_a_token_in_one_line(tmp_path: Path) -> None:

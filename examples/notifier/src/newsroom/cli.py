@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .core import App
-from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+from .core.database_urls import database_refusal, without_password
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
     LogLockedError,
@@ -29,7 +30,6 @@ from .core.log import (
     MessageLogBackend,
     message_at,
     open_log,
-    without_password,
 )
 from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
 from .main import DEFAULT_DB, build_app
@@ -86,8 +86,13 @@ def app_root() -> Path:
 
 
 def _default_db_in_app_root(ctx: typer.Context, db: str) -> str:
-    """``--db`` not given: the app's own database, wherever inside the app the command runs."""
+    """``--db`` not given: the app's own database, wherever inside the app the command runs; a value
+    that cannot be one (a PostgreSQL keyword string) is refused in one line that hides its password."""
     if ctx.get_parameter_source("db").name != "DEFAULT":
+        refusal = database_refusal(db)
+        if refusal is not None:
+            typer.echo(f"error: {refusal}", err=True)
+            raise typer.Exit(2)
         return db
     return str(app_root() / db)
 
@@ -157,7 +162,8 @@ def serve(
     from .core.protocols import event_loop
 
     tokens = tokens_from_env()
-    refusal = open_bind_refusal(host, tokens, insecure=insecure)
+    metrics_tokens = tokens_from_env(variable=METRICS_TOKEN_VARIABLE)
+    refusal = open_bind_refusal(host, tokens, insecure=insecure, metrics_tokens=metrics_tokens)
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(1)
