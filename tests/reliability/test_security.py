@@ -602,6 +602,31 @@ def test_odd_headers_and_cookies_never_cause_a_500_or_a_traceback(
     assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
 
 
+HUGE_NUMBERS = ("99999999999999999999", "9223372036854775808", "9223372036854775807", "1000000001")
+
+
+def test_an_offset_or_page_beyond_the_limit_is_a_400_never_a_500_or_a_traceback(open_server: Server) -> None:
+    """Security trial 3, F14: an offset or page beyond 2**63 was a 500 with a 70-line traceback, and
+    MCP gave the client the exception's text."""
+    mcp_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        for number in HUGE_NUMBERS:
+            listed = client.get("/queries/posts/list", params={"offset": number})
+            assert listed.status_code == 400 and "1000000000" in listed.text, listed.text
+            for page in ("/posts", "/links"):
+                paged = client.get(page, params={"page": number}, headers={"accept": "text/html"})
+                assert paged.status_code == 400, (page, number, paged.status_code)
+            call = {"name": "posts_list", "arguments": {"offset": int(number)}}
+            answer = client.post(
+                "/mcp", headers=mcp_headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+            )
+            assert answer.status_code == 200 and answer.json()["result"]["isError"] is True, answer.text
+            assert "SQLite" not in answer.text and "too large" not in answer.text, answer.text
+        assert client.get("/queries/posts/list", params={"offset": "1000000000"}).status_code == 200
+    output = open_server.output()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
+
+
 def test_head_with_a_body_answers_as_get_and_changes_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Head target")
