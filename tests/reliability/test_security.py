@@ -680,6 +680,18 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("name", "A\u061cda"),
         ("name", "A\u034fda"),
         ("note", "a zero\u200bwidth space"),
+        # trial 3, F16: delimiters in disguise in a host, and values that show nothing
+        ("site", "https://good.example\uff20evil.example/"),
+        ("site", "https://evil.example\u2215good/"),
+        ("site", "https://evil.example\u2044x/"),
+        ("site", "https://good.example\uff0fevil/"),
+        ("site", "https://good.example\u3002evil.example/"),
+        ("site", "https://good\uff0eexample/"),
+        ("site", "https://good\uff61example/"),
+        ("name", "\u0301"),
+        ("name", "\ue000"),
+        ("name", "\U000f0000\u0301"),
+        ("note", "\u0301\u0302"),
     ],
 )
 def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, field: str, value: str) -> None:
@@ -692,6 +704,19 @@ def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, f
         assert form.status_code == 400
         assert log_rows(open_server.db) == before
         assert client.post("/commands", json={"type": "links/create", "payload": good}).status_code == 201
+
+
+def test_hosts_in_other_scripts_and_accented_names_stay_accepted(open_server: Server) -> None:
+    values = [
+        {"name": "e\u0301te\u0301", "site": "https://bücher.example/", "note": "\u0301 after a space is odd but shows"},
+        {"name": "例子", "site": "https://例子.中国/路径?q=1", "note": "Fine."},
+    ]
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        for payload in values:
+            created = client.post(
+                "/commands", json={"type": "links/create", "payload": {"mail": "a@b.example", **payload}}
+            )
+            assert created.status_code == 201, created.text
 
 
 def test_a_token_in_the_url_is_refused_and_kept_out_of_the_access_log(token_server: Server) -> None:

@@ -27,7 +27,7 @@ from newsroom.core.ratelimit import AttemptLimiter
 from newsroom.core.redaction import redact
 from newsroom.core.sessions import Sessions
 from newsroom.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError
-from newsroom.core.text import visible_line, visible_text
+from newsroom.core.text import visible_line, visible_text, visible_url
 
 from .conftest import AddNote, register_notes
 from .fake_summary_api import FakeSummaryAPI, Reply
@@ -437,6 +437,19 @@ def test_every_unicode_format_character_is_refused_alone() -> None:
 )  # fmt: skip
 def test_joiners_and_selectors_that_real_text_needs_stay(value: str) -> None:
     assert visible_line(value) == value and visible_text(value) == value
+
+
+def test_a_host_with_a_delimiter_in_disguise_or_a_value_that_shows_nothing_is_refused() -> None:
+    for disguise in ("\uff20", "\uff0f", "\u2215", "\u2044", "\u3002", "\uff0e", "\uff61", "\u2024", "\ufe6b"):
+        with pytest.raises(ValueError):
+            visible_url(f"https://good.example{disguise}evil.example/")
+    for url in ("https://bücher.example/a.b?c=d", "https://例子.中国/", "http://127.0.0.1:8080/x＠y"):
+        assert visible_url(url) == url  # a delimiter look-alike after the host is only text
+    for nothing in ("\u0301", "\ue000", "\U000f0000\u0301", " \u0302 "):
+        for check in (visible_line, visible_text):
+            with pytest.raises(ValueError):
+                check(nothing)
+    assert visible_line("e\u0301") == "e\u0301" and visible_line("\u0301a") == "\u0301a"
 
 
 # --- secrets from the summary provider ---
