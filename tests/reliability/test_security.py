@@ -536,6 +536,21 @@ def test_a_postgresql_password_is_never_printed_and_a_keyword_string_is_refused(
     assert list(elsewhere.iterdir()) == [], "a keyword string became a file"
 
 
+def test_a_summary_key_with_a_line_break_or_control_character_is_refused_at_start(
+    typed_template: Path, tmp_path: Path
+) -> None:
+    """Security trial 3 (minor): such a key failed every call as 'could not connect (LocalProtocolError)'."""
+    db = str(tmp_path / "app.db")
+    settings = [{"SUMMARY_API_KEY": f"sk-test-{piece}9fA3kQ7mZx2Lp"} for piece in ("\n", "\r", "\t", "\x1b[31m")]
+    settings.append({"SUMMARY_TIMEOUT": "soon"})  # the other settings say so in one line too, not a traceback
+    for env in settings:
+        for command in (["inspect", "--db", db], ["serve", "--port", str(closed_port()), "--db", db]):
+            result = app_cli(typed_template, *command, env={"SUMMARY_API_URL": "http://127.0.0.1:9/v1", **env})
+            assert result.returncode == 1 and result.stderr.count("\n") == 1, (env, result.stderr)
+            assert result.stderr.startswith(f"error: {next(iter(env))} "), result.stderr
+            assert "9fA3kQ7mZx2Lp" not in result.stdout + result.stderr
+
+
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Rebinding target")
@@ -740,6 +755,22 @@ def test_inspect_with_a_wrong_token_says_401_in_one_line(typed_template: Path, t
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "401" in result.stderr and "'workers'" not in result.stderr
+
+
+def test_inspect_never_echoes_a_token_in_its_url_and_names_the_real_cause(
+    typed_template: Path, token_server: Server
+) -> None:
+    """Security trial 3, F19: a token in --url was printed back, after a wrong 'HTTP 200: it wants APP_API_TOKEN'."""
+    host = token_server.url.removeprefix("http://")
+    no_token = {"APP_API_TOKEN": ""}
+    for url in (f"http://u:{TOKEN}@{host}", f"http://{TOKEN}@{host}", f"http://{host}/?access_token={TOKEN}"):
+        result = app_cli(typed_template, "inspect", "--db", str(token_server.db), "--url", url, env=no_token)
+        assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert TOKEN not in result.stderr and TOKEN[:8] not in result.stderr and "***" in result.stderr
+        assert "APP_API_TOKEN" in result.stderr, result.stderr
+    result = app_cli(typed_template, "inspect", "--db", str(token_server.db), "--url", token_server.url, env=no_token)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "only to a client with its token" in result.stderr and "HTTP 200" not in result.stderr, result.stderr
 
 
 def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: Server) -> None:

@@ -1,4 +1,5 @@
-"""The ``--db`` value: which ones are refused, and how it is shown without its password.
+"""URLs the app prints: the ``--db`` value (which ones are refused, and how it is shown without its
+password), and a server's URL given to ``inspect --url``, shown without credentials.
 
 A PostgreSQL URL can carry a password in three places: after the user name
 (``postgresql://app:secret@host/db``), as a query parameter (``?password=secret``,
@@ -58,8 +59,28 @@ def without_password(target: str) -> str:
         user = HIDDEN
     elif ":" in user:
         user = f"{user.split(':', 1)[0]}:{HIDDEN}"
+    return _rebuilt(target, f"{user}{at}{host}")
+
+
+def without_credentials(url: str) -> str:
+    """A server's URL to show people: its whole user part (``u:token@``, or a token as the user name)
+    and the values of query parameters named like a secret (``?access_token=``) replaced by ``***``."""
+    if "://" not in url:
+        return url
+    _, at, host = urlsplit(url).netloc.rpartition("@")
+    return _rebuilt(url, f"{HIDDEN}@{host}" if at else host)
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user part or a query parameter named like a secret."""
+    return without_credentials(url) != url
+
+
+def _rebuilt(url: str, netloc: str) -> str:
+    """``url`` with ``netloc``, and the values of its secret-named query parameters hidden."""
+    parts = urlsplit(url)
     query = QUERY_VALUE.sub(_hidden_if_secret, parts.query)
-    shown = f"{parts.scheme}://{user}{at}{host}{parts.path}"  # urlunsplit drops an empty host (postgresql:///db)
+    shown = f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit drops an empty host (postgresql:///db)
     return shown + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 

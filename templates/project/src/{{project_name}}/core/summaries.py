@@ -39,6 +39,10 @@ MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); long
 Number = TypeVar("Number", int, float)
 
 
+class SettingRefused(ValueError):
+    """A ``SUMMARY_*`` setting that cannot be used: the message names the variable, never the key."""
+
+
 class SummaryError(Exception):
     """A summary could not be made. The message says why and never contains the API key."""
 
@@ -65,16 +69,27 @@ class SummaryConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SummaryConfig:
-        """Read the ``SUMMARY_*`` settings; a malformed number raises ValueError naming the variable."""
+        """Read the ``SUMMARY_*`` settings; a malformed one raises SettingRefused naming the variable."""
         return cls(
             api_url=environ.get("SUMMARY_API_URL") or None,
-            api_key=environ.get("SUMMARY_API_KEY") or None,
+            api_key=_api_key(environ),
             model=environ.get("SUMMARY_MODEL") or DEFAULT_MODEL,
             timeout=_number(environ, "SUMMARY_TIMEOUT", float, cls.timeout),
             max_attempts=_number(environ, "SUMMARY_MAX_ATTEMPTS", int, cls.max_attempts),
             retry_backoff=_number(environ, "SUMMARY_RETRY_BACKOFF", float, cls.retry_backoff),
             concurrency=_number(environ, "SUMMARY_CONCURRENCY", int, cls.concurrency),
         )
+
+
+def _api_key(environ: Mapping[str, str]) -> str | None:
+    """``SUMMARY_API_KEY``; one with a line break or another control character (a paste that took
+    more than the key) is refused: sent in a header it would fail every call, or split the header."""
+    key = environ.get("SUMMARY_API_KEY") or None
+    if key is not None and any(not char.isprintable() for char in key):
+        raise SettingRefused(
+            "SUMMARY_API_KEY has a line break or another control character in it — set it to the key alone"
+        )
+    return key
 
 
 def _number(environ: Mapping[str, str], name: str, kind: Callable[[str], Number], default: Number) -> Number:
@@ -84,9 +99,9 @@ def _number(environ: Mapping[str, str], name: str, kind: Callable[[str], Number]
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a positive number, not {raw!r}") from None
+        raise SettingRefused(f"{name} must be a positive number, not {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{name} must be a positive number, not {raw!r}")
+        raise SettingRefused(f"{name} must be a positive number, not {raw!r}")
     return value
 
 
