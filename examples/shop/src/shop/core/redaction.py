@@ -52,16 +52,18 @@ MIN_ENCODED_RUN = 16  # characters of base64 or hex worth decoding (12 bytes, th
 
 # Unicode's tag characters (U+E0020-U+E007E) spell ASCII invisibly: each is read as the letter it encodes.
 TAGS_AS_ASCII = {code: code - 0xE0000 for code in range(0xE0020, 0xE007F)}
-# The letters of other scripts that look like Latin letters or digits, from Unicode's confusables
-# (UTS #39) for the scripts used to spoof Latin text. Capitals are read before case folding
-# (Greek capital Nu looks like N, its small letter like v), small letters after.
+# The letters of the scripts used to spoof Latin text (Cyrillic, Greek, Armenian) that look like
+# Latin letters or digits: Unicode's confusables (UTS #39) for them, plus a few it lists as
+# nearly alike (κ, χ, ь, Ԛ); I-like capitals read as I, not as UTS #39's l, to match a key's I.
+# Capitals are read before case folding (Greek capital Nu looks like N, its small letter like v).
+# No maintained library computes UTS #39 skeletons in pure Python; this table is all a key needs.
 LOOK_ALIKE_CAPITALS = str.maketrans(
     "АВСЕНІЈКМОРЅТХУҮԚԜӀЗΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",  # Cyrillic, then Greek
     "ABCEHIJKMOPSTXYYQWl3ABEZHIKMNOPTYX",
 )
 LOOK_ALIKES = str.maketrans(
     "аеѕіјӏорсухһԁԛԝьɡοαιϳνρυχϲκγօսցհոզ",  # Cyrillic, Latin script g, Greek, Armenian
-    "aesijlopcyxhdqwbgoaijvpuxckyougmnq",
+    "aesijlopcyxhdqwbgoaijvpuxckyoughnq",
 )
 NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 NOT_ASCII = re.compile(r"[^\x00-\x7f]")
