@@ -28,6 +28,7 @@ BENCHMARKS = (
     "http_commands",
     "fastapi_peer",
     "metrics_overhead",
+    "key_redaction",
     "event_streams",
     "postgres",
     "pg_commands",

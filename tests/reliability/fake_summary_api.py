@@ -8,6 +8,8 @@ count attempts per summary request.
 
 from __future__ import annotations
 
+import base64
+import codecs
 import contextlib
 import json
 import threading
@@ -141,6 +143,14 @@ DISGUISES = {
     "marks": lambda key: "".join(f"{char}\u0301" for char in key),  # an accent on every character
     "tags": lambda key: "".join(chr(0xE0000 + ord(char)) for char in key),  # invisible ASCII
     "flag-tags": lambda key: "\U0001f3f4" + "".join(chr(0xE0000 + ord(char)) for char in key) + "\U000e007f",
+    "base64": lambda key: base64.b64encode(key.encode()).decode(),
+    "percent": lambda key: "".join(f"%{byte:02X}" for byte in key.encode()),
+    "entities": lambda key: "".join(f"&#{ord(char)};" for char in key),
+    "rot13": lambda key: codecs.encode(key, "rot13"),
+    "every-7": lambda key: "Q".join(key[start : start + 7] for start in range(0, len(key), 7)),
+    "cyrillic": lambda key: key.translate(str.maketrans("aeopcxyisABEKMHOPCTX", "аеорсхуіѕАВЕКМНОРСТХ")),
+    "markup": lambda key: "".join(f"<b>{char}</b>" for char in key),
+    "doubled": lambda key: "".join(char * 2 for char in key),
 }
 
 

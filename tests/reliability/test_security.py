@@ -305,6 +305,14 @@ def test_serving_beyond_loopback_without_a_token_is_refused_in_one_line(app_dir:
         )  # fmt: skip
         assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_API_TOKEN")
+    for weak in ("a", "abcdef" * 6):  # trial 3, F13: the scraper's token opens /metrics, so the same rule
+        result = subprocess.run(
+            [sys.executable, "-m", APP_NAME, "serve", "--host", "0.0.0.0", "--db", str(tmp_path / "app.db")],
+            env={**env, "APP_API_TOKEN": "7f3c9e1a5b8d2f4a6c0e9b7d1f3a5c8e", "APP_METRICS_TOKEN": weak},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 with a weak APP_METRICS_TOKEN")
     assert not (tmp_path / "app.db").exists()
 
 
@@ -469,6 +477,80 @@ def test_a_summary_key_with_accents_or_in_tag_characters_is_never_stored(
     assert not re.search("[\U000e0000-\U000e007f]", answers), "tag characters kept in a stored summary"
 
 
+def test_a_summary_key_encoded_spaced_or_in_look_alikes_is_never_stored(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 3, F3, F4 and F15: a provider echoing the key in base64, percent-escapes,
+    HTML entities or rot13, with a letter every 7 characters, in Cyrillic look-alikes, in markup
+    around each character or with each doubled had it stored readable, or most of it."""
+    db = tmp_path / "app.db"
+    disguises = ("base64", "percent", "entities", "rot13", "every-7", "cyrillic", "markup", "doubled")
+    faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in disguises]
+    _, pages, answers = summarized_through_faults(posts_dir, db, servers, faults)
+    outcomes = [payload for each in SummaryHistory.read(db).outcomes.values() for _, payload in each]
+    failures = sorted(str(payload["error_message"]) for payload in outcomes if "error_message" in payload)
+    summaries = sorted(str(payload["summary"]) for payload in outcomes if "summary" in payload)
+    refusal = "summary API refused the request: HTTP 401: Incorrect API key provided: [redacted]. See docs."
+    assert failures == [refusal] * len(disguises) and summaries == ["Summary: [redacted]"] * len(disguises)
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    for where, text in {
+        "the log": db.read_bytes().decode("utf-8", "replace"),
+        "the pages": pages,
+        "log tail": tail.stdout,
+    }.items():
+        assert not key_pieces(text), f"pieces of the key in {where}: {key_pieces(text)}"
+    assert "[redacted]" in answers
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_postgresql_password_is_never_printed_and_a_keyword_string_is_refused(app_dir: Path, tmp_path: Path) -> None:
+    """Security trial 3, F12: a password as a query parameter, or with an unencoded '@', was printed
+    by serve, inspect, log tail and kv list; a libpq keyword string became an SQLite file named after it."""
+    port = closed_port()
+    urls = [
+        f"postgresql://127.0.0.1:{port}/db?password=S3cretPW2",
+        f"postgresql:///db?host=127.0.0.1&port={port}&user=app&password=S3cretPW3",
+        f"postgresql://app:S3c@retPW5@127.0.0.1:{port}/db",
+        f"host=127.0.0.1 port={port} password=S3cretPW4 dbname=db",
+    ]
+    commands = [["serve", "--port", str(closed_port())], ["inspect"], ["log", "tail"], ["kv", "list"]]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for url in urls:
+        for command in commands:
+            ran = subprocess.run(
+                [sys.executable, "-m", APP_NAME, *command, "--db", url], env=app_output_env(app_dir), cwd=elsewhere,
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            output = ran.stdout + ran.stderr
+            assert ran.returncode != 0 and "Traceback" not in output, (command, output)
+            assert "S3c" not in output and "retPW" not in output, (command, output)
+            if "@retPW" in url or url.startswith("host="):  # refused before anything is tried, in one line
+                assert ran.stdout == "" and ran.stderr.count("\n") == 1, (command, output)
+    assert list(elsewhere.iterdir()) == [], "a keyword string became a file"
+
+
+def test_a_summary_key_with_a_line_break_or_control_character_is_refused_at_start(
+    typed_template: Path, tmp_path: Path
+) -> None:
+    """Security trial 3 (minor): such a key failed every call as 'could not connect (LocalProtocolError)'."""
+    db = str(tmp_path / "app.db")
+    settings = [{"SUMMARY_API_KEY": f"sk-test-{piece}9fA3kQ7mZx2Lp"} for piece in ("\n", "\r", "\t", "\x1b[31m")]
+    settings.append({"SUMMARY_TIMEOUT": "soon"})  # the other settings say so in one line too, not a traceback
+    for env in settings:
+        for command in (["inspect", "--db", db], ["serve", "--port", str(closed_port()), "--db", db]):
+            result = app_cli(typed_template, *command, env={"SUMMARY_API_URL": "http://127.0.0.1:9/v1", **env})
+            assert result.returncode == 1 and result.stderr.count("\n") == 1, (env, result.stderr)
+            assert result.stderr.startswith(f"error: {next(iter(env))} "), result.stderr
+            assert "9fA3kQ7mZx2Lp" not in result.stdout + result.stderr
+
+
 def test_a_name_pointed_at_loopback_gets_421_on_every_route_and_appends_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Rebinding target")
@@ -535,6 +617,31 @@ def test_odd_headers_and_cookies_never_cause_a_500_or_a_traceback(
     assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
 
 
+HUGE_NUMBERS = ("99999999999999999999", "9223372036854775808", "9223372036854775807", "1000000001")
+
+
+def test_an_offset_or_page_beyond_the_limit_is_a_400_never_a_500_or_a_traceback(open_server: Server) -> None:
+    """Security trial 3, F14: an offset or page beyond 2**63 was a 500 with a 70-line traceback, and
+    MCP gave the client the exception's text."""
+    mcp_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        for number in HUGE_NUMBERS:
+            listed = client.get("/queries/posts/list", params={"offset": number})
+            assert listed.status_code == 400 and "1000000000" in listed.text, listed.text
+            for page in ("/posts", "/links"):
+                paged = client.get(page, params={"page": number}, headers={"accept": "text/html"})
+                assert paged.status_code == 400, (page, number, paged.status_code)
+            call = {"name": "posts_list", "arguments": {"offset": int(number)}}
+            answer = client.post(
+                "/mcp", headers=mcp_headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+            )
+            assert answer.status_code == 200 and answer.json()["result"]["isError"] is True, answer.text
+            assert "SQLite" not in answer.text and "too large" not in answer.text, answer.text
+        assert client.get("/queries/posts/list", params={"offset": "1000000000"}).status_code == 200
+    output = open_server.output()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
+
+
 def test_head_with_a_body_answers_as_get_and_changes_nothing(open_server: Server) -> None:
     with httpx.Client(base_url=open_server.url, timeout=10) as client:
         target = created_post(client, "Head target")
@@ -588,6 +695,18 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("name", "A\u061cda"),
         ("name", "A\u034fda"),
         ("note", "a zero\u200bwidth space"),
+        # trial 3, F16: delimiters in disguise in a host, and values that show nothing
+        ("site", "https://good.example\uff20evil.example/"),
+        ("site", "https://evil.example\u2215good/"),
+        ("site", "https://evil.example\u2044x/"),
+        ("site", "https://good.example\uff0fevil/"),
+        ("site", "https://good.example\u3002evil.example/"),
+        ("site", "https://good\uff0eexample/"),
+        ("site", "https://good\uff61example/"),
+        ("name", "\u0301"),
+        ("name", "\ue000"),
+        ("name", "\U000f0000\u0301"),
+        ("note", "\u0301\u0302"),
     ],
 )
 def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, field: str, value: str) -> None:
@@ -600,6 +719,19 @@ def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, f
         assert form.status_code == 400
         assert log_rows(open_server.db) == before
         assert client.post("/commands", json={"type": "links/create", "payload": good}).status_code == 201
+
+
+def test_hosts_in_other_scripts_and_accented_names_stay_accepted(open_server: Server) -> None:
+    values = [
+        {"name": "e\u0301te\u0301", "site": "https://bücher.example/", "note": "\u0301 after a space is odd but shows"},
+        {"name": "例子", "site": "https://例子.中国/路径?q=1", "note": "Fine."},
+    ]
+    with httpx.Client(base_url=open_server.url, timeout=10) as client:
+        for payload in values:
+            created = client.post(
+                "/commands", json={"type": "links/create", "payload": {"mail": "a@b.example", **payload}}
+            )
+            assert created.status_code == 201, created.text
 
 
 def test_a_token_in_the_url_is_refused_and_kept_out_of_the_access_log(token_server: Server) -> None:
@@ -623,6 +755,22 @@ def test_inspect_with_a_wrong_token_says_401_in_one_line(typed_template: Path, t
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "401" in result.stderr and "'workers'" not in result.stderr
+
+
+def test_inspect_never_echoes_a_token_in_its_url_and_names_the_real_cause(
+    typed_template: Path, token_server: Server
+) -> None:
+    """Security trial 3, F19: a token in --url was printed back, after a wrong 'HTTP 200: it wants APP_API_TOKEN'."""
+    host = token_server.url.removeprefix("http://")
+    no_token = {"APP_API_TOKEN": ""}
+    for url in (f"http://u:{TOKEN}@{host}", f"http://{TOKEN}@{host}", f"http://{host}/?access_token={TOKEN}"):
+        result = app_cli(typed_template, "inspect", "--db", str(token_server.db), "--url", url, env=no_token)
+        assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert TOKEN not in result.stderr and TOKEN[:8] not in result.stderr and "***" in result.stderr
+        assert "APP_API_TOKEN" in result.stderr, result.stderr
+    result = app_cli(typed_template, "inspect", "--db", str(token_server.db), "--url", token_server.url, env=no_token)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "only to a client with its token" in result.stderr and "HTTP 200" not in result.stderr, result.stderr
 
 
 def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: Server) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import codecs
 import json
 import os
+import secrets
 import subprocess
 import sys
 import unicodedata
@@ -21,9 +24,10 @@ from blog.core.hosts import allowed_hosts
 from blog.core.http import create_http_app, read_form
 from blog.core.kv import KeyValueStore
 from blog.core.ratelimit import AttemptLimiter
+from blog.core.redaction import redact
 from blog.core.sessions import Sessions
 from blog.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError
-from blog.core.text import visible_line, visible_text
+from blog.core.text import visible_line, visible_text, visible_url
 
 from .conftest import AddNote, register_notes
 from .fake_summary_api import FakeSummaryAPI, Reply
@@ -435,6 +439,19 @@ def test_joiners_and_selectors_that_real_text_needs_stay(value: str) -> None:
     assert visible_line(value) == value and visible_text(value) == value
 
 
+def test_a_host_with_a_delimiter_in_disguise_or_a_value_that_shows_nothing_is_refused() -> None:
+    for disguise in ("\uff20", "\uff0f", "\u2215", "\u2044", "\u3002", "\uff0e", "\uff61", "\u2024", "\ufe6b"):
+        with pytest.raises(ValueError):
+            visible_url(f"https://good.example{disguise}evil.example/")
+    for url in ("https://bücher.example/a.b?c=d", "https://例子.中国/", "http://127.0.0.1:8080/x＠y"):
+        assert visible_url(url) == url  # a delimiter look-alike after the host is only text
+    for nothing in ("\u0301", "\ue000", "\U000f0000\u0301", " \u0302 "):
+        for check in (visible_line, visible_text):
+            with pytest.raises(ValueError):
+                check(nothing)
+    assert visible_line("e\u0301") == "e\u0301" and visible_line("\u0301a") == "\u0301a"
+
+
 # --- secrets from the summary provider ---
 
 
@@ -485,6 +502,57 @@ async def test_a_key_reformatted_by_the_provider_is_redacted_and_summaries_lose_
         await summarizer.aclose()
 
 
+DISGUISED_KEY = "sk-test-9fA3kQ7mZx2LpR8vN4tW6yB1cD5eH0jU"
+DISGUISES = {
+    "base64": lambda key: base64.b64encode(key.encode()).decode(),
+    "base64url": lambda key: base64.urlsafe_b64encode(f"Bearer {key}".encode()).decode().rstrip("="),
+    "hex": lambda key: key.encode().hex(),
+    "hex pairs": lambda key: key.encode().hex(":"),
+    "percent": lambda key: "".join(f"%{byte:02X}" for byte in key.encode()),
+    "entities": lambda key: "".join(f"&#{ord(char)};" for char in key),
+    "hex entities": lambda key: "".join(f"&#x{ord(char):x};" for char in key),
+    "json escapes": lambda key: "".join(f"\\u{ord(char):04x}" for char in key),
+    "percent-encoded entities": lambda key: "".join(f"%26%23{ord(char)}%3B" for char in key),
+    "rot13": lambda key: codecs.encode(key, "rot13"),
+    "a letter every 7": lambda key: "Q".join(key[start : start + 7] for start in range(0, len(key), 7)),
+    "a digit after each": lambda key: "".join(f"{char}{index % 10}" for index, char in enumerate(key)),
+    "cyrillic look-alikes": lambda key: key.translate(str.maketrans("aeopcxyisABEKMHOPCTX", "аеорсхуіѕАВЕКМНОРСТХ")),
+    "greek look-alikes": lambda key: key.translate(str.maketrans("ABEZHIKMNOPTYXov", "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧον")),
+    "markup": lambda key: "".join(f"<b>{char}</b>" for char in key),
+    "bbcode": lambda key: "".join(f"[i]{char}[/i]" for char in key),
+    "doubled": lambda key: "".join(char * 2 for char in key),
+    "tripled and reversed": lambda key: "".join(char * 3 for char in reversed(key)),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("disguise", DISGUISES)
+async def test_a_key_encoded_spaced_or_spelt_in_look_alikes_is_redacted_whole(disguise: str) -> None:
+    """Security trial 3 (F3, F4, F15): these forms of the key were stored readable."""
+    echo = DISGUISES[disguise](DISGUISED_KEY)
+    refusal = json.dumps({"error": {"message": f"Incorrect API key provided: {echo}. See docs."}})
+    answer = json.dumps({"choices": [{"message": {"content": f"Summary: {echo} (done)"}}]})
+    with FakeSummaryAPI() as api:
+        api.queue(Reply(401, body=refusal), Reply(200, body=answer))
+        summarizer = ChatCompletionsSummarizer(SummaryConfig(api_url=api.url, api_key=DISGUISED_KEY, max_attempts=1))
+        with pytest.raises(SummaryError) as refused:
+            await summarizer.summarize("text", request_id="r")
+        summary = await summarizer.summarize("text", request_id="r")
+        await summarizer.aclose()
+    assert str(refused.value).endswith("HTTP 401: Incorrect API key provided: [redacted]. See docs."), echo
+    assert summary == "Summary: [redacted] (done)", echo
+
+
+def test_ordinary_text_is_never_redacted() -> None:
+    """The search for disguised keys leaves text without one alone (this app's README, in 4 KB answers)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    answers = [readme[start : start + 4096] for start in range(0, len(readme), 2048)]
+    keys = [DISGUISED_KEY, "sk-proj-" + "Q7vR2mXk9Lp4Wn8Ys3Tb6Hd1Jf5Gc0Ze", "abcdefghijklmnopqrstuvwxyz0123456789"]
+    for key in keys:
+        for answer in answers:
+            assert redact(answer, key) == answer, key
+
+
 # --- serving beyond loopback ---
 
 
@@ -505,6 +573,20 @@ def test_other_interfaces_refuse_a_short_or_repetitive_token() -> None:
         refusal = open_bind_refusal("0.0.0.0", weak.split(","), insecure=True)
         assert refusal is not None and "weak" in refusal and "32" in refusal and TOKEN not in refusal
     assert open_bind_refusal("127.0.0.1", ["a"], insecure=False) is None  # loopback: your own machine
+
+
+def test_other_interfaces_refuse_a_weak_metrics_token_and_tokens_that_repeat_themselves() -> None:
+    """Security trial 3, F13: APP_METRICS_TOKEN=a opened /metrics beyond loopback; 'abcdef' * 6 passed."""
+    for weak in ("a", "abcdef" * 6, "abcdefgh" * 4):
+        refusal = open_bind_refusal("0.0.0.0", [STRONG_TOKEN], insecure=False, metrics_tokens=[weak])
+        assert refusal is not None and "weak APP_METRICS_TOKEN" in refusal and (len(weak) < 2 or weak not in refusal)
+        assert "weak APP_API_TOKEN" in (open_bind_refusal("0.0.0.0", [weak], insecure=False) or "")
+    assert "repeating itself" in (open_bind_refusal("0.0.0.0", ["abcdef" * 6], insecure=False) or "")
+    assert open_bind_refusal("0.0.0.0", [STRONG_TOKEN], insecure=False, metrics_tokens=[STRONG_TOKEN[::-1]]) is None
+    for _ in range(200):  # random tokens of the usual kinds always pass
+        for token in (secrets.token_hex(16), secrets.token_urlsafe(32)):
+            assert open_bind_refusal("0.0.0.0", [token], insecure=False) is None, token
+    assert open_bind_refusal("127.0.0.1", [STRONG_TOKEN], insecure=False, metrics_tokens=["a"]) is None
 
 
 def test_serve_refuses_a_public_interface_without_a_token_in_one_line(tmp_path: Path) -> None:

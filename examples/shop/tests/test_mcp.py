@@ -76,6 +76,28 @@ async def test_worker_only_and_unknown_tools_cannot_be_called(notes_app: App) ->
     assert notes_app.log.version() == 0
 
 
+class Page(BaseModel):
+    offset: int = 0
+
+
+def overflowing(query: Page) -> None:
+    raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+
+async def test_a_tool_that_fails_inside_answers_a_generic_error_and_logs_the_detail_once(
+    notes_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security trial 3, F14: the SDK passed the exception's own text to the client."""
+    notes_app.queries.register("notes/broken", Page, overflowing)
+    async with Client(build_server(notes_app)) as client:
+        result = await client.call_tool("notes_broken", {"offset": 1})
+    assert result.is_error and result.structured_content == {"error": "The server hit an error; it has been logged."}
+    assert "SQLite" not in result.content[0].text
+    failures = [record for record in caplog.records if record.exc_info]
+    assert len(failures) == 1 and "notes_broken" in failures[0].getMessage()
+    assert "too large" in str(failures[0].exc_info[1])
+
+
 def test_tool_names_are_command_types_with_an_underscore_for_the_slash() -> None:
     assert tool_name("posts/create") == "posts_create"
     assert tool_name("posts/set-generated-summary") == "posts_set-generated-summary"

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .core import App, CommandWorker
-from .core.auth import TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+from .core.database_urls import database_refusal, has_credentials, without_credentials, without_password
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
     LogLockedError,
@@ -29,9 +30,9 @@ from .core.log import (
     MessageLogBackend,
     message_at,
     open_log,
-    without_password,
 )
 from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
+from .core.summaries import SettingRefused
 from .main import DEFAULT_DB, build_app
 
 # isort: split
@@ -86,8 +87,13 @@ def app_root() -> Path:
 
 
 def _default_db_in_app_root(ctx: typer.Context, db: str) -> str:
-    """``--db`` not given: the app's own database, wherever inside the app the command runs."""
+    """``--db`` not given: the app's own database, wherever inside the app the command runs; a value
+    that cannot be one (a PostgreSQL keyword string) is refused in one line that hides its password."""
     if ctx.get_parameter_source("db").name != "DEFAULT":
+        refusal = database_refusal(db)
+        if refusal is not None:
+            typer.echo(f"error: {refusal}", err=True)
+            raise typer.Exit(2)
         return db
     return str(app_root() / db)
 
@@ -157,7 +163,8 @@ def serve(
     from .core.protocols import event_loop
 
     tokens = tokens_from_env()
-    refusal = open_bind_refusal(host, tokens, insecure=insecure)
+    metrics_tokens = tokens_from_env(variable=METRICS_TOKEN_VARIABLE)
+    refusal = open_bind_refusal(host, tokens, insecure=insecure, metrics_tokens=metrics_tokens)
     if refusal is not None:
         typer.echo(f"error: {refusal}", err=True)
         raise typer.Exit(1)
@@ -259,10 +266,10 @@ def _announcer(log_format: str) -> Callable[[str], None]:
 def _open_app(
     db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0, metrics: bool = True
 ) -> App:
-    """``build_app``, with a database that cannot be opened reported in one line."""
+    """``build_app``, with a database that cannot be opened, or a setting that cannot be used, reported in one line."""
     try:
         return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
-    except (LogLockedError, LogUnavailable, LogUnreachable) as exc:
+    except (LogLockedError, LogUnavailable, LogUnreachable, SettingRefused) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -318,6 +325,9 @@ def mcp_stdio(
     except (LogLockedError, LogUnavailable) as exc:
         typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
         raise typer.Exit(1) from None
+    except SettingRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     stuck = asyncio.run(serve_stdio(app))  # Ctrl-C and SIGTERM stop it too (workers stopped, database closed)
     if stuck:
         typer.echo(f"error: worker(s) {', '.join(stuck)} did not stop in time", err=True)
@@ -368,6 +378,14 @@ def inspect(
     if url is not None:
         import httpx
 
+        shown = without_credentials(url)
+        if has_credentials(url):
+            typer.echo(
+                f"error: --url {shown} carries a user, password or token, which the server never reads"
+                f" — pass the bare URL and set {TOKEN_VARIABLE} to one of the server's tokens",
+                err=True,
+            )
+            raise typer.Exit(2)
         tokens = tokens_from_env()
         headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
         response = None
@@ -376,7 +394,8 @@ def inspect(
             health = response.json()
             description["workers"], description["process"] = health["workers"], health.get("process")
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            typer.echo(f"error: cannot read worker states from {url}: {_why_unreadable(response, exc)}", err=True)
+            why = _why_unreadable(response, exc, sent_token=bool(tokens))
+            typer.echo(f"error: cannot read worker states from {shown}: {why}", err=True)
             raise typer.Exit(1) from None
     typer.echo(json.dumps(description, indent=2))
 
@@ -492,12 +511,18 @@ def _rebuild_worker_state(app: App, worker: CommandWorker) -> None:
     typer.echo(f"rebuilt {worker.state_name} from {read} messages in {seconds:.1f}s ({rate:,.0f}/s)")
 
 
-def _why_unreadable(response: httpx.Response | None, exc: Exception) -> str:
-    """One line on why ``/healthz`` gave no worker states: a refused token says so, not ``KeyError: 'workers'``."""
+def _why_unreadable(response: httpx.Response | None, exc: Exception, *, sent_token: bool) -> str:
+    """One line on why ``/healthz`` gave no worker states: a missing or refused token says so, not
+    ``KeyError: 'workers'``."""
     if response is None:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if response.status_code == 401 or (response.is_success and "workers" not in response.text):
-        return f"HTTP {response.status_code}: it wants {TOKEN_VARIABLE} (set it to one of the server's tokens)"
+    wanted = f"set {TOKEN_VARIABLE} to one of the server's tokens"
+    if response.status_code == 401:
+        return f"HTTP 401: the server refused the token — {wanted}" if sent_token else f"HTTP 401: {wanted}"
+    if response.is_success and "workers" not in response.text:
+        if not sent_token:
+            return f"it shows worker states only to a client with its token — {wanted}"
+        return f"HTTP {response.status_code} without worker states: is this the app's server?"
     try:
         said = response.json()["error"]
     except (ValueError, KeyError, TypeError):

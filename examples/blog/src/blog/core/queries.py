@@ -14,6 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 QueryHandler = Callable[[Any], Any]
+# The largest ``offset`` a list query takes: beyond any table, and far inside the 64-bit integers
+# SQLite and PostgreSQL compare it with (a larger one was a 500 and a traceback, not a 400).
+MAX_OFFSET = 1_000_000_000
 
 
 class Parameters(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, quote
@@ -33,6 +34,7 @@ from .ratelimit import AttemptLimiter, client_address
 from .sessions import STILL_ALLOWED, Sessions
 
 TOKEN_VARIABLE = "APP_API_TOKEN"
+METRICS_TOKEN_VARIABLE = "APP_METRICS_TOKEN"
 SESSION_COOKIE = f"{APP_NAME}_session"
 URL_TOKEN_PARAMETER = "access_token"  # RFC 6750's name for a bearer token in the URL
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp")
@@ -40,9 +42,11 @@ OPEN_PATHS = ("/healthz", "/login", "/logout", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
 # Paths that check a bearer token themselves: /metrics also takes APP_METRICS_TOKEN (core/metrics.py).
 SELF_GUARDED_PATHS = ("/metrics",)
-# Beyond loopback a token must be at least this long, of at least this many different characters.
+# Beyond loopback a token must be at least this long, of at least this many different characters,
+# and not repeat itself: about this many bits by the estimate in token_bits.
 MIN_TOKEN_LENGTH = 32
 MIN_TOKEN_SYMBOLS = 6
+MIN_TOKEN_BITS = 25
 # Event streams are opened by the pages' own script, which carries the session cookie, not a token.
 SESSION_API_PREFIXES = ("/events",)
 
@@ -62,12 +66,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_bind_refusal(host: str, tokens: Sequence[str], *, insecure: bool) -> str | None:
-    """Why serving on ``host`` is refused (no token or a weak one, not loopback), or None if it is fine."""
+def open_bind_refusal(
+    host: str, tokens: Sequence[str], *, insecure: bool, metrics_tokens: Sequence[str] = ()
+) -> str | None:
+    """Why serving on ``host`` is refused (no token or a weak one, not loopback), or None if it is fine.
+
+    ``APP_METRICS_TOKEN`` opens ``/metrics``, so a weak one is refused as a weak API token is.
+    """
     if is_loopback(host):
         return None
-    if tokens:
-        return weak_token_refusal(host, tokens)
+    if tokens or metrics_tokens:
+        refusal = weak_token_refusal(host, tokens) or weak_token_refusal(host, metrics_tokens, METRICS_TOKEN_VARIABLE)
+        if refusal is not None or tokens:
+            return refusal
     if insecure:
         return None
     return (
@@ -76,22 +87,35 @@ def open_bind_refusal(host: str, tokens: Sequence[str], *, insecure: bool) -> st
     )
 
 
-def weak_token_refusal(host: str, tokens: Sequence[str]) -> str | None:
-    """Why a token is too weak to guard ``host`` (short, or few distinct characters), or None.
+def weak_token_refusal(host: str, tokens: Sequence[str], variable: str = TOKEN_VARIABLE) -> str | None:
+    """Why a token is too weak to guard ``host`` (short, of few distinct characters, or repeating
+    itself), or None.
 
     A token that can be guessed, from the network or offline from a copy of the sessions
     (which hold a keyed hash of it), guards nothing; a random one of 32 characters cannot.
     """
     for number, token in enumerate(tokens, start=1):
-        if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_SYMBOLS:
-            which = f"token {number} of {TOKEN_VARIABLE}" if len(tokens) > 1 else TOKEN_VARIABLE
+        bits = token_bits(token)
+        if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_SYMBOLS or bits < MIN_TOKEN_BITS:
+            which = f"token {number} of {variable}" if len(tokens) > 1 else variable
             shape = f"{len(token)} characters, {len(set(token))} different"
+            if bits < MIN_TOKEN_BITS and len(token) >= MIN_TOKEN_LENGTH:
+                shape += f", repeating itself: about {bits:.0f} bits"
             return (
                 f"refusing to serve on {host} with a weak {which} ({shape})"
                 f" — use {MIN_TOKEN_LENGTH} or more random characters:"
                 " python3 -c 'import secrets; print(secrets.token_hex(32))'"
             )
     return None
+
+
+def token_bits(token: str) -> float:
+    """A rough, low estimate of a token's entropy in bits: its different pairs of neighbouring
+    characters, each worth log2(its different characters). A repeated pattern counts once:
+    ``"abcdef" * 6`` is 6 pairs of 6 characters, about 16 bits; 32 random hex digits about 110
+    (never below 70)."""
+    pairs = {token[index : index + 2] for index in range(len(token) - 1)}
+    return len(pairs) * math.log2(max(len(set(token)), 1))
 
 
 class Tokens:

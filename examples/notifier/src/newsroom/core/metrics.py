@@ -42,7 +42,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .auth import TOKEN_VARIABLE, Tokens, bearer_token, tokens_from_env
+from .auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, Tokens, bearer_token, tokens_from_env
 from .log import Message
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_TOKEN_VARIABLE = "APP_METRICS_TOKEN"
 # What generate_latest writes: Prometheus' classic text format, which every scraper reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds. A command is a few milliseconds; a page or a query of 1,000 items tens.

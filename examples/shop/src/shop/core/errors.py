@@ -16,6 +16,7 @@ from .pages import Pages
 from .projections import ProjectionsUnavailable
 from .security import add_security_headers
 
+INTERNAL_ERROR = "The server hit an error; it has been logged."
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
 HEADINGS = {
     400: "Bad request",
@@ -78,7 +79,7 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
-        response = error_response(pages, request, 500, "The server hit an error; it has been logged.")
+        response = error_response(pages, request, 500, INTERNAL_ERROR)
         add_security_headers(response.headers)
         if "request_id" in request.scope:  # set by observe.py: the id to look for in the log
             response.headers["x-request-id"] = request.scope["request_id"]

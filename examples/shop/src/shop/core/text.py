@@ -13,6 +13,11 @@ emoji/text variation selectors (U+FE0E, U+FE0F) right after an emoji or a letter
 script that joins (👨‍👩‍👧, ❤️, Persian and Indic words), and the tag characters of the
 subdivision flags (🏴 + tags). Each is refused anywhere else (after a Latin letter, a space,
 at the start, or alone), where it can only hide something.
+
+A value must also show something: one letter, digit, punctuation mark or symbol at least,
+not only accents (combining marks) with nothing under them, or private-use characters. And
+a link's host may not hold what reads as a delimiter: ``https://good.example／evil/`` (U+FF0F)
+or ``https://good.example＠evil.example/`` (U+FF20) names one host and shows another.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ _FILLERS = "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u2800\u3164\ufe00-
 HIDDEN_IN_A_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029{_FORMAT}{_FILLERS}]")
 HIDDEN_IN_A_TEXT = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_FORMAT}{_FILLERS}]")
 MESSAGE = "Remove the invisible characters (they can hide text, change its direction, or make it look like other text)."
+NOTHING_TO_SEE = "Write something visible: this has only accents or private-use characters, which show nothing."
+HOST_MESSAGE = "Write the host with plain dots: it has a character that looks like '/', '@', '.' or another delimiter."
+# What a URL's host may not show, in any form: its delimiters.
+URL_DELIMITERS = frozenset("/@.:?#\\%")
+SHOWN_CATEGORIES = frozenset("LNPS")  # letters, numbers, punctuation, symbols: what a reader sees
 JOINERS = frozenset("\u200c\u200d")
 PRESENTATION_SELECTORS = frozenset("\ufe0e\ufe0f")
 BLACK_FLAG = "\U0001f3f4"  # a subdivision flag is it followed by tag characters
@@ -54,6 +64,27 @@ def visible_text(value: str) -> str:
     return value
 
 
+def visible_url(value: str) -> str:
+    """A link (already ``http(s)://host...``): a visible line whose host spells no delimiter in disguise.
+
+    A host is refused with a non-ASCII punctuation mark or math symbol (U+FF0F ／, U+2215 ∕,
+    U+2044 ⁄, U+3002 。, U+FF20 ＠) or a character that NFKC turns into a delimiter (U+FF0E ．,
+    U+2024 ․): browsers map some of them to the real one (IDNA), and all of them read as one.
+    """
+    visible_line(value)
+    host = re.split(r"[/?#]", value.partition("://")[2], maxsplit=1)[0]
+    if not host.isascii() and any(_looks_like_a_delimiter(char) for char in host):
+        raise PydanticCustomError("host_delimiter", HOST_MESSAGE)
+    return value
+
+
+def _looks_like_a_delimiter(char: str) -> bool:
+    if char.isascii():
+        return False
+    category = unicodedata.category(char)
+    return category[0] == "P" or category == "Sm" or bool(URL_DELIMITERS & set(unicodedata.normalize("NFKC", char)))
+
+
 def without_invisible(text: str) -> str:
     """``text`` without the characters :func:`visible_text` refuses (for text from elsewhere: summaries)."""
     if not HIDDEN_IN_A_TEXT.search(text):
@@ -67,6 +98,8 @@ def _check(value: str, hidden: re.Pattern[str]) -> None:
     for found in hidden.finditer(value):  # the usual value has none: decided at C speed
         if not _needed_here(value, found.start()):
             raise PydanticCustomError("invisible_characters", MESSAGE)
+    if value and not value.isascii() and not any(unicodedata.category(char)[0] in SHOWN_CATEGORIES for char in value):
+        raise PydanticCustomError("nothing_visible", NOTHING_TO_SEE)
 
 
 def _needed_here(value: str, index: int) -> bool:

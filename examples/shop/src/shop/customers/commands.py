@@ -12,7 +12,7 @@ from uuid import uuid4
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ..core.text import visible_line, visible_text
+from ..core.text import visible_line, visible_text, visible_url
 
 MAX_LINE_LENGTH = 200
 MAX_TEXT_LENGTH = 100_000
@@ -36,7 +36,7 @@ Text = Annotated[
 ]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL_PATTERN)]
 Url = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=2_000, pattern=URL_PATTERN), AfterValidator(visible_line)
+    str, StringConstraints(strip_whitespace=True, max_length=2_000, pattern=URL_PATTERN), AfterValidator(visible_url)
 ]
 
 

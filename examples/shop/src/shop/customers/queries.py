@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..core.queries import Parameters
+from ..core.queries import MAX_OFFSET, Parameters
 from .commands import Id
 from .state import Customer, CustomersState
 
@@ -39,7 +39,7 @@ class GetCustomer(Parameters):
 class ListCustomers(Parameters):
     """A page of customers: newest first unless ``sort`` names a field (``-`` first for descending)."""
 
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(100, ge=1, le=1000)
     sort: Sort | None = None
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..core.queries import Parameters
+from ..core.queries import MAX_OFFSET, Parameters
 from .commands import Id, StatusChoice
 from .state import Order, OrdersState
 
@@ -51,7 +51,7 @@ class GetOrder(Parameters):
 class ListOrders(Parameters):
     """A page of orders: newest first unless ``sort`` names a field (``-`` first for descending)."""
 
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(100, ge=1, le=1000)
     sort: Sort | None = None
     customer: Id | None = None

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from .queries import MAX_OFFSET
+
 PER_PAGE = 25
 MAX_PER_PAGE = 200
 NEIGHBOURS = 2  # numbered links on each side of the current page
@@ -39,7 +41,10 @@ def read_paging(params: Mapping[str, str]) -> tuple[int, int]:
         raise BadPage("page and per_page are whole numbers") from None
     if page < 1 or per_page < 1:
         raise BadPage("page and per_page are 1 or more")
-    return page, min(per_page, MAX_PER_PAGE)
+    per_page = min(per_page, MAX_PER_PAGE)
+    if (page - 1) * per_page > MAX_OFFSET:
+        raise BadPage(f"page is beyond the last any list has (its first row must be within {MAX_OFFSET:,})")
+    return page, per_page
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+
+from .database_urls import database_refusal, is_postgres
 
 if TYPE_CHECKING:
     from .store import Dialect
@@ -228,7 +229,10 @@ def open_log(
     ``exclusive`` holds the database for this process (or its ``serve
     --processes`` group): another server on it is refused with :class:`LogLockedError`.
     """
-    if target.startswith(("postgresql://", "postgres://")):
+    refusal = database_refusal(target)
+    if refusal is not None:
+        raise LogUnavailable(refusal)
+    if is_postgres(target):
         if importlib.util.find_spec(f"{__package__}.backends.postgres") is None:
             raise LogUnavailable(
                 "this app has no PostgreSQL backend (core/backends/postgres.py) — pass --db with an SQLite file path"
@@ -243,11 +247,3 @@ def open_log(
     from .backends.sqlite import SQLiteLog
 
     return SQLiteLog(target, synchronous=synchronous, exclusive=exclusive)
-
-
-def without_password(target: str) -> str:
-    """The ``--db`` value to show people: a URL's password, if any, replaced by ``***``."""
-    parts = urlsplit(target)
-    if "://" not in target or parts.password is None:
-        return target
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))

@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 
 from .app import App
 from .commands import CommandRejected
+from .errors import INTERNAL_ERROR
 from .forms import MAX_BODY_BYTES, field_errors
 from .projections import ProjectionsUnavailable
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 APP_NAME = __name__.split(".")[0]
+logger = logging.getLogger(__name__)
 
 
 class ToolRefused(Exception):
@@ -67,11 +69,18 @@ class AppTool:
     run: Callable[[Mapping[str, Any]], Any]
 
     def call(self, arguments: Mapping[str, Any]) -> tuple[bool, Any]:
-        """``(is_error, answer)``: the JSON answer, or the JSON error of a refused call."""
+        """``(is_error, answer)``: the JSON answer, or the JSON error of a refused call.
+
+        A call that fails unexpectedly gets the HTTP API's generic 500 message: what went wrong
+        inside (an exception's text can name tables, paths or values) goes to the log, once.
+        """
         try:
             return False, self.run(arguments)
         except ToolRefused as refused:
             return True, refused.answer
+        except Exception:
+            logger.exception("MCP tool %s failed", self.name)
+            return True, {"error": INTERNAL_ERROR}
 
 
 def tool_name(type: str) -> str:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .text import HIDDEN_IN_A_TEXT, without_invisible
+from .redaction import redact
+from .text import without_invisible
 
 if TYPE_CHECKING:  # imported when a client is made: most starts (and every CLI call) make none
     import httpx
@@ -35,15 +35,12 @@ SYSTEM_PROMPT = (
 MAX_DETAIL = 200
 MAX_RAW_DETAIL = 10_000  # of a provider's error message, read before redacting (a cut key is still caught)
 MAX_SUMMARY = 10_000  # characters of a summary kept (features keep fewer); longer ones are cut before redacting
-# A run of this many characters of the API key is redacted wherever it appears: a provider
-# that echoes the key may cut it, wrap it or break it across lines.
-MIN_SECRET_RUN = 8
-REDACTED = "[redacted]"
-NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
-# Unicode's tag characters (U+E0020-U+E007E) spell ASCII invisibly: each is read as the letter it encodes.
-TAGS_AS_ASCII = {code: code - 0xE0000 for code in range(0xE0020, 0xE007F)}
 
 Number = TypeVar("Number", int, float)
+
+
+class SettingRefused(ValueError):
+    """A ``SUMMARY_*`` setting that cannot be used: the message names the variable, never the key."""
 
 
 class SummaryError(Exception):
@@ -72,16 +69,27 @@ class SummaryConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SummaryConfig:
-        """Read the ``SUMMARY_*`` settings; a malformed number raises ValueError naming the variable."""
+        """Read the ``SUMMARY_*`` settings; a malformed one raises SettingRefused naming the variable."""
         return cls(
             api_url=environ.get("SUMMARY_API_URL") or None,
-            api_key=environ.get("SUMMARY_API_KEY") or None,
+            api_key=_api_key(environ),
             model=environ.get("SUMMARY_MODEL") or DEFAULT_MODEL,
             timeout=_number(environ, "SUMMARY_TIMEOUT", float, cls.timeout),
             max_attempts=_number(environ, "SUMMARY_MAX_ATTEMPTS", int, cls.max_attempts),
             retry_backoff=_number(environ, "SUMMARY_RETRY_BACKOFF", float, cls.retry_backoff),
             concurrency=_number(environ, "SUMMARY_CONCURRENCY", int, cls.concurrency),
         )
+
+
+def _api_key(environ: Mapping[str, str]) -> str | None:
+    """``SUMMARY_API_KEY``; one with a line break or another control character (a paste that took
+    more than the key) is refused: sent in a header it would fail every call, or split the header."""
+    key = environ.get("SUMMARY_API_KEY") or None
+    if key is not None and any(not char.isprintable() for char in key):
+        raise SettingRefused(
+            "SUMMARY_API_KEY has a line break or another control character in it — set it to the key alone"
+        )
+    return key
 
 
 def _number(environ: Mapping[str, str], name: str, kind: Callable[[str], Number], default: Number) -> Number:
@@ -91,9 +99,9 @@ def _number(environ: Mapping[str, str], name: str, kind: Callable[[str], Number]
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a positive number, not {raw!r}") from None
+        raise SettingRefused(f"{name} must be a positive number, not {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{name} must be a positive number, not {raw!r}")
+        raise SettingRefused(f"{name} must be a positive number, not {raw!r}")
     return value
 
 
@@ -187,58 +195,6 @@ def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
         return ""
     message = " ".join(without_invisible(redact(str(message)[:MAX_RAW_DETAIL], secret)).split())
     return f": {message[:MAX_DETAIL]}" if message else ""
-
-
-def redact(text: str, secret: str | None, min_run: int = MIN_SECRET_RUN) -> str:
-    """``text`` with every run of ``min_run`` or more characters of ``secret`` replaced by ``[redacted]``.
-
-    Catches the whole secret, and the pieces of one that was cut, wrapped, spaced out,
-    upper-cased, written in fullwidth or other compatibility forms, accented (combining
-    marks), spelled in tag characters, broken up by any separator or invisible character,
-    or reversed: both are compared as their letters and digits only, after NFKD
-    normalisation without marks and case folding, and every window of
-    ``min_run`` of the secret's letters and digits (forwards or backwards) found in the text
-    is covered; overlapping windows merge into one redaction.
-    """
-    if not secret or not text:
-        return text
-    folded_secret = _letters_and_digits(secret)
-    run = min(min_run, len(folded_secret))
-    if not run:
-        return text
-    windows = {
-        window[start : start + run]
-        for window in (folded_secret, folded_secret[::-1])
-        for start in range(len(window) - run + 1)
-    }
-    if not any(window in _letters_and_digits(text) for window in windows):
-        return text  # the usual case, decided (almost) at C speed
-    kept = [(index, char) for index, original in enumerate(text) for char in _letters_and_digits(original)]
-    folded = "".join(char for _, char in kept)
-    spans: list[list[int]] = []  # [start, end) in ``text`` of each redaction
-    for start in range(len(folded) - run + 1):
-        if folded[start : start + run] in windows:
-            first, last = kept[start][0], kept[start + run - 1][0] + 1
-            if spans and first <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], last)
-            else:
-                spans.append([first, last])
-    pieces, kept_from = [], 0
-    for start, end in spans:
-        pieces += [text[kept_from:start], REDACTED]
-        kept_from = end
-    pieces.append(text[kept_from:])
-    return "".join(pieces)
-
-
-def _letters_and_digits(text: str) -> str:
-    """``text`` as a reader (or a decoder) sees its letters: tag characters read as the ASCII they
-    encode, compatibility forms undone and accents dropped (NFKD without combining marks: ``ś``
-    or ``s`` + U+0301 is ``s``), case-folded, without anything but (visible) letters and digits."""
-    normal = unicodedata.normalize("NFKD", text.translate(TAGS_AS_ASCII)).casefold()
-    if not normal.isascii():
-        normal = "".join(char for char in normal if not unicodedata.category(char).startswith("M"))
-    return NOT_LETTER_OR_DIGIT.sub("", HIDDEN_IN_A_TEXT.sub("", normal))  # fillers such as U+3164 are "letters"
 
 
 class LocalSummarizer:

@@ -40,6 +40,7 @@ from typing import Any
 
 import psycopg
 
+from ..database_urls import without_password
 from ..log import (
     DEFAULT_LEASE_SECONDS,
     LeaseLost,
@@ -50,7 +51,6 @@ from ..log import (
     Row,
     encode,
     message_from_row,
-    without_password,
 )
 from .postgres_tables import POSTGRES
 from .postgres_tables import SCHEMA as TABLES_SCHEMA
