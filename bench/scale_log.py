@@ -184,20 +184,19 @@ def build(package: str, target: str, posts: int, ids_file: Path, *, progress: bo
 
 
 def build_worker_state(package: str, target: str) -> None:
-    """The summary worker's table, rebuilt up to its position by the app itself. Without it the
-    first start rebuilds it in the serving process, and the loads would measure that rebuild."""
+    """The projections and the summary worker's table, built up to the head by the app itself. Without
+    the worker's table the first start rebuilds it in the serving process, and the loads would measure
+    that rebuild."""
     src = Path(importlib.import_module(package).__path__[0]).parent
     env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "APP_DB": target}
     command = [sys.executable, "-m", package, "projections", "rebuild"]
     usage = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True, check=False)
     if "worker:" not in usage.stdout:
         return  # an app from before worker states could be rebuilt ahead of a start
-    print("  building the summary worker's table", file=sys.stderr, flush=True)
-    result = subprocess.run(
-        [*command, f"worker:{SUMMARY_WORKER}"], env=env, capture_output=True, text=True, check=False
-    )
+    print("  building the projections and the summary worker's table", file=sys.stderr, flush=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"projections rebuild worker:{SUMMARY_WORKER} failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"projections rebuild failed:\n{result.stderr[-2000:]}")
 
 
 def app_key(root: Path) -> str:
