@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,16 +96,8 @@ def test_remove_leaves_the_app_as_it_was_before_feature_add(blog: Path, before_f
     assert f"    update  src/{APP}/features.py" in result.stdout
     assert "undo with `git revert" in result.stdout
     assert git(blog, "log", "-1", "--format=%s") == "Remove feature posts with petrock\n"
+    # Byte for byte the tree `petrock new blog` made: its tests pass (test_new runs them on that very tree).
     assert_back_to(blog, before_feature)
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=blog,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
 def test_dry_run_lists_the_removals_and_writes_nothing(blog: Path) -> None:

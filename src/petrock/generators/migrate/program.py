@@ -97,6 +97,9 @@ class Program:
     project: str
     modules: dict[str, Module] = field(default_factory=dict)
     paced: bool = False  # the core wakes every worker on each append (it predates wake_on_append)
+    # What each body uses (server.py), by spawn targets skipped: the server's and every command's reach
+    # walk mostly the same functions, and the trees never change once read.
+    uses: dict[object, dict[object, list]] = field(default_factory=dict)
 
     def by_path(self, path: Path) -> Module | None:
         return next((module for module in self.modules.values() if module.path == path), None)

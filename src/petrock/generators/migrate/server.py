@@ -214,6 +214,15 @@ def _uses_in(
     targets: set[cst.CSTNode],
     scope: cst.FunctionDef | None = None,
 ) -> list[tuple[Function, str]]:
+    known = program.uses.setdefault(frozenset(targets), {})
+    if (body, cls) not in known:
+        known[body, cls] = _find_uses(program, module, body, cls, targets)
+    return known[body, cls]
+
+
+def _find_uses(
+    program: Program, module: Module, body: cst.CSTNode, cls: cst.ClassDef | None, targets: set[cst.CSTNode]
+) -> list[tuple[Function, str]]:
     visitor = _References(targets)
     body.visit(visitor)
     used: list[tuple[Function, str]] = []
