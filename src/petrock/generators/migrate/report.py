@@ -94,7 +94,7 @@ class Migration:
         if self.verdict is not None:
             checked = ", ".join(self.verdict.checks)
             outcome = "passed" if self.verdict.ok else f"failed ({len(self.verdict.problems)} problems)"
-            lines.append(f"verification {outcome}: {checked} ({self.verdict.seconds:.1f} s)")
+            lines.append(f"verification {outcome}: {checked} ({self.verdict.describe_time()})")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +109,7 @@ class Migration:
                 "ok": self.verdict.ok,
                 "checks": self.verdict.checks,
                 "seconds": round(self.verdict.seconds, 2),
+                "proved_before": self.verdict.proved_before,
                 "problems": [str(problem) for problem in self.verdict.problems],
                 "running": self.verdict.running,
             },

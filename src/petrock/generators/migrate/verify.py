@@ -6,7 +6,8 @@ gain no undefined or unused names (pyflakes, compared with the files before),
 the app imports and builds (``build_app()`` in a subprocess) with unique worker
 names, the app serves and every migrated job runs (``serving.py``), and, unless
 skipped, the app's own tests pass. A failure is a list of problems, one line each,
-saying what broke and where.
+saying what broke and where. A tree that passed (a dry run) is not proved again within
+the hour (see gate_cache.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pyflakes import checker, messages
 
 from petrock.plan import Plan
 
+from . import gate_cache
 from .serving import Expected, serve_and_watch
 
 # The name problems a migration can cause; style warnings pyflakes also gives are the user's business.
@@ -87,6 +89,12 @@ class Verdict:
     checks: list[str] = field(default_factory=list)  # what was checked, for the report
     seconds: float = 0.0
     running: dict[str, Any] = field(default_factory=dict)  # what each migrated worker reported while served
+    proved_before: float | None = None  # seconds since the same tree passed (a dry run), when not run again
+
+    def describe_time(self) -> str:
+        if self.proved_before is not None:
+            return f"the same tree passed {self.proved_before:.0f} s ago"
+        return f"{self.seconds:.1f} s"
 
     @property
     def ok(self) -> bool:
@@ -116,13 +124,19 @@ def verify(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(change.new, encoding="utf-8")
         python = _python(root)
+        workers = list(expected_workers)
+        key = gate_cache.tree_key(copy, python, [package, run_tests, sorted(workers), serve])
+        if (kept := gate_cache.recall(key)) is not None:
+            verdict.checks, verdict.running, verdict.proved_before = kept["checks"], kept["running"], kept["age"]
+            verdict.seconds = time.monotonic() - started
+            return verdict
         verdict.checks.append("compiles")
         verdict.problems += _compile_problems(plan)
         verdict.checks.append("names")
         verdict.problems += _name_problems(plan)
         if verdict.ok:
             verdict.checks.append("builds")
-            verdict.problems += _build_problems(copy, package, python, list(expected_workers))
+            verdict.problems += _build_problems(copy, package, python, workers)
         if verdict.ok and serve:
             verdict.checks.append("serves")
             verdict.problems += _serve_problems(copy, package, python, serve, verdict, original=root)
@@ -130,6 +144,7 @@ def verify(
             verdict.checks.append("app tests")
             verdict.problems += _test_problems(copy, python, original=root)
     verdict.seconds = time.monotonic() - started
+    gate_cache.remember(key, verdict)
     return verdict
 
 

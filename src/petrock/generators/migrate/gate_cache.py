@@ -1,0 +1,64 @@
+"""Remembering that a tree passed the gate, so ``--dry-run`` then the real command prove it once.
+
+A passing verdict is kept in the user's cache folder (a dry run writes nothing in the app,
+not even in ``.git``), keyed by a hash of every file the gate ran on, the interpreter, and
+what the gate was asked to check. The real command finds the same key only if it would
+write exactly the tree the dry run proved, with the same interpreter, within
+``KEEP_SECONDS``; anything else runs the gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .verify import Verdict
+
+KEEP_SECONDS = 3600.0
+KEPT = 50  # verdicts kept, newest first
+
+
+def tree_key(tree: Path, python: str, asked: Any) -> str:
+    """A hash of every file under ``tree`` (paths and bytes), the interpreter, and ``asked``."""
+    digest = hashlib.sha256(json.dumps([python, sys.version, asked], default=repr, sort_keys=True).encode())
+    for path in sorted(p for p in tree.rglob("*") if p.is_file() or p.is_symlink()):
+        digest.update(path.relative_to(tree).as_posix().encode() + b"\0")
+        digest.update((os.readlink(path).encode() if path.is_symlink() else path.read_bytes()) + b"\0")
+    return digest.hexdigest()
+
+
+def _folder() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "petrock" / "gate"
+
+
+def recall(key: str) -> dict[str, Any] | None:
+    """The passing verdict kept for ``key`` (with ``age``, in seconds), or None."""
+    folder = _folder()
+    try:
+        kept = json.loads((folder / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    age = time.time() - kept.get("at", 0)
+    return {**kept, "age": age} if 0 <= age <= KEEP_SECONDS else None
+
+
+def remember(key: str, verdict: Verdict) -> None:
+    """Keep a passing verdict; best effort (an unwritable cache just means the gate runs again)."""
+    if not verdict.ok:
+        return
+    folder = _folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"at": time.time(), "checks": verdict.checks, "seconds": verdict.seconds, "running": verdict.running}
+        (folder / f"{key}.json").write_text(json.dumps(record, default=str))
+        for old in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return
