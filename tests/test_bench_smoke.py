@@ -140,5 +140,5 @@ def test_scale_benchmark_on_postgres_keeps_the_built_cluster_for_the_next_run(tm
 def test_scale_benchmark_refuses_an_unknown_measure_in_one_line() -> None:
     result = run_scale("--only", "start,speed")
     assert result.returncode == 2
-    assert "unknown measure speed — use some of rebuild, start" in result.stderr
+    assert "unknown measure speed — use some of rebuild, worker, start" in result.stderr
     assert "Traceback" not in result.stderr
