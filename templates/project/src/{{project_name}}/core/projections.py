@@ -147,6 +147,7 @@ class Projections:
         self._checked = False
         self._verified_at = 0.0
         self._fingerprints: dict[tuple[str, str], str] = {}
+        self.flush_every = FLUSH_EVERY  # rows a rebuild keeps in memory before it writes them out
 
     # --- registration ---
 
@@ -401,12 +402,12 @@ class Projections:
         position = 0
         token = rebuilding.set(buffer)
         try:
-            for rows in _batches(log, 0):
+            for rows in _batches(log, 0, min(READ_BATCH, self.flush_every)):
                 if stopping is not None and stopping.is_set():
                     raise RebuildFailed("stopped before it finished; the old tables stay until the next start")
                 applier.apply(rows)
                 position = rows[-1][0]
-                if len(buffer) >= FLUSH_EVERY:
+                if len(buffer) >= self.flush_every:
                     with log.transaction():
                         buffer.flush()
                 total = max(total, position)
@@ -552,11 +553,11 @@ def _rebuilding(names: Sequence[str]) -> str:
     return f"rebuilding the {', '.join(names)} projection{'s' if len(names) > 1 else ''} from the log"
 
 
-def _batches(log: MessageLogBackend, position: int) -> Iterable[list[Row]]:
+def _batches(log: MessageLogBackend, position: int, size: int = READ_BATCH) -> Iterable[list[Row]]:
     batch: list[Row] = []
-    for row in log.rows_after(position, batch_size=READ_BATCH):
+    for row in log.rows_after(position, batch_size=size):
         batch.append(row)
-        if len(batch) == READ_BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:
