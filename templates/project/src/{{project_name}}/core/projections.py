@@ -385,7 +385,8 @@ class Projections:
         specs = [spec for projection in projections for spec in projection.tables]
         shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
-        buffer = BufferedRows(sql, undoable=False, fresh=shadows)
+        total = log.version()
+        buffer = BufferedRows(sql, undoable=False, fresh=shadows, expected=total)  # at most a row per message
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}
         for projection in projections:
@@ -398,7 +399,6 @@ class Projections:
                 for statement in log.dialect.create_table(spec, shadows[spec.name]):
                     log.execute(statement)
         applier = _Applier(appliers, self.app.upcasters)
-        total = log.version()
         position = 0
         token = rebuilding.set(buffer)
         try:

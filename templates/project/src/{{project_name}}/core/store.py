@@ -46,6 +46,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 COUNTS = "state_counts"
 TOTAL = ""  # the ``col`` (and ``val``) of a table's row count in the counts table
 MAX_IDS_PER_QUERY = 500  # ids in one ``get_many`` query (SQLite allows 32,766 parameters)
+MAX_FILTER_CAPACITY = 1 << 22  # ids a rebuild's first filter is made for (8 MB); it grows past that if need be
 
 # Where an item's value goes in its column: the JSON value the handler stored -> the column's value.
 KEYS: dict[str, Callable[[Any], Any]] = {
@@ -297,6 +298,28 @@ class Dialect(Protocol):
         ...
 
 
+class Recount:
+    """The statements that set a table's counts from its rows, for every dialect."""
+
+    counted = "{}"  # a counted column's value as the counts table keeps it (SQL; ``{}`` is the column)
+
+    def recount(self, spec: TableSpec, physical: str) -> list[str]:
+        """Set the table's counts from its rows (after a rebuild)."""
+        name = spec.name
+        statements = [
+            f"DELETE FROM {COUNTS} WHERE tbl = '{name}'",
+            f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{TOTAL}', '{TOTAL}', COUNT(*) FROM \"{physical}\"",
+        ]
+        for column in spec.columns:
+            if column.counted:
+                key = f'"{column.name}"'
+                statements.append(
+                    f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', "
+                    f'{self.counted.format(key)}, COUNT(*) FROM "{physical}" WHERE {key} IS NOT NULL GROUP BY {key}'
+                )
+        return statements
+
+
 class Database(Protocol):
     """The part of a log backend the store's SQL runs on (joining its open transaction)."""
 
@@ -459,12 +482,14 @@ class BufferedRows:
     has not written yet are added in bulk (:meth:`SqlRows.insert_many`).
     """
 
-    def __init__(self, rows: SqlRows, *, undoable: bool = True, fresh: Iterable[str] = ()) -> None:
+    def __init__(
+        self, rows: SqlRows, *, undoable: bool = True, fresh: Iterable[str] = (), expected: int = 1 << 16
+    ) -> None:
         self.rows = rows
         self._pending: dict[tuple[str, str], Change] = {}
         self._undo: list[tuple[tuple[str, str], Any]] | None = [] if undoable else None
         self._fresh = frozenset(fresh)
-        self._written = IdFilter()
+        self._written = IdFilter(min(expected, MAX_FILTER_CAPACITY))  # ``expected``: about how many rows it writes
         self._loaded: dict[tuple[str, str], dict[str, Any] | None] = {}  # rows as the database has them
 
     def __len__(self) -> int:
@@ -604,6 +629,7 @@ class IdFilter:
     PROBES = 6  # bits per key: with 16 bits a key, about 1 in 1,000 keys not added is "probably in it"
 
     def __init__(self, capacity: int = 1 << 16) -> None:
+        # One filter is looked in fastest: size the first for the keys expected.
         self._filters: list[tuple[bytearray, int]] = []  # (bits, how many)
         self._capacity = capacity // 2
         self._count = self._capacity  # full: the first add makes the first filter

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..store import COUNTS, TOTAL, Column, TableSpec
+from ..store import COUNTS, TOTAL, Column, Recount, TableSpec
 
 if TYPE_CHECKING:
     from ..store import Database
@@ -66,11 +66,12 @@ $$;
 """
 
 
-class PostgresTables:
+class PostgresTables(Recount):
     """What :class:`~.store.SqlRows` and the rebuilds need to know about PostgreSQL."""
 
     param = "%s"
     seq = "seq"
+    counted = "{}::text"  # the counts table keeps every value as text
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]:
         columns = "".join(f', "{column.name}" {TYPES[column.kind]}' for column in spec.columns)
@@ -88,21 +89,6 @@ class PostgresTables:
                 for column in spec.columns
             ),
         ]
-
-    def recount(self, spec: TableSpec, physical: str) -> list[str]:
-        name = spec.name
-        statements = [
-            f"DELETE FROM {COUNTS} WHERE tbl = '{name}'",
-            f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{TOTAL}', '{TOTAL}', COUNT(*) FROM \"{physical}\"",
-        ]
-        for column in spec.columns:
-            if column.counted:
-                key = f'"{column.name}"'
-                statements.append(
-                    f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', {key}::text, COUNT(*) "
-                    f'FROM "{physical}" WHERE {key} IS NOT NULL GROUP BY {key}'
-                )
-        return statements
 
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         arguments = ", ".join(f"'{value}'" for value in [spec.name, *(c.name for c in spec.columns if c.counted)])

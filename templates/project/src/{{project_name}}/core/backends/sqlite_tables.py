@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..store import COUNTS, TOTAL, Column, TableSpec
+from ..store import COUNTS, TOTAL, Column, Recount, TableSpec
 
 if TYPE_CHECKING:
     from ..store import Database
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS {COUNTS} (tbl TEXT NOT NULL, col TEXT NOT NULL, val, 
 """
 
 
-class SQLiteTables:
+class SQLiteTables(Recount):
     """What :class:`~.store.SqlRows` and the rebuilds need to know about SQLite."""
 
     param = "?"
@@ -53,21 +53,6 @@ class SQLiteTables:
             f'CREATE INDEX "{physical}__{column.field}__{token}" ON "{physical}" ("{column.name}")'
             for column in spec.columns
         ]
-
-    def recount(self, spec: TableSpec, physical: str) -> list[str]:
-        name = spec.name
-        statements = [
-            f"DELETE FROM {COUNTS} WHERE tbl = '{name}'",
-            f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{TOTAL}', '{TOTAL}', COUNT(*) FROM \"{physical}\"",
-        ]
-        for column in spec.columns:
-            if column.counted:
-                key = f'"{column.name}"'
-                statements.append(
-                    f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', {key}, COUNT(*) "
-                    f'FROM "{physical}" WHERE {key} IS NOT NULL GROUP BY {key}'
-                )
-        return statements
 
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         """Triggers that keep the table's counts in step with every insert, update and delete."""
