@@ -400,6 +400,7 @@ class Projections:
                     log.execute(statement)
         applier = _Applier(appliers, self.app.upcasters)
         position = 0
+        restore = log.dialect.tune_for_rebuild(log)
         token = rebuilding.set(buffer)
         try:
             for rows in _batches(log, 0, min(READ_BATCH, self.flush_every)):
@@ -428,6 +429,7 @@ class Projections:
                     self._record_on(log, projection.name, fingerprints[projection.name], position)
         finally:
             rebuilding.reset(token)
+            restore()
         self._report(projections, position, max(total, position), progress)
         seconds = time.monotonic() - started
         names = [projection.name for projection in projections]

@@ -297,6 +297,10 @@ class Dialect(Protocol):
         """An expression the planner will not answer from an index (a hint; may return it unchanged)."""
         ...
 
+    def tune_for_rebuild(self, db: Database) -> Callable[[], None]:
+        """Set the rebuild's connection up for a bulk load; returns what sets it back."""
+        ...
+
 
 class Recount:
     """The statements that set a table's counts from its rows, for every dialect."""

@@ -7,6 +7,7 @@ with it. Text columns use the "C" collation, so they order as on SQLite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..store import COUNTS, TOTAL, Column, Recount, TableSpec
@@ -107,6 +108,9 @@ class PostgresTables(Recount):
 
     def without_index(self, expression: str) -> str:
         return expression  # PostgreSQL's planner weighs the choice itself, from its statistics
+
+    def tune_for_rebuild(self, db: Database) -> Callable[[], None]:
+        return lambda: None  # COPY and the server's own memory settings do the job
 
 
 POSTGRES = PostgresTables()
