@@ -635,7 +635,7 @@ class IdFilter:
     def __init__(self, capacity: int = 1 << 16) -> None:
         # One filter is looked in fastest: size the first for the keys expected.
         self._filters: list[tuple[bytearray, int]] = []  # (bits, how many)
-        self._capacity = capacity // 2
+        self._capacity = max(1, capacity // 2)
         self._count = self._capacity  # full: the first add makes the first filter
 
     def add(self, key: tuple[str, str]) -> None:
