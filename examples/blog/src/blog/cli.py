@@ -465,6 +465,8 @@ def projections_rebuild(
         else:
             stale = {status.name for status in app.projections.status() if status.state.value != "current"}
             chosen, workers = known, [worker for name, worker in states.items() if name in stale]
+        if workers:  # their handlers read projections as they are now: those must be current first
+            chosen += [name for name in app.projections.needing_rebuild() if name not in chosen]
         if chosen:
             _rebuild_projections(app, chosen)
         for worker in workers:

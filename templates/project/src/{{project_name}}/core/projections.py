@@ -147,6 +147,7 @@ class Projections:
         self._checked = False
         self._verified_at = 0.0
         self._fingerprints: dict[tuple[str, str], str] = {}
+        self.flush_every = FLUSH_EVERY  # rows a rebuild keeps in memory before it writes them out
 
     # --- registration ---
 
@@ -384,7 +385,8 @@ class Projections:
         specs = [spec for projection in projections for spec in projection.tables]
         shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
-        buffer = BufferedRows(sql, undoable=False, fresh=shadows)
+        total = log.version()
+        buffer = BufferedRows(sql, undoable=False, fresh=shadows, expected=total)  # at most a row per message
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}
         for projection in projections:
@@ -397,16 +399,16 @@ class Projections:
                 for statement in log.dialect.create_table(spec, shadows[spec.name]):
                     log.execute(statement)
         applier = _Applier(appliers, self.app.upcasters)
-        total = log.version()
         position = 0
+        restore = log.dialect.tune_for_rebuild(log)
         token = rebuilding.set(buffer)
         try:
-            for rows in _batches(log, 0):
+            for rows in _batches(log, 0, min(READ_BATCH, self.flush_every)):
                 if stopping is not None and stopping.is_set():
                     raise RebuildFailed("stopped before it finished; the old tables stay until the next start")
                 applier.apply(rows)
                 position = rows[-1][0]
-                if len(buffer) >= FLUSH_EVERY:
+                if len(buffer) >= self.flush_every:
                     with log.transaction():
                         buffer.flush()
                 total = max(total, position)
@@ -427,6 +429,7 @@ class Projections:
                     self._record_on(log, projection.name, fingerprints[projection.name], position)
         finally:
             rebuilding.reset(token)
+            restore()
         self._report(projections, position, max(total, position), progress)
         seconds = time.monotonic() - started
         names = [projection.name for projection in projections]
@@ -552,11 +555,11 @@ def _rebuilding(names: Sequence[str]) -> str:
     return f"rebuilding the {', '.join(names)} projection{'s' if len(names) > 1 else ''} from the log"
 
 
-def _batches(log: MessageLogBackend, position: int) -> Iterable[list[Row]]:
+def _batches(log: MessageLogBackend, position: int, size: int = READ_BATCH) -> Iterable[list[Row]]:
     batch: list[Row] = []
-    for row in log.rows_after(position, batch_size=READ_BATCH):
+    for row in log.rows_after(position, batch_size=size):
         batch.append(row)
-        if len(batch) == READ_BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:

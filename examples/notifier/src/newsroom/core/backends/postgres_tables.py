@@ -7,9 +7,10 @@ with it. Text columns use the "C" collation, so they order as on SQLite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..store import COUNTS, TOTAL, Column, TableSpec
+from ..store import COUNTS, TOTAL, Column, Recount, TableSpec
 
 if TYPE_CHECKING:
     from ..store import Database
@@ -66,11 +67,12 @@ $$;
 """
 
 
-class PostgresTables:
+class PostgresTables(Recount):
     """What :class:`~.store.SqlRows` and the rebuilds need to know about PostgreSQL."""
 
     param = "%s"
     seq = "seq"
+    counted = "{}::text"  # the counts table keeps every value as text
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]:
         columns = "".join(f', "{column.name}" {TYPES[column.kind]}' for column in spec.columns)
@@ -89,21 +91,6 @@ class PostgresTables:
             ),
         ]
 
-    def recount(self, spec: TableSpec, physical: str) -> list[str]:
-        name = spec.name
-        statements = [
-            f"DELETE FROM {COUNTS} WHERE tbl = '{name}'",
-            f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{TOTAL}', '{TOTAL}', COUNT(*) FROM \"{physical}\"",
-        ]
-        for column in spec.columns:
-            if column.counted:
-                key = f'"{column.name}"'
-                statements.append(
-                    f"INSERT INTO {COUNTS} (tbl, col, val, n) SELECT '{name}', '{column.name}', {key}::text, COUNT(*) "
-                    f'FROM "{physical}" WHERE {key} IS NOT NULL GROUP BY {key}'
-                )
-        return statements
-
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         arguments = ", ".join(f"'{value}'" for value in [spec.name, *(c.name for c in spec.columns if c.counted)])
         trigger = f'CREATE TRIGGER "{physical}__count" AFTER INSERT OR UPDATE OR DELETE ON "{physical}"'
@@ -121,6 +108,9 @@ class PostgresTables:
 
     def without_index(self, expression: str) -> str:
         return expression  # PostgreSQL's planner weighs the choice itself, from its statistics
+
+    def tune_for_rebuild(self, db: Database) -> Callable[[], None]:
+        return lambda: None  # COPY and the server's own memory settings do the job
 
 
 POSTGRES = PostgresTables()

@@ -206,6 +206,10 @@ class SQLiteLog:
         with Transaction(self):
             self._db.executemany(sql, rows)
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        names = ", ".join(f'"{column}"' for column in columns)
+        self.execute_many(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
     def connect_again(self) -> SQLiteLog:
         """Another connection to the same file, for a rebuild on another thread (an in-memory log: itself)."""
         if self.path == ":memory:":

@@ -360,6 +360,22 @@ class PostgresLog:
                 raise self._lost(exc) from None
             self._staged.append(("sql-many", (sql, rows)))
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """With COPY: several times faster than an INSERT a row, at both ends of the connection."""
+        rows = [tuple(row) for row in rows]
+        if not rows:
+            return
+        names = ", ".join(f'"{column}"' for column in columns)
+        sql = f'COPY "{table}" ({names}) FROM STDIN'
+        with Transaction(self):
+            for savepoint in self._savepoints_to_take():
+                self._write(savepoint)
+            try:
+                _copy(self._connection(), sql, rows)
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+            self._staged.append(("copy", (sql, rows)))
+
     def _savepoints_to_take(self) -> list[str]:
         """Before a write runs, a savepoint for each open nested block, so a failing one undoes only its own:
         the statements to send first (the blocks count them as taken)."""
@@ -415,6 +431,8 @@ class PostgresLog:
                 conn.execute(*args)
             elif kind == "sql-many" and again:
                 conn.cursor().executemany(*args)
+            elif kind == "copy" and again:
+                _copy(conn, *args)
         statements = []
         if messages:
             if len(messages) <= MAX_INLINE_MESSAGES:
@@ -643,6 +661,12 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
     with contextlib.suppress(psycopg.OperationalError):
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
+
+
+def _copy(conn: psycopg.Connection[Any], sql: str, rows: list[tuple[Any, ...]]) -> None:
+    with conn.cursor().copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _bind(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
