@@ -29,6 +29,9 @@ os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
 # gate) load pytest plugins from this venv. An app's venv has no hypothesis: loading its plugin took 2 of
 # the 5 seconds each run spent collecting. This pytest read its options already; only the children see it.
 os.environ["PYTEST_ADDOPTS"] = " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS"), "-p no:hypothesispytest"]))
+# The children may cache what they compile: with PYTHONDONTWRITEBYTECODE set (some machines set it), every
+# pytest child rewrote the assertions of this venv's plugin packages (anyio, xdist) again, 1 s of CPU each.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Apps under tests/fixtures are data for the tests (with test suites of their own), not petrock's tests.
 collect_ignore = ["fixtures"]
