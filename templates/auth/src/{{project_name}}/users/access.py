@@ -4,8 +4,10 @@ Every page needs a session (a browser without one is sent to ``/login``); the JS
 API (``/commands``, ``/queries``, ``/mcp``) needs ``Authorization: Bearer`` with
 ``APP_API_TOKEN`` (the operator's token) or a user's own API token (made on
 ``/account``, stored as its digest, revocable; the request then has that user).
-The sign-in, registration and reset pages, ``/healthz`` and the static files stay
-open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
+A user's API token is for programs: it opens the API and ``/events`` only, never a
+page, the account, the admins' pages or the mailbox (403), so a leaked one cannot
+make more tokens, sign its owner out or manage users. The sign-in, registration and
+reset pages, ``/healthz`` and the static files stay open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
 without the password hash.
 """
 
@@ -30,6 +32,10 @@ from ..core.sessions import STILL_ALLOWED
 from .accounts import SESSION_SECONDS, Accounts
 
 API_PREFIXES = ("/commands", "/queries", "/mcp")
+# Where a user's API token is taken: the API, its description, the event stream and the health check.
+TOKEN_PREFIXES = (*API_PREFIXES, "/events")
+TOKEN_PATHS = ("/healthz", "/openapi.json")
+NOT_FOR_TOKENS = "an API token opens /commands, /queries, /mcp and /events only: sign in for the pages"
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/register", "/password-reset", "/favicon.ico", "/dev/mailbox")
 OPEN_PREFIXES = ("/static/",)
 USER_COOKIE = SESSION_COOKIE
@@ -130,6 +136,8 @@ class RequireUser:
             response = self.refuse(request, 401, "this token is not accepted")
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'
             return response
+        if not (_under(request.scope["path"], TOKEN_PREFIXES) or request.scope["path"] in TOKEN_PATHS):
+            return self.refuse(request, 403, NOT_FOR_TOKENS)
         request.scope["access"], request.scope["user"] = "token", user
         request.scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.token_user, bearer)  # ends /events
         return None

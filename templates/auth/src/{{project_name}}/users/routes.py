@@ -297,7 +297,7 @@ def _is_admin(request: Request) -> bool:
 
 
 def _is_admin_or_operator(request: Request) -> bool:
-    """A signed-in admin (or an admin's API token), or ``APP_API_TOKEN`` (a token without a user)."""
+    """A signed-in admin, or ``APP_API_TOKEN`` (a token without a user; a user's token never gets here)."""
     operator = request.scope.get("access") == "token" and current_user(request) is None
     return operator or _is_admin(request)
 
