@@ -457,6 +457,47 @@ def test_a_users_api_token_opens_the_api_only_never_the_pages(with_auth: Path) -
         assert member.get(link).status_code == 200  # and the link still unused
 
 
+def wait_for_output(server: object, text: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in server.output() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    return server.output()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_without_a_usable_key_or_base_address_every_reset_request_gets_the_same_503(with_auth: Path) -> None:
+    """Security trial 4, G10 and G2: without APP_SECRET_KEY (or with a short one) an existing
+    account's email got a 503 and a missing one's a 303, and a 40 x 'a' key was taken; with
+    SMTP_URL but no APP_BASE_URL the mailed links pointed at http://127.0.0.1:8080, silently."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    settings = {
+        "unset": {"APP_SECRET_KEY": ""},
+        "weak (16 characters": {"APP_SECRET_KEY": "short-key-16-ch!"},
+        "weak (40 characters, 1 different)": {"APP_SECRET_KEY": "a" * 40},
+        "SMTP_URL is set without APP_BASE_URL": {
+            "APP_SECRET_KEY": SECRET_KEY,
+            "SMTP_URL": "smtp://127.0.0.1:9?tls=off",
+        },
+    }
+    for started, (said, env) in enumerate(settings.items(), start=1):  # the servers share one output file
+        with serving(with_auth, db, env={"APP_BASE_URL": "", "SMTP_URL": "", **env}) as server:
+            output = wait_for_output(server, said)
+            assert output.count("password resets are off") == started and said in output, output[-2000:]
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                answers = [
+                    client.post("/password-reset", data={"email": e}) for e in ("ann@example.com", "no@example.com")
+                ]
+            assert [a.status_code for a in answers] == [503, 503], said
+            assert answers[0].text == answers[1].text and "not set up here" in answers[0].text
+            assert server.output().count("password resets are off") == started  # once, at start
+    strong = {"APP_SECRET_KEY": SECRET_KEY, "SMTP_URL": "smtp://127.0.0.1:9?tls=off", "APP_BASE_URL": "http://x.test"}
+    with serving(with_auth, db, env=strong) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/password-reset", data={"email": "no@example.com"}).status_code == 303
+        time.sleep(1)  # the mailer has started
+        assert server.output().count("password resets are off") == len(settings)
+
+
 @pytest.mark.slow
 def test_registering_and_the_current_password_check_are_rate_limited(with_auth: Path) -> None:
     """Security trial 3, F22 and F7: /register took unlimited attempts from one address, and the
@@ -517,6 +558,7 @@ def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path
             "APP_SECRET_KEY": SECRET_KEY,
             "APP_OPEN_SIGNUP": "1",
             "SMTP_URL": f"{scheme}://mailer:{SMTP_PASSWORD}@127.0.0.1:{smtp.port}",
+            "APP_BASE_URL": "https://blog.example.com",  # required with SMTP_URL
             "SSL_CERT_FILE": str(certs.ca),  # the system's store, as a test can set it
         }
         with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
@@ -532,7 +574,7 @@ def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path
         smtp.close()
         assert SMTP_PASSWORD not in output, case
         if "trusted" in case and "self-signed" not in case:
-            assert "password-reset?token=" in smtp.lines(), case
+            assert "https://blog.example.com/password-reset?token=" in smtp.lines(), case
             assert all(tls for tls, line in smtp.received if line.startswith("AUTH") or "token=" in line), case
             continue
         assert not any(line.startswith(("AUTH", "MAIL")) for _, line in smtp.received), case

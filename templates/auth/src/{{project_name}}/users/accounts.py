@@ -195,13 +195,16 @@ class Accounts:
         self.app.dispatch(DisableUser(user_id=user_id))
 
     def request_reset(self, email: str) -> None:
-        """Record a reset for the account of ``email`` (the mailer sends the link); nothing for an unknown one."""
+        """Record a reset for the account of ``email`` (the mailer sends the link); nothing for an unknown one.
+
+        ``NoSecretKey`` first, for every email alike: a refusal only for existing accounts would tell them apart.
+        """
+        key = secret_key()
         user = self.state.user_by_email(email)
         if user is None or user["disabled"]:
             return
         reset_id = str(uuid.uuid4())
-
-        token = reset_token(secret_key(), reset_id)  # NoSecretKey before anything is recorded
+        token = reset_token(key, reset_id)
         self.app.dispatch(
             RequestReset(
                 id=reset_id,
