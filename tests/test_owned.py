@@ -197,6 +197,12 @@ def test_two_members_see_only_their_own_through_pages_api_and_mcp(owned: Path) -
         assert [len(listing(ann, limit=2, offset=offset)["items"]) for offset in (0, 2)] == [2, 1]
         assert listing(ada)["total"] == listing(operator)["total"] == 5
 
+        # security trial 4, G8: answers made for one user are kept out of shared caches
+        for answer in (bob.get("/queries/notes/list"), bob_browser.get("/notes"), bob_browser.get("/account")):
+            assert answer.headers["cache-control"] == "private, no-store", answer.url
+            assert "Cookie, Authorization" in answer.headers["vary"], answer.url
+        assert "private" not in bob_browser.get("/static/app.css").headers.get("cache-control", "")
+
         # someone else's note: not found, not changed, not deleted, nothing appended
         before = log_version(operator)
         assert bob.get("/queries/notes/get", params={"id": ann_api}).status_code == 404

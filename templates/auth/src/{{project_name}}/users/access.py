@@ -76,6 +76,8 @@ class RequireUser:
             return
         if scope.get("session_extended"):
             send = _with_cookie_renewed(send, Request(scope).cookies[USER_COOKIE], scope.get("scheme") == "https")
+        if scope.get("access") in ("session", "token") and not scope["path"].startswith(OPEN_PREFIXES):
+            send = _kept_private(send)
         await self.app(scope, receive, send)
 
     def _let_in(self, scope: Scope) -> Response | None:
@@ -184,6 +186,27 @@ def _with_cookie_renewed(send: Send, cookie: str, secure: bool) -> Send:
         await send(message)
 
     return send_renewing
+
+
+PRIVATE = (b"cache-control", b"private, no-store")
+VARY = b"Cookie, Authorization"
+
+
+def _kept_private(send: Send) -> Send:
+    """``send`` that keeps an answer made for one user (their page, their items) out of every cache:
+    ``Cache-Control: private, no-store`` unless the response says otherwise, and ``Vary: Cookie, Authorization``."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"vary"]
+            vary = [value for name, value in message.get("headers", []) if name.lower() == b"vary"]
+            if not any(name.lower() == b"cache-control" for name, _ in headers):
+                headers.append(PRIVATE)
+            headers.append((b"vary", b", ".join([*vary, VARY])))
+            message["headers"] = headers
+        await send(message)
+
+    return send_private
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
