@@ -449,10 +449,14 @@ def test_a_users_api_token_opens_the_api_only_never_the_pages(with_auth: Path) -
                     assert link not in answer.text and "new-token" not in answer.text, (who, path)
                     assert "blog_session" not in answer.headers.get("set-cookie", ""), (who, path)
                 assert program.get("/queries/notes/list", headers=token).status_code == 200  # what it is for
+                listed = [command["type"] for command in program.get("/commands", headers=token).json()]
+                assert "notes/create" in listed and not [t for t in listed if t.startswith("users/")], listed  # G3
                 assert program.post("/commands", json={"type": "users/change-role"}, headers=token).status_code == 404
         assert admin.get("/healthz", headers=tokens["admin"]).json()["version"] == version  # nothing appended
         assert {"member": account_ids(member), "admin": account_ids(admin), "users": admin.get("/users").text} == before
         assert elsewhere.get("/account").status_code == 200  # bob's other browser is still signed in
+        about = elsewhere.get("/_/about").text
+        assert "notes/create" in about and "users/register" not in about and "users/start-session" not in about
         assert sign_in(elsewhere, "bob@example.com", MEMBER_PASSWORD).status_code == 303  # the password is his
         assert member.get(link).status_code == 200  # and the link still unused
 
