@@ -394,6 +394,114 @@ def test_a_password_change_or_reset_revokes_the_users_api_tokens(with_auth: Path
         assert eve.get("/queries/notes/list", headers=token).status_code == 401
 
 
+def account_ids(client: httpx.Client) -> tuple[list[str], list[str]]:
+    """The ids of the sessions and API tokens listed on the client's /account page."""
+    page = client.get("/account").text
+    return re.findall(r'"/account/sessions/([^"/]+)/revoke"', page), re.findall(
+        r'"/account/tokens/([^"/]+)/revoke"', page
+    )
+
+
+@pytest.mark.slow
+def test_a_users_api_token_opens_the_api_only_never_the_pages(with_auth: Path) -> None:
+    """Security trial 4, G11: a member's program token made more tokens and signed its owner out
+    everywhere; an admin's read /dev/mailbox (every reset link) and changed roles on /users. A
+    user's token is for /commands, /queries, /mcp and /events: everywhere else a 403, nothing done."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
+    with serving(with_auth, db, env=env) as server:
+        member, elsewhere, admin = (
+            httpx.Client(base_url=server.url, follow_redirects=False, timeout=10) for _ in "123"
+        )
+        assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
+        for client, email, password in (
+            (member, "bob@example.com", MEMBER_PASSWORD),
+            (elsewhere, "bob@example.com", MEMBER_PASSWORD),
+            (admin, "admin@example.com", ADMIN_PASSWORD),
+        ):
+            assert sign_in(client, email, password).status_code == 303
+        tokens = {"member": new_api_token(member), "admin": new_api_token(admin)}
+        assert member.post("/password-reset", data={"email": "bob@example.com"}).status_code == 303
+        link = wait_for_mail(member)
+        users_page = admin.get("/users").text
+        bob_id = re.search(r'action="/users/([^"]+)"', users_page[users_page.index("bob@example.com") :]).group(1)  # type: ignore[union-attr]
+        sessions, token_ids = account_ids(member)
+        before = {"member": account_ids(member), "admin": account_ids(admin), "users": users_page}
+        version = admin.get("/healthz", headers=tokens["admin"]).json()["version"]
+        reset = {"token": link.split("token=")[1], "password": RESET_PASSWORD}
+        routes = [
+            ("GET", "/", {}), ("GET", "/notes", {}), ("POST", "/notes/new", {"title": "t", "content": "c"}),
+            ("GET", "/account", {}), ("POST", "/account/tokens", {"name": "more"}),
+            ("POST", "/account/password", {"current": MEMBER_PASSWORD, "new": NEW_PASSWORD}),
+            ("POST", f"/account/sessions/{sessions[0]}/revoke", {}),
+            ("POST", f"/account/tokens/{token_ids[0]}/revoke", {}),
+            ("POST", "/logout", {"everywhere": "1"}), ("GET", "/users", {}),
+            ("POST", f"/users/{bob_id}", {"role": "admin"}), ("POST", f"/users/{bob_id}", {"action": "disable"}),
+            ("GET", "/dev/mailbox", {}), ("GET", link, {}), ("POST", "/password-reset", reset),
+            ("GET", "/login", {}), ("POST", "/login", {"email": "bob@example.com", "password": MEMBER_PASSWORD}),
+        ]  # fmt: skip
+        with httpx.Client(base_url=server.url, follow_redirects=False, timeout=10) as program:
+            for who, token in tokens.items():
+                for method, path, form in routes:
+                    answer = program.request(method, path, data=form or None, headers=token)
+                    assert answer.status_code == 403, (who, method, path, answer.status_code)
+                    assert link not in answer.text and "new-token" not in answer.text, (who, path)
+                    assert "blog_session" not in answer.headers.get("set-cookie", ""), (who, path)
+                assert program.get("/queries/notes/list", headers=token).status_code == 200  # what it is for
+                listed = [command["type"] for command in program.get("/commands", headers=token).json()]
+                assert "notes/create" in listed and not [t for t in listed if t.startswith("users/")], listed  # G3
+                assert program.post("/commands", json={"type": "users/change-role"}, headers=token).status_code == 404
+        assert admin.get("/healthz", headers=tokens["admin"]).json()["version"] == version  # nothing appended
+        assert {"member": account_ids(member), "admin": account_ids(admin), "users": admin.get("/users").text} == before
+        assert elsewhere.get("/account").status_code == 200  # bob's other browser is still signed in
+        about = elsewhere.get("/_/about").text
+        assert "notes/create" in about and "users/register" not in about and "users/start-session" not in about
+        assert sign_in(elsewhere, "bob@example.com", MEMBER_PASSWORD).status_code == 303  # the password is his
+        assert member.get(link).status_code == 200  # and the link still unused
+
+
+def wait_for_output(server: object, text: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in server.output() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    return server.output()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_without_a_usable_key_or_base_address_every_reset_request_gets_the_same_503(with_auth: Path) -> None:
+    """Security trial 4, G10 and G2: without APP_SECRET_KEY (or with a short one) an existing
+    account's email got a 503 and a missing one's a 303, and a 40 x 'a' key was taken; with
+    SMTP_URL but no APP_BASE_URL the mailed links pointed at http://127.0.0.1:8080, silently."""
+    db = with_auth / "app.db"
+    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    settings = {
+        "unset": {"APP_SECRET_KEY": ""},
+        "weak (16 characters": {"APP_SECRET_KEY": "short-key-16-ch!"},
+        "weak (40 characters, 1 different)": {"APP_SECRET_KEY": "a" * 40},
+        "SMTP_URL is set without APP_BASE_URL": {
+            "APP_SECRET_KEY": SECRET_KEY,
+            "SMTP_URL": "smtp://127.0.0.1:9?tls=off",
+        },
+    }
+    for started, (said, env) in enumerate(settings.items(), start=1):  # the servers share one output file
+        with serving(with_auth, db, env={"APP_BASE_URL": "", "SMTP_URL": "", **env}) as server:
+            output = wait_for_output(server, said)
+            assert output.count("password resets are off") == started and said in output, output[-2000:]
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                answers = [
+                    client.post("/password-reset", data={"email": e}) for e in ("ann@example.com", "no@example.com")
+                ]
+            assert [a.status_code for a in answers] == [503, 503], said
+            assert answers[0].text == answers[1].text and "not set up here" in answers[0].text
+            assert server.output().count("password resets are off") == started  # once, at start
+    strong = {"APP_SECRET_KEY": SECRET_KEY, "SMTP_URL": "smtp://127.0.0.1:9?tls=off", "APP_BASE_URL": "http://x.test"}
+    with serving(with_auth, db, env=strong) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/password-reset", data={"email": "no@example.com"}).status_code == 303
+        time.sleep(1)  # the mailer has started
+        assert server.output().count("password resets are off") == len(settings)
+
+
 @pytest.mark.slow
 def test_registering_and_the_current_password_check_are_rate_limited(with_auth: Path) -> None:
     """Security trial 3, F22 and F7: /register took unlimited attempts from one address, and the
@@ -454,6 +562,7 @@ def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path
             "APP_SECRET_KEY": SECRET_KEY,
             "APP_OPEN_SIGNUP": "1",
             "SMTP_URL": f"{scheme}://mailer:{SMTP_PASSWORD}@127.0.0.1:{smtp.port}",
+            "APP_BASE_URL": "https://blog.example.com",  # required with SMTP_URL
             "SSL_CERT_FILE": str(certs.ca),  # the system's store, as a test can set it
         }
         with serving(with_auth, db, env=env) as server, httpx.Client(base_url=server.url, timeout=10) as client:
@@ -469,7 +578,7 @@ def test_the_reset_mailer_sends_only_over_verified_tls(with_auth: Path, tmp_path
         smtp.close()
         assert SMTP_PASSWORD not in output, case
         if "trusted" in case and "self-signed" not in case:
-            assert "password-reset?token=" in smtp.lines(), case
+            assert "https://blog.example.com/password-reset?token=" in smtp.lines(), case
             assert all(tls for tls, line in smtp.received if line.startswith("AUTH") or "token=" in line), case
             continue
         assert not any(line.startswith(("AUTH", "MAIL")) for _, line in smtp.received), case

@@ -180,12 +180,14 @@ def test_two_members_see_only_their_own_through_pages_api_and_mcp(owned: Path) -
         # ann: two through the page's form, one through the API; bob: one through the API, one through MCP
         for title in ("Ann's first", "Ann's second"):
             assert ann_browser.post("/notes/new", data={**NOTE, "title": title}).status_code == 303
-        assert command(ann, "create", {**NOTE, "id": "ann-api", "title": "Ann's third"}).status_code == 201
-        created_by_bob = command(bob, "create", {**NOTE, "id": "bob-api", "title": "Bob's first"})
+        created_by_ann = command(ann, "create", {**NOTE, "title": "Ann's third"})
+        assert created_by_ann.status_code == 201
+        ann_api = created_by_ann.json()["data"]["id"]  # made by the app: a client cannot choose it
+        created_by_bob = command(bob, "create", {**NOTE, "title": "Bob's first"})
         assert created_by_bob.status_code == 201
-        bob_id = created_by_bob.json()["data"]["actor"]["user"]  # the log records who: his user id
+        bob_api, bob_id = created_by_bob.json()["data"]["id"], created_by_bob.json()["data"]["actor"]["user"]
         [(failed, created)] = anyio.run(
-            mcp_calls, server.url, bob_token, [("notes_create", {**NOTE, "id": "bob-mcp", "title": "Bob's second"})]
+            mcp_calls, server.url, bob_token, [("notes_create", {**NOTE, "title": "Bob's second"})]
         )
         assert not failed and created["data"]["actor"] == {"user": bob_id, "admin": False}
 
@@ -195,28 +197,44 @@ def test_two_members_see_only_their_own_through_pages_api_and_mcp(owned: Path) -
         assert [len(listing(ann, limit=2, offset=offset)["items"]) for offset in (0, 2)] == [2, 1]
         assert listing(ada)["total"] == listing(operator)["total"] == 5
 
+        # security trial 4, G8: answers made for one user are kept out of shared caches
+        for answer in (bob.get("/queries/notes/list"), bob_browser.get("/notes"), bob_browser.get("/account")):
+            assert answer.headers["cache-control"] == "private, no-store", answer.url
+            assert "Cookie, Authorization" in answer.headers["vary"], answer.url
+        assert "private" not in bob_browser.get("/static/app.css").headers.get("cache-control", "")
+
         # someone else's note: not found, not changed, not deleted, nothing appended
         before = log_version(operator)
-        assert bob.get("/queries/notes/get", params={"id": "ann-api"}).status_code == 404
-        assert command(bob, "update", {**NOTE, "id": "ann-api", "title": "Bob was here"}).status_code == 404
-        assert command(bob, "delete", {"id": "ann-api"}).status_code == 404
-        assert command(bob, "create", {**NOTE, "id": "as-ann", "actor": {"user": "x"}}).status_code == 400
-        assert command(operator, "create", {**NOTE, "id": "operators"}).status_code == 403
-        assert bob_browser.get("/notes/ann-api").status_code == 404
-        assert bob_browser.post("/notes/ann-api/delete").status_code == 404
-        assert bob_browser.post("/notes/ann-api/edit", data={**NOTE, "title": "Bob was here"}).status_code == 404
+        assert bob.get("/queries/notes/get", params={"id": ann_api}).status_code == 404
+        assert command(bob, "update", {**NOTE, "id": ann_api, "title": "Bob was here"}).status_code == 404
+        assert command(bob, "delete", {"id": ann_api}).status_code == 404
+        assert command(bob, "create", {**NOTE, "actor": {"user": "x"}}).status_code == 400
+        assert command(operator, "create", NOTE).status_code == 403
+        assert bob_browser.get(f"/notes/{ann_api}").status_code == 404
+        assert bob_browser.post(f"/notes/{ann_api}/delete").status_code == 404
+        assert bob_browser.post(f"/notes/{ann_api}/edit", data={**NOTE, "title": "Bob was here"}).status_code == 404
+        # security trial 4, G1: a create naming ann's id said "already exists" (201 for a free one)
+        taken, free = (command(bob, "create", {**NOTE, "id": item_id}) for item_id in (ann_api, "never-used-1"))
+        assert taken.status_code == free.status_code == 400 and taken.text == free.text.replace("never-used-1", ann_api)
+        assert "already exists" not in taken.text and "made by the app" in taken.text
         mcp_answers = anyio.run(
             mcp_calls,
             server.url,
             bob_token,
-            [("notes_list", {}), ("notes_get", {"id": "ann-api"}), ("notes_delete", {"id": "ann-api"})],
+            [
+                ("notes_list", {}),
+                ("notes_get", {"id": ann_api}),
+                ("notes_delete", {"id": ann_api}),
+                ("notes_create", {**NOTE, "id": ann_api}),
+                ("notes_create", {**NOTE, "id": "never-used-2"}),
+            ],
         )
         assert log_version(operator) == before
-        assert ann.get("/queries/notes/get", params={"id": "ann-api"}).json()["title"] == "Ann's third"
+        assert ann.get("/queries/notes/get", params={"id": ann_api}).json()["title"] == "Ann's third"
 
-        # MCP answers bob with his own only
-        (_, bob_list), (get_failed, _), (delete_failed, _) = mcp_answers
-        assert bob_list["total"] == 2 and get_failed and delete_failed
+        # MCP answers bob with his own only, and a create with an id the same whoever has it
+        (_, bob_list), (get_failed, _), (delete_failed, _), (taken_failed, _), (free_failed, _) = mcp_answers
+        assert bob_list["total"] == 2 and get_failed and delete_failed and taken_failed and free_failed
 
         # pages: each list and the home page show one's own; an admin's show everyone's
         ann_page, bob_page, ada_page = (b.get("/notes").text for b in (ann_browser, bob_browser, ada_browser))
@@ -226,12 +244,17 @@ def test_two_members_see_only_their_own_through_pages_api_and_mcp(owned: Path) -
         assert "Ann&#39;s" not in bob_browser.get("/").text
 
         # an admin may change anyone's; the owner stays
-        assert command(ada, "update", {**NOTE, "id": "bob-api", "title": "Fixed by an admin"}).status_code == 201
-        assert bob.get("/queries/notes/get", params={"id": "bob-api"}).json()["owner"] == bob_id
+        assert command(ada, "update", {**NOTE, "id": bob_api, "title": "Fixed by an admin"}).status_code == 201
+        assert bob.get("/queries/notes/get", params={"id": bob_api}).json()["owner"] == bob_id
+
+        # the pages never took an id: a form's is ignored, and the new note gets its own
+        made = bob_browser.post("/notes/new", data={**NOTE, "id": ann_api, "title": "Bob's page note"})
+        assert made.status_code == 303 and ann_api not in made.headers["location"]
+        assert ann.get("/queries/notes/get", params={"id": ann_api}).json()["title"] == "Ann's third"
 
 
 @pytest.mark.slow
 def test_the_owners_tests_pass_on_postgresql(owned: Path, pg_url: str) -> None:
     result = run_app_tests(owned, "tests/test_notes_owners.py", "-k", "postgresql", "-rA", env={"APP_TEST_DB": pg_url})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert result.stdout.count("PASSED") == 6, result.stdout[-1500:]
+    assert result.stdout.count("PASSED") == 7, result.stdout[-1500:]

@@ -92,12 +92,33 @@ class OwnedCommand(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _actor_from_the_request(cls, data: Any, info: ValidationInfo) -> Any:
-        acting = _acting.get()
-        if acting is None or (info.context or {}).get("stored") or not isinstance(data, Mapping):
+        if not _from_a_request(data, info):
             return data  # the app's own code, or a message read back from the log: as given
         if "actor" in data:
             raise ValueError("actor is who sends the command; it is not part of the payload")
-        return {**data, "actor": acting}
+        return {**data, "actor": _acting.get()}
+
+
+class OwnedCreate(OwnedCommand):
+    """Base of an owned feature's create: the new item's ``id`` is made by the app, never sent.
+
+    Ids are shared by every owner, so a client's own id could be someone else's item,
+    and "already exists" would tell them it is there (and let them take the ids others
+    will use). A random id meets no one's. The app's own code may still give one.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _id_from_the_app(cls, data: Any, info: ValidationInfo) -> Any:
+        if _from_a_request(data, info) and "id" in data:
+            raise ValueError("id is made by the app for a new item (the answer has it); it is not part of the payload")
+        return data
+
+
+def _from_a_request(data: Any, info: ValidationInfo) -> bool:
+    """Whether a payload comes from a request (an actor is set), not from the app or the log."""
+    stored = (info.context or {}).get("stored")
+    return _acting.get() is not None and not stored and isinstance(data, Mapping)
 
 
 class ActAsRequester:

@@ -150,7 +150,8 @@ def create_http_app(
         return _created(message)
 
     async def list_commands(_: Request) -> Response:
-        return JSONResponse(app.describe()["commands"])
+        public = {spec.type for spec in app.commands if spec.public}  # what a client can send, nothing else
+        return JSONResponse([command for command in app.describe()["commands"] if command["type"] in public])
 
     async def list_queries(_: Request) -> Response:
         return JSONResponse(app.describe()["queries"])

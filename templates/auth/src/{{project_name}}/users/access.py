@@ -4,8 +4,10 @@ Every page needs a session (a browser without one is sent to ``/login``); the JS
 API (``/commands``, ``/queries``, ``/mcp``) needs ``Authorization: Bearer`` with
 ``APP_API_TOKEN`` (the operator's token) or a user's own API token (made on
 ``/account``, stored as its digest, revocable; the request then has that user).
-The sign-in, registration and reset pages, ``/healthz`` and the static files stay
-open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
+A user's API token is for programs: it opens the API and ``/events`` only, never a
+page, the account, the admins' pages or the mailbox (403), so a leaked one cannot
+make more tokens, sign its owner out or manage users. The sign-in, registration and
+reset pages, ``/healthz`` and the static files stay open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
 without the password hash.
 """
 
@@ -30,6 +32,10 @@ from ..core.sessions import STILL_ALLOWED
 from .accounts import SESSION_SECONDS, Accounts
 
 API_PREFIXES = ("/commands", "/queries", "/mcp")
+# Where a user's API token is taken: the API, its description, the event stream and the health check.
+TOKEN_PREFIXES = (*API_PREFIXES, "/events")
+TOKEN_PATHS = ("/healthz", "/openapi.json")
+NOT_FOR_TOKENS = "an API token opens /commands, /queries, /mcp and /events only: sign in for the pages"
 OPEN_PATHS = ("/healthz", "/login", "/logout", "/register", "/password-reset", "/favicon.ico", "/dev/mailbox")
 OPEN_PREFIXES = ("/static/",)
 USER_COOKIE = SESSION_COOKIE
@@ -70,6 +76,8 @@ class RequireUser:
             return
         if scope.get("session_extended"):
             send = _with_cookie_renewed(send, Request(scope).cookies[USER_COOKIE], scope.get("scheme") == "https")
+        if scope.get("access") in ("session", "token") and not scope["path"].startswith(OPEN_PREFIXES):
+            send = _kept_private(send)
         await self.app(scope, receive, send)
 
     def _let_in(self, scope: Scope) -> Response | None:
@@ -130,6 +138,8 @@ class RequireUser:
             response = self.refuse(request, 401, "this token is not accepted")
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'
             return response
+        if not (_under(request.scope["path"], TOKEN_PREFIXES) or request.scope["path"] in TOKEN_PATHS):
+            return self.refuse(request, 403, NOT_FOR_TOKENS)
         request.scope["access"], request.scope["user"] = "token", user
         request.scope[STILL_ALLOWED] = lambda: self._still_in(self.accounts.token_user, bearer)  # ends /events
         return None
@@ -176,6 +186,27 @@ def _with_cookie_renewed(send: Send, cookie: str, secure: bool) -> Send:
         await send(message)
 
     return send_renewing
+
+
+PRIVATE = (b"cache-control", b"private, no-store")
+VARY = b"Cookie, Authorization"
+
+
+def _kept_private(send: Send) -> Send:
+    """``send`` that keeps an answer made for one user (their page, their items) out of every cache:
+    ``Cache-Control: private, no-store`` unless the response says otherwise, and ``Vary: Cookie, Authorization``."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"vary"]
+            vary = [value for name, value in message.get("headers", []) if name.lower() == b"vary"]
+            if not any(name.lower() == b"cache-control" for name, _ in headers):
+                headers.append(PRIVATE)
+            headers.append((b"vary", b", ".join([*vary, VARY])))
+            message["headers"] = headers
+        await send(message)
+
+    return send_private
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:

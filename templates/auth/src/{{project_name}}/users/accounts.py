@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core import App
+from ..core import App, NotFound
 from . import passwords
 from .commands import (
     NEW_EMAIL,
@@ -38,6 +38,7 @@ from .tokens import digest, new_secret, reset_token, secret_key, well_formed
 SESSION_SECONDS = 14 * 24 * 3600  # sliding: every use (at most once an hour) pushes the end back
 EXTEND_AFTER_SECONDS = 3600
 RESET_SECONDS = 15 * 60
+USED_OR_ENDED = "This link has expired or has been used. Ask for a new one."
 
 
 @dataclass(frozen=True)
@@ -195,13 +196,16 @@ class Accounts:
         self.app.dispatch(DisableUser(user_id=user_id))
 
     def request_reset(self, email: str) -> None:
-        """Record a reset for the account of ``email`` (the mailer sends the link); nothing for an unknown one."""
+        """Record a reset for the account of ``email`` (the mailer sends the link); nothing for an unknown one.
+
+        ``NoSecretKey`` first, for every email alike: a refusal only for existing accounts would tell them apart.
+        """
+        key = secret_key()
         user = self.state.user_by_email(email)
         if user is None or user["disabled"]:
             return
         reset_id = str(uuid.uuid4())
-
-        token = reset_token(secret_key(), reset_id)  # NoSecretKey before anything is recorded
+        token = reset_token(key, reset_id)
         self.app.dispatch(
             RequestReset(
                 id=reset_id,
@@ -224,12 +228,15 @@ class Accounts:
         """Use the reset (once) to set ``new``; returns why not, or None when done."""
         reset = self.valid_reset(token)
         if reset is None:
-            return "This link has expired or has been used. Ask for a new one."
+            return USED_OR_ENDED
         try:
             password_hash = passwords.hash_password(new)
         except ValueError as exc:
             return str(exc)
-        self.app.dispatch(ResetPassword(reset_id=reset["id"], password_hash=password_hash, at=self._now()))
+        try:
+            self.app.dispatch(ResetPassword(reset_id=reset["id"], password_hash=password_hash, at=self._now()))
+        except NotFound:  # another use of the link committed while this one hashed: it lost, as a later use would
+            return USED_OR_ENDED
         return None
 
     def _user(self, user_id: str) -> dict[str, Any]:

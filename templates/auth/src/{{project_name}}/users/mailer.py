@@ -6,7 +6,10 @@ from its position. The link's token is derived here from the reset id and
 ``APP_SECRET_KEY`` (tokens.py), never stored. With ``SMTP_URL``
 (``smtp://user:password@host:587`` with STARTTLS, or ``smtps://`` for TLS, both
 required and verified: smtp.py) the mail goes out; without it the mail waits on
-``/dev/mailbox``, a page for an admin on this machine. ``APP_BASE_URL`` is the address the links start with.
+``/dev/mailbox``, a page for an admin on this machine. ``APP_BASE_URL`` is the address the links start with:
+with ``SMTP_URL`` it is required (a guessed one would mail live links to whatever answers there).
+Without a usable key or base address resets are off: one line when the mailer starts, and
+every reset request, for any email, is answered 503 (:func:`resets_off`).
 """
 
 from __future__ import annotations
@@ -18,17 +21,32 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
 
-from ..core import CommandWorker, Context
+from ..core import App, CommandWorker, Context
 from ..core.pages import APP_NAME
 from .commands import MarkResetSent, RequestReset
 from .smtp import MailRefused, send_by_smtp
 from .state import UsersState
-from .tokens import reset_token, secret_key
+from .tokens import NoSecretKey, reset_token, secret_key
 
 SMTP_VARIABLE = "SMTP_URL"
+BASE_URL_VARIABLE = "APP_BASE_URL"
 RESET_PATH = "/password-reset"
 
 logger = logging.getLogger(__name__)
+
+
+def resets_off(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why password resets cannot work with these settings, or None. The same for every email."""
+    try:
+        secret_key(environ)
+    except NoSecretKey as exc:
+        return str(exc)
+    if environ.get(SMTP_VARIABLE) and not environ.get(BASE_URL_VARIABLE):
+        return (
+            f"password resets are off: {SMTP_VARIABLE} is set without {BASE_URL_VARIABLE}, the address"
+            f" the mailed links start with — set {BASE_URL_VARIABLE}=https://your.host"
+        )
+    return None
 
 
 def reset_link(reset_id: str, base_url: str = "") -> str:
@@ -64,6 +82,12 @@ class ResetMailer(CommandWorker):
         self.environ = environ
         self.on("users/request-reset", self.send_reset)
 
+    async def start(self, app: App) -> None:
+        problem = resets_off(self.environ)
+        if problem is not None:  # once per start, in the process that sends the mail
+            logger.warning("users-mailer: %s (every reset request gets a 503)", problem)
+        await super().start(app)
+
     async def send_reset(self, command: RequestReset, ctx: Context) -> None:
         if ctx.replaying:
             return
@@ -73,7 +97,10 @@ class ResetMailer(CommandWorker):
             return
         smtp_url = self.environ.get(SMTP_VARIABLE)
         if smtp_url:
-            base_url = self.environ.get("APP_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
+            base_url = self.environ.get(BASE_URL_VARIABLE, "").rstrip("/")
+            if not base_url:  # requested before the setting went: said at start, and no link to a guessed host
+                logger.error("users-mailer: reset mail %s not sent: %s is unset", command.id, BASE_URL_VARIABLE)
+                return
             mail = reset_mail(user["email"], reset_link(command.id, base_url), self.environ)
             try:
                 await asyncio.to_thread(send_by_smtp, smtp_url, mail)

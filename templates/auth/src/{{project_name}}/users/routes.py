@@ -26,7 +26,7 @@ from .access import USER_COOKIE, current_user
 from .accounts import SESSION_SECONDS, Accounts
 from .hashing import Busy, PasswordWork
 from .limits import SignInLimits, every_attempt, reset_mails
-from .mailer import Mailbox
+from .mailer import Mailbox, resets_off
 from .tokens import NoSecretKey
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -227,6 +227,8 @@ class UsersPages:
         if wait is not None:
             return _later(self._render(request, "reset_request.html", 429, error=_wait(wait)), wait)
         try:
+            if resets_off() is not None:  # before the email is looked at: the same answer for every one
+                raise NoSecretKey("password resets are off")
             self.accounts.request_reset(email)
         except NoSecretKey:
             return self._render(request, "reset_request.html", 503, error="Password resets are not set up here.")
@@ -297,7 +299,7 @@ def _is_admin(request: Request) -> bool:
 
 
 def _is_admin_or_operator(request: Request) -> bool:
-    """A signed-in admin (or an admin's API token), or ``APP_API_TOKEN`` (a token without a user)."""
+    """A signed-in admin, or ``APP_API_TOKEN`` (a token without a user; a user's token never gets here)."""
     operator = request.scope.get("access") == "token" and current_user(request) is None
     return operator or _is_admin(request)
 

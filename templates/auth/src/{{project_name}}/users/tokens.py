@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Mapping
 
+from ..core.auth import MIN_TOKEN_SYMBOLS
 from ..core.headers import url_safe_token
 
 KEY_VARIABLE = "APP_SECRET_KEY"
@@ -43,10 +44,15 @@ def well_formed(value: str | None) -> str | None:
 
 
 def secret_key(environ: Mapping[str, str] = os.environ) -> bytes:
-    """The server's key for reset tokens (``APP_SECRET_KEY``, at least 32 characters)."""
+    """The server's key for reset tokens: ``APP_SECRET_KEY``, 32+ characters of 6+ different ones
+    (``APP_API_TOKEN``'s rule: a key that can be guessed makes reset links for anyone)."""
     key = environ.get(KEY_VARIABLE, "")
-    if len(key) < MIN_KEY_LENGTH:
-        raise NoSecretKey(f"set {KEY_VARIABLE} to a random secret of {MIN_KEY_LENGTH}+ characters to send reset links")
+    if len(key) < MIN_KEY_LENGTH or len(set(key)) < MIN_TOKEN_SYMBOLS:
+        shape = f"{len(key)} characters, {len(set(key))} different" if key else "unset"
+        raise NoSecretKey(
+            f"password resets are off: {KEY_VARIABLE} is {'weak (' + shape + ')' if key else shape} — set it to"
+            f" {MIN_KEY_LENGTH}+ random characters: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return key.encode()
 
 
