@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from shop.core import App, MessageLog
+from shop.core.access_log import RedactSecretsInURLs
 from shop.core.auth import SESSION_COOKIE, Tokens, open_bind_refusal
 from shop.core.hosts import allowed_hosts
 from shop.core.http import create_http_app, read_form
@@ -313,6 +314,17 @@ def test_a_token_in_the_url_is_refused(app: App) -> None:
             response = client.get(f"/queries?{query}")
             assert response.status_code == 400 and "Authorization" in response.json()["error"]
             assert TOKEN not in response.text
+
+
+def test_the_access_log_never_shows_a_token_shaped_query_value_whatever_its_name() -> None:
+    token = "rufHA3Wq8dT0-kPz_9Lx2mVb7NcQe4YsJg6FhUa1Azbo"  # 44 URL-safe characters, as a user's token
+    scrub = RedactSecretsInURLs(secrets=[TOKEN]).scrub
+    for name in ("key", "auth", "bearer", "q", "t"):
+        assert scrub(f"/queries/notes/list?{name}={token}") == f"/queries/notes/list?{name}=[redacted]"
+    assert token not in scrub(f"/login?authorization=Bearer%20{token}")
+    assert scrub(f"/q?x={TOKEN}") == "/q?x=[redacted]"  # the app's own token, by value
+    item = "0f8e2b4c6d1a3e5f7a9b0c2d4e6f8a1b"  # an id stays readable
+    assert scrub(f"/queries/posts/get?id={item}") == f"/queries/posts/get?id={item}"
 
 
 # --- what clients send ---

@@ -3,8 +3,11 @@
 A token belongs in the ``Authorization`` header, and a URL carrying one is refused
 (auth.py); but uvicorn writes every request's path and query to its access log
 before the app has looked at it. This filter blanks the app's tokens wherever they
-appear in a logged URL, however percent-encoded, and drops a query with a parameter
-named like a secret (``access_token``, ``api_key``, ...): ``/queries?[redacted]``.
+appear in a logged URL, however percent-encoded, drops a query with a parameter
+named like a secret (``access_token``, ``api_key``, ...): ``/queries?[redacted]``, and
+blanks any query value shaped like a token (40 or more URL-safe characters in a row,
+whatever its name: ``?key=``, ``?auth=``): the app knows only digests of its users' tokens,
+so it cannot look for them by value. Ids (32 hex characters) stay readable.
 
 Whatever a client chose (its address as a trusted proxy reports it, the path, the query)
 is escaped before it is written: a newline, a terminal escape, a quote or a space
@@ -22,6 +25,7 @@ from urllib.parse import unquote_plus
 ACCESS_LOGGER = "uvicorn.access"
 SECRET_NAME = re.compile(r"token|secret|passw|api_?key", re.IGNORECASE)
 DECODINGS = 3  # a value encoded twice or three times is still found
+TOKEN_SHAPED = re.compile(r"[A-Za-z0-9_-]{40,}")  # ours are 43 (secrets.token_urlsafe(32)); ids are 32
 # Control, format and separator characters (terminal escapes, newlines, bidi controls,
 # spaces), and the quote and backslash that delimit an access line's fields.
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
@@ -58,7 +62,9 @@ class RedactSecretsInURLs(logging.Filter):
         """``text`` (a path and query) with the app's tokens blanked, and its query dropped if it names a secret."""
         text = self._without_secrets(text)
         path, mark, query = text.partition("?")
-        return f"{path}?[redacted]" if mark and self._names_a_secret(query) else text
+        if mark and self._names_a_secret(query):
+            return f"{path}?[redacted]"
+        return f"{path}?{TOKEN_SHAPED.sub('[redacted]', query)}" if mark else text
 
     def _without_secrets(self, text: str) -> str:
         """The tokens blanked wherever they are, however percent-encoded (then shown decoded)."""

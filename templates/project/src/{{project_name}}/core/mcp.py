@@ -246,6 +246,11 @@ class MCPEndpoint:
     request stands alone, whichever process of the server takes it. ``Host`` and
     ``Origin`` are checked for every route of the app (hosts.py, security.py), so the
     SDK's own copy of those checks is off: it would not know ``APP_ALLOWED_HOSTS``.
+
+    Only POST is served. A GET would open the transport's stream for messages the server
+    starts, and a stateless server starts none: the stream would only hold a connection
+    open for ever, outside the cap on ``/events`` streams and past its credential's end.
+    The transport's spec answers such a GET with 405, which clients take as "no stream".
     """
 
     def __init__(self, app: App) -> None:
@@ -266,6 +271,9 @@ class MCPEndpoint:
                 self._task_group = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await _post_only(scope, receive, send)
+            return
         if self._manager is None:
             async with self._starting:
                 if self._manager is None:
@@ -293,6 +301,18 @@ class MCPEndpoint:
                 await anyio.sleep_forever()
             finally:
                 self._manager = None
+
+
+async def _post_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """405 for GET, DELETE and the rest: no server-to-client stream, no sessions to end."""
+    text = b"only POST is served here: this MCP server is stateless and opens no event stream"
+    headers = [
+        (b"allow", b"POST"),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(text)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 405, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
 
 
 async def _body_read_first(receive: Receive) -> Receive:

@@ -15,7 +15,8 @@ catches only those that arrive in pieces; httptools has none).
 
 :class:`TimedHttpToolsProtocol` (the C parser, the default when installed) and
 :class:`TimedH11Protocol` (pure Python, ``serve --http h11``) differ only in how they learn
-where the request being read has got to. The event loop is uvloop when installed
+where the request being read has got to. Both read a client that pipelines requests
+without reading the answers only so far ahead (pipelining.py). The event loop is uvloop when installed
 (``serve --loop asyncio`` without it).
 """
 
@@ -30,6 +31,8 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .pipelining import MAX_PIPELINED, BoundedPipelining, through_head_ends
 
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
@@ -127,14 +130,18 @@ class ReadDeadlines:
             self.transport.close()
 
 
-class TimedH11Protocol(ReadDeadlines, H11Protocol):
+class TimedH11Protocol(BoundedPipelining, ReadDeadlines, H11Protocol):
     """uvicorn's pure-Python h11 protocol with the read deadlines; h11's states say where the request is."""
 
-    def data_received(self, data: bytes) -> None:
+    def _parsable(self, data: bytes) -> int:
+        """Nothing while a request is read and not yet answered: h11 would only buffer it."""
+        return 0 if self.conn.their_state is h11.DONE else len(data)
+
+    def _parse(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE and self._refused_large_head(data):
             return
         self._reading_started()
-        super().data_received(data)
+        H11Protocol.data_received(self, data)
         state = self.conn.their_state
         self._reading_parsed(
             upgraded=self.transport.get_protocol() is not self,
@@ -148,9 +155,11 @@ class TimedH11Protocol(ReadDeadlines, H11Protocol):
             self._clear_deadline()
         elif self.conn.their_state is h11.SEND_BODY:
             self._answered_before_the_body()
+        self._release_held()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._clear_deadline()
+        self._drop_held()
         super().connection_lost(exc)
 
 
@@ -167,16 +176,20 @@ def _httptools_protocol() -> type[ReadDeadlines]:
     """:class:`TimedHttpToolsProtocol`, defined only where httptools is installed."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class TimedHttpToolsProtocol(ReadDeadlines, HttpToolsProtocol):
+    class TimedHttpToolsProtocol(BoundedPipelining, ReadDeadlines, HttpToolsProtocol):
         """uvicorn's httptools protocol with the read deadlines; the parser's callbacks say where the request is."""
 
         _part = Part.BETWEEN
 
-        def data_received(self, data: bytes) -> None:
+        def _parsable(self, data: bytes) -> int:
+            """Up to the head that would queue more than MAX_PIPELINED requests (httptools parses all it is given)."""
+            return through_head_ends(self._parsed_tail, data, MAX_PIPELINED - len(self.pipeline))
+
+        def _parse(self, data: bytes) -> None:
             if self._part is not Part.BODY and self._refused_large_head(data):
                 return
             self._reading_started()
-            super().data_received(data)
+            HttpToolsProtocol.data_received(self, data)
             self._reading_parsed(
                 upgraded=self.transport.get_protocol() is not self,
                 in_body=self._part is Part.BODY,
@@ -201,9 +214,21 @@ def _httptools_protocol() -> type[ReadDeadlines]:
                 self._clear_deadline()
             elif self._part is Part.BODY:
                 self._answered_before_the_body()
+            self._release_held()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._answering = cycle
+            super()._start_asgi_task(cycle, app)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._clear_deadline()
+            self._drop_held()
+            # uvicorn tells only the last request read that its client left; with requests
+            # queued behind it, the one being answered would write to a closed transport.
+            answering = getattr(self, "_answering", None)
+            if answering is not None and not answering.response_complete:
+                answering.disconnected = True
+                answering.message_event.set()
             super().connection_lost(exc)
 
     TimedHttpToolsProtocol.__qualname__ = "TimedHttpToolsProtocol"  # pickled by name for serve --reload
