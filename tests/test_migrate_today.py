@@ -9,6 +9,7 @@ is no job of the user's: it is neither migrated nor marked.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,9 @@ def test_jobs_started_by_hand_in_an_app_with_todays_core_migrate_and_its_tests_p
     cli = (root / "src/blog/cli.py").read_text()
     assert OPENED in cli
     cli = cli.replace(OPENED, OPENED + "    start_background(app)\n")
-    cli = cli.replace("from .core import App\n", "from .core import App\nfrom .tasks import start_background\n", 1)
+    core_import = re.compile(r"^from \.core import App\b.*\n", re.MULTILINE)
+    cli, imported = core_import.subn(r"\g<0>from .tasks import start_background\n", cli, count=1)
+    assert imported == 1
     (root / "src/blog/cli.py").write_text(cli)
     git(root, "add", "-A")
     git(root, "-c", "user.name=Test User", "-c", "user.email=test@example.invalid", "commit", "-qm", "Hand jobs")
