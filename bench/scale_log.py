@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from petrock.user_cache import user_cache
+
 FORMAT = 3  # bump when what build() writes changes, so old cache entries are not used
 SEED = 25
 BATCH_POSTS = 10_000  # 30,000 messages per append_many (one transaction)
@@ -257,8 +259,7 @@ class Cache:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "petrock-bench" / "scale"
+    return user_cache("petrock-bench", "scale")
 
 
 # --- the two backends: a built log to serve, and empty ones to compare with ---

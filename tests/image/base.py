@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from petrock.user_cache import user_cache
+
 SUITE = "bookworm"
 VARIANT = "minbase"
 PACKAGES = ("python3", "python3-pip", "python3-venv", "passwd")
@@ -41,7 +43,7 @@ def cache_dir() -> Path:
     """``$PETROCK_IMAGE_CACHE``, else ``$XDG_CACHE_HOME/petrock/image-test`` (``~/.cache/...``)."""
     if explicit := os.environ.get("PETROCK_IMAGE_CACHE"):
         return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "petrock" / "image-test"
+    return user_cache("petrock", "image-test")
 
 
 def base_rootfs() -> Path:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from petrock.user_cache import user_cache
+
 if TYPE_CHECKING:
     from .verify import Verdict
 
@@ -34,8 +36,7 @@ def tree_key(tree: Path, python: str, asked: Any) -> str:
 
 
 def _folder() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "petrock" / "gate"
+    return user_cache("petrock", "gate")
 
 
 def recall(key: str) -> dict[str, Any] | None:
