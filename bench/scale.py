@@ -132,8 +132,9 @@ def rebuild_command(root: Path) -> tuple[str, ...] | None:
 @functools.cache
 def worker_rebuild_command(root: Path) -> tuple[str, ...] | None:
     """The arguments that rebuild the summary worker's table ahead of a start, or None if the app has none."""
-    usage = app_command(root, "projections", "rebuild", "--help").stdout
-    return ("projections", "rebuild", f"worker:{scale_log.SUMMARY_WORKER}") if "worker:" in usage else None
+    if not scale_log.rebuilds_worker_states(root / "src", root.name):
+        return None
+    return ("projections", "rebuild", f"worker:{scale_log.SUMMARY_WORKER}")
 
 
 def rebuild(root: Path, target: str, command: tuple[str, ...], output: Path) -> float:

@@ -185,16 +185,23 @@ def build(package: str, target: str, posts: int, ids_file: Path, *, progress: bo
     return time.perf_counter() - began
 
 
+def rebuilds_worker_states(src: Path, package: str) -> bool:
+    """Whether the app in ``src`` can rebuild a worker's state ahead of a start (``rebuild worker:NAME``)."""
+    env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", package, "projections", "rebuild", "--help"]
+    usage = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    return "worker:" in usage.stdout
+
+
 def build_worker_state(package: str, target: str) -> None:
     """The projections and the summary worker's table, built up to the head by the app itself. Without
     the worker's table the first start rebuilds it in the serving process, and the loads would measure
     that rebuild."""
     src = Path(importlib.import_module(package).__path__[0]).parent
+    if not rebuilds_worker_states(src, package):
+        return  # an app from before worker states could be rebuilt ahead of a start
     env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "APP_DB": target}
     command = [sys.executable, "-m", package, "projections", "rebuild"]
-    usage = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True, check=False)
-    if "worker:" not in usage.stdout:
-        return  # an app from before worker states could be rebuilt ahead of a start
     print("  building the projections and the summary worker's table", file=sys.stderr, flush=True)
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:

@@ -305,11 +305,8 @@ class CommandWorker:
                 messages = [m for m in self.log.batch_after(reached, REBUILD_BATCH) if m.id <= self.position]
                 if not messages:
                     break
-                decoded = [self._read(m) for m in messages if m.type in self._handlers and m.id not in never_handled]
-                commands = [command for _, command in decoded if not isinstance(command, _Unreadable)]
-                if commands:
-                    await _maybe_await(self.prefetch(commands))
-                for message, command in decoded:
+                handled = [m for m in messages if m.type in self._handlers and m.id not in never_handled]
+                for message, command in await self._decode_batch(handled):
                     await self._handle_decoded(message, command, replaying=True)
                     if time.monotonic() - began >= YIELD_EVERY_SECONDS:
                         await asyncio.sleep(0)  # let the server answer meanwhile
@@ -357,10 +354,8 @@ class CommandWorker:
         self._handling = True
         try:
             messages = self.log.batch_after(self.position, self.batch_size)
-            decoded = {m.id: self._read(m) for m in messages if m.type in self._handlers}
-            commands = [command for _, command in decoded.values() if not isinstance(command, _Unreadable)]
-            if commands:
-                await _maybe_await(self.prefetch(commands))
+            handled = [m for m in messages if m.type in self._handlers]
+            decoded = {message.id: (message, command) for message, command in await self._decode_batch(handled)}
             for message in messages:
                 if self._stopped:
                     break
@@ -464,9 +459,7 @@ class CommandWorker:
             try:
                 if message is None:
                     raise WorkerError(self.name, f"message {letter.message_id} is no longer in the log")
-                message, command = self._read(message)
-                if not isinstance(command, _Unreadable):
-                    await _maybe_await(self.prefetch([command]))  # a batch of one
+                [(message, command)] = await self._decode_batch([message])  # a batch of one
                 ctx = await self._handle_decoded(message, command, replaying=False)
             except Exception as exc:
                 buffer.clear()
@@ -488,6 +481,15 @@ class CommandWorker:
 
     async def stop(self) -> None:
         self._stopped = True
+
+    async def _decode_batch(self, messages: list[Message]) -> list[tuple[Message, Any]]:
+        """Each message in today's shape with its command, after :meth:`prefetch` was given the
+        batch's readable commands: the handlers then find the rows they read already loaded."""
+        decoded = [self._read(message) for message in messages]
+        commands = [command for _, command in decoded if not isinstance(command, _Unreadable)]
+        if commands:
+            await _maybe_await(self.prefetch(commands))
+        return decoded
 
     def _read(self, message: Message) -> tuple[Message, Any]:
         """The message in today's shape and its command; a payload that cannot be read gives an
