@@ -128,6 +128,23 @@ def test_files_the_user_did_not_touch_take_the_new_render(shop: Path, templates:
     assert (shop / "src/shop/core/kv.py").read_text() == rendered
 
 
+def test_an_upgrade_that_changes_the_apps_dependencies_says_to_reinstall_its_environment(
+    shop: Path, templates: Path
+) -> None:
+    edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
+    quiet = petrock(shop, "upgrade", templates=templates)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "reinstall" not in quiet.stdout  # pyproject.toml unchanged: nothing to say
+
+    pyproject = next(templates.joinpath("project").glob("pyproject.toml*"))
+    edit(pyproject, '"httptools', '"rich>=13",\n    "httptools')
+    (templates / "VERSION").write_text("99.0.1\n")
+    told = petrock(shop, "upgrade", templates=templates)
+    assert told.returncode == 0, told.stderr
+    assert "pyproject.toml changed" in told.stdout
+    assert ".venv/bin/pip install -e '.[test]'" in told.stdout
+
+
 def test_dry_run_shows_the_diff_and_writes_nothing(shop: Path, templates: Path) -> None:
     edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     before = without_git_index(tree_snapshot(shop))

@@ -213,3 +213,20 @@ def test_a_worker_state_is_rebuilt_ahead_of_a_start_and_never_while_a_server_run
     assert wait_until(summarized, timeout=30)  # the worker goes on from its position
     server.terminate()
     assert "rebuilding its state" not in server.output()
+
+
+def test_a_worker_state_rebuilt_at_start_says_how_far_it_is_and_what_it_took(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    db = tmp_path / "app.db"
+    write_log(posts_dir, db, 2_000)  # as an upgraded app's first start finds it: no table built yet
+
+    server = servers(posts_dir, db).start()
+    assert wait_until(lambda: "rebuilt its state" in server.output(), timeout=120), server.output()
+    workers = {worker["name"]: worker for worker in health(server).json()["workers"]}
+    assert workers["posts-summaries"]["rebuilding"] is None  # /healthz shows (done, total) only meanwhile
+    server.terminate()
+    output = server.output()
+    assert "worker 'posts-summaries': rebuilt its state from 6000 messages in" in output, output
+    # the last batch and the end of the rebuild both report the total: it is said once
+    assert output.count("rebuilding worker 'posts-summaries': 6000 of 6000 messages") == 1, output

@@ -142,6 +142,13 @@ def adopt_app() -> None:
         typer.echo(f"committed {commit[:10]}")
 
 
+# Said after an upgrade that changes the app's dependencies: its environment does not follow by itself.
+REINSTALL_HINT = (
+    "pyproject.toml changed (dependencies may have): reinstall the app's environment, "
+    "e.g. `.venv/bin/pip install -e '.[test]'`"
+)
+
+
 @app.command()
 @reports_errors
 def upgrade(
@@ -199,6 +206,8 @@ def upgrade(
             typer.echo(f"\ndry run: nothing was written (templates {planned.from_version} -> {planned.to_version})")
         elif applied is not None and applied.commit:
             typer.echo(f"\nupgraded to templates {planned.to_version} (commit {applied.commit[:10]})")
+        if any(f.path == "pyproject.toml" and f.status != "identical" for f in planned.files):
+            typer.echo(f"\n{REINSTALL_HINT}")
     if applied is not None and applied.conflicts:
         raise ConflictError(
             f"conflict markers in {', '.join(applied.conflicts)}; nothing was committed",

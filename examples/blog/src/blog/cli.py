@@ -190,6 +190,8 @@ def serve(
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
+        if missing := _missing_fast_stack(http, loop):
+            announce(f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}")
     if reload:
         os.environ.update(
             APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
@@ -254,6 +256,25 @@ def _serve_processes(
     reserved.close()
     announce(f"stopped {PACKAGE}")
     return code
+
+
+def _this_python() -> str:
+    """The interpreter running this command, as a user would type it here (``.venv/bin/python``):
+    a hint to run another command works when pasted, whatever ``python`` is on the PATH."""
+    here, python = Path.cwd(), Path(sys.executable)
+    return str(python.relative_to(here)) if python.is_relative_to(here) else str(python)
+
+
+REINSTALL = "reinstall the app's environment (.venv/bin/pip install -e '.[test]') to get them"
+
+
+def _missing_fast_stack(http: str, loop: str) -> list[str]:
+    """The fast stack's packages that ``auto`` looked for and did not find (the app depends on them,
+    so they are missing only from an environment installed before it did, or on Windows: no uvloop)."""
+    import importlib.util
+
+    wanted = [("httptools", http), *([("uvloop", loop)] if sys.platform != "win32" else [])]
+    return [name for name, choice in wanted if choice == "auto" and importlib.util.find_spec(name) is None]
 
 
 def _announcer(log_format: str) -> Callable[[str], None]:
@@ -426,7 +447,8 @@ def projections_status(
     if stale:
         workers = "; worker states only while the app is stopped" if any(n.startswith("worker:") for n in stale) else ""
         typer.echo(
-            f"the next start rebuilds {', '.join(stale)}; beforehand: python -m {PACKAGE} projections rebuild{workers}"
+            f"the next start rebuilds {', '.join(stale)}; "
+            f"beforehand: {_this_python()} -m {PACKAGE} projections rebuild{workers}"
         )
 
 

@@ -74,6 +74,7 @@ class WorkerHandle:
             "class": type(self.worker).__name__,
             "state": self.state.value,
             "position": getattr(self.worker, "position", None),
+            "rebuilding": getattr(self.worker, "rebuilding", None),  # (done, total) while its state rebuilds
             "poll_interval": self.poll_interval,
             "jitter": self.jitter,
             "cycles": self.cycles,

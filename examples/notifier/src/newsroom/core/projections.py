@@ -386,6 +386,7 @@ class Projections:
         shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
         total = log.version()
+        self.progress = (0, total)  # /healthz says how far from the first moment it says "rebuilding"
         buffer = BufferedRows(sql, undoable=False, fresh=shadows, expected=total)  # at most a row per message
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}

@@ -177,6 +177,7 @@ class CommandWorker:
         self.poll_interval = poll_interval
         self.jitter = jitter
         self.position = 0
+        self.rebuilding: tuple[int, int] | None = None  # (done, total) while its state rebuilds at start
         self.own_log = log
         self._handlers: dict[str, Handler] = {}
         self._periodic: list[Periodic] = []
@@ -248,7 +249,30 @@ class CommandWorker:
         self._stopped = False
         fingerprint = self._open(app)
         if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
-            await self._rebuild_state(fingerprint)
+            await self._rebuild_at_start(fingerprint)
+
+    async def _rebuild_at_start(self, fingerprint: str) -> None:
+        """Rebuild in the serving process, saying how far it is (log lines, /healthz's ``rebuilding``)
+        and how long it took: a worker that does no work yet is not silent about why."""
+        from .progress import RebuildProgress
+
+        lines = RebuildProgress(f"worker {self.name!r}")
+
+        def progress(done: int, total: int) -> None:
+            self.rebuilding = (done, total)
+            lines(done, total)
+
+        began = time.monotonic()
+        self.rebuilding = (0, self.position)
+        try:
+            read = await self._rebuild_state(fingerprint, progress)
+        finally:
+            self.rebuilding = None
+            lines.close()
+        took = time.monotonic() - began
+        logger.info(
+            "worker %r: rebuilt its state from %d messages in %.1fs (%.0f/s)", self.name, read, took, read / max(took, 1e-6)
+        )
 
     async def rebuild_state(self, app: App, progress: Progress | None = None) -> int:
         """Rebuild the worker's tables from the log now, up to its stored position, and return the

@@ -20,6 +20,7 @@ class RebuildProgress:
         self._bar: Any = None
         self._task: Any = None
         self._logged_at = 0.0
+        self._finished_logged = False
         self._started = time.monotonic()
         if self.stream.isatty():
             from rich.console import Console
@@ -41,8 +42,11 @@ class RebuildProgress:
             self._bar.update(self._task, completed=done, total=total)
             return
         now = time.monotonic()
-        if now - self._logged_at >= LOG_EVERY_SECONDS or done >= total:
-            self._logged_at = now
+        finished = done >= total
+        if finished and self._finished_logged:
+            return  # the last batch and the rebuild's end both report the total: one line says it
+        if now - self._logged_at >= LOG_EVERY_SECONDS or finished:
+            self._logged_at, self._finished_logged = now, finished
             rate = done / max(now - self._started, 1e-6)
             logger.info("rebuilding %s: %d of %d messages (%.0f/s)", self.label, done, total, rate)
 
