@@ -28,6 +28,7 @@ class Call:
     idempotency_key: str
     authorization: str
     fault: str
+    path: str = ""
 
 
 class FakeSummaryApi:
@@ -78,7 +79,8 @@ class FakeSummaryApi:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
                 text = body["messages"][-1]["content"]
                 fault = text.split()[0].removeprefix("fault=") if text.startswith("fault=") else "none"
-                api._record(Call(self.headers.get("idempotency-key", ""), self.headers.get("authorization", ""), fault))
+                key, authorization = self.headers.get("idempotency-key", ""), self.headers.get("authorization", "")
+                api._record(Call(key, authorization, fault, self.path))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
                     self.respond(fault, text)
 

@@ -502,6 +502,32 @@ def test_a_summary_key_encoded_spaced_or_in_look_alikes_is_never_stored(
     assert "[redacted]" in answers
 
 
+URL_PASSWORD = "Pw4urlUserinfo9x"
+URL_KEY = "Qk7urlQueryKey2m"
+
+
+def test_credentials_in_the_summary_api_url_are_in_no_output(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 6, K6: httpx logged every call to the summary API at INFO with the whole
+    SUMMARY_API_URL, its userinfo and ``?key=`` included. A key in the query stays in the query."""
+    db = tmp_path / "app.db"
+    with FakeSummaryApi() as api:
+        address = api.url.removeprefix("http://")  # 127.0.0.1:PORT/v1
+        env = {"SUMMARY_API_URL": f"http://app:{URL_PASSWORD}@{address}?key={URL_KEY}", "SUMMARY_MAX_ATTEMPTS": "2"}
+        server = servers(posts_dir, db, env=env).start()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            created_post(client, "A post to summarize")
+            created_post(client, "fault=500 and a provider that fails")
+            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+        server.terminate()
+        paths = {call.path for call in api.calls}
+    assert len(api.calls) == 3 and paths == {f"/v1/chat/completions?key={URL_KEY}"}, api.calls
+    output = server.output()
+    assert "summary" in output.lower() or "POST /commands" in output  # the server did log
+    assert URL_PASSWORD not in output and URL_KEY not in output, output
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (free a moment ago)."""
     with socket.socket() as probe:

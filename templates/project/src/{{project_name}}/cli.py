@@ -319,7 +319,7 @@ def mcp_stdio(
     """
     from .core.mcp import serve_stdio
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("text")
     try:
         app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
     except (LogLockedError, LogUnavailable) as exc:
