@@ -562,6 +562,46 @@ def test_a_postgresql_password_is_never_printed_and_a_keyword_string_is_refused(
     assert list(elsewhere.iterdir()) == [], "a keyword string became a file"
 
 
+@pytest.mark.parametrize("password", ["S3c/retPW", "S3c?retPW", "S3c#retPW", "S3c%retPW", "S3c%zzretPW", "123/retPW"])
+def test_a_database_password_with_unencoded_url_characters_is_refused_in_one_line_unshown(
+    app_dir: Path, tmp_path: Path, password: str
+) -> None:
+    """Security trial 6, K2: a password with an unencoded '/', '?', '#' or '%' moved the rest of the
+    URL into its path, query or fragment, and serve, inspect and the error lines printed it (a '%'
+    gave a traceback). Each is refused before anything is tried, in one line without the password."""
+    url = f"postgresql://app:{password}@127.0.0.1:{closed_port()}/db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in (["serve", "--port", str(closed_port())], ["inspect"], ["log", "tail"], ["kv", "list"]):
+        ran = subprocess.run(
+            [sys.executable, "-m", APP_NAME, *command, "--db", url], env=app_output_env(app_dir), cwd=elsewhere,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        output = ran.stdout + ran.stderr
+        assert ran.returncode != 0 and ran.stdout == "" and ran.stderr.count("\n") == 1, (command, output)
+        assert ran.stderr.startswith("error: ") and "percent-encode" in ran.stderr, (command, output)
+        assert "S3c" not in output and "retPW" not in output and "123" not in output, (command, output)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_database_urls_that_are_well_formed_stay_accepted_as_written(app_template: Path) -> None:
+    """The rules of K2 refuse no URL a user writes correctly: encoded characters, a query, an IPv6 host."""
+    sys.path.insert(0, str(app_template / "src"))
+    try:
+        from relapp.core.database_urls import database_refusal, without_password
+    finally:
+        sys.path.remove(str(app_template / "src"))
+    for url in [
+        "postgresql://app:S3c%2FretPW%3F%23%25@db.example:5432/app",
+        "postgresql:///app?host=/var/run/postgresql&application_name=me@home",
+        "postgresql://app@[::1]:5432/app?sslmode=require&options=-c%20search_path%3Dx",
+        "postgres://db.example/app",
+        "postgresql://app:pw@host1:5432,host2:5433/app?target_session_attrs=read-write",
+    ]:
+        assert database_refusal(url) is None, url
+    assert "S3c" not in without_password("postgresql://app:S3c%2FretPW@db.example/app")
+
+
 def test_a_summary_key_with_a_line_break_or_control_character_is_refused_at_start(
     typed_template: Path, tmp_path: Path
 ) -> None:

@@ -8,7 +8,9 @@ over what looks like the host (``app:s3c@ret@host``: libpq then tries to reach t
 host ``ret@host``). Every line the app prints shows :func:`without_password` instead.
 
 libpq's other form, keywords (``host=db1 dbname=app password=...``), is refused: it
-would otherwise be read as the name of an SQLite file, created and printed.
+would otherwise be read as the name of an SQLite file, created and printed. So is a URL
+whose password has an unencoded '/', '?', '#' or '%': urllib would read the rest of the
+password as the path, query or fragment (and print it), libpq would read it otherwise or fail.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ HIDDEN = "***"
 SECRET_NAME = re.compile(r"passw|secret|token|api_?key", re.IGNORECASE)
 QUERY_VALUE = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
 KEYWORD_SECRET = re.compile(r"(?P<name>\b[A-Za-z_]*(?:passw|secret|token)[A-Za-z_]*)\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S*)")
+BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 KEYWORD_CONNINFO = re.compile(r"^\s*[A-Za-z_]+\s*=\s*\S*(\s+[A-Za-z_]+\s*=|\s*$)")
 
 
@@ -37,12 +40,29 @@ def database_refusal(target: str) -> str | None:
                 " — pass it as a URL: postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
             )
         return None
-    if urlsplit(target).netloc.count("@") > 1:
+    parts = urlsplit(target)
+    if parts.netloc.count("@") > 1:
         return (
             f"the --db URL {without_password(target)} has an '@' in its user name or password"
             " — write it as %40 there (postgresql://app:p%40ss@host/db)"
         )
+    # Past here the URL is not shown at all: where its password ends is what is in doubt.
+    if BAD_PERCENT.search(target):
+        return "the --db URL has a '%' that is not followed by two hex digits — percent-encode a '%' as %25"
+    if "#" in target or "@" in parts.path or _libpq_userinfo(target) != parts.netloc.rpartition("@")[0]:
+        return (
+            "the --db URL has a '/', '?', '#' or '@' in its user name, password or database name"
+            " — percent-encode them there: / as %2F, ? as %3F, # as %23, @ as %40"
+        )
     return None
+
+
+def _libpq_userinfo(target: str) -> str:
+    """The user part as libpq reads it: up to the first '@', if no '/' comes before it (urllib also
+    stops at '?' and '#': a password with one of those is read differently by the two)."""
+    authority = target.split("://", 1)[1]
+    user, at, _ = authority.partition("@")
+    return user if at and "/" not in user else ""
 
 
 def without_password(target: str) -> str:
