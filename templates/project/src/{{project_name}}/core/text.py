@@ -96,7 +96,9 @@ def visible_url(value: str) -> str:
 def _looks_like_a_delimiter(char: str) -> bool:
     if char.isascii():
         return False
-    if unicodedata.category(char)[0] not in HOST_CATEGORIES or URL_DELIMITERS & set(unicodedata.normalize("NFKC", char)):
+    if unicodedata.category(char)[0] not in HOST_CATEGORIES:
+        return True
+    if URL_DELIMITERS & set(unicodedata.normalize("NFKC", char)):
         return True
     return any(DELIMITER_NAME.search(unicodedata.name(part, "")) for part in unicodedata.normalize("NFKD", char))
 
