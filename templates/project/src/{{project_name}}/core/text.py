@@ -51,7 +51,7 @@ NOTHING_TO_SEE = "Write something visible: this has only accents or private-use 
 HOST_MESSAGE = "Write the host with plain dots: it has a character that looks like '/', '@', '.' or another delimiter."
 # What a URL's host may not show, in any form: its delimiters.
 URL_DELIMITERS = frozenset("/@.:?#\\%")
-# Unicode's names for them (a letter or mark named so looks like one: U+02D0 ː, U+0338 ◌̸, U+A718 ꜘ).
+# Unicode's names for them (a letter or mark named so looks like one: U+02D0 ː, U+A718 ꜘ, the combining U+0338).
 DELIMITER_NAME = re.compile(r"\b(?:SOLIDUS|SLASH|COLON|FULL STOP|COMMERCIAL AT|NUMBER SIGN|QUESTION MARK|PERCENT)\b")
 HOST_CATEGORIES = frozenset("LMN")  # letters, marks, numbers: what a host name is made of (IDNA)
 SHOWN_CATEGORIES = frozenset("LNPS")  # letters, numbers, punctuation, symbols: what a reader sees
