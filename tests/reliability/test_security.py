@@ -637,6 +637,7 @@ def test_database_urls_that_are_well_formed_stay_accepted_as_written(app_templat
     ]:
         assert database_refusal(url) is None, url
     assert "S3c" not in without_password("postgresql://app:S3c%2FretPW@db.example/app")
+    assert "S3c" not in (database_refusal("postgresql://app:pw@[ab:S3cretPW]/db") or "accepted")
 
 
 def test_a_summary_key_with_a_line_break_or_control_character_is_refused_at_start(
@@ -919,6 +920,9 @@ def test_inspect_refuses_a_url_with_a_query_fragment_or_parameters_and_never_ech
         assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("error: --url http://127.0.0.1:") and "***" in result.stderr, result.stderr
         assert secret[:5].lower() not in result.stderr.lower(), result.stderr
+    brackets = app_cli(typed_template, "inspect", "--db", db, "--url", f"http://[ab:{secret}]:80/", env=env)
+    assert brackets.returncode == 2 and brackets.stderr.count("\n") == 1, brackets.stderr  # was a traceback
+    assert secret[:5].lower() not in brackets.stderr.lower(), brackets.stderr
     on_a_path = app_cli(typed_template, "inspect", "--db", db, "--url", f"http://{host}/{secret}", env=env)
     assert on_a_path.returncode == 1 and on_a_path.stderr.count("\n") == 1, on_a_path.stderr
     assert secret[:5] not in on_a_path.stderr and f"http://{host}/***" in on_a_path.stderr, on_a_path.stderr
