@@ -43,7 +43,10 @@ def database_refusal(target: str) -> str | None:
                 " — pass it as a URL: postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
             )
         return None
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # brackets that hold no IPv6 address
+        return "the --db URL cannot be read — check its host (an IPv6 address goes in [brackets])"
     if parts.netloc.count("@") > 1:
         return (
             f"the --db URL {without_password(target)} has an '@' in its user name or password"
@@ -92,8 +95,11 @@ def server_url_refusal(url: str) -> str | None:
     Only ``http(s)://HOST[:PORT][/PATH]`` is taken: a user part, a query, a fragment or
     ``;parameters`` is what a token would ride in, and the server reads none of them.
     """
-    parts = urlsplit(url)
     shown = server_address(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # brackets that hold no IPv6 address
+        return f"--url {shown} is not a server's address — pass http://HOST:PORT"
     try:
         port_ok = parts.port is not None or not parts.netloc.endswith(":")
     except ValueError:
@@ -112,16 +118,20 @@ def server_url_refusal(url: str) -> str | None:
 def server_address(url: str) -> str:
     """``scheme://host:port`` of a server's URL, to show people: whatever else it has (a user part,
     a path, a query, a fragment, a port that is no number) shown as ``***``."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{HIDDEN}://{HIDDEN}"
     host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host if host and HOST.fullmatch(host) else HIDDEN
+    host = HIDDEN if not HOST.fullmatch(host) else f"[{host}]" if ":" in host else host
     try:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
         port = f":{HIDDEN}"
     user = f"{HIDDEN}@" if "@" in parts.netloc else ""
     rest = f"/{HIDDEN}" if url.rstrip("/") != f"{parts.scheme}://{parts.netloc}" else ""
-    return f"{parts.scheme or HIDDEN}://{user}{host}{port}{rest}"
+    scheme = parts.scheme if parts.scheme in ("http", "https") else HIDDEN
+    return f"{scheme}://{user}{host}{port}{rest}"
 
 
 def _rebuilt(url: str, netloc: str) -> str:
