@@ -28,6 +28,7 @@ class Call:
     idempotency_key: str
     authorization: str
     fault: str
+    path: str = ""
 
 
 class FakeSummaryApi:
@@ -78,7 +79,8 @@ class FakeSummaryApi:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
                 text = body["messages"][-1]["content"]
                 fault = text.split()[0].removeprefix("fault=") if text.startswith("fault=") else "none"
-                api._record(Call(self.headers.get("idempotency-key", ""), self.headers.get("authorization", ""), fault))
+                key, authorization = self.headers.get("idempotency-key", ""), self.headers.get("authorization", "")
+                api._record(Call(key, authorization, fault, self.path))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
                     self.respond(fault, text)
 
@@ -151,7 +153,26 @@ DISGUISES = {
     "cyrillic": lambda key: key.translate(str.maketrans("aeopcxyisABEKMHOPCTX", "аеорсхуіѕАВЕКМНОРСТХ")),
     "markup": lambda key: "".join(f"<b>{char}</b>" for char in key),
     "doubled": lambda key: "".join(char * 2 for char in key),
+    # Trial 6 (K7, K8): encodings of encodings, octal and CSS escapes.
+    "base64-twice": lambda key: _base64(_base64(key)),
+    "hex-of-base64": lambda key: _base64(key).encode().hex(),
+    "base64-of-hex": lambda key: _base64(key.encode().hex()),
+    "hex-twice": lambda key: key.encode().hex().encode().hex(),
+    "urlsafe-base64-of-percent": lambda key: base64.urlsafe_b64encode(_percent(key).encode()).decode(),
+    "percent-of-base64": lambda key: _percent(_base64(key)),
+    "octal": lambda key: "".join(f"\\{ord(char):03o}" for char in key),
+    "css": lambda key: " ".join(f"\\{ord(char):x}" for char in key),
+    "octal-of-base64": lambda key: "".join(f"\\{ord(char):03o}" for char in _base64(key)),
+    "base64-of-css": lambda key: _base64("".join(f"\\{ord(char):06x}" for char in key)),
 }
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _percent(text: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in text.encode())
 
 
 def completion(content: str) -> dict[str, object]:

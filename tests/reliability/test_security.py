@@ -10,6 +10,7 @@ that spoof what a reader sees, and a token written to the access log.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -25,12 +26,13 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
 
 from ..support import Server as PgServer
-from .fake_summary_api import FakeSummaryApi
+from .fake_summary_api import DISGUISES, FakeSummaryApi
 from .harness import APP_NAME, Server, SummaryHistory, add_feature, integrity, log_rows, petrock, wait_until
 
 pytestmark = pytest.mark.slow
@@ -502,6 +504,70 @@ def test_a_summary_key_encoded_spaced_or_in_look_alikes_is_never_stored(
     assert "[redacted]" in answers
 
 
+TWICE_ENCODED = (
+    "base64-twice", "hex-of-base64", "base64-of-hex", "hex-twice", "urlsafe-base64-of-percent",
+    "percent-of-base64", "octal", "css", "octal-of-base64", "base64-of-css",
+)  # fmt: skip
+
+
+def test_a_summary_key_encoded_twice_or_in_octal_or_css_escapes_is_never_stored(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 6, K7 and K8: the key in base64 of base64, hex of base64 (an encoding of an
+    encoding), or in octal or CSS escapes was stored, shown and tailed as the provider sent it."""
+    db = tmp_path / "app.db"
+    faults = [f"{status}-echo-as-{disguise}" for status in (401, 200) for disguise in TWICE_ENCODED]
+    _, pages, answers = summarized_through_faults(posts_dir, db, servers, faults)
+    outcomes = [payload for each in SummaryHistory.read(db).outcomes.values() for _, payload in each]
+    failures = sorted(str(payload["error_message"]) for payload in outcomes if "error_message" in payload)
+    summaries = sorted(str(payload["summary"]) for payload in outcomes if "summary" in payload)
+    refusal = "summary API refused the request: HTTP 401: Incorrect API key provided: [redacted]. See docs."
+    assert failures == [refusal] * len(TWICE_ENCODED), failures
+    assert summaries == ["Summary: [redacted]"] * len(TWICE_ENCODED), summaries
+    tail = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db))
+    shown = {"the log": db.read_bytes().decode("utf-8", "replace"), "the pages": pages, "log tail": tail.stdout}
+    for disguise in TWICE_ENCODED:
+        encoded = DISGUISES[disguise](ECHOED_KEY)
+        for where, text in shown.items():
+            assert encoded[:24] not in text and encoded[-24:] not in text, f"the key as {disguise} in {where}"
+    assert "[redacted]" in answers
+
+
+URL_PASSWORD = "Pw4urlUserinfo9x"
+URL_KEY = "Qk7urlQueryKey2m"
+
+
+def test_credentials_in_the_summary_api_url_are_in_no_output(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Security trial 6, K6: httpx logged every call to the summary API at INFO with the whole
+    SUMMARY_API_URL, its userinfo and ``?key=`` included. A key in the query stays in the query."""
+    db = tmp_path / "app.db"
+    with FakeSummaryApi() as api:
+        address = api.url.removeprefix("http://")  # 127.0.0.1:PORT/v1
+        env = {"SUMMARY_API_URL": f"http://app:{URL_PASSWORD}@{address}?key={URL_KEY}", "SUMMARY_MAX_ATTEMPTS": "2"}
+        server = servers(posts_dir, db, env=env).start()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            created_post(client, "A post to summarize")
+            created_post(client, "fault=500 and a provider that fails")
+            assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+        server.terminate()
+        paths = {call.path for call in api.calls}
+    assert len(api.calls) == 3 and paths == {f"/v1/chat/completions?key={URL_KEY}"}, api.calls
+    output = server.output()
+    assert "summary" in output.lower() or "POST /commands" in output  # the server did log
+    assert URL_PASSWORD not in output and URL_KEY not in output, output
+
+
+def generated_module(app: Path, name: str) -> ModuleType:
+    """A module of the generated app, imported in this process (for checks over many values)."""
+    sys.path.insert(0, str(app / "src"))
+    try:
+        return importlib.import_module(f"{APP_NAME}.{name}")
+    finally:
+        sys.path.remove(str(app / "src"))
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (free a moment ago)."""
     with socket.socket() as probe:
@@ -534,6 +600,44 @@ def test_a_postgresql_password_is_never_printed_and_a_keyword_string_is_refused(
             if "@retPW" in url or url.startswith("host="):  # refused before anything is tried, in one line
                 assert ran.stdout == "" and ran.stderr.count("\n") == 1, (command, output)
     assert list(elsewhere.iterdir()) == [], "a keyword string became a file"
+
+
+@pytest.mark.parametrize("password", ["S3c/retPW", "S3c?retPW", "S3c#retPW", "S3c%retPW", "S3c%zzretPW", "123/retPW"])
+def test_a_database_password_with_unencoded_url_characters_is_refused_in_one_line_unshown(
+    app_dir: Path, tmp_path: Path, password: str
+) -> None:
+    """Security trial 6, K2: a password with an unencoded '/', '?', '#' or '%' moved the rest of the
+    URL into its path, query or fragment, and serve, inspect and the error lines printed it (a '%'
+    gave a traceback). Each is refused before anything is tried, in one line without the password."""
+    url = f"postgresql://app:{password}@127.0.0.1:{closed_port()}/db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in (["serve", "--port", str(closed_port())], ["inspect"], ["log", "tail"], ["kv", "list"]):
+        ran = subprocess.run(
+            [sys.executable, "-m", APP_NAME, *command, "--db", url], env=app_output_env(app_dir), cwd=elsewhere,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        output = ran.stdout + ran.stderr
+        assert ran.returncode != 0 and ran.stdout == "" and ran.stderr.count("\n") == 1, (command, output)
+        assert ran.stderr.startswith("error: ") and "percent-encode" in ran.stderr, (command, output)
+        assert "S3c" not in output and "retPW" not in output and "123" not in output, (command, output)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_database_urls_that_are_well_formed_stay_accepted_as_written(app_template: Path) -> None:
+    """The rules of K2 refuse no URL a user writes correctly: encoded characters, a query, an IPv6 host."""
+    database_urls = generated_module(app_template, "core.database_urls")
+    database_refusal, without_password = database_urls.database_refusal, database_urls.without_password
+    for url in [
+        "postgresql://app:S3c%2FretPW%3F%23%25@db.example:5432/app",
+        "postgresql:///app?host=/var/run/postgresql&application_name=me@home",
+        "postgresql://app@[::1]:5432/app?sslmode=require&options=-c%20search_path%3Dx",
+        "postgres://db.example/app",
+        "postgresql://app:pw@host1:5432,host2:5433/app?target_session_attrs=read-write",
+    ]:
+        assert database_refusal(url) is None, url
+    assert "S3c" not in without_password("postgresql://app:S3c%2FretPW@db.example/app")
+    assert "S3c" not in (database_refusal("postgresql://app:pw@[ab:S3cretPW]/db") or "accepted")
 
 
 def test_a_summary_key_with_a_line_break_or_control_character_is_refused_at_start(
@@ -703,6 +807,13 @@ def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(open_ser
         ("site", "https://good.example\u3002evil.example/"),
         ("site", "https://good\uff0eexample/"),
         ("site", "https://good\uff61example/"),
+        # trial 6, K4: more look-alikes of '/' and ':' (refused by a rule over Unicode's data, not by a list)
+        ("site", "https://evil.example\u2571good/"),
+        ("site", "https://evil.example\u2f03good/"),
+        ("site", "https://evil.example\ua789good/"),
+        ("site", "https://evil.example\u02f8good/"),
+        ("site", "https://evil.example\u02d0good/"),
+        ("site", "https://evil.example\u0338good/"),
         ("name", "\u0301"),
         ("name", "\ue000"),
         ("name", "\U000f0000\u0301"),
@@ -719,6 +830,28 @@ def test_values_that_spoof_what_a_reader_sees_are_refused(open_server: Server, f
         assert form.status_code == 400
         assert log_rows(open_server.db) == before
         assert client.post("/commands", json={"type": "links/create", "payload": good}).status_code == 201
+
+
+DELIMITER_WORDS = re.compile(r"\b(?:SOLIDUS|SLASH|COLON)\b")
+
+
+def test_every_character_unicode_reads_or_names_as_a_slash_or_colon_is_refused_in_a_host(app_template: Path) -> None:
+    """Security trial 6, K4: look-alikes of '/' and ':' outside a hand-picked list were accepted in a
+    link's host. Over every code point: whatever NFKC turns into '/' or ':' (or another delimiter),
+    and whatever Unicode names a SLASH, SOLIDUS or COLON, is refused."""
+    text = generated_module(app_template, "core.text")
+    checked = 0
+    for code in range(0x80, sys.maxunicode + 1):
+        char = chr(code)
+        parts = unicodedata.normalize("NFKD", char)
+        named = any(DELIMITER_WORDS.search(unicodedata.name(part, "")) for part in parts)
+        if named or set("/:@.?#%\\") & set(unicodedata.normalize("NFKC", char)):
+            checked += 1
+            with pytest.raises(ValueError, match="look"):  # like a delimiter, or invisible (tags, ...)
+                text.visible_url(f"https://evil.example{char}good.example/")
+    assert checked > 100
+    for host in ("bücher.example", "例子.中国", "пример.рф", "ノート.example", "दुःख.example", "مثال.example"):
+        assert text.visible_url(f"https://{host}/a?b=c") == f"https://{host}/a?b=c"
 
 
 def test_hosts_in_other_scripts_and_accented_names_stay_accepted(open_server: Server) -> None:
@@ -773,6 +906,29 @@ def test_inspect_never_echoes_a_token_in_its_url_and_names_the_real_cause(
     assert "only to a client with its token" in result.stderr and "HTTP 200" not in result.stderr, result.stderr
 
 
+def test_inspect_refuses_a_url_with_a_query_fragment_or_parameters_and_never_echoes_them(
+    typed_template: Path, token_server: Server
+) -> None:
+    """Security trial 6, K3: ``?key=``, ``#fragment`` and ``;params`` of --url were printed back, a path
+    too, and a ';' after the port gave a traceback. Only the scheme, host and port are ever shown."""
+    host, secret = token_server.url.removeprefix("http://"), "Zq8SecretInUrl3"
+    db, env = str(token_server.db), {"APP_API_TOKEN": TOKEN}
+    urls = [f"http://{host}/?key={secret}", f"http://{host}/#{secret}", f"http://{host}/;{secret}"]
+    urls += [f"http://{host};{secret}", f"http://{host}/x;p={secret}?a=b", f"http://127.0.0.1:{secret}/"]
+    for url in urls:
+        result = app_cli(typed_template, "inspect", "--db", db, "--url", url, env=env)
+        assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: --url http://127.0.0.1:") and "***" in result.stderr, result.stderr
+        assert secret[:5].lower() not in result.stderr.lower(), result.stderr
+    brackets = app_cli(typed_template, "inspect", "--db", db, "--url", f"http://[ab:{secret}]:80/", env=env)
+    assert brackets.returncode == 2 and brackets.stderr.count("\n") == 1, brackets.stderr  # was a traceback
+    assert secret[:5].lower() not in brackets.stderr.lower(), brackets.stderr
+    on_a_path = app_cli(typed_template, "inspect", "--db", db, "--url", f"http://{host}/{secret}", env=env)
+    assert on_a_path.returncode == 1 and on_a_path.stderr.count("\n") == 1, on_a_path.stderr
+    assert secret[:5] not in on_a_path.stderr and f"http://{host}/***" in on_a_path.stderr, on_a_path.stderr
+    assert app_cli(typed_template, "inspect", "--db", db, "--url", f"http://{host}/", env=env).returncode == 0
+
+
 def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: Server) -> None:
     with httpx.Client(base_url=token_server.url, timeout=10) as client:
         guesser = "198.51.100.7"
@@ -790,6 +946,22 @@ def test_wrong_tokens_get_429_with_retry_after_after_ten_a_minute(token_server: 
             assert wrong.status_code == 401
         limited = client.post("/login", data={"token": "guess"}, headers={"x-forwarded-for": "198.51.100.9"})
         assert limited.status_code == 429 and "retry-after" in limited.headers
+
+
+def test_wrong_metrics_tokens_get_429_too_and_count_with_the_apis(token_server: Server) -> None:
+    """Security trial 6, K1: /metrics checks its own bearer token, and answered 401 to every wrong one."""
+    with httpx.Client(base_url=token_server.url, timeout=10) as client:
+        guesser = "198.51.100.17"
+        for _ in range(5):
+            assert client.get("/queries", headers=bearer("guess", guesser)).status_code == 401
+        for _ in range(5):
+            assert client.get("/metrics", headers=bearer("guess", guesser)).status_code == 401
+        for token in ("guess", TOKEN):
+            limited = client.get("/metrics", headers=bearer(token, guesser))
+            assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 60, limited.text
+        assert client.get("/queries", headers=bearer(TOKEN, guesser)).status_code == 429
+        assert client.get("/metrics", headers=bearer(TOKEN, "198.51.100.18")).status_code == 200
+        assert client.get("/metrics", headers={"x-forwarded-for": "198.51.100.19"}).status_code == 401
 
 
 def test_many_addresses_guessing_at_once_hit_the_overall_cap(

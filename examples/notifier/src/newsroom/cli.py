@@ -21,7 +21,7 @@ import typer
 
 from .core import App, CommandWorker
 from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
-from .core.database_urls import database_refusal, has_credentials, without_credentials, without_password
+from .core.database_urls import database_refusal, server_address, server_url_refusal, without_password
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
     LogLockedError,
@@ -340,7 +340,7 @@ def mcp_stdio(
     """
     from .core.mcp import serve_stdio
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("text")
     try:
         app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
     except (LogLockedError, LogUnavailable) as exc:
@@ -399,19 +399,16 @@ def inspect(
     if url is not None:
         import httpx
 
-        shown = without_credentials(url)
-        if has_credentials(url):
-            typer.echo(
-                f"error: --url {shown} carries a user, password or token, which the server never reads"
-                f" — pass the bare URL and set {TOKEN_VARIABLE} to one of the server's tokens",
-                err=True,
-            )
+        refusal = server_url_refusal(url)
+        if refusal is not None:
+            typer.echo(f"error: {refusal}", err=True)
             raise typer.Exit(2)
+        shown = server_address(url)
         tokens = tokens_from_env()
         headers = {"authorization": f"Bearer {tokens[0]}"} if tokens else {}
         response = None
         try:
-            response = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)
+            response = httpx.get(f"{url.rstrip('/')}/healthz", headers=headers, timeout=5)  # no query: refused above
             health = response.json()
             description["workers"], description["process"] = health["workers"], health.get("process")
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:

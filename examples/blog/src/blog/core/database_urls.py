@@ -1,5 +1,6 @@
 """URLs the app prints: the ``--db`` value (which ones are refused, and how it is shown without its
-password), and a server's URL given to ``inspect --url``, shown without credentials.
+password), and a server's URL given to ``inspect --url`` (which ones are refused, and how it is
+shown: its scheme, host and port alone).
 
 A PostgreSQL URL can carry a password in three places: after the user name
 (``postgresql://app:secret@host/db``), as a query parameter (``?password=secret``,
@@ -8,7 +9,9 @@ over what looks like the host (``app:s3c@ret@host``: libpq then tries to reach t
 host ``ret@host``). Every line the app prints shows :func:`without_password` instead.
 
 libpq's other form, keywords (``host=db1 dbname=app password=...``), is refused: it
-would otherwise be read as the name of an SQLite file, created and printed.
+would otherwise be read as the name of an SQLite file, created and printed. So is a URL
+whose password has an unencoded '/', '?', '#' or '%': urllib would read the rest of the
+password as the path, query or fragment (and print it), libpq would read it otherwise or fail.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ HIDDEN = "***"
 SECRET_NAME = re.compile(r"passw|secret|token|api_?key", re.IGNORECASE)
 QUERY_VALUE = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
 KEYWORD_SECRET = re.compile(r"(?P<name>\b[A-Za-z_]*(?:passw|secret|token)[A-Za-z_]*)\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S*)")
+BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # a name or address; IPv6 in brackets
+SERVER_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
 KEYWORD_CONNINFO = re.compile(r"^\s*[A-Za-z_]+\s*=\s*\S*(\s+[A-Za-z_]+\s*=|\s*$)")
 
 
@@ -37,12 +43,32 @@ def database_refusal(target: str) -> str | None:
                 " — pass it as a URL: postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
             )
         return None
-    if urlsplit(target).netloc.count("@") > 1:
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # brackets that hold no IPv6 address
+        return "the --db URL cannot be read — check its host (an IPv6 address goes in [brackets])"
+    if parts.netloc.count("@") > 1:
         return (
             f"the --db URL {without_password(target)} has an '@' in its user name or password"
             " — write it as %40 there (postgresql://app:p%40ss@host/db)"
         )
+    # Past here the URL is not shown at all: where its password ends is what is in doubt.
+    if BAD_PERCENT.search(target):
+        return "the --db URL has a '%' that is not followed by two hex digits — percent-encode a '%' as %25"
+    if "#" in target or "@" in parts.path or _libpq_userinfo(target) != parts.netloc.rpartition("@")[0]:
+        return (
+            "the --db URL has a '/', '?', '#' or '@' in its user name, password or database name"
+            " — percent-encode them there: / as %2F, ? as %3F, # as %23, @ as %40"
+        )
     return None
+
+
+def _libpq_userinfo(target: str) -> str:
+    """The user part as libpq reads it: up to the first '@', if no '/' comes before it (urllib also
+    stops at '?' and '#': a password with one of those is read differently by the two)."""
+    authority = target.split("://", 1)[1]
+    user, at, _ = authority.partition("@")
+    return user if at and "/" not in user else ""
 
 
 def without_password(target: str) -> str:
@@ -62,18 +88,50 @@ def without_password(target: str) -> str:
     return _rebuilt(target, f"{user}{at}{host}")
 
 
-def without_credentials(url: str) -> str:
-    """A server's URL to show people: its whole user part (``u:token@``, or a token as the user name)
-    and the values of query parameters named like a secret (``?access_token=``) replaced by ``***``."""
-    if "://" not in url:
-        return url
-    _, at, host = urlsplit(url).netloc.rpartition("@")
-    return _rebuilt(url, f"{HIDDEN}@{host}" if at else host)
+def server_url_refusal(url: str) -> str | None:
+    """Why ``url`` cannot be a server's address for ``inspect --url``, in one line showing no more
+    of it than :func:`server_address`; or None.
+
+    Only ``http(s)://HOST[:PORT][/PATH]`` is taken: a user part, a query, a fragment or
+    ``;parameters`` is what a token would ride in, and the server reads none of them.
+    """
+    shown = server_address(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # brackets that hold no IPv6 address
+        return f"--url {shown} is not a server's address — pass http://HOST:PORT"
+    try:
+        port_ok = parts.port is not None or not parts.netloc.endswith(":")
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not HOST.fullmatch(parts.hostname or "") or not port_ok:
+        return f"--url {shown} is not a server's address — pass http://HOST:PORT"
+    if "@" in parts.netloc or "?" in url or "#" in url or not SERVER_PATH.fullmatch(parts.path):
+        return (
+            f"--url {shown} carries more than the server's address (a user, password, token, query,"
+            " fragment or ;parameters), which the server never reads — pass http://HOST:PORT alone,"
+            " and a token in APP_API_TOKEN"
+        )
+    return None
 
 
-def has_credentials(url: str) -> bool:
-    """Whether ``url`` carries a user part or a query parameter named like a secret."""
-    return without_credentials(url) != url
+def server_address(url: str) -> str:
+    """``scheme://host:port`` of a server's URL, to show people: whatever else it has (a user part,
+    a path, a query, a fragment, a port that is no number) shown as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{HIDDEN}://{HIDDEN}"
+    host = parts.hostname or ""
+    host = HIDDEN if not HOST.fullmatch(host) else f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = f":{HIDDEN}"
+    user = f"{HIDDEN}@" if "@" in parts.netloc else ""
+    rest = f"/{HIDDEN}" if url.rstrip("/") != f"{parts.scheme}://{parts.netloc}" else ""
+    scheme = parts.scheme if parts.scheme in ("http", "https") else HIDDEN
+    return f"{scheme}://{user}{host}{port}{rest}"
 
 
 def _rebuilt(url: str, netloc: str) -> str:

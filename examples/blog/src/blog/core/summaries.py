@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -119,7 +120,7 @@ class ChatCompletionsSummarizer:
         import httpx
 
         self.config = config
-        self.url = config.api_url.rstrip("/") + "/chat/completions"
+        self.url = _endpoint(config.api_url)
         self._client = client or httpx.AsyncClient(timeout=config.timeout)
 
     async def summarize(self, text: str, *, request_id: str) -> str:
@@ -172,6 +173,12 @@ class ChatCompletionsSummarizer:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _endpoint(api_url: str) -> str:
+    """``{api_url}/chat/completions``, a query (a provider's ``?key=`` or ``?api-version=``) kept after the path."""
+    parts = urllib.parse.urlsplit(api_url)
+    return parts._replace(path=parts.path.rstrip("/") + "/chat/completions", fragment="").geturl()
 
 
 def _retry_after(response: httpx.Response, cap: float = 30.0) -> float:

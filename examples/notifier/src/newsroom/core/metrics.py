@@ -44,6 +44,7 @@ from starlette.types import Receive, Scope, Send
 
 from .auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, Tokens, bearer_token, tokens_from_env
 from .log import Message
+from .ratelimit import AttemptLimiter, client_address
 
 if TYPE_CHECKING:
     from .app import App
@@ -264,30 +265,50 @@ class MetricsEndpoint:
     """``GET /metrics``: open without tokens; with them, ``APP_API_TOKEN`` or ``APP_METRICS_TOKEN`` as a bearer.
 
     It checks its token itself (``RequireToken`` leaves it alone), because the metrics
-    token opens this endpoint and nothing else.
+    token opens this endpoint and nothing else. Wrong tokens count towards the ``limiter``
+    the rest of the app uses, with the same 429s: guessing here is no cheaper than elsewhere.
     """
 
-    def __init__(self, app: App, tokens: Sequence[str]) -> None:
+    def __init__(self, app: App, tokens: Sequence[str], limiter: AttemptLimiter | None = None) -> None:
         self.app = app
         self.tokens = Tokens(tokens) if tokens else None
+        self.limiter = limiter or AttemptLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response: Response
-        bearer = bearer_token(Headers(scope=scope))
-        if self.tokens is not None and (bearer is None or not self.tokens.accepts(bearer)):
-            error = ', error="invalid_token"' if bearer is not None else ""
-            response = JSONResponse(
-                {"error": f"send Authorization: Bearer <{TOKEN_VARIABLE} or {METRICS_TOKEN_VARIABLE}>"},
-                status_code=401,
-                headers={"www-authenticate": f'Bearer realm="metrics"{error}'},
-            )
-        else:
-            response = Response(
-                self.app.metrics.exposition(self.app),
-                media_type=CONTENT_TYPE,
-                headers={"cache-control": "no-store"},
-            )
+        response = self._refusal(scope) or Response(
+            self.app.metrics.exposition(self.app), media_type=CONTENT_TYPE, headers={"cache-control": "no-store"}
+        )
         await response(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        if self.tokens is None:
+            return None
+        bearer = bearer_token(Headers(scope=scope))
+        if bearer is None:
+            return _unauthorized("")
+        client = client_address(scope)
+        wait = self.limiter.retry_after(client, overall=False)
+        right = self.tokens.accepts(bearer)
+        if wait is None and not right:
+            wait = self.limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
+        if wait is not None:
+            return JSONResponse(
+                {"error": f"too many wrong tokens: try again in {wait} seconds"},
+                status_code=429,
+                headers={"retry-after": str(wait)},
+            )
+        if right:
+            return None
+        self.limiter.failed(client)
+        return _unauthorized(', error="invalid_token"')
+
+
+def _unauthorized(error: str) -> Response:
+    return JSONResponse(
+        {"error": f"send Authorization: Bearer <{TOKEN_VARIABLE} or {METRICS_TOKEN_VARIABLE}>"},
+        status_code=401,
+        headers={"www-authenticate": f'Bearer realm="metrics"{error}'},
+    )
 
 
 def metrics_tokens(api_tokens: Sequence[str], environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:

@@ -5,10 +5,11 @@ wrapped, reformatted or encoded. :func:`redact` reads the text as a person (or a
 decoder) would and looks for pieces of the key in that reading:
 
 - **Encodings are undone first**: percent-escapes (``%73%6B``), HTML entities
-  (``&#115;``, ``&#x73;``, ``&amp;``), backslash escapes (``\\u0073``, ``\\x73``), markup
-  tags (``<b>s</b>``, read as nothing), each up to :data:`DECODINGS` times (an escape
-  of an escape); and every run of base64 (standard or URL-safe) or hex is decoded
-  and searched too.
+  (``&#115;``, ``&#x73;``, ``&amp;``), backslash escapes (``\\u0073``, ``\\x73``, octal
+  ``\\163`` (three digits), CSS ``\\73`` or ``\\000073``), markup tags (``<b>s</b>``, read as
+  nothing), each up to :data:`DECODINGS` times (an escape of an escape); and every run of
+  base64 (standard or URL-safe) or hex is decoded and searched too, and so are the runs in
+  what it decodes to, :data:`DECODINGS` levels deep (base64 of base64, hex of base64, ...).
 - **Letters are compared as a reader sees them**: compatibility forms undone
   (fullwidth, mathematical letters), accents (combining marks) dropped, tag
   characters read as the ASCII they spell, case folded, and the Cyrillic, Greek and
@@ -74,7 +75,8 @@ ESCAPE = re.compile(
     r"|(?P<percent>(?:%[0-9A-Fa-f]{2})+)"
     r"|(?P<entity>&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});)"
     r"|\\(?:[uU]\{(?P<braced>[0-9A-Fa-f]{1,6})\}|u(?P<u4>[0-9A-Fa-f]{4})"
-    r"|U(?P<u8>[0-9A-Fa-f]{8})|x(?P<x2>[0-9A-Fa-f]{2}))"
+    r"|U(?P<u8>[0-9A-Fa-f]{8})|x(?P<x2>[0-9A-Fa-f]{2})"
+    r"|(?P<octal>[0-3][0-7]{2})(?![0-9A-Fa-f])|(?P<css>[0-9A-Fa-f]{1,6})[ \t\n\r\f]?)"
 )
 ESCAPE_START = re.compile(r"[<%&\\]")
 BASE64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{MIN_ENCODED_RUN},}}")
@@ -221,7 +223,9 @@ def _decoded(match: re.Match[str]) -> str:
         return bytes.fromhex(match["percent"].replace("%", "")).decode("utf-8", "replace")
     if match["entity"]:
         return html.unescape(match["entity"])
-    code = int(match["braced"] or match["u4"] or match["u8"] or match["x2"], 16)
+    if match["octal"]:
+        return chr(int(match["octal"], 8))
+    code = int(match["braced"] or match["u4"] or match["u8"] or match["x2"] or match["css"], 16)
     return chr(code) if code <= 0x10FFFF else match[0]
 
 
@@ -229,9 +233,16 @@ def _encoded_runs(text: str) -> list[re.Match[str]]:
     return [*BASE64_RUN.finditer(text), *HEX_RUN.finditer(text)]
 
 
-def _decodes_to_a_piece(run: re.Match[str], finder: _Finder) -> bool:
-    """Whether the base64 or hex ``run`` decodes, at some alignment, to text that holds a piece."""
-    return any(finder.found(_unescaped_text(candidate)) for candidate in _decodings(run[0]))
+def _decodes_to_a_piece(run: re.Match[str], finder: _Finder, depth: int = DECODINGS) -> bool:
+    """Whether the base64 or hex ``run`` decodes, at some alignment, to text that holds a piece;
+    or, ``depth`` times over, to text with a run of base64 or hex that does (base64 of hex, ...)."""
+    for candidate in _decodings(run[0]):
+        decoded = _unescaped_text(candidate)
+        if finder.found(decoded):
+            return True
+        if depth > 1 and any(_decodes_to_a_piece(inner, finder, depth - 1) for inner in _encoded_runs(decoded)):
+            return True
+    return False
 
 
 def _decodings(run: str) -> list[str]:

@@ -22,6 +22,7 @@ or ``https://good.example＠evil.example/`` (U+FF20) names one host and shows an
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -50,6 +51,9 @@ NOTHING_TO_SEE = "Write something visible: this has only accents or private-use 
 HOST_MESSAGE = "Write the host with plain dots: it has a character that looks like '/', '@', '.' or another delimiter."
 # What a URL's host may not show, in any form: its delimiters.
 URL_DELIMITERS = frozenset("/@.:?#\\%")
+# Unicode's names for them (a letter or mark named so looks like one: U+02D0 ː, U+A718 ꜘ, the combining U+0338).
+DELIMITER_NAME = re.compile(r"\b(?:SOLIDUS|SLASH|COLON|FULL STOP|COMMERCIAL AT|NUMBER SIGN|QUESTION MARK|PERCENT)\b")
+HOST_CATEGORIES = frozenset("LMN")  # letters, marks, numbers: what a host name is made of (IDNA)
 SHOWN_CATEGORIES = frozenset("LNPS")  # letters, numbers, punctuation, symbols: what a reader sees
 JOINERS = frozenset("\u200c\u200d")
 PRESENTATION_SELECTORS = frozenset("\ufe0e\ufe0f")
@@ -74,9 +78,12 @@ def visible_text(value: str) -> str:
 def visible_url(value: str) -> str:
     """A link (already ``http(s)://host...``): a visible line whose host spells no delimiter in disguise.
 
-    A host is refused with a non-ASCII punctuation mark or math symbol (U+FF0F ／, U+2215 ∕,
-    U+2044 ⁄, U+3002 。, U+FF20 ＠) or a character that NFKC turns into a delimiter (U+FF0E ．,
-    U+2024 ․): browsers map some of them to the real one (IDNA), and all of them read as one.
+    A host's non-ASCII characters must be letters, marks or digits (what IDNA allows in a
+    name): punctuation, symbols and spaces are refused (U+FF0F ／, U+2215 ∕, U+2571 ╱,
+    U+2F03 ⼃, U+A789 ꞉, U+3002 。, U+FF20 ＠). So are the letters and marks that NFKC turns
+    into a delimiter (U+FF0E ．, U+2024 ․) or that Unicode names after one (U+02D0 ː
+    MODIFIER LETTER TRIANGULAR COLON, U+0338 COMBINING LONG SOLIDUS OVERLAY): browsers map
+    some of them to the real one, and all of them read as one.
     """
     visible_line(value)
     host = re.split(r"[/?#]", value.partition("://")[2], maxsplit=1)[0]
@@ -85,11 +92,15 @@ def visible_url(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _looks_like_a_delimiter(char: str) -> bool:
     if char.isascii():
         return False
-    category = unicodedata.category(char)
-    return category[0] == "P" or category == "Sm" or bool(URL_DELIMITERS & set(unicodedata.normalize("NFKC", char)))
+    if unicodedata.category(char)[0] not in HOST_CATEGORIES:
+        return True
+    if URL_DELIMITERS & set(unicodedata.normalize("NFKC", char)):
+        return True
+    return any(DELIMITER_NAME.search(unicodedata.name(part, "")) for part in unicodedata.normalize("NFKD", char))
 
 
 def without_invisible(text: str) -> str:

@@ -218,12 +218,13 @@ def create_http_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *app.routes,
     ]
+    limiter = AttemptLimiter()  # wrong tokens at /metrics and at the API count together
     if app.metrics.enabled:
-        routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted))))
+        routes.append(Route("/metrics", MetricsEndpoint(app, metrics_tokens(accepted), limiter)))
     if app.guard is not None:  # a users feature decides who comes in; APP_API_TOKEN stays the operator's token
         middleware.append(Middleware(app.guard, tokens=accepted, refuse=refuse))
     elif accepted:
-        checker, sessions, limiter = Tokens(accepted), Sessions(app.kv), AttemptLimiter()
+        checker, sessions = Tokens(accepted), Sessions(app.kv)
         middleware.append(Middleware(RequireToken, tokens=checker, sessions=sessions, limiter=limiter, refuse=refuse))
         routes[1:1] = auth_routes(checker, sessions, limiter, app.pages)
     middleware.append(Middleware(ActAsRequester))  # innermost: owned features see who asks (owners.py)

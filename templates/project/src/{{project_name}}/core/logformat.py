@@ -22,6 +22,9 @@ from .pages import APP_NAME
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = f"{APP_NAME}.access"
+# Libraries whose INFO lines carry what must not be logged: httpx writes every request's URL,
+# SUMMARY_API_URL's userinfo and ``?key=`` included. Their warnings and errors still show.
+QUIET_LOGGERS = ("httpx", "httpcore")
 # Attributes an access line (core/observe.py) carries beyond the message.
 REQUEST_FIELDS = ("method", "path", "route", "status", "duration_ms")
 
@@ -61,6 +64,8 @@ def configure_logging(format: str = "text", *, level: int = logging.INFO) -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def uvicorn_logging(format: str) -> dict[str, Any]:
