@@ -7,8 +7,12 @@ API (``/commands``, ``/queries``, ``/mcp``) needs ``Authorization: Bearer`` with
 A user's API token is for programs: it opens the API and ``/events`` only, never a
 page, the account, the admins' pages or the mailbox (403), so a leaked one cannot
 make more tokens, sign its owner out or manage users. The sign-in, registration and
-reset pages, ``/healthz`` and the static files stay open. The signed-in user is ``request.scope["user"]`` (``current_user(request)``),
-without the password hash.
+reset pages, ``/healthz`` and the static files stay open. The signed-in user is
+``request.scope["user"]`` (``current_user(request)``), without the password hash.
+
+Wrong bearer tokens are counted per client address (10 a minute) and, for wrong ones
+only, over all addresses together: a right token is refused only when its own address
+is over its allowance, never because others sent wrong ones.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ class RequireUser:
 
     def _check_token(self, request: Request, bearer: str) -> Response | None:
         client = client_address(request.scope)
-        wait = self.limiter.retry_after(client)
+        wait = self.limiter.retry_after(client, overall=False)  # this address's own wrong tokens
         if wait is not None:
             return too_many_attempts(self.refuse, request, wait)
         if self.tokens is not None and self.tokens.accepts(bearer):  # the operator's
@@ -134,6 +138,11 @@ class RequireUser:
         except (LogUnreachable, ProjectionsUnavailable) as exc:
             return _unavailable(self.refuse, request, str(exc))
         if user is None:
+            # The cap on all addresses together slows wrong tokens only: many addresses sending
+            # wrong ones must never lock a right one out (a right one is let through above).
+            wait = self.limiter.retry_after(client)
+            if wait is not None:
+                return too_many_attempts(self.refuse, request, wait)
             self.limiter.failed(client)
             response = self.refuse(request, 401, "this token is not accepted")
             response.headers["www-authenticate"] = f'Bearer realm="{APP_NAME}", error="invalid_token"'

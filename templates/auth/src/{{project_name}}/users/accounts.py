@@ -32,7 +32,7 @@ from .commands import (
     Role,
     StartSession,
 )
-from .state import UsersState
+from .state import StaleCheck, UsersState, password_version
 from .tokens import digest, new_secret, reset_token, secret_key, well_formed
 
 SESSION_SECONDS = 14 * 24 * 3600  # sliding: every use (at most once an hour) pushes the end back
@@ -79,27 +79,35 @@ class Accounts:
     def sign_in(self, email: str, password: str, *, ip: str, user_agent: str) -> SignedIn | None:
         """A session for the user if the password is right and the account is enabled, else None.
 
-        As slow for an unknown email as for a wrong password, and the same answer.
+        As slow for an unknown email as for a wrong password, and the same answer. The check takes
+        a while (argon2): a password change, reset or ``disable`` that commits meanwhile wins, and
+        this sign-in gets the same None as a wrong password (state.py refuses a session, or a rehash,
+        for a password version that is no longer the user's).
         """
         user = self.state.user_by_email(email)
         ok, new_hash = passwords.check(password, user["password_hash"] if user else None)
         if user is None or not ok or user["disabled"]:
             return None
-        if new_hash is not None:  # the hashing parameters changed since it was stored
-            self.app.dispatch(RehashPassword(user_id=user["id"], password_hash=new_hash))
+        version = password_version(user)
         cookie = new_secret()
         now = self.clock()
-        self.app.dispatch(
-            StartSession(
-                id=str(uuid.uuid4()),
-                digest=digest(cookie),
-                user_id=user["id"],
-                ip=ip[:64],
-                user_agent=user_agent[:300],
-                at=self._now(),
-                expires=int(now + SESSION_SECONDS),
+        try:
+            if new_hash is not None:  # the hashing parameters changed since it was stored
+                self.app.dispatch(RehashPassword(user_id=user["id"], password_hash=new_hash, password_version=version))
+            self.app.dispatch(
+                StartSession(
+                    id=str(uuid.uuid4()),
+                    digest=digest(cookie),
+                    user_id=user["id"],
+                    ip=ip[:64],
+                    user_agent=user_agent[:300],
+                    at=self._now(),
+                    expires=int(now + SESSION_SECONDS),
+                    password_version=version,
+                )
             )
-        )
+        except StaleCheck:
+            return None
         return SignedIn(cookie, self._user(user["id"]))
 
     def session_user(self, cookie: str | None) -> LiveSession | None:
@@ -145,12 +153,23 @@ class Accounts:
     def sign_out_everywhere(self, user_id: str) -> None:
         self.app.dispatch(EndSessions(user_id=user_id))
 
-    def create_api_token(self, user_id: str, name: str) -> str:
-        """A new API token for the user's programs; returned once, stored only as its digest."""
+    def create_api_token(self, user_id: str, name: str, *, password_version: int | None = None) -> str:
+        """A new API token for the user's programs; returned once, stored only as its digest.
+
+        A page passes the password version of the user as the request's session found it: if the
+        password changed since (which ends every token) or the account was disabled, ``StaleCheck``
+        and no token.
+        """
         token = new_secret()
-        self.app.dispatch(
-            CreateApiToken(id=str(uuid.uuid4()), user_id=user_id, name=name, digest=digest(token), at=self._now())
+        command = CreateApiToken(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            name=name,
+            digest=digest(token),
+            at=self._now(),
+            password_version=password_version,
         )
+        self.app.dispatch(command)
         return token
 
     def api_tokens_of(self, user_id: str) -> list[dict[str, Any]]:
@@ -180,9 +199,16 @@ class Accounts:
         if user is None or not ok:
             return "The current password is not right."
         try:
-            self.set_password(user_id, new)
+            password_hash = passwords.hash_password(new)
         except ValueError as exc:
             return str(exc)
+        change = ChangePassword(
+            user_id=user_id, password_hash=password_hash, at=self._now(), password_version=password_version(user)
+        )
+        try:
+            self.app.dispatch(change)
+        except StaleCheck:  # a reset (or another change) committed while this one was checking
+            return "The current password is not right."
         return None
 
     def set_password(self, user_id: str, new: str) -> None:

@@ -22,6 +22,9 @@ PLAIN_EMAIL = r"^[A-Za-z0-9_+'-]+(\.[A-Za-z0-9_+'-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-
 NEW_EMAIL = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=PLAIN_EMAIL)])
 Role = Literal["admin", "member"]
 Timestamp = Annotated[str, StringConstraints(max_length=40)]  # ISO 8601, UTC
+# The user's password version a password was checked against (state.py counts the changes). Optional
+# because older messages lack it; the handlers refuse a command whose version is no longer the user's.
+PasswordVersion = int | None
 
 
 class Command(BaseModel):
@@ -37,11 +40,16 @@ class RegisterUser(Command):
 
 
 class ChangePassword(Command):
-    """A new password: every session and every pending reset of the user ends."""
+    """A new password: every session and every pending reset of the user ends.
+
+    From /account it carries the password version the current password was checked against,
+    so a change racing a reset cannot put back a password the reset took away (None: the CLI's).
+    """
 
     user_id: Id
     password_hash: PasswordHash
     at: Timestamp
+    password_version: PasswordVersion = None
 
 
 class RehashPassword(Command):
@@ -49,6 +57,7 @@ class RehashPassword(Command):
 
     user_id: Id
     password_hash: PasswordHash
+    password_version: PasswordVersion = None  # refused if the password changed since it was checked
 
 
 class ChangeRole(Command):
@@ -68,6 +77,7 @@ class StartSession(Command):
     user_agent: Annotated[str, StringConstraints(max_length=300)]
     at: Timestamp
     expires: int  # epoch seconds
+    password_version: PasswordVersion = None  # the one the password was checked against
 
 
 class ExtendSession(Command):
@@ -92,6 +102,7 @@ class CreateApiToken(Command):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
     digest: Digest  # of the token, shown once to its user and never stored
     at: Timestamp
+    password_version: PasswordVersion = None  # the user's when the session asking for it was checked
 
 
 class RevokeApiToken(Command):

@@ -1,19 +1,26 @@
 """How often anyone may try a password, or ask for mail, before a 429 with ``Retry-After``.
 
-Sign-in (:class:`SignInLimits`):
+Sign-in (:class:`SignInLimits`), as issue #33 asks ("at most 10 attempts per 3 minutes
+per client address and per email, plus a global cap") without letting an attacker lock
+an owner out (OWASP's device cookies, devices.py):
 
-- per client address, 10 attempts per 3 minutes, right or wrong (Rails 8's
-  ``rate_limit to: 10, within: 3.minutes``): one address cannot guess much;
-- per email, 100 *failed* sign-ins per 3 minutes, from all addresses together: many
-  addresses cannot guess one account quickly. Only failures count, and a reset
-  mail is counted apart (:func:`reset_mails`), so asking for mail, or a few wrong
-  guesses from elsewhere, never keeps the owner out: the right password from
-  another address still signs in until someone makes 100 failures in 3 minutes,
-  which takes at least 10 addresses (docs/guide.md, "Users and sign-in").
+- every attempt counts per client address: 10 per 3 minutes (Rails 8's
+  ``rate_limit to: 10, within: 3.minutes``), whoever sends it;
+- an attempt *without* a device cookie for that email also counts per email (10 per
+  3 minutes, from all addresses together) and against a cap on all such attempts of
+  this process (``APP_SIGNIN_GLOBAL_CAP``, 300 per 3 minutes): many addresses cannot
+  guess one account, nor many accounts, quickly;
+- an attempt *with* a device cookie for that email (the browser signed in to it
+  before) skips those two: it is limited by its address and by the cookie's own
+  failures, 10 per 3 minutes, after which the cookie counts as none for the rest of
+  the window. So an attacker who spends an email's allowance, or the global one,
+  keeps out only browsers that never signed in to it; its owner still signs in.
 
-There is no count for all addresses together: it would let anyone with a few dozen
-addresses keep everyone out. What bounds the work of many addresses is the
-queue of password checks (hashing.py), which answers 503 when it is full.
+The answer and the time are the same whether the account exists: the counts look at
+the address, the email's digest and the cookie, never at the account. A reset mail is
+counted apart (:func:`reset_mails`), so asking for mail never keeps the owner out.
+What bounds the work of many addresses at once is also the queue of password checks
+(hashing.py), which answers 503 when it is full.
 
 Registering, the current-password check on ``/account`` and reset mails count every
 attempt per address and per email (:func:`every_attempt`, :func:`reset_mails`). The
@@ -23,8 +30,9 @@ by its digest.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..core.ratelimit import AttemptLimiter
 from .state import email_key
@@ -32,7 +40,11 @@ from .tokens import digest
 
 WINDOW_SECONDS = 180.0
 PER_ADDRESS = 10
-FAILURES_PER_EMAIL = 100
+PER_EMAIL = 10  # attempts without a device cookie for the email
+FAILURES_PER_DEVICE = 10
+GLOBAL_CAP_VARIABLE = "APP_SIGNIN_GLOBAL_CAP"
+GLOBAL_CAP = 300  # attempts without a device cookie, all addresses and emails together
+EVERYONE = "*"
 UNCAPPED = 1 << 62  # AttemptLimiter's count over every client, which these limits do not use
 
 
@@ -49,23 +61,58 @@ def _longest(*waits: int | None) -> int | None:
     return max((wait for wait in waits if wait), default=None)
 
 
+def global_cap(environ: Mapping[str, str] = os.environ) -> int:
+    """``APP_SIGNIN_GLOBAL_CAP``: sign-in attempts without a device cookie per 3 minutes, per process."""
+    raw = environ.get(GLOBAL_CAP_VARIABLE, "").strip()
+    if not raw:
+        return GLOBAL_CAP
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{GLOBAL_CAP_VARIABLE} must be a whole number of attempts, 1 or more: {raw[:20]!r}")
+    return int(raw)
+
+
 class SignInLimits:
-    """Attempts per address (every one) and failures per email; the caller reports each failure."""
+    """Every attempt per address; without a device cookie also per email and overall; with one, its failures."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, cap: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.by_address = _limiter(PER_ADDRESS, WINDOW_SECONDS, clock)
-        self.failures_by_email = _limiter(FAILURES_PER_EMAIL, WINDOW_SECONDS, clock)
+        self.by_email = _limiter(PER_EMAIL, WINDOW_SECONDS, clock)
+        self.everyone = _limiter(global_cap() if cap is None else cap, WINDOW_SECONDS, clock)
+        self.failures_by_device = _limiter(FAILURES_PER_DEVICE, WINDOW_SECONDS, clock)
 
-    def attempt(self, address: str, email: str) -> int | None:
-        """Count an attempt, or return the seconds to wait when it is one too many (then it is not counted)."""
-        wait = _longest(self.by_address.retry_after(address), self.failures_by_email.retry_after(_email_id(email)))
+    def attempt(self, address: str, email: str, device: str | None = None) -> int | None:
+        """Count an attempt, or return the seconds to wait when it is one too many (then it is not counted).
+
+        ``device`` is the id of the request's device cookie for ``email`` (devices.py), if it has one.
+        """
+        if self.trusts(device):
+            wait = self.by_address.retry_after(address)
+            if wait is None:
+                self.by_address.failed(address)
+            return wait
+        email_id = _email_id(email)
+        wait = _longest(
+            self.by_address.retry_after(address),
+            self.by_email.retry_after(email_id),
+            self.everyone.retry_after(EVERYONE),
+        )
         if wait is None:
             self.by_address.failed(address)
+            self.by_email.failed(email_id)
+            self.everyone.failed(EVERYONE)
         return wait
 
-    def failed(self, email: str) -> None:
-        """A sign-in :meth:`attempt` let through had a wrong password (or no such account)."""
-        self.failures_by_email.failed(_email_id(email))
+    def failed(self, device: str | None) -> None:
+        """A sign-in :meth:`attempt` let through with ``device`` had a wrong password (or no such account).
+
+        Only a trusted device cookie's failures are counted here: every other attempt was counted whole.
+        """
+        if device is not None and self.trusts(device):
+            self.failures_by_device.failed(device)
+
+    def trusts(self, device: str | None) -> bool:
+        """Whether a device cookie is there and has not had its failures in this window."""
+        return device is not None and self.failures_by_device.retry_after(device) is None
 
 
 class EveryAttempt:

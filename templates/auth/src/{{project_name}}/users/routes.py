@@ -24,9 +24,11 @@ from ..core.pages import redirect_with_flash
 from ..core.ratelimit import client_address
 from .access import USER_COOKIE, current_user
 from .accounts import SESSION_SECONDS, Accounts
+from .devices import DEVICE_COOKIE, DEVICE_SECONDS, DeviceCookies
 from .hashing import Busy, PasswordWork
 from .limits import SignInLimits, every_attempt, reset_mails
 from .mailer import Mailbox, resets_off
+from .state import StaleCheck, password_version
 from .tokens import NoSecretKey
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -41,6 +43,7 @@ class UsersPages:
         self.accounts = accounts
         self.mailbox = mailbox
         self.limits = limits or SignInLimits()
+        self.devices = DeviceCookies()  # browsers that signed in before (limits.py)
         self.signups = every_attempt()  # registrations: each hashes a password, and says if an email has an account
         self.password_checks = every_attempt()  # the current password on /account: a guess like a sign-in's
         self.reset_requests = reset_mails()  # apart from sign-ins: asking for mail never keeps the owner out
@@ -74,7 +77,8 @@ class UsersPages:
             return self._render(request, "login.html", 413, next=target, email="", error="That is far too long.")
         target, email, password = safe_next(form.get("next", target)), form.get("email", ""), form.get("password", "")
         address = client_address(request.scope)
-        wait = self.limits.attempt(address, email)
+        device = self.devices.device(request.cookies.get(DEVICE_COOKIE), email)
+        wait = self.limits.attempt(address, email, device)
         if wait is not None:
             return _later(self._render(request, "login.html", 429, next=target, email=email, error=_wait(wait)), wait)
         user_agent = request.headers.get("user-agent", "")
@@ -86,7 +90,7 @@ class UsersPages:
             page = self._render(request, "login.html", 503, next=target, email=email, error=_busy(busy))
             return _later(page, busy.retry_after)
         if signed_in is None:
-            self.limits.failed(email)
+            self.limits.failed(device)
             return self._render(request, "login.html", 401, next=target, email=email, error=WRONG)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
@@ -96,6 +100,15 @@ class UsersPages:
             path="/",
             httponly=True,
             samesite="lax",
+            secure=request.scope.get("scheme") == "https",
+        )
+        response.set_cookie(  # kept after signing out: it marks this browser, it signs no one in
+            DEVICE_COOKIE,
+            self.devices.signed_in(request.cookies.get(DEVICE_COOKIE), email),
+            max_age=DEVICE_SECONDS,
+            path="/login",
+            httponly=True,
+            samesite="strict",
             secure=request.scope.get("scheme") == "https",
         )
         return response
@@ -174,9 +187,12 @@ class UsersPages:
             return self._render(request, "closed.html", 404)
         form = await self._form(request) or {}
         try:
-            token = self.accounts.create_api_token(user["id"], form.get("name", ""))
+            name, version = form.get("name", ""), password_version(user)
+            token = self.accounts.create_api_token(user["id"], name, password_version=version)
         except ValidationError:
             return self._account_page(request, user, 400, token_error="Give the token a name (80 characters at most).")
+        except StaleCheck:  # the password changed (every session and token ended) or the account was disabled
+            return redirect_with_flash("/login", "Your session has ended: no token was made. Sign in again.")
         response = self._account_page(request, user, new_token=token)
         response.headers["cache-control"] = "no-store"  # the token is shown this once
         return response
@@ -306,21 +322,29 @@ def _is_admin_or_operator(request: Request) -> bool:
 
 def _from_loopback(request: Request) -> bool:
     """Sent from this machine to a loopback address, not through a proxy: a proxy on this machine
-    makes every client look local, so a request with any proxy's header or a public Host name is refused."""
-    if any(_is_proxy_header(name) for name in request.headers):
+    makes every client look local, so a request with any header a browser does not send by itself
+    (whatever a proxy or CDN adds: ``Forwarded``, ``X-Forwarded-*``, ``Via``, ``X-Real-IP``,
+    ``CF-Ray``, ``CDN-Loop``, ``Fastly-Client-IP``...) or a public Host name is refused."""
+    if not all(_sent_by_browsers(name) for name in request.headers):
         return False
     host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
     return _is_loopback(request.scope.get("client", ("",))[0]) and (host == "localhost" or _is_loopback(host))
 
 
-PROXY_HEADERS = frozenset(
-    ("forwarded", "via", "x-real-ip", "x-client-ip", "client-ip", "true-client-ip", "cf-connecting-ip")
-)
+# What a browser (or curl) sends by itself for a GET. Anything else came from somewhere else: an
+# allow-list, because the headers proxies and CDNs add have no common shape and new ones keep coming.
+BROWSER_HEADERS = frozenset(
+    (
+        "host", "user-agent", "accept", "accept-language", "accept-encoding", "connection", "keep-alive",
+        "cookie", "authorization", "cache-control", "pragma", "referer", "dnt", "upgrade-insecure-requests",
+        "priority", "te", "if-none-match", "if-modified-since", "purpose", "sec-purpose", "sec-gpc", "save-data",
+    )
+)  # fmt: skip
+BROWSER_PREFIXES = ("sec-fetch-", "sec-ch-")  # fetch metadata and client hints, which browsers alone may set
 
 
-def _is_proxy_header(name: str) -> bool:
-    """A header a reverse proxy adds (nginx's ``X-Real-IP``, ``Via``, any ``X-Forwarded-*``...)."""
-    return name in PROXY_HEADERS or name.startswith(("x-forwarded-", "x-original-", "x-cluster-client"))
+def _sent_by_browsers(name: str) -> bool:
+    return name in BROWSER_HEADERS or name.startswith(BROWSER_PREFIXES)
 
 
 def _is_loopback(address: str) -> bool:

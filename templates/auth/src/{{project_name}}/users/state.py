@@ -29,6 +29,18 @@ def email_key(email: str) -> str:
     return email.strip().casefold()
 
 
+def password_version(user: dict[str, Any]) -> int:
+    """How many times the user's password has been set: 1 at registering, one more at each change or
+    reset (a rehash keeps it). A sign-in, a new API token or a rehash carries the version its password
+    was checked against, and its handler refuses it if the password changed since (rows made before
+    the version was kept count as 1)."""
+    return int(user.get("password_version", 1))
+
+
+class StaleCheck(CommandRejected):
+    """The password changed (or the account was disabled) after it was checked: nothing is written."""
+
+
 class UsersState(Projection):
     tables = (USERS, SESSIONS, RESETS, API_TOKENS)
 
@@ -106,16 +118,16 @@ class UsersState(Projection):
                 "created_at": command.at,
                 "last_login_at": None,
                 "password_changed_at": command.at,
+                "password_version": 1,
             },
         )
 
     def change_password(self, command: c.ChangePassword, message: Message) -> None:
-        user = self._existing(command.user_id)
-        self.users.put(user["id"], {**user, "password_hash": command.password_hash, "password_changed_at": command.at})
-        self._end_everything_of(user["id"])
+        user = self._checked_against(command.user_id, command.password_version, enabled=False)
+        self._set_password(user, command.password_hash, command.at)
 
     def rehash_password(self, command: c.RehashPassword, message: Message) -> None:
-        user = self._existing(command.user_id)
+        user = self._checked_against(command.user_id, command.password_version, enabled=False)
         self.users.put(user["id"], {**user, "password_hash": command.password_hash})
 
     def change_role(self, command: c.ChangeRole, message: Message) -> None:
@@ -132,9 +144,7 @@ class UsersState(Projection):
         self._end_everything_of(user["id"])
 
     def start_session(self, command: c.StartSession, message: Message) -> None:
-        user = self._existing(command.user_id)
-        if user["disabled"]:
-            raise CommandRejected("this account is disabled")
+        user = self._checked_against(command.user_id, command.password_version)
         self.sessions.put(
             command.id,
             {
@@ -163,7 +173,7 @@ class UsersState(Projection):
             self.sessions.delete(session["id"])
 
     def create_api_token(self, command: c.CreateApiToken, message: Message) -> None:
-        user = self._existing(command.user_id)
+        user = self._checked_against(command.user_id, command.password_version)
         self.api_tokens.put(
             command.id,
             {
@@ -201,15 +211,33 @@ class UsersState(Projection):
         reset = self.resets.get(command.reset_id)
         if reset is None:  # used, or ended by a password change: single use
             raise NotFound("this reset link has been used or has ended")
-        user = self._existing(reset["user_id"])
-        self.users.put(user["id"], {**user, "password_hash": command.password_hash, "password_changed_at": command.at})
-        self._end_everything_of(user["id"])
+        self._set_password(self._existing(reset["user_id"]), command.password_hash, command.at)
 
     def _existing(self, user_id: str) -> dict[str, Any]:
         user = self.users.get(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return user
+
+    def _checked_against(self, user_id: str, version: int | None, *, enabled: bool = True) -> dict[str, Any]:
+        """The user, if its password is still the one checked (``version``; None: nothing was checked)
+        and, when ``enabled``, the account is not disabled: checked here, in the transaction that
+        writes, so a password change or a ``disable`` that commits during the check always wins."""
+        user = self._existing(user_id)
+        if enabled and user["disabled"]:
+            raise StaleCheck("this account is disabled")
+        if version is not None and version != password_version(user):
+            raise StaleCheck("the password changed after it was checked")
+        return user
+
+    def _set_password(self, user: dict[str, Any], password_hash: str, at: str) -> None:
+        changed = {
+            "password_hash": password_hash,
+            "password_changed_at": at,
+            "password_version": password_version(user) + 1,
+        }
+        self.users.put(user["id"], {**user, **changed})
+        self._end_everything_of(user["id"])
 
     def _end_everything_of(self, user_id: str) -> None:
         """A password change or reset ends every session, API token and pending reset of the user:
