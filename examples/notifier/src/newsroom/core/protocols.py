@@ -235,6 +235,8 @@ class SendDeadline:
     def _send_timed_out(self) -> None:
         """The client did not catch up: reset the connection (a close would wait for the buffer to drain)."""
         self._send_deadline = None
+        if self.transport.get_protocol() is not self:  # a WebSocket now: its own protocol's business
+            return
         if not (self._writing_paused or self._closing_unsent()):
             return
         client = self.transport.get_extra_info("peername")
