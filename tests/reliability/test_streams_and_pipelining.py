@@ -2,8 +2,11 @@
 
 Trial 4 found a ``GET /mcp`` that opened a stream outside the cap on ``/events`` streams
 and outlived its credential, and a client that pipelined requests without reading the
-answers growing the server by ~200 MB a connection in ten seconds (httptools). Bounded:
-a few connections for a few seconds, on 127.0.0.1 only.
+answers growing the server by ~200 MB a connection in ten seconds (httptools). Trial 6
+found such a client, reading nothing (K9), held its connection and its answers' tasks for
+ever, and uvloop logging ``'Handle' object has no attribute 'when'`` for pipelined POSTs
+answered before their bodies were read (K5). Bounded: a few connections for a few
+seconds, on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ STACKS = [{"APP_HTTP": "httptools", "APP_LOOP": "uvloop"}, {"APP_HTTP": "h11", "
 STACK_IDS = ["fast", "plain"]  # serve's default, and the pure-Python stack (--http h11 --loop asyncio)
 FLOOD_SECONDS = 3.0
 MAX_GROWTH_MB = 30  # unbounded, two connections grew the server by 100 MB and more in the flood's time
+TCP_ESTABLISHED = 1  # tcp_info's first byte: the connection's state
 
 
 def rss_mb(pid: int) -> float:
@@ -82,13 +86,17 @@ def test_get_on_mcp_is_answered_405_at_once_and_holds_no_connection(
 
 
 class Pipeliner:
-    """A client that sends ``GET /healthz`` back to back on one connection and never reads an answer."""
+    """A client that sends ``GET path`` back to back on one connection and never reads an answer.
 
-    def __init__(self, port: int, first: bytes = b"") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
+    Its receive buffer is as small as the kernel allows, set before it connects.
+    """
+
+    def __init__(self, port: int, first: bytes = b"", path: str = "/healthz") -> None:
+        self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.settimeout(0.2)
-        self.batch = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * 100
+        self.batch = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * 100
         self.first = first
         self.sent = 0  # bytes the server's side took
         self._stop = threading.Event()
@@ -112,6 +120,10 @@ class Pipeliner:
                     self.sent += self.sock.send(self.batch)
                 except TimeoutError:
                     continue
+
+    def open(self) -> bool:
+        """Whether the connection is still established (asked of the kernel: nothing is read)."""
+        return self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_ESTABLISHED
 
 
 @pytest.mark.parametrize("stack", STACKS, ids=STACK_IDS)
@@ -148,3 +160,116 @@ def test_pipelining_without_reading_is_read_only_so_far_ahead_and_then_served(
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     assert "Traceback" not in server.output()
     server.terminate()
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=STACK_IDS)
+def test_a_client_that_reads_none_of_its_answers_is_reset_after_the_send_timeout(
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server], stack: dict[str, str]
+) -> None:
+    """Trial 6, K9: slow readers pipelining GETs held their connections (and the answers' tasks) for ever.
+
+    Each answer (8 KiB of CSS) first fills the kernel's buffers, a few MB; then the server's
+    own buffer passes its high-water mark and the send timeout runs. Unbounded, every one of
+    these connections was still open after a minute.
+    """
+    send_timeout = 2
+    server = servers(app_dir, tmp_path / "app.db", env=stack | {"APP_SEND_TIMEOUT": str(send_timeout)}).start()
+    assert server.process is not None
+    readers = [Pipeliner(server.port, path="/static/app.css") for _ in range(6)]
+    closed_at: list[float | None] = [None] * len(readers)
+    slowest_other = 0.0
+    with contextlib.ExitStack() as stack_of_readers:
+        for reader in readers:
+            stack_of_readers.enter_context(reader)
+        began = time.monotonic()
+        while None in closed_at and time.monotonic() - began < 40:
+            for number, reader in enumerate(readers):
+                if closed_at[number] is None and not reader.open():
+                    closed_at[number] = time.monotonic() - began
+            asked = time.monotonic()  # everyone else is answered meanwhile
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+            slowest_other = max(slowest_other, time.monotonic() - asked)
+            time.sleep(0.2)
+        sent = sum(reader.sent for reader in readers)
+    assert None not in closed_at, f"slow readers still held their connections after 40 s: {closed_at}"
+    assert sent > 1_000_000, f"the readers sent only {sent} bytes"
+    # the readers' requests are served as fast as they come until the buffers fill: busy, not blocked
+    assert slowest_other < 3.0, f"another client waited {slowest_other:.2f}s meanwhile"
+    output = server.output()
+    assert "went unread for 2s" in output  # one INFO line a connection
+    assert "Traceback" not in output
+    assert httpx.get(f"{server.url}/static/app.css", timeout=5).status_code == 200
+
+
+class EarlyAnsweredPosts:
+    """Clients that pipeline POSTs the app answers without reading their bodies (405), each write ending mid-body.
+
+    Every body does arrive, at once: nothing here is slow, so no connection should be cut.
+    """
+
+    def __init__(self, port: int, clients: int) -> None:
+        body = b"x" * 64
+        one = (
+            f"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self.batch = one * 8
+        self.port = port
+        self.connections = 0  # opened, all clients together: one each unless the server cut some
+        self.answers = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                with self._lock:
+                    self.connections += 1
+                reader = threading.Thread(target=self._read, args=(sock,), daemon=True)
+                reader.start()
+                sock.sendall(self.batch[:-10])
+                while not self._stop.is_set():
+                    sock.sendall(self.batch[-10:] + self.batch[:-10])
+                    time.sleep(0.001)
+                sock.shutdown(socket.SHUT_WR)
+                reader.join(5)
+
+    def _read(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                with self._lock:
+                    self.answers += chunk.count(b"HTTP/1.1 405 ")
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=STACK_IDS)
+def test_pipelined_posts_answered_before_their_bodies_log_no_traceback_and_keep_their_connection(
+    app_dir: Path, tmp_path: Path, servers: Callable[..., Server], stack: dict[str, str]
+) -> None:
+    """Trial 6, K5: on uvloop, ``AttributeError: 'Handle' object has no attribute 'when'``.
+
+    An answer given while a body was being read cut the connection's read deadline to the
+    2 s an unread body may linger, even when the body being read was a later pipelined
+    request's; answers kept shrinking it, and once it was due uvloop's call_later returned a
+    plain Handle (it does for a delay under a millisecond), which the next answer asked for
+    its ``when()``. Before the fix: tracebacks, and every connection cut every 2 s.
+    """
+    server = servers(app_dir, tmp_path / "app.db", env=stack).start()
+    clients = 6
+    with EarlyAnsweredPosts(server.port, clients) as posts:
+        time.sleep(6)
+    output = server.output()
+    assert "Traceback" not in output and "AttributeError" not in output, output[-3000:]
+    assert posts.answers > 1000, f"only {posts.answers} answers"
+    assert posts.connections == clients, f"{posts.connections} connections for {clients} clients: some were cut"
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200

@@ -12,8 +12,8 @@ any body this app takes gets a 413 at once. The 503 of a full server carries
 ``Retry-After`` (:func:`busy_answers_say_when_to_retry`).
 
 Settings (environment): ``APP_MAX_CONNECTIONS`` (connections and requests at once per
-process; more get a 503), ``APP_HEADER_TIMEOUT``, ``APP_BODY_TIMEOUT`` and
-``APP_KEEP_ALIVE`` (seconds).
+process; more get a 503), ``APP_HEADER_TIMEOUT``, ``APP_BODY_TIMEOUT``,
+``APP_SEND_TIMEOUT`` (a client not reading its answers) and ``APP_KEEP_ALIVE`` (seconds).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .protocols import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEAD_BYTES, protocol_class
+from .protocols import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEAD_BYTES, SEND_TIMEOUT, protocol_class
 from .proxies import proxy_options
 
 MAX_CONNECTIONS = 1000
@@ -151,6 +151,7 @@ def server_options(environ: Mapping[str, str] = os.environ, *, http: str = "auto
         protocol_class(http),
         header_timeout=_number(environ, "APP_HEADER_TIMEOUT", float, HEADER_TIMEOUT),
         body_timeout=_number(environ, "APP_BODY_TIMEOUT", float, BODY_TIMEOUT),
+        send_timeout=_number(environ, "APP_SEND_TIMEOUT", float, SEND_TIMEOUT),
     )
     raise_open_files_limit(max_connections + SPARE_FILES)
     busy_answers_say_when_to_retry()
