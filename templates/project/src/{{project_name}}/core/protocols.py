@@ -59,7 +59,7 @@ class CoalescedWrites:
 
     MAX_HELD = 64 * 1024
 
-    __slots__ = ("_transport", "_loop", "_held", "_size")
+    __slots__ = ("_held", "_loop", "_size", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
