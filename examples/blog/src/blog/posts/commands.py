@@ -38,7 +38,8 @@ UUID4_SET = 0x4000 << 64 | 0x8000 << 48  # version 4, RFC 4122's variant
 
 
 def new_id() -> str:
-    """A fresh random id (``uuid4().hex``). It is stored in the message, so a rebuild from the log gives every post the same id."""
+    """A fresh random id (what ``uuid4().hex`` gives). It is stored in the message, so a rebuild from
+    the log gives every post the same id."""
     return f"{int.from_bytes(urandom(16), 'big') & UUID4_CLEARED | UUID4_SET:032x}"
 
 
