@@ -273,3 +273,35 @@ def test_pipelined_posts_answered_before_their_bodies_log_no_traceback_and_keep_
     assert posts.answers > 1000, f"only {posts.answers} answers"
     assert posts.connections == clients, f"{posts.connections} connections for {clients} clients: some were cut"
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    server.terminate()
+
+
+def data_segments_received(sock: socket.socket) -> int:
+    """How many TCP segments carrying data ``sock`` has received (Linux's ``tcp_info.tcpi_data_segs_in``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int.from_bytes(info[152:156], "little")  # after 136 bytes of older fields, segs_out/in, notsent, min_rtt
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=STACK_IDS)
+def test_each_answer_is_one_write_on_the_socket(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server], stack: dict[str, str]
+) -> None:
+    """uvicorn writes a head and then a body: two sends, each a segment that wakes the client. One suffices."""
+    if not hasattr(socket, "TCP_INFO"):
+        pytest.skip("TCP_INFO is Linux's")
+    server = servers(posts_dir, tmp_path / "app.db", env=stack).start()
+    body = b'{"type": "posts/create", "payload": {"title": "One write", "content": "Head and body together."}}'
+    head = f"POST /commands HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+    request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    count = 5
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        before = data_segments_received(sock)
+        answers = b""
+        for sent in range(1, count + 1):  # one at a time: each answer is all in before the next request goes
+            sock.sendall(request)
+            while answers.count(b"HTTP/1.1 201 ") < sent or not answers.endswith(b"}}"):
+                answers += sock.recv(65536)
+        segments = data_segments_received(sock) - before
+    assert answers.count(b"HTTP/1.1 201 ") == count
+    assert segments == count, f"{count} answers came in {segments} segments"
+    server.terminate()

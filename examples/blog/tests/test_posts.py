@@ -175,6 +175,25 @@ def test_valid_values_are_stored_and_answered_as_json(feature_app: App) -> None:
     assert {name: item[name] for name in ANSWERED} == ANSWERED
 
 
+def test_a_given_id_is_looked_for_and_a_generated_one_is_not(feature_app: App) -> None:
+    """A generated id is a fresh random one: its create reads nothing (a round trip on PostgreSQL)."""
+    item_id = create(feature_app)
+    assert len(item_id) == 32 and item_id[12] == "4"  # a version-4 UUID's hex digits
+    with pytest.raises(CommandRejected, match="already exists"):
+        create(feature_app, id=item_id)
+    connection = getattr(feature_app.log, "_db", None)
+    if not hasattr(connection, "set_trace_callback"):
+        return  # PostgreSQL: no trace to read; SQLite's run says the same for both
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    try:
+        create(feature_app)
+    finally:
+        connection.set_trace_callback(None)
+    lookup = 'SELECT data FROM "state_posts" WHERE id = '
+    assert statements and not [sql for sql in statements if sql.startswith(lookup)]
+
+
 @pytest.mark.parametrize("name", list(INVALID))
 def test_an_invalid_value_is_refused(name: str) -> None:
     with pytest.raises(ValidationError) as refused:

@@ -207,6 +207,61 @@ def stored_rows(app: App) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
     return rows, counts
 
 
+def statements_writing_orders(statements: list[str]) -> int:
+    return sum(1 for sql in statements if sql.startswith(f'INSERT INTO "{ORDERS.physical}"'))
+
+
+class PlaceCounted(PlaceOrder):
+    """A place whose handler then counts the orders (a ``find`` or ``count`` inside a commit)."""
+
+
+def test_commands_committed_together_write_a_row_they_share_once_and_see_each_other(db: str) -> None:
+    app = App(open_log(db))
+    orders = Orders(app.store)
+    app.projections.add(orders)
+    counted: list[int] = []
+
+    def place_and_count(command: PlaceCounted, message: Message) -> None:
+        orders.place(command, message)
+        counted.append(orders.orders.count({"status": "draft"}))
+        if command.customer == "nobody":
+            raise ValueError("refused after its write")
+
+    app.commands.register("orders/place", PlaceOrder, orders.place)
+    app.commands.register("orders/place-counted", PlaceCounted, place_and_count)
+    app.prepare()
+    statements: list[str] = []
+    connection = getattr(app.log, "_db", None)
+    traced = hasattr(connection, "set_trace_callback")  # SQLite's statements can be traced
+    if traced:
+        connection.set_trace_callback(statements.append)
+    app.commit(
+        [
+            PlaceOrder(id="o1", customer="Ann", status="draft"),
+            PlaceOrder(id="o1", customer="Ann", status="paid", paid=True),  # the same row, changed
+            PlaceCounted(id="o2", customer="Bob", status="draft"),
+            PlaceCounted(id="o3", customer="Cy", status="draft"),
+        ]
+    )
+    if traced:
+        writes = statements_writing_orders(statements)
+        statements.clear()
+        app.dispatch(PlaceOrder(id="o0", customer="Al", status="paid"))  # what one row's write traces
+        connection.set_trace_callback(None)
+        assert writes == 3 * statements_writing_orders(statements)  # o1 once, though two commands wrote it
+    assert counted == [1, 2]  # each count saw the writes before it
+    assert orders.orders.get("o1")["status"] == "paid" and orders.orders.count({"status": "draft"}) == 2
+    assert [row["id"] for row in orders.orders.find()][-3:] == ["o3", "o2", "o1"]
+    with pytest.raises(ValueError, match="refused after its write"):  # nothing of that commit stays
+        app.commit(
+            [
+                PlaceOrder(id="o4", customer="Di", status="draft"),
+                PlaceCounted(id="o5", customer="nobody", status="draft"),
+            ]
+        )
+    assert orders.orders.get("o4") is None and app.log.version() == 4 + traced
+
+
 def test_a_rebuild_stores_the_rows_the_live_handlers_stored_in_their_order(db: str) -> None:
     app = App(open_log(db))
     orders = Orders(app.store)

@@ -12,7 +12,7 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,9 @@ class App:
         messages = []
         try:
             self.projections.require_ready()
-            with self.log.transaction():
+            # Several commands (a worker's request and its outcome) write a row they share once.
+            held = self.store.held() if len(commands) > 1 else nullcontext()
+            with self.log.transaction(), held:
                 for spec, command in zip(specs, commands, strict=True):
                     message = self.log.append(spec.type, command.model_dump_json(), self.upcasters.version(spec.type))
                     if spec.handler is not None:

@@ -7,8 +7,8 @@ delete (pages or ``POST /commands``); the summary worker sends the other three.
 
 from __future__ import annotations
 
+from os import urandom
 from typing import Annotated
-from uuid import uuid4
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -32,9 +32,15 @@ Text = Annotated[
 ]
 
 
+# A version-4 UUID's bits: new_id writes its 32 hex digits without making a uuid.UUID (a third of the time).
+UUID4_CLEARED = ~(0xF000 << 64 | 0xC000 << 48)  # the version and variant bits
+UUID4_SET = 0x4000 << 64 | 0x8000 << 48  # version 4, RFC 4122's variant
+
+
 def new_id() -> str:
-    """A fresh random id. It is stored in the message, so a rebuild from the log gives every post the same id."""
-    return uuid4().hex
+    """A fresh random id (what ``uuid4().hex`` gives). It is stored in the message, so a rebuild from
+    the log gives every post the same id."""
+    return f"{int.from_bytes(urandom(16), 'big') & UUID4_CLEARED | UUID4_SET:032x}"
 
 
 class Command(BaseModel):

@@ -260,7 +260,11 @@ def _created(message: Message) -> Response:
 
 
 def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The Content-Type's media type, from the raw headers: ``request.headers`` builds a Headers object first."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1").split(";", 1)[0].strip().lower()
+    return ""
 
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -620,6 +621,30 @@ class BufferedRows:
         self._pending[key] = change
 
 
+class HeldRows(BufferedRows):
+    """The writes of one commit's handlers, held and written out at its end: a row that several of its
+    commands change (a post's summary request and its summary) is written once, and read from memory.
+
+    Unlike its base, every read of many rows (``find``, ``count``) writes the held rows out first, so
+    the handlers see exactly what writing each change at once would have shown them.
+    """
+
+    def __init__(self, rows: SqlRows) -> None:
+        super().__init__(rows, undoable=False, expected=1)
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        self.flush()
+        return super().select(spec, select)
+
+    def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
+        self.flush()
+        return super().count(spec, where, not_null=not_null)
+
+    def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int:
+        self.flush()
+        return super().counted(spec, column, key)
+
+
 class IdFilter:
     """A Bloom filter of (table, id) keys: "not in it" is certain, "in it" is probably (about 0.1% wrong).
 
@@ -670,6 +695,8 @@ class IdFilter:
 
 # The rows that handlers on this thread write to while a rebuild runs there (see projections.py).
 rebuilding: ContextVar[Rows | None] = ContextVar("rebuilding", default=None)
+# The rows held for the commit running on this thread (Store.held), if it holds them.
+holding: ContextVar[HeldRows | None] = ContextVar("holding", default=None)
 
 
 class Store:
@@ -697,6 +724,23 @@ class Store:
         """True on a thread that is rebuilding a projection: checks against other features are skipped there."""
         return rebuilding.get() is not None
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Within it, the tables' writes are held (:class:`HeldRows`) and written out when it ends without
+        an error, in the caller's transaction; after an error they are dropped with the transaction."""
+        if rebuilding.get() is not None or holding.get() is not None:
+            yield
+            return
+        rows = HeldRows(self.rows)
+        token = holding.set(rows)
+        try:
+            yield
+            rows.flush()
+        finally:
+            holding.reset(token)
+
     def _current_rows(self) -> Rows:
         rows = rebuilding.get()
+        if rows is None:
+            rows = holding.get()
         return self.rows if rows is None else rows

@@ -85,7 +85,9 @@ class CustomersState(Projection):
     # --- state handlers, one per command ---
 
     def create(self, command: CreateCustomer, message: Message) -> None:
-        if self.get(command.id) is not None:
+        # An id given is looked for; one the app generated (none given) is a fresh random one, not
+        # read for (a read is a round trip on PostgreSQL, inside the lock every append holds).
+        if "id" in command.model_fields_set and self.get(command.id) is not None:
             raise CommandRejected(f"a customer with id {command.id!r} already exists")
         values = command.model_dump(mode="json")
         customer: Customer = {

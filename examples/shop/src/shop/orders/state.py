@@ -101,7 +101,9 @@ class OrdersState(Projection):
     # --- state handlers, one per command ---
 
     def create(self, command: CreateOrder, message: Message) -> None:
-        if self.get(command.id) is not None:
+        # An id given is looked for; one the app generated (none given) is a fresh random one, not
+        # read for (a read is a round trip on PostgreSQL, inside the lock every append holds).
+        if "id" in command.model_fields_set and self.get(command.id) is not None:
             raise CommandRejected(f"an order with id {command.id!r} already exists")
         self._require_references(command)
         values = command.model_dump(mode="json")

@@ -27,7 +27,8 @@ costs at most the buffer's high-water mark plus the one message being written.
 :class:`TimedH11Protocol` (pure Python, ``serve --http h11``) differ only in how they learn
 where the request being read has got to. Both read a client that pipelines requests
 without reading the answers only so far ahead (pipelining.py). The event loop is uvloop when installed
-(``serve --loop asyncio`` without it).
+(``serve --loop asyncio`` without it). Both write each response in one ``send`` on the
+socket, not two (:class:`CoalescedWrites`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,67 @@ LOOP_CHOICES = ("auto", "uvloop", "asyncio")
 logger = logging.getLogger(__name__)
 
 
+class CoalescedWrites:
+    """A connection's transport whose writes made in one turn of the event loop go out as one.
+
+    uvicorn writes a response's head and its body separately: two ``send`` calls on the
+    socket, each waking the client. The writes are held until the callback making them is
+    done (``call_soon``), then written together. Everything written on the connection goes
+    through here, so it stays in order; past ``MAX_HELD`` bytes the held writes go out at
+    once, so the transport's flow control (pausing a writer whose client reads slowly) sees
+    every byte as before. ``close`` and ``write_eof`` write what is held first; ``abort``
+    drops it, as the transport's own buffer is dropped.
+    """
+
+    MAX_HELD = 64 * 1024
+
+    __slots__ = ("_held", "_loop", "_size", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size > self.MAX_HELD:
+            self.flush()
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def flush(self) -> None:
+        """Write what is held (dropped if the connection is closing: no one would read it)."""
+        held, self._held, self._size = self._held, [], 0
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held, self._size = [], 0
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class ReadDeadlines:
     """The deadlines and the head cap; a protocol class calls the ``_reading_*`` hooks as its parser goes."""
 
@@ -79,6 +141,7 @@ class ReadDeadlines:
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[misc]
+        self.transport = CoalescedWrites(transport, self.loop)  # every write of this connection, in order
         self._read_deadline: asyncio.Handle | None = None
         self._read_deadline_at = 0.0  # the loop time it fires at (uvloop's handle for a past time has no when())
         self._reading_body = False

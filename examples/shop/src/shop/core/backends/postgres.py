@@ -151,6 +151,7 @@ class PostgresLog:
         self._listeners: list[Listener] = []
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
+        self._binder: psycopg.ClientCursor[Any] | None = None  # for _bind, made once per connection
         with self._mutex:
             conn = self._connection()
             self._migrate(conn)
@@ -182,6 +183,15 @@ class PostgresLog:
                 raise LogUnreachable(f"lost the database at {self.path} during a transaction")
             self._conn = self._connect()
         return self._conn
+
+    def _bind(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
+        """``sql`` with its parameters bound by psycopg (client-side binding, quoted as the server
+        would), to send with other statements in one query string. The cursor that binds is made
+        once per connection: a new ``ClientCursor`` each time took about as long as the binding."""
+        binder = self._binder
+        if binder is None or binder.connection is not conn:
+            binder = self._binder = psycopg.ClientCursor(conn)
+        return binder.mogrify(sql, params)
 
     def _lost(self, exc: BaseException) -> LogUnreachable:
         """Drop the broken connection; the next call opens a new one (the mutex is held)."""
@@ -338,7 +348,7 @@ class PostgresLog:
             else:  # the savepoints and the write in one query string: one round trip
                 try:
                     conn = self._connection()
-                    cursor = conn.execute("; ".join([*savepoints, _bind(conn, sql, tuple(params))]))
+                    cursor = conn.execute("; ".join([*savepoints, self._bind(conn, sql, tuple(params))]))
                     while cursor.nextset():  # to the write's result, the last
                         pass
                     rowcount = cursor.rowcount
@@ -437,7 +447,7 @@ class PostgresLog:
         if messages:
             if len(messages) <= MAX_INLINE_MESSAGES:
                 values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(messages))
-                statements.append(_bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
+                statements.append(self._bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
             # The identity is kept in step for anyone inserting without an id; the NOTIFY is
             # delivered to every listener when (and only if) the transaction commits.
             newest = int(messages[-1][0])
@@ -667,12 +677,6 @@ def _copy(conn: psycopg.Connection[Any], sql: str, rows: list[tuple[Any, ...]]) 
     with conn.cursor().copy(sql) as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _bind(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> str:
-    """``sql`` with its parameters bound by psycopg (client-side binding, quoted as the server
-    would), to send with other statements in one query string."""
-    return psycopg.ClientCursor(conn).mogrify(sql, params)
 
 
 def _now() -> str:
