@@ -93,6 +93,8 @@ class FakeSummaryApi:
                     self.send_json(200, completion("too late"))
                 elif fault in ("500", "503", "429"):
                     self.send_json(int(fault), {"error": {"message": "try again later"}}, {"Retry-After": "0"})
+                elif fault == "401-echo-url":  # the URL it was called at, its query's key included
+                    self.send_json(401, {"error": {"message": f"bad credentials for {self.path}"}})
                 elif fault == "401-echo":
                     self.send_json(401, {"error": {"message": f"Incorrect API key provided: {api.api_key}"}})
                 elif fault.startswith("401-echo-at-"):  # the key after N characters, across the app's 200 cut

@@ -550,13 +550,17 @@ def test_credentials_in_the_summary_api_url_are_in_no_output(
         with httpx.Client(base_url=server.url, timeout=10) as client:
             created_post(client, "A post to summarize")
             created_post(client, "fault=500 and a provider that fails")
+            created_post(client, "fault=401-echo-url and a provider that repeats the URL")
             assert wait_until(lambda: SummaryHistory.read(db).settled(), 30)
+            stored = app_cli(posts_dir, "log", "tail", "-n", "1000", "--db", str(db)).stdout
         server.terminate()
         paths = {call.path for call in api.calls}
-    assert len(api.calls) == 3 and paths == {f"/v1/chat/completions?key={URL_KEY}"}, api.calls
+    assert len(api.calls) == 4 and paths == {f"/v1/chat/completions?key={URL_KEY}"}, api.calls
     output = server.output()
     assert "summary" in output.lower() or "POST /commands" in output  # the server did log
     assert URL_PASSWORD not in output and URL_KEY not in output, output
+    assert "HTTP 401: bad credentials for" in stored  # the refusal is recorded...
+    assert URL_KEY not in stored  # ...without the key the provider echoed
 
 
 def generated_module(app: Path, name: str) -> ModuleType:

@@ -305,3 +305,69 @@ def test_each_answer_is_one_write_on_the_socket(
     assert answers.count(b"HTTP/1.1 201 ") == count
     assert segments == count, f"{count} answers came in {segments} segments"
     server.terminate()
+
+
+# An app that streams an answer to a client that reads nothing, then raises: uvicorn closes the
+# transport itself, with bytes unsent. Served by the generated app's own protocol classes.
+RAISES_MID_ANSWER = """
+import asyncio, functools, socket, sys
+import uvicorn
+from {app}.core.protocols import TimedH11Protocol, _httptools_protocol
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    for _ in range(2000):
+        await send({{"type": "http.response.body", "body": b"x" * 8192, "more_body": True}})
+        await asyncio.sleep(0.005)
+        if any(c.transport.get_write_buffer_size() > 0 for c in SERVER.server_state.connections):
+            break
+    raise RuntimeError("the app fails mid-answer")
+
+async def main(protocol, loop_name):
+    global SERVER
+    http = functools.partial(protocol, send_timeout=1.0)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http, log_level="critical", lifespan="off")
+    server = SERVER = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", port))
+    client.sendall(b"GET / HTTP/1.1\\r\\nhost: 127.0.0.1\\r\\n\\r\\n")
+    await asyncio.sleep(6)  # reads nothing
+    print(loop_name, "open:", len(server.server_state.connections))
+    server.should_exit = True
+    client.close()
+    await asyncio.wait_for(task, 10)
+
+stack = sys.argv[1]
+if stack == "fast":
+    import uvloop
+    uvloop.run(main(_httptools_protocol(), "fast"))
+else:
+    asyncio.run(main(TimedH11Protocol, "plain"))
+"""
+
+
+@pytest.mark.parametrize("stack", ["fast", "plain"])
+def test_a_connection_uvicorn_closes_with_answers_unread_is_reset_after_the_send_timeout(
+    app_dir: Path, stack: str
+) -> None:
+    """The send clock starts on any close of the transport, not only on the ones the protocol makes."""
+    import os
+    import subprocess
+    import sys
+
+    from .harness import APP_NAME
+
+    env = {**os.environ, "PYTHONPATH": str(app_dir / "src")}
+    script = RAISES_MID_ANSWER.format(app=APP_NAME)
+    result = subprocess.run(
+        [sys.executable, "-c", script, stack], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{stack} open: 0" in result.stdout, result.stdout + result.stderr[-2000:]

@@ -1,8 +1,8 @@
 """How often anyone may try a password, or ask for mail, before a 429 with ``Retry-After``.
 
-Sign-in (:class:`SignInLimits`), as issue #33 asks ("at most 10 attempts per 3 minutes
-per client address and per email, plus a global cap") without letting an attacker lock
-an owner out (OWASP's device cookies, devices.py):
+Sign-in (:class:`SignInLimits`): at most 10 attempts per 3 minutes per client address and
+per email, plus a global cap, without letting an attacker lock an owner out of a browser
+they signed in with before (OWASP's device cookies, devices.py):
 
 - every attempt counts per client address: 10 per 3 minutes (Rails 8's
   ``rate_limit to: 10, within: 3.minutes``), whoever sends it;

@@ -76,13 +76,15 @@ class CoalescedWrites:
 
     MAX_HELD = 64 * 1024
 
-    __slots__ = ("_held", "_loop", "_size", "_transport")
+    __slots__ = ("_held", "_loop", "_size", "_transport", "on_close")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
         self._size = 0
+        # Called after every close, whoever closes (uvicorn's own code too, when an app raises mid-answer).
+        self.on_close: Callable[[], None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -107,10 +109,14 @@ class CoalescedWrites:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+        if self.on_close is not None:
+            self.on_close()
 
     def write_eof(self) -> None:
         self.flush()
         self._transport.write_eof()
+        if self.on_close is not None:
+            self.on_close()
 
     def abort(self) -> None:
         self._held, self._size = [], 0
@@ -242,6 +248,8 @@ class SendDeadline:
         self._send_deadline: asyncio.Handle | None = None
         self._writing_paused = False
         super().connection_made(transport)  # type: ignore[misc]
+        if isinstance(self.transport, CoalescedWrites):  # a close by anyone starts the clock (below)
+            self.transport.on_close = self._check_closing
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -254,7 +262,8 @@ class SendDeadline:
         if not self._closing_unsent():
             self._stop_send_clock()
 
-    # Every way a connection gets closed with bytes still buffered starts the clock.
+    # Every way a connection gets closed with bytes still buffered starts the clock: these, and any
+    # other close of the transport (uvicorn's, when the app raises mid-answer) through its on_close.
     def data_received(self, data: bytes) -> None:  # a 400, a 431, or a bad request
         super().data_received(data)  # type: ignore[misc]
         self._check_closing()
