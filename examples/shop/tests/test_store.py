@@ -262,6 +262,29 @@ def test_commands_committed_together_write_a_row_they_share_once_and_see_each_ot
     assert orders.orders.get("o4") is None and app.log.version() == 4 + traced
 
 
+class Peek(BaseModel):
+    id: str
+
+
+def test_a_row_read_in_a_commit_of_several_commands_is_a_copy_as_the_database_gives_it(db: str) -> None:
+    app = App(open_log(db))
+    orders = Orders(app.store)
+    app.projections.add(orders)
+    seen: list[Any] = []
+
+    def peek(command: Peek, message: Message) -> None:  # reads, changes what it read, writes nothing
+        row = orders.orders.get(command.id)
+        seen.append(row["total"])
+        row["status"] = "changed without a put"
+
+    app.commands.register("orders/place", PlaceOrder, orders.place)
+    app.commands.register("orders/peek", Peek, peek)
+    app.prepare()
+    app.commit([PlaceOrder(id="o1", customer="Ann", status="draft", total="12.50"), Peek(id="o1"), Peek(id="o1")])
+    assert seen == ["12.50", "12.50"]
+    assert orders.orders.get("o1")["status"] == "draft"
+
+
 def test_a_rebuild_stores_the_rows_the_live_handlers_stored_in_their_order(db: str) -> None:
     app = App(open_log(db))
     orders = Orders(app.store)

@@ -13,6 +13,16 @@ dropped so the client sees the answer, then the connection is closed (as nginx's
 close does). Streaming a response (``/events``) is not reading, so it is never cut. A request line and headers over 32 KiB get a 431, however they arrive (h11's own limit
 catches only those that arrive in pieces; httptools has none).
 
+:class:`SendDeadline` bounds the other direction: a client that does not read what it is
+sent (a slow reader pipelining GET requests, or one that stops reading a stream) once held
+its connection, the answer's task and the bytes buffered for it for ever, since uvicorn
+waits for the socket to drain without a limit and a close waits for the buffer to flush.
+Once the client falls behind (the transport's buffer passes its high-water mark, or the
+connection is closing with bytes still buffered), it has ``send_timeout`` seconds to catch
+up (read the buffer down to the low-water mark, or all of it when closing); otherwise the
+connection is reset. A reader that keeps up, however slowly, is never cut; one that stops
+costs at most the buffer's high-water mark plus the one message being written.
+
 :class:`TimedHttpToolsProtocol` (the C parser, the default when installed) and
 :class:`TimedH11Protocol` (pure Python, ``serve --http h11``) differ only in how they learn
 where the request being read has got to. Both read a client that pipelines requests
@@ -24,8 +34,12 @@ socket, not two (:class:`CoalescedWrites`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
+import logging
+import socket
+import struct
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -37,12 +51,15 @@ from .pipelining import MAX_PIPELINED, BoundedPipelining, through_head_ends
 
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
+SEND_TIMEOUT = 30.0  # seconds a client that fell behind reading its answers has to catch up
 MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers
 ANSWER_GRACE = 1.0  # past the body's deadline, for the app reading it to answer 408 itself
 LINGER_SECONDS = 2.0  # after an answer given before the body was all in: the most the rest may take
 TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 HTTP_CHOICES = ("auto", "httptools", "h11")
 LOOP_CHOICES = ("auto", "uvloop", "asyncio")
+
+logger = logging.getLogger(__name__)
 
 
 class CoalescedWrites:
@@ -59,13 +76,15 @@ class CoalescedWrites:
 
     MAX_HELD = 64 * 1024
 
-    __slots__ = ("_held", "_loop", "_size", "_transport")
+    __slots__ = ("_held", "_loop", "_size", "_transport", "on_close")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
         self._size = 0
+        # Called after every close, whoever closes (uvicorn's own code too, when an app raises mid-answer).
+        self.on_close: Callable[[], None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -90,10 +109,14 @@ class CoalescedWrites:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+        if self.on_close is not None:
+            self.on_close()
 
     def write_eof(self) -> None:
         self.flush()
         self._transport.write_eof()
+        if self.on_close is not None:
+            self.on_close()
 
     def abort(self) -> None:
         self._held, self._size = [], 0
@@ -125,7 +148,8 @@ class ReadDeadlines:
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[misc]
         self.transport = CoalescedWrites(transport, self.loop)  # every write of this connection, in order
-        self._read_deadline: asyncio.TimerHandle | None = None
+        self._read_deadline: asyncio.Handle | None = None
+        self._read_deadline_at = 0.0  # the loop time it fires at (uvloop's handle for a past time has no when())
         self._reading_body = False
         self._head_bytes = 0  # of the request line and headers read so far
         self._head_tail = b""  # the last bytes read, in case the blank line ending the headers is split
@@ -161,23 +185,33 @@ class ReadDeadlines:
         """After the parser took the bytes: switch to the body's deadline, or stop the clock."""
         if upgraded:  # a WebSocket now: no longer reading a request
             self._clear_deadline()
-        elif in_body and not self._reading_body:
-            self._reading_body = True
-            self._set_deadline(self.body_timeout + ANSWER_GRACE)
-        elif not in_body and not in_head:  # the request is all in
+        elif in_body:
+            if not self._reading_body:
+                self._reading_body = True
+                self._set_deadline(self.body_timeout + ANSWER_GRACE)
+        elif in_head:
+            if self._reading_body:  # a pipelined request's head after a body: the head's own deadline
+                self._reading_body = False
+                self._set_deadline(self.header_timeout)
+        else:  # the request is all in
             self._clear_deadline()
+
+    def _body_began(self) -> None:
+        """A new request's head is complete: its body gets its own deadline (a pipelined one follows another's)."""
+        self._reading_body = False
 
     def _answered_before_the_body(self) -> None:
         """The app answered while the body was still coming: the rest gets LINGER_SECONDS at most."""
         remaining = self.body_timeout
         if self._read_deadline is not None:
-            remaining = self._read_deadline.when() - self.loop.time()
+            remaining = self._read_deadline_at - self.loop.time()
         self._set_deadline(min(LINGER_SECONDS, remaining))
 
     def _set_deadline(self, seconds: float) -> None:
         """Start a deadline (in place of any running one; whether a body is being read stays as it is)."""
         if self._read_deadline is not None:
             self._read_deadline.cancel()
+        self._read_deadline_at = self.loop.time() + seconds
         self._read_deadline = self.loop.call_later(seconds, self._read_timed_out)
 
     def _clear_deadline(self) -> None:
@@ -193,8 +227,102 @@ class ReadDeadlines:
             self.transport.close()
 
 
-class TimedH11Protocol(BoundedPipelining, ReadDeadlines, H11Protocol):
-    """uvicorn's pure-Python h11 protocol with the read deadlines; h11's states say where the request is."""
+class SendDeadline:
+    """A client that falls behind reading its answers has ``send_timeout`` seconds to catch up, then is reset.
+
+    The clock starts when the transport pauses writing (its buffer passed the high-water
+    mark: the socket's buffers are full and the client is not reading) or when the
+    connection is closing with bytes still buffered; it stops when the buffer drains below
+    the low-water mark (and, closing, when the connection is gone). It is a total, not an
+    idle timer: a byte read now and then does not move it.
+    """
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def __init__(self, *args: Any, send_timeout: float = SEND_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.send_timeout = send_timeout
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._send_deadline: asyncio.Handle | None = None
+        self._writing_paused = False
+        super().connection_made(transport)  # type: ignore[misc]
+        if isinstance(self.transport, CoalescedWrites):  # a close by anyone starts the clock (below)
+            self.transport.on_close = self._check_closing
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        super().pause_writing()  # type: ignore[misc]
+        self._falling_behind()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        super().resume_writing()  # type: ignore[misc]
+        if not self._closing_unsent():
+            self._stop_send_clock()
+
+    # Every way a connection gets closed with bytes still buffered starts the clock: these, and any
+    # other close of the transport (uvicorn's, when the app raises mid-answer) through its on_close.
+    def data_received(self, data: bytes) -> None:  # a 400, a 431, or a bad request
+        super().data_received(data)  # type: ignore[misc]
+        self._check_closing()
+
+    def on_response_complete(self) -> None:  # "Connection: close", or an answer on a closing connection
+        super().on_response_complete()  # type: ignore[misc]
+        self._check_closing()
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()  # type: ignore[misc]
+        self._check_closing()
+
+    def shutdown(self) -> None:
+        super().shutdown()  # type: ignore[misc]
+        self._check_closing()
+
+    def _read_timed_out(self) -> None:
+        super()._read_timed_out()  # type: ignore[misc]
+        self._check_closing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_send_clock()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _closing_unsent(self) -> bool:
+        return self.transport.is_closing() and self.transport.get_write_buffer_size() > 0
+
+    def _check_closing(self) -> None:
+        if self._closing_unsent():
+            self._falling_behind()
+
+    def _falling_behind(self) -> None:
+        if self._send_deadline is None:
+            self._send_deadline = self.loop.call_later(self.send_timeout, self._send_timed_out)
+
+    def _stop_send_clock(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+
+    def _send_timed_out(self) -> None:
+        """The client did not catch up: reset the connection (a close would wait for the buffer to drain)."""
+        self._send_deadline = None
+        if self.transport.get_protocol() is not self:  # a WebSocket now: its own protocol's business
+            return
+        if not (self._writing_paused or self._closing_unsent()):
+            return
+        client = self.transport.get_extra_info("peername")
+        unsent = self.transport.get_write_buffer_size()
+        logger.info("reset a connection from %s: %d bytes sent went unread for %gs", client, unsent, self.send_timeout)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # no FIN queued behind unread bytes: a reset, and the kernel frees them too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+
+class TimedH11Protocol(SendDeadline, BoundedPipelining, ReadDeadlines, H11Protocol):
+    """uvicorn's pure-Python h11 protocol with the read and send deadlines; h11's states say where the request is."""
 
     def _parsable(self, data: bytes) -> int:
         """Nothing while a request is read and not yet answered: h11 would only buffer it."""
@@ -239,8 +367,8 @@ def _httptools_protocol() -> type[ReadDeadlines]:
     """:class:`TimedHttpToolsProtocol`, defined only where httptools is installed."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class TimedHttpToolsProtocol(BoundedPipelining, ReadDeadlines, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the read deadlines; the parser's callbacks say where the request is."""
+    class TimedHttpToolsProtocol(SendDeadline, BoundedPipelining, ReadDeadlines, HttpToolsProtocol):
+        """uvicorn's httptools protocol with read and send deadlines; the parser's callbacks say where a request is."""
 
         _part = Part.BETWEEN
 
@@ -265,6 +393,7 @@ def _httptools_protocol() -> type[ReadDeadlines]:
 
         def on_headers_complete(self) -> None:
             self._part = Part.BODY
+            self._body_began()
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -272,10 +401,13 @@ def _httptools_protocol() -> type[ReadDeadlines]:
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            answered = getattr(self, "_answering", None)
             super().on_response_complete()
             if self._part is Part.BETWEEN:  # ready for the next request, whose first byte starts the clock
                 self._clear_deadline()
-            elif self._part is Part.BODY:
+            elif self._part is Part.BODY and answered is self.cycle:
+                # the body still coming is the answered request's own; a body being read after
+                # it belongs to a pipelined request, which keeps its own deadline
                 self._answered_before_the_body()
             self._release_held()
 

@@ -121,6 +121,7 @@ class ChatCompletionsSummarizer:
 
         self.config = config
         self.url = _endpoint(config.api_url)
+        self._secrets = (config.api_key, *url_secrets(config.api_url))  # what no answer may show
         self._client = client or httpx.AsyncClient(timeout=config.timeout)
 
     async def summarize(self, text: str, *, request_id: str) -> str:
@@ -158,7 +159,7 @@ class ChatCompletionsSummarizer:
 
     def _summary_from(self, response: httpx.Response) -> str:
         if not response.is_success:
-            detail = _error_detail(response, secret=self.config.api_key)
+            detail = _error_detail(response, secrets=self._secrets)
             raise SummaryError(f"summary API refused the request: HTTP {response.status_code}{detail}")
         try:
             content = response.json()["choices"][0]["message"]["content"]
@@ -169,7 +170,7 @@ class ChatCompletionsSummarizer:
         if not isinstance(content, str) or not content.strip():
             raise SummaryError("summary API answered with an empty summary")
         # Shown to everyone: never the key, nor characters that hide or reorder text.
-        return without_invisible(redact(content[:MAX_SUMMARY], self.config.api_key)).strip()
+        return without_invisible(_redacted(content[:MAX_SUMMARY], self._secrets)).strip()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -189,7 +190,21 @@ def _retry_after(response: httpx.Response, cap: float = 30.0) -> float:
         return 0.0
 
 
-def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials ``SUMMARY_API_URL`` itself may carry: its user and password, and its query's
+    values (a provider's ``?key=``). A provider echoing the URL it was called at must not store them."""
+    parts = urllib.parse.urlsplit(url)
+    values = [parts.username, parts.password, *(v for _, v in urllib.parse.parse_qsl(parts.query))]
+    return tuple(value for value in values if value and len(value) >= 8)
+
+
+def _redacted(text: str, secrets: tuple[str | None, ...]) -> str:
+    for secret in secrets:
+        text = redact(text, secret)
+    return text
+
+
+def _error_detail(response: httpx.Response, *, secrets: tuple[str | None, ...]) -> str:
     """``": <message>"`` from an OpenAI-style error body, the key redacted, shortened; empty if there is none.
 
     Some providers echo the credentials they refuse. The key is redacted from the raw
@@ -200,7 +215,7 @@ def _error_detail(response: httpx.Response, *, secret: str | None) -> str:
         message = payload["error"]["message"] if isinstance(payload.get("error"), dict) else payload["error"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-    message = " ".join(without_invisible(redact(str(message)[:MAX_RAW_DETAIL], secret)).split())
+    message = " ".join(without_invisible(_redacted(str(message)[:MAX_RAW_DETAIL], secrets)).split())
     return f": {message[:MAX_DETAIL]}" if message else ""
 
 

@@ -625,12 +625,20 @@ class HeldRows(BufferedRows):
     """The writes of one commit's handlers, held and written out at its end: a row that several of its
     commands change (a post's summary request and its summary) is written once, and read from memory.
 
-    Unlike its base, every read of many rows (``find``, ``count``) writes the held rows out first, so
-    the handlers see exactly what writing each change at once would have shown them.
+    Unlike its base, every read of many rows (``find``, ``count``) writes the held rows out first, and a
+    read of one row gives a copy, so the handlers see exactly what writing each change at once would have
+    shown them. Held writes go out at the end of the commit: an error in writing one (a value that is not
+    JSON, a database error) is raised there, not in the handler.
     """
 
     def __init__(self, rows: SqlRows) -> None:
         super().__init__(rows, undoable=False, expected=1)
+
+    def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None:
+        """The row as the database would give it back: a copy, through JSON, so a handler that changes
+        what it read and does not ``put`` it changes nothing, and values read have the types stored."""
+        row = super().get(spec, id)
+        return None if row is None else from_json(to_json(row))
 
     def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
         self.flush()
