@@ -42,6 +42,14 @@ class AttemptLimiter:
         self._failures: dict[str, deque[float]] = {}
         self._all: deque[float] = deque()
 
+    def token_wait(self, client: str, *, right: bool) -> int | None:
+        """Seconds ``client`` must wait before a token it sent is judged, or None: its own limit
+        first; the cap on all clients together slows wrong tokens only (see :meth:`retry_after`)."""
+        wait = self.retry_after(client, overall=False)
+        if wait is None and not right:
+            wait = self.retry_after(client)
+        return wait
+
     def retry_after(self, client: str, *, overall: bool = True) -> int | None:
         """Seconds ``client`` must wait before its next attempt, or None if it may try now.
 

@@ -187,10 +187,8 @@ class RequireToken:
             return self.refuse(request, 400, message)
         if bearer is not None:
             client = client_address(scope)
-            wait = self.limiter.retry_after(client, overall=False)
             right = self.tokens.accepts(bearer)
-            if wait is None and not right:
-                wait = self.limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
+            wait = self.limiter.token_wait(client, right=right)
             if wait is not None:
                 return too_many_attempts(self.refuse, request, wait)
             if not right:

@@ -287,10 +287,8 @@ class MetricsEndpoint:
         if bearer is None:
             return _unauthorized("")
         client = client_address(scope)
-        wait = self.limiter.retry_after(client, overall=False)
         right = self.tokens.accepts(bearer)
-        if wait is None and not right:
-            wait = self.limiter.retry_after(client)  # the cap on everyone slows wrong tokens only
+        wait = self.limiter.token_wait(client, right=right)
         if wait is not None:
             return JSONResponse(
                 {"error": f"too many wrong tokens: try again in {wait} seconds"},
