@@ -280,6 +280,10 @@ class Dialect(Protocol):
         """Set the table's counts from its rows (after a rebuild)."""
         ...
 
+    def analyze(self, physical: str) -> list[str]:
+        """Gather the planner's statistics of a table just built in one go (before it is swapped in)."""
+        ...
+
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         """Keep the table's counts in step with its writes from now on."""
         ...

@@ -419,6 +419,8 @@ class Projections:
                 for spec in specs:
                     for statement in log.dialect.create_indexes(spec, shadows[spec.name], suffix):
                         log.execute(statement)
+                    for statement in log.dialect.analyze(shadows[spec.name]):  # first queries planned as well
+                        log.execute(statement)
             with log.transaction():  # the write lock: nobody appends while the rest is applied and swapped
                 for rows in _batches(log, position):
                     applier.apply(rows)

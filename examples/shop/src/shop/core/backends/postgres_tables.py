@@ -91,6 +91,11 @@ class PostgresTables(Recount):
             ),
         ]
 
+    def analyze(self, physical: str) -> list[str]:
+        # A table filled in one go has no statistics until autovacuum's next pass, up to a minute later; the
+        # planner guessed meanwhile, and a filtered, sorted page of 333,334 posts took 380 ms instead of 1.5 ms.
+        return [f'ANALYZE "{physical}"']
+
     def create_counting(self, spec: TableSpec, physical: str) -> list[str]:
         arguments = ", ".join(f"'{value}'" for value in [spec.name, *(c.name for c in spec.columns if c.counted)])
         trigger = f'CREATE TRIGGER "{physical}__count" AFTER INSERT OR UPDATE OR DELETE ON "{physical}"'
