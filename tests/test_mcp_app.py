@@ -55,7 +55,7 @@ def test_python_m_app_mcp_runs_the_app_over_stdio_workers_included(blog_with_pos
     db = tmp_path / "app.db"
 
     async def session() -> tuple[list[str], dict[str, Any], dict[str, Any], dict[str, Any]]:
-        with anyio.fail_after(60):
+        with anyio.fail_after(60):  # and 30 s a request: httpx's default 5 s ran out on a busy machine
             async with Client(stdio_server(blog_with_posts, db), read_timeout_seconds=30) as client:
                 tools = sorted(tool.name for tool in (await client.list_tools()).tools)
                 created = await client.call_tool("posts_create", {"title": "Hello", "content": "Hello from MCP."})
@@ -111,7 +111,7 @@ def test_sigterm_stops_the_stdio_server_cleanly(blog_with_posts: Path, tmp_path:
 
 def test_a_served_app_answers_mcp_at_slash_mcp(blog_with_posts: Path, tmp_path: Path) -> None:
     async def session(url: str) -> tuple[Any, ...]:
-        with anyio.fail_after(60):
+        with anyio.fail_after(60):  # and 30 s a request: httpx's default 5 s ran out on a busy machine
             async with Client(url) as client:
                 tools = (await client.list_tools()).tools
                 created = await client.call_tool("posts_create", {"title": "Hi", "content": "Over HTTP."})
@@ -181,9 +181,9 @@ def test_slash_mcp_needs_the_api_token_when_the_app_has_one(blog_with_posts: Pat
     token = "mcp-test-token-0123456789abcdef"
 
     async def tools_with(url: str, authorization: str) -> list[str]:
-        with anyio.fail_after(60):
+        with anyio.fail_after(60):  # and 30 s a request: httpx's default 5 s ran out on a busy machine
             async with (
-                httpx2.AsyncClient(headers={"Authorization": authorization}) as http,
+                httpx2.AsyncClient(headers={"Authorization": authorization}, timeout=30) as http,
                 Client(streamable_http_client(url, http_client=http)) as client,
             ):
                 return sorted(tool.name for tool in (await client.list_tools()).tools)

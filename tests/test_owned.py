@@ -156,7 +156,7 @@ async def mcp_calls(url: str, token: str, calls: list[tuple[str, dict[str, Any]]
     answers = []
     with anyio.fail_after(60):
         async with (
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
             Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
         ):
             for tool, arguments in calls:
