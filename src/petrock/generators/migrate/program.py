@@ -17,6 +17,8 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from petrock.errors import UserError
 
+from .syntax import remember_tree
+
 Definition = cst.FunctionDef | cst.ClassDef | cst.SimpleStatementLine
 
 
@@ -151,7 +153,8 @@ def read_program(package: Path, project: str) -> Program:
         if "__pycache__" in path.parts or (len(parts) > 1 and parts[1] == "core"):
             continue
         try:
-            wrapper = MetadataWrapper(cst.parse_module(path.read_text()))
+            # Fresh from the parser, so no node is in it twice: the wrapper need not copy it (a deep copy).
+            wrapper = MetadataWrapper(cst.parse_module(path.read_text()), unsafe_skip_copy=True)
         except cst.ParserSyntaxError as exc:
             raise UserError(f"{path} is not valid Python ({exc.message})", "fix it, then migrate") from None
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -159,6 +162,7 @@ def read_program(package: Path, project: str) -> Program:
         module = Module(name, path, path.relative_to(root).as_posix(), wrapper, feature)
         module.positions = dict(wrapper.resolve(PositionProvider))
         module.parents = dict(wrapper.resolve(ParentNodeProvider))
+        remember_tree(module.module, module.parents)
         for node in module.positions:
             module.nodes.setdefault(type(node), []).append(node)
             if isinstance(node, cst.Name):

@@ -17,6 +17,7 @@ import libcst.matchers as m
 
 from .program import Module, Program
 from .spawns import Spawn
+from .syntax import find
 
 Function = tuple[Module, cst.FunctionDef]
 SERVER_BUILDERS = {"create_http_app", "Starlette"}
@@ -67,7 +68,7 @@ def server_roots(program: Program) -> list[tuple[Function, str]]:
 
 def _callees(function: cst.FunctionDef) -> set[str]:
     names = set()
-    for call in m.findall(function.body, m.Call()):
+    for call in find(function.body, cst.Call):
         func = call.func  # type: ignore[attr-defined]
         if isinstance(func, cst.Name):
             names.add(func.value)
@@ -174,6 +175,7 @@ class _References(cst.CSTVisitor):
 
 
 SHUTDOWN_WORDS = ("close", "shutdown", "stop", "exit", "teardown")
+ATEXIT_REGISTER = m.Call(func=m.Attribute(value=m.Name("atexit"), attr=m.Name("register")))
 
 
 def _shutdown_hook(node: cst.CSTNode) -> bool:
@@ -181,7 +183,7 @@ def _shutdown_hook(node: cst.CSTNode) -> bool:
     ``atexit.register(f)``): what it starts is not started with the server."""
     if isinstance(node, cst.Arg) and node.keyword is not None:
         return any(word in node.keyword.value.lower() for word in SHUTDOWN_WORDS)
-    return m.matches(node, m.Call(func=m.Attribute(value=m.Name("atexit"), attr=m.Name("register"))))
+    return isinstance(node, cst.Call) and m.matches(node, ATEXIT_REGISTER)
 
 
 def shutdown_hooks(program: Program) -> set[cst.FunctionDef]:
@@ -299,16 +301,16 @@ def _instances(
     Jobs(app)``, ``scheduler = make_scheduler()`` (its return annotation), ``for job in periodic_jobs(app)``
     (``-> list[PeriodicJob]``)."""
     found: dict[str, tuple[Module, cst.ClassDef]] = {}
-    for assign in m.findall(body, m.Assign(value=m.Call())):
+    for assign in find(body, cst.Assign, m.Assign(value=m.Call())):
         resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         for target in assign.targets:  # type: ignore[attr-defined]
             if resolved and isinstance(target.target, cst.Name):
                 found[target.target.value] = resolved
-    for loop in m.findall(body, m.For(target=m.Name(), iter=m.Call())):
+    for loop in find(body, cst.For, m.For(target=m.Name(), iter=m.Call())):
         resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
         if resolved:
             found[loop.target.value] = resolved  # type: ignore[attr-defined]
-    for item in m.findall(body, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
+    for item in find(body, cst.WithItem, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
         resolved = program.resolve_expression(module, item.item.func)  # type: ignore[attr-defined]
         if resolved and isinstance(resolved[1], cst.ClassDef):
             found[item.asname.name.value] = resolved  # type: ignore[attr-defined]
@@ -322,7 +324,7 @@ def _attribute_class(
     pattern = m.Assign(
         targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))], value=m.Call()
     )
-    for assign in m.findall(cls, pattern):
+    for assign in find(cls, cst.Assign, pattern):
         made = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         if made is not None:
             return made

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import libcst as cst
@@ -20,6 +21,83 @@ def parse(path: Path) -> MetadataWrapper:
         return MetadataWrapper(cst.parse_module(path.read_text()))
     except cst.ParserSyntaxError as exc:
         raise UserError(f"{path} is not valid Python ({exc.message})", "fix it, then migrate") from None
+
+
+# What ``walk`` found, by the id of the node walked (the node kept alive with it); None outside ``remembering``.
+_walked: dict[int, tuple[cst.CSTNode, Sequence[cst.CSTNode]]] | None = None
+# Every node of the modules read in ``remembering``: (node, its module's nodes in visit order, its span in them).
+_subtrees: dict[int, tuple[cst.CSTNode, list[cst.CSTNode], int, int]] = {}
+
+
+@contextmanager
+def remembering() -> Iterator[None]:
+    """Keep every walk until the block ends: one migration looks into the same trees (which never
+    change) again and again, and a libcst visit rebuilds every node it passes."""
+    global _walked, _subtrees
+    if _walked is not None:  # already inside one
+        yield
+        return
+    _walked, _subtrees = {}, {}
+    try:
+        yield
+    finally:
+        _walked, _subtrees = None, {}
+
+
+def remember_walk(node: cst.CSTNode, nodes: Sequence[cst.CSTNode]) -> None:
+    if _walked is not None:
+        _walked[id(node)] = (node, nodes)
+
+
+def remember_tree(module: cst.Module, parents: dict[cst.CSTNode, cst.CSTNode]) -> None:
+    """Know ``walk`` of every node of a parsed module from its parents (one node's children are
+    listed together, in order, as libcst visits them): no visit of any part of it again."""
+    if _walked is None:
+        return
+    children: dict[int, list[cst.CSTNode]] = {}
+    for child, parent in parents.items():
+        children.setdefault(id(parent), []).append(child)
+    order: list[cst.CSTNode] = []
+    starts: list[int] = []
+    stack: list[tuple[cst.CSTNode, bool]] = [(module, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            _subtrees[id(node)] = (node, order, starts.pop(), len(order))
+            continue
+        starts.append(len(order))
+        order.append(node)
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children.get(id(node), ())))
+
+
+class _Everything(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[cst.CSTNode] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.nodes.append(node)
+        return True
+
+
+def walk(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
+    """``node`` and every node under it, in the order a libcst visit (so ``m.findall``) meets them."""
+    if _walked is not None and (kept := _walked.get(id(node))) is not None and kept[0] is node:
+        return kept[1]
+    if _walked is not None and (known := _subtrees.get(id(node))) is not None and known[0] is node:
+        _, order, start, end = known
+        remember_walk(node, order[start:end])
+        return order[start:end]
+    everything = _Everything()
+    node.visit(everything)
+    remember_walk(node, everything.nodes)
+    return everything.nodes
+
+
+def find(node: cst.CSTNode, kind: type | tuple[type, ...], pattern: m.BaseMatcherNode | None = None) -> list:
+    """``m.findall(node, pattern)`` for a pattern that only matches nodes of ``kind``, from ``walk``."""
+    return [n for n in walk(node) if isinstance(n, kind) and (pattern is None or m.matches(n, pattern))]
 
 
 def takes(function: cst.FunctionDef, count: int) -> bool:
@@ -87,17 +165,19 @@ def attributes_set_from(function: cst.FunctionDef, parameter: str) -> set[str]:
 
 def variable_names(node: cst.CSTNode) -> set[str]:
     """Variable names in ``node`` (not attribute names or keyword-argument names)."""
-    not_variables = {id(a.attr) for a in m.findall(node, m.Attribute())}
-    not_variables |= {id(a.keyword) for a in m.findall(node, m.Arg()) if a.keyword is not None}
-    return {found.value for found in m.findall(node, m.Name()) if id(found) not in not_variables}
+    nodes = walk(node)
+    not_variables = {id(a.attr) for a in nodes if isinstance(a, cst.Attribute)}
+    not_variables |= {id(a.keyword) for a in nodes if isinstance(a, cst.Arg) and a.keyword is not None}
+    return {found.value for found in nodes if isinstance(found, cst.Name) and id(found) not in not_variables}
 
 
 def assigned_names(node: cst.CSTNode) -> set[str]:
+    nodes = walk(node)
     targets = [
-        *(t.target for t in m.findall(node, m.AssignTarget())),
-        *(a.target for a in m.findall(node, m.AugAssign() | m.AnnAssign() | m.NamedExpr())),
-        *(f.target for f in m.findall(node, m.For())),
-        *(a.name for a in m.findall(node, m.AsName())),
+        *(t.target for t in nodes if isinstance(t, cst.AssignTarget)),
+        *(a.target for a in nodes if isinstance(a, cst.AugAssign | cst.AnnAssign | cst.NamedExpr)),
+        *(f.target for f in nodes if isinstance(f, cst.For)),
+        *(a.name for a in nodes if isinstance(a, cst.AsName)),
     ]
     return {name for target in targets for name in bound_by(target)}
 

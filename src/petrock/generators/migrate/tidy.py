@@ -10,6 +10,7 @@ as long as nothing else in the package imports it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import libcst as cst
@@ -41,7 +42,7 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
     for path in list(texts):
         if path.stem in KEEP or path.name == "__init__.py":
             continue
-        importers = _importers(program, path, trees.of({**texts, **new}), deleted)
+        importers = _importers(program, path, trees.of({**texts, **new}), deleted, trees.imports)
         if len(importers) != 1 or importers[0] not in new:
             continue
         module = cst.parse_module(texts[path])
@@ -59,7 +60,9 @@ class _Trees:
     def __init__(self, program: Program) -> None:
         self.parsed: dict[tuple[Path, str], cst.Module] = {}
         self.original = {module.path: module.module for module in program.modules.values()}
+        self.original_code: dict[Path, str] = {}  # a module's code is rebuilt from its tree on each ask: once
         self.paths = sorted(p for p in program.package.rglob("*.py") if "__pycache__" not in p.parts)
+        self.found_imports: dict[int, tuple[cst.Module, list[cst.CSTNode]]] = {}  # by id; the tree kept alive
 
     def of(self, texts: dict[Path, str]) -> dict[Path, tuple[str, cst.Module]]:
         found = {}
@@ -70,8 +73,17 @@ class _Trees:
                     self.parsed[key] = cst.parse_module(texts[path])
                 found[path] = (texts[path], self.parsed[key])
             elif path in self.original:
-                found[path] = (self.original[path].code, self.original[path])
+                if path not in self.original_code:
+                    self.original_code[path] = self.original[path].code
+                found[path] = (self.original_code[path], self.original[path])
         return found
+
+    def imports(self, tree: cst.Module) -> list[cst.CSTNode]:
+        """Every import statement in ``tree`` (nested ones too), in order: walked once per tree, not once
+        per module whose importers are looked for."""
+        if id(tree) not in self.found_imports:
+            self.found_imports[id(tree)] = (tree, m.findall(tree, m.ImportFrom() | m.Import()))
+        return self.found_imports[id(tree)][1]
 
 
 def _module_name(program: Program, path: Path) -> str:
@@ -155,7 +167,11 @@ def _named_elsewhere(
 
 
 def _importers(
-    program: Program, path: Path, texts: dict[Path, tuple[str, cst.Module]], deleted: set[Path]
+    program: Program,
+    path: Path,
+    texts: dict[Path, tuple[str, cst.Module]],
+    deleted: set[Path],
+    imports: Callable[[cst.Module], list[cst.CSTNode]],
 ) -> list[Path]:
     """The modules of the package (as they will be) that import the module at ``path``."""
     target = _module_name(program, path)
@@ -165,7 +181,7 @@ def _importers(
         if other == path or other in deleted or stem not in text:
             continue
         other_name = _module_name(program, other)
-        for statement in m.findall(tree, m.ImportFrom() | m.Import()):
+        for statement in imports(tree):
             if isinstance(statement, cst.Import):
                 if any((cst.helpers.get_full_name_for_node(a.name) or "").startswith(target) for a in statement.names):
                     found.append(other)
