@@ -17,7 +17,7 @@ import libcst.matchers as m
 
 from .program import Module, Program
 from .spawns import Spawn
-from .syntax import find
+from .syntax import find, subtree_size, walk
 
 Function = tuple[Module, cst.FunctionDef]
 SERVER_BUILDERS = {"create_http_app", "Starlette"}
@@ -149,29 +149,35 @@ def _method_class(module: Module, function: cst.FunctionDef) -> cst.ClassDef | N
     return parent if isinstance(parent, cst.ClassDef) else None
 
 
-class _References(cst.CSTVisitor):
-    """Names and attributes used in a body, skipping spawn targets and nested function bodies."""
+class _References:
+    """Names and attributes used in a body, skipping spawn targets and nested function bodies (a nested
+    function's decorators count): what a visitor that stops at those would meet, from ``walk``."""
 
     def __init__(self, targets: set[cst.CSTNode]) -> None:
-        super().__init__()
         self.targets = targets
         self.names: list[cst.Name] = []
         self.attributes: list[cst.Attribute] = []
         self.nested: list[cst.FunctionDef] = []
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if node in self.targets or _shutdown_hook(node):
-            return False
-        if isinstance(node, cst.FunctionDef):
-            self.nested.append(node)
-            for decorator in node.decorators:
-                decorator.visit(self)
-            return False
-        if isinstance(node, cst.Name):
-            self.names.append(node)
-        elif isinstance(node, cst.Attribute):
-            self.attributes.append(node)
-        return True
+    def read(self, body: cst.CSTNode) -> None:
+        nodes = walk(body)
+        at = 0
+        while at < len(nodes):
+            node = nodes[at]
+            if node in self.targets or _shutdown_hook(node):
+                at += subtree_size(node)
+                continue
+            if isinstance(node, cst.FunctionDef):
+                self.nested.append(node)
+                for decorator in node.decorators:
+                    self.read(decorator)
+                at += subtree_size(node)
+                continue
+            if isinstance(node, cst.Name):
+                self.names.append(node)
+            elif isinstance(node, cst.Attribute):
+                self.attributes.append(node)
+            at += 1
 
 
 SHUTDOWN_WORDS = ("close", "shutdown", "stop", "exit", "teardown")
@@ -226,7 +232,7 @@ def _find_uses(
     program: Program, module: Module, body: cst.CSTNode, cls: cst.ClassDef | None, targets: set[cst.CSTNode]
 ) -> list[tuple[Function, str]]:
     visitor = _References(targets)
-    body.visit(visitor)
+    visitor.read(body)
     used: list[tuple[Function, str]] = []
     nested = {f.name.value: f for f in visitor.nested}
     instances = _instances(program, module, body, cls)

@@ -95,6 +95,13 @@ def walk(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
     return everything.nodes
 
 
+def subtree_size(node: cst.CSTNode) -> int:
+    """``len(walk(node))``, without listing them for a node of a module read in ``remembering``."""
+    if _walked is not None and (known := _subtrees.get(id(node))) is not None and known[0] is node:
+        return known[3] - known[2]
+    return len(walk(node))
+
+
 def find(node: cst.CSTNode, kind: type | tuple[type, ...], pattern: m.BaseMatcherNode | None = None) -> list:
     """``m.findall(node, pattern)`` for a pattern that only matches nodes of ``kind``, from ``walk``."""
     return [n for n in walk(node) if isinstance(n, kind) and (pattern is None or m.matches(n, pattern))]

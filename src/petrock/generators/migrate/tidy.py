@@ -18,7 +18,7 @@ import libcst.matchers as m
 
 from .edits import drop_unused_imports
 from .program import Program, absolute_module
-from .syntax import BLANK, DOCSTRING
+from .syntax import BLANK, DOCSTRING, find
 
 KEEP = {"main", "cli", "register", "features", "__init__", "__main__", "worker", "workers"}
 
@@ -82,7 +82,7 @@ class _Trees:
         """Every import statement in ``tree`` (nested ones too), in order: walked once per tree, not once
         per module whose importers are looked for."""
         if id(tree) not in self.found_imports:
-            self.found_imports[id(tree)] = (tree, m.findall(tree, m.ImportFrom() | m.Import()))
+            self.found_imports[id(tree)] = (tree, find(tree, (cst.ImportFrom, cst.Import)))
         return self.found_imports[id(tree)][1]
 
 
@@ -118,10 +118,10 @@ def _holds_nothing(cls: cst.ClassDef) -> bool:
     methods = [s for s in cls.body.body if isinstance(s, cst.FunctionDef)]
     others = [s for s in methods if s.name.value != "__init__"]
     for method in others:
-        uses = m.findall(cls, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
+        uses = find(cls, cst.Attribute, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
         if uses:
             return False
-    return not others or all(not m.findall(cls, m.Attribute(attr=m.Name(o.name.value))) for o in others)
+    return not others or all(not find(cls, cst.Attribute, m.Attribute(attr=m.Name(o.name.value))) for o in others)
 
 
 def _named_elsewhere(
@@ -134,8 +134,8 @@ def _named_elsewhere(
     cls: cst.ClassDef,
 ) -> bool:
     """Whether anything besides the class itself names it: in its module, or imported elsewhere."""
-    own = [n for n in m.findall(module, m.Name(name))]
-    inside = set(map(id, m.findall(cls, m.Name(name))))
+    own = [n for n in find(module, cst.Name, m.Name(name))]
+    inside = set(map(id, find(cls, cst.Name, m.Name(name))))
     if any(id(n) not in inside for n in own):
         return True
     for other, (text, tree) in texts.items():
@@ -143,7 +143,7 @@ def _named_elsewhere(
             continue
         other_name = _module_name(program, other)
         aliases = set()
-        for statement in m.findall(tree, m.ImportFrom()):
+        for statement in find(tree, cst.ImportFrom):
             source = absolute_module(other_name, statement, is_package=other.name == "__init__.py")  # type: ignore[arg-type]
             names = statement.names  # type: ignore[attr-defined]
             if isinstance(names, cst.ImportStar):
@@ -155,11 +155,11 @@ def _named_elsewhere(
                     return True
                 if f"{source}.{imported}" == module_name:
                     aliases.add(bound)  # `from . import jobs as alpha_jobs`
-        for statement in m.findall(tree, m.Import()):
+        for statement in find(tree, cst.Import):
             for alias in statement.names:  # type: ignore[attr-defined]
                 if cst.helpers.get_full_name_for_node(alias.name) == module_name:
                     aliases.add(alias.asname.name.value if alias.asname else module_name)
-        for attribute in m.findall(tree, m.Attribute(attr=m.Name(name))):
+        for attribute in find(tree, cst.Attribute, m.Attribute(attr=m.Name(name))):
             owner = cst.helpers.get_full_name_for_node(attribute.value)  # type: ignore[attr-defined]
             if owner in aliases:
                 return True
