@@ -9,6 +9,7 @@ as long as nothing else in the package imports it.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from .edits import drop_unused_imports
 from .program import Program, absolute_module
 from .syntax import BLANK, DOCSTRING, find
 
+Tree = Callable[[], cst.Module]  # a module's tree, parsed when asked for
 KEEP = {"main", "cli", "register", "features", "__init__", "__main__", "worker", "workers"}
 
 
@@ -64,19 +66,23 @@ class _Trees:
         self.paths = sorted(p for p in program.package.rglob("*.py") if "__pycache__" not in p.parts)
         self.found_imports: dict[int, tuple[cst.Module, list[cst.CSTNode]]] = {}  # by id; the tree kept alive
 
-    def of(self, texts: dict[Path, str]) -> dict[Path, tuple[str, cst.Module]]:
-        found = {}
+    def of(self, texts: dict[Path, str]) -> dict[Path, tuple[str, Tree]]:
+        """Each module's text as it will be, and its tree (parsed when first asked for: most are only searched
+        for a name, and an edited text is parsed once)."""
+        found: dict[Path, tuple[str, Tree]] = {}
         for path in {*self.paths, *texts}:
             if path in texts:
-                key = (path, texts[path])
-                if key not in self.parsed:
-                    self.parsed[key] = cst.parse_module(texts[path])
-                found[path] = (texts[path], self.parsed[key])
+                found[path] = (texts[path], functools.partial(self._parsed, path, texts[path]))
             elif path in self.original:
                 if path not in self.original_code:
                     self.original_code[path] = self.original[path].code
-                found[path] = (self.original_code[path], self.original[path])
+                found[path] = (self.original_code[path], functools.partial(_as_is, self.original[path]))
         return found
+
+    def _parsed(self, path: Path, text: str) -> cst.Module:
+        if (path, text) not in self.parsed:
+            self.parsed[path, text] = cst.parse_module(text)
+        return self.parsed[path, text]
 
     def imports(self, tree: cst.Module) -> list[cst.CSTNode]:
         """Every import statement in ``tree`` (nested ones too), in order: walked once per tree, not once
@@ -86,13 +92,17 @@ class _Trees:
         return self.found_imports[id(tree)][1]
 
 
+def _as_is(tree: cst.Module) -> cst.Module:
+    return tree
+
+
 def _module_name(program: Program, path: Path) -> str:
     parts = path.relative_to(program.package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _without_empty_classes(
-    program: Program, path: Path, module: cst.Module, classes: set[str], texts: dict[Path, tuple[str, cst.Module]]
+    program: Program, path: Path, module: cst.Module, classes: set[str], texts: dict[Path, tuple[str, Tree]]
 ) -> cst.Module:
     name = _module_name(program, path)
     body = []
@@ -129,7 +139,7 @@ def _named_elsewhere(
     module_name: str,
     name: str,
     path: Path,
-    texts: dict[Path, tuple[str, cst.Module]],
+    texts: dict[Path, tuple[str, Tree]],
     module: cst.Module,
     cls: cst.ClassDef,
 ) -> bool:
@@ -138,9 +148,10 @@ def _named_elsewhere(
     inside = set(map(id, find(cls, cst.Name, m.Name(name))))
     if any(id(n) not in inside for n in own):
         return True
-    for other, (text, tree) in texts.items():
+    for other, (text, parsed) in texts.items():
         if other == path or name not in text:
             continue
+        tree = parsed()
         other_name = _module_name(program, other)
         aliases = set()
         for statement in find(tree, cst.ImportFrom):
@@ -169,7 +180,7 @@ def _named_elsewhere(
 def _importers(
     program: Program,
     path: Path,
-    texts: dict[Path, tuple[str, cst.Module]],
+    texts: dict[Path, tuple[str, Tree]],
     deleted: set[Path],
     imports: Callable[[cst.Module], list[cst.CSTNode]],
 ) -> list[Path]:
@@ -177,9 +188,10 @@ def _importers(
     target = _module_name(program, path)
     stem = target.rsplit(".", 1)[-1]
     found = []
-    for other, (text, tree) in texts.items():
+    for other, (text, parsed) in texts.items():
         if other == path or other in deleted or stem not in text:
             continue
+        tree = parsed()
         other_name = _module_name(program, other)
         for statement in imports(tree):
             if isinstance(statement, cst.Import):
