@@ -13,11 +13,11 @@ from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from petrock.errors import UserError
 
-from .syntax import remember_tree
+from .syntax import parents_of
 
 Definition = cst.FunctionDef | cst.ClassDef | cst.SimpleStatementLine
 
@@ -161,8 +161,7 @@ def read_program(package: Path, project: str) -> Program:
         feature = parts[1] if len(parts) > 2 and parts[1] in features else None
         module = Module(name, path, path.relative_to(root).as_posix(), wrapper, feature)
         module.positions = dict(wrapper.resolve(PositionProvider))
-        module.parents = dict(wrapper.resolve(ParentNodeProvider))
-        remember_tree(module.module, module.parents)
+        module.parents = parents_of(module.module)
         for node in module.positions:
             module.nodes.setdefault(type(node), []).append(node)
             if isinstance(node, cst.Name):

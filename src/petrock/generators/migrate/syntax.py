@@ -49,26 +49,33 @@ def remember_walk(node: cst.CSTNode, nodes: Sequence[cst.CSTNode]) -> None:
         _walked[id(node)] = (node, nodes)
 
 
-def remember_tree(module: cst.Module, parents: dict[cst.CSTNode, cst.CSTNode]) -> None:
-    """Know ``walk`` of every node of a parsed module from its parents (one node's children are
-    listed together, in order, as libcst visits them): no visit of any part of it again."""
-    if _walked is None:
-        return
-    children: dict[int, list[cst.CSTNode]] = {}
-    for child, parent in parents.items():
-        children.setdefault(id(parent), []).append(child)
-    order: list[cst.CSTNode] = []
-    starts: list[int] = []
-    stack: list[tuple[cst.CSTNode, bool]] = [(module, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            _subtrees[id(node)] = (node, order, starts.pop(), len(order))
-            continue
-        starts.append(len(order))
-        order.append(node)
-        stack.append((node, True))
-        stack.extend((child, False) for child in reversed(children.get(id(node), ())))
+class Parents(cst.CSTVisitor):
+    """Every node's parent, in one visit (``ParentNodeProvider`` visits, then rebuilds each node again
+    to list its children); and, inside ``remembering``, ``walk`` of every node of the tree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self.order: list[cst.CSTNode] = []
+        self.path: list[tuple[cst.CSTNode, int]] = []  # the nodes being visited, and where each starts
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self.path:
+            self.parents[node] = self.path[-1][0]
+        self.path.append((node, len(self.order)))
+        self.order.append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        node, start = self.path.pop()
+        if _walked is not None:
+            _subtrees[id(node)] = (node, self.order, start, len(self.order))
+
+
+def parents_of(module: cst.Module) -> dict[cst.CSTNode, cst.CSTNode]:
+    parents = Parents()
+    module.visit(parents)
+    return parents.parents
 
 
 class _Everything(cst.CSTVisitor):
