@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import MetadataWrapper
 
 from petrock.errors import UserError
+
+T = TypeVar("T")
 
 BLANK = cst.EmptyLine(indent=False)
 DOCSTRING = m.SimpleStatementLine(body=[m.Expr(m.SimpleString() | m.ConcatenatedString())])
@@ -25,6 +28,7 @@ def parse(path: Path) -> MetadataWrapper:
 
 # What ``walk`` found, by the id of the node walked (the node kept alive with it); None outside ``remembering``.
 _walked: dict[int, tuple[cst.CSTNode, Sequence[cst.CSTNode]]] | None = None
+_kept: dict[Hashable, object] = {}  # what ``kept`` made
 # Every node of the modules read in ``remembering``: (node, its module's nodes in visit order, its span in them).
 _subtrees: dict[int, tuple[cst.CSTNode, list[cst.CSTNode], int, int]] = {}
 
@@ -33,15 +37,24 @@ _subtrees: dict[int, tuple[cst.CSTNode, list[cst.CSTNode], int, int]] = {}
 def remembering() -> Iterator[None]:
     """Keep every walk until the block ends: one migration looks into the same trees (which never
     change) again and again, and a libcst visit rebuilds every node it passes."""
-    global _walked, _subtrees
+    global _walked, _subtrees, _kept
     if _walked is not None:  # already inside one
         yield
         return
-    _walked, _subtrees = {}, {}
+    _walked, _subtrees, _kept = {}, {}, {}
     try:
         yield
     finally:
-        _walked, _subtrees = None, {}
+        _walked, _subtrees, _kept = None, {}, {}
+
+
+def kept(key: Hashable, make: Callable[[], T]) -> T:
+    """``make()``, made once per ``remembering`` for ``key`` (which must say everything it depends on)."""
+    if _walked is None:
+        return make()
+    if key not in _kept:
+        _kept[key] = make()
+    return _kept[key]  # type: ignore[return-value]
 
 
 def remember_walk(node: cst.CSTNode, nodes: Sequence[cst.CSTNode]) -> None:
