@@ -17,7 +17,7 @@ import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider
 from pyflakes import checker, messages
 
-from .syntax import BLANK, bound_name, kept, strip_blank
+from .syntax import BLANK, bound_name, findall, kept, strip_blank
 
 MARK = "# petrock: could not migrate"
 
@@ -320,7 +320,7 @@ def drop_unused_objects(
     wrapper = MetadataWrapper(after)
     positions = wrapper.resolve(PositionProvider)
     gone: set[cst.CSTNode] = set()
-    for statement in m.findall(
+    for statement in findall(
         wrapper.module, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call())])
     ):
         small = statement.body[0]  # type: ignore[attr-defined]
@@ -351,7 +351,7 @@ def drop_unused_holders(before: str, after: cst.Module, path: str) -> cst.Module
     wrapper = MetadataWrapper(after)
     positions = wrapper.resolve(PositionProvider)
     unused: set[cst.WithItem] = set()
-    for statement in m.findall(wrapper.module, m.With()):
+    for statement in findall(wrapper.module, m.With()):
         for item in statement.items:  # type: ignore[attr-defined]
             name = item.asname.name if item.asname is not None else None
             held = cst.helpers.get_full_name_for_node(item.item.func) if isinstance(item.item, cst.Call) else None

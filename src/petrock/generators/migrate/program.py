@@ -17,7 +17,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from petrock.errors import UserError
 
-from .syntax import parents_of
+from .syntax import findall, parents_of
 
 Definition = cst.FunctionDef | cst.ClassDef | cst.SimpleStatementLine
 
@@ -194,7 +194,7 @@ def _read_top_level(module: Module, *, is_package: bool) -> None:
                     for name in assigned_at_top(small):
                         module.definitions[name] = statement
         elif isinstance(statement, cst.If | cst.Try | cst.With):
-            for found in m.findall(statement, m.FunctionDef() | m.ClassDef()):
+            for found in findall(statement, m.FunctionDef() | m.ClassDef()):
                 module.definitions.setdefault(found.name.value, found)  # type: ignore[union-attr]
 
 
@@ -206,7 +206,7 @@ def assigned_at_top(small: cst.BaseSmallStatement) -> list[str]:
         targets = [small.target]
     names = []
     for target in targets:
-        for found in m.findall(target, m.Name()):
+        for found in findall(target, m.Name()):
             names.append(found.value)  # type: ignore[union-attr]
     return names
 

@@ -17,7 +17,7 @@ import libcst.matchers as m
 
 from .program import Module, Program
 from .spawns import Spawn
-from .syntax import find, subtree_size, walk
+from .syntax import find, findall, subtree_size, walk
 
 Function = tuple[Module, cst.FunctionDef]
 SERVER_BUILDERS = {"create_http_app", "Starlette"}
@@ -55,7 +55,7 @@ def server_roots(program: Program) -> list[tuple[Function, str]]:
                 roots.append(((module, function), "a startup handler"))
         for argument in [a for a in module.all(cst.Arg) if a.keyword is not None]:  # type: ignore[attr-defined]
             if argument.keyword.value in STARTUP_KEYWORDS:  # type: ignore[attr-defined]
-                for name in m.findall(argument.value, m.Name()):  # type: ignore[attr-defined]
+                for name in findall(argument.value, m.Name()):  # type: ignore[attr-defined]
                     if name.value in functions:  # type: ignore[attr-defined]
                         roots.append(((module, functions[name.value]), "the server's lifespan"))  # type: ignore[attr-defined]
         pattern = m.Assign(targets=[m.AssignTarget(m.Attribute(attr=m.Name("lifespan_context")))])

@@ -127,6 +127,32 @@ def find(node: cst.CSTNode, kind: type | tuple[type, ...], pattern: m.BaseMatche
     return [n for n in walk(node) if isinstance(n, kind) and (pattern is None or m.matches(n, pattern))]
 
 
+def findall(node: object, pattern: object) -> list:
+    """``m.findall(node, pattern)``, from ``walk`` (``m.matches`` is the test ``m.findall`` makes of each node)."""
+    if not isinstance(node, cst.CSTNode):
+        return list(m.findall(node, pattern))  # type: ignore[arg-type]
+    names = _node_names(pattern)
+    return [n for n in walk(node) if (names is None or type(n).__name__ in names) and m.matches(n, pattern)]  # type: ignore[arg-type]
+
+
+def _node_names(pattern: object) -> set[str] | None:
+    """The node classes a pattern can match (a node matcher matches its own class only), None if any."""
+    if isinstance(pattern, m.OneOf):
+        found: set[str] = set()
+        for option in pattern.options:
+            names = _node_names(option)
+            if names is None:
+                return None
+            found |= names
+        return found
+    if isinstance(pattern, m.BaseMatcherNode) and type(pattern).__name__ in _NODE_CLASSES:
+        return {type(pattern).__name__}
+    return None
+
+
+_NODE_CLASSES = {name for name, kind in vars(cst).items() if isinstance(kind, type) and issubclass(kind, cst.CSTNode)}
+
+
 def takes(function: cst.FunctionDef, count: int) -> bool:
     """Whether ``function`` has exactly ``count`` plain positional parameters and nothing else."""
     params = function.params
@@ -177,17 +203,17 @@ def strip_blank(lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
 
 
 def self_attributes(node: cst.CSTNode) -> list[str]:
-    return [found.attr.value for found in m.findall(node, m.Attribute(value=m.Name("self")))]
+    return [found.attr.value for found in findall(node, m.Attribute(value=m.Name("self")))]
 
 
 def count_self_attribute(node: cst.CSTNode | None, name: str) -> int:
-    return 0 if node is None else len(m.findall(node, m.Attribute(value=m.Name("self"), attr=m.Name(name))))
+    return 0 if node is None else len(findall(node, m.Attribute(value=m.Name("self"), attr=m.Name(name))))
 
 
 def attributes_set_from(function: cst.FunctionDef, parameter: str) -> set[str]:
     """Attributes assigned straight from a parameter (``self.app = app``): shared safely by every worker."""
     pattern = m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=m.Name(parameter))
-    return {found.targets[0].target.attr.value for found in m.findall(function, pattern)}
+    return {found.targets[0].target.attr.value for found in findall(function, pattern)}
 
 
 def variable_names(node: cst.CSTNode) -> set[str]:
