@@ -100,3 +100,7 @@ def test_walks_of_other_trees_and_outside_a_plan_are_libcsts_visits() -> None:
             assert subtree_size(node) == len(first)
             for pattern in PATTERNS:
                 assert same(findall(node, pattern), m.findall(node, pattern))
+    with remembering():
+        walk(tree)  # the one visit of the tree tells every node's walk
+        assert same(walk(method), visited(method))
+        assert subtree_size(method) == len(visited(method))

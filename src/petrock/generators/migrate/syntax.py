@@ -109,9 +109,11 @@ def walk(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
         _, order, start, end = known
         remember_walk(node, order[start:end])
         return order[start:end]
+    if _walked is not None:  # one visit tells the walk of every node under it too
+        node.visit(Parents())
+        return walk(node)
     everything = _Everything()
     node.visit(everything)
-    remember_walk(node, everything.nodes)
     return everything.nodes
 
 

@@ -35,7 +35,7 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
     for path, classes in emptied.items():
         if path not in texts or path.stem in KEEP:
             continue
-        module = cst.parse_module(texts[path])
+        module = trees.parsed_tree(path, texts[path])
         module = _without_empty_classes(program, path, module, classes, trees.of({**texts, **new}))
         original = program.by_path(path)
         if original is not None:  # the class's imports may be unused now
@@ -47,7 +47,7 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
         importers = _importers(program, path, trees.of({**texts, **new}), deleted, trees.imports)
         if len(importers) != 1 or importers[0] not in new:
             continue
-        module = cst.parse_module(texts[path])
+        module = trees.parsed_tree(path, texts[path])
         if any(isinstance(s, cst.ClassDef) for s in module.body):
             continue
         worker = importers[0]
@@ -72,14 +72,14 @@ class _Trees:
         found: dict[Path, tuple[str, Tree]] = {}
         for path in {*self.paths, *texts}:
             if path in texts:
-                found[path] = (texts[path], functools.partial(self._parsed, path, texts[path]))
+                found[path] = (texts[path], functools.partial(self.parsed_tree, path, texts[path]))
             elif path in self.original:
                 if path not in self.original_code:
                     self.original_code[path] = self.original[path].code
                 found[path] = (self.original_code[path], functools.partial(_as_is, self.original[path]))
         return found
 
-    def _parsed(self, path: Path, text: str) -> cst.Module:
+    def parsed_tree(self, path: Path, text: str) -> cst.Module:
         if (path, text) not in self.parsed:
             self.parsed[path, text] = cst.parse_module(text)
         return self.parsed[path, text]
