@@ -107,8 +107,8 @@ def walk(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
         return kept[1]
     if _walked is not None and (known := _subtrees.get(id(node))) is not None and known[0] is node:
         _, order, start, end = known
-        remember_walk(node, order[start:end])
-        return order[start:end]
+        remember_walk(node, nodes := order[start:end])
+        return nodes
     if _walked is not None:  # one visit tells the walk of every node under it too
         node.visit(Parents())
         return walk(node)
