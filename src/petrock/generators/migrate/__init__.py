@@ -33,6 +33,7 @@ from .report import Migration
 from .server import command_roots, reach, server_roots
 from .serving import Expected
 from .spawns import find_spawns
+from .syntax import remembering
 from .verify import Verdict, verify
 
 
@@ -42,6 +43,11 @@ def plan_migration(root: Path, feature: str | None = None, *, allow_dirty: bool 
     package = manifest.package_dir(root)
     _require_worker_runtime(package)
     require_clean(root, allow_dirty=allow_dirty)
+    with remembering():
+        return _plan(root, manifest, package, feature)
+
+
+def _plan(root: Path, manifest: Manifest, package: Path, feature: str | None) -> Migration:
     program = read_program(package, manifest.project_name)
     spawns = find_spawns(program)
     server = reach(program, server_roots(program), spawns)

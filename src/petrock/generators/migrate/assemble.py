@@ -35,7 +35,7 @@ from .program import Module, Program
 from .report import JobLine, Migration, StartLine
 from .sites import app_expression, bindable, collapse, hosted_start_line
 from .spawns import Spawn
-from .syntax import DOCSTRING, callee
+from .syntax import DOCSTRING, callee, findall
 from .tidy import tidy
 
 CONTAINERS = {"set", "dict", "list", "tuple", "frozenset", "deque", "defaultdict", "object"}
@@ -464,7 +464,7 @@ def _locations(job: Job) -> tuple[str, ...]:
         function = owner.parent(job.element) if isinstance(job.element, cst.Decorator) else None
         if isinstance(function, cst.FunctionDef):
             found.append(owner.qualname(function))
-        for name in m.findall(job.element, m.Name()):
+        for name in findall(job.element, m.Name()):
             definition = owner.definitions.get(name.value)  # type: ignore[attr-defined]
             if isinstance(definition, cst.FunctionDef | cst.ClassDef):
                 found.append(owner.qualname(definition))
@@ -482,8 +482,8 @@ def _guard(job: Job) -> str:
     node = job.sites[0].node if job.sites else (job.collection or job.statement)
     for ancestor in module.ancestors(node):
         if isinstance(ancestor, cst.FunctionDef):
-            for statement in m.findall(ancestor.body, m.If()):
-                returns = m.findall(statement.body, m.Return())  # type: ignore[attr-defined]
+            for statement in findall(ancestor.body, m.If()):
+                returns = findall(statement.body, m.Return())  # type: ignore[attr-defined]
                 if returns and module.line(statement) < module.line(node):
                     return f"if {_code(statement.test)}: return"  # type: ignore[attr-defined]
             return ""
@@ -599,7 +599,7 @@ def _keeps_only(statement: cst.BaseStatement) -> bool:
         return True
     if not m.matches(statement, m.SimpleStatementLine(body=[m.Assign() | m.AnnAssign()])):
         return False
-    calls = [callee(call) or "" for call in m.findall(statement, m.Call())]  # type: ignore[arg-type]
+    calls = [callee(call) or "" for call in findall(statement, m.Call())]  # type: ignore[arg-type]
     return all(name[:1].isupper() or name in CONTAINERS for name in calls)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from .syntax import attributes_set_from, callee, self_attribute, self_attributes, takes
+from .syntax import attributes_set_from, callee, findall, self_attribute, self_attributes, takes
 
 MUTATORS = {"set", "clear", "append", "extend", "add", "update", "put", "put_nowait", "pop", "remove", "discard"}
 MUTABLE_CALLS = {"list", "dict", "set", "defaultdict", "deque", "Counter", "OrderedDict", "bytearray"}
@@ -65,12 +65,12 @@ class JobClass:
         for name, method in self.methods.items():
             if name == "__init__" or name in moved or (start is not None and method is start):
                 continue
-            for assign in m.findall(method, m.AssignTarget(m.Attribute(value=m.Name("self"))) | m.AugAssign()):
+            for assign in findall(method, m.AssignTarget(m.Attribute(value=m.Name("self"))) | m.AugAssign()):
                 target = assign.target  # type: ignore[attr-defined]
                 attribute = self_attribute(target) if target is not None else None
                 if attribute in read and attribute not in self.methods:
                     return attribute
-            for call in m.findall(method, m.Call(func=m.Attribute(value=m.Attribute(value=m.Name("self"))))):
+            for call in findall(method, m.Call(func=m.Attribute(value=m.Attribute(value=m.Name("self"))))):
                 owner = call.func.value.attr.value  # type: ignore[attr-defined]
                 if owner in read and call.func.attr.value in MUTATORS:  # type: ignore[attr-defined]
                     return owner  # `self._stop.set()` in stop(): the loop's event is the object's
@@ -79,7 +79,7 @@ class JobClass:
     def attributes_of(self, nodes: list[cst.CSTNode]) -> list[str] | str:
         """Class attributes the moved code reads (``self.TICK``, ``Cls.TICK``), to copy; or why not."""
         used = {name for node in nodes for name in self_attributes(node)}
-        used |= {a.attr.value for node in nodes for a in m.findall(node, m.Attribute(value=m.Name(self.name)))}  # type: ignore[attr-defined]
+        used |= {a.attr.value for node in nodes for a in findall(node, m.Attribute(value=m.Name(self.name)))}  # type: ignore[attr-defined]
         found = []
         for name in sorted(used & set(self.class_attributes), key=list(self.class_attributes).index):
             if _is_mutable(self.class_attributes[name]):
@@ -121,9 +121,9 @@ def _is_property(statement: cst.CSTNode) -> bool:
 
 def _is_mutable(value: cst.BaseExpression) -> bool:
     """A value each worker must not get a copy of: a container, or an instance (a lock, an event, a client)."""
-    if m.findall(value, m.List() | m.Dict() | m.Set() | m.ListComp() | m.DictComp() | m.SetComp()):
+    if findall(value, m.List() | m.Dict() | m.Set() | m.ListComp() | m.DictComp() | m.SetComp()):
         return True
-    for call in m.findall(value, m.Call()):
+    for call in findall(value, m.Call()):
         name = callee(call) or ""  # type: ignore[arg-type]
         if name in MUTABLE_CALLS or name[:1].isupper():
             return True

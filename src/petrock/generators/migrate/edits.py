@@ -17,7 +17,7 @@ import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider
 from pyflakes import checker, messages
 
-from .syntax import BLANK, bound_name, strip_blank
+from .syntax import BLANK, bound_name, findall, kept, strip_blank
 
 MARK = "# petrock: could not migrate"
 
@@ -240,6 +240,11 @@ def _unused_name(message: messages.Message) -> str:
 
 
 def _flakes(source: str, path: str) -> list[messages.Message]:
+    """What pyflakes says of ``source``: asked of the same module's code by each drop_unused_* in turn."""
+    return list(kept(("pyflakes", source, path), lambda: _flakes_now(source, path)))
+
+
+def _flakes_now(source: str, path: str) -> list[messages.Message]:
     try:
         tree = ast.parse(source, path)
     except SyntaxError:
@@ -315,7 +320,7 @@ def drop_unused_objects(
     wrapper = MetadataWrapper(after)
     positions = wrapper.resolve(PositionProvider)
     gone: set[cst.CSTNode] = set()
-    for statement in m.findall(
+    for statement in findall(
         wrapper.module, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call())])
     ):
         small = statement.body[0]  # type: ignore[attr-defined]
@@ -346,7 +351,7 @@ def drop_unused_holders(before: str, after: cst.Module, path: str) -> cst.Module
     wrapper = MetadataWrapper(after)
     positions = wrapper.resolve(PositionProvider)
     unused: set[cst.WithItem] = set()
-    for statement in m.findall(wrapper.module, m.With()):
+    for statement in findall(wrapper.module, m.With()):
         for item in statement.items:  # type: ignore[attr-defined]
             name = item.asname.name if item.asname is not None else None
             held = cst.helpers.get_full_name_for_node(item.item.func) if isinstance(item.item, cst.Call) else None

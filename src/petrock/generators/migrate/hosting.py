@@ -13,7 +13,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .jobs import Job
-from .syntax import variable_names
+from .syntax import findall, variable_names
 
 # What would make a hosted job native, by the problem that kept it hosted.
 FIXES = (
@@ -126,14 +126,14 @@ def stop_code(job: Job) -> cst.BaseExpression | None:
     actions: list[cst.BaseExpression] = []
     instance = target.instance if target.instance is not None else None
     module_names = set(job.module.definitions) | set(job.module.imports)
-    for call in m.findall(target.function, m.Call(func=m.Attribute(attr=m.Name("is_set") | m.Name("wait")))):
+    for call in findall(target.function, m.Call(func=m.Attribute(attr=m.Name("is_set") | m.Name("wait")))):
         event = call.func.value  # type: ignore[attr-defined]
         if call.func.attr.value == "wait" and not _is_event(target, event):  # type: ignore[attr-defined]
             continue  # a Condition or a Barrier waits too, but only an Event can be set
         action = _on(event, instance, module_names, target.module is job.module)
         if action is not None and not any(a.deep_equals(action) for a in actions):
             actions.append(action)
-    for loop in m.findall(target.function, m.While()):
+    for loop in findall(target.function, m.While()):
         flag = loop.test  # type: ignore[attr-defined]
         if m.matches(flag, m.Attribute(value=m.Name("self"))) and instance is not None:
             holder = _instance_attribute(instance, flag.attr.value)  # type: ignore[attr-defined]
@@ -157,7 +157,7 @@ def _is_event(target: object, event: cst.BaseExpression) -> bool:
     """Whether ``event`` is made by ``Event()`` where the job's code or its module assigns it."""
     module = target.module  # type: ignore[attr-defined]
     scope = module.enclosing_class(target.function) or module.module  # type: ignore[attr-defined]
-    for assign in m.findall(scope, m.Assign(value=m.Call())):
+    for assign in findall(scope, m.Assign(value=m.Call())):
         if any(t.target.deep_equals(event) for t in assign.targets):  # type: ignore[attr-defined]
             func = assign.value.func  # type: ignore[attr-defined]
             return (func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")) == "Event"

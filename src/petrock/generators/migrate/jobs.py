@@ -22,7 +22,7 @@ from .loops import Loop, read_cycle, read_loop
 from .program import Module, Program, assigned_at_top
 from .server import Reach, methods, shutdown_hooks
 from .spawns import Spawn, rearmed_through, rearms, scheduled_by_decorator
-from .syntax import bound_by, variable_names, without_docstring
+from .syntax import bound_by, findall, variable_names, without_docstring
 from .targets import Target, resolve_target
 
 JOB_SUFFIXES = ("_task", "_worker", "_job", "_loop", "_thread", "_timer")
@@ -329,7 +329,7 @@ def _as_written_at(
     ``gamma_jobs.refresh`` when the loop reads ``gamma_jobs.JOBS``; else with the names it needs imported."""
     if owner is site:
         return value, []
-    names = [n for n in m.findall(value, m.Name()) if n.value in owner.definitions]  # type: ignore[union-attr]
+    names = [n for n in findall(value, m.Name()) if n.value in owner.definitions]  # type: ignore[union-attr]
     if m.matches(iterable, m.Attribute(value=m.Name())):
         alias = iterable.value  # type: ignore[attr-defined]
         return (
@@ -353,7 +353,7 @@ def _collection_loop(spawn: Spawn) -> _Iteration | None:
     """``for job in JOBS: create_task(job(app))`` (or ``[create_task(run(job)) for job in JOBS]``): the
     iteration whose variable the spawn's target uses."""
     given = [spawn.target or spawn.call, *spawn.args, *spawn.keywords.values()]  # Thread(target=f, args=(job,))
-    used = {n.value for node in given for n in m.findall(node, m.Name())}  # type: ignore[union-attr]
+    used = {n.value for node in given for n in findall(node, m.Name())}  # type: ignore[union-attr]
     for ancestor in spawn.module.ancestors(spawn.call):
         if isinstance(ancestor, cst.FunctionDef | cst.Lambda):
             return None
@@ -383,7 +383,7 @@ def _elements(
     if resolved is None and isinstance(iterable, cst.Name):
         function = module.enclosing_function(loop.statement)
         if function is not None:
-            for assign in m.findall(function, m.Assign(targets=[m.AssignTarget(m.Name(iterable.value))])):
+            for assign in findall(function, m.Assign(targets=[m.AssignTarget(m.Name(iterable.value))])):
                 value = assign.value  # type: ignore[attr-defined]
                 if isinstance(value, cst.List | cst.Tuple):
                     return [(e, e.value) for e in value.elements]
@@ -452,7 +452,7 @@ def _with_locals(decorator: cst.FunctionDef, node: cst.CSTNode, added: cst.BaseE
     """What the decorator adds, with the locals it computed first written out (``name = function.__name__``)."""
     values: dict[str, cst.BaseExpression] = {}
     for statement in decorator.body.body:
-        if m.findall(statement, m.MatchIfTrue(lambda found: found is node)):
+        if findall(statement, m.MatchIfTrue(lambda found: found is node)):
             break
         if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
             small = statement.body[0]  # type: ignore[attr-defined]
@@ -462,7 +462,7 @@ def _with_locals(decorator: cst.FunctionDef, node: cst.CSTNode, added: cst.BaseE
 
 def _returns_its_argument(function: cst.FunctionDef) -> bool:
     params = function.params.params
-    returns = m.findall(function, m.Return())
+    returns = findall(function, m.Return())
     return (
         len(params) == 1
         and bool(returns)
@@ -714,7 +714,7 @@ def _stem(job: Job, target: Target | None) -> str:
             function = job.element_module.parent(job.element)
             if isinstance(function, cst.FunctionDef):
                 return _short(function.name.value)
-        names = [n.value for value in job.substitute.values() for n in m.findall(value, m.Name())]  # type: ignore[attr-defined]
+        names = [n.value for value in job.substitute.values() for n in findall(value, m.Name())]  # type: ignore[attr-defined]
         defined = [
             n for n in names if isinstance(job.element_module.definitions.get(n), cst.FunctionDef | cst.ClassDef)
         ]

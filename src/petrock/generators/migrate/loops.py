@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from .syntax import DOCSTRING, assigned_names, bound_by, callee, strip_blank, variable_names, without_docstring
+from .syntax import DOCSTRING, assigned_names, bound_by, callee, findall, strip_blank, variable_names, without_docstring
 
 ENDLESS = m.Name("True") | m.Integer("1")
 EVENT_WAIT = m.Call(
@@ -69,13 +69,13 @@ def read_loop(function: cst.FunctionDef, *, threaded: bool) -> Loop:
     if statement.orelse is not None:
         loop.problem = "its loop has an `else:`"
         return loop
-    if m.findall(function, m.Global() | m.Nonlocal()):
+    if findall(function, m.Global() | m.Nonlocal()):
         loop.problem = "it assigns names outside itself (`global` or `nonlocal`)"
         return loop
-    if m.findall(function, m.Yield()):
+    if findall(function, m.Yield()):
         loop.problem = "it is a generator"
         return loop
-    if any(m.findall(s, m.FunctionDef() | m.ClassDef()) for s in loop.setup):
+    if any(findall(s, m.FunctionDef() | m.ClassDef()) for s in loop.setup):
         loop.problem = "its set-up defines functions or classes"
         return loop
     body = list(statement.body.body)
@@ -134,10 +134,10 @@ def read_cycle(
             else ("it uses its own timer handle besides re-arming it")
         )
         return loop
-    if m.findall(function, m.Yield() | m.Nonlocal()):
-        loop.problem = "it is a generator" if m.findall(function, m.Yield()) else "it assigns names outside itself"
+    if findall(function, m.Yield() | m.Nonlocal()):
+        loop.problem = "it is a generator" if findall(function, m.Yield()) else "it assigns names outside itself"
         return loop
-    if any(m.findall(s, m.Return(value=m.DoNotCare())) for s in kept):
+    if any(findall(s, m.Return(value=m.DoNotCare())) for s in kept):
         loop.problem = "it returns a value"
         return loop
     loop.body = _moved_cycle(kept)
@@ -164,9 +164,9 @@ def _read_condition(loop: Loop, test: cst.BaseExpression) -> None:
             cst.Not(), cst.Call(func=cst.Attribute(value=event, attr=cst.Name("is_set")))
         )
         return
-    if m.findall(test, m.Await() | m.NamedExpr()) or any(
+    if findall(test, m.Await() | m.NamedExpr()) or any(
         callee(call) not in ("is_set", "get", "is_alive")
-        for call in m.findall(test, m.Call())  # type: ignore[arg-type]
+        for call in findall(test, m.Call())  # type: ignore[arg-type]
     ):
         loop.problem = "its loop condition does more than read a flag or an event"
         return
@@ -311,7 +311,7 @@ def _sleeps_inside(statement: cst.BaseStatement, threaded: bool) -> bool:
     """A sleep nested in an ``if`` or ``try`` of the pass: the wait between passes is not one sleep."""
     if isinstance(statement, cst.For | cst.While):
         return False  # a sleep inside an inner loop paces that loop, not the job
-    for inner in m.findall(statement, m.SimpleStatementLine() | m.Try()):
+    for inner in findall(statement, m.SimpleStatementLine() | m.Try()):
         if inner is not statement and _sleep_interval(inner, threaded) is not None:  # type: ignore[arg-type]
             return True
     return False
@@ -321,7 +321,7 @@ def _state(loop: Loop, statement: cst.While) -> list[str]:
     """Local variables the set-up assigns and the loop reads: kept between passes, so attributes now."""
     assigned = {name for part in loop.setup for name in assigned_names(part)}
     for part in loop.setup:
-        if m.findall(part, m.Return()):
+        if findall(part, m.Return()):
             loop.problem = "its set-up can return before the loop"
             return []
     used = variable_names(statement)
@@ -371,8 +371,8 @@ def _read_before_assigned(statement: cst.While) -> set[str]:
     seen: set[str] = set()
     early: set[str] = set()
     for part in statement.body.body:
-        scoped = {n for c in m.findall(part, m.CompFor()) for n in bound_by(c.target)}  # type: ignore[attr-defined]
-        scoped |= {p.name.value for f in m.findall(part, m.Lambda()) for p in f.params.params}  # type: ignore[attr-defined]
+        scoped = {n for c in findall(part, m.CompFor()) for n in bound_by(c.target)}  # type: ignore[attr-defined]
+        scoped |= {p.name.value for f in findall(part, m.Lambda()) for p in f.params.params}  # type: ignore[attr-defined]
         early |= variable_names(part) - assigned_names(part) - seen - scoped
         seen |= assigned_names(part)
     return early

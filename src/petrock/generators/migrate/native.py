@@ -19,7 +19,7 @@ import libcst.matchers as m
 
 from .jobs import Job
 from .program import Module
-from .syntax import BLANK, assigned_names, docstring_summary, strip_blank, variable_names
+from .syntax import BLANK, assigned_names, docstring_summary, findall, strip_blank, variable_names
 
 RESERVED = {"name", "poll_interval", "jitter", "wake_on_append", "app", "start", "work", "stop", "run_once"}
 BUILTINS = set(dir(builtins))
@@ -176,7 +176,7 @@ def _portable(
     builtins and module-level names (of ``module``, or of the module that wrote the registry element
     the value comes from). Records the module-level names it needs."""
     value = _app_to(value, app)
-    if m.findall(value, m.Await() | m.Lambda() | m.NamedExpr()):
+    if findall(value, m.Await() | m.Lambda() | m.NamedExpr()):
         return "computed"
     for name in variable_names(value):
         if name == "app" or name in BUILTINS:
@@ -301,8 +301,8 @@ def _defined_once(job: Job, value: cst.BaseExpression) -> cst.BaseExpression:
     if not isinstance(value, cst.Name) or function is None:
         return value
     pattern = m.Assign(targets=[m.AssignTarget(m.Name(value.value))])
-    assigned = [a for a in m.findall(function, pattern)]
-    others = [a for a in m.findall(function, m.AugAssign() | m.AnnAssign()) if value.value in assigned_names(a)]
+    assigned = [a for a in findall(function, pattern)]
+    others = [a for a in findall(function, m.AugAssign() | m.AnnAssign()) if value.value in assigned_names(a)]
     if len(assigned) == 1 and not others and value.value not in {p.name.value for p in function.params.params}:
         return assigned[0].value  # type: ignore[attr-defined]
     return value
@@ -512,15 +512,15 @@ def function_free_names(function: cst.FunctionDef) -> set[str]:
         if isinstance(star, cst.Param):
             own.add(star.name.value)
     own |= assigned_names(function.body)
-    own |= {f.name.value for f in m.findall(function.body, m.FunctionDef() | m.ClassDef())}  # type: ignore[union-attr]
-    for inner in m.findall(function.body, m.FunctionDef() | m.Lambda()):
+    own |= {f.name.value for f in findall(function.body, m.FunctionDef() | m.ClassDef())}  # type: ignore[union-attr]
+    for inner in findall(function.body, m.FunctionDef() | m.Lambda()):
         own |= {p.name.value for p in inner.params.params}  # type: ignore[union-attr]
-    for comprehension in m.findall(function.body, m.CompFor()):
+    for comprehension in findall(function.body, m.CompFor()):
         own |= variable_names(comprehension.target)  # type: ignore[attr-defined]
-    for handler in m.findall(function.body, m.ExceptHandler()):
+    for handler in findall(function.body, m.ExceptHandler()):
         if handler.name is not None:  # type: ignore[attr-defined]
             own |= variable_names(handler.name.name)  # type: ignore[attr-defined]
-    for imported in m.findall(function.body, m.ImportAlias()):
+    for imported in findall(function.body, m.ImportAlias()):
         own.add(
             imported.asname.name.value
             if imported.asname

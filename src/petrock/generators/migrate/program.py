@@ -13,9 +13,11 @@ from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from petrock.errors import UserError
+
+from .syntax import findall, parents_of
 
 Definition = cst.FunctionDef | cst.ClassDef | cst.SimpleStatementLine
 
@@ -151,14 +153,15 @@ def read_program(package: Path, project: str) -> Program:
         if "__pycache__" in path.parts or (len(parts) > 1 and parts[1] == "core"):
             continue
         try:
-            wrapper = MetadataWrapper(cst.parse_module(path.read_text()))
+            # Fresh from the parser, so no node is in it twice: the wrapper need not copy it (a deep copy).
+            wrapper = MetadataWrapper(cst.parse_module(path.read_text()), unsafe_skip_copy=True)
         except cst.ParserSyntaxError as exc:
             raise UserError(f"{path} is not valid Python ({exc.message})", "fix it, then migrate") from None
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         feature = parts[1] if len(parts) > 2 and parts[1] in features else None
         module = Module(name, path, path.relative_to(root).as_posix(), wrapper, feature)
         module.positions = dict(wrapper.resolve(PositionProvider))
-        module.parents = dict(wrapper.resolve(ParentNodeProvider))
+        module.parents = parents_of(module.module)
         for node in module.positions:
             module.nodes.setdefault(type(node), []).append(node)
             if isinstance(node, cst.Name):
@@ -191,7 +194,7 @@ def _read_top_level(module: Module, *, is_package: bool) -> None:
                     for name in assigned_at_top(small):
                         module.definitions[name] = statement
         elif isinstance(statement, cst.If | cst.Try | cst.With):
-            for found in m.findall(statement, m.FunctionDef() | m.ClassDef()):
+            for found in findall(statement, m.FunctionDef() | m.ClassDef()):
                 module.definitions.setdefault(found.name.value, found)  # type: ignore[union-attr]
 
 
@@ -203,7 +206,7 @@ def assigned_at_top(small: cst.BaseSmallStatement) -> list[str]:
         targets = [small.target]
     names = []
     for target in targets:
-        for found in m.findall(target, m.Name()):
+        for found in findall(target, m.Name()):
             names.append(found.value)  # type: ignore[union-attr]
     return names
 

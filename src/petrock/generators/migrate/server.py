@@ -17,6 +17,7 @@ import libcst.matchers as m
 
 from .program import Module, Program
 from .spawns import Spawn
+from .syntax import find, findall, subtree_size, walk
 
 Function = tuple[Module, cst.FunctionDef]
 SERVER_BUILDERS = {"create_http_app", "Starlette"}
@@ -54,7 +55,7 @@ def server_roots(program: Program) -> list[tuple[Function, str]]:
                 roots.append(((module, function), "a startup handler"))
         for argument in [a for a in module.all(cst.Arg) if a.keyword is not None]:  # type: ignore[attr-defined]
             if argument.keyword.value in STARTUP_KEYWORDS:  # type: ignore[attr-defined]
-                for name in m.findall(argument.value, m.Name()):  # type: ignore[attr-defined]
+                for name in findall(argument.value, m.Name()):  # type: ignore[attr-defined]
                     if name.value in functions:  # type: ignore[attr-defined]
                         roots.append(((module, functions[name.value]), "the server's lifespan"))  # type: ignore[attr-defined]
         pattern = m.Assign(targets=[m.AssignTarget(m.Attribute(attr=m.Name("lifespan_context")))])
@@ -67,7 +68,7 @@ def server_roots(program: Program) -> list[tuple[Function, str]]:
 
 def _callees(function: cst.FunctionDef) -> set[str]:
     names = set()
-    for call in m.findall(function.body, m.Call()):
+    for call in find(function.body, cst.Call):
         func = call.func  # type: ignore[attr-defined]
         if isinstance(func, cst.Name):
             names.add(func.value)
@@ -148,32 +149,39 @@ def _method_class(module: Module, function: cst.FunctionDef) -> cst.ClassDef | N
     return parent if isinstance(parent, cst.ClassDef) else None
 
 
-class _References(cst.CSTVisitor):
-    """Names and attributes used in a body, skipping spawn targets and nested function bodies."""
+class _References:
+    """Names and attributes used in a body, skipping spawn targets and nested function bodies (a nested
+    function's decorators count): what a visitor that stops at those would meet, from ``walk``."""
 
     def __init__(self, targets: set[cst.CSTNode]) -> None:
-        super().__init__()
         self.targets = targets
         self.names: list[cst.Name] = []
         self.attributes: list[cst.Attribute] = []
         self.nested: list[cst.FunctionDef] = []
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if node in self.targets or _shutdown_hook(node):
-            return False
-        if isinstance(node, cst.FunctionDef):
-            self.nested.append(node)
-            for decorator in node.decorators:
-                decorator.visit(self)
-            return False
-        if isinstance(node, cst.Name):
-            self.names.append(node)
-        elif isinstance(node, cst.Attribute):
-            self.attributes.append(node)
-        return True
+    def read(self, body: cst.CSTNode) -> None:
+        nodes = walk(body)
+        at = 0
+        while at < len(nodes):
+            node = nodes[at]
+            if node in self.targets or _shutdown_hook(node):
+                at += subtree_size(node)
+                continue
+            if isinstance(node, cst.FunctionDef):
+                self.nested.append(node)
+                for decorator in node.decorators:
+                    self.read(decorator)
+                at += subtree_size(node)
+                continue
+            if isinstance(node, cst.Name):
+                self.names.append(node)
+            elif isinstance(node, cst.Attribute):
+                self.attributes.append(node)
+            at += 1
 
 
 SHUTDOWN_WORDS = ("close", "shutdown", "stop", "exit", "teardown")
+ATEXIT_REGISTER = m.Call(func=m.Attribute(value=m.Name("atexit"), attr=m.Name("register")))
 
 
 def _shutdown_hook(node: cst.CSTNode) -> bool:
@@ -181,7 +189,7 @@ def _shutdown_hook(node: cst.CSTNode) -> bool:
     ``atexit.register(f)``): what it starts is not started with the server."""
     if isinstance(node, cst.Arg) and node.keyword is not None:
         return any(word in node.keyword.value.lower() for word in SHUTDOWN_WORDS)
-    return m.matches(node, m.Call(func=m.Attribute(value=m.Name("atexit"), attr=m.Name("register"))))
+    return isinstance(node, cst.Call) and m.matches(node, ATEXIT_REGISTER)
 
 
 def shutdown_hooks(program: Program) -> set[cst.FunctionDef]:
@@ -224,7 +232,7 @@ def _find_uses(
     program: Program, module: Module, body: cst.CSTNode, cls: cst.ClassDef | None, targets: set[cst.CSTNode]
 ) -> list[tuple[Function, str]]:
     visitor = _References(targets)
-    body.visit(visitor)
+    visitor.read(body)
     used: list[tuple[Function, str]] = []
     nested = {f.name.value: f for f in visitor.nested}
     instances = _instances(program, module, body, cls)
@@ -299,16 +307,16 @@ def _instances(
     Jobs(app)``, ``scheduler = make_scheduler()`` (its return annotation), ``for job in periodic_jobs(app)``
     (``-> list[PeriodicJob]``)."""
     found: dict[str, tuple[Module, cst.ClassDef]] = {}
-    for assign in m.findall(body, m.Assign(value=m.Call())):
+    for assign in find(body, cst.Assign, m.Assign(value=m.Call())):
         resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         for target in assign.targets:  # type: ignore[attr-defined]
             if resolved and isinstance(target.target, cst.Name):
                 found[target.target.value] = resolved
-    for loop in m.findall(body, m.For(target=m.Name(), iter=m.Call())):
+    for loop in find(body, cst.For, m.For(target=m.Name(), iter=m.Call())):
         resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
         if resolved:
             found[loop.target.value] = resolved  # type: ignore[attr-defined]
-    for item in m.findall(body, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
+    for item in find(body, cst.WithItem, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
         resolved = program.resolve_expression(module, item.item.func)  # type: ignore[attr-defined]
         if resolved and isinstance(resolved[1], cst.ClassDef):
             found[item.asname.name.value] = resolved  # type: ignore[attr-defined]
@@ -322,7 +330,7 @@ def _attribute_class(
     pattern = m.Assign(
         targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))], value=m.Call()
     )
-    for assign in m.findall(cls, pattern):
+    for assign in find(cls, cst.Assign, pattern):
         made = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         if made is not None:
             return made

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 UP_TIMEOUT = 30.0  # seconds for the server to answer at all (imports, replay)
 RUN_TIMEOUT = 15.0  # then for every migrated worker to run once
 STOP_TIMEOUT = 15.0
@@ -71,6 +69,8 @@ def _watch(
     process: subprocess.Popen[bytes], port: int, expected: list[Expected], env: dict[str, str]
 ) -> dict[str, dict[str, Any]] | None:
     """Poll ``/healthz`` until each expected worker ran once (or the time is up); None if it never answered."""
+    import httpx  # here: a gate kept from the dry run never serves, and httpx is slow to import
+
     token = (env.get("APP_API_TOKEN") or "").split(",")[0].strip()
     headers = {"authorization": f"Bearer {token}"} if token else {}
     url = f"http://127.0.0.1:{port}/healthz"

@@ -15,7 +15,7 @@ import libcst.matchers as m
 
 from .jobs import Job, Site
 from .program import Module, Program
-from .syntax import attributes_set_from, self_attribute, without_docstring
+from .syntax import attributes_set_from, findall, self_attribute, without_docstring
 from .targets import class_of_instance
 
 APP_CLASS = "App"
@@ -29,7 +29,7 @@ def app_expression(program: Program, module: Module, node: cst.CSTNode) -> cst.B
             annotation = parameter.annotation.annotation if parameter.annotation else None
             if parameter.name.value == "app" or (annotation is not None and _names_app(annotation)):
                 return cst.Name(parameter.name.value)
-        if m.findall(scope.body, m.AssignTarget(m.Name("app"))):
+        if findall(scope.body, m.AssignTarget(m.Name("app"))):
             return cst.Name("app")
         cls = module.enclosing_class(scope)
         parent = module.parent(scope)
@@ -93,18 +93,18 @@ def _setup_and_spawn(job: Job, method: cst.FunctionDef) -> list[cst.BaseStatemen
             continue
         if not m.matches(statement, m.SimpleStatementLine(body=[m.Expr(m.Call())])):
             return None
-        if m.findall(statement, m.Name("self")) and not m.findall(
+        if findall(statement, m.Name("self")) and not findall(
             statement, m.Attribute(value=m.Name("self"), attr=m.Name("app"))
         ):
             return None
         setup.append(statement)
     if handle is not None:
-        uses = len(m.findall(job.job_class.cls, m.Attribute(value=m.Name("self"), attr=m.Name(handle))))  # type: ignore[union-attr]
-        own = len(m.findall(method, m.Attribute(value=m.Name("self"), attr=m.Name(handle))))
+        uses = len(findall(job.job_class.cls, m.Attribute(value=m.Name("self"), attr=m.Name(handle))))  # type: ignore[union-attr]
+        own = len(findall(method, m.Attribute(value=m.Name("self"), attr=m.Name(handle))))
         init = job.job_class.init  # type: ignore[union-attr]
         declared = (
             len(
-                m.findall(
+                findall(
                     init,
                     m.Assign(
                         targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(handle)))],
@@ -172,7 +172,7 @@ def _constructed_with(module: Module, at: cst.CSTNode, owner: cst.BaseExpression
     call = owner if isinstance(owner, cst.Call) else None
     if call is None and isinstance(owner, cst.Name):
         scope = module.enclosing_function(at) or module.module
-        for assign in m.findall(scope, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())):
+        for assign in findall(scope, m.Assign(targets=[m.AssignTarget(m.Name(owner.value))], value=m.Call())):
             call = assign.value  # type: ignore[attr-defined]
     if call is not None and len(call.args) == 1 and call.args[0].keyword is None:
         return call.args[0].value

@@ -16,6 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .program import Module, Program
+from .syntax import findall
 
 TASK_SPAWNERS = {"create_task", "ensure_future"}
 THREAD_CLASSES = {"Thread", "Timer"}
@@ -224,7 +225,7 @@ def _constructed(module: Module, at: cst.CSTNode, holder: cst.BaseExpression) ->
     if scope is not None and m.matches(holder, m.Attribute(value=m.Name("self"))):
         scope = module.enclosing_class(scope) or scope
     scope = scope or module.module
-    for assign in m.findall(scope, m.Assign()):
+    for assign in findall(scope, m.Assign()):
         for target in assign.targets:  # type: ignore[attr-defined]
             if target.target.deep_equals(holder) and isinstance(assign.value, cst.Call):  # type: ignore[attr-defined]
                 return assign.value  # type: ignore[attr-defined]
@@ -267,7 +268,7 @@ def _made_by(module: Module, owner: cst.BaseExpression, classes: tuple[str, ...]
 def rearms(program: Program, module: Module, function: cst.FunctionDef) -> list[Spawn]:
     """The calls in ``function`` that schedule ``function`` again (a timer, callback or ``sched`` chain)."""
     found = []
-    for call in m.findall(function, m.Call()):
+    for call in findall(function, m.Call()):
         spawn = _spawn(program, module, call, {})  # type: ignore[arg-type]
         if spawn is not None and _rearms_itself(spawn):
             found.append(spawn)
@@ -278,11 +279,11 @@ def rearmed_through(program: Program, module: Module, function: cst.FunctionDef)
     """Calls in ``function`` of a function of its module that arms a timer or callback running ``function``
     again (``finally: schedule(app)``, where ``schedule`` keeps ``Timer(N, check, ...)`` in a global)."""
     found = []
-    for call in m.findall(function, m.Call(func=m.Name())):
+    for call in findall(function, m.Call(func=m.Name())):
         helper = module.definitions.get(call.func.value)  # type: ignore[attr-defined]
         if not isinstance(helper, cst.FunctionDef) or helper is function:
             continue
-        for inner in m.findall(helper, m.Call()):
+        for inner in findall(helper, m.Call()):
             spawn = _spawn(program, module, inner, {})  # type: ignore[arg-type]
             armed = spawn is not None and spawn.kind in ("timer", "callback") and spawn.target is not None
             if armed and _named(spawn.target) == function.name.value:  # type: ignore[union-attr,arg-type]

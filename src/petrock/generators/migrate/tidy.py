@@ -9,7 +9,9 @@ as long as nothing else in the package imports it.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import libcst as cst
@@ -17,8 +19,9 @@ import libcst.matchers as m
 
 from .edits import drop_unused_imports
 from .program import Program, absolute_module
-from .syntax import BLANK, DOCSTRING
+from .syntax import BLANK, DOCSTRING, find
 
+Tree = Callable[[], cst.Module]  # a module's tree, parsed when asked for
 KEEP = {"main", "cli", "register", "features", "__init__", "__main__", "worker", "workers"}
 
 
@@ -32,7 +35,7 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
     for path, classes in emptied.items():
         if path not in texts or path.stem in KEEP:
             continue
-        module = cst.parse_module(texts[path])
+        module = trees.parsed_tree(path, texts[path])
         module = _without_empty_classes(program, path, module, classes, trees.of({**texts, **new}))
         original = program.by_path(path)
         if original is not None:  # the class's imports may be unused now
@@ -41,10 +44,10 @@ def tidy(program: Program, texts: dict[Path, str], emptied: dict[Path, set[str]]
     for path in list(texts):
         if path.stem in KEEP or path.name == "__init__.py":
             continue
-        importers = _importers(program, path, trees.of({**texts, **new}), deleted)
+        importers = _importers(program, path, trees.of({**texts, **new}), deleted, trees.imports)
         if len(importers) != 1 or importers[0] not in new:
             continue
-        module = cst.parse_module(texts[path])
+        module = trees.parsed_tree(path, texts[path])
         if any(isinstance(s, cst.ClassDef) for s in module.body):
             continue
         worker = importers[0]
@@ -59,19 +62,38 @@ class _Trees:
     def __init__(self, program: Program) -> None:
         self.parsed: dict[tuple[Path, str], cst.Module] = {}
         self.original = {module.path: module.module for module in program.modules.values()}
+        self.original_code: dict[Path, str] = {}  # a module's code is rebuilt from its tree on each ask: once
         self.paths = sorted(p for p in program.package.rglob("*.py") if "__pycache__" not in p.parts)
+        self.found_imports: dict[int, tuple[cst.Module, list[cst.CSTNode]]] = {}  # by id; the tree kept alive
 
-    def of(self, texts: dict[Path, str]) -> dict[Path, tuple[str, cst.Module]]:
-        found = {}
+    def of(self, texts: dict[Path, str]) -> dict[Path, tuple[str, Tree]]:
+        """Each module's text as it will be, and its tree (parsed when first asked for: most are only searched
+        for a name, and an edited text is parsed once)."""
+        found: dict[Path, tuple[str, Tree]] = {}
         for path in {*self.paths, *texts}:
             if path in texts:
-                key = (path, texts[path])
-                if key not in self.parsed:
-                    self.parsed[key] = cst.parse_module(texts[path])
-                found[path] = (texts[path], self.parsed[key])
+                found[path] = (texts[path], functools.partial(self.parsed_tree, path, texts[path]))
             elif path in self.original:
-                found[path] = (self.original[path].code, self.original[path])
+                if path not in self.original_code:
+                    self.original_code[path] = self.original[path].code
+                found[path] = (self.original_code[path], functools.partial(_as_is, self.original[path]))
         return found
+
+    def parsed_tree(self, path: Path, text: str) -> cst.Module:
+        if (path, text) not in self.parsed:
+            self.parsed[path, text] = cst.parse_module(text)
+        return self.parsed[path, text]
+
+    def imports(self, tree: cst.Module) -> list[cst.CSTNode]:
+        """Every import statement in ``tree`` (nested ones too), in order: walked once per tree, not once
+        per module whose importers are looked for."""
+        if id(tree) not in self.found_imports:
+            self.found_imports[id(tree)] = (tree, find(tree, (cst.ImportFrom, cst.Import)))
+        return self.found_imports[id(tree)][1]
+
+
+def _as_is(tree: cst.Module) -> cst.Module:
+    return tree
 
 
 def _module_name(program: Program, path: Path) -> str:
@@ -80,7 +102,7 @@ def _module_name(program: Program, path: Path) -> str:
 
 
 def _without_empty_classes(
-    program: Program, path: Path, module: cst.Module, classes: set[str], texts: dict[Path, tuple[str, cst.Module]]
+    program: Program, path: Path, module: cst.Module, classes: set[str], texts: dict[Path, tuple[str, Tree]]
 ) -> cst.Module:
     name = _module_name(program, path)
     body = []
@@ -106,10 +128,10 @@ def _holds_nothing(cls: cst.ClassDef) -> bool:
     methods = [s for s in cls.body.body if isinstance(s, cst.FunctionDef)]
     others = [s for s in methods if s.name.value != "__init__"]
     for method in others:
-        uses = m.findall(cls, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
+        uses = find(cls, cst.Attribute, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
         if uses:
             return False
-    return not others or all(not m.findall(cls, m.Attribute(attr=m.Name(o.name.value))) for o in others)
+    return not others or all(not find(cls, cst.Attribute, m.Attribute(attr=m.Name(o.name.value))) for o in others)
 
 
 def _named_elsewhere(
@@ -117,21 +139,22 @@ def _named_elsewhere(
     module_name: str,
     name: str,
     path: Path,
-    texts: dict[Path, tuple[str, cst.Module]],
+    texts: dict[Path, tuple[str, Tree]],
     module: cst.Module,
     cls: cst.ClassDef,
 ) -> bool:
     """Whether anything besides the class itself names it: in its module, or imported elsewhere."""
-    own = [n for n in m.findall(module, m.Name(name))]
-    inside = set(map(id, m.findall(cls, m.Name(name))))
+    own = [n for n in find(module, cst.Name, m.Name(name))]
+    inside = set(map(id, find(cls, cst.Name, m.Name(name))))
     if any(id(n) not in inside for n in own):
         return True
-    for other, (text, tree) in texts.items():
+    for other, (text, parsed) in texts.items():
         if other == path or name not in text:
             continue
+        tree = parsed()
         other_name = _module_name(program, other)
         aliases = set()
-        for statement in m.findall(tree, m.ImportFrom()):
+        for statement in find(tree, cst.ImportFrom):
             source = absolute_module(other_name, statement, is_package=other.name == "__init__.py")  # type: ignore[arg-type]
             names = statement.names  # type: ignore[attr-defined]
             if isinstance(names, cst.ImportStar):
@@ -143,11 +166,11 @@ def _named_elsewhere(
                     return True
                 if f"{source}.{imported}" == module_name:
                     aliases.add(bound)  # `from . import jobs as alpha_jobs`
-        for statement in m.findall(tree, m.Import()):
+        for statement in find(tree, cst.Import):
             for alias in statement.names:  # type: ignore[attr-defined]
                 if cst.helpers.get_full_name_for_node(alias.name) == module_name:
                     aliases.add(alias.asname.name.value if alias.asname else module_name)
-        for attribute in m.findall(tree, m.Attribute(attr=m.Name(name))):
+        for attribute in find(tree, cst.Attribute, m.Attribute(attr=m.Name(name))):
             owner = cst.helpers.get_full_name_for_node(attribute.value)  # type: ignore[attr-defined]
             if owner in aliases:
                 return True
@@ -155,17 +178,22 @@ def _named_elsewhere(
 
 
 def _importers(
-    program: Program, path: Path, texts: dict[Path, tuple[str, cst.Module]], deleted: set[Path]
+    program: Program,
+    path: Path,
+    texts: dict[Path, tuple[str, Tree]],
+    deleted: set[Path],
+    imports: Callable[[cst.Module], list[cst.CSTNode]],
 ) -> list[Path]:
     """The modules of the package (as they will be) that import the module at ``path``."""
     target = _module_name(program, path)
     stem = target.rsplit(".", 1)[-1]
     found = []
-    for other, (text, tree) in texts.items():
+    for other, (text, parsed) in texts.items():
         if other == path or other in deleted or stem not in text:
             continue
+        tree = parsed()
         other_name = _module_name(program, other)
-        for statement in m.findall(tree, m.ImportFrom() | m.Import()):
+        for statement in imports(tree):
             if isinstance(statement, cst.Import):
                 if any((cst.helpers.get_full_name_for_node(a.name) or "").startswith(target) for a in statement.names):
                     found.append(other)
