@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.common import REPO, Result, Row, free_port, main, percentile, petrock
+from bench.common import REPO, Result, Row, free_port, main, new_app, percentile
 
 SIZES = {"smoke": (100, 1), "full": (1000, 3)}  # (streams held open, rounds)
 CREATES = 50
@@ -38,14 +37,7 @@ TARGET_RATIO = 2.0
 
 @functools.cache
 def posts_app() -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-streams-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", cwd=root)
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
-    return root
+    return new_app(APP, ("posts",))
 
 
 def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from typing import Any
 import httpx
 
 from bench import scale_log, wrk
-from bench.common import REPO, Result, Row, Skipped, petrock, table
+from bench.common import REPO, Result, Row, Skipped, load_length, new_app, table
 from bench.served_app import ServedApp, served
 
 APP = "scaleposts"
@@ -80,10 +79,11 @@ class Plan:
     seconds: int  # of each wrk load
     measures: tuple[str, ...] = MEASURES
     cache: bool = True
+    requests: int | None = None  # a load that has this many answers stops (within ``seconds``)
 
 
 SIZES = {
-    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False),
+    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=256),
     # The issue's sizes: a million posts (3,000,000 messages) on SQLite, 1,000,000 messages on PostgreSQL.
     "full": Plan(posts={"sqlite": 1_000_000, "postgres": 333_334}, backends=("sqlite", "postgres"), seconds=10),
 }
@@ -102,14 +102,8 @@ class Run:
 @functools.cache
 def scale_app() -> Path:
     """The app under test, generated once per run by this checkout's petrock."""
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-scale-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", *FIELDS, cwd=root)
+    root = new_app(APP, ("posts", *FIELDS))
     sys.path.insert(0, str(root / "src"))  # the log is built through the app's own log module
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
     return root
 
 
@@ -125,7 +119,7 @@ def rebuild_command(root: Path) -> tuple[str, ...] | None:
     """The arguments of the app's ``projections rebuild`` (with ``--db`` if it takes one), or None without it."""
     if not re.search(r"^\W*projections\s", app_command(root, "--help").stdout, re.MULTILINE):
         return None
-    takes_db = "--db" in app_command(root, "projections", "rebuild", "--help").stdout
+    takes_db = "--db" in scale_log.rebuild_usage(root / "src", root.name)
     return ("projections", "rebuild", "--db") if takes_db else ("projections", "rebuild")
 
 
@@ -223,7 +217,7 @@ def measure_served(
     has closed, which would otherwise land on the next load.
     """
     wanted = set(plan.measures)
-    loads = Loads(plan.seconds, log.database_pids, enabled=wrk.find() is not None)
+    loads = Loads(plan.seconds, log.database_pids, enabled=wrk.find() is not None, requests=plan.requests)
     reads = [read for read in READS if read[0] in wanted or (read[0] == "list" and "memory" in wanted)]
     small_ids = scratch / "baseline-ids.txt"
     rss_listed = None
@@ -262,7 +256,7 @@ def measure_served(
         name = f"{label}: RSS after start"
         rows.append(Result(name, rss_started, small_rss, "MB", rss_started / small_rss, "≤ 150 MB", rss_started <= 150))
         if rss_listed is not None:
-            name = f"{label}: RSS after {plan.seconds} s of wrk on the list"
+            name = f"{label}: RSS after {load_length(plan.seconds, plan.requests)} of wrk on the list"
             rows.append(Result(name, rss_listed, None, "MB", None, "≤ 150 MB", rss_listed <= 150))
     for key, _, title, target in READS:
         if key in wanted:
@@ -276,8 +270,11 @@ def measure_served(
 class Loads:
     """The wrk loads of one run, each followed by a wait until the loaded server is idle again."""
 
-    def __init__(self, seconds: int, database_pids: Callable[[], list[int]], *, enabled: bool) -> None:
+    def __init__(
+        self, seconds: int, database_pids: Callable[[], list[int]], *, enabled: bool, requests: int | None = None
+    ) -> None:
         self.seconds = seconds
+        self.requests = requests
         self.database_pids = database_pids
         self.enabled = enabled  # wrk is installed
         self.results: dict[str, list[wrk.Load]] = {}
@@ -293,7 +290,10 @@ class Loads:
             script = wrk.paths_script(GET, ids)
         else:
             script = ""
-        result = wrk.run(server.url + path, seconds=seconds or self.seconds, connections=CONNECTIONS, script=script)
+        seconds = seconds or self.seconds
+        result = wrk.run(
+            server.url + path, seconds=seconds, connections=CONNECTIONS, script=script, requests=self.requests
+        )
         self.results.setdefault(key, []).append(result)
         waited = server.wait_idle(IDLE_LIMIT, self.database_pids)
         self.leftovers[key] = round(self.leftovers.get(key, 0) + waited, 3)
@@ -410,7 +410,7 @@ def as_json(runs: list[Run], plan: Plan, load_before: tuple[float, ...]) -> str:
             "fields": list(FIELDS),
             "has projections rebuild": rebuild_command(scale_app()) is not None,
         },
-        "wrk": {"connections": CONNECTIONS, "seconds": plan.seconds},
+        "wrk": {"connections": CONNECTIONS, "seconds": plan.seconds, "requests": plan.requests},
         "runs": [
             {
                 "backend": one.backend,
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()
     print(
         f"\n({time.perf_counter() - began:.0f} s; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after;"
-        f" wrk -c{CONNECTIONS} for {plan.seconds} s per load)"
+        f" wrk -c{CONNECTIONS} for {load_length(plan.seconds, plan.requests)} per load)"
     )
 
 
