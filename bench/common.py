@@ -138,7 +138,7 @@ def timed(function: Callable[[], object]) -> float:
 
 
 def load_length(seconds: int, requests: int | None) -> str:
-    """How long each load runs, for the rows' names: ``10 s``, or ``256 requests`` in a smoke run."""
+    """How long each load runs, for the rows' names: ``10 s``, or ``128 requests`` in a smoke run."""
     return f"{requests} requests" if requests else f"{seconds} s"
 
 

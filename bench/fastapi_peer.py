@@ -24,7 +24,7 @@ import httpx
 from bench.common import Result, Row, Skipped, main, median
 from bench.http_commands import BODY, CONNECTIONS, catch_up_time, cpu_seconds, serve, stop, wrk
 
-SIZES = {"smoke": (1, 1, 256), "full": (10, 2, None)}  # (seconds of load per run, rounds, requests: stop at that many)
+SIZES = {"smoke": (1, 1, 128), "full": (10, 2, None)}  # (seconds of load per run, rounds, requests: stop at that many)
 PEER_BODY = json.dumps(json.loads(BODY)["payload"])
 PAGE = 20
 PATHS = {

@@ -37,7 +37,7 @@ from bench import wrk as bench_wrk
 from bench.common import REPO, Result, Row, free_port, load_length, median, new_app, percentile, table
 
 # (seconds of load per run, rounds: medians of interleaved runs, requests: a run that has this many answers stops)
-SIZES = {"smoke": (1, 1, 256), "full": (10, 2, None)}
+SIZES = {"smoke": (1, 1, 128), "full": (10, 2, None)}
 CONNECTIONS = 32
 NAME = f"POST /commands, {CONNECTIONS} connections"
 APP = "benchposts"

@@ -27,7 +27,7 @@ from bench.common import Result, Row, Skipped, load_length, main, median, new_ap
 from bench.http_commands import APP, BODY, CONNECTIONS, posts_app, serve, stop
 from bench.postgres import cluster, missing
 
-SIZES = {"smoke": (1, 1, 256), "full": (5, 5, None)}  # (seconds of load per run, rounds, requests: stop at that many)
+SIZES = {"smoke": (1, 1, 128), "full": (5, 5, None)}  # (seconds of load per run, rounds, requests: stop at that many)
 NAME = f"POST /commands, wrk -c{CONNECTIONS}"
 
 

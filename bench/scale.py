@@ -83,7 +83,7 @@ class Plan:
 
 
 SIZES = {
-    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=256),
+    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=128),
     # The issue's sizes: a million posts (3,000,000 messages) on SQLite, 1,000,000 messages on PostgreSQL.
     "full": Plan(posts={"sqlite": 1_000_000, "postgres": 333_334}, backends=("sqlite", "postgres"), seconds=10),
 }
@@ -107,19 +107,14 @@ def scale_app() -> Path:
     return root
 
 
-def app_command(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m APP ARGS`` in the environment the server gets."""
-    env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-m", root.name, *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
 @functools.cache
 def rebuild_command(root: Path) -> tuple[str, ...] | None:
-    """The arguments of the app's ``projections rebuild`` (with ``--db`` if it takes one), or None without it."""
-    if not re.search(r"^\W*projections\s", app_command(root, "--help").stdout, re.MULTILINE):
+    """The arguments of the app's ``projections rebuild`` (with ``--db`` if it takes one), or None without it
+    (its usage is then an error, on stderr)."""
+    usage = scale_log.rebuild_usage(root / "src", root.name)
+    if not re.search(r"^Usage:.* projections rebuild\b", usage, re.MULTILINE):
         return None
-    takes_db = "--db" in scale_log.rebuild_usage(root / "src", root.name)
+    takes_db = "--db" in usage
     return ("projections", "rebuild", "--db") if takes_db else ("projections", "rebuild")
 
 

@@ -106,9 +106,11 @@ def run_scale(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_scale_benchmark_builds_a_log_the_app_serves_and_reports_json(tmp_path: Path) -> None:
-    """A tiny log built through the app's log API, cached, served: every sampled id answers, as JSON."""
+    """A tiny log built through the app's log API, cached, served: every sampled id answers, as JSON.
+    (The smoke preset's short loads; the log's size and the cache as asked.)"""
     cache = tmp_path / "cache"
     result = run_scale(
+        "smoke",
         "--posts",
         "40",
         "--backend",
