@@ -80,10 +80,13 @@ class Plan:
     measures: tuple[str, ...] = MEASURES
     cache: bool = True
     requests: int | None = None  # a load that has this many answers stops (within ``seconds``)
+    idle_looks: int = 10  # looks at the server, 30 ms apart, that tell it is idle again (ServedApp.wait_idle)
 
 
 SIZES = {
-    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=128),
+    "smoke": Plan(
+        posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=128, idle_looks=4
+    ),
     # The issue's sizes: a million posts (3,000,000 messages) on SQLite, 1,000,000 messages on PostgreSQL.
     "full": Plan(posts={"sqlite": 1_000_000, "postgres": 333_334}, backends=("sqlite", "postgres"), seconds=10),
 }
@@ -212,14 +215,14 @@ def measure_served(
     has closed, which would otherwise land on the next load.
     """
     wanted = set(plan.measures)
-    loads = Loads(plan.seconds, log.database_pids, enabled=wrk.find() is not None, requests=plan.requests)
+    loads = Loads(plan, log.database_pids, enabled=wrk.find() is not None)
     reads = [read for read in READS if read[0] in wanted or (read[0] == "list" and "memory" in wanted)]
     small_ids = scratch / "baseline-ids.txt"
     rss_listed = None
     with served(root, log.target, scratch / "server.log", limit=START_LIMIT) as big:
         started, (rss_started, _) = big.started_in, big.memory_mb()
         check_served(big, log)
-        big.wait_idle(IDLE_LIMIT, log.database_pids)
+        big.wait_idle(IDLE_LIMIT, log.database_pids, plan.idle_looks)
         for key, path, _, _ in reads:
             loads.run(big, key, path, log.ids_file)
             if key == "list":
@@ -228,7 +231,7 @@ def measure_served(
         with served(root, new_empty_log(), scratch / "baseline-server.log", limit=120) as small:
             small_started, (small_rss, _) = small.started_in, small.memory_mb()
             if loads.enabled and reads:
-                seed(small, small_ids, log.database_pids)
+                seed(small, small_ids, log.database_pids, plan.idle_looks)
                 for key, path, _, _ in reads:
                     loads.run(small, f"{key}, baseline", path, small_ids)
             # Interleaved rounds, seconds apart: the machine's load drifts, the ratio should not.
@@ -265,11 +268,10 @@ def measure_served(
 class Loads:
     """The wrk loads of one run, each followed by a wait until the loaded server is idle again."""
 
-    def __init__(
-        self, seconds: int, database_pids: Callable[[], list[int]], *, enabled: bool, requests: int | None = None
-    ) -> None:
-        self.seconds = seconds
-        self.requests = requests
+    def __init__(self, plan: Plan, database_pids: Callable[[], list[int]], *, enabled: bool) -> None:
+        self.seconds = plan.seconds
+        self.requests = plan.requests
+        self.idle_looks = plan.idle_looks
         self.database_pids = database_pids
         self.enabled = enabled  # wrk is installed
         self.results: dict[str, list[wrk.Load]] = {}
@@ -290,14 +292,14 @@ class Loads:
             server.url + path, seconds=seconds, connections=CONNECTIONS, script=script, requests=self.requests
         )
         self.results.setdefault(key, []).append(result)
-        waited = server.wait_idle(IDLE_LIMIT, self.database_pids)
+        waited = server.wait_idle(IDLE_LIMIT, self.database_pids, self.idle_looks)
         self.leftovers[key] = round(self.leftovers.get(key, 0) + waited, 3)
 
     def first(self, key: str) -> wrk.Load | None:
         return self.results.get(key, [None])[0]
 
 
-def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int]]) -> None:
+def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int]], idle_looks: int = 10) -> None:
     """Create BASELINE_POSTS posts over HTTP (the same kind the big log holds) and write their ids."""
     batch, sample = next(scale_log.generate(BASELINE_POSTS))
     with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -305,7 +307,7 @@ def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int
             if type == "posts/create":
                 http.post("/commands", json={"type": type, "payload": json.loads(data)}).raise_for_status()
     ids_file.write_text("".join(f"{id}\n" for id in sample))
-    server.wait_idle(IDLE_LIMIT, database_pids)  # the summary worker summarizes them
+    server.wait_idle(IDLE_LIMIT, database_pids, idle_looks)  # the summary worker summarizes them
 
 
 def latency_row(name: str, result: wrk.Load | None, baseline: wrk.Load | None, target_ms: float) -> Row:

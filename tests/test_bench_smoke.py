@@ -1,10 +1,11 @@
 """Every benchmark runs end to end at its tiny "smoke" size and prints its rows.
 
 The numbers at this size mean nothing (the targets are checked by ``make bench``); these
-tests keep the benchmarks themselves from rotting: each runs as a user runs it,
-``python -m bench.NAME smoke``, against a freshly generated app. Each app is generated once
-for the whole file (``PETROCK_BENCH_APPS``, see bench/common.py's ``new_app``): generating one
-costs seconds, and most benchmarks measure the same few apps.
+tests keep the benchmarks themselves from rotting. They run as a user runs them all,
+``python -m bench smoke``: once, every benchmark one after another in one process, each
+test reading its benchmark's table from that run. Each app is generated once for the whole
+file (``PETROCK_BENCH_APPS``, see bench/common.py's ``new_app``): generating one costs
+seconds, and most benchmarks measure the same few apps.
 """
 
 from __future__ import annotations
@@ -39,27 +40,43 @@ def shared_apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield apps
 
 
-def run_benchmark(name: str) -> str:
+@pytest.fixture(scope="module")
+def smoke_run(request: pytest.FixtureRequest, shared_apps: Path) -> tuple[str, dict[str, str]]:
+    """``python -m bench smoke``, once: its whole output (stderr in it, where it happened) and, by benchmark,
+    what it printed between its ``--- bench.NAME (smoke)`` line and the next (a traceback, if it crashed).
+    When only some of the tests below are selected (``-k``), only their benchmarks run."""
+    selected = {item.callspec.params["name"] for item in request.session.items if item.originalname == SMOKE_TEST}
+    names = [] if selected >= set(BENCHMARKS) else sorted(selected)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", "smoke"],
+        [sys.executable, "-m", "bench", "smoke", *names],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
+        timeout=180 * len(BENCHMARKS),
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    output = result.stdout.split("\n=== all benchmarks", 1)[0]
+    parts = re.split(r"^--- bench\.(\w+) \(smoke\)$", output, flags=re.MULTILINE)
+    return result.stdout, dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+SMOKE_TEST = "test_benchmark_runs_at_smoke_size_and_prints_a_ratio_or_why_it_skipped"
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_benchmark_runs_at_smoke_size_and_prints_a_ratio_or_why_it_skipped(name: str) -> None:
-    rows = [row for row in ROW.finditer(run_benchmark(name)) if row["name"] != "benchmark"]
-    assert rows, f"bench.{name} printed no result rows"
+def test_benchmark_runs_at_smoke_size_and_prints_a_ratio_or_why_it_skipped(
+    name: str, smoke_run: tuple[str, dict[str, str]]
+) -> None:
+    output, sections = smoke_run
+    assert name in sections, f"python -m bench smoke did not run bench.{name}:\n{output[-5000:]}"
+    rows = [row for row in ROW.finditer(sections[name]) if row["name"] != "benchmark"]
+    assert rows, f"bench.{name} printed no result rows:\n{sections[name]}"
     for row in rows:
         if row["ours"].startswith("skipped: "):
+            assert not row["ours"].startswith("skipped: crashed: "), sections[name]
             assert len(row["ours"]) > len("skipped: "), "a skip must say why"
             continue
         assert re.search(r"\d", row["ours"]), row.group(0)
