@@ -45,7 +45,8 @@ def smoke_run(request: pytest.FixtureRequest, shared_apps: Path) -> tuple[str, d
     """``python -m bench smoke``, once: its whole output (stderr in it, where it happened) and, by benchmark,
     what it printed between its ``--- bench.NAME (smoke)`` line and the next (a traceback, if it crashed).
     When only some of the tests below are selected (``-k``), only their benchmarks run."""
-    selected = {item.callspec.params["name"] for item in request.session.items if item.originalname == SMOKE_TEST}
+    tests = [item for item in request.session.items if getattr(item, "originalname", None) == SMOKE_TEST]
+    selected = {item.callspec.params["name"] for item in tests}
     names = [] if selected >= set(BENCHMARKS) else sorted(selected)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
