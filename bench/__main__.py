@@ -1,4 +1,4 @@
-"""``python -m bench [smoke|full]``: every benchmark, one after another, then one table.
+"""``python -m bench [smoke|full] [NAME ...]``: every benchmark (or those named), one after another, then one table.
 
 Each benchmark's rows are printed as soon as it finishes, so a long run shows progress;
 the combined table at the end is the one docs/benchmarks.md records. A benchmark that
@@ -36,10 +36,10 @@ BENCHMARKS = (
 )
 
 
-def run_all(size: str) -> tuple[list[Row], bool]:
+def run_all(size: str, names: tuple[str, ...] = BENCHMARKS) -> tuple[list[Row], bool]:
     rows: list[Row] = []
     crashed = False
-    for name in BENCHMARKS:
+    for name in names:
         began = time.perf_counter()
         print(f"--- bench.{name} ({size})", flush=True)
         try:
@@ -69,8 +69,12 @@ def main() -> None:
     size = sys.argv[1] if len(sys.argv) > 1 else "full"
     if size not in SIZES:
         raise SystemExit(f"error: unknown size {size!r} — use one of {', '.join(SIZES)}")
+    unknown = [name for name in sys.argv[2:] if name not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"error: unknown benchmark {', '.join(unknown)} — use some of {', '.join(BENCHMARKS)}")
+    names = tuple(name for name in BENCHMARKS if name in sys.argv[2:]) or BENCHMARKS
     began = time.perf_counter()
-    rows, crashed = run_all(size)
+    rows, crashed = run_all(size, names)
     print(f"=== all benchmarks ({size}, {time.perf_counter() - began:.0f} s)")
     print(f"machine: {machine()}")
     print(table(rows))

@@ -1,7 +1,7 @@
 """``POST /commands`` latency while many ``/events`` streams are open (issue 28, item 6).
 
 Ours is a generated app with its ``posts`` feature (offline summaries, so each create
-appends three messages), started as ``python -m APP serve`` starts it. The baseline is
+appends three messages; bench/http_commands.py's app), started as ``python -m APP serve`` starts it. The baseline is
 the same server with no stream open: 50 creates, one after another, each timed; then
 the same with STREAMS streams open, held by a separate process that reads every event.
 Rounds alternate (none, streams, none, streams, ...), so both are measured seconds apart.
@@ -15,8 +15,6 @@ prints the fewest events any stream received.
 from __future__ import annotations
 
 import asyncio
-import functools
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,26 +24,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.common import REPO, Result, Row, free_port, main, percentile, petrock
+from bench.common import REPO, Result, Row, free_port, main, percentile
+from bench.http_commands import APP, posts_app  # the same app: default posts feature, summary worker
 
 SIZES = {"smoke": (100, 1), "full": (1000, 3)}  # (streams held open, rounds)
 CREATES = 50
 WARM_UP = 10
-APP = "benchstreams"
 PAYLOAD = {"title": "Hello", "content": "A short post. It has two sentences."}
 TARGET_RATIO = 2.0
-
-
-@functools.cache
-def posts_app() -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-streams-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", cwd=root)
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
-    return root
 
 
 def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:

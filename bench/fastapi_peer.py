@@ -24,7 +24,7 @@ import httpx
 from bench.common import Result, Row, Skipped, main, median
 from bench.http_commands import BODY, CONNECTIONS, catch_up_time, cpu_seconds, serve, stop, wrk
 
-SIZES = {"smoke": (1, 1), "full": (10, 2)}  # (seconds of load per run, rounds)
+SIZES = {"smoke": (1, 1, 128), "full": (10, 2, None)}  # (seconds of load per run, rounds, requests: stop at that many)
 PEER_BODY = json.dumps(json.loads(BODY)["payload"])
 PAGE = 20
 PATHS = {
@@ -41,7 +41,9 @@ wrk.body = '{body}'
 """
 
 
-def measure(kind: str, db: Path, seconds: int, scratch: Path) -> dict[str, tuple[float, float, float]]:
+def measure(
+    kind: str, db: Path, seconds: int, scratch: Path, quota: int | None = None
+) -> dict[str, tuple[float, float, float]]:
     """(req/s, p99 ms, server CPU µs per request) of creating posts, then of reading the first page, on one fresh
     server. Our CPU for creating includes what the summary worker did meanwhile (its catch-up after is not counted)."""
     create_path, body, list_path = PATHS[kind]
@@ -49,14 +51,14 @@ def measure(kind: str, db: Path, seconds: int, scratch: Path) -> dict[str, tuple
     script.write_text(post_script(body))
     process, url = serve(kind, db)
     try:
-        created = loaded(process.pid, lambda: wrk(url, seconds, script, create_path))
+        created = loaded(process.pid, lambda: wrk(url, seconds, script, create_path, quota))
         if kind == "ours":
             catch_up_time(db)  # the summary worker's appends would otherwise compete with the reads
         page = httpx.get(f"{url}{list_path}", timeout=10).json()
         items = page["items"] if kind == "ours" else page
         if len(items) != PAGE:
             raise RuntimeError(f"{kind}: the list gave {len(items)} items, not {PAGE}")
-        listed = loaded(process.pid, lambda: wrk(url, seconds, None, list_path))
+        listed = loaded(process.pid, lambda: wrk(url, seconds, None, list_path, quota))
     finally:
         stop(process)
     return {"create": created, "list": listed}
@@ -77,13 +79,13 @@ def run(size: str) -> list[Row]:
         import sqlalchemy  # noqa: F401
     except ImportError:
         return [Skipped("FastAPI + SQLAlchemy peer", "fastapi or sqlalchemy missing: pip install -e '.[bench]'")]
-    seconds, rounds = SIZES[size]
+    seconds, rounds, quota = SIZES[size]
     results: dict[str, list[dict[str, tuple[float, float, float]]]] = {"ours": [], "peer": []}
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
         for round in range(rounds):
             for kind, loads in results.items():
                 db = Path(scratch) / f"{kind}-{round}.db"
-                loads.append(measure(kind, db, seconds, Path(scratch)))
+                loads.append(measure(kind, db, seconds, Path(scratch), quota))
     table: list[Row] = []
     targets = {"create": 3.0, "list": 1.5}
     for load, target in targets.items():

@@ -33,9 +33,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import REPO, Result, Row, free_port, main, median, percentile, petrock
+from bench import wrk as bench_wrk
+from bench.common import REPO, Result, Row, free_port, load_length, median, new_app, percentile, table
 
-SIZES = {"smoke": (1, 1), "full": (10, 2)}  # (seconds of load per run, rounds: medians of interleaved runs)
+# (seconds of load per run, rounds: medians of interleaved runs, requests: a run that has this many answers stops)
+SIZES = {"smoke": (1, 1, 128), "full": (10, 2, None)}
 CONNECTIONS = 32
 NAME = f"POST /commands, {CONNECTIONS} connections"
 APP = "benchposts"
@@ -62,14 +64,7 @@ class Load:
 @functools.cache
 def posts_app() -> Path:
     """A fresh app with the default ``posts`` feature (summary worker included), made once per run."""
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-http-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", cwd=root)
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
-    return root
+    return new_app(APP, ("posts",))
 
 
 def supports_processes() -> bool:
@@ -149,15 +144,21 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def wrk(url: str, seconds: int, script: Path | None, path: str = "/commands") -> tuple[float, float, int]:
-    """wrk on ``url`` + ``path`` (a GET when no script); returns (requests per second, p99 in ms, requests)."""
-    scripted = ["-s", str(script)] if script is not None else []
-    output = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", *scripted, f"{url}{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def wrk(
+    url: str, seconds: int, script: Path | None, path: str = "/commands", requests: int | None = None
+) -> tuple[float, float, int]:
+    """wrk on ``url`` + ``path`` (a GET when no script); returns (requests per second, p99 in ms, requests).
+    With ``requests``, it stops once about that many are answered (bench/wrk.py's quota)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-http-quota-") as quota:
+        if requests:
+            quota.write((script.read_text() if script is not None else "") + bench_wrk.quota_hook(requests, 2))
+            quota.flush()
+            script = Path(quota.name)
+        scripted = ["-s", str(script)] if script is not None else []
+        command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", *scripted]
+        result = bench_wrk.execute([*command, f"{url}{path}"], threads=2, timeout=seconds + 60, quota=bool(requests))
+    result.check_returncode()
+    output = result.stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw failed requests:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -169,11 +170,12 @@ def wrk(url: str, seconds: int, script: Path | None, path: str = "/commands") ->
     return rate, float(value) * UNITS[unit], requests
 
 
-def httpx_load(url: str, seconds: int) -> tuple[float, float, int]:
-    """The fallback load generator: CONNECTIONS clients posting in a loop for ``seconds``."""
+def httpx_load(url: str, seconds: int, requests: int | None = None) -> tuple[float, float, int]:
+    """The fallback load generator: CONNECTIONS clients posting in a loop for ``seconds``, or until
+    ``requests`` are answered."""
 
     async def client(http: httpx.AsyncClient, until: float, latencies: list[float]) -> None:
-        while time.monotonic() < until:
+        while time.monotonic() < until and (requests is None or len(latencies) < requests):
             began = time.perf_counter()
             response = await http.post("/commands", content=BODY, headers={"Content-Type": "application/json"})
             if response.status_code != 201:
@@ -210,12 +212,15 @@ def catch_up_time(db: Path) -> float | None:
     return None
 
 
-def measure(kind: str, db: Path, seconds: int, script: Path | None) -> Load:
+def measure(kind: str, db: Path, seconds: int, script: Path | None, quota: int | None = None) -> Load:
     process, url = serve(kind, db)
     try:
         cpu_before = cpu_seconds(process.pid)
         try:
-            rate, p99, requests = wrk(url, seconds, script) if script is not None else httpx_load(url, seconds)
+            if script is not None:
+                rate, p99, requests = wrk(url, seconds, script, requests=quota)
+            else:
+                rate, p99, requests = httpx_load(url, seconds, quota)
         except RuntimeError as exc:
             raise RuntimeError(f"{kind}: {exc}") from None
         cpu = cpu_seconds(process.pid) - cpu_before
@@ -232,13 +237,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(size: str) -> list[Row]:
-    seconds, rounds = SIZES[size]
+def run(size: str, only: tuple[str, ...] = ()) -> list[Row]:
+    """Every kind of server the app supports, or only those of them in ``only`` (which holds ours and the baseline)."""
+    seconds, rounds, quota = SIZES[size]
     # Ours without metrics runs right after ours: the 5% it is compared on is less than the machine's drift.
     unmeasured = ["-no-metrics"] if supports_metrics() else []
     kinds = [f"ours{suffix}" for suffix in ["", *unmeasured]] + ["baseline"]
     kinds += ["ours@plain", "baseline@plain"] if supports_stacks() else []
     kinds += [f"ours-2{suffix}" for suffix in ["", *unmeasured]] if supports_processes() else []
+    if only:
+        kinds = [kind for kind in kinds if kind in only]
     results: dict[str, list[Load]] = {kind: [] for kind in kinds}
     use_wrk = shutil.which("wrk") is not None
     with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
@@ -247,11 +255,11 @@ def run(size: str) -> list[Row]:
         for round in range(rounds):
             for kind in kinds:
                 db = Path(scratch) / f"{kind}-{round}.db"
-                results[kind].append(measure(kind, db, seconds, script if use_wrk else None))
-    return rows(results, seconds, "wrk" if use_wrk else "httpx (wrk not installed)")
+                results[kind].append(measure(kind, db, seconds, script if use_wrk else None, quota))
+    return rows(results, load_length(seconds, quota), "wrk" if use_wrk else "httpx (wrk not installed)")
 
 
-def rows(results: dict[str, list[Load]], seconds: int, generator: str) -> list[Row]:
+def rows(results: dict[str, list[Load]], length: str, generator: str) -> list[Row]:
     ours = results["ours"]
     ours_rate = median(r.rate for r in ours)
     note = (
@@ -278,7 +286,7 @@ def rows(results: dict[str, list[Load]], seconds: int, generator: str) -> list[R
     catch_up = max(catch_ups) if None not in catch_ups else None
     table.append(
         Result(
-            f"worker catch-up after {seconds} s of load",
+            f"worker catch-up after {length} of load",
             catch_up if catch_up is not None else float("inf"),
             None,
             "s",
@@ -347,7 +355,7 @@ def rows(results: dict[str, list[Load]], seconds: int, generator: str) -> list[R
         two_catch_ups = [r.catch_up for r in two]
         table.append(
             Result(
-                f"worker catch-up after {seconds} s of load, 2 processes",
+                f"worker catch-up after {length} of load, 2 processes",
                 max(two_catch_ups) if None not in two_catch_ups else float("inf"),
                 None,
                 "s",
@@ -397,5 +405,25 @@ def stack_rows(
     ]
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m bench.http_commands [smoke|full] [--kinds KIND,...]``."""
+    import argparse
+
+    known = ("ours", "baseline", "ours-no-metrics", "ours@plain", "baseline@plain", "ours-2", "ours-2-no-metrics")
+    parser = argparse.ArgumentParser(prog="python -m bench.http_commands", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("size", nargs="?", choices=tuple(SIZES), default="full", help="preset (default: full)")
+    parser.add_argument(
+        "--kinds", default="", help=f"measure only these servers (ours and baseline among them), of: {', '.join(known)}"
+    )
+    args = parser.parse_args(argv)
+    only = tuple(kind.strip() for kind in args.kinds.split(",") if kind.strip())
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        parser.error(f"unknown kind {', '.join(unknown)} — use some of {', '.join(known)}")
+    if only and not {"ours", "baseline"} <= set(only):
+        parser.error("--kinds must hold ours and baseline: every other row is compared with them")
+    print(table(run(args.size, only)), flush=True)
+
+
 if __name__ == "__main__":
-    main(run)
+    cli()

@@ -18,46 +18,42 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import wrk
-from bench.common import Result, Row, Skipped, main, median, petrock
+from bench.common import Result, Row, Skipped, load_length, main, median, new_app
 from bench.http_commands import APP, BODY, CONNECTIONS, posts_app, serve, stop
 from bench.postgres import cluster, missing
 
-SIZES = {"smoke": (1, 1), "full": (5, 5)}  # (seconds of load per run, rounds)
+SIZES = {"smoke": (1, 1, 128), "full": (5, 5, None)}  # (seconds of load per run, rounds, requests: stop at that many)
 NAME = f"POST /commands, wrk -c{CONNECTIONS}"
 
 
 @functools.cache
 def posts_app_without_worker() -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-pg-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", "--no-worker", cwd=root)
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
-    return root
+    return new_app(APP, ("posts", "--no-worker"))
 
 
-def load(url: str, seconds: int, connections: int = CONNECTIONS, *, warming: bool = False) -> wrk.Load:
-    """One wrk run; a failed request (a refused connection, an error answer) fails the bench, except
-    while warming up. A request slower than the run is a timeout, counted against the rate, as
-    bench/wrk.py counts it (a busy machine held six of twelve past the 1 s of a smoke run)."""
-    result = wrk.run(f"{url}/commands", seconds=seconds, connections=connections, script=wrk.post_script(BODY))
+def load(
+    url: str, seconds: int, connections: int = CONNECTIONS, *, requests: int | None = None, warming: bool = False
+) -> wrk.Load:
+    """One wrk run (until ``requests`` are answered, if given); a failed request (a refused connection, an error
+    answer) fails the bench, except while warming up. A request slower than the run is a timeout, counted against
+    the rate, as bench/wrk.py counts it (a busy machine held six of twelve past the 1 s of a smoke run)."""
+    script = wrk.post_script(BODY)
+    result = wrk.run(f"{url}/commands", seconds=seconds, connections=connections, script=script, requests=requests)
     if result.failed - result.errors["timeout"] and not warming:
         raise RuntimeError(f"wrk saw failures on {url}: {result.describe()}")
     return result
 
 
-def together(urls: list[str], seconds: int) -> float:
-    """The added rate of loading every url at once, the connections split between them."""
+def together(urls: list[str], seconds: int, requests: int | None = None) -> float:
+    """The added rate of loading every url at once, the connections (and requests) split between them."""
+    share = requests // len(urls) if requests else None
     with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
-        loads = list(pool.map(lambda url: load(url, seconds, CONNECTIONS // len(urls)), urls))
+        loads = list(pool.map(lambda url: load(url, seconds, CONNECTIONS // len(urls), requests=share), urls))
     return sum(result.rate for result in loads)
 
 
@@ -66,21 +62,23 @@ def spread(ratios: list[float]) -> str:
 
 
 def run(size: str) -> list[Row]:
-    seconds, rounds = SIZES[size]
+    seconds, rounds, requests = SIZES[size]
     reason = missing() or (None if wrk.find() else "wrk is not installed (apt-get install wrk)")
     if reason is not None:
         return [Skipped(f"{NAME} on PostgreSQL", reason)]
     server = cluster()
     try:
         return [
-            *compare(server, posts_app(), "posts", seconds, rounds),
-            *compare(server, posts_app_without_worker(), "posts --no-worker", seconds, rounds),
+            *compare(server, posts_app(), "posts", seconds, rounds, requests),
+            *compare(server, posts_app_without_worker(), "posts --no-worker", seconds, rounds, requests),
         ]
     finally:
         server.destroy()
 
 
-def compare(server: Any, root: Path, label: str, seconds: int, rounds: int) -> list[Row]:  # server: tests.pg.Cluster
+def compare(  # server: tests.pg.Cluster
+    server: Any, root: Path, label: str, seconds: int, rounds: int, requests: int | None = None
+) -> list[Row]:
     processes = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-pg-commands-") as scratch:
@@ -91,15 +89,15 @@ def compare(server: Any, root: Path, label: str, seconds: int, rounds: int) -> l
             second, second_url = serve("ours", url, root)  # type: ignore[arg-type]
             processes += [first, second]
             for target in (sqlite_url, first_url, second_url):
-                load(target, 1, warming=True)  # warm: connections open, code paths taken
+                load(target, 1, requests=requests, warming=True)  # warm: connections open, code paths taken
             rates: dict[str, list[float]] = {"sqlite": [], "postgres": [], "two": []}
             p99: dict[str, list[float]] = {"sqlite": [], "postgres": []}
             for _ in range(rounds):
                 for key, target in (("sqlite", sqlite_url), ("postgres", first_url)):
-                    result = load(target, seconds)
+                    result = load(target, seconds, requests=requests)
                     rates[key].append(result.rate)
                     p99[key].append(result.p99_ms)
-                rates["two"].append(together([first_url, second_url], seconds))
+                rates["two"].append(together([first_url, second_url], seconds, requests))
     finally:
         for process in processes:
             stop(process)
@@ -114,7 +112,8 @@ def compare(server: Any, root: Path, label: str, seconds: int, rounds: int) -> l
             median(vs_sqlite),
             "≥ 0.6×",
             median(vs_sqlite) >= 0.6,
-            f"{spread(vs_sqlite)}; {seconds} s of load per run; p99 {median(p99['postgres']):.1f} ms on PostgreSQL, "
+            f"{spread(vs_sqlite)}; {load_length(seconds, requests)} of load per run; "
+            f"p99 {median(p99['postgres']):.1f} ms on PostgreSQL, "
             f"{median(p99['sqlite']):.1f} ms on SQLite",
         ),
         Result(

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from typing import Any
 import httpx
 
 from bench import scale_log, wrk
-from bench.common import REPO, Result, Row, Skipped, petrock, table
+from bench.common import REPO, Result, Row, Skipped, load_length, new_app, table
 from bench.served_app import ServedApp, served
 
 APP = "scaleposts"
@@ -80,10 +79,14 @@ class Plan:
     seconds: int  # of each wrk load
     measures: tuple[str, ...] = MEASURES
     cache: bool = True
+    requests: int | None = None  # a load that has this many answers stops (within ``seconds``)
+    idle_looks: int = 10  # looks at the server, 30 ms apart, that tell it is idle again (ServedApp.wait_idle)
 
 
 SIZES = {
-    "smoke": Plan(posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False),
+    "smoke": Plan(
+        posts={"sqlite": 100, "postgres": 100}, backends=("sqlite",), seconds=1, cache=False, requests=128, idle_looks=4
+    ),
     # The issue's sizes: a million posts (3,000,000 messages) on SQLite, 1,000,000 messages on PostgreSQL.
     "full": Plan(posts={"sqlite": 1_000_000, "postgres": 333_334}, backends=("sqlite", "postgres"), seconds=10),
 }
@@ -102,30 +105,19 @@ class Run:
 @functools.cache
 def scale_app() -> Path:
     """The app under test, generated once per run by this checkout's petrock."""
-    scratch = Path(tempfile.mkdtemp(prefix="petrock-bench-scale-"))
-    root = scratch / APP
-    petrock("new", APP, "--dir", str(root), "--no-git")
-    petrock("feature", "add", "posts", *FIELDS, cwd=root)
+    root = new_app(APP, ("posts", *FIELDS))
     sys.path.insert(0, str(root / "src"))  # the log is built through the app's own log module
-    import atexit
-
-    atexit.register(shutil.rmtree, scratch, True)
     return root
-
-
-def app_command(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m APP ARGS`` in the environment the server gets."""
-    env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-m", root.name, *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @functools.cache
 def rebuild_command(root: Path) -> tuple[str, ...] | None:
-    """The arguments of the app's ``projections rebuild`` (with ``--db`` if it takes one), or None without it."""
-    if not re.search(r"^\W*projections\s", app_command(root, "--help").stdout, re.MULTILINE):
+    """The arguments of the app's ``projections rebuild`` (with ``--db`` if it takes one), or None without it
+    (its usage is then an error, on stderr)."""
+    usage = scale_log.rebuild_usage(root / "src", root.name)
+    if not re.search(r"^Usage:.* projections rebuild\b", usage, re.MULTILINE):
         return None
-    takes_db = "--db" in app_command(root, "projections", "rebuild", "--help").stdout
+    takes_db = "--db" in usage
     return ("projections", "rebuild", "--db") if takes_db else ("projections", "rebuild")
 
 
@@ -223,14 +215,14 @@ def measure_served(
     has closed, which would otherwise land on the next load.
     """
     wanted = set(plan.measures)
-    loads = Loads(plan.seconds, log.database_pids, enabled=wrk.find() is not None)
+    loads = Loads(plan, log.database_pids, enabled=wrk.find() is not None)
     reads = [read for read in READS if read[0] in wanted or (read[0] == "list" and "memory" in wanted)]
     small_ids = scratch / "baseline-ids.txt"
     rss_listed = None
     with served(root, log.target, scratch / "server.log", limit=START_LIMIT) as big:
         started, (rss_started, _) = big.started_in, big.memory_mb()
         check_served(big, log)
-        big.wait_idle(IDLE_LIMIT, log.database_pids)
+        big.wait_idle(IDLE_LIMIT, log.database_pids, plan.idle_looks)
         for key, path, _, _ in reads:
             loads.run(big, key, path, log.ids_file)
             if key == "list":
@@ -239,7 +231,7 @@ def measure_served(
         with served(root, new_empty_log(), scratch / "baseline-server.log", limit=120) as small:
             small_started, (small_rss, _) = small.started_in, small.memory_mb()
             if loads.enabled and reads:
-                seed(small, small_ids, log.database_pids)
+                seed(small, small_ids, log.database_pids, plan.idle_looks)
                 for key, path, _, _ in reads:
                     loads.run(small, f"{key}, baseline", path, small_ids)
             # Interleaved rounds, seconds apart: the machine's load drifts, the ratio should not.
@@ -262,7 +254,7 @@ def measure_served(
         name = f"{label}: RSS after start"
         rows.append(Result(name, rss_started, small_rss, "MB", rss_started / small_rss, "≤ 150 MB", rss_started <= 150))
         if rss_listed is not None:
-            name = f"{label}: RSS after {plan.seconds} s of wrk on the list"
+            name = f"{label}: RSS after {load_length(plan.seconds, plan.requests)} of wrk on the list"
             rows.append(Result(name, rss_listed, None, "MB", None, "≤ 150 MB", rss_listed <= 150))
     for key, _, title, target in READS:
         if key in wanted:
@@ -276,8 +268,10 @@ def measure_served(
 class Loads:
     """The wrk loads of one run, each followed by a wait until the loaded server is idle again."""
 
-    def __init__(self, seconds: int, database_pids: Callable[[], list[int]], *, enabled: bool) -> None:
-        self.seconds = seconds
+    def __init__(self, plan: Plan, database_pids: Callable[[], list[int]], *, enabled: bool) -> None:
+        self.seconds = plan.seconds
+        self.requests = plan.requests
+        self.idle_looks = plan.idle_looks
         self.database_pids = database_pids
         self.enabled = enabled  # wrk is installed
         self.results: dict[str, list[wrk.Load]] = {}
@@ -293,16 +287,19 @@ class Loads:
             script = wrk.paths_script(GET, ids)
         else:
             script = ""
-        result = wrk.run(server.url + path, seconds=seconds or self.seconds, connections=CONNECTIONS, script=script)
+        seconds = seconds or self.seconds
+        result = wrk.run(
+            server.url + path, seconds=seconds, connections=CONNECTIONS, script=script, requests=self.requests
+        )
         self.results.setdefault(key, []).append(result)
-        waited = server.wait_idle(IDLE_LIMIT, self.database_pids)
+        waited = server.wait_idle(IDLE_LIMIT, self.database_pids, self.idle_looks)
         self.leftovers[key] = round(self.leftovers.get(key, 0) + waited, 3)
 
     def first(self, key: str) -> wrk.Load | None:
         return self.results.get(key, [None])[0]
 
 
-def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int]]) -> None:
+def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int]], idle_looks: int = 10) -> None:
     """Create BASELINE_POSTS posts over HTTP (the same kind the big log holds) and write their ids."""
     batch, sample = next(scale_log.generate(BASELINE_POSTS))
     with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -310,7 +307,7 @@ def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int
             if type == "posts/create":
                 http.post("/commands", json={"type": type, "payload": json.loads(data)}).raise_for_status()
     ids_file.write_text("".join(f"{id}\n" for id in sample))
-    server.wait_idle(IDLE_LIMIT, database_pids)  # the summary worker summarizes them
+    server.wait_idle(IDLE_LIMIT, database_pids, idle_looks)  # the summary worker summarizes them
 
 
 def latency_row(name: str, result: wrk.Load | None, baseline: wrk.Load | None, target_ms: float) -> Row:
@@ -410,7 +407,7 @@ def as_json(runs: list[Run], plan: Plan, load_before: tuple[float, ...]) -> str:
             "fields": list(FIELDS),
             "has projections rebuild": rebuild_command(scale_app()) is not None,
         },
-        "wrk": {"connections": CONNECTIONS, "seconds": plan.seconds},
+        "wrk": {"connections": CONNECTIONS, "seconds": plan.seconds, "requests": plan.requests},
         "runs": [
             {
                 "backend": one.backend,
@@ -484,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()
     print(
         f"\n({time.perf_counter() - began:.0f} s; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after;"
-        f" wrk -c{CONNECTIONS} for {plan.seconds} s per load)"
+        f" wrk -c{CONNECTIONS} for {load_length(plan.seconds, plan.requests)} per load)"
     )
 
 

@@ -16,6 +16,7 @@ a hash of the generated app's source: a change to the templates builds a new one
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import itertools
@@ -187,10 +188,16 @@ def build(package: str, target: str, posts: int, ids_file: Path, *, progress: bo
 
 def rebuilds_worker_states(src: Path, package: str) -> bool:
     """Whether the app in ``src`` can rebuild a worker's state ahead of a start (``rebuild worker:NAME``)."""
+    return "worker:" in rebuild_usage(src, package)
+
+
+@functools.cache
+def rebuild_usage(src: Path, package: str) -> str:
+    """``python -m PACKAGE projections rebuild --help`` of the app in ``src`` (asked once per run: an app's
+    start costs the best part of a second)."""
     env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
     command = [sys.executable, "-m", package, "projections", "rebuild", "--help"]
-    usage = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    return "worker:" in usage.stdout
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False).stdout
 
 
 def build_worker_state(package: str, target: str) -> None:

@@ -68,23 +68,24 @@ class ServedApp:
             fields[name] = value
         return _kb(fields["VmRSS"]) / 1024, _kb(fields["VmHWM"]) / 1024
 
-    def wait_idle(self, limit: float, others: Callable[[], Iterable[int]] = tuple) -> float:
+    def wait_idle(self, limit: float, others: Callable[[], Iterable[int]] = tuple, looks: int = 10) -> float:
         """Wait until the server (and the processes ``others`` names, e.g. the database's) has finished
         what a load left queued: it keeps computing answers for connections wrk has closed. Returns the
         seconds waited.
 
-        Idle means no thread runnable in at least 8 of 10 looks 30 ms apart. Runnable, not CPU time:
-        on a loaded machine a busy server gets little CPU, but it stays runnable.
+        Idle means no thread runnable in at least 8 of 10 looks 30 ms apart (of ``looks``, all but a
+        fifth). Runnable, not CPU time: on a loaded machine a busy server gets little CPU, but it stays
+        runnable.
         """
         assert self.process is not None
         began = time.monotonic()
         while time.monotonic() - began < limit:
             pids = [self.process.pid, *others()]
             busy = 0
-            for _ in range(10):
+            for _ in range(looks):
                 busy += any_runnable(pids)
                 time.sleep(0.03)
-            if busy <= 2:
+            if busy <= looks // 5:
                 break
         return time.monotonic() - began
 

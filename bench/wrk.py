@@ -5,18 +5,26 @@ counters that are zero; instead every script here ends with a ``done`` function 
 prints one line of exact numbers (microseconds, counts), which is what we parse. A
 request slower than the run's duration is counted as a timeout, not as a latency: a
 run with timeouts reports its p99 as a lower bound (see :attr:`Load.p99_is_lower_bound`).
+
+wrk only knows durations, in whole seconds. A smoke run that wants a small fixed number of
+requests instead (``requests=``) adds :func:`quota_hook` to the script: each thread stops
+once it has its share of the answers and says so, and :func:`execute` then interrupts wrk
+as Ctrl-C does, after which wrk reports as usual, over the time it actually ran.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 MARKER = "WRK-RESULT "
+QUOTA_MET = "WRK-QUOTA-MET"
 # Prints one JSON line: wrk's Lua has no JSON library, and these are all numbers.
 DONE_HOOK = f"""
 function done(summary, latency, requests)
@@ -67,17 +75,66 @@ def find() -> str | None:
     return "/usr/bin/wrk" if Path("/usr/bin/wrk").exists() else shutil.which("wrk")
 
 
-def run(url: str, *, seconds: int, connections: int = 32, threads: int = 2, script: str = "") -> Load:
-    """Load ``url`` for ``seconds`` with ``connections`` keep-alive connections; ``script`` is wrk Lua."""
+def quota_hook(requests: int, threads: int) -> str:
+    """Lua that stops each of wrk's ``threads`` after its share of ``requests`` answers, printing QUOTA_MET."""
+    share = -(-requests // threads)
+    return f"""
+local answered = 0
+function response(status, headers, body)
+  answered = answered + 1
+  if answered == {share} then
+    io.write("{QUOTA_MET}\\n")
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+def execute(command: list[str], *, threads: int, timeout: float, quota: bool) -> subprocess.CompletedProcess[str]:
+    """Run wrk. With a :func:`quota_hook` in its script (``quota``), interrupt it once every thread has
+    met its quota, as Ctrl-C does: wrk then stops at once and still prints its report (stderr in stdout)."""
+    if not quota:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    try:
+        lines: list[str] = []
+        running = met = 0
+        while met < threads or not running:  # "Running" is printed once wrk handles SIGINT
+            line = process.stdout.readline()
+            if not line:
+                break
+            running = running or line.startswith("Running")
+            met += line.strip() == QUOTA_MET
+            lines.append(line)
+        else:
+            process.send_signal(signal.SIGINT)
+        lines.append(process.stdout.read())
+        process.wait()
+    finally:
+        timer.cancel()
+    output = "".join(line for line in "".join(lines).splitlines(keepends=True) if line.strip() != QUOTA_MET)
+    return subprocess.CompletedProcess(command, process.returncode, output, "")
+
+
+def run(
+    url: str, *, seconds: int, connections: int = 32, threads: int = 2, script: str = "", requests: int | None = None
+) -> Load:
+    """Load ``url`` for ``seconds`` with ``connections`` keep-alive connections; ``script`` is wrk Lua.
+    With ``requests``, stop as soon as about that many have been answered (``seconds`` is then a limit)."""
     binary = find()
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    threads = min(threads, connections)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-wrk-") as lua:
-        lua.write(script + DONE_HOOK)
+        lua.write(script + DONE_HOOK + (quota_hook(requests, threads) if requests else ""))
         lua.flush()
         command = [
             binary,
-            f"-t{min(threads, connections)}",
+            f"-t{threads}",
             f"-c{connections}",
             f"-d{seconds}s",
             f"--timeout={seconds}s",
@@ -86,7 +143,7 @@ def run(url: str, *, seconds: int, connections: int = 32, threads: int = 2, scri
             lua.name,
             url,
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+        result = execute(command, threads=threads, timeout=seconds + 60, quota=bool(requests))
     line = next((line for line in result.stdout.splitlines() if line.startswith(MARKER)), None)
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({result.returncode}) on {url}:\n{result.stdout}{result.stderr}")
