@@ -38,9 +38,12 @@ collect_ignore = ["fixtures"]
 
 
 # The slowest files first (their summed durations in a `--durations=0` run, slowest first): `make test`
-# hands whole files to its two workers in collection order, and with these last one worker ran alone
+# hands whole files to its workers in collection order, and with these last one worker ran alone
 # for minutes at the end. Only the order changes; a file missing here runs after these, as collected.
+# The image tests lead: on a fresh machine they first make their base with debootstrap (1 to 3 minutes of
+# downloads), which then overlaps the rest.
 SLOWEST_FILES = [
+    "tests/image/test_image.py",
     "tests/test_feature_field.py",
     "tests/test_migrate_corpus.py",
     "tests/test_auth.py",
