@@ -638,7 +638,7 @@ async def test_a_permanent_failure_is_recorded_after_bounded_retries(
 async def test_timeouts_are_retried_and_reported(
     summary_api: FakeSummaryAPI, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SUMMARY_TIMEOUT", "0.2")
+    monkeypatch.setenv("SUMMARY_TIMEOUT", "0.1")
     monkeypatch.setenv("SUMMARY_MAX_ATTEMPTS", "2")
     summary_api.always(Reply(delay=5))
     app = start_app(db_path)
