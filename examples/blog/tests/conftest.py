@@ -7,7 +7,8 @@ PostgreSQL as well, each in a fresh schema (``pip install -e '.[postgres]'``).
 Tests' files (``tmp_path``: their SQLite logs) go to a fresh folder in memory (``/dev/shm``,
 when it has room) rather than on disk: every test's log syncs to disk a few times as it is
 created and closed, which costs more than the test on a busy disk. SQLite runs the same code
-either way. ``pytest --basetemp DIR`` chooses the folder yourself.
+either way. The folder is removed when the run ends, failed or not: ``pytest --basetemp DIR``
+puts the files where you choose, and keeps them to look at.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ TEST_DB = os.environ.get("APP_TEST_DB", "")
 MEMORY = Path("/dev/shm")
 MEMORY_NEEDED = 1 << 30  # free bytes in it before tests use it (a container's default is 64 MB)
 IN_MEMORY = pytest.StashKey[str]()
-FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest reads --basetemp for tmp_path
@@ -47,12 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(IN_MEMORY, None)
-    if folder is not None and not config.stash.get(FAILED, False):  # kept after a failure, to look at
+    if folder is not None:  # memory is not for keeping: --basetemp DIR keeps a run's files to look at
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[FAILED] = exitstatus != 0
 
 
 
