@@ -3,11 +3,19 @@
 Set ``APP_TEST_DB`` to a PostgreSQL database (``postgresql://user@host:port/dbname``, a
 user allowed to create schemas in it) and every test using ``app`` or ``db`` runs on
 PostgreSQL as well, each in a fresh schema (``pip install -e '.[postgres]'``).
+
+Tests' files (``tmp_path``: their SQLite logs) go to a fresh folder in memory (``/dev/shm``,
+when it has room) rather than on disk: every test's log syncs to disk a few times as it is
+created and closed, which costs more than the test on a busy disk. SQLite runs the same code
+either way. The folder is removed when the run ends, failed or not: ``pytest --basetemp DIR``
+puts the files where you choose, and keeps them to look at.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +27,29 @@ from pydantic import BaseModel, Field
 from blog.core import App, Message, NotFound, Projection, Store, TableSpec, open_log
 
 TEST_DB = os.environ.get("APP_TEST_DB", "")
+MEMORY = Path("/dev/shm")
+MEMORY_NEEDED = 1 << 30  # free bytes in it before tests use it (a container's default is 64 MB)
+IN_MEMORY = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest reads --basetemp for tmp_path
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp or hasattr(config, "workerinput"):  # chosen, or a worker of pytest -n
+        return
+    try:
+        roomy = os.access(MEMORY, os.W_OK) and shutil.disk_usage(MEMORY).free >= MEMORY_NEEDED
+    except OSError:
+        roomy = False
+    if roomy:
+        folder = tempfile.mkdtemp(prefix="blog-tests-", dir=MEMORY)
+        config.option.basetemp = config.stash[IN_MEMORY] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(IN_MEMORY, None)
+    if folder is not None:  # memory is not for keeping: --basetemp DIR keeps a run's files to look at
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 
 class AddNote(BaseModel):

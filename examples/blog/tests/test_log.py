@@ -41,6 +41,18 @@ def test_the_schema_is_the_documented_one(db_path: Path) -> None:
     assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_new_log_creates_its_tables_in_one_commit(db_path: Path) -> None:
+    """One commit writes each page once (a commit per table rewrote the first page each time)."""
+    log = MessageLog(db_path)
+    db = sqlite3.connect(db_path)
+    try:
+        _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames == db.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        db.close()
+        log.close()
+
+
 def test_a_log_made_before_versions_gains_the_column_in_place_and_its_rows_stay_as_they_were(db_path: Path) -> None:
     old_row = (1, "2025-01-01T00:00:00+00:00", "t/x", '{"a": 1}')
     with sqlite3.connect(db_path) as db:

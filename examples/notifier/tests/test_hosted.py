@@ -146,6 +146,7 @@ async def test_a_hosted_job_whose_code_all_died_fails_its_cycles(app: App) -> No
         raise RuntimeError("the feed is gone")
 
     hosted = HostedJob("jobs/crashing", was="jobs.py: start_feed", native_when="never")
+    hosted.poll_interval = TICK  # its check comes every second otherwise: this test would wait one out
     app.register_worker(hosted)
     # The start code returns its task, as `asyncio.create_task(...)` does: the job's handle, not awaited.
     run_with_server(app, "jobs/crashing", lambda: asyncio.get_running_loop().create_task(crash()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -17,7 +18,7 @@ from newsroom.core import App
 from newsroom.core.events import EventStreams
 from newsroom.core.forms import field_errors
 from newsroom.core.http import create_http_app, form_errors
-from newsroom.core.pages import redirect_with_flash
+from newsroom.core.pages import Pages, redirect_with_flash
 
 from .conftest import AddNote, register_notes
 
@@ -38,6 +39,24 @@ def client(app: App) -> Iterator[TestClient]:
     app.add_route("/crash", crash)
     with TestClient(create_http_app(app), raise_server_exceptions=False) as client:
         yield client
+
+
+def test_an_app_reuses_the_templates_another_compiled_and_an_edited_one_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "page.html").write_text("one {{ x }}")
+    first, second, third = Pages(), Pages(), Pages()
+    for pages in (first, second, third):
+        pages.add("mine", tmp_path)
+    assert first.environment.get_template("mine/page.html").render(x=1) == "one 1"
+
+    def compile_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(second.environment, "compile", compile_again)
+    assert second.environment.get_template("mine/page.html").render(x=2) == "one 2"
+    (tmp_path / "page.html").write_text("two {{ x }}")
+    assert third.environment.get_template("mine/page.html").render(x=3) == "two 3"
 
 
 def test_an_unknown_page_is_a_styled_404_for_browsers_and_json_for_programs(client: TestClient) -> None:

@@ -7,6 +7,7 @@ import codecs
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import unicodedata
@@ -27,7 +28,7 @@ from newsroom.core.kv import KeyValueStore
 from newsroom.core.ratelimit import AttemptLimiter
 from newsroom.core.redaction import redact
 from newsroom.core.sessions import Sessions
-from newsroom.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError
+from newsroom.core.summaries import ChatCompletionsSummarizer, SummaryConfig, SummaryError, tls_context
 from newsroom.core.text import visible_line, visible_text, visible_url
 
 from .conftest import AddNote, register_notes
@@ -481,6 +482,20 @@ async def test_a_key_echoed_by_the_provider_is_redacted_even_across_the_cut_or_a
             message = str(refused.value)
             assert not any(key[i : i + 8] in message for i in range(len(key) - 7)), (echo, message)
         await summarizer.aclose()
+
+
+def test_summary_clients_share_one_verifying_tls_context_per_ca_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    shared = tls_context()
+    assert tls_context() is shared  # the CA bundle is loaded once, not per client
+    assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    own = tls_context()
+    assert own is not shared and own.verify_mode == ssl.CERT_REQUIRED  # another CA setting: its own context
+    assert own.cert_store_stats()["x509_ca"] == 0 < shared.cert_store_stats()["x509_ca"]
 
 
 def key_pieces_in(text: str, key: str, run: int = 8) -> bool:

@@ -65,6 +65,22 @@ def test_a_projection_whose_code_changed_is_rebuilt_from_the_log(db_path: Path) 
     assert second.prepare() == []
 
 
+def test_a_second_app_fingerprints_its_projections_without_building_the_schemas_again(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = App(MessageLog(db_path))
+    fingerprint = first.projections.fingerprint(register_notes(first))
+    first.log.close()
+
+    def built_again(cls: type) -> None:
+        raise AssertionError(f"{cls.__name__}'s JSON schema built again")
+
+    monkeypatch.setattr(AddNote, "model_json_schema", classmethod(built_again))
+    second = App(MessageLog(db_path))
+    assert second.projections.fingerprint(register_notes(second)) == fingerprint
+    second.log.close()
+
+
 def test_describe_lists_what_is_registered(app: App) -> None:
     register_notes(app)
     description = app.describe()

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .commands import CommandRejected
 from .log import Message, MessageLogBackend, Row, message_from_row
@@ -207,7 +208,7 @@ class Projections:
         models = {}
         for message_type in sorted(appliers):
             spec = self.app.commands.find(message_type)
-            models[message_type] = spec.model.model_json_schema() if spec is not None else None
+            models[message_type] = model_schema(spec.model) if spec is not None else None
         # The upcasters change what old messages say: a new step (or a fixed one) rebuilds too.
         upcasters = self.app.upcasters
         modules.update(upcasters.modules(appliers))
@@ -581,6 +582,16 @@ def _first_error(exc: ValidationError) -> str:
 
 
 _CODE: dict[str, str] = {}
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model.model_json_schema()``, built once per model class in a process (pydantic builds it
+    anew on every call, and each App fingerprints its projections). Read it, do not change it."""
+    schema = _SCHEMAS.get(model)
+    if schema is None:
+        schema = _SCHEMAS[model] = model.model_json_schema()
+    return schema
 
 
 def code_fingerprint(modules: Sequence[str], *parts: Any) -> str:

@@ -16,6 +16,7 @@ Settings (environment): ``SUMMARY_API_URL``, ``SUMMARY_API_KEY``, ``SUMMARY_MODE
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import urllib.parse
@@ -27,6 +28,8 @@ from .redaction import redact
 from .text import without_invisible
 
 if TYPE_CHECKING:  # imported when a client is made: most starts (and every CLI call) make none
+    import ssl
+
     import httpx
 
 DEFAULT_MODEL = "llama3.2"
@@ -122,7 +125,7 @@ class ChatCompletionsSummarizer:
         self.config = config
         self.url = _endpoint(config.api_url)
         self._secrets = (config.api_key, *url_secrets(config.api_url))  # what no answer may show
-        self._client = client or httpx.AsyncClient(timeout=config.timeout)
+        self._client = client or httpx.AsyncClient(timeout=config.timeout, verify=tls_context())
 
     async def summarize(self, text: str, *, request_id: str) -> str:
         """The summary of ``text``; raises SummaryError once retrying cannot help."""
@@ -174,6 +177,22 @@ class ChatCompletionsSummarizer:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings every summary client shares: httpx's default ones (its CA bundle, or the
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` named), loaded once per process and per value of those two.
+
+    Loading a CA bundle takes about 25 ms, and each worker start makes a client.
+    """
+    return _tls_context(os.environ.get("SSL_CERT_FILE") or "", os.environ.get("SSL_CERT_DIR") or "")
+
+
+@functools.cache
+def _tls_context(cert_file: str, cert_dir: str) -> ssl.SSLContext:
+    import httpx
+
+    return httpx.create_ssl_context()  # reads the two variables itself (trust_env)
 
 
 def _endpoint(api_url: str) -> str:
