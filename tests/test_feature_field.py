@@ -18,7 +18,8 @@ import pytest
 
 from .support import app_env, free_port, git, petrock_in, refused_without_a_trace, run_app_tests, run_petrock
 
-ORDERS = 10_000
+ORDERS = 2_500  # over one batch of a worker's rebuild (2,000) and five pages of the listing: each change rebuilds it
+LAST = ORDERS - 1
 POSITION = ORDERS - 3  # the summary worker's: the last three orders are still to summarize
 BURIED = 4  # the message (o3's create) the summary worker gave up on: a dead letter from before the changes
 
@@ -211,7 +212,7 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     # 4. a safe type change: int -> decimal (a string, exact)
     change(shop, "change", "orders", "qty:decimal")
     state = restart(shop, db)
-    assert state["orders"]["o7"]["qty"] == "7" and state["orders"]["o9999"]["qty"] == "9999"
+    assert state["orders"]["o7"]["qty"] == "7" and state["orders"][f"o{LAST}"]["qty"] == str(LAST)
 
     # 5. a custom change: a stub the user fills in; its frozen-payload test fails until then
     out = change(shop, "change", "orders", "title:int")
@@ -242,7 +243,7 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     (newest,) = [json.loads(line) for line in app_cli(shop, db, "log", "tail", "-n", "1").splitlines()]
     assert (newest["version"], newest["data"]) == (
         1,
-        {"id": "o9999", "title": 10, "qty": "9999", "comment": "note 9999"},
+        {"id": f"o{LAST}", "title": len(f"Order {LAST}"), "qty": str(LAST), "comment": f"note {LAST}"},
     )
     # The summary worker reads the rest of the log through the upcasters: every order summarized, no new dead letter.
     worked = in_app(shop, WORK, db, str(POSITION), str(ORDERS))
