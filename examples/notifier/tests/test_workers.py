@@ -82,8 +82,8 @@ async def test_hanging_workers_do_not_make_shutdown_exceed_its_timeout(app: App)
     await app.start_workers()
     await wait_until(lambda: "work" in hangs_in_work.calls)
     began = time.monotonic()
-    stuck = await app.stop_workers(timeout=0.25)
-    assert time.monotonic() - began < 0.25 + 0.25
+    stuck = await app.stop_workers(timeout=0.5)  # the healthy ones must stop within it, on a busy machine too
+    assert time.monotonic() - began < 0.5 + 0.25
     assert stuck == ["stop-hang"]
     assert all("stop" in w.calls for w in (hangs_in_work, hangs_in_stop, healthy))
 

@@ -41,15 +41,23 @@ def pytest_configure(config: pytest.Config) -> None:
     except OSError:
         roomy = False
     if roomy:
-        folder = tempfile.mkdtemp(prefix="shop-tests-", dir=MEMORY)
+        remove_folders_of_killed_runs()
+        folder = tempfile.mkdtemp(prefix=f"shop-tests-{os.getpid()}-", dir=MEMORY)
         config.option.basetemp = config.stash[IN_MEMORY] = folder
+
+
+def remove_folders_of_killed_runs() -> None:
+    """A run killed outright (SIGKILL, a timeout) never removes its folder: a later run does, once that one's process is gone."""
+    for folder in MEMORY.glob("shop-tests-*-*"):
+        pid = folder.name.removeprefix("shop-tests-").split("-")[0]
+        if pid.isdigit() and folder.stat().st_uid == os.getuid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(IN_MEMORY, None)
     if folder is not None:  # memory is not for keeping: --basetemp DIR keeps a run's files to look at
         shutil.rmtree(folder, ignore_errors=True)
-
 
 
 class AddNote(BaseModel):

@@ -270,9 +270,8 @@ class CommandWorker:
             self.rebuilding = None
             lines.close()
         took = time.monotonic() - began
-        logger.info(
-            "worker %r: rebuilt its state from %d messages in %.1fs (%.0f/s)", self.name, read, took, read / max(took, 1e-6)
-        )
+        rate = read / max(took, 1e-6)
+        logger.info("worker %r: rebuilt its state from %d messages in %.1fs (%.0f/s)", self.name, read, took, rate)
 
     async def rebuild_state(self, app: App, progress: Progress | None = None) -> int:
         """Rebuild the worker's tables from the log now, up to its stored position, and return the
