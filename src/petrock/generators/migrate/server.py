@@ -307,16 +307,16 @@ def _instances(
     Jobs(app)``, ``scheduler = make_scheduler()`` (its return annotation), ``for job in periodic_jobs(app)``
     (``-> list[PeriodicJob]``)."""
     found: dict[str, tuple[Module, cst.ClassDef]] = {}
-    for assign in find(body, cst.Assign, m.Assign(value=m.Call())):
+    for assign in findall(body, m.Assign(value=m.Call())):
         resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         for target in assign.targets:  # type: ignore[attr-defined]
             if resolved and isinstance(target.target, cst.Name):
                 found[target.target.value] = resolved
-    for loop in find(body, cst.For, m.For(target=m.Name(), iter=m.Call())):
+    for loop in findall(body, m.For(target=m.Name(), iter=m.Call())):
         resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
         if resolved:
             found[loop.target.value] = resolved  # type: ignore[attr-defined]
-    for item in find(body, cst.WithItem, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
+    for item in findall(body, m.WithItem(item=m.Call(), asname=m.AsName(name=m.Name()))):
         resolved = program.resolve_expression(module, item.item.func)  # type: ignore[attr-defined]
         if resolved and isinstance(resolved[1], cst.ClassDef):
             found[item.asname.name.value] = resolved  # type: ignore[attr-defined]
@@ -330,7 +330,7 @@ def _attribute_class(
     pattern = m.Assign(
         targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))], value=m.Call()
     )
-    for assign in find(cls, cst.Assign, pattern):
+    for assign in findall(cls, pattern):
         made = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
         if made is not None:
             return made

@@ -124,9 +124,9 @@ def subtree_size(node: cst.CSTNode) -> int:
     return len(walk(node))
 
 
-def find(node: cst.CSTNode, kind: type | tuple[type, ...], pattern: m.BaseMatcherNode | None = None) -> list:
-    """``m.findall(node, pattern)`` for a pattern that only matches nodes of ``kind``, from ``walk``."""
-    return [n for n in walk(node) if isinstance(n, kind) and (pattern is None or m.matches(n, pattern))]
+def find(node: cst.CSTNode, kind: type | tuple[type, ...]) -> list:
+    """The nodes of ``kind`` in ``node``, from ``walk`` (for a pattern, :func:`findall`)."""
+    return [n for n in walk(node) if isinstance(n, kind)]
 
 
 def findall(node: object, pattern: object) -> list:

@@ -15,7 +15,7 @@ import libcst.matchers as m
 from .program import Module, Program
 from .server import returned_class
 from .spawns import Spawn, callee_name
-from .syntax import find
+from .syntax import findall
 
 
 @dataclass(eq=False)
@@ -250,12 +250,12 @@ def _class_of(
     if isinstance(owner, cst.Name):
         for scope in [*_scopes(module, at), module.module]:
             body = scope if isinstance(scope, cst.Module) else scope.body
-            for assign in find(body, cst.Assign, m.Assign(value=m.Call())):
+            for assign in findall(body, m.Assign(value=m.Call())):
                 if any(m.matches(t.target, m.Name(owner.value)) for t in assign.targets):  # type: ignore[attr-defined]
                     resolved = returned_class(program, module, assign.value)  # type: ignore[attr-defined]
                     if resolved:
                         return resolved
-            for loop in find(body, cst.For, m.For(target=m.Name(owner.value), iter=m.Call())):
+            for loop in findall(body, m.For(target=m.Name(owner.value), iter=m.Call())):
                 resolved = returned_class(program, module, loop.iter, element=True)  # type: ignore[attr-defined]
                 if resolved:
                     return resolved
@@ -270,7 +270,7 @@ def _class_of(
         if cls is not None:
             attribute = owner.attr.value  # type: ignore[attr-defined]
             pattern = m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))])
-            for assign in find(cls, cst.Assign, pattern):
+            for assign in findall(cls, pattern):
                 value = assign.value  # type: ignore[attr-defined]
                 if isinstance(value, cst.Call):
                     resolved = program.resolve_expression(module, value.func)

@@ -19,7 +19,7 @@ import libcst.matchers as m
 
 from .edits import drop_unused_imports
 from .program import Program, absolute_module
-from .syntax import BLANK, DOCSTRING, find
+from .syntax import BLANK, DOCSTRING, find, findall
 
 Tree = Callable[[], cst.Module]  # a module's tree, parsed when asked for
 KEEP = {"main", "cli", "register", "features", "__init__", "__main__", "worker", "workers"}
@@ -128,10 +128,10 @@ def _holds_nothing(cls: cst.ClassDef) -> bool:
     methods = [s for s in cls.body.body if isinstance(s, cst.FunctionDef)]
     others = [s for s in methods if s.name.value != "__init__"]
     for method in others:
-        uses = find(cls, cst.Attribute, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
+        uses = findall(cls, m.Attribute(value=m.Name("self"), attr=m.Name(method.name.value)))
         if uses:
             return False
-    return not others or all(not find(cls, cst.Attribute, m.Attribute(attr=m.Name(o.name.value))) for o in others)
+    return not others or all(not findall(cls, m.Attribute(attr=m.Name(o.name.value))) for o in others)
 
 
 def _named_elsewhere(
@@ -144,8 +144,8 @@ def _named_elsewhere(
     cls: cst.ClassDef,
 ) -> bool:
     """Whether anything besides the class itself names it: in its module, or imported elsewhere."""
-    own = [n for n in find(module, cst.Name, m.Name(name))]
-    inside = set(map(id, find(cls, cst.Name, m.Name(name))))
+    own = findall(module, m.Name(name))
+    inside = set(map(id, findall(cls, m.Name(name))))
     if any(id(n) not in inside for n in own):
         return True
     for other, (text, parsed) in texts.items():
@@ -170,7 +170,7 @@ def _named_elsewhere(
             for alias in statement.names:  # type: ignore[attr-defined]
                 if cst.helpers.get_full_name_for_node(alias.name) == module_name:
                     aliases.add(alias.asname.name.value if alias.asname else module_name)
-        for attribute in find(tree, cst.Attribute, m.Attribute(attr=m.Name(name))):
+        for attribute in findall(tree, m.Attribute(attr=m.Name(name))):
             owner = cst.helpers.get_full_name_for_node(attribute.value)  # type: ignore[attr-defined]
             if owner in aliases:
                 return True
