@@ -73,9 +73,9 @@ class ServedApp:
         what a load left queued: it keeps computing answers for connections wrk has closed. Returns the
         seconds waited.
 
-        Idle means no thread runnable in at least 8 of 10 looks 30 ms apart (of ``looks``, all but a
-        fifth). Runnable, not CPU time: on a loaded machine a busy server gets little CPU, but it stays
-        runnable.
+        Idle means no thread runnable in all but a fifth (rounded down) of ``looks`` looks 30 ms apart:
+        8 of 10, or all 4 of 4. Runnable, not CPU time: on a loaded machine a busy server gets little CPU,
+        but it stays runnable.
         """
         assert self.process is not None
         began = time.monotonic()
