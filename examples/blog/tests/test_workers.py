@@ -236,6 +236,34 @@ async def test_a_periodic_worker_can_opt_out_of_wake_up_on_append(db_path: Path)
     await app.close()
 
 
+class AppendsInItsFirstCycle(Recorder):
+    """Appends a note in its first cycle, as a worker reacting to the log does (then runs once more, for it)."""
+
+    async def start(self, app: App) -> None:
+        self.app = app
+        await super().start(app)
+
+    async def work(self) -> None:
+        await super().work()
+        if self.calls.count("work") == 1:
+            self.app.dispatch(AddNote(id="first", text="from the first cycle"))
+
+
+async def test_an_append_wakes_a_worker_once_even_when_the_log_follower_first_looks_after_it(db_path: Path) -> None:
+    # The follower (it hears of other processes' appends) first looks 5 ms after the workers start:
+    # after this append, which woke the worker at its commit. It must not wake it again for it (a
+    # third cycle), which is what made the test above flaky: its own append raced the first look.
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    worker = AppendsInItsFirstCycle("appends")
+    app.register_worker(worker)
+    await app.start_workers()
+    await wait_until(lambda: worker.calls.count("work") >= 2)
+    await asyncio.sleep(0.1)  # the follower has looked twenty times
+    assert worker.calls.count("work") == 2
+    await app.close()
+
+
 async def test_workers_start_again_after_a_stop(app: App) -> None:
     worker = Recorder("again")
     app.register_worker(worker)

@@ -91,6 +91,30 @@ async def test_follow_calls_the_subscribers_when_another_log_appends(db: str) ->
         theirs.close()
 
 
+async def test_follow_tells_only_of_other_logs_appends_and_an_own_append_once_at_its_commit(db: str) -> None:
+    ours, theirs = open_log(db), open_log(db)
+    heard: list[int] = []
+    ours.subscribe(lambda: heard.append(1))
+    ours.append("t/x", {"n": 1})  # before the follower's first look: told now, at the commit
+    following = asyncio.create_task(ours.follow(interval=0.001))
+    try:
+        await asyncio.sleep(0.2)  # the follower has looked, and found the append: not news
+        ours.append("t/x", {"n": 2})
+        theirs.set_position("elsewhere", 1)  # another process commits, but appends nothing
+        await asyncio.sleep(0.2)
+        assert len(heard) == 2  # each append once: a second telling is a second cycle of every worker
+        theirs.append("t/x", {"n": 3})
+        async with asyncio.timeout(2.0):
+            while len(heard) < 3:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        assert len(heard) == 3
+    finally:
+        following.cancel()
+        ours.close()
+        theirs.close()
+
+
 def test_positions_are_stored_and_survive_reopening(db: str) -> None:
     log = open_log(db)
     log.set_position("worker", 42)

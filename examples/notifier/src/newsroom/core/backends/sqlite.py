@@ -119,9 +119,13 @@ class SQLiteLog:
             self._db.execute("PRAGMA busy_timeout=0")
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are savepoints
-        self._appended = False
+        self._appended = 0  # the id of the newest message the open transaction appended (0: none)
         self._listeners: list[Listener] = []
-        self._newest = 0  # the newest id this process has told its listeners about
+        # The newest id this process has told its listeners about: its own appends as they commit,
+        # and what follow() found others appended. follow() tells only of newer ones, so an append
+        # of this process wakes the workers once (at its commit), not a second time when follow()
+        # next looks and sees it in the log.
+        self._newest = 0
 
     # --- the log ---
 
@@ -132,7 +136,7 @@ class SQLiteLog:
         row = (_now(), type, encode(data), version)
         with Transaction(self):
             message = message_from_row((self._db.execute(INSERT, row).lastrowid or 0, *row))
-            self._appended = True
+            self._appended = message.id
         return message
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
@@ -145,7 +149,7 @@ class SQLiteLog:
             # AUTOINCREMENT hands out consecutive ids, so the last one gives them all.
             self._db.executemany(INSERT, rows)
             last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
-            self._appended = True
+            self._appended = last
         return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
@@ -348,7 +352,9 @@ class Transaction:
             if exc_type is None:
                 try:
                     log._db.execute("COMMIT")
-                    notify = log._appended
+                    if log._appended:
+                        notify = True
+                        log._newest = max(log._newest, log._appended)  # told below: follow() must not tell it again
                 except BaseException:  # disk full, I/O error: leave no half-open transaction behind
                     if log._db.in_transaction:
                         log._db.execute("ROLLBACK")
@@ -357,7 +363,7 @@ class Transaction:
                 log._db.execute("ROLLBACK")
         finally:
             log._depth = 0
-            log._appended = False
+            log._appended = 0
             log._mutex.release()
             if notify:
                 log._notify()
