@@ -14,7 +14,7 @@ from petrock import __version__, git
 from petrock.cli import app
 from petrock.generators.new_project import create_project, plan_project
 
-from .support import new_app, run_app_tests, run_petrock, tree_snapshot
+from .support import app_env, new_app, run_app_tests, run_petrock, tree_snapshot
 
 runner = CliRunner()
 
@@ -45,6 +45,21 @@ def test_the_generated_app_passes_its_own_tests(tmp_path: Path) -> None:
     result = run_app_tests(root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
+
+
+def test_the_apps_tools_load_uvicorns_protocols_only_to_serve(tmp_path: Path) -> None:
+    """Every CLI tool, worker and test run imports the app; only ``serve`` needs uvicorn's protocol modules
+    (~45 ms of imports): core/limits.py imports them in server_options."""
+    root = new_app(tmp_path)
+    code = (
+        "import sys, blog.cli, blog.core.http\n"
+        "print([name for name in sys.modules if name.startswith(('uvicorn.protocols', 'h11'))])\n"
+        "blog.core.limits.server_options()\n"
+        "print('uvicorn.protocols.http.h11_impl' in sys.modules)"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, cwd=root, env=app_env(root), capture_output=True, text=True, check=False)
+    assert result.stdout.split() == ["[]", "True"], result.stderr
 
 
 def test_generated_code_is_lint_clean(tmp_path: Path) -> None:

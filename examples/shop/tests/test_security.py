@@ -380,7 +380,7 @@ def test_allowed_hosts_extends_the_names(monkeypatch: pytest.MonkeyPatch) -> Non
         {"accept": "text/html", "cookie": "shop_session=" + "9" * 4400},
     ],
 )
-def test_odd_headers_and_cookies_are_ignored_or_refused_never_a_500(app: App, headers: dict[str, str]) -> None:
+def test_odd_headers_and_cookies_are_ignored_or_refused_never_a_500(headers: dict[str, str]) -> None:
     encoded = {name: _raw(value) for name, value in headers.items()}
     for tokens in ([], [TOKEN]):
         with TestClient(

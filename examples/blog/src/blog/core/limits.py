@@ -27,9 +27,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .protocols import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEAD_BYTES, SEND_TIMEOUT, protocol_class
 from .proxies import proxy_options
 
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+SEND_TIMEOUT = 30.0  # seconds a client that fell behind reading its answers has to catch up
+MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers
 MAX_CONNECTIONS = 1000
 KEEP_ALIVE = 5
 SPARE_FILES = 64  # descriptors beyond the connections: the database, logs, the listening socket
@@ -146,6 +149,8 @@ def busy_answers_say_when_to_retry() -> None:
 
 def server_options(environ: Mapping[str, str] = os.environ, *, http: str = "auto") -> dict[str, Any]:
     """uvicorn's settings for ``serve``: the protocol (``--http``) with read deadlines, and the connection limits."""
+    from .protocols import protocol_class  # uvicorn's protocol modules: only a process that serves loads them
+
     max_connections = _number(environ, "APP_MAX_CONNECTIONS", int, MAX_CONNECTIONS)
     protocol = partial(
         protocol_class(http),

@@ -99,7 +99,8 @@ def redact(text: str, secret: str | None, min_run: int = MIN_RUN) -> str:
     decoded, origins = _unescaped(text)
     spans = [_origin(origins, start, end) for start, end in finder.spans(decoded)]
     spans += [_origin(origins, *run.span()) for run in _encoded_runs(decoded) if _decodes_to_a_piece(run, finder)]
-    return _blanked(text, [_whole_run(text, span) for span in spans])
+    # Pieces of one key overlap (each window of it is one): widen each stretch once, not each piece.
+    return _blanked(text, [_whole_run(text, span) for span in _merged(spans)])
 
 
 def fold(text: str) -> str:
@@ -289,15 +290,20 @@ def _whole_run(text: str, span: Span) -> Span:
     return start, end
 
 
-def _blanked(text: str, spans: list[Span]) -> str:
-    merged: list[list[int]] = []
+def _merged(spans: list[Span]) -> list[Span]:
+    """``spans`` with those that overlap or touch joined, in order."""
+    merged: list[Span] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
-            merged.append([start, end])
+            merged.append((start, end))
+    return merged
+
+
+def _blanked(text: str, spans: list[Span]) -> str:
     pieces, kept_from = [], 0
-    for start, end in merged:
+    for start, end in _merged(spans):
         pieces += [text[kept_from:start], REDACTED]
         kept_from = end
     pieces.append(text[kept_from:])

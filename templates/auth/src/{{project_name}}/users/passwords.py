@@ -65,7 +65,7 @@ def check(password: str, stored: str | None) -> tuple[bool, str | None]:
     text = normalised(password)
     if stored is None or len(text) > MAX_LENGTH:
         for _ in range(1 if text == password else 2):  # as many checks as a wrong password gets
-            HASHER.verify(text[:MAX_LENGTH], _hash_of_nothing())
+            HASHER.verify(text[:MAX_LENGTH], _hash_of_nothing(HASHER))
         return False, None
     ok, new_hash = HASHER.verify_and_update(text, stored)
     if ok or text == password or not HASHER.verify(password, stored):
@@ -74,5 +74,6 @@ def check(password: str, stored: str | None) -> tuple[bool, str | None]:
 
 
 @cache
-def _hash_of_nothing() -> str:
-    return HASHER.hash("no account has this password: it only makes the time equal")
+def _hash_of_nothing(hasher: PasswordHash) -> str:
+    """A hash made by ``hasher``, so checking it costs what checking a stored password costs."""
+    return hasher.hash("no account has this password: it only makes the time equal")

@@ -47,12 +47,9 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .limits import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEAD_BYTES, SEND_TIMEOUT
 from .pipelining import MAX_PIPELINED, BoundedPipelining, through_head_ends
 
-HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 30.0
-SEND_TIMEOUT = 30.0  # seconds a client that fell behind reading its answers has to catch up
-MAX_HEAD_BYTES = 32 * 1024  # a request line and its headers
 ANSWER_GRACE = 1.0  # past the body's deadline, for the app reading it to answer 408 itself
 LINGER_SECONDS = 2.0  # after an answer given before the body was all in: the most the rest may take
 TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
