@@ -202,6 +202,9 @@ def five_changes_made(_shop_original: Path, tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("changed") / "shop"
     shutil.copytree(_shop_original, root, symlinks=True)
     commits = {"generated": git(root, "rev-parse", "HEAD").strip()}
+    # The changes are made beside a log, as in an app in use (each test then seeds its own).
+    seeded = in_app(root, SEED, "app.db", "3", "0", str(BURIED))
+    assert seeded.returncode == 0, seeded.stderr[-2000:]
     printed = {}
     for name, args, verify in [
         ("add", ("add", "orders", "discount:decimal", "--default", "0"), True),
@@ -225,7 +228,7 @@ def changed(five_changes_made: Changes, tmp_path: Path) -> Changes:
     import shutil
 
     target = tmp_path / "shop"
-    shutil.copytree(five_changes_made.root, target, symlinks=True)
+    shutil.copytree(five_changes_made.root, target, symlinks=True, ignore=shutil.ignore_patterns("*.db", "*.db-*"))
     at(target, five_changes_made.commits["generated"])
     return Changes(target, five_changes_made.branch, five_changes_made.commits, five_changes_made.printed)
 
