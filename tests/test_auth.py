@@ -112,7 +112,7 @@ def test_a_users_feature_it_did_not_make_is_left_alone(blog: Path) -> None:
 
 @pytest.mark.slow
 def test_the_apps_own_tests_pass_after_generate_auth(with_auth: Path) -> None:
-    result = run_app_tests(with_auth, "-x", "-q", "-p", "xdist", "-n", "2")
+    result = run_app_tests(with_auth, "-x", "-q")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 

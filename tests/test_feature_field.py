@@ -12,6 +12,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -177,20 +178,85 @@ def expected(n: int, **fields: object) -> dict[str, object]:
     return {"title": f"Order {n}", "qty": n, "note": f"note {n}"} | fields
 
 
-def five_changes(shop: Path, db: str, *, gate: bool) -> None:
-    """The five changes on ``db``. ``gate``: also the checks of the app's code (its tests in the gate and after,
-    ruff, ``check``), which is the same on both backends, so they run once, with SQLite."""
-    generated = git(shop, "rev-parse", "HEAD").strip()
+STUB = 'raise NotImplementedError("write the title conversion in this upcaster")'
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The five changes, made once by the real CLI, and the user's step after the last: the commit after each,
+    and what each change printed."""
+
+    root: Path
+    branch: str  # at filled
+    commits: dict[str, str]  # generated, add, rename, remove, qty, title (the stub), filled (the user's step)
+    printed: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def five_changes_made(_shop_original: Path, tmp_path_factory: pytest.TempPathFactory) -> Changes:
+    """petrock never opens the app's database: a change writes the same code whatever the backend, so the changes
+    are made once, the first through the whole gate (the app's tests, on SQLite: they do not use the database
+    under test), and each backend's test walks these commits with its own log, restarting the app after each."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("changed") / "shop"
+    shutil.copytree(_shop_original, root, symlinks=True)
+    commits = {"generated": git(root, "rev-parse", "HEAD").strip()}
+    # The changes are made beside a log, as in an app in use (each test then seeds its own).
+    seeded = in_app(root, SEED, "app.db", "3", "0", str(BURIED))
+    assert seeded.returncode == 0, seeded.stderr[-2000:]
+    printed = {}
+    for name, args, verify in [
+        ("add", ("add", "orders", "discount:decimal", "--default", "0"), True),
+        ("rename", ("rename", "orders", "note", "comment"), False),  # the summarized field: the summary worker follows
+        ("remove", ("remove", "orders", "discount"), False),
+        ("qty", ("change", "orders", "qty:decimal"), False),  # a safe type change: int -> decimal (a string, exact)
+        ("title", ("change", "orders", "title:int"), False),  # a custom change: a stub the user fills in
+    ]:
+        printed[name] = change(root, *args, verify=verify)
+        commits[name] = git(root, "rev-parse", "HEAD").strip()
+    upcasters = root / "src/shop/orders/upcasters.py"
+    upcasters.write_text(upcasters.read_text().replace(STUB, 'return {**payload, "title": len(payload["title"])}'))
+    git(root, "commit", "-qam", "Titles become their length")
+    commits["filled"] = git(root, "rev-parse", "HEAD").strip()
+    return Changes(root, git(root, "branch", "--show-current").strip(), commits, printed)
+
+
+@pytest.fixture
+def changed(five_changes_made: Changes, tmp_path: Path) -> Changes:
+    """This test's own copy of the changed app (its history included), at the generated commit."""
+    import shutil
+
+    target = tmp_path / "shop"
+    shutil.copytree(five_changes_made.root, target, symlinks=True, ignore=shutil.ignore_patterns("*.db", "*.db-*"))
+    at(target, five_changes_made.commits["generated"])
+    return Changes(target, five_changes_made.branch, five_changes_made.commits, five_changes_made.printed)
+
+
+def at(root: Path, commit: str) -> None:
+    """The app's code as ``commit`` has it (the database beside it stays), compiled afresh: a file rewritten
+    within the second, at the same size, must not run from a stale cache."""
+    import shutil
+
+    git(root, "switch", "-q", "--detach", commit)
+    for cache in root.rglob("__pycache__"):
+        shutil.rmtree(cache)
+
+
+def five_changes(changes: Changes, db: str, *, gate: bool) -> None:
+    """The five changes on ``db``, one commit after another. ``gate``: also the checks of the app's code (the
+    stub's failing test, the tests the changes wrote, ruff, ``check``), which is the same on both backends, so
+    they run once, with SQLite."""
+    shop, commits, printed = changes.root, changes.commits, changes.printed
     seeded = in_app(shop, SEED, db, str(ORDERS), str(POSITION), str(BURIED))
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     rows = log_rows(shop, db)
     assert len(rows) == ORDERS
     assert restart(shop, db)["rebuilt"] == []
 
-    # 1. add, with a default for the orders already in the log (the gate runs the app's tests on SQLite only:
-    # they do not use this database)
-    out = change(shop, "add", "orders", "discount:decimal", "--default", "0", verify=gate)
-    assert f"checked: compiles, names, builds{', app tests' if gate else ''} (commit" in out
+    # 1. add, with a default for the orders already in the log (its gate ran the app's whole suite)
+    assert "checked: compiles, names, builds, app tests (commit" in printed["add"]
+    at(shop, commits["add"])
     state = restart(shop, db)
     assert state["rebuilt"] == ["orders"] and state["position"] == POSITION
     assert len(state["orders"]) == ORDERS
@@ -198,34 +264,32 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     assert log_rows(shop, db) == rows
 
     # 2. rename the summarized field: the summary worker follows
-    change(shop, "rename", "orders", "note", "comment")
+    at(shop, commits["rename"])
     assert 'current["comment"]' in (shop / "src/shop/orders/worker.py").read_text()
     state = restart(shop, db)
     assert state["orders"]["o7"] == {"title": "Order 7", "qty": 7, "comment": "note 7", "discount": "0"}
     assert log_rows(shop, db) == rows
 
     # 3. remove: old messages keep the value in the log, the feature no longer shows it
-    change(shop, "remove", "orders", "discount")
+    at(shop, commits["remove"])
     state = restart(shop, db)
     assert state["orders"]["o7"] == {"title": "Order 7", "qty": 7, "comment": "note 7"}
 
     # 4. a safe type change: int -> decimal (a string, exact)
-    change(shop, "change", "orders", "qty:decimal")
+    at(shop, commits["qty"])
     state = restart(shop, db)
     assert state["orders"]["o7"]["qty"] == "7" and state["orders"][f"o{LAST}"]["qty"] == str(LAST)
 
     # 5. a custom change: a stub the user fills in; its frozen-payload test fails until then
-    out = change(shop, "change", "orders", "title:int")
-    titles_change = git(shop, "rev-parse", "HEAD").strip()
-    assert "write the conversion in src/shop/orders/upcasters.py (v5_change_title)" in out
+    assert "write the conversion in src/shop/orders/upcasters.py (v5_change_title)" in printed["title"]
+    at(shop, commits["title"])
+    assert STUB in (shop / "src/shop/orders/upcasters.py").read_text()
     if gate:
         failing = run_app_tests(shop, "-q", "tests/test_orders_upcasters.py")
         assert failing.returncode != 0 and "NotImplementedError" in failing.stdout
     stubbed = fingerprints(shop, db)
-    upcasters = shop / "src/shop/orders/upcasters.py"
-    stub = 'raise NotImplementedError("write the title conversion in this upcaster")'
-    upcasters.write_text(upcasters.read_text().replace(stub, 'return {**payload, "title": len(payload["title"])}'))
-    git(shop, "commit", "-qam", "Titles become their length")
+    at(shop, commits["filled"])  # the user's step: the upcaster's body, and nothing else
+    assert git(shop, "diff", "--name-only", commits["title"], "HEAD").split() == ["src/shop/orders/upcasters.py"]
     # Only the upcaster's body changed: the projection and the summary worker's own state are both rebuilt.
     filled = fingerprints(shop, db)
     for name in ("orders", "worker:orders-summaries"):
@@ -252,10 +316,12 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
     assert (after["statuses"], after["dead"]) == (["ready"] * (ORDERS - POSITION), [BURIED])
     assert after["position"] > ORDERS  # past the last order's create, and its own commands
 
+    git(shop, "switch", "-q", changes.branch)  # where the user is: the five changes and their own step, committed
+    assert git(shop, "rev-parse", "HEAD").strip() == commits["filled"]
     if gate:
         # The gate of the first change ran the app's whole suite; the five changes (and the user's step) wrote
         # only the feature's own tests, so those run here, as the app has them now.
-        changed = git(shop, "diff", "--name-only", generated, "HEAD", "--", "tests").split()
+        changed = git(shop, "diff", "--name-only", commits["generated"], "HEAD", "--", "tests").split()
         assert "tests/test_orders_upcasters.py" in changed, changed
         passed = run_app_tests(shop, "-q", "-x", *changed)
         assert passed.returncode == 0, passed.stdout[-3000:]
@@ -267,7 +333,7 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
 
     # Undoing the last change (and the user's step) gives the old state back through a rebuild.
     git(shop, "revert", "--no-edit", "HEAD")
-    git(shop, "revert", "--no-edit", "-m", "1", titles_change)
+    git(shop, "revert", "--no-edit", "-m", "1", commits["title"])
     state = restart(shop, db)
     assert state["rebuilt"] == ["orders"] and state["orders"]["o7"] == {
         "title": "Order 7",
@@ -277,13 +343,13 @@ def five_changes(shop: Path, db: str, *, gate: bool) -> None:
 
 
 @pytest.mark.slow
-def test_five_field_changes_on_sqlite_keep_the_log_and_rebuild_from_it(shop: Path) -> None:
-    five_changes(shop, "app.db", gate=True)
+def test_five_field_changes_on_sqlite_keep_the_log_and_rebuild_from_it(changed: Changes) -> None:
+    five_changes(changed, "app.db", gate=True)
 
 
 @pytest.mark.slow
-def test_five_field_changes_on_postgresql_keep_the_log_and_rebuild_from_it(shop: Path, pg_url: str) -> None:
-    five_changes(shop, pg_url, gate=False)
+def test_five_field_changes_on_postgresql_keep_the_log_and_rebuild_from_it(changed: Changes, pg_url: str) -> None:
+    five_changes(changed, pg_url, gate=False)
 
 
 def test_a_required_field_without_a_default_is_refused_naming_both_ways_out(shop: Path) -> None:

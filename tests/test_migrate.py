@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
-from .support import app_env, git, run_petrock, tree_snapshot
+from .support import REPO, app_env, git, run_petrock, tree_snapshot
 
 LEGACY_APP = Path(__file__).parent / "fixtures" / "legacy_app"
 
@@ -208,6 +209,26 @@ def test_dry_run_writes_nothing_and_one_feature_can_be_migrated_alone(shop: Path
     assert git(shop, "log", "-1", "--format=%s").strip() == "Migrate orders jobs to workers (2 native, 0 hosted)"
     assert (shop / "src/shop/newsletter/jobs.py").exists()
     assert "newsletter_jobs.Jobs(app).start_digest_task()" in (shop / "src/shop/main.py").read_text()
+
+
+def test_a_verdict_kept_by_another_petrock_is_not_taken_as_proof(shop: Path, tmp_path: Path) -> None:
+    """A kept verdict proves a tree only to the petrock whose gate made it: one changed since (an upgrade, a fix
+    to the gate itself) proves the tree again. Here a copy of this petrock with one more line, its own each run:
+    a verdict it kept an earlier run must not answer for it either."""
+    args = ("migrate", "jobs", "orders", "--no-verify-tests", "--no-verify-serve")
+    dry = petrock(shop, *args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    changed = tmp_path / "changed"
+    shutil.copytree(REPO / "src", changed, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    verify = changed / "petrock/generators/migrate/verify.py"
+    verify.write_text(f"{verify.read_text()}\n# changed since: {uuid.uuid4()}\n")
+
+    real = run_petrock(*args, cwd=shop, env={"PYTHONPATH": str(changed), "PETROCK_TEMPLATES": str(REPO / "templates")})
+
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert "verification passed: compiles, names, builds (" in real.stdout
+    assert "the same tree passed" not in real.stdout  # proved again, by the gate that commits it
+    assert git(shop, "log", "-1", "--format=%s").strip() == "Migrate orders jobs to workers (2 native, 0 hosted)"
 
 
 def test_bad_input_is_refused_with_one_line_and_nothing_written(shop: Path) -> None:

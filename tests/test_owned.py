@@ -105,7 +105,7 @@ def test_feature_remove_takes_the_owners_tests_too(owned: Path) -> None:
 @pytest.mark.slow
 def test_the_apps_own_tests_of_the_owned_feature_pass(owned: Path) -> None:
     tests = ("tests/test_notes.py", "tests/test_notes_owners.py", "tests/test_openapi.py")
-    result = run_app_tests(owned, *tests, "-q", "-p", "xdist", "-n", "2")
+    result = run_app_tests(owned, *tests, "-q")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert result.stdout.count(".") >= 50  # every test of the three files ran (one dot each)
 

@@ -1,14 +1,16 @@
 """Remembering that a tree passed the gate, so ``--dry-run`` then the real command prove it once.
 
 A passing verdict is kept in the user's cache folder (a dry run writes nothing in the app,
-not even in ``.git``), keyed by a hash of every file the gate ran on, the interpreter, and
-what the gate was asked to check. The real command finds the same key only if it would
-write exactly the tree the dry run proved, with the same interpreter, within
-``KEEP_SECONDS``; anything else runs the gate.
+not even in ``.git``), keyed by a hash of every file the gate ran on, the interpreter, what
+the gate was asked to check, and petrock's own code (a verdict is proof only for the gate
+that made it: a petrock changed since, by an upgrade or a fix, proves the tree again). The
+real command finds the same key only if it would write exactly the tree the dry run proved,
+with the same interpreter and petrock, within ``KEEP_SECONDS``; anything else runs the gate.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import petrock
 from petrock.user_cache import user_cache
 
 if TYPE_CHECKING:
@@ -27,11 +30,22 @@ KEPT = 50  # verdicts kept, newest first
 
 
 def tree_key(tree: Path, python: str, asked: Any) -> str:
-    """A hash of every file under ``tree`` (paths and bytes), the interpreter, and ``asked``."""
-    digest = hashlib.sha256(json.dumps([python, sys.version, asked], default=repr, sort_keys=True).encode())
+    """A hash of every file under ``tree`` (paths and bytes), the interpreter, ``asked`` and petrock's code."""
+    kind = [python, sys.version, asked, petrock_digest()]
+    digest = hashlib.sha256(json.dumps(kind, default=repr, sort_keys=True).encode())
     for path in sorted(p for p in tree.rglob("*") if p.is_file() or p.is_symlink()):
         digest.update(path.relative_to(tree).as_posix().encode() + b"\0")
         digest.update((os.readlink(path).encode() if path.is_symlink() else path.read_bytes()) + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def petrock_digest() -> str:
+    """A hash of petrock's version and every module of the running petrock (paths and bytes)."""
+    package = Path(petrock.__file__).resolve().parent
+    digest = hashlib.sha256(petrock.__version__.encode() + b"\0")
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
