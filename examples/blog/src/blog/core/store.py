@@ -267,6 +267,7 @@ class Dialect(Protocol):
 
     param: str  # the placeholder: ``?`` or ``%s``
     seq: str  # the column that orders rows by when they were first stored
+    read_ahead: bool  # a rebuild reads the next batch of the log on another thread (a server's work: no GIL held)
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]: ...
 
