@@ -43,7 +43,7 @@ class SQLiteTables(Recount):
 
     param = "?"
     seq = "rowid"
-    read_ahead = False  # reading is this process's own CPU: a thread would only contend for the GIL
+    works_aside = False  # reading and writing are this process's own CPU: threads would contend for the GIL
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]:
         columns = "".join(f', "{column.name}" {TYPES[column.kind]}' for column in spec.columns)
