@@ -363,7 +363,11 @@ class Tallies(Projection):
         self.rows = self.table(TALLIES)
 
     def add(self, command: Tally, message: Message) -> None:
-        row = self.rows.get(command.id) or {"id": command.id, "n": 0, "seen": []}
+        if message.id % 2:
+            row = self.rows.get(command.id)
+        else:  # a read of many (preloaded, then answered from memory)
+            row = self.rows.get_many([command.id, "nobody"]).get(command.id)
+        row = row or {"id": command.id, "n": 0, "seen": []}
         row["n"] += 1
         row["seen"].append(message.id)
         self.rows.put(command.id, row)

@@ -595,8 +595,10 @@ class BufferedRows:
         """Take the buffered changes out, for another thread to write them with the call returned (in its
         transaction) while this one goes on buffering: until the next hand-off, ``get`` answers them
         from memory. Hand off again only once that call has returned (a rebuild's, not undoable)."""
-        assert self._undo is None and not self._loaded, "a rebuild's buffer only"
+        assert self._undo is None, "a rebuild's buffer only (not undoable)"
         self._handed, self._pending = self._pending, {}
+        if self._loaded:  # what is being written is what the database will have
+            self._loaded.update((key, item) for key, (_, item, _) in self._handed.items())
         return partial(self._write, self._handed)
 
     def _write(self, pending: dict[tuple[str, str], Change]) -> None:
