@@ -119,7 +119,7 @@ class SQLiteTables(Recount):
         """The log read through a memory map (no read call per page), and a page cache that keeps the shadow
         table's id index (random ids: about 50 MB at a million rows) rather than reading its pages back for
         every insert. Freed pages are not zeroed (``secure_delete=FAST``; builds with SECURE_DELETE zero every
-        page of the replaced table, through the WAL, inside the swap's write lock: 18 s at a million posts):
+        page of the replaced table, through the WAL, inside the swap's write lock: 18-29 s at a million posts):
         a projection holds nothing the log does not. Indexes are sorted on two threads. Connection settings
         only: the log's journal and durability stay as they are."""
         previous = {name: db.query(f"PRAGMA {name}")[0][0] for name in REBUILD_PRAGMAS}
