@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic_core import from_json, to_json
@@ -267,6 +268,7 @@ class Dialect(Protocol):
 
     param: str  # the placeholder: ``?`` or ``%s``
     seq: str  # the column that orders rows by when they were first stored
+    works_aside: bool  # a rebuild reads the log and writes its rows on other threads (a server's work: no GIL held)
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]: ...
 
@@ -500,6 +502,7 @@ class BufferedRows:
         self._fresh = frozenset(fresh)
         self._written = IdFilter(min(expected, MAX_FILTER_CAPACITY))  # ``expected``: about how many rows it writes
         self._loaded: dict[tuple[str, str], dict[str, Any] | None] = {}  # rows as the database has them
+        self._handed: dict[tuple[str, str], Change] = {}  # the writes of the last hand_off (being written)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -509,6 +512,9 @@ class BufferedRows:
         pending = self._pending.get(key, _MISSING)
         if pending is not _MISSING:
             return pending[1]
+        handed = self._handed.get(key, _MISSING)
+        if handed is not _MISSING:  # a copy: another thread may be writing it out now
+            return None if handed[1] is None else from_json(to_json(handed[1]))
         loaded = self._loaded.get(key, _MISSING)
         if loaded is not _MISSING:
             return loaded
@@ -578,11 +584,29 @@ class BufferedRows:
 
     def flush(self) -> None:
         """Write every buffered change out, in the caller's transaction: deletes, changes, then new rows in order."""
+        self._write(self._pending)
+        if self._loaded:  # what was written is what the database has now
+            self._loaded.update((key, item) for key, (_, item, _) in self._pending.items())
+        self._pending.clear()
+        if self._undo is not None:
+            self._undo.clear()
+
+    def hand_off(self) -> Callable[[], None]:
+        """Take the buffered changes out, for another thread to write them with the call returned (in its
+        transaction) while this one goes on buffering: until the next hand-off, ``get`` answers them
+        from memory. Hand off again only once that call has returned (a rebuild's, not undoable)."""
+        assert self._undo is None, "a rebuild's buffer only (not undoable)"
+        self._handed, self._pending = self._pending, {}
+        if self._loaded:  # what is being written is what the database will have
+            self._loaded.update((key, item) for key, (_, item, _) in self._handed.items())
+        return partial(self._write, self._handed)
+
+    def _write(self, pending: dict[tuple[str, str], Change]) -> None:
         deletes: dict[str, tuple[TableSpec, list[str]]] = {}
         puts: dict[str, tuple[TableSpec, list[tuple[str, dict[str, Any]]]]] = {}  # rows that may be there: upserts
         inserts: dict[str, tuple[TableSpec, list[tuple[str, dict[str, Any]]]]] = {}  # rows surely not there
-        existing = self._existing_in_fresh_tables()
-        for (name, id), (spec, item, again) in self._pending.items():
+        existing = self._existing_in_fresh_tables(pending)
+        for (name, id), (spec, item, again) in pending.items():
             if item is None or again:
                 deletes.setdefault(name, (spec, []))[1].append(id)
             if item is None:
@@ -598,16 +622,11 @@ class BufferedRows:
             self.rows.put_many(spec, items)
         for spec, items in inserts.values():
             self.rows.insert_many(spec, items)
-        if self._loaded:  # what was written is what the database has now
-            self._loaded.update((key, item) for key, (_, item, _) in self._pending.items())
-        self._pending.clear()
-        if self._undo is not None:
-            self._undo.clear()
 
-    def _existing_in_fresh_tables(self) -> set[tuple[str, str]]:
+    def _existing_in_fresh_tables(self, pending: dict[tuple[str, str], Change]) -> set[tuple[str, str]]:
         """The rows of fresh tables to write out that the database has (written out before, not deleted since)."""
         maybe: dict[str, tuple[TableSpec, list[str]]] = {}
-        for key, (spec, item, again) in self._pending.items():
+        for key, (spec, item, again) in pending.items():
             if key[0] in self._fresh and item is not None and not again and key in self._written:
                 maybe.setdefault(key[0], (spec, []))[1].append(key[1])
         return {(spec.name, id) for spec, ids in maybe.values() for id in self.rows.existing(spec, ids)}

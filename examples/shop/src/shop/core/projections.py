@@ -27,6 +27,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -404,17 +405,18 @@ class Projections:
         position = 0
         restore = log.dialect.tune_for_rebuild(log)
         token = rebuilding.set(buffer)
+        writer = _Writer(log, buffer)
         try:
-            for rows in _batches(log, 0, min(READ_BATCH, self.flush_every)):
+            for rows in _read_ahead(log, min(READ_BATCH, self.flush_every)):
                 if stopping is not None and stopping.is_set():
                     raise RebuildFailed("stopped before it finished; the old tables stay until the next start")
                 applier.apply(rows)
                 position = rows[-1][0]
                 if len(buffer) >= self.flush_every:
-                    with log.transaction():
-                        buffer.flush()
+                    writer.flush()
                 total = max(total, position)
                 self._report(projections, position, total, progress)
+            writer.close()
             with log.transaction():  # indexes now: building them once is faster than keeping them while writing
                 suffix = uuid.uuid4().hex[:8]
                 for spec in specs:
@@ -432,6 +434,7 @@ class Projections:
                 for projection in projections:
                     self._record_on(log, projection.name, fingerprints[projection.name], position)
         finally:
+            writer.close(wait_only=True)
             rebuilding.reset(token)
             restore()
         self._report(projections, position, max(total, position), progress)
@@ -555,6 +558,43 @@ class _Applier:
             ) from None
 
 
+class _Writer:
+    """Writes a rebuild's buffered rows out, a transaction each time. Where the database is a server
+    (``dialect.works_aside``), on another thread, while the rebuild applies the next messages: the
+    buffer answers the rows being written from memory meanwhile, and one write waits for the last."""
+
+    def __init__(self, log: MessageLogBackend, buffer: BufferedRows) -> None:
+        self.log, self.buffer = log, buffer
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write") if log.dialect.works_aside else None
+        self._writing: Future[None] | None = None
+
+    def flush(self) -> None:
+        if self._pool is None:
+            with self.log.transaction():
+                self.buffer.flush()
+            return
+        self._wait()
+        self._writing = self._pool.submit(self._write, self.buffer.hand_off())
+
+    def _write(self, write: Callable[[], None]) -> None:
+        with self.log.transaction():
+            write()
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()  # its error, if it failed
+
+    def close(self, *, wait_only: bool = False) -> None:
+        """Wait for the last write (and raise its error, unless ``wait_only``: another is on its way)."""
+        if self._pool is None:
+            return
+        if wait_only:
+            self._pool.shutdown(wait=True)
+            return
+        self._wait()
+
+
 def _rebuilding(names: Sequence[str]) -> str:
     return f"rebuilding the {', '.join(names)} projection{'s' if len(names) > 1 else ''} from the log"
 
@@ -568,6 +608,25 @@ def _batches(log: MessageLogBackend, position: int, size: int = READ_BATCH) -> I
             batch = []
     if batch:
         yield batch
+
+
+def _read_ahead(log: MessageLogBackend, size: int) -> Iterator[list[Row]]:
+    """The whole log in batches, as :func:`_batches` gives them; where the database is a server
+    (``dialect.works_aside``), the next batch is read on another connection and thread while the
+    caller applies this one, so the server's reading and sending it costs no wall time."""
+    reader = log.connect_again() if log.dialect.works_aside else log
+    if reader is log:
+        yield from _batches(log, 0, size)
+        return
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="rebuild-read") as pool:
+            batches = _batches(reader, 0, size)
+            ahead = pool.submit(next, batches, None)
+            while (rows := ahead.result()) is not None:
+                ahead = pool.submit(next, batches, None)
+                yield rows
+    finally:
+        reader.close()
 
 
 def _owner(handler: Callable[..., Any]) -> Any:

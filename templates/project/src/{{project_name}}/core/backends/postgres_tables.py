@@ -72,6 +72,7 @@ class PostgresTables(Recount):
 
     param = "%s"
     seq = "seq"
+    works_aside = True
     counted = "{}::text"  # the counts table keeps every value as text
 
     def create_table(self, spec: TableSpec, physical: str) -> list[str]:
