@@ -164,8 +164,12 @@ def test_a_query_answered_as_json_is_its_answer_encoded(orders: Store) -> None:
     queries = QueryRegistry()
     queries.register("orders/list", Parameters, lambda _: table.page({"paid": True}, sort="due"))
     queries.register("orders/both", Parameters, lambda _: {"paid": table.page({"paid": True}), "o1": table.get("o1")})
-    for type in ("orders/list", "orders/both"):
-        assert queries.run_json(type) == to_json(queries.run(type))
+    queries.register("orders/merged", Parameters, lambda _: table.page(limit=1) | {"note": "merged"})
+    for name in ("orders/list", "orders/both", "orders/merged"):
+        assert queries.run_json(name) == to_json(queries.run(name))
+    # A query asked by another one's handler answers as it always does: a dict.
+    queries.register("orders/asks", Parameters, lambda _: {"dict": type(queries.run("orders/list")) is dict})
+    assert queries.run_json("orders/asks") == b'{"dict":true}'
 
 
 def test_a_rolled_back_transaction_changes_no_row(orders: Store) -> None:

@@ -288,10 +288,10 @@ json_answer: ContextVar[bool] = ContextVar("json_answer", default=False)
 
 
 @contextmanager
-def answering_json() -> Iterator[None]:
-    """Within it, :meth:`Table.page` answers a :class:`Page`: for code that encodes the answer as JSON
-    (:meth:`Page.json`) and looks at nothing else in it."""
-    token = json_answer.set(True)
+def answering_json(on: bool = True) -> Iterator[None]:
+    """Within it, :meth:`Table.page` answers a :class:`Page` (with ``on`` False: a dict, as outside it),
+    for the code that encodes the answer as JSON (:meth:`Page.json`)."""
+    token = json_answer.set(on)
     try:
         yield
     finally:
@@ -304,7 +304,9 @@ class Page(MutableMapping[str, Any]):
 
     :meth:`json` writes the stored text into the answer as it is: it is what encoding the decoded items
     would give (the store wrote it with the same encoder, ``to_json``). Reading ``items``, or changing
-    anything, decodes them once; from then on it is an ordinary answer, encoded as any other.
+    anything, decodes them once; from then on it is an ordinary answer, encoded as any other. A query
+    handler that changes its page, or merges it into its own answer (``{**page, ...}``, ``page | {...}``),
+    works as with a dict.
     """
 
     __slots__ = ("_answer", "_rows")
@@ -336,6 +338,15 @@ class Page(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Page({self._decoded()!r})"
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**other, **self}
 
     def json(self) -> bytes:
         """The answer as JSON (compact, as ``to_json`` writes it), the untouched rows as they are stored."""

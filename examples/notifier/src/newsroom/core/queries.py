@@ -77,17 +77,21 @@ class QueryRegistry:
 
     def run(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
         """Validate the parameters and answer the query (raises pydantic's ValidationError)."""
-        spec = self.get(type)
-        query = params if isinstance(params, spec.model) else spec.model.model_validate(params or {})
-        return spec.handler(query)
+        with answering_json(False):  # plain dicts, also for a query that another one's handler asks
+            return self._answer(type, params)
 
     def run_json(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> bytes:
         """``run``'s answer encoded as JSON (compact): a list page's rows go into it as the store keeps them."""
         with answering_json():
-            answer = self.run(type, params)
+            answer = self._answer(type, params)
         if isinstance(answer, Page):
             return answer.json()
         return to_json(answer, fallback=_plain)
+
+    def _answer(self, type: str, params: Mapping[str, Any] | BaseModel | None) -> Any:
+        spec = self.get(type)
+        query = params if isinstance(params, spec.model) else spec.model.model_validate(params or {})
+        return spec.handler(query)
 
     def __contains__(self, type: object) -> bool:
         return type in self._by_type
