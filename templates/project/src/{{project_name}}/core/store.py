@@ -352,8 +352,13 @@ class Page(MutableMapping[str, Any]):
         """The answer as JSON (compact, as ``to_json`` writes it), the untouched rows as they are stored."""
         if self._rows is None:
             return to_json(self._answer)
-        rest = to_json({key: value for key, value in self._answer.items() if key != "items"})
-        return b'{"items":[' + ",".join(self._rows).encode() + b"]," + rest[1:]
+        rest = to_json({key: value for key, value in self._answer.items() if key != "items"}).decode()[1:]
+        if not self._rows:
+            return f'{{"items":[],{rest}'.encode()
+        parts = list(self._rows)  # one join and one encode of the page: it is most of the answer's bytes
+        parts[0] = '{"items":[' + parts[0]
+        parts[-1] = f"{parts[-1]}],{rest}"
+        return ",".join(parts).encode()
 
 
 # --- SQL, shared by the backends (each gives its dialect) ---
