@@ -149,6 +149,22 @@ def test_a_page_answered_as_json_is_the_page_encoded(
     assert page == plain and dict(page) == plain and page["total"] == plain["total"]
 
 
+def test_a_filtered_sorted_page_reads_its_filter_s_count_once(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    connection = getattr(orders.log, "_db", None)
+    if not hasattr(connection, "set_trace_callback"):  # SQLite's statements can be traced
+        pytest.skip("the statements of this backend are not traced")
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    try:
+        page = table.page({"status": "paid"}, sort="-customer")
+    finally:
+        connection.set_trace_callback(None)
+    assert ids(page["items"]) == ["o3", "o2"] and page["total"] == 2
+    counts = [sql for sql in statements if "FROM state_counts" in sql]
+    assert len(counts) == 2  # the filter's count (the total, and how to sort) and the table's (how to sort)
+
+
 def test_a_page_read_and_changed_is_answered_as_changed(orders: Store) -> None:
     table = orders.table(ORDERS)
     with answering_json():

@@ -213,13 +213,22 @@ class Table:
         limit: int = 100,
     ) -> list[str]:
         """``find``'s items as the JSON text the table stores (one object each), not decoded."""
+        return self._find_json(self._conditions(where), sort, offset, limit)
+
+    def _find_json(
+        self,
+        conditions: tuple[tuple[Column, Any], ...],
+        sort: str | None,
+        offset: int,
+        limit: int,
+        matches: int | None = None,  # how many rows match, if the caller has counted them already
+    ) -> list[str]:
         rows = self._rows()
-        conditions = self._conditions(where)
         if sort is None:
             return rows.select_json(self.spec, Select(conditions, offset=offset, limit=limit))
         column = self.spec.column(sort.removeprefix("-"))
         descending = sort.startswith("-")
-        by_index = self._walk_order_index(rows, conditions, offset + limit)
+        by_index = self._walk_order_index(rows, conditions, offset + limit, matches)
         page = rows.select_json(
             self.spec,
             Select(conditions, column, descending, offset, limit, nulls="not-null", by_order_index=by_index),
@@ -237,8 +246,10 @@ class Table:
 
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """How many items match ``where`` (every item when empty): one row read for at most one counted column."""
+        return self._count(self._conditions(where))
+
+    def _count(self, conditions: tuple[tuple[Column, Any], ...]) -> int:
         rows = self._rows()
-        conditions = self._conditions(where)
         if not conditions:
             return rows.counted(self.spec, None, None)
         if len(conditions) == 1 and conditions[0][0].counted:
@@ -250,15 +261,14 @@ class Table:
     ) -> dict[str, Any] | Page:
         """``{"items": [...], "total": n, "offset": o, "limit": l}``: what a list query answers; a
         :class:`Page` with the same keys and values while the answer goes out as JSON (:func:`answering_json`)."""
+        conditions = self._conditions(where)
+        total = self._count(conditions)
+        # With one counted filter, the total is the count that choosing how to sort would read again.
+        matches = total if len(conditions) == 1 and conditions[0][0].counted else None
+        rows = self._find_json(conditions, sort, offset, limit, matches)
         if json_answer.get():
-            rows = self.find_json(where, sort=sort, offset=offset, limit=limit)
-            return Page(rows, self.count(where), offset, limit)
-        return {
-            "items": self.find(where, sort=sort, offset=offset, limit=limit),
-            "total": self.count(where),
-            "offset": offset,
-            "limit": limit,
-        }
+            return Page(rows, total, offset, limit)
+        return {"items": [from_json(row) for row in rows], "total": total, "offset": offset, "limit": limit}
 
     def _conditions(self, where: Mapping[str, Any] | None) -> tuple[tuple[Column, Any], ...]:
         if not where:
@@ -269,7 +279,9 @@ class Table:
             conditions.append((column, KEYS[column.kind](value)))
         return tuple(conditions)
 
-    def _walk_order_index(self, rows: Rows, conditions: Sequence[tuple[Column, Any]], reach: int) -> bool:
+    def _walk_order_index(
+        self, rows: Rows, conditions: Sequence[tuple[Column, Any]], reach: int, matches: int | None = None
+    ) -> bool:
         """Sorted and filtered: walk the sort column's index and skip what does not match, or
         take the matches from the filter's index and sort them?
 
@@ -279,7 +291,8 @@ class Table:
         counted = [(column, key) for column, key in conditions if column.counted]
         if not counted:
             return False
-        matches = min(rows.counted(self.spec, column, key) for column, key in counted)
+        if matches is None:
+            matches = min(rows.counted(self.spec, column, key) for column, key in counted)
         return matches * matches > reach * rows.counted(self.spec, None, None)
 
 
