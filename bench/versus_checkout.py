@@ -30,12 +30,12 @@ from bench.http_commands import APP, BODY, CONNECTIONS, cpu_seconds, serve, stop
 CATCH_UP = 2.0  # seconds after each load still counted in the server's CPU
 
 
-def generate(checkout: Path, into: Path, options: list[str]) -> Path:
+def generate(checkout: Path, into: Path, options: list[str], name: str = APP) -> Path:
     """The posts app as ``checkout``'s petrock generates it."""
-    root = into / APP
+    root = into / name
     env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     petrock = [sys.executable, "-m", "petrock"]
-    subprocess.run([*petrock, "new", APP, "--dir", str(root), "--no-git", "--parents"], env=env, check=True)
+    subprocess.run([*petrock, "new", name, "--dir", str(root), "--no-git", "--parents"], env=env, check=True)
     subprocess.run([*petrock, "feature", "add", "posts", *options], cwd=root, env=env, check=True)
     return root
 

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from pydantic_core import from_json, to_json
 
 from newsroom.core import App, Column, Message, Projection, Store, TableSpec, open_log
 from newsroom.core.log import MessageLogBackend
+from newsroom.core.queries import Parameters, QueryRegistry
+from newsroom.core.store import Page, answering_json
 
 from .conftest import AddNote, RemoveNote, register_notes
 
@@ -121,6 +124,68 @@ def test_counts_follow_every_insert_update_and_delete(orders: Store) -> None:
     assert table.count() == 4
     assert table.count({"status": "paid"}) == 2 and table.count({"status": "draft"}) == 0
     assert table.count({"paid": True}) == 3 and table.count({"paid": False}) == 1
+
+
+PAGES = [  # (where, sort, offset, limit): newest first, filtered, by numbers, across into the empty values, past the end
+    ({}, None, 0, 100),
+    ({"paid": True}, "-total", 0, 2),
+    ({"status": "paid", "paid": True}, "customer", 1, 5),
+    ({}, "due", 1, 2),
+    ({}, "-due", 3, 5),
+    ({}, "placed_at", 10, 5),
+]
+
+
+@pytest.mark.parametrize(("where", "sort", "offset", "limit"), PAGES)
+def test_a_page_answered_as_json_is_the_page_encoded(
+    orders: Store, where: dict, sort: str | None, offset: int, limit: int
+) -> None:
+    table = orders.table(ORDERS)
+    plain = table.page(where, sort=sort, offset=offset, limit=limit)
+    with answering_json():
+        page = table.page(where, sort=sort, offset=offset, limit=limit)
+    assert isinstance(page, Page) and not isinstance(plain, Page)
+    assert page.json() == to_json(plain)  # the stored rows, as they are: what encoding the items gives
+    assert page == plain and dict(page) == plain and page["total"] == plain["total"]
+
+
+def test_a_filtered_sorted_page_reads_its_filter_s_count_once(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    connection = getattr(orders.log, "_db", None)
+    if not hasattr(connection, "set_trace_callback"):  # SQLite's statements can be traced
+        pytest.skip("the statements of this backend are not traced")
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    try:
+        page = table.page({"status": "paid"}, sort="-customer")
+    finally:
+        connection.set_trace_callback(None)
+    assert ids(page["items"]) == ["o3", "o2"] and page["total"] == 2
+    counts = [sql for sql in statements if "FROM state_counts" in sql]
+    assert len(counts) == 2  # the filter's count (the total, and how to sort) and the table's (how to sort)
+
+
+def test_a_page_read_and_changed_is_answered_as_changed(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    with answering_json():
+        page = table.page(sort="customer", limit=2)
+    page["items"][0]["customer"] = "Zed"
+    page["total"] = 99
+    changed = {"items": [{**ORDER_ROWS[1], "customer": "Zed"}, ORDER_ROWS[0]], "total": 99, "offset": 0, "limit": 2}
+    assert from_json(page.json()) == changed
+
+
+def test_a_query_answered_as_json_is_its_answer_encoded(orders: Store) -> None:
+    table = orders.table(ORDERS)
+    queries = QueryRegistry()
+    queries.register("orders/list", Parameters, lambda _: table.page({"paid": True}, sort="due"))
+    queries.register("orders/both", Parameters, lambda _: {"paid": table.page({"paid": True}), "o1": table.get("o1")})
+    queries.register("orders/merged", Parameters, lambda _: table.page(limit=1) | {"note": "merged"})
+    for name in ("orders/list", "orders/both", "orders/merged"):
+        assert queries.run_json(name) == to_json(queries.run(name))
+    # A query asked by another one's handler answers as it always does: a dict.
+    queries.register("orders/asks", Parameters, lambda _: {"dict": type(queries.run("orders/list")) is dict})
+    assert queries.run_json("orders/asks") == b'{"dict":true}'
 
 
 def test_a_rolled_back_transaction_changes_no_row(orders: Store) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.testclient import TestClient
 
 from shop.core import App, CommandRejected, MessageLog, NotFound, open_log
@@ -369,6 +370,19 @@ def test_the_json_api_creates_and_lists(client: TestClient) -> None:
     assert [item["id"] for item in listing["items"]] == [item_id]
     assert {name: listing["items"][0][name] for name in ANSWERED} == ANSWERED
     assert client.get("/queries/customers/get", params={"id": "missing"}).status_code == 404
+
+
+def test_the_json_api_answers_a_list_as_encoding_the_query_s_answer_would(client: TestClient, feature_app: App) -> None:
+    """The API writes a page's rows as the table stores them: the same bytes as the query's answer, encoded."""
+    ids = [create(feature_app) for _ in range(3)]
+    update(feature_app, ids[0])
+    asks: list[dict[str, Any]] = [{}, {"offset": 1, "limit": 1}, {"offset": 1000}]
+    asks += [{"sort": "name"}, {"sort": "-name", "offset": 1}]
+    asks += [{"sort": "email"}, {"sort": "-email", "offset": 1}]
+    asks += [{"sort": "website"}, {"sort": "-website", "offset": 1}]
+    for params in asks:
+        answer = client.get("/queries/customers/list", params=params)
+        assert answer.status_code == 200 and answer.content == to_json(feature_app.query("customers/list", params))
 
 
 def test_clients_cannot_forge_the_workers_summary_commands(client: TestClient, feature_app: App) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.testclient import TestClient
 
 from shop.core import App, CommandRejected, MessageLog, NotFound, open_log
@@ -466,6 +467,27 @@ def test_the_json_api_creates_and_lists(client: TestClient) -> None:
     assert [item["id"] for item in listing["items"]] == [item_id]
     assert {name: listing["items"][0][name] for name in ANSWERED} == ANSWERED
     assert client.get("/queries/orders/get", params={"id": "missing"}).status_code == 404
+
+
+def test_the_json_api_answers_a_list_as_encoding_the_query_s_answer_would(client: TestClient, feature_app: App) -> None:
+    """The API writes a page's rows as the table stores them: the same bytes as the query's answer, encoded."""
+    ids = [create(feature_app) for _ in range(3)]
+    update(feature_app, ids[0])
+    asks: list[dict[str, Any]] = [{}, {"offset": 1, "limit": 1}, {"offset": 1000}]
+    asks += [{"sort": "customer"}, {"sort": "-customer", "offset": 1}]
+    asks += [{"sort": "total"}, {"sort": "-total", "offset": 1}]
+    asks += [{"sort": "paid"}, {"sort": "-paid", "offset": 1}]
+    asks += [{"sort": "due"}, {"sort": "-due", "offset": 1}]
+    asks += [{"sort": "status"}, {"sort": "-status", "offset": 1}]
+    asks += [{"sort": "shipped_at"}, {"sort": "-shipped_at", "offset": 1}]
+    asks += [{"sort": "quantity"}, {"sort": "-quantity", "offset": 1}]
+    asks += [{"sort": "weight"}, {"sort": "-weight", "offset": 1}]
+    asks += [{"customer": VALID["customer"]}, {"customer": VALID["customer"], "sort": "-created_at"}]
+    asks += [{"paid": VALID["paid"]}, {"paid": VALID["paid"], "sort": "-created_at"}]
+    asks += [{"status": VALID["status"]}, {"status": VALID["status"], "sort": "-created_at"}]
+    for params in asks:
+        answer = client.get("/queries/orders/list", params=params)
+        assert answer.status_code == 200 and answer.content == to_json(feature_app.query("orders/list", params))
 
 
 def test_clients_cannot_forge_the_workers_summary_commands(client: TestClient, feature_app: App) -> None:

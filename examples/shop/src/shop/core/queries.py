@@ -2,7 +2,8 @@
 
 A query type is ``"feature/name"`` (``"posts/list"``); its parameters are a
 pydantic model (usually a :class:`Parameters`) and its handler reads the feature's
-tables in the store. Queries never write.
+tables in the store. Queries never write. :meth:`QueryRegistry.run_json` answers as
+JSON, with a list page's rows as the store keeps them (store.py's :class:`~.store.Page`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import to_json
+
+from .store import Page, answering_json
 
 QueryHandler = Callable[[Any], Any]
 # The largest ``offset`` a list query takes: beyond any table, and far inside the 64-bit integers
@@ -73,6 +77,18 @@ class QueryRegistry:
 
     def run(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:
         """Validate the parameters and answer the query (raises pydantic's ValidationError)."""
+        with answering_json(False):  # plain dicts, also for a query that another one's handler asks
+            return self._answer(type, params)
+
+    def run_json(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> bytes:
+        """``run``'s answer encoded as JSON (compact): a list page's rows go into it as the store keeps them."""
+        with answering_json():
+            answer = self._answer(type, params)
+        if isinstance(answer, Page):
+            return answer.json()
+        return to_json(answer, fallback=_plain)
+
+    def _answer(self, type: str, params: Mapping[str, Any] | BaseModel | None) -> Any:
         spec = self.get(type)
         query = params if isinstance(params, spec.model) else spec.model.model_validate(params or {})
         return spec.handler(query)
@@ -85,3 +101,10 @@ class QueryRegistry:
 
     def __len__(self) -> int:
         return len(self._by_type)
+
+
+def _plain(value: Any) -> Any:
+    """What ``to_json`` encodes in place of a value it does not know: a page in a handler's own answer, as a dict."""
+    if isinstance(value, Page):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")

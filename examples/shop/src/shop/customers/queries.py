@@ -8,6 +8,7 @@ from the table's indexes, so a page costs the same at a million customers as at 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -49,6 +50,7 @@ def get_customer(state: CustomersState, query: GetCustomer) -> Customer:
     return state.require(query.id)
 
 
-def list_customers(state: CustomersState, query: ListCustomers) -> dict[str, Any]:
-    """``{"items": [...], "total": n, "offset": o, "limit": l}``, ``total`` counting every match."""
+def list_customers(state: CustomersState, query: ListCustomers) -> Mapping[str, Any]:
+    """``{"items": [...], "total": n, "offset": o, "limit": l}``, ``total`` counting every match (a dict;
+    for the JSON API, a ``Page`` whose items go out as the table stores them: core/store.py)."""
     return state.items.page(sort=query.sort, offset=query.offset, limit=query.limit)

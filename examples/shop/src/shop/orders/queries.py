@@ -9,6 +9,7 @@ It filters by customer, paid, status (``?customer=...``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -64,7 +65,8 @@ def get_order(state: OrdersState, query: GetOrder) -> Order:
     return state.require(query.id)
 
 
-def list_orders(state: OrdersState, query: ListOrders) -> dict[str, Any]:
-    """``{"items": [...], "total": n, "offset": o, "limit": l}``, ``total`` counting every match."""
+def list_orders(state: OrdersState, query: ListOrders) -> Mapping[str, Any]:
+    """``{"items": [...], "total": n, "offset": o, "limit": l}``, ``total`` counting every match (a dict;
+    for the JSON API, a ``Page`` whose items go out as the table stores them: core/store.py)."""
     where = query.model_dump(include=FILTERS, exclude_none=True)
     return state.items.page(where, sort=query.sort, offset=query.offset, limit=query.limit)

@@ -168,6 +168,11 @@ class App:
         self.projections.require_ready()
         return self.queries.run(type, params)
 
+    def query_json(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> bytes:
+        """:meth:`query`'s answer as JSON, as the API sends it (list pages spliced from the stored rows)."""
+        self.projections.require_ready()
+        return self.queries.run_json(type, params)
+
     def check_versions(self) -> None:
         """Refuse to run on a log holding message versions this code cannot read
         (:class:`~.upcasting.VersionMismatch`, one line naming the type and version)."""

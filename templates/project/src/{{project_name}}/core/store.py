@@ -23,12 +23,17 @@ typed so values order as what they are (amounts as numbers, times as times, text
 without regard to case). ``find`` filters on columns by equality, sorts by one
 column (empty values last, either way) and pages; ``count`` answers from counts
 the database keeps per value of a ``counted`` column, so a total never scans.
+
+``page`` is what a list query answers. While the answer goes out as JSON as it
+stands (``GET /queries/...``, :func:`answering_json`), it is a :class:`Page`, which
+keeps its rows as the JSON the table stores and writes them into the answer
+unchanged: decoding each row only to encode it again was most of a list's cost.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -148,6 +153,10 @@ class Rows(Protocol):
 
     def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]: ...
 
+    def select_json(self, spec: TableSpec, select: Select) -> list[str]:
+        """``select``'s rows as the JSON text the table stores, not decoded."""
+        ...
+
     def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int: ...
 
     def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int: ...
@@ -194,14 +203,34 @@ class Table:
     ) -> list[dict[str, Any]]:
         """A page of items whose columns equal ``where``'s values, ordered by the column ``sort`` names
         (``-title`` for descending; empty values last either way), newest first when ``sort`` is None."""
+        return [from_json(row) for row in self.find_json(where, sort=sort, offset=offset, limit=limit)]
+
+    def find_json(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        sort: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[str]:
+        """``find``'s items as the JSON text the table stores (one object each), not decoded."""
+        return self._find_json(self._conditions(where), sort, offset, limit)
+
+    def _find_json(
+        self,
+        conditions: tuple[tuple[Column, Any], ...],
+        sort: str | None,
+        offset: int,
+        limit: int,
+        matches: int | None = None,  # how many rows match, if the caller has counted them already
+    ) -> list[str]:
         rows = self._rows()
-        conditions = self._conditions(where)
         if sort is None:
-            return rows.select(self.spec, Select(conditions, offset=offset, limit=limit))
+            return rows.select_json(self.spec, Select(conditions, offset=offset, limit=limit))
         column = self.spec.column(sort.removeprefix("-"))
         descending = sort.startswith("-")
-        by_index = self._walk_order_index(rows, conditions, offset + limit)
-        page = rows.select(
+        by_index = self._walk_order_index(rows, conditions, offset + limit, matches)
+        page = rows.select_json(
             self.spec,
             Select(conditions, column, descending, offset, limit, nulls="not-null", by_order_index=by_index),
         )
@@ -212,14 +241,16 @@ class Table:
             empty_offset = 0
         else:
             empty_offset = offset - rows.count(self.spec, conditions, not_null=column)
-        return page + rows.select(
+        return page + rows.select_json(
             self.spec, Select(conditions, column, offset=max(0, empty_offset), limit=limit - len(page), nulls="null")
         )
 
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """How many items match ``where`` (every item when empty): one row read for at most one counted column."""
+        return self._count(self._conditions(where))
+
+    def _count(self, conditions: tuple[tuple[Column, Any], ...]) -> int:
         rows = self._rows()
-        conditions = self._conditions(where)
         if not conditions:
             return rows.counted(self.spec, None, None)
         if len(conditions) == 1 and conditions[0][0].counted:
@@ -228,14 +259,17 @@ class Table:
 
     def page(
         self, where: Mapping[str, Any] | None = None, *, sort: str | None = None, offset: int = 0, limit: int = 100
-    ) -> dict[str, Any]:
-        """``{"items": [...], "total": n, "offset": o, "limit": l}``: what a list query answers."""
-        return {
-            "items": self.find(where, sort=sort, offset=offset, limit=limit),
-            "total": self.count(where),
-            "offset": offset,
-            "limit": limit,
-        }
+    ) -> dict[str, Any] | Page:
+        """``{"items": [...], "total": n, "offset": o, "limit": l}``: what a list query answers; a
+        :class:`Page` with the same keys and values while the answer goes out as JSON (:func:`answering_json`)."""
+        conditions = self._conditions(where)
+        total = self._count(conditions)
+        # With one counted filter, the total is the count that choosing how to sort would read again.
+        matches = total if len(conditions) == 1 and conditions[0][0].counted else None
+        rows = self._find_json(conditions, sort, offset, limit, matches)
+        if json_answer.get():
+            return Page(rows, total, offset, limit)
+        return {"items": [from_json(row) for row in rows], "total": total, "offset": offset, "limit": limit}
 
     def _conditions(self, where: Mapping[str, Any] | None) -> tuple[tuple[Column, Any], ...]:
         if not where:
@@ -246,7 +280,9 @@ class Table:
             conditions.append((column, KEYS[column.kind](value)))
         return tuple(conditions)
 
-    def _walk_order_index(self, rows: Rows, conditions: Sequence[tuple[Column, Any]], reach: int) -> bool:
+    def _walk_order_index(
+        self, rows: Rows, conditions: Sequence[tuple[Column, Any]], reach: int, matches: int | None = None
+    ) -> bool:
         """Sorted and filtered: walk the sort column's index and skip what does not match, or
         take the matches from the filter's index and sort them?
 
@@ -256,8 +292,87 @@ class Table:
         counted = [(column, key) for column, key in conditions if column.counted]
         if not counted:
             return False
-        matches = min(rows.counted(self.spec, column, key) for column, key in counted)
+        if matches is None:
+            matches = min(rows.counted(self.spec, column, key) for column, key in counted)
         return matches * matches > reach * rows.counted(self.spec, None, None)
+
+
+# True while a query's answer is encoded as JSON as it stands (see :func:`answering_json`).
+json_answer: ContextVar[bool] = ContextVar("json_answer", default=False)
+
+
+@contextmanager
+def answering_json(on: bool = True) -> Iterator[None]:
+    """Within it, :meth:`Table.page` answers a :class:`Page` (with ``on`` False: a dict, as outside it),
+    for the code that encodes the answer as JSON (:meth:`Page.json`)."""
+    token = json_answer.set(on)
+    try:
+        yield
+    finally:
+        json_answer.reset(token)
+
+
+class Page(MutableMapping[str, Any]):
+    """A list query's answer, ``{"items": [...], "total": n, "offset": o, "limit": l}``, whose items stay
+    the JSON text the table stores until something reads them.
+
+    :meth:`json` writes the stored text into the answer as it is: it is what encoding the decoded items
+    would give (the store wrote it with the same encoder, ``to_json``). Reading ``items``, or changing
+    anything, decodes them once; from then on it is an ordinary answer, encoded as any other. A query
+    handler that changes its page, or merges it into its own answer (``{**page, ...}``, ``page | {...}``),
+    works as with a dict.
+    """
+
+    __slots__ = ("_answer", "_rows")
+
+    def __init__(self, rows: list[str], total: int, offset: int, limit: int) -> None:
+        self._rows: list[str] | None = rows
+        self._answer: dict[str, Any] = {"items": None, "total": total, "offset": offset, "limit": limit}
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._rows is not None:
+            self._answer["items"] = [from_json(row) for row in self._rows]
+            self._rows = None
+        return self._answer
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key] if key == "items" else self._answer[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._decoded()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._answer)
+
+    def __len__(self) -> int:
+        return len(self._answer)
+
+    def __repr__(self) -> str:
+        return f"Page({self._decoded()!r})"
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**other, **self}
+
+    def json(self) -> bytes:
+        """The answer as JSON (compact, as ``to_json`` writes it), the untouched rows as they are stored."""
+        if self._rows is None:
+            return to_json(self._answer)
+        rest = to_json({key: value for key, value in self._answer.items() if key != "items"}).decode()[1:]
+        if not self._rows:
+            return f'{{"items":[],{rest}'.encode()
+        parts = list(self._rows)  # one join and one encode of the page: it is most of the answer's bytes
+        parts[0] = '{"items":[' + parts[0]
+        parts[-1] = f"{parts[-1]}],{rest}"
+        return ",".join(parts).encode()
 
 
 # --- SQL, shared by the backends (each gives its dialect) ---
@@ -409,6 +524,9 @@ class SqlRows:
         return lambda value: adapt(column, key(value))
 
     def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        return [from_json(data) for data in self.select_json(spec, select)]
+
+    def select_json(self, spec: TableSpec, select: Select) -> list[str]:
         dialect = self.db.dialect
         p = dialect.param
         conditions, params = self._where(select.where, hint=select.by_order_index)
@@ -421,7 +539,7 @@ class SqlRows:
             order = f'"{select.order.name}"{direction}, {dialect.seq}{direction}'
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f'SELECT data FROM "{self.names(spec)}"{where} ORDER BY {order} LIMIT {p} OFFSET {p}'
-        return [from_json(data) for (data,) in self.db.query(sql, (*params, select.limit, select.offset))]
+        return [data for (data,) in self.db.query(sql, (*params, select.limit, select.offset))]
 
     def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
         conditions, params = self._where(where)
@@ -561,6 +679,9 @@ class BufferedRows:
     def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
         return self.rows.select(spec, select)
 
+    def select_json(self, spec: TableSpec, select: Select) -> list[str]:
+        return self.rows.select_json(spec, select)
+
     def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
         return self.rows.count(spec, where, not_null=not_null)
 
@@ -666,6 +787,10 @@ class HeldRows(BufferedRows):
     def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
         self.flush()
         return super().select(spec, select)
+
+    def select_json(self, spec: TableSpec, select: Select) -> list[str]:
+        self.flush()
+        return super().select_json(spec, select)
 
     def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
         self.flush()
