@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from datetime import datetime
 
 import pytest
@@ -73,6 +74,21 @@ def test_a_nested_transaction_is_a_savepoint(db: str) -> None:
             raise RuntimeError("refused")
         log.append("t/x", {"n": 3})
     assert [m.payload()["n"] for m in log.after(0)] == [1, 3]
+
+
+def test_a_log_knows_whether_the_calling_thread_has_a_transaction_open(db: str) -> None:
+    log = open_log(db)
+    from_another_thread: list[bool] = []
+    assert not log.in_transaction()
+    with log.transaction():
+        with log.transaction():
+            assert log.in_transaction()
+        assert log.in_transaction()
+        thread = threading.Thread(target=lambda: from_another_thread.append(log.in_transaction()))
+        thread.start()
+        thread.join(10)
+    assert not log.in_transaction()
+    assert from_another_thread == [False]
 
 
 async def test_follow_calls_the_subscribers_when_another_log_appends(db: str) -> None:

@@ -6,13 +6,14 @@ Each test runs once per backend the ``db`` fixture offers (SQLite always, Postgr
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from pydantic_core import from_json, to_json
 
-from shop.core import App, Column, Message, Projection, Store, TableSpec, open_log
+from shop.core import App, Column, CommandRejected, Message, Projection, Store, TableSpec, open_log
 from shop.core.log import MessageLogBackend
 from shop.core.queries import Parameters, QueryRegistry
 from shop.core.store import Page, answering_json
@@ -439,6 +440,9 @@ class Tallies(Projection):
         if row["n"] % 4 == 0:  # gone, then back with the next one: a new row, the newest
             self.rows.delete(command.id)
 
+    def peek(self, command: Tally, message: Message) -> None:  # reads many, writes nothing
+        self.rows.get_many([command.id])
+
 
 def test_a_rebuild_reads_and_changes_rows_while_they_are_written_out(db: str) -> None:
     """On PostgreSQL a rebuild writes its rows out on another thread while it applies the next
@@ -457,3 +461,113 @@ def test_a_rebuild_reads_and_changes_rows_while_they_are_written_out(db: str) ->
         app.projections.flush_every = every
         assert app.projections.rebuild(["tallies"]).messages == 60
         assert app.log.query(query) == live, every
+
+
+class PeekTally(Tally):
+    pass
+
+
+def test_a_row_read_while_its_last_change_is_written_out_is_read_as_changed(db: str) -> None:
+    """A read of many rows while the last batch is written out on another thread (PostgreSQL) takes
+    that batch's rows from memory, not from the database, which may not have them yet: read from
+    there, a row's older value was kept and answered after the next batch (17 rebuilds in 20)."""
+    app = App(open_log(db))
+    tallies = Tallies(app.store)
+    app.projections.add(tallies)
+    app.commands.register("tallies/add", Tally, tallies.add)
+    app.commands.register("tallies/peek", PeekTally, tallies.peek)
+    app.prepare()
+    for command in (Tally(id="t"), Tally(id="t"), PeekTally(id="t"), Tally(id="u"), Tally(id="t")):
+        app.dispatch(command)
+    query = f"SELECT id, data FROM {TALLIES.physical} ORDER BY id"
+    live = app.log.query(query)
+    assert from_json(live[0][1])["n"] == 3
+    app.projections.flush_every = 1
+    rebuilt = []
+    for _ in range(20):
+        app.projections.rebuild(["tallies"])
+        rebuilt.append(app.log.query(query))
+    assert rebuilt == [live] * 20
+
+
+def test_a_rebuild_started_inside_an_open_transaction_ends(db: str) -> None:
+    """A rebuild asked for inside the caller's transaction (a first command committing while its
+    projection is out of date) writes on the caller's thread: another thread's writes would wait
+    for that transaction's lock, and the rebuild for them, for ever."""
+    app = App(open_log(db))
+    tallies = Tallies(app.store)
+    app.projections.add(tallies)
+    app.commands.register("tallies/add", Tally, tallies.add)
+    app.prepare()
+    for n in range(9):
+        app.dispatch(Tally(id=f"t{n % 2}"))
+    query = f"SELECT id, data FROM {TALLIES.physical} ORDER BY id"
+    live = app.log.query(query)
+    app.projections.flush_every = 1
+    ended: list[Any] = []
+
+    def rebuild() -> None:
+        with app.log.transaction():
+            ended.append(app.projections.rebuild(["tallies"]).messages)
+
+    thread = threading.Thread(target=rebuild, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert ended == [9], "the rebuild inside a transaction did not end within 30 s"
+    assert app.log.query(query) == live
+
+
+MEMBERS = TableSpec("members", columns=(Column("role", counted=True),))
+
+
+class Join(BaseModel):
+    id: str
+    role: str
+
+
+class Demote(BaseModel):
+    id: str
+
+
+class Members(Projection):
+    """Checks that read many rows, as the users feature's do: the last admin stays one."""
+
+    tables = (MEMBERS,)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, "members")
+        self.rows = self.table(MEMBERS)
+
+    def join(self, command: Join, message: Message) -> None:
+        admins = [row["id"] for row in self.rows.find(where={"role": "admin"})]
+        self.rows.put(command.id, {"id": command.id, "role": command.role, "admins_before": admins})
+
+    def demote(self, command: Demote, message: Message) -> None:
+        if self.rows.count({"role": "admin"}) <= 1 or self.rows.count() < 2:
+            raise CommandRejected("the last admin stays one")
+        self.rows.put(command.id, {**self.rows.get(command.id), "role": "member"})
+
+
+def test_a_rebuild_s_reads_of_many_rows_see_what_the_handlers_before_them_wrote(db: str) -> None:
+    """Live, a handler's ``find`` and ``count`` see every earlier message's rows; in a rebuild they
+    must too, not the live table's counts or only the rows written out so far (a demoted admin
+    came back an admin: the rebuild refused the demotion, counting from the live table)."""
+    app = App(open_log(db))
+    members = Members(app.store)
+    app.projections.add(members)
+    app.commands.register("members/join", Join, members.join)
+    app.commands.register("members/demote", Demote, members.demote)
+    app.prepare()
+    for command in (Join(id="a", role="admin"), Join(id="b", role="admin"), Demote(id="a"), Join(id="c", role="admin")):
+        app.dispatch(command)
+    app.dispatch(Demote(id="b"))
+    with pytest.raises(CommandRejected):
+        app.dispatch(Demote(id="c"))
+    query = f"SELECT id, data FROM {MEMBERS.physical} ORDER BY id"
+    live = app.log.query(query)
+    assert [from_json(data)["role"] for _, data in live] == ["member", "member", "admin"]
+    for every in (1, 2, 1000):
+        app.projections.flush_every = every
+        assert app.projections.rebuild(["members"]).refused == 0, every
+        assert app.log.query(query) == live, every
+        assert app.store.table(MEMBERS).count({"role": "admin"}) == 1, every

@@ -144,6 +144,11 @@ class MessageLogBackend(Protocol):
         """
         ...
 
+    def in_transaction(self) -> bool:
+        """Whether the calling thread has a :meth:`transaction` block open (work it hands to
+        another thread would wait for that block's lock, so a rebuild keeps to its own thread)."""
+        ...
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` after every committed append of this process and when :meth:`follow`
         learns of another process's; returns an unsubscribe function."""

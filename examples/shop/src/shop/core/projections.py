@@ -41,7 +41,7 @@ from .commands import CommandRejected
 from .log import Message, MessageLogBackend, Row, message_from_row
 from .owners import STORED
 from .progress import RebuildProgress
-from .store import BufferedRows, SqlRows, Store, Table, TableSpec, rebuilding
+from .store import BufferedRows, RebuildRows, SqlRows, Store, Table, TableSpec, rebuilding
 from .upcasting import UpcasterChains, VersionMismatch
 
 if TYPE_CHECKING:
@@ -389,7 +389,7 @@ class Projections:
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
         total = log.version()
         self.progress = (0, total)  # /healthz says how far from the first moment it says "rebuilding"
-        buffer = BufferedRows(sql, undoable=False, fresh=shadows, expected=total)  # at most a row per message
+        buffer = RebuildRows(sql, fresh=shadows, expected=total)  # at most a row per message
         appliers: dict[str, tuple[Callable[[str], Any], list[Handler]]] = {}
         fingerprints = {projection.name: self.fingerprint(projection) for projection in projections}
         for projection in projections:
@@ -406,6 +406,7 @@ class Projections:
         restore = log.dialect.tune_for_rebuild(log)
         token = rebuilding.set(buffer)
         writer = _Writer(log, buffer)
+        buffer.write_out = writer.write_out
         try:
             for rows in _read_ahead(log, min(READ_BATCH, self.flush_every)):
                 if stopping is not None and stopping.is_set():
@@ -565,16 +566,21 @@ class _Writer:
 
     def __init__(self, log: MessageLogBackend, buffer: BufferedRows) -> None:
         self.log, self.buffer = log, buffer
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write") if log.dialect.works_aside else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write") if _works_aside(log) else None
         self._writing: Future[None] | None = None
 
     def flush(self) -> None:
         if self._pool is None:
-            with self.log.transaction():
-                self.buffer.flush()
+            self.write_out()
             return
         self._wait()
         self._writing = self._pool.submit(self._write, self.buffer.hand_off())
+
+    def write_out(self) -> None:
+        """Write every buffered row out now, on this thread, for a handler's read of many rows."""
+        self._wait()
+        with self.log.transaction():
+            self.buffer.flush()
 
     def _write(self, write: Callable[[], None]) -> None:
         with self.log.transaction():
@@ -593,6 +599,13 @@ class _Writer:
             self._pool.shutdown(wait=True)
             return
         self._wait()
+
+
+def _works_aside(log: MessageLogBackend) -> bool:
+    """Whether a rebuild reads and writes on other threads: where the database is a server, unless
+    the rebuild runs inside the caller's open transaction (the other threads would wait for its
+    lock, and another connection would not see its appends)."""
+    return log.dialect.works_aside and not log.in_transaction()
 
 
 def _rebuilding(names: Sequence[str]) -> str:
@@ -614,7 +627,7 @@ def _read_ahead(log: MessageLogBackend, size: int) -> Iterator[list[Row]]:
     """The whole log in batches, as :func:`_batches` gives them; where the database is a server
     (``dialect.works_aside``), the next batch is read on another connection and thread while the
     caller applies this one, so the server's reading and sending it costs no wall time."""
-    reader = log.connect_again() if log.dialect.works_aside else log
+    reader = log.connect_again() if _works_aside(log) else log
     if reader is log:
         yield from _batches(log, 0, size)
         return

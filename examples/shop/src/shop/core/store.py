@@ -647,8 +647,11 @@ class BufferedRows:
 
     def preload(self, spec: TableSpec, ids: Iterable[str]) -> None:
         """Read the rows with these ids in one query, so that ``get`` answers them from memory until :meth:`clear`."""
-        name, loaded, pending = spec.name, self._loaded, self._pending
-        unread = [id for id in ids if (name, id) not in loaded and (name, id) not in pending]
+        name, loaded, pending, handed = spec.name, self._loaded, self._pending, self._handed
+        # A row being written out (handed off) is read from memory: the database may not have it yet.
+        unread = [
+            id for id in ids if (name, id) not in loaded and (name, id) not in pending and (name, id) not in handed
+        ]
         if name in self._fresh:  # a rebuild: only the ids it wrote can be there
             unread = [id for id in unread if (name, id) in self._written]
         if not unread:
@@ -704,8 +707,10 @@ class BufferedRows:
                 self._pending[key] = previous
 
     def flush(self) -> None:
-        """Write every buffered change out, in the caller's transaction: deletes, changes, then new rows in order."""
+        """Write every buffered change out, in the caller's transaction: deletes, changes, then new rows in order
+        (after the last :meth:`hand_off`'s write has ended: its rows are the database's from now on)."""
         self._write(self._pending)
+        self._handed = {}
         if self._loaded:  # what was written is what the database has now
             self._loaded.update((key, item) for key, (_, item, _) in self._pending.items())
         self._pending.clear()
@@ -763,6 +768,33 @@ class BufferedRows:
         if self._undo is not None:
             self._undo.append((key, previous))
         self._pending[key] = change
+
+
+class RebuildRows(BufferedRows):
+    """A rebuild's buffer (see :class:`BufferedRows`). A handler's read of many rows (``find``,
+    ``count``) sees what the handlers before it wrote, as it did live: the buffered rows are written
+    out first (``write_out``), and counts are counted in the table being built, not read from the
+    live table's counts. The users feature's checks rest on it (the last admin, a user's sessions)."""
+
+    def __init__(self, rows: SqlRows, *, fresh: Iterable[str], expected: int) -> None:
+        super().__init__(rows, undoable=False, fresh=fresh, expected=expected)
+        self.write_out: Callable[[], None] = self.flush  # the rebuild sets its writer's, which waits for a hand-off
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        self.write_out()
+        return super().select(spec, select)
+
+    def select_json(self, spec: TableSpec, select: Select) -> list[str]:
+        self.write_out()
+        return super().select_json(spec, select)
+
+    def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
+        self.write_out()
+        return super().count(spec, where, not_null=not_null)
+
+    def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int:
+        self.write_out()
+        return self.rows.count(spec, () if column is None else ((column, key),))
 
 
 class HeldRows(BufferedRows):

@@ -128,7 +128,8 @@ class SQLiteTables(Recount):
 
         def restore() -> None:
             for name, value in previous.items():
-                db.query(f"PRAGMA {name}={int(value)}")
+                setting = "FAST" if name == "secure_delete" and value == 2 else int(value)  # 2 would read as ON
+                db.query(f"PRAGMA {name}={setting}")
 
         return restore
 

@@ -247,6 +247,14 @@ class PostgresLog:
 
     # --- the log ---
 
+    def in_transaction(self) -> bool:
+        if not self._mutex.acquire(blocking=False):  # another thread holds it: not this one's block
+            return False
+        try:
+            return self._depth > 0
+        finally:
+            self._mutex.release()
+
     def transaction(self) -> Transaction:
         return Transaction(self)
 
