@@ -201,3 +201,27 @@ def test_killing_the_whole_group_loses_nothing_acknowledged(group: Server) -> No
     history = SummaryHistory.read(group.db)
     assert writers.acknowledged <= set(history.posts)  # every 2xx survived (a few unanswered ones may too)
     assert_summarized_exactly_once(group.db, set(history.posts))
+
+
+def test_a_second_group_on_the_same_port_is_refused_and_the_first_keeps_every_connection(group: Server) -> None:
+    """Server processes share their port through SO_REUSEPORT, which a second group (an old instance
+    left running, another app) could join: the kernel then split connections between two apps."""
+    other = group.db.parent / "other.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(group.app_dir / "src"), os.environ.get("PYTHONPATH", "")])}
+    second = subprocess.Popen(
+        [sys.executable, "-m", APP_NAME, "serve", "--port", str(group.port), "--db", str(other), "--processes", "2"],
+        cwd=group.app_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = second.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # it started: stop the whole second group
+        os.killpg(second.pid, signal.SIGKILL)
+        out, err = second.communicate()
+    assert second.returncode == 1, out + err
+    assert f"something already answers on port {group.port}" in err
+    assert "Traceback" not in err and not other.exists()
+    answered = set()
+    for _ in range(20):  # a new connection each: the kernel picks the process per connection
+        with httpx.Client(base_url=group.url, timeout=10) as client:
+            answered.add(client.get("/healthz").json()["process"]["pid"])
+    assert answered <= set(children(group))
