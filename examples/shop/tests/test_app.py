@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from shop import core
 from shop.core import App, MessageLog, NotFound
 from shop.main import build_app
 
@@ -103,3 +108,35 @@ def test_a_refused_command_in_a_commit_leaves_neither_log_nor_state_changed(app:
     assert app.log.version() == 0 and notes.texts() == {}
     app.dispatch(AddNote(id="b", text="two"))
     assert notes.texts() == {"b": "two"}
+
+
+def test_the_core_exports_resolve_to_the_classes_their_modules_define() -> None:
+    from shop.core.backends.sqlite import SQLiteLog
+    from shop.core.worker import CommandWorker
+
+    assert set(core.__all__) <= set(dir(core))
+    for name in core.__all__:
+        value = getattr(core, name)
+        assert value.__name__ in (name, "SQLiteLog") and value.__module__.startswith(core.__name__), name
+    assert core.MessageLog is SQLiteLog and core.CommandWorker is CommandWorker
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        core.Nope  # noqa: B018
+
+
+def test_the_command_line_imports_the_runtime_only_for_a_command_that_uses_it() -> None:
+    """`python -m shop --help`, and a refusal before the app opens, start in a fraction of the time."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    probe = "import json, sys, shop.cli; print(json.dumps(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    modules = set(json.loads(loaded.stdout))
+    assert "shop.cli" in modules
+    package = "shop"
+    runtime = {f"{package}.main", f"{package}.features", f"{package}.core.app", f"{package}.core.http", "uvicorn"}
+    assert modules.isdisjoint(runtime), sorted(modules & runtime)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+DEFAULT_DB = "app.db"  # --db when none is given: an SQLite file in the app's folder
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 HIDDEN = "***"
 SECRET_NAME = re.compile(r"passw|secret|token|api_?key", re.IGNORECASE)
