@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
 from .core.database_urls import DEFAULT_DB, database_refusal, server_address, server_url_refusal, without_password
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
@@ -123,7 +122,7 @@ def serve(
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
     insecure: Annotated[
-        bool, typer.Option(help=f"Serve beyond loopback without {TOKEN_VARIABLE}: anyone who can reach it may write.")
+        bool, typer.Option(help="Serve beyond loopback without APP_API_TOKEN: anyone who can reach it may write.")
     ] = False,
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
@@ -156,6 +155,8 @@ def serve(
     Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages,
     and APP_METRICS_TOKEN for a scraper that may read /metrics and nothing else (docs/operating.md).
     """
+    from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+
     tokens = tokens_from_env()
     metrics_tokens = tokens_from_env(variable=METRICS_TOKEN_VARIABLE)
     refusal = open_bind_refusal(host, tokens, insecure=insecure, metrics_tokens=metrics_tokens)
@@ -408,6 +409,8 @@ def inspect(
     if url is not None:
         import httpx
 
+        from .core.auth import tokens_from_env
+
         refusal = server_url_refusal(url)
         if refusal is not None:
             typer.echo(f"error: {refusal}", err=True)
@@ -544,6 +547,8 @@ def _rebuild_worker_state(app: App, worker: CommandWorker) -> None:
 def _why_unreadable(response: httpx.Response | None, exc: Exception, *, sent_token: bool) -> str:
     """One line on why ``/healthz`` gave no worker states: a missing or refused token says so, not
     ``KeyError: 'workers'``."""
+    from .core.auth import TOKEN_VARIABLE
+
     if response is None:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     wanted = f"set {TOKEN_VARIABLE} to one of the server's tokens"
