@@ -123,6 +123,12 @@ def test_the_core_exports_resolve_to_the_classes_their_modules_define() -> None:
         core.Nope  # noqa: B018
 
 
+def test_the_command_line_and_build_app_default_to_the_same_database() -> None:
+    from newsroom import cli, main
+
+    assert cli.DEFAULT_DB == main.DEFAULT_DB  # change one, change both (core/database_urls.py, main.py)
+
+
 def test_the_command_line_imports_the_runtime_only_for_a_command_that_uses_it() -> None:
     """`python -m newsroom --help`, and a refusal before the app opens, start in a fraction of the time."""
     src = str(Path(__file__).resolve().parent.parent / "src")

@@ -7,11 +7,12 @@ import os
 from starlette.applications import Starlette
 
 from .core import App, open_log
-from .core.database_urls import DEFAULT_DB
 from .core.http import create_http_app
 from .core.logformat import access_logger, configure_logging
 from .core.metrics import Metrics, NoMetrics
 from .features import register_features
+
+DEFAULT_DB = "app.db"
 
 
 def build_app(
