@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from shop import core
 from shop.core import App, MessageLog, NotFound
 from shop.main import build_app
 
@@ -103,3 +108,41 @@ def test_a_refused_command_in_a_commit_leaves_neither_log_nor_state_changed(app:
     assert app.log.version() == 0 and notes.texts() == {}
     app.dispatch(AddNote(id="b", text="two"))
     assert notes.texts() == {"b": "two"}
+
+
+def test_the_core_exports_resolve_to_the_classes_their_modules_define() -> None:
+    from shop.core.backends.sqlite import SQLiteLog
+    from shop.core.worker import CommandWorker
+
+    assert set(core.__all__) <= set(dir(core))
+    for name in core.__all__:
+        value = getattr(core, name)
+        assert value.__name__ in (name, "SQLiteLog") and value.__module__.startswith(core.__name__), name
+    assert core.MessageLog is SQLiteLog and core.CommandWorker is CommandWorker
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        core.Nope  # noqa: B018
+
+
+def test_the_command_line_and_build_app_default_to_the_same_database() -> None:
+    from shop import cli, main
+
+    assert cli.DEFAULT_DB == main.DEFAULT_DB  # change one, change both (core/database_urls.py, main.py)
+
+
+def test_the_core_package_imports_each_module_on_first_use() -> None:
+    """`python -m shop --help` and the tools that need no app import `core.log` and its like, not the
+    whole runtime that `core/__init__.py` names (the App, the store, the workers): those load when used."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    probe = "import json, sys, shop.core.log; print(json.dumps(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    modules = set(json.loads(loaded.stdout))
+    assert "shop.core.log" in modules
+    runtime = {f"{core.__name__}.{name}" for name in ("app", "store", "worker", "projections", "backends.sqlite")}
+    assert modules.isdisjoint(runtime | {"pydantic", "starlette"}), sorted(modules & runtime)

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .core import App, CommandWorker
-from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
-from .core.database_urls import database_refusal, server_address, server_url_refusal, without_password
+from .core.database_urls import DEFAULT_DB, database_refusal, server_address, server_url_refusal, without_password
 from .core.deadletters import UNDECIDED, DeadLetterRefused, DeadLetterStatus, DeadLetterStore
 from .core.log import (
     LogLockedError,
@@ -31,9 +29,6 @@ from .core.log import (
     message_at,
     open_log,
 )
-from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
-from .core.summaries import SettingRefused
-from .main import DEFAULT_DB, build_app
 
 # isort: split
 # petrock:imports
@@ -42,6 +37,11 @@ from .main import DEFAULT_DB, build_app
 
 if TYPE_CHECKING:
     import httpx
+
+    from .core import App, CommandWorker
+
+# The runtime (every feature, the HTTP stack, logging set-up) is imported inside the commands that use it:
+# `--help`, and a command refused before it opens the app, start in a fraction of the time.
 
 PACKAGE = __package__ or "app"
 
@@ -122,7 +122,7 @@ def serve(
     ] = "NORMAL",
     stop_timeout: Annotated[float, typer.Option(help="Seconds to wait for workers on shutdown.")] = 5.0,
     insecure: Annotated[
-        bool, typer.Option(help=f"Serve beyond loopback without {TOKEN_VARIABLE}: anyone who can reach it may write.")
+        bool, typer.Option(help="Serve beyond loopback without APP_API_TOKEN: anyone who can reach it may write.")
     ] = False,
     processes: Annotated[
         int, typer.Option(help="Server processes sharing the port and the database; one per core uses them all.")
@@ -155,19 +155,23 @@ def serve(
     Set APP_API_TOKEN (one token, or several separated by commas) to require it for the API and the pages,
     and APP_METRICS_TOKEN for a scraper that may read /metrics and nothing else (docs/operating.md).
     """
+    from .core.auth import METRICS_TOKEN_VARIABLE, TOKEN_VARIABLE, open_bind_refusal, tokens_from_env
+
+    tokens = tokens_from_env()
+    metrics_tokens = tokens_from_env(variable=METRICS_TOKEN_VARIABLE)
+    refusal = open_bind_refusal(host, tokens, insecure=insecure, metrics_tokens=metrics_tokens)
+    if refusal is not None:  # before the server's modules are imported: the refusal is at once
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(1)
+
     import uvicorn
 
     from .core.events import max_streams_from_env
     from .core.http import create_http_app
     from .core.limits import server_options
+    from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
     from .core.protocols import event_loop
 
-    tokens = tokens_from_env()
-    metrics_tokens = tokens_from_env(variable=METRICS_TOKEN_VARIABLE)
-    refusal = open_bind_refusal(host, tokens, insecure=insecure, metrics_tokens=metrics_tokens)
-    if refusal is not None:
-        typer.echo(f"error: {refusal}", err=True)
-        raise typer.Exit(1)
     if log_format not in LOG_FORMATS:
         typer.echo(f"error: unknown --log-format {log_format!r} — pass {' or '.join(LOG_FORMATS)}", err=True)
         raise typer.Exit(2)
@@ -288,6 +292,9 @@ def _open_app(
     db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0, metrics: bool = True
 ) -> App:
     """``build_app``, with a database that cannot be opened, or a setting that cannot be used, reported in one line."""
+    from .core.summaries import SettingRefused
+    from .main import build_app
+
     try:
         return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     except (LogLockedError, LogUnavailable, LogUnreachable, SettingRefused) as exc:
@@ -338,7 +345,10 @@ def mcp_stdio(
     Runs the app as serve does (projections current, workers started) until the client hangs up;
     logs go to stderr, stdout carries the protocol. A served app answers MCP at /mcp too.
     """
+    from .core.logformat import configure_logging
     from .core.mcp import serve_stdio
+    from .core.summaries import SettingRefused
+    from .main import build_app
 
     configure_logging("text")
     try:
@@ -398,6 +408,8 @@ def inspect(
         app.log.close()
     if url is not None:
         import httpx
+
+        from .core.auth import tokens_from_env
 
         refusal = server_url_refusal(url)
         if refusal is not None:
@@ -535,6 +547,8 @@ def _rebuild_worker_state(app: App, worker: CommandWorker) -> None:
 def _why_unreadable(response: httpx.Response | None, exc: Exception, *, sent_token: bool) -> str:
     """One line on why ``/healthz`` gave no worker states: a missing or refused token says so, not
     ``KeyError: 'workers'``."""
+    from .core.auth import TOKEN_VARIABLE
+
     if response is None:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     wanted = f"set {TOKEN_VARIABLE} to one of the server's tokens"

@@ -19,6 +19,10 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+# --db when none is given: an SQLite file in the app's folder. The command line takes it from here, not
+# from main.py (whose DEFAULT_DB, build_app's default, must be the same: test_app checks), so that
+# `--help` and the tools that need no app do not import every feature first.
+DEFAULT_DB = "app.db"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 HIDDEN = "***"
 SECRET_NAME = re.compile(r"passw|secret|token|api_?key", re.IGNORECASE)

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from ..core import CommandRejected
-from ..main import DEFAULT_DB, build_app
-from .register import accounts_of
+from ..core.database_urls import DEFAULT_DB
+
+# The app itself (every feature) is imported by the commands that open it, not by `python -m APP --help`.
 
 users_cli = typer.Typer(
     help="Manage user accounts.\n\nExamples:\n\n  python -m APP users create-admin ann@example.com\n\n"
@@ -32,6 +32,10 @@ def create_admin(
     db: Db = DEFAULT_DB,
 ) -> None:
     """Create an admin account (the first one, or another)."""
+    from ..core import CommandRejected
+    from ..main import build_app
+    from .register import accounts_of
+
     password = _read_password(password_stdin)
     app = build_app(db)
     try:
