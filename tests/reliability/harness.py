@@ -24,7 +24,7 @@ import httpx
 
 from petrock.inject import add_line
 
-from ..support import free_port, run_petrock
+from ..support import TLS, free_port, run_petrock
 
 APP_NAME = "relapp"
 HOST = "127.0.0.1"
@@ -90,7 +90,7 @@ class Server:
                 start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:  # one for every look: each new client loads the CA bundle
+        with httpx.Client(timeout=1.0, verify=TLS) as client:  # one for every look, its CA bundle loaded once
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import APP_NAME, LoadThreads, Server, SummaryHistory, log_rows, wait_until
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def client_per_process(server: Server, count: int = 2, attempts: int = 200) -> I
     clients: dict[int, httpx.Client] = {}
     try:
         for _ in range(attempts):
-            client = httpx.Client(base_url=server.url, timeout=10)
+            client = httpx.Client(base_url=server.url, timeout=10, verify=TLS)
             pid = client.get("/healthz").json()["process"]["pid"]
             if pid in clients:
                 client.close()
