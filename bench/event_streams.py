@@ -49,12 +49,13 @@ def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
+    with httpx.Client(timeout=1) as client:  # one for every look: each new client loads the CA bundle
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                time.sleep(0.05)
     process.kill()
     raise RuntimeError("the server did not start")
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import serving
+from .support import TLS, serving
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def summary_when_ready(url: str, item_id: str, timeout: float) -> tuple[dict[str
     """Poll ``GET /queries/posts/list`` until the item's summary is settled; returns it and the seconds it took."""
     began = time.monotonic()
     while True:
-        items = httpx.get(f"{url}/queries/posts/list", timeout=5).json()["items"]
+        items = httpx.get(f"{url}/queries/posts/list", timeout=5, verify=TLS).json()["items"]
         item = next(item for item in items if item["id"] == item_id)
         if item["summary_status"] != "pending" or time.monotonic() - began > timeout:
             return item, time.monotonic() - began

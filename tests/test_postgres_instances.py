@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from .pg import Cluster
-from .support import Server
+from .support import TLS, Server
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +58,13 @@ def create(server: Server, title: str, id: str | None = None) -> httpx.Response:
     payload: dict[str, Any] = {"title": title, "content": f"The content of {title}. It has two sentences."}
     if id is not None:
         payload["id"] = id
-    return httpx.post(f"{server.url}/commands", json={"type": "posts/create", "payload": payload}, timeout=10)
+    return httpx.post(
+        f"{server.url}/commands", json={"type": "posts/create", "payload": payload}, timeout=10, verify=TLS
+    )
 
 
 def posts(server: Server) -> list[dict[str, Any]]:
-    response = httpx.get(f"{server.url}/queries/posts/list", params={"limit": 1000}, timeout=10)
+    response = httpx.get(f"{server.url}/queries/posts/list", params={"limit": 1000}, timeout=10, verify=TLS)
     response.raise_for_status()
     body = response.json()
     return body["items"] if isinstance(body, dict) else body

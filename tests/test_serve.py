@@ -39,15 +39,16 @@ class Server:
 
     def wait_healthy(self, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.text()
-            try:
-                response = httpx.get(f"{self.url}/healthz", timeout=1.0)
-                if response.status_code == 200:
-                    return response.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(timeout=1.0) as client:  # one for every look: each new client loads the CA bundle
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, self.text()
+                try:
+                    response = client.get(f"{self.url}/healthz")
+                    if response.status_code == 200:
+                        return response.json()
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
         raise AssertionError(f"not healthy within {timeout} s:\n{self.text()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
@@ -260,8 +261,9 @@ def test_serves_with_two_processes_and_stops_them_cleanly(app_root: Path, server
     server.wait_healthy()
     pids = set()
     deadline = time.monotonic() + 20
-    while len(pids) < 2 and time.monotonic() < deadline:
-        with httpx.Client(base_url=server.url, timeout=5) as client:  # a new connection: either process
+    # A new connection for each look (either process may take it), from one client: a new client loads the CA bundle.
+    with httpx.Client(base_url=server.url, timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        while len(pids) < 2 and time.monotonic() < deadline:
             pids.add(client.get("/healthz").json()["process"]["pid"])
     assert len(pids) == 2
 

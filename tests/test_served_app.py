@@ -21,7 +21,7 @@ import pytest
 
 from petrock.inject import add_line
 
-from .support import app_env, new_app, serving
+from .support import TLS, app_env, new_app, serving
 
 NOTES_FEATURE = '''\
 """A hand-written feature for tests: notes, and a worker that echoes each one exactly once."""
@@ -105,7 +105,7 @@ def rows(db: Path, type: str) -> list[tuple[int, dict]]:
 
 
 def post(url: str, body: object, **kwargs: object) -> httpx.Response:
-    return httpx.post(f"{url}/commands", json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
+    return httpx.post(f"{url}/commands", json=body, timeout=10, verify=TLS, **kwargs)  # type: ignore[arg-type]
 
 
 def test_only_valid_commands_reach_the_log_and_a_restart_keeps_the_state(app_root: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import httpx
 
 from petrock.inject import add_line
 
-from ..support import free_port, run_petrock
+from ..support import TLS, free_port, run_petrock
 
 APP_NAME = "relapp"
 HOST = "127.0.0.1"
@@ -90,15 +90,16 @@ class Server:
                 start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code in (200, 503):
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        with httpx.Client(timeout=1.0, verify=TLS) as client:  # one for every look, its CA bundle loaded once
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
+                try:
+                    if client.get(f"{self.url}/healthz").status_code in (200, 503):
+                        return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.output()}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import APP_NAME, Server, add_feature, log_rows, wait_until
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def dead_letter_rows(db: Path) -> list[tuple[int, int, str]]:
 
 
 def health(server: Server) -> dict[str, object]:
-    return httpx.get(f"{server.url}/healthz", timeout=5).json()
+    return httpx.get(f"{server.url}/healthz", timeout=5, verify=TLS).json()
 
 
 def test_a_dead_letter_is_recorded_once_across_a_kill_and_retried_exactly_once(

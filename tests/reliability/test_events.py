@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import Server, wait_until
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_every_appended_message_is_announced_by_id_and_type_only(posts_server: S
 
 def test_a_reconnect_with_last_event_id_gets_what_it_missed(posts_server: Server) -> None:
     first = create(posts_server, "Missed")
-    assert wait_until(lambda: httpx.get(f"{posts_server.url}/healthz").json()["version"] >= first + 2, 10)
+    assert wait_until(lambda: httpx.get(f"{posts_server.url}/healthz", verify=TLS).json()["version"] >= first + 2, 10)
     listener = Listener(f"{posts_server.url}/events", headers={"last-event-id": str(first - 1)})
     assert wait_until(lambda: len(listener.events) >= 3, 10), listener.raw
     assert [event["id"] for event in listener.events[:3]] == [first, first + 1, first + 2]

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import APP_NAME, LoadThreads, Server, SummaryHistory, log_rows, wait_until
 
 pytestmark = pytest.mark.slow
@@ -45,19 +46,23 @@ def children(server: Server) -> list[int]:
 
 
 @contextmanager
-def client_per_process(server: Server, count: int = 2, attempts: int = 200) -> Iterator[dict[int, httpx.Client]]:
-    """Keep-alive clients, one connected to each server process (the kernel picks the process per connection)."""
+def client_per_process(server: Server, count: int = 2, seconds: float = 8.0) -> Iterator[dict[int, httpx.Client]]:
+    """Keep-alive clients, one connected to each server process (the kernel picks the process per connection).
+
+    New connections for up to ``seconds``: a process the group just started again may not accept yet. (A count
+    of attempts allowed that, while each new client spent 30 ms loading the CA bundle; with ``TLS`` they are
+    a few milliseconds each.)"""
     clients: dict[int, httpx.Client] = {}
+    deadline = time.monotonic() + seconds
     try:
-        for _ in range(attempts):
-            client = httpx.Client(base_url=server.url, timeout=10)
+        while len(clients) < count and time.monotonic() < deadline:
+            client = httpx.Client(base_url=server.url, timeout=10, verify=TLS)
             pid = client.get("/healthz").json()["process"]["pid"]
             if pid in clients:
                 client.close()
+                time.sleep(0.02)
             else:
                 clients[pid] = client
-            if len(clients) == count:
-                break
         assert len(clients) == count, f"reached only {len(clients)} of {count} server processes"
         yield clients
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import APP_NAME, LoadThreads, Server, wait_until
 
 pytestmark = pytest.mark.slow
@@ -66,7 +67,7 @@ def write_log(app_dir: Path, db: Path, posts: int) -> None:
 def every_post(server: Server) -> dict[str, dict[str, object]]:
     """All posts over the API, page by page (what a client reads)."""
     posts: dict[str, dict[str, object]] = {}
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, verify=TLS) as client:
         while True:
             page = client.get("/queries/posts/list", params={"offset": len(posts), "limit": 1000}).json()
             posts.update({post["id"]: post for post in page["items"]})
@@ -75,7 +76,7 @@ def every_post(server: Server) -> dict[str, dict[str, object]]:
 
 
 def health(server: Server) -> httpx.Response:
-    return httpx.get(f"{server.url}/healthz", timeout=5)
+    return httpx.get(f"{server.url}/healthz", timeout=5, verify=TLS)
 
 
 def test_a_big_log_is_rebuilt_behind_503s_once_then_never_again(
@@ -209,7 +210,10 @@ def test_a_worker_state_is_rebuilt_ahead_of_a_start_and_never_while_a_server_run
     assert httpx.post(f"{server.url}/commands", json={"type": "posts/create", "payload": payload}).status_code == 201
 
     def summarized() -> bool:
-        return httpx.get(f"{server.url}/queries/posts/get", params={"id": post}).json()["summary_status"] == "ready"
+        return (
+            httpx.get(f"{server.url}/queries/posts/get", params={"id": post}, verify=TLS).json()["summary_status"]
+            == "ready"
+        )
 
     assert wait_until(summarized, timeout=30)  # the worker goes on from its position
     server.terminate()

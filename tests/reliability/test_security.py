@@ -31,6 +31,7 @@ from types import ModuleType
 import httpx
 import pytest
 
+from ..support import TLS
 from ..support import Server as PgServer
 from .fake_summary_api import DISGUISES, FakeSummaryApi
 from .harness import APP_NAME, Server, SummaryHistory, add_feature, integrity, log_rows, petrock, wait_until
@@ -1105,7 +1106,7 @@ def test_idle_slow_and_stalled_connections_are_closed_and_streams_are_capped(
         stream.__exit__(None, None, None)
 
     def a_stream_opens() -> bool:
-        with httpx.stream("GET", f"{server.url}/events", timeout=10) as again:
+        with httpx.stream("GET", f"{server.url}/events", timeout=10, verify=TLS) as again:
             return again.status_code == 200
 
     assert wait_until(a_stream_opens, 5), "closed streams did not free their places"

@@ -22,6 +22,7 @@ from typing import Self
 import httpx
 import pytest
 
+from ..support import TLS
 from .harness import Server
 
 STACKS = [{"APP_HTTP": "httptools", "APP_LOOP": "uvloop"}, {"APP_HTTP": "h11", "APP_LOOP": "asyncio"}]
@@ -134,7 +135,7 @@ def test_pipelining_without_reading_is_read_only_so_far_ahead_and_then_served(
     assert server.process is not None
     pid, port = server.process.pid, server.port
     for _ in range(20):
-        httpx.get(f"{server.url}/healthz", timeout=5)
+        httpx.get(f"{server.url}/healthz", timeout=5, verify=TLS)
     before = rss_mb(pid)
     streaming = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()  # it listens for its client
     peak = before

@@ -23,14 +23,26 @@ class Created:
 
 
 def render_project(name: str, made_with: str = __version__) -> dict[str, str]:
-    """Every file of a new app, path -> text, rendered by copier in a scratch directory.
+    """Every file of a new app, path -> text, rendered by copier in a scratch directory (or kept from an
+    earlier render of the same template and answers, see render_cache.py).
 
     ``made_with`` is the petrock version the app names as its maker (its README): an upgrade
     renders the version recorded at generation, so a new petrock version alone changes no file.
     """
-    from copier import run_copy
+    from petrock.generators import render_cache
 
     answers = {"project_name": name, "petrock_version": made_with}
+    key = render_cache.render_key(templates_dir() / "project", answers)
+    if (kept := render_cache.recall(key)) is not None:
+        return kept
+    files = _copier_render(answers)
+    render_cache.remember(key, files)
+    return files
+
+
+def _copier_render(answers: dict[str, str]) -> dict[str, str]:
+    from copier import run_copy
+
     with tempfile.TemporaryDirectory(prefix="petrock-new-") as scratch:
         run_copy(
             str(templates_dir() / "project"),

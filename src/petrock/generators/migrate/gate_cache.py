@@ -10,7 +10,6 @@ with the same interpreter and petrock, within ``KEEP_SECONDS``; anything else ru
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -19,8 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import petrock
-from petrock.user_cache import user_cache
+from petrock.user_cache import petrock_digest, user_cache
 
 if TYPE_CHECKING:
     from .verify import Verdict
@@ -36,16 +34,6 @@ def tree_key(tree: Path, python: str, asked: Any) -> str:
     for path in sorted(p for p in tree.rglob("*") if p.is_file() or p.is_symlink()):
         digest.update(path.relative_to(tree).as_posix().encode() + b"\0")
         digest.update((os.readlink(path).encode() if path.is_symlink() else path.read_bytes()) + b"\0")
-    return digest.hexdigest()
-
-
-@functools.cache
-def petrock_digest() -> str:
-    """A hash of petrock's version and every module of the running petrock (paths and bytes)."""
-    package = Path(petrock.__file__).resolve().parent
-    digest = hashlib.sha256(petrock.__version__.encode() + b"\0")
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
