@@ -7,6 +7,7 @@ folder inside the app, as `petrock serve` does; an empty key/value store says so
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,23 @@ def test_serve_refuses_an_unknown_server_stack_in_one_line(blog: Path, option: s
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: unknown {option} {value!r} — pass {choices}\n"
     assert not (blog / "stack.db").exists()
+
+
+def test_a_new_apps_help_loads_none_of_its_runtime(blog: Path) -> None:
+    """`python -m blog --help` and the tools refused before they open the app start in a fraction of the
+    time when the command line imports the app (every feature, the HTTP stack) only where it is used."""
+    env = app_env(blog)
+    probe = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['blog', '--help']\n"
+        "try:\n    runpy.run_module('blog', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=blog, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.startswith("Usage: python -m blog"), result.stdout + result.stderr
+    loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
+    heavy = {"blog.main", "blog.core.app", "blog.core.http", "starlette", "uvicorn", "pydantic"}
+    assert loaded.isdisjoint(heavy), sorted(loaded & heavy)
