@@ -389,7 +389,7 @@ class PostgresLog:
         if not rows:
             return
         one_row = ONE_ROW_UPSERT.match(sql)
-        if one_row is not None and len(rows) > 1 and len({row[0] for row in rows}) == len(rows):
+        if one_row is not None and len({row[0] for row in rows}) == len(rows):
             self._upsert_many(*one_row.groups(), rows)
             return
         with Transaction(self):
