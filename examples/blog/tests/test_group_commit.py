@@ -8,6 +8,9 @@ offers (SQLite, and PostgreSQL with ``APP_TEST_DB``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -17,6 +20,26 @@ from blog.core import App, CommandRejected, Message, NotFound
 from .conftest import NOTES, AddNote, RemoveNote, register_notes
 
 pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def round_trips(app: App, tmp_path: Path) -> Iterator[list[int]]:
+    """How many times the log's connection waited for PostgreSQL's answer within the block (libpq's trace
+    of what it sends and gets: one ``ReadyForQuery`` per query string or pipeline), put in the list when
+    the block ends. On SQLite, which has no round trips, the list stays empty."""
+    counted: list[int] = []
+    pgconn = getattr(getattr(app.log, "_conn", None), "pgconn", None)
+    if pgconn is None:
+        yield counted
+        return
+    path = tmp_path / "libpq-trace"
+    with path.open("w") as trace:
+        pgconn.trace(trace.fileno())
+        try:
+            yield counted
+        finally:
+            pgconn.untrace()
+    counted.append(sum("ReadyForQuery" in line.split("\t") for line in path.read_text().splitlines()))
 
 
 async def dispatch_together(app: App, commands: list[BaseModel]) -> list[Message | BaseException]:
@@ -76,3 +99,64 @@ async def test_commands_arriving_while_a_group_commits_form_the_next_group(app: 
     second = await dispatch_together(app, [AddNote(id=f"b{n}", text="x") for n in range(5)])
     assert all(isinstance(m, Message) for m in [*await first, *second])
     assert app.log.version() == 10 and 1 <= app.group_commit.groups <= 2
+
+
+async def test_a_group_takes_as_many_round_trips_for_thirty_commands_as_for_three(app: App, tmp_path: Path) -> None:
+    """The group's writes are held to its end and go out as one statement per table: a command
+    costs no round trip of its own while the lock is held (on PostgreSQL; SQLite has none)."""
+    notes = register_notes(app)
+    await dispatch_together(app, [AddNote(id="first", text="x")])  # the tables made, the statements prepared
+    trips = {}
+    for size in (3, 30):
+        with round_trips(app, tmp_path) as trips[size]:
+            answers = await dispatch_together(app, [AddNote(id=f"{size}-{n}", text="x") for n in range(size)])
+        assert all(isinstance(answer, Message) for answer in answers)
+    assert trips[3] == trips[30] and app.group_commit.groups == 3
+    assert len(notes.texts()) == 34
+
+
+async def test_a_command_refused_after_a_count_wrote_the_group_out_undoes_only_its_own_writes(app: App) -> None:
+    """A read of many rows writes the held ones out first, inside the refused command's savepoint: the
+    earlier commands' rows, written out there too, are held again when it rolls back, and still commit."""
+    notes = register_notes(app)
+    table = app.store.table(NOTES)
+    counts: list[int] = []
+
+    def write_count_then_refuse(command: Scribble, message: Message) -> None:
+        table.put(command.id, {"id": command.id, "text": "half-done"})
+        counts.append(table.count())
+        if command.id != "kept":
+            raise CommandRejected("refused after a count")
+
+    app.commands.register("notes/scribble", Scribble, write_count_then_refuse)
+    commands: list[BaseModel] = [
+        AddNote(id="a", text="kept"),
+        Scribble(id="kept"),
+        AddNote(id="b", text="kept"),
+        Scribble(id="refused"),
+        AddNote(id="c", text="kept"),
+        Scribble(id="refused-too"),
+    ]
+    answers = await dispatch_together(app, commands)
+    assert [type(answer).__name__ for answer in answers] == ["Message", "Message", "Message"] + [
+        "CommandRejected",
+        "Message",
+        "CommandRejected",
+    ]
+    assert counts == [2, 4, 5]  # each count saw the rows before it in the group, and its own
+    assert notes.texts() == {"a": "kept", "kept": "half-done", "b": "kept", "c": "kept"}
+    assert table.count() == 4 and app.group_commit.groups == 1
+
+
+async def test_a_value_that_is_not_json_fails_its_own_command_only(app: App) -> None:
+    notes = register_notes(app)
+    table = app.store.table(NOTES)
+
+    def write_unencodable(command: Scribble, message: Message) -> None:
+        table.put(command.id, {"id": command.id, "text": object()})
+
+    app.commands.register("notes/scribble", Scribble, write_unencodable)
+    answers = await dispatch_together(app, [AddNote(id="a", text="kept"), Scribble(id="b"), AddNote(id="c", text="x")])
+    assert isinstance(answers[0], Message) and isinstance(answers[2], Message)
+    assert isinstance(answers[1], Exception) and not isinstance(answers[1], Message)
+    assert notes.texts() == {"a": "kept", "c": "x"} and app.log.version() == 2

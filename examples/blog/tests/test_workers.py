@@ -19,10 +19,12 @@ from blog.core import (
     WorkerAlreadyStarted,
     WorkerError,
     WorkerStopped,
+    open_log,
 )
 from blog.core.supervisor import WorkerState
 
-from .conftest import AddNote, Notes, register_notes
+from .conftest import NOTES, AddNote, Notes, RemoveNote, register_notes
+from .test_group_commit import round_trips
 
 pytestmark = pytest.mark.anyio
 
@@ -445,3 +447,67 @@ async def test_a_worker_prefetches_a_batch_and_an_unreadable_message_in_it_fails
     lengths = reopened.store.table(LENGTHS)
     assert lengths.get_many(["a", "b", "c"]) == {"a": {"length": 5, "edits": 1}, "c": {"length": 5, "edits": 0}}
     assert [letter.message_id for letter in reopened.dead_letters.list()] == [2]
+
+
+class Remover(CommandWorker):
+    """Removes every note added with an id starting "gone-": each removal reads the note, then deletes it."""
+
+    def __init__(self) -> None:
+        super().__init__("remover", poll_interval=30.0)
+        self.on("notes/add", self.remove)
+
+    def remove(self, command: AddNote, ctx: Context) -> None:
+        if command.id.startswith("gone-"):
+            ctx.dispatch(RemoveNote(id=command.id))
+
+    def before_commit(self, commands: list[RemoveNote]) -> None:
+        self.app.store.preload(NOTES, [command.id for command in commands])
+
+
+async def test_a_worker_batch_reads_its_rows_in_one_query_and_takes_no_round_trip_a_message(
+    db: str, tmp_path: Path
+) -> None:
+    """The commands a batch dispatched are applied with the rows ``before_commit`` read in one query, and
+    their writes go out together: 20 messages take the round trips 2 take (on PostgreSQL, where each
+    is a wait inside the write lock), and no command reads its row on its own (on SQLite too)."""
+    app = App(open_log(db), poll_interval=30.0, jitter=0.0)
+    notes = register_notes(app)
+    app.prepare()
+    worker = Remover()
+    await worker.start(app)
+    connection = getattr(app.log, "_db", None)  # SQLite's statements can be traced
+    statements: list[str] = []
+    app.dispatch(AddNote(id="first", text="x"))
+    await worker.work()  # the statements prepared
+    trips = {}
+    for size in (2, 20):
+        app.dispatch_each([AddNote(id=f"gone-{size}-{n}", text="x") for n in range(size)])
+        statements.clear()
+        if connection is not None:
+            connection.set_trace_callback(statements.append)
+        with round_trips(app, tmp_path) as trips[size]:
+            await worker.work()
+        if connection is not None:
+            connection.set_trace_callback(None)
+            reads = [sql for sql in statements if sql.startswith("SELECT") and '"state_notes"' in sql]
+            assert len(reads) == 1 and " IN (" in reads[0]  # one query for the batch's rows, none one by one
+        assert notes.texts() == {"first": "x"} and worker.position == app.log.version() - size
+    assert trips[2] == trips[20]
+    app.log.close()
+
+
+async def test_a_position_committed_with_commands_is_fenced_by_the_lease(db: str) -> None:
+    """Sent with the COMMIT (PostgreSQL): a position the lease refuses stops the transaction, commands and all."""
+    app = App(open_log(db), poll_interval=30.0, jitter=0.0)
+    notes = register_notes(app)
+    app.prepare()
+    other = open_log(db)
+    assert other.acquire_lease("echo", ttl=30)
+    with pytest.raises(LeaseLost, match="another|leased"):
+        app.commit([AddNote(id="a", text="one")], position=("echo", 1))
+    assert app.log.version() == 0 and app.log.position("echo") == 0 and notes.texts() == {}
+    other.release_lease("echo")
+    app.commit([AddNote(id="b", text="two")], position=("echo", 1))
+    assert app.log.position("echo") == 1 and notes.texts() == {"b": "two"}
+    other.close()
+    app.log.close()

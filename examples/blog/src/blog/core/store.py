@@ -803,12 +803,23 @@ class HeldRows(BufferedRows):
 
     Unlike its base, every read of many rows (``find``, ``count``) writes the held rows out first, and a
     read of one row gives a copy, so the handlers see exactly what writing each change at once would have
-    shown them. Held writes go out at the end of the commit: an error in writing one (a value that is not
-    JSON, a database error) is raised there, not in the handler.
+    shown them. Held writes go out at the end of the commit: an error in writing one (a database error) is
+    raised there, not in the handler.
+
+    ``batch``: held for a whole transaction of many commits (:meth:`App.batch`, a group commit, a worker's
+    batch), each commit a block (:meth:`begin`, :meth:`end`) whose writes are undone alone when it fails.
+    The commits then cost no round trip each for their writes (nor the savepoint each would take), only
+    one statement batch per table at the end; :meth:`preload` reads the rows they will read in one query.
+    A value that is not JSON is refused at ``put``, in the handler, so that it fails its commit alone.
     """
 
-    def __init__(self, rows: SqlRows) -> None:
-        super().__init__(rows, undoable=False, expected=1)
+    def __init__(self, rows: SqlRows, *, batch: bool = False) -> None:
+        super().__init__(rows, undoable=batch, expected=1)
+        self.batch = batch
+        # The open blocks (commits inside commits nest): each one's mark, and what the held rows were when
+        # it began if a read of many rows wrote them out during it (that write is in the block's savepoint,
+        # undone with it: those rows are then held again).
+        self._blocks: list[tuple[int, dict[tuple[str, str], Change] | None]] = []
 
     def get(self, spec: TableSpec, id: str) -> dict[str, Any] | None:
         """The row as the database would give it back: a copy, through JSON, so a handler that changes
@@ -816,20 +827,63 @@ class HeldRows(BufferedRows):
         row = super().get(spec, id)
         return None if row is None else from_json(to_json(row))
 
-    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+    def put(self, spec: TableSpec, id: str, item: Mapping[str, Any]) -> None:
+        if self.batch:
+            self.rows.row(spec, id, item)  # a value that is not JSON fails here, in its own commit
+        super().put(spec, id, item)
+
+    def begin(self) -> None:
+        """A commit of the batch begins: what it writes is undone by :meth:`end` if it fails."""
+        self._blocks.append((self.mark(), None))
+
+    def end(self, failed: bool) -> None:
+        """The commit ended; a failed one's writes are forgotten (the log rolls back its savepoint)."""
+        mark, before = self._blocks.pop()
+        if not failed:
+            return
+        if before is None:
+            self.undo(mark)
+            return
+        # Written out in the savepoint just rolled back: what the block found is held again.
+        self._pending = before
+        assert self._undo is not None
+        self._undo.clear()
+        self._loaded.clear()  # some were read from, or written into, what was rolled back
+        self._blocks = [(0, outer) for _, outer in self._blocks]
+
+    def _write_out(self) -> None:
+        """Write the held rows out before a read of many rows, remembering what each open block found."""
+        if self._blocks and self._pending:
+            self._blocks = [(0, self._as_at(mark) if before is None else before) for mark, before in self._blocks]
+        elif self._blocks:
+            self._blocks = [(0, before) for _, before in self._blocks]
         self.flush()
+
+    def _as_at(self, mark: int) -> dict[tuple[str, str], Change]:
+        """The held rows as they were at ``mark``: the changes since taken back, on a copy."""
+        assert self._undo is not None
+        held = dict(self._pending)
+        for key, previous in reversed(self._undo[mark:]):
+            if previous is _MISSING:
+                held.pop(key, None)
+            else:
+                held[key] = previous
+        return held
+
+    def select(self, spec: TableSpec, select: Select) -> list[dict[str, Any]]:
+        self._write_out()
         return super().select(spec, select)
 
     def select_json(self, spec: TableSpec, select: Select) -> list[str]:
-        self.flush()
+        self._write_out()
         return super().select_json(spec, select)
 
     def count(self, spec: TableSpec, where: Sequence[tuple[Column, Any]], *, not_null: Column | None = None) -> int:
-        self.flush()
+        self._write_out()
         return super().count(spec, where, not_null=not_null)
 
     def counted(self, spec: TableSpec, column: Column | None, key: Any) -> int:
-        self.flush()
+        self._write_out()
         return super().counted(spec, column, key)
 
 
@@ -913,19 +967,47 @@ class Store:
         return rebuilding.get() is not None
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, hold: bool = True, *, batch: bool = False) -> Iterator[None]:
         """Within it, the tables' writes are held (:class:`HeldRows`) and written out when it ends without
-        an error, in the caller's transaction; after an error they are dropped with the transaction."""
-        if rebuilding.get() is not None or holding.get() is not None:
+        an error, in the caller's transaction; after an error they are dropped with the transaction.
+
+        ``batch``: the rows are held for many commits, each a nested ``held()`` whose writes are undone
+        alone when it fails. Inside a batch every ``held()`` is such a commit; outside one, ``hold=False``
+        holds nothing (a commit of one command writes at once).
+        """
+        if rebuilding.get() is not None:
             yield
             return
-        rows = HeldRows(self.rows)
+        current = holding.get()
+        if current is not None:
+            if not current.batch:
+                yield
+                return
+            current.begin()  # one commit of the batch
+            try:
+                yield
+            except BaseException:
+                current.end(failed=True)
+                raise
+            current.end(failed=False)
+            return
+        if not (hold or batch):
+            yield
+            return
+        rows = HeldRows(self.rows, batch=batch)
         token = holding.set(rows)
         try:
             yield
             rows.flush()
         finally:
             holding.reset(token)
+
+    def preload(self, spec: TableSpec, ids: Iterable[str]) -> None:
+        """In a batch (:meth:`held` with ``batch``), read these rows in one query: the commits' ``get`` of
+        one then asks nothing. Outside a batch it does nothing."""
+        rows = holding.get()
+        if rows is not None and rows.batch and rebuilding.get() is None:
+            rows.preload(spec, ids)
 
     def _current_rows(self) -> Rows:
         rows = rebuilding.get()

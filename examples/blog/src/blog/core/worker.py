@@ -238,6 +238,12 @@ class CommandWorker:
         :meth:`preload`). Does nothing by default."""
         return None
 
+    def before_commit(self, commands: list[BaseModel]) -> None:
+        """Called in the transaction that commits a batch's dispatched commands (in log order), the write
+        lock held, before they are applied: override it to read the rows their state handlers will read in
+        one query per table (``self.app.store.preload(spec, ids)``), so that applying each asks nothing.
+        Does nothing by default."""
+
     def _rows(self) -> Rows:
         if self._handling and self._buffer is not None:
             return self._buffer
@@ -416,7 +422,9 @@ class CommandWorker:
         app, buffer = self.app, self._buffer
         assert buffer is not None
         refused: CommandRejected | None = None
-        with app.batch():
+        with app.batch():  # the state's writes held to its end (core/store.py): a batch, not a round trip each
+            if dispatched:
+                self.before_commit([command for _, commands, _ in dispatched for command in commands])
             for message_id, commands, mark in dispatched:
                 try:
                     app.commit(commands)  # a savepoint inside this transaction

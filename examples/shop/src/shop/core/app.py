@@ -12,7 +12,7 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +122,9 @@ class App:
         messages = []
         try:
             self.projections.require_ready()
-            # Several commands (a worker's request and its outcome) write a row they share once.
-            held = self.store.held() if len(commands) > 1 else nullcontext()
-            with self.log.transaction(), held:
+            # Several commands (a worker's request and its outcome) write a row they share once; in a
+            # batch, every commit's writes are held to the batch's end, and undone alone if it fails.
+            with self.log.transaction(), self.store.held(len(commands) > 1):
                 for spec, command in zip(specs, commands, strict=True):
                     message = self.log.append(spec.type, command.model_dump_json(), self.upcasters.version(spec.type))
                     if spec.handler is not None:
@@ -159,8 +159,13 @@ class App:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """One transaction around several :meth:`commit` calls (each a savepoint)."""
-        with self.log.transaction():
+        """One transaction around several :meth:`commit` calls, each undone alone if it fails (a savepoint).
+
+        The tables' writes are held until the batch ends (core/store.py, :class:`~.store.HeldRows`) and
+        go out then, a statement batch per table: on PostgreSQL a commit then costs no round trip for
+        its writes. Read the rows the commits will read with :meth:`~.store.Store.preload` (one query).
+        """
+        with self.log.transaction(), self.store.held(batch=True):
             yield
 
     def query(self, type: str, params: Mapping[str, Any] | BaseModel | None = None) -> Any:

@@ -82,6 +82,10 @@ class SummaryWorker(CommandWorker):
         self.summarizer: Summarizer | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # API calls by request id
         self.batch_items: dict[str, Order] = {}  # the orders the batch being handled created or edited
+        # Requests answered as they were made (an immediate summarizer), until their message is handled;
+        # any other request makes the next cycle look for pending ones (``look_for_pending``).
+        self.answered_at_once: set[str] = set()
+        self.look_for_pending = True
         self.on("orders/create", self.request_summary)
         self.on("orders/update", self.request_summary_of_edit)
         self.on("orders/request-summary-generation", self.track_request)
@@ -95,6 +99,8 @@ class SummaryWorker(CommandWorker):
         if self.summarizer is not None:  # a retried start: close the previous attempt's client
             await self.summarizer.aclose()
         self.summarizer = make_summarizer(self.config)
+        self.answered_at_once.clear()
+        self.look_for_pending = True  # requests left pending from before, if any
         await super().start(app)
 
     async def stop(self) -> None:
@@ -117,6 +123,12 @@ class SummaryWorker(CommandWorker):
         edited = [command.id for command in commands if isinstance(command, CreateOrder | UpdateOrder)]
         self.batch_items = self.orders.get_many(edited)
 
+    def before_commit(self, commands: list[Reaction]) -> None:
+        """Read the orders the batch's requests and outcomes change in one query, under the write lock:
+        applying each then reads nothing (on PostgreSQL, a round trip each, inside the lock)."""
+        ids = [command.item_id for command in commands if isinstance(command, RequestSummaryGeneration | Outcome)]
+        self.app.store.preload(self.orders.items.spec, ids)
+
     async def request_summary(self, command: CreateOrder | UpdateOrder, ctx: Context) -> None:
         """Ask for a summary of the current note, unless the order was deleted before we got here.
 
@@ -135,6 +147,7 @@ class SummaryWorker(CommandWorker):
         summarizer = self.summarizer
         if summarizer is not None and getattr(summarizer, "immediate", False):
             ctx.dispatch(await self._outcome(summarizer, request.item_id, request.request_id, request.content))
+            self.answered_at_once.add(request.request_id)
 
     async def request_summary_of_edit(self, command: UpdateOrder, ctx: Context) -> None:
         """An edit that changed the note needs a new summary; other edits keep the old one."""
@@ -145,6 +158,10 @@ class SummaryWorker(CommandWorker):
         """Remember the request; an older one for the same order is superseded and its call cancelled."""
         row = self._row(command.item_id)
         superseded = row["request_id"] if row["pending"] else None
+        if command.request_id in self.answered_at_once:
+            self.answered_at_once.discard(command.request_id)  # its outcome is in the log after it
+        else:
+            self.look_for_pending = True
         self.requests.put(
             command.item_id,
             {
@@ -192,13 +209,22 @@ class SummaryWorker(CommandWorker):
 
         A summarizer that needs no I/O (the offline one) answers new requests as they are
         made (see :meth:`request_summary`); requests left pending from before (made while an
-        API was configured) are answered right here, a batch at a time, recorded in one write.
+        API was configured, or dispatched by others) are answered right here, a batch at a time,
+        recorded in one write. It looks for them only when there may be some: after a start, and
+        after a request it did not answer at once (a query a cycle on PostgreSQL, saved).
         """
         summarizer = self.summarizer
         if summarizer is not None and getattr(summarizer, "immediate", False):
+            if len(self.answered_at_once) > 4 * self.batch_size:  # ids of commits refused and retried: forget them
+                self.answered_at_once.clear()
+                self.look_for_pending = True
+            if not self.look_for_pending:  # every request since the last look was answered as it was made
+                return
             batch = self._pending(self.batch_size)
             if batch:
                 self._record([await self._outcome_of(summarizer, request) for request in batch])
+            else:
+                self.look_for_pending = False
             return
         free = self.config.concurrency - len(self.in_flight)
         if summarizer is None or free <= 0:
@@ -240,6 +266,7 @@ class SummaryWorker(CommandWorker):
         (the order is gone) is dropped."""
         app = self.app
         with app.batch():
+            app.store.preload(self.orders.items.spec, [outcome.item_id for outcome in outcomes])
             rows = self.requests.get_many(outcome.item_id for outcome in outcomes)
             settled = []
             for outcome, result in zip(outcomes, app.dispatch_each(outcomes), strict=True):

@@ -90,7 +90,7 @@ def commit_each(app: App, commands: list[BaseModel]) -> list[Outcome]:
     """
     outcomes: list[Outcome] = []
     app.projections.require_ready()
-    with app.log.transaction():
+    with app.batch():  # the tables' writes held to the end: one statement batch, not a round trip each
         for command in commands:
             try:
                 outcomes.append(app.commit([command])[0])

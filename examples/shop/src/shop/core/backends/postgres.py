@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -107,6 +108,21 @@ SELECT %(name)s, %(position)s WHERE NOT EXISTS (SELECT 1 FROM holder WHERE owner
 ON CONFLICT (name) DO UPDATE SET position = excluded.position
 RETURNING 1
 """
+# The store's upsert of one row by id (core/store.py), which execute_many sends for many rows at once.
+ONE_ROW_UPSERT = re.compile(
+    r"^(INSERT INTO \S+ \(id, [^)]*\)) VALUES (\((?:%s, )*%s\))( ON CONFLICT \(id\) .*)$", re.DOTALL
+)
+MAX_ROWS_PER_UPSERT = 500
+# The same fence sent with the COMMIT, in its query string: while another process owns the lease the
+# position is NULL, which the column refuses, so the error stops the COMMIT after it (LeaseLost).
+STORE_POSITION_OR_FAIL = """
+WITH holder AS (SELECT owner FROM leases WHERE name = %(name)s FOR UPDATE)
+INSERT INTO positions (name, position)
+SELECT %(name)s, CASE WHEN NOT EXISTS (SELECT 1 FROM holder WHERE owner <> %(owner)s) THEN %(position)s END
+ON CONFLICT (name) DO UPDATE SET position = excluded.position
+"""
+STORE_POSITION_HOLDER = "SELECT 1 FROM leases WHERE name = %(name)s AND owner <> %(owner)s"
+MESSAGE_ROW = "(%s, %s, %s, %s, %s)"
 UPSERT_KV = "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 TAKE_LEASE = """
 INSERT INTO leases (name, owner, expires) VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s))
@@ -366,8 +382,15 @@ class PostgresLog:
             return rowcount
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row. The store's upserts of rows with different ids go as one statement of
+        many rows, their savepoints in the same query string: one round trip (psycopg's ``executemany``
+        sends them in a pipeline, at least two, and the savepoint one more), and the lock is held less."""
         rows = [tuple(row) for row in rows]
         if not rows:
+            return
+        one_row = ONE_ROW_UPSERT.match(sql)
+        if one_row is not None and len({row[0] for row in rows}) == len(rows):
+            self._upsert_many(*one_row.groups(), rows)
             return
         with Transaction(self):
             for savepoint in self._savepoints_to_take():
@@ -377,6 +400,23 @@ class PostgresLog:
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from None
             self._staged.append(("sql-many", (sql, rows)))
+
+    def _upsert_many(self, head: str, row: str, tail: str, rows: list[tuple[Any, ...]]) -> None:
+        """One upsert statement of many rows (ids all different), with the savepoints to take, in one query
+        string; bound a row at a time (psycopg parses ``row``, the same each time, once)."""
+        with Transaction(self):
+            savepoints = self._savepoints_to_take()
+            try:
+                conn = self._connection()
+                for start in range(0, len(rows), MAX_ROWS_PER_UPSERT):
+                    chunk = rows[start : start + MAX_ROWS_PER_UPSERT]
+                    values = ", ".join([self._bind(conn, row, values) for values in chunk])
+                    statement = f"{head} VALUES {values}{tail}"
+                    conn.execute("; ".join([*savepoints, statement]))
+                    savepoints = []
+                    self._staged.append(("sql", (statement, None)))
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """With COPY: several times faster than an INSERT a row, at both ends of the connection."""
@@ -427,8 +467,11 @@ class PostgresLog:
     def _store_position(self, conn: psycopg.Connection[Any], name: str, position: int) -> None:
         arguments = {"name": name, "position": position, "owner": self.owner}
         if conn.execute(STORE_POSITION, arguments).fetchone() is None:
-            holder = conn.execute("SELECT owner FROM leases WHERE name = %s", (name,)).fetchone()
-            raise LeaseLost(f"worker {name!r} is leased to {holder and holder[0]}, not to this process ({self.owner})")
+            self._lease_lost(conn, name)
+
+    def _lease_lost(self, conn: psycopg.Connection[Any], name: str) -> None:
+        holder = conn.execute("SELECT owner FROM leases WHERE name = %s", (name,)).fetchone()
+        raise LeaseLost(f"worker {name!r} is leased to {holder and holder[0]}, not to this process ({self.owner})")
 
     def _write_staged(self, conn: psycopg.Connection[Any], *, again: bool = False) -> None:
         """Send the open transaction's staged writes, then NOTIFY and COMMIT (the mutex and the lock are held).
@@ -438,9 +481,12 @@ class PostgresLog:
         messages = [row for kind, row in self._staged if kind == "message"]
         if len(messages) > MAX_INLINE_MESSAGES:
             conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
+        statements = []
         for kind, args in self._staged:
-            if kind == "position":
-                self._store_position(conn, *args)
+            if kind == "position":  # fenced by the lease, sent with the COMMIT
+                name, position = args
+                arguments = {"name": name, "position": position, "owner": self.owner}
+                statements.append(self._bind(conn, STORE_POSITION_OR_FAIL, arguments))
             elif kind == "kv":
                 conn.execute(UPSERT_KV, args)
             elif kind == "kv-delete":
@@ -451,18 +497,26 @@ class PostgresLog:
                 conn.cursor().executemany(*args)
             elif kind == "copy" and again:
                 _copy(conn, *args)
-        statements = []
         if messages:
-            if len(messages) <= MAX_INLINE_MESSAGES:
-                values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(messages))
-                statements.append(self._bind(conn, INSERT_VALUES + values, [v for row in messages for v in row]))
+            if len(messages) <= MAX_INLINE_MESSAGES:  # bound a row at a time: psycopg parses MESSAGE_ROW once
+                statements.append(INSERT_VALUES + ", ".join([self._bind(conn, MESSAGE_ROW, row) for row in messages]))
             # The identity is kept in step for anyone inserting without an id; the NOTIFY is
             # delivered to every listener when (and only if) the transaction commits.
             newest = int(messages[-1][0])
             sequence = self._sequence.replace("'", "''")
             statements += [f"SELECT setval('{sequence}', {newest})", f"NOTIFY {CHANNEL}, '{newest}'"]
-        # The messages, setval, NOTIFY and COMMIT as one query string: one round trip while the lock is held.
-        conn.execute("; ".join([*statements, "COMMIT"]))
+        # The positions, messages, setval, NOTIFY and COMMIT as one query string: one round trip while the
+        # lock is held. An error in it (a position refused) stops it before the COMMIT.
+        try:
+            conn.execute("; ".join([*statements, "COMMIT"]))
+        except psycopg.errors.NotNullViolation as exc:
+            if exc.diag.table_name != "positions":
+                raise
+            _rollback(conn)
+            for name in [args[0] for kind, args in self._staged if kind == "position"]:
+                if conn.execute(STORE_POSITION_HOLDER, {"name": name, "owner": self.owner}).fetchone() is not None:
+                    self._lease_lost(conn, name)
+            raise LeaseLost(f"a worker position was refused: {_first_line(exc)}") from None
 
     def _recover(self, newest_when_locked: int) -> bool:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
