@@ -7,6 +7,7 @@ Each test runs once per backend the ``db`` fixture offers (SQLite always, Postgr
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -571,3 +572,52 @@ def test_a_rebuild_s_reads_of_many_rows_see_what_the_handlers_before_them_wrote(
         assert app.projections.rebuild(["members"]).refused == 0, every
         assert app.log.query(query) == live, every
         assert app.store.table(MEMBERS).count({"role": "admin"}) == 1, every
+
+
+def test_processes_starting_together_rebuild_once_and_all_serve(db: str) -> None:
+    """Processes started together with new code (``serve --processes N``, several machines) each find
+    a projection out of date. They built into the same shadow table at once and dropped each other's:
+    all but one stayed unavailable (503) for good. Now one rebuilds while the others wait, and they
+    find nothing left to rebuild."""
+    applied: list[int] = []
+
+    class Slow(Tallies):
+        def add(self, command: Tally, message: Message) -> None:
+            applied.append(message.id)
+            time.sleep(0.001)  # a rebuild long enough for the others to start meanwhile
+            super().add(command, message)
+
+    apps = []
+    for _ in range(3):  # three processes: a log each
+        app = App(open_log(db))
+        tallies = Slow(app.store)
+        app.projections.add(tallies)
+        app.commands.register("tallies/add", Tally, tallies.add)
+        apps.append(app)
+    apps[0].prepare()
+    for n in range(300):
+        apps[0].dispatch(Tally(id=f"t{n % 7}"))
+    query = f"SELECT id, data FROM {TALLIES.physical} ORDER BY id"
+    live = apps[0].log.query(query)
+    apps[0].log.execute("UPDATE projections SET fingerprint = 'older code' WHERE name = 'tallies'")
+    applied.clear()
+    together = threading.Barrier(len(apps))
+    failures: list[BaseException] = []
+
+    def start(app: App) -> None:
+        together.wait()
+        try:
+            app.prepare()
+        except BaseException as exc:  # noqa: BLE001 - what a process would die of
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert len(applied) == 300  # rebuilt once, not once per process
+    assert all(app.projections.unavailable is None for app in apps)
+    assert apps[2].log.query(query) == live
+    assert apps[1].log.leases().get("rebuild:projections") is None  # given back

@@ -233,10 +233,13 @@ def _serve_processes(
     from .core.metrics import forget_process, multiprocess_directory
     from .core.processes import reserve_port, run_group, share_database, without_option
 
+    reserved = None
     try:
+        reserved = reserve_port(host, port)  # first: a port in use is refused before the database is touched
         database = share_database(db)
-        reserved = reserve_port(host, port)
     except (LogLockedError, OSError) as exc:
+        if reserved is not None:
+            reserved.close()
         shown = without_password(db)
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1

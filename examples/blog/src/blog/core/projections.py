@@ -55,6 +55,9 @@ FLUSH_EVERY = 20_000  # buffered rows written out per transaction while rebuildi
 READ_BATCH = 10_000
 VERIFY_EVERY_SECONDS = 1.0
 REBUILD_AT_ONCE = 10_000  # messages: a log this short is rebuilt before serving (a fraction of a second)
+REBUILD_LEASE = "rebuild:projections"  # one rebuild at a time per database (worker leases live beside it)
+REBUILD_LEASE_SECONDS = 120.0  # renewed as a rebuild goes: a crashed rebuilder's is taken over after this
+RENEW_EVERY_SECONDS = 5.0
 
 
 class ProjectionsUnavailable(RuntimeError):
@@ -334,13 +337,21 @@ class Projections:
         log = log or self.app.log
         started = time.monotonic()
         self.unavailable = _rebuilding([p.name for p in projections])
+        # Inside the caller's transaction its write lock keeps other rebuilds out (and waiting there for
+        # one would wait on ourselves).
+        lease = None if log.in_transaction() else _RebuildLease(log)
         try:
-            report = self._rebuild(projections, log, progress, stopping, started)
+            if lease is not None and lease.take(stopping):  # another process rebuilt meanwhile: what is left?
+                left = set(self.needing_rebuild())
+                projections = [projection for projection in projections if projection.name in left]
+            report = self._rebuild(projections, log, progress, stopping, started, lease)
         except BaseException as exc:
             self.unavailable = f"the rebuild of {', '.join(p.name for p in projections)} did not finish ({exc})"
             raise
         finally:
             self.progress = None
+            if lease is not None:
+                lease.release()
         self.unavailable = None
         self._checked = True
         return report
@@ -368,6 +379,11 @@ class Projections:
         try:
             await asyncio.to_thread(self.rebuild, names, log=log, progress=progress, stopping=stopping)
         except Exception as exc:  # noqa: BLE001 - reported by /healthz and the 503s; the log says why
+            if not stopping.is_set() and not set(names) & set(self.needing_rebuild()):
+                logger.warning("%s, but another process has rebuilt them since: serving", self.unavailable or exc)
+                self.unavailable = None
+                self.mark_checked()
+                return True
             logger.error("%s", self.unavailable or exc)
             return False
         finally:
@@ -383,7 +399,12 @@ class Projections:
         progress: Progress | None,
         stopping: threading.Event | None,
         started: float,
+        lease: _RebuildLease | None = None,
     ) -> RebuildReport:
+        if not projections:
+            logger.info("another process rebuilt the projections meanwhile: nothing left to rebuild")
+            return RebuildReport([], 0, 0, 0, time.monotonic() - started)
+        renew = lease.renew if lease is not None else lambda: None
         specs = [spec for projection in projections for spec in projection.tables]
         shadows = {spec.name: f"{spec.physical}__rebuild" for spec in specs}
         sql = SqlRows(log, names=lambda spec: shadows.get(spec.name, spec.physical))
@@ -417,7 +438,9 @@ class Projections:
                     writer.flush()
                 total = max(total, position)
                 self._report(projections, position, total, progress)
+                renew()
             writer.close()
+            renew()
             with log.transaction():  # indexes now: building them once is faster than keeping them while writing
                 suffix = uuid.uuid4().hex[:8]
                 for spec in specs:
@@ -425,6 +448,7 @@ class Projections:
                         log.execute(statement)
                     for statement in log.dialect.analyze(shadows[spec.name]):  # first queries planned as well
                         log.execute(statement)
+            renew()
             with log.transaction():  # the write lock: nobody appends while the rest is applied and swapped
                 for rows in _batches(log, position):
                     applier.apply(rows)
@@ -557,6 +581,46 @@ class _Applier:
                 f"message {row[0]} ({row[2]}, version {row[4]}) fails in its upcaster: {type(exc).__name__}: {exc} — "
                 "fix the step in the feature's upcasters.py"
             ) from None
+
+
+class _RebuildLease:
+    """One rebuild at a time per database. Processes started together with new code (``serve
+    --processes N``, or several machines) each find the projections out of date: building them at
+    once, they dropped each other's shadow tables, and all but one stayed unavailable. The others
+    wait here, then rebuild only what is still out of date (usually nothing)."""
+
+    def __init__(self, log: MessageLogBackend) -> None:
+        self.log = log
+        self._renewed = 0.0
+
+    def take(self, stopping: threading.Event | None) -> bool:
+        """Take the lease, waiting while another process holds it; True if this one had to wait."""
+        waited = False
+        while not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
+            if not waited:
+                holder = self.log.leases().get(REBUILD_LEASE, {}).get("owner", "another process")
+                logger.info("waiting while %s rebuilds the projections", holder)
+                waited = True
+            if stopping is None:
+                time.sleep(0.2)
+            elif stopping.wait(0.2):
+                raise RebuildFailed("stopped while another process rebuilt; the old tables stay until the next start")
+        self._renewed = time.monotonic()
+        return waited
+
+    def renew(self) -> None:
+        """Keep the lease while the rebuild goes on (a long phase between two calls must stay under its time)."""
+        if time.monotonic() - self._renewed < RENEW_EVERY_SECONDS:
+            return
+        if not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
+            raise RebuildFailed("another process took the rebuild over (this one stalled past its lease)")
+        self._renewed = time.monotonic()
+
+    def release(self) -> None:
+        try:
+            self.log.release_lease(REBUILD_LEASE)
+        except Exception:  # noqa: BLE001 - a lost connection: the lease expires by itself
+            logger.warning("could not release the rebuild's lease; it expires in %.0f s", REBUILD_LEASE_SECONDS)
 
 
 class _Writer:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -97,8 +98,22 @@ def without_option(args: Sequence[str], option: str) -> list[str]:
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind the port without listening: it stays the group's (others are refused), and gets no connections."""
+    """Bind the port without listening: it stays the group's (others are refused), and gets no connections.
+
+    A port something already answers on is refused first: another group (an old instance left
+    running) shares it with this one through SO_REUSEPORT, and the kernel would split the
+    connections between the two apps."""
+    if _answers(host, port):
+        raise OSError(errno.EADDRINUSE, f"something already answers on port {port} (another serve?)")
     return _reuse_port_socket(host, port)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def listen_on_shared_port(host: str, port: int, backlog: int = 2048) -> socket.socket:

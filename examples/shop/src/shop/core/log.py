@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -219,6 +220,18 @@ class MessageLogBackend(Protocol):
     def close(self) -> None:
         """Close the connection(s) and release the writer lock, if held."""
         ...
+
+
+def this_thread_in_transaction(mutex: threading.RLock, depth: Callable[[], int]) -> bool:
+    """A backend's :meth:`MessageLogBackend.in_transaction`: whether the calling thread holds the
+    log's ``mutex`` with a transaction block open (``depth() > 0``). A thread that cannot take the
+    mutex at once is not the one holding it."""
+    if not mutex.acquire(blocking=False):
+        return False
+    try:
+        return depth() > 0
+    finally:
+        mutex.release()
 
 
 def message_at(log: MessageLogBackend, id: int) -> Message | None:

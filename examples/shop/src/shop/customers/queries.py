@@ -1,6 +1,7 @@
 """The customers queries: ``customers/get`` and ``customers/list``, answered from its table.
 
-Answers are plain dicts, ready for JSON and for the HTML templates. ``customers/list``
+Answers are plain dicts, ready for JSON and for the HTML templates (the JSON API sends a list
+page's rows as they are stored, without decoding them: core/store.py's ``Page``). ``customers/list``
 pages (``offset``, ``limit``; ``total`` counts every match) and sorts by a field
 (``?sort=created_at``, ``?sort=-created_at`` for descending; newest first by default),
 from the table's indexes, so a page costs the same at a million customers as at ten.

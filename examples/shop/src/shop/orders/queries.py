@@ -1,6 +1,7 @@
 """The orders queries: ``orders/get`` and ``orders/list``, answered from its table.
 
-Answers are plain dicts, ready for JSON and for the HTML templates. ``orders/list``
+Answers are plain dicts, ready for JSON and for the HTML templates (the JSON API sends a list
+page's rows as they are stored, without decoding them: core/store.py's ``Page``). ``orders/list``
 pages (``offset``, ``limit``; ``total`` counts every match) and sorts by a field
 (``?sort=created_at``, ``?sort=-created_at`` for descending; newest first by default),
 from the table's indexes, so a page costs the same at a million orders as at ten.

@@ -52,6 +52,7 @@ from ..log import (
     Row,
     encode,
     message_from_row,
+    this_thread_in_transaction,
 )
 from .postgres_tables import POSTGRES
 from .postgres_tables import SCHEMA as TABLES_SCHEMA
@@ -264,12 +265,7 @@ class PostgresLog:
     # --- the log ---
 
     def in_transaction(self) -> bool:
-        if not self._mutex.acquire(blocking=False):  # another thread holds it: not this one's block
-            return False
-        try:
-            return self._depth > 0
-        finally:
-            self._mutex.release()
+        return this_thread_in_transaction(self._mutex, lambda: self._depth)
 
     def transaction(self) -> Transaction:
         return Transaction(self)
