@@ -65,7 +65,9 @@ def test_where_git_knows_no_one_petrock_commits_as_itself_and_configures_nothing
         ["git", "config", "--local", "--get-regexp", "^user\\."], cwd=app, env=env, capture_output=True, check=False
     )
     assert config.stdout == b""  # no identity written into the app's .git/config
-    assert list((tmp_path / "home").iterdir()) == []  # nor into ~/.gitconfig
+    # nor into ~/.gitconfig or ~/.config/git: the home gets petrock's caches (~/.cache/petrock) and nothing else
+    assert [path.name for path in (tmp_path / "home").iterdir()] in ([], [".cache"])
+    assert [path.name for path in (tmp_path / "home" / ".cache").glob("*")] in ([], ["petrock"])
     own = subprocess.run(
         ["git", "commit", "--allow-empty", "-m", "mine"], cwd=app, env=env, capture_output=True, check=False
     )
