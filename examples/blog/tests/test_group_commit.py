@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from blog.core import App, CommandRejected, Message, NotFound
+from blog.core import App, Column, CommandRejected, Message, NotFound, TableSpec
 
 from .conftest import NOTES, AddNote, RemoveNote, register_notes
 
@@ -160,3 +160,32 @@ async def test_a_value_that_is_not_json_fails_its_own_command_only(app: App) -> 
     assert isinstance(answers[0], Message) and isinstance(answers[2], Message)
     assert isinstance(answers[1], Exception) and not isinstance(answers[1], Message)
     assert notes.texts() == {"a": "kept", "c": "x"} and app.log.version() == 2
+
+
+SIZES = TableSpec("sizes", columns=(Column("n", "int"),))
+
+
+class Measure(BaseModel):
+    id: str
+    n: int  # any integer: the database stores 64 bits
+
+
+async def test_a_value_the_database_refuses_at_the_group_s_end_fails_its_own_command_only(app: App) -> None:
+    """A group's writes go out at its end; one the database refuses there (an integer past 64 bits) rolls
+    the whole transaction back. The group is then committed again one by one: only its command fails."""
+    notes = register_notes(app)
+    app.projections.ensure_tables([SIZES])
+    sizes = app.store.table(SIZES)
+    app.commands.register(
+        "sizes/measure", Measure, lambda command, message: sizes.put(command.id, command.model_dump())
+    )
+    commands: list[BaseModel] = [AddNote(id="a", text="kept"), Measure(id="big", n=10**20), AddNote(id="c", text="x")]
+    answers = await dispatch_together(app, commands)
+    assert isinstance(answers[0], Message) and isinstance(answers[2], Message)
+    assert isinstance(answers[1], Exception) and not isinstance(answers[1], Message)
+    assert notes.texts() == {"a": "kept", "c": "x"} and app.log.version() == 2
+    assert sizes.get("big") is None
+    with pytest.raises(Exception) as raised:  # dispatch_each returns refusals only: other errors commit nothing
+        app.dispatch_each([AddNote(id="d", text="y"), Measure(id="huge", n=-(10**30))])
+    assert not isinstance(raised.value, CommandRejected)
+    assert "d" not in notes.texts() and app.log.version() == 2

@@ -6,15 +6,17 @@ Each test runs once per backend the ``db`` fixture offers (SQLite always, Postgr
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from pydantic_core import from_json, to_json
 
-from newsroom.core import App, Column, CommandRejected, Message, Projection, Store, TableSpec, open_log
+from newsroom.core import App, Column, CommandRejected, Message, Projection, Store, TableSpec, open_log, projections
 from newsroom.core.log import MessageLogBackend
 from newsroom.core.queries import Parameters, QueryRegistry
 from newsroom.core.store import Page, answering_json
@@ -621,3 +623,90 @@ def test_processes_starting_together_rebuild_once_and_all_serve(db: str) -> None
     assert all(app.projections.unavailable is None for app in apps)
     assert apps[2].log.query(query) == live
     assert apps[1].log.leases().get("rebuild:projections") is None  # given back
+
+
+def rebuilding_apps(
+    db: str, count: int, slow: Callable[[str, Message], None]
+) -> tuple[list[App], list[tuple[Any, ...]]]:
+    """``count`` processes (a log each) whose ``tallies`` projection is out of date, and the live rows."""
+    apps = []
+    for who in range(count):
+
+        class Slowed(Tallies):
+            def add(self, command: Tally, message: Message, who: str = str(who)) -> None:
+                slow(who, message)
+                super().add(command, message)
+
+        app = App(open_log(db))
+        tallies = Slowed(app.store)
+        app.projections.add(tallies)
+        app.commands.register("tallies/add", Tally, tallies.add)
+        app.projections.flush_every = 5
+        apps.append(app)
+    apps[0].prepare()
+    with apps[0].log.transaction():
+        for n in range(120):
+            apps[0].dispatch(Tally(id=f"t{n % 7}"))
+    live = apps[0].log.query(f"SELECT id, data FROM {TALLIES.physical} ORDER BY id")
+    apps[0].log.execute("UPDATE projections SET fingerprint = 'older code' WHERE name = 'tallies'")
+    return apps, live
+
+
+def test_a_rebuild_that_stalls_past_its_lease_waits_for_the_one_that_took_it_over(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that stalls past the rebuild's lease (a pause, a slow disk) finds another rebuilding
+    when it wakes: it writes nothing more into the shadow tables, waits, and serves what the other
+    built, instead of staying unavailable until restarted."""
+    monkeypatch.setattr(projections, "REBUILD_LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(projections, "RENEW_EVERY_SECONDS", 0.05)
+    armed, stalled = threading.Event(), threading.Event()
+
+    def slow(who: str, message: Message) -> None:
+        if not armed.is_set():  # the log being written, not rebuilt
+            return
+        if who == "0" and message.id == 60 and not stalled.is_set():
+            stalled.set()
+            time.sleep(2.0)  # past the lease
+        elif who == "1":
+            time.sleep(0.02)  # still rebuilding when the stalled one wakes
+
+    apps, live = rebuilding_apps(db, 2, slow)
+    armed.set()
+    stopping = threading.Event()
+
+    async def start(app: App, delay: float) -> bool:
+        await asyncio.sleep(delay)
+        return await app.projections.rebuild_in_background(["tallies"], stopping)
+
+    async def both() -> list[bool]:
+        return await asyncio.gather(start(apps[0], 0), start(apps[1], 0.3))
+
+    assert asyncio.run(both()) == [True, True]
+    assert stalled.is_set()
+    assert [app.projections.unavailable for app in apps] == [None, None]
+    assert apps[0].log.query(f"SELECT id, data FROM {TALLIES.physical} ORDER BY id") == live
+
+
+def test_waiting_for_the_rebuild_s_lease_outlasts_a_long_write_on_sqlite(db: str) -> None:
+    """While the process holding the lease builds indexes (a long write transaction on SQLite), the
+    others' looks at the lease find the database busy: they keep waiting, they do not fail."""
+    if db.startswith("postgresql"):
+        pytest.skip("SQLite's busy timeout")
+    apps, live = rebuilding_apps(db, 2, lambda who, message: None)
+    holder, waiter = apps
+    waiter.log.query("PRAGMA busy_timeout=100")  # a look gives up after 0.1 s, as after 10 s at scale
+    assert holder.log.acquire_lease(projections.REBUILD_LEASE, 60)
+
+    def long_write() -> None:
+        with holder.log.transaction():
+            time.sleep(1.0)
+        holder.log.release_lease(projections.REBUILD_LEASE)
+
+    thread = threading.Thread(target=long_write)
+    thread.start()
+    time.sleep(0.1)
+    assert waiter.projections.rebuild(["tallies"]).messages == 120  # once the holder gave the lease back
+    thread.join(10)
+    assert waiter.projections.unavailable is None
+    assert waiter.log.query(f"SELECT id, data FROM {TALLIES.physical} ORDER BY id") == live

@@ -164,6 +164,8 @@ class App:
         The tables' writes are held until the batch ends (core/store.py, :class:`~.store.HeldRows`) and
         go out then, a statement batch per table: on PostgreSQL a commit then costs no round trip for
         its writes. Read the rows the commits will read with :meth:`~.store.Store.preload` (one query).
+        Inside a batch, go through the store: SQL of your own (``app.log.query``) does not see the
+        held writes, and a row it changes is not seen by a ``get`` that preloaded it.
         """
         with self.log.transaction(), self.store.held(batch=True):
             yield

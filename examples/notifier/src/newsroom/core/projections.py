@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import json
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -342,9 +343,13 @@ class Projections:
         lease = None if log.in_transaction() else _RebuildLease(log)
         try:
             if lease is not None and lease.take(stopping):  # another process rebuilt meanwhile: what is left?
-                left = set(self.needing_rebuild())
-                projections = [projection for projection in projections if projection.name in left]
-            report = self._rebuild(projections, log, progress, stopping, started, lease)
+                projections = self._still_out_of_date(projections)
+            try:
+                report = self._rebuild(projections, log, progress, stopping, started, lease)
+            except _TakenOver:  # this one stalled past its lease: wait for the other, then do what is left
+                assert lease is not None
+                lease.take(stopping)
+                report = self._rebuild(self._still_out_of_date(projections), log, progress, stopping, started, lease)
         except BaseException as exc:
             self.unavailable = f"the rebuild of {', '.join(p.name for p in projections)} did not finish ({exc})"
             raise
@@ -355,6 +360,10 @@ class Projections:
         self.unavailable = None
         self._checked = True
         return report
+
+    def _still_out_of_date(self, projections: list[Projection]) -> list[Projection]:
+        left = set(self.needing_rebuild())
+        return [projection for projection in projections if projection.name in left]
 
     def begin(self) -> list[str]:
         """On start: rebuild now what needs it if the log is short (a new app: no 503 at all);
@@ -426,7 +435,7 @@ class Projections:
         position = 0
         restore = log.dialect.tune_for_rebuild(log)
         token = rebuilding.set(buffer)
-        writer = _Writer(log, buffer)
+        writer = _Writer(log, buffer, renew)
         buffer.write_out = writer.write_out
         try:
             for rows in _read_ahead(log, min(READ_BATCH, self.flush_every)):
@@ -583,6 +592,10 @@ class _Applier:
             ) from None
 
 
+class _TakenOver(RebuildFailed):
+    """Another process took the rebuild's lease over: this one stalled past it."""
+
+
 class _RebuildLease:
     """One rebuild at a time per database. Processes started together with new code (``serve
     --processes N``, or several machines) each find the projections out of date: building them at
@@ -596,7 +609,7 @@ class _RebuildLease:
     def take(self, stopping: threading.Event | None) -> bool:
         """Take the lease, waiting while another process holds it; True if this one had to wait."""
         waited = False
-        while not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
+        while not self._acquire():
             if not waited:
                 holder = self.log.leases().get(REBUILD_LEASE, {}).get("owner", "another process")
                 logger.info("waiting while %s rebuilds the projections", holder)
@@ -612,9 +625,22 @@ class _RebuildLease:
         """Keep the lease while the rebuild goes on (a long phase between two calls must stay under its time)."""
         if time.monotonic() - self._renewed < RENEW_EVERY_SECONDS:
             return
-        if not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
-            raise RebuildFailed("another process took the rebuild over (this one stalled past its lease)")
+        held = self._acquire()
+        if held is None:  # busy: renewed at the next call
+            return
+        if not held:
+            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
         self._renewed = time.monotonic()
+
+    def _acquire(self) -> bool | None:
+        """Whether the lease is this one's now; None when the database was too busy to say (SQLite past
+        its busy timeout while another process holds a long write, such as building indexes)."""
+        try:
+            return self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            return None
 
     def release(self) -> None:
         try:
@@ -626,10 +652,12 @@ class _RebuildLease:
 class _Writer:
     """Writes a rebuild's buffered rows out, a transaction each time. Where the database is a server
     (``dialect.works_aside``), on another thread, while the rebuild applies the next messages: the
-    buffer answers the rows being written from memory meanwhile, and one write waits for the last."""
+    buffer answers the rows being written from memory meanwhile, and one write waits for the last.
+    ``before_write`` is called before each write (the lease's renewal: a rebuild another process has
+    taken over must not write into the shadow tables that one builds now)."""
 
-    def __init__(self, log: MessageLogBackend, buffer: BufferedRows) -> None:
-        self.log, self.buffer = log, buffer
+    def __init__(self, log: MessageLogBackend, buffer: BufferedRows, before_write: Callable[[], None]) -> None:
+        self.log, self.buffer, self.before_write = log, buffer, before_write
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write") if _works_aside(log) else None
         self._writing: Future[None] | None = None
 
@@ -638,11 +666,13 @@ class _Writer:
             self.write_out()
             return
         self._wait()
+        self.before_write()
         self._writing = self._pool.submit(self._write, self.buffer.hand_off())
 
     def write_out(self) -> None:
         """Write every buffered row out now, on this thread, for a handler's read of many rows."""
         self._wait()
+        self.before_write()
         with self.log.transaction():
             self.buffer.flush()
 

@@ -101,8 +101,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
     """Bind the port without listening: it stays the group's (others are refused), and gets no connections.
 
     A port something already answers on is refused first: another group (an old instance left
-    running) shares it with this one through SO_REUSEPORT, and the kernel would split the
-    connections between the two apps."""
+    running) would share it with this one through SO_REUSEPORT, and the kernel would split the
+    connections between the two apps. (Two groups started at the same moment can both pass.)"""
     if _answers(host, port):
         raise OSError(errno.EADDRINUSE, f"something already answers on port {port} (another serve?)")
     return _reuse_port_socket(host, port)

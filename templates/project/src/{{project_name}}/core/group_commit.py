@@ -86,19 +86,30 @@ def commit_each(app: App, commands: list[BaseModel]) -> list[Outcome]:
     """Commit ``commands`` in one transaction, each in a savepoint; a refused one is returned, not raised.
 
     Failures of the database or of the projections (nothing can commit) are raised
-    and fail the whole group.
+    and fail the whole group. When the held writes are refused as they go out at the
+    end (a value the database will not store: an integer past 64 bits), nothing was
+    committed, and the commands are committed again one by one, so that only the
+    command that wrote the value fails.
     """
-    outcomes: list[Outcome] = []
     app.projections.require_ready()
-    with app.batch():  # the tables' writes held to the end: one statement batch, not a round trip each
-        for command in commands:
-            try:
-                outcomes.append(app.commit([command])[0])
-            except (LogUnreachable, ProjectionsUnavailable):
-                raise
-            except Exception as exc:  # noqa: BLE001 - refused, or a handler's bug: this command's alone
-                outcomes.append(exc)
-    return outcomes
+    try:
+        with app.batch():  # the tables' writes held to the end: one statement batch, not a round trip each
+            return [_commit_one(app, command) for command in commands]
+    except (LogUnreachable, ProjectionsUnavailable):
+        raise
+    except Exception:
+        if len(commands) == 1:
+            raise
+        return [_commit_one(app, command) for command in commands]
+
+
+def _commit_one(app: App, command: BaseModel) -> Outcome:
+    try:
+        return app.commit([command])[0]
+    except (LogUnreachable, ProjectionsUnavailable):
+        raise
+    except Exception as exc:  # noqa: BLE001 - refused, or a handler's bug: this command's alone
+        return exc
 
 
 def _answer(group: list[tuple[BaseModel, asyncio.Future[Message]]], outcomes: list[Outcome]) -> None:
