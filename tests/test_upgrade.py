@@ -128,13 +128,14 @@ def test_files_the_user_did_not_touch_take_the_new_render(shop: Path, templates:
     assert (shop / "src/shop/core/kv.py").read_text() == rendered
 
 
-def test_an_upgrade_that_changes_the_apps_dependencies_says_to_reinstall_its_environment(
+def test_an_upgrade_says_what_comes_next_a_reinstall_for_dependencies_a_rebuild_for_code(
     shop: Path, templates: Path
 ) -> None:
     edit(templates / PROJECT / "core/kv.py", '"""', '"""Templates 99.0.0. ')
     quiet = petrock(shop, "upgrade", templates=templates)
     assert quiet.returncode == 0, quiet.stderr
     assert "reinstall" not in quiet.stdout  # pyproject.toml unchanged: nothing to say
+    assert "next start rebuilds" in quiet.stdout and "`python -m shop projections status`" in quiet.stdout
 
     pyproject = next(templates.joinpath("project").glob("pyproject.toml*"))
     edit(pyproject, '"httptools', '"rich>=13",\n    "httptools')
@@ -143,6 +144,7 @@ def test_an_upgrade_that_changes_the_apps_dependencies_says_to_reinstall_its_env
     assert told.returncode == 0, told.stderr
     assert "pyproject.toml changed" in told.stdout
     assert ".venv/bin/pip install -e '.[test]'" in told.stdout
+    assert "rebuilds" not in told.stdout  # no code of the app changed
 
 
 def test_dry_run_shows_the_diff_and_writes_nothing(shop: Path, templates: Path) -> None:

@@ -148,6 +148,13 @@ REINSTALL_HINT = (
     "e.g. `.venv/bin/pip install -e '.[test]'`"
 )
 
+# Said after an upgrade that changes the app's code: its state is rebuilt from the log where that code changed.
+REBUILD_HINT = (
+    "the app's next start rebuilds from the log each projection whose code changed (503s and a progress "
+    "bar meanwhile): `python -m {package} projections status` says which; on a big log, "
+    "`python -m {package} projections rebuild` with the app stopped does it ahead"
+)
+
 
 @app.command()
 @reports_errors
@@ -208,6 +215,8 @@ def upgrade(
             typer.echo(f"\nupgraded to templates {planned.to_version} (commit {applied.commit[:10]})")
         if any(f.path == "pyproject.toml" and f.status != "identical" for f in planned.files):
             typer.echo(f"\n{REINSTALL_HINT}")
+        if any(f.path.endswith(".py") and f.path.startswith("src/") and f.status != "identical" for f in planned.files):
+            typer.echo("\n" + REBUILD_HINT.format(package=planned.manifest.project_name))
     if applied is not None and applied.conflicts:
         raise ConflictError(
             f"conflict markers in {', '.join(applied.conflicts)}; nothing was committed",
