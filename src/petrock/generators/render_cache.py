@@ -15,11 +15,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from petrock.user_cache import petrock_digest, user_cache
+from petrock.user_cache import keep_json, petrock_digest, user_cache
 
 KEPT = 20  # renders kept, the most recently used first (under a megabyte each)
 SKIPPED_PARTS = frozenset({"__pycache__"})  # copier never renders these (nor *.pyc): a test run may add them
@@ -65,13 +64,4 @@ def recall(key: str) -> dict[str, str] | None:
 
 def remember(key: str, files: dict[str, str]) -> None:
     """Keep a render, whole or not at all (several processes may write the same key at once)."""
-    folder = _folder()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, suffix=".tmp", delete=False) as out:
-            json.dump(files, out)
-        os.replace(out.name, folder / f"{key}.json")
-        for old in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        return
+    keep_json(_folder(), key, files, kept=KEPT)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from petrock.user_cache import petrock_digest, user_cache
+from petrock.user_cache import keep_json, petrock_digest, user_cache
 
 if TYPE_CHECKING:
     from .verify import Verdict
@@ -56,12 +56,5 @@ def remember(key: str, verdict: Verdict) -> None:
     """Keep a passing verdict; best effort (an unwritable cache just means the gate runs again)."""
     if not verdict.ok:
         return
-    folder = _folder()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        record = {"at": time.time(), "checks": verdict.checks, "seconds": verdict.seconds, "running": verdict.running}
-        (folder / f"{key}.json").write_text(json.dumps(record, default=str))
-        for old in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        return
+    record = {"at": time.time(), "checks": verdict.checks, "seconds": verdict.seconds, "running": verdict.running}
+    keep_json(_folder(), key, record, kept=KEPT)
