@@ -49,15 +49,21 @@ def children(server: Server) -> list[int]:
 def client_per_process(server: Server, count: int = 2, seconds: float = 8.0) -> Iterator[dict[int, httpx.Client]]:
     """Keep-alive clients, one connected to each server process (the kernel picks the process per connection).
 
-    New connections for up to ``seconds``: a process the group just started again may not accept yet. (A count
-    of attempts allowed that, while each new client spent 30 ms loading the CA bundle; with ``TLS`` they are
-    a few milliseconds each.)"""
+    New connections for up to ``seconds``: a process the group just started again may not accept yet, and
+    one just killed resets the connections the kernel had queued for it (seen in CI). (A count of attempts
+    allowed that, while each new client spent 30 ms loading the CA bundle; with ``TLS`` they are a few
+    milliseconds each.)"""
     clients: dict[int, httpx.Client] = {}
     deadline = time.monotonic() + seconds
     try:
         while len(clients) < count and time.monotonic() < deadline:
             client = httpx.Client(base_url=server.url, timeout=10, verify=TLS)
-            pid = client.get("/healthz").json()["process"]["pid"]
+            try:
+                pid = client.get("/healthz").json()["process"]["pid"]
+            except httpx.TransportError:
+                client.close()
+                time.sleep(0.02)
+                continue
             if pid in clients:
                 client.close()
                 time.sleep(0.02)
