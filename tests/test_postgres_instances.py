@@ -64,10 +64,16 @@ def create(server: Server, title: str, id: str | None = None) -> httpx.Response:
 
 
 def posts(server: Server) -> list[dict[str, Any]]:
-    response = httpx.get(f"{server.url}/queries/posts/list", params={"limit": 1000}, timeout=10, verify=TLS)
-    response.raise_for_status()
-    body = response.json()
-    return body["items"] if isinstance(body, dict) else body
+    """Every post ``server`` shows, page by page (a fast machine creates more than a page's 1,000 under load)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        params = {"limit": 1000, "offset": len(items)}
+        response = httpx.get(f"{server.url}/queries/posts/list", params=params, timeout=10, verify=TLS)
+        response.raise_for_status()
+        page = response.json()["items"]
+        items += page
+        if len(page) < params["limit"]:
+            return items
 
 
 def summarized(server: Server, ids: set[str]) -> bool:
