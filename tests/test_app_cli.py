@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .support import app_env, new_app
+from .support import app_env, free_port, new_app
 
 
 def app_cli(root: Path, *args: str, cwd: Path | None = None, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
@@ -134,3 +137,41 @@ def test_a_new_apps_help_loads_none_of_its_runtime(blog: Path) -> None:
     loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
     heavy = {"blog.main", "blog.core.app", "blog.core.http", "starlette", "uvicorn", "pydantic"}
     assert loaded.isdisjoint(heavy), sorted(loaded & heavy)
+
+
+WITHOUT_FAST_STACK = "import sys\nsys.modules['httptools'] = sys.modules['uvloop'] = None  # as if never installed\n"
+SLOW_STACK = "httptools and uvloop not installed: serving on the slower pure-Python stack"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_serve_says_once_that_the_fast_stack_is_missing_with_any_number_of_processes(
+    blog: Path, tmp_path: Path, processes: str
+) -> None:
+    """An environment installed before the app depended on httptools and uvloop serves on h11 and
+    asyncio: the user is told, once, by the process they started (not by each server process)."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(WITHOUT_FAST_STACK)
+    env = app_env(blog)
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden), env["PYTHONPATH"]])
+    port = free_port()
+    command = [sys.executable, "-m", "blog", "serve", "--port", str(port), "--db", str(tmp_path / "stack.db")]
+    server = subprocess.Popen(
+        [*command, "--processes", processes], cwd=blog, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=2, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while len(seen) < int(processes) and time.monotonic() < deadline:  # every server process is up
+                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+                try:
+                    seen.add(client.get(f"http://127.0.0.1:{port}/healthz").json()["process"]["pid"])
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+        assert len(seen) == int(processes)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    said = output.decode()
+    assert said.count(SLOW_STACK) == 1, said
