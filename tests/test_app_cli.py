@@ -7,9 +7,11 @@ folder inside the app, as `petrock serve` does; an empty key/value store says so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import app_env, free_port, new_app
+from .support import app_env, free_port, new_app, run_petrock
 
 
 def app_cli(root: Path, *args: str, cwd: Path | None = None, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
@@ -175,3 +177,53 @@ def test_serve_says_once_that_the_fast_stack_is_missing_with_any_number_of_proce
         output, _ = server.communicate(timeout=30)
     said = output.decode()
     assert said.count(SLOW_STACK) == 1, said
+
+
+OLD_LOG = """
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT NOT NULL, type TEXT NOT NULL,
+                       data TEXT NOT NULL);
+CREATE TABLE positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO messages (timestamp, type, data)
+VALUES ('2026-01-01T00:00:00+00:00', 'posts/create', '{"id": "p1", "title": "Hi", "content": "there"}');
+"""
+
+
+def dump(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return list(db.iterdump())
+
+
+def test_projections_status_reads_an_older_database_as_it_is_and_writes_nothing(tmp_path: Path) -> None:
+    """An app upgraded but not started yet: status reports what the next start will do, and does none of it
+    (no projection tables made, no column added), so the upgrade's first start is still the one that migrates."""
+    root = new_app(tmp_path)
+    assert run_petrock("feature", "add", "posts", cwd=root).returncode == 0
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.executescript(OLD_LOG)
+    before = dump(old)
+    status = app_cli(root, "projections", "status", "--db", str(old))
+    assert status.returncode == 0, status.stderr
+    assert dump(old) == before
+    assert "log: 1 messages" in status.stdout
+    assert "the database predates this version of the app: its next start adds table leases" in status.stdout
+    assert "posts                        missing  rows: -; never built" in status.stdout
+    described = json.loads(app_cli(root, "projections", "status", "--db", str(old), "--json").stdout)
+    assert [p["state"] for p in described["projections"]] == ["missing", "missing"]
+    assert "the messages' version column" in described["behind"]
+    assert dump(old) == before
+
+
+def test_projections_status_of_a_database_with_no_log_says_so_and_makes_none(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    never_run = app_cli(root, "projections", "status")
+    assert never_run.returncode == 1 and never_run.stdout == ""
+    assert never_run.stderr.startswith(f"error: no database at {root / 'app.db'} — the app has not run here yet")
+    assert not (root / "app.db").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    refused = app_cli(root, "projections", "status", "--db", str(empty))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error: no message log in the database at {empty}")
+    assert empty.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["blog", "empty.db"]

@@ -456,18 +456,31 @@ def projections_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show each projection (and each worker's state): current, stale (built by other code) or
-    missing, with its rows and the log position it was last rebuilt up to."""
+    missing, with its rows and the log position it was last rebuilt up to.
+
+    It only reads: on a read-only connection, so a database an upgraded app has not started on
+    yet is shown as it is (what the next start adds is named, not made).
+    """
+    from .core.readonly import NothingToLook, look
+
     _require_existing(db)
-    app = _open_app(db)
+    app = _open_app(":memory:", metrics=False)  # the code's fingerprints; the database is only read, below
     try:
-        statuses = app.projections.status()
-        head = app.log.version()
+        stored = look(db, app.projections.specs())
+        statuses = app.projections.status_of(stored.projections, stored.count)
+    except (NothingToLook, LogUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         app.log.close()
+    head = stored.head
     if as_json:
-        typer.echo(json.dumps({"log": head, "projections": [status.describe() for status in statuses]}, indent=2))
+        described = [status.describe() for status in statuses]
+        typer.echo(json.dumps({"log": head, "projections": described, "behind": stored.behind}, indent=2))
         return
     typer.echo(f"log: {head} messages")
+    if stored.behind:
+        typer.echo(f"the database predates this version of the app: its next start adds {', '.join(stored.behind)}")
     for status in statuses:
         rows = ", ".join(f"{table} {count}" for table, count in status.rows.items()) or "-"
         built = f"rebuilt up to {status.position} at {status.rebuilt_at}" if status.rebuilt_at else "never built"

@@ -226,23 +226,36 @@ class Projections:
 
     def status(self) -> list[Status]:
         """Every projection, then every worker's own state (``worker:NAME``), as stored against the code now."""
-        stored = self._stored()
+        return self.status_of(self._stored(), lambda spec: self.app.store.table(spec).count())
+
+    def specs(self) -> list[TableSpec]:
+        """The tables of every projection and worker state :meth:`status` reports on."""
+        return [spec for _, _, tables in self._entries() for spec in tables]
+
+    def status_of(
+        self, stored: dict[str, tuple[str, int, str]], count: Callable[[TableSpec], int | None]
+    ) -> list[Status]:
+        """:meth:`status` from the ``projections`` rows ``stored`` and the tables' row counts (None: no such
+        table), read elsewhere: ``projections status`` reads them on a connection that writes nothing."""
+        statuses = []
+        for name, fingerprint, tables in self._entries():
+            row = stored.get(name)
+            if row is None:
+                state = ProjectionState.MISSING
+            else:
+                state = ProjectionState.CURRENT if row[0] == fingerprint else ProjectionState.STALE
+            rows = {spec.name: n for spec in tables if (n := count(spec)) is not None}
+            statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
+        return statuses
+
+    def _entries(self) -> list[tuple[str, str, tuple[TableSpec, ...]]]:
         entries = [(p.name, self.fingerprint(p), p.tables) for p in self._by_name.values()]
         for handle in self.app.supervisor.handles:
             worker = handle.worker
             if getattr(worker, "tables", ()):
                 fingerprint = worker.state_fingerprint(self.app.upcasters)  # type: ignore[attr-defined]
                 entries.append((worker.state_name, fingerprint, worker.tables))  # type: ignore[attr-defined]
-        statuses = []
-        for name, fingerprint, tables in entries:
-            row = stored.get(name)
-            if row is None:
-                state = ProjectionState.MISSING
-            else:
-                state = ProjectionState.CURRENT if row[0] == fingerprint else ProjectionState.STALE
-            rows = {spec.name: self.app.store.table(spec).count() for spec in tables}
-            statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
-        return statuses
+        return entries
 
     def warn_about_state_in_memory(self) -> list[str]:
         """Name the state handlers that are not methods of a registered projection: whatever they
