@@ -227,3 +227,28 @@ def test_projections_status_of_a_database_with_no_log_says_so_and_makes_none(tmp
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith(f"error: no message log in the database at {empty}")
     assert empty.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["blog", "empty.db"]
+
+
+@pytest.mark.slow
+def test_projections_status_on_postgresql_only_reads(tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    def tables() -> list[str]:
+        with psycopg.connect(pg_url) as db:
+            found = db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")
+            return [name for (name,) in found]
+
+    root = new_app(tmp_path)
+    assert run_petrock("feature", "add", "posts", cwd=root).returncode == 0
+    empty = app_cli(root, "projections", "status", "--db", pg_url)
+    assert empty.returncode == 1 and empty.stdout == "", empty.stderr
+    assert (
+        empty.stderr.startswith("error: no message log in the database at ") and "the app has not run" in empty.stderr
+    )
+    assert tables() == []
+    assert app_cli(root, "kv", "set", "k", "1", "--db", pg_url).returncode == 0  # the app's first run makes the log
+    made = tables()
+    status = app_cli(root, "projections", "status", "--db", pg_url)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("log: 0 messages\nposts                        missing  rows: -; never built\n")
+    assert "predates" not in status.stdout and tables() == made
