@@ -7,15 +7,20 @@ folder inside the app, as `petrock serve` does; an empty key/value store says so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .support import app_env, new_app
+from .support import app_env, free_port, new_app, run_petrock
 
 
 def app_cli(root: Path, *args: str, cwd: Path | None = None, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
@@ -134,3 +139,116 @@ def test_a_new_apps_help_loads_none_of_its_runtime(blog: Path) -> None:
     loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
     heavy = {"blog.main", "blog.core.app", "blog.core.http", "starlette", "uvicorn", "pydantic"}
     assert loaded.isdisjoint(heavy), sorted(loaded & heavy)
+
+
+WITHOUT_FAST_STACK = "import sys\nsys.modules['httptools'] = sys.modules['uvloop'] = None  # as if never installed\n"
+SLOW_STACK = "httptools and uvloop not installed: serving on the slower pure-Python stack"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_serve_says_once_that_the_fast_stack_is_missing_with_any_number_of_processes(
+    blog: Path, tmp_path: Path, processes: str
+) -> None:
+    """An environment installed before the app depended on httptools and uvloop serves on h11 and
+    asyncio: the user is told, once, by the process they started (not by each server process)."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(WITHOUT_FAST_STACK)
+    env = app_env(blog)
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden), env["PYTHONPATH"]])
+    port = free_port()
+    command = [sys.executable, "-m", "blog", "serve", "--port", str(port), "--db", str(tmp_path / "stack.db")]
+    server = subprocess.Popen(
+        [*command, "--processes", processes], cwd=blog, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=2, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while len(seen) < int(processes) and time.monotonic() < deadline:  # every server process is up
+                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+                try:
+                    seen.add(client.get(f"http://127.0.0.1:{port}/healthz").json()["process"]["pid"])
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+        assert len(seen) == int(processes)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    said = output.decode()
+    assert said.count(SLOW_STACK) == 1, said
+
+
+OLD_LOG = """
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT NOT NULL, type TEXT NOT NULL,
+                       data TEXT NOT NULL);
+CREATE TABLE positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO messages (timestamp, type, data)
+VALUES ('2026-01-01T00:00:00+00:00', 'posts/create', '{"id": "p1", "title": "Hi", "content": "there"}');
+"""
+
+
+def dump(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return list(db.iterdump())
+
+
+def test_projections_status_reads_an_older_database_as_it_is_and_writes_nothing(tmp_path: Path) -> None:
+    """An app upgraded but not started yet: status reports what the next start will do, and does none of it
+    (no projection tables made, no column added), so the upgrade's first start is still the one that migrates."""
+    root = new_app(tmp_path)
+    assert run_petrock("feature", "add", "posts", cwd=root).returncode == 0
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.executescript(OLD_LOG)
+    before = dump(old)
+    status = app_cli(root, "projections", "status", "--db", str(old))
+    assert status.returncode == 0, status.stderr
+    assert dump(old) == before
+    assert "log: 1 messages" in status.stdout
+    assert "the database predates this version of the app: its next start adds table leases" in status.stdout
+    assert "posts                        missing  rows: -; never built" in status.stdout
+    described = json.loads(app_cli(root, "projections", "status", "--db", str(old), "--json").stdout)
+    assert [p["state"] for p in described["projections"]] == ["missing", "missing"]
+    assert "the messages' version column" in described["behind"]
+    assert dump(old) == before
+
+
+def test_projections_status_of_a_database_with_no_log_says_so_and_makes_none(tmp_path: Path) -> None:
+    root = new_app(tmp_path)
+    never_run = app_cli(root, "projections", "status")
+    assert never_run.returncode == 1 and never_run.stdout == ""
+    assert never_run.stderr.startswith(f"error: no database at {root / 'app.db'} — the app has not run here yet")
+    assert not (root / "app.db").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    refused = app_cli(root, "projections", "status", "--db", str(empty))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error: no message log in the database at {empty}")
+    assert empty.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["blog", "empty.db"]
+
+
+@pytest.mark.slow
+def test_projections_status_on_postgresql_only_reads(tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    def tables() -> list[str]:
+        with psycopg.connect(pg_url) as db:
+            found = db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")
+            return [name for (name,) in found]
+
+    root = new_app(tmp_path)
+    assert run_petrock("feature", "add", "posts", cwd=root).returncode == 0
+    empty = app_cli(root, "projections", "status", "--db", pg_url)
+    assert empty.returncode == 1 and empty.stdout == "", empty.stderr
+    assert (
+        empty.stderr.startswith("error: no message log in the database at ") and "the app has not run" in empty.stderr
+    )
+    assert tables() == []
+    assert app_cli(root, "kv", "set", "k", "1", "--db", pg_url).returncode == 0  # the app's first run makes the log
+    made = tables()
+    status = app_cli(root, "projections", "status", "--db", pg_url)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("log: 0 messages\nposts                        missing  rows: -; never built\n")
+    assert "predates" not in status.stdout and tables() == made

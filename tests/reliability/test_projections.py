@@ -6,8 +6,11 @@ way users do (`python -m APP serve`), on a log written through the app's own log
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -123,6 +126,52 @@ def test_kill_9_during_a_rebuild_leaves_the_old_state_and_the_next_start_finishe
     server.kill()
     server.start()
     assert wait_until(lambda: health(server).status_code == 200, timeout=120)
+    assert len(every_post(server)) == POSTS
+    server.terminate()
+
+
+def rebuild_lease_holder(db: Path) -> int | None:
+    """The pid of the process holding the projections' rebuild lease (its owner is host:pid:token)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as look:
+        try:
+            row = look.execute("SELECT owner FROM leases WHERE name = 'rebuild:projections'").fetchone()
+        except sqlite3.OperationalError:  # not made yet, or busy
+            return None
+    return int(row[0].split(":")[1]) if row else None
+
+
+def built(db: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as look:
+        return look.execute("SELECT 1 FROM projections WHERE name = 'posts'").fetchone() is not None
+
+
+def test_a_rebuild_whose_process_is_killed_is_taken_over_within_seconds(
+    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+) -> None:
+    """Two server processes start on a log to rebuild; the one rebuilding is killed with kill -9. Its
+    lease is short and was kept alive by a timer, so the other takes over in seconds (not minutes) and
+    every process serves the whole log."""
+    db = tmp_path / "app.db"
+    write_log(posts_dir, db, POSTS)
+    server = servers(posts_dir, db, processes=2).start()
+    deadline = time.monotonic() + 30
+    while (holder := rebuild_lease_holder(db)) is None:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.01)
+    os.kill(holder, signal.SIGKILL)
+    killed = time.monotonic()
+    assert not built(db), "the rebuild finished before the kill: lengthen the log"
+
+    def serving() -> bool:  # a new connection each time: either process may answer
+        try:
+            return all(health(server).status_code == 200 for _ in range(6))
+        except httpx.TransportError:
+            return False
+
+    assert wait_until(serving, timeout=60), server.output()
+    took = time.monotonic() - killed
+    assert took < 20, f"took over after {took:.1f}s"  # the lease's 10 s and the rebuild, not 120 s
+    assert "waiting while" in server.output()
     assert len(every_post(server)) == POSTS
     server.terminate()
 

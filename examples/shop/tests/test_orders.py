@@ -521,6 +521,23 @@ def test_the_list_page_pages_by_number_and_drops_empty_filters(client: TestClien
     assert greedy.status_code == 200 and "Showing 1–3 of 3" in greedy.text
 
 
+def test_the_list_page_refuses_offset_and_limit_naming_the_parameters_it_takes(
+    client: TestClient, feature_app: App
+) -> None:
+    """The JSON API pages with offset and limit, the page with page and per_page: a page asked for with the
+    API's is refused, not shown from the start as if they had not been given; the API keeps taking them."""
+    ids = [create(feature_app) for _ in range(3)]
+    for params in ({"offset": "2"}, {"limit": "1"}, {"page": "1", "offset": "2", "limit": "1"}):
+        refused = client.get(URL, params=params)
+        assert refused.status_code == 400, params
+        assert "This page takes sort, " in refused.text and "page, per_page; not " in refused.text
+        assert "offset and limit page the JSON API (/queries/orders/list)" in refused.text
+    unknown = client.get(URL, params={"colour": "red"})
+    assert unknown.status_code == 400 and "not colour." in unknown.text and "JSON API" not in unknown.text
+    api = client.get("/queries/orders/list", params={"offset": "2", "limit": "1"}).json()
+    assert [item["id"] for item in api["items"]] == [ids[0]] and (api["offset"], api["limit"]) == (2, 1)
+
+
 def test_the_new_form_has_an_input_of_the_right_kind_for_each_field(client: TestClient) -> None:
     page = client.get(f"{URL}/new")
     assert page.status_code == 200

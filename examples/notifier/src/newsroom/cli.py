@@ -189,13 +189,26 @@ def serve(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Said once, by the process the user started: a lone server, or the parent of --processes N.
+    missing = _missing_fast_stack(http, loop)
+    slow = f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}"
     if processes > 1:
-        raise typer.Exit(_serve_processes(host, port, db, processes, stop_timeout, metrics=metrics, announce=announce))
+        code = _serve_processes(
+            host,
+            port,
+            db,
+            processes,
+            stop_timeout,
+            metrics=metrics,
+            announce=announce,
+            notice=slow if missing else None,
+        )
+        raise typer.Exit(code)
     if not reuse_port:
         access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-        if missing := _missing_fast_stack(http, loop):
-            announce(f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}")
+        if missing:
+            announce(slow)
     if reload:
         os.environ.update(
             APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
@@ -228,8 +241,10 @@ def _serve_processes(
     *,
     metrics: bool,
     announce: Callable[[str], None],
+    notice: str | None = None,
 ) -> int:
-    """Keep ``processes`` servers running on one port and one database (see core/processes.py)."""
+    """Keep ``processes`` servers running on one port and one database (see core/processes.py); ``notice``
+    is said after the group's first line (the server processes say nothing of their own)."""
     from .core.metrics import forget_process, multiprocess_directory
     from .core.processes import reserve_port, run_group, share_database, without_option
 
@@ -245,6 +260,8 @@ def _serve_processes(
         return 1
     shown = without_password(db)
     announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
+    if notice is not None:
+        announce(notice)
     # The same command line for each, minus --processes: new options reach them without changes here.
     argv = [sys.executable, "-m", PACKAGE, *without_option(sys.argv[1:], "--processes")]
     with contextlib.ExitStack() as stack:
@@ -439,18 +456,31 @@ def projections_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show each projection (and each worker's state): current, stale (built by other code) or
-    missing, with its rows and the log position it was last rebuilt up to."""
+    missing, with its rows and the log position it was last rebuilt up to.
+
+    It only reads: on a read-only connection, so a database an upgraded app has not started on
+    yet is shown as it is (what the next start adds is named, not made).
+    """
+    from .core.readonly import NothingToLook, look
+
     _require_existing(db)
-    app = _open_app(db)
+    app = _open_app(":memory:", metrics=False)  # the code's fingerprints; the database is only read, below
     try:
-        statuses = app.projections.status()
-        head = app.log.version()
+        stored = look(db, app.projections.specs())
+        statuses = app.projections.status_of(stored.projections, stored.count)
+    except (NothingToLook, LogUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         app.log.close()
+    head = stored.head
     if as_json:
-        typer.echo(json.dumps({"log": head, "projections": [status.describe() for status in statuses]}, indent=2))
+        described = [status.describe() for status in statuses]
+        typer.echo(json.dumps({"log": head, "projections": described, "behind": stored.behind}, indent=2))
         return
     typer.echo(f"log: {head} messages")
+    if stored.behind:
+        typer.echo(f"the database predates this version of the app: its next start adds {', '.join(stored.behind)}")
     for status in statuses:
         rows = ", ".join(f"{table} {count}" for table, count in status.rows.items()) or "-"
         built = f"rebuilt up to {status.position} at {status.rebuilt_at}" if status.rebuilt_at else "never built"

@@ -2,11 +2,14 @@
 
 A list query pages by ``offset`` and ``limit``; people page by number. The links keep
 the filters and sort, and leave empty ones out of the URL (a form sends them all).
+A page asked for with the query's ``offset`` or ``limit`` (or any other parameter it
+does not take) is a 400 naming the ones it takes: one way to page a list page, not two
+that can disagree, and none ignored without a word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +20,7 @@ PER_PAGE = 25
 MAX_PER_PAGE = 200
 NEIGHBOURS = 2  # numbered links on each side of the current page
 PAGING = ("page", "per_page")
+QUERY_PAGING = ("offset", "limit")  # the list query's own: a page sets them from page and per_page
 
 
 class BadPage(ValueError):
@@ -29,6 +33,21 @@ def without_empty(path: str, params: Mapping[str, str]) -> str | None:
         return None
     kept = {name: value for name, value in params.items() if value}
     return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def unknown_parameter(params: Mapping[str, str], query_fields: Iterable[str], api: str) -> str | None:
+    """Why a list page refuses ``params`` (a 400's message), or None when it takes every one of them.
+
+    ``query_fields`` are the list query's parameters (the page takes its filters and sort);
+    ``api`` is the query's URL, named for someone who meant to page it by offset and limit."""
+    takes = [name for name in query_fields if name not in QUERY_PAGING] + list(PAGING)
+    unknown = [name for name in params if name not in takes]
+    if not unknown:
+        return None
+    said = f"This page takes {', '.join(takes)}; not {', '.join(unknown)}."
+    if set(unknown) & set(QUERY_PAGING):
+        said += f" It pages with page and per_page; offset and limit page the JSON API ({api})."
+    return said
 
 
 def read_paging(params: Mapping[str, str]) -> tuple[int, int]:

@@ -57,8 +57,10 @@ READ_BATCH = 10_000
 VERIFY_EVERY_SECONDS = 1.0
 REBUILD_AT_ONCE = 10_000  # messages: a log this short is rebuilt before serving (a fraction of a second)
 REBUILD_LEASE = "rebuild:projections"  # one rebuild at a time per database (worker leases live beside it)
-REBUILD_LEASE_SECONDS = 120.0  # renewed as a rebuild goes: a crashed rebuilder's is taken over after this
-RENEW_EVERY_SECONDS = 5.0
+# Renewed every RENEW_EVERY_SECONDS, by a timer of its own and before each write: a live rebuilder keeps
+# it through a long phase (a slow handler, building indexes), a killed one's is taken over after this.
+REBUILD_LEASE_SECONDS = 10.0
+RENEW_EVERY_SECONDS = 2.0
 
 
 class ProjectionsUnavailable(RuntimeError):
@@ -226,23 +228,36 @@ class Projections:
 
     def status(self) -> list[Status]:
         """Every projection, then every worker's own state (``worker:NAME``), as stored against the code now."""
-        stored = self._stored()
+        return self.status_of(self._stored(), lambda spec: self.app.store.table(spec).count())
+
+    def specs(self) -> list[TableSpec]:
+        """The tables of every projection and worker state :meth:`status` reports on."""
+        return [spec for _, _, tables in self._entries() for spec in tables]
+
+    def status_of(
+        self, stored: dict[str, tuple[str, int, str]], count: Callable[[TableSpec], int | None]
+    ) -> list[Status]:
+        """:meth:`status` from the ``projections`` rows ``stored`` and the tables' row counts (None: no such
+        table), read elsewhere: ``projections status`` reads them on a connection that writes nothing."""
+        statuses = []
+        for name, fingerprint, tables in self._entries():
+            row = stored.get(name)
+            if row is None:
+                state = ProjectionState.MISSING
+            else:
+                state = ProjectionState.CURRENT if row[0] == fingerprint else ProjectionState.STALE
+            rows = {spec.name: n for spec in tables if (n := count(spec)) is not None}
+            statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
+        return statuses
+
+    def _entries(self) -> list[tuple[str, str, tuple[TableSpec, ...]]]:
         entries = [(p.name, self.fingerprint(p), p.tables) for p in self._by_name.values()]
         for handle in self.app.supervisor.handles:
             worker = handle.worker
             if getattr(worker, "tables", ()):
                 fingerprint = worker.state_fingerprint(self.app.upcasters)  # type: ignore[attr-defined]
                 entries.append((worker.state_name, fingerprint, worker.tables))  # type: ignore[attr-defined]
-        statuses = []
-        for name, fingerprint, tables in entries:
-            row = stored.get(name)
-            if row is None:
-                state = ProjectionState.MISSING
-            else:
-                state = ProjectionState.CURRENT if row[0] == fingerprint else ProjectionState.STALE
-            rows = {spec.name: self.app.store.table(spec).count() for spec in tables}
-            statuses.append(Status(name, state, fingerprint, *(row or (None, None, None)), rows=rows))
-        return statuses
+        return entries
 
     def warn_about_state_in_memory(self) -> list[str]:
         """Name the state handlers that are not methods of a registered projection: whatever they
@@ -450,6 +465,9 @@ class Projections:
                 renew()
             writer.close()
             renew()
+            # The two long transactions renew the lease last, before they commit: on SQLite nobody could
+            # take it while they held the write lock, and it must not be found expired the moment they end.
+            keep = lease.renew_within if lease is not None else lambda: None
             with log.transaction():  # indexes now: building them once is faster than keeping them while writing
                 suffix = uuid.uuid4().hex[:8]
                 for spec in specs:
@@ -457,6 +475,7 @@ class Projections:
                         log.execute(statement)
                     for statement in log.dialect.analyze(shadows[spec.name]):  # first queries planned as well
                         log.execute(statement)
+                keep()
             renew()
             with log.transaction():  # the write lock: nobody appends while the rest is applied and swapped
                 for rows in _batches(log, position):
@@ -467,6 +486,7 @@ class Projections:
                     self._swap(log, spec, shadows[spec.name])
                 for projection in projections:
                     self._record_on(log, projection.name, fingerprints[projection.name], position)
+                keep()
         finally:
             writer.close(wait_only=True)
             rebuilding.reset(token)
@@ -600,14 +620,22 @@ class _RebuildLease:
     """One rebuild at a time per database. Processes started together with new code (``serve
     --processes N``, or several machines) each find the projections out of date: building them at
     once, they dropped each other's shadow tables, and all but one stayed unavailable. The others
-    wait here, then rebuild only what is still out of date (usually nothing)."""
+    wait here, then rebuild only what is still out of date (usually nothing).
+
+    The lease is short (:data:`REBUILD_LEASE_SECONDS`) so that a holder killed mid-rebuild is
+    replaced in seconds; a timer renews it on a connection of its own, so a live holder keeps it
+    however long a phase of the rebuild takes between two writes."""
 
     def __init__(self, log: MessageLogBackend) -> None:
         self.log = log
         self._renewed = 0.0
+        self._lost = threading.Event()
+        self._done = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def take(self, stopping: threading.Event | None) -> bool:
         """Take the lease, waiting while another process holds it; True if this one had to wait."""
+        self._stop_timer()
         waited = False
         while not self._acquire():
             if not waited:
@@ -619,10 +647,13 @@ class _RebuildLease:
             elif stopping.wait(0.2):
                 raise RebuildFailed("stopped while another process rebuilt; the old tables stay until the next start")
         self._renewed = time.monotonic()
+        self._start_timer()
         return waited
 
     def renew(self) -> None:
-        """Keep the lease while the rebuild goes on (a long phase between two calls must stay under its time)."""
+        """Keep the lease while the rebuild goes on; raise :class:`_TakenOver` if another process has it now."""
+        if self._lost.is_set():
+            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
         if time.monotonic() - self._renewed < RENEW_EVERY_SECONDS:
             return
         held = self._acquire()
@@ -632,17 +663,58 @@ class _RebuildLease:
             raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
         self._renewed = time.monotonic()
 
-    def _acquire(self) -> bool | None:
+    def renew_within(self) -> None:
+        """Renew inside the rebuild's open transaction (it commits with it): last thing before a long one commits."""
+        if not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
+            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
+        self._renewed = time.monotonic()
+
+    def _acquire(self, log: MessageLogBackend | None = None) -> bool | None:
         """Whether the lease is this one's now; None when the database was too busy to say (SQLite past
         its busy timeout while another process holds a long write, such as building indexes)."""
         try:
-            return self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS)
+            return (log or self.log).acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):
                 raise
             return None
 
+    def _start_timer(self) -> None:
+        """Renew every RENEW_EVERY_SECONDS on another connection (the rebuild's may be busy for long);
+        an in-memory database has no other process to take it."""
+        timer_log = self.log.connect_again()
+        if timer_log is self.log:
+            return
+        timer_log.owner = self.log.owner  # the same holder, on a connection of its own
+        self._lost.clear()
+        self._done.clear()
+        self._timer = threading.Thread(target=self._keep, args=(timer_log,), name="rebuild-lease", daemon=True)
+        self._timer.start()
+
+    def _keep(self, log: MessageLogBackend) -> None:
+        try:
+            while not self._done.wait(RENEW_EVERY_SECONDS):
+                try:
+                    held = self._acquire(log)
+                except Exception as exc:  # noqa: BLE001 - a lost connection: the rebuild's own renewals go on
+                    logger.warning("could not renew the rebuild's lease: %s", exc)
+                    continue
+                if held:
+                    self._renewed = time.monotonic()
+                elif held is False:  # another process has it: the rebuild stops at its next renewal
+                    self._lost.set()
+                    return
+        finally:
+            log.close()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            self._done.set()
+            timer.join()
+
     def release(self) -> None:
+        self._stop_timer()
         try:
             self.log.release_lease(REBUILD_LEASE)
         except Exception:  # noqa: BLE001 - a lost connection: the lease expires by itself

@@ -1,11 +1,16 @@
-"""How far a projection rebuild is: a progress bar on a terminal, a log line every few seconds otherwise."""
+"""How far a projection rebuild is: a progress bar on a terminal, a log line every few seconds otherwise.
+
+Rebuilds that run at once (two workers rebuilding their state at start) share one live display
+on their terminal, a line each: two displays of their own would draw over each other's line.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 logger = logging.getLogger(__name__)
 LOG_EVERY_SECONDS = 5.0
@@ -23,19 +28,7 @@ class RebuildProgress:
         self._finished_logged = False
         self._started = time.monotonic()
         if self.stream.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-                transient=False,
-            )
-            self._task = self._bar.add_task(f"rebuilding {label}", total=None)
-            self._bar.start()
+            self._bar, self._task = _SharedBar.join(self.stream, f"rebuilding {label}")
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is not None:
@@ -52,5 +45,47 @@ class RebuildProgress:
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.stop()
+            _SharedBar.leave(self.stream)
             self._bar = None
+
+
+class _SharedBar:
+    """The live display of a terminal's rebuilds: started by the first, stopped when the last closes
+    (each finished one's line stays, as it ended)."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _by_stream: ClassVar[dict[int, _SharedBar]] = {}
+
+    def __init__(self, stream: IO[str]) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            transient=False,
+        )
+        self.users = 0
+
+    @classmethod
+    def join(cls, stream: IO[str], description: str) -> tuple[Any, Any]:
+        """The display of ``stream`` (started if need be) and a new line on it."""
+        with cls._lock:
+            bar = cls._by_stream.get(id(stream))
+            if bar is None:
+                bar = cls._by_stream[id(stream)] = cls(stream)
+                bar.progress.start()
+            bar.users += 1
+            return bar.progress, bar.progress.add_task(description, total=None)
+
+    @classmethod
+    def leave(cls, stream: IO[str]) -> None:
+        with cls._lock:
+            bar = cls._by_stream[id(stream)]
+            bar.users -= 1
+            if bar.users == 0:
+                del cls._by_stream[id(stream)]
+                bar.progress.stop()

@@ -15,11 +15,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..core import App, CommandRejected, NotFound
 from ..core.http import RequestTooLarge, form_errors, read_form
-from ..core.listing import PAGING, BadPage, Pager, read_paging, without_empty
+from ..core.listing import PAGING, BadPage, Pager, read_paging, unknown_parameter, without_empty
 from ..core.navigation import referring_items
 from ..core.pages import redirect_with_flash
 from ..core.references import StillReferenced
 from .commands import CreateCustomer, DeleteCustomer, UpdateCustomer
+from .queries import ListCustomers
 
 URL = "/customers"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,6 +50,9 @@ class CustomersPages:
         params = dict(request.query_params)
         if (clean := without_empty(URL, params)) is not None:  # a form sends empty filters too
             return RedirectResponse(clean, status_code=303)
+        unknown = unknown_parameter(params, ListCustomers.model_fields, "/queries/customers/list")
+        if unknown is not None:  # offset and limit too: the page sets them from page and per_page
+            return self._error(request, 400, "Bad request", unknown)
         try:
             page, per_page = read_paging(params)
             filters = {name: value for name, value in params.items() if name not in PAGING}

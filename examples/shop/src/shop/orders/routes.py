@@ -17,11 +17,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..core import App, CommandRejected, NotFound
 from ..core.http import RequestTooLarge, form_errors, read_form
-from ..core.listing import PAGING, BadPage, Pager, read_paging, without_empty
+from ..core.listing import PAGING, BadPage, Pager, read_paging, unknown_parameter, without_empty
 from ..core.navigation import referring_items
 from ..core.pages import redirect_with_flash
 from ..core.references import MissingReference, StillReferenced
 from .commands import CreateOrder, DeleteOrder, UpdateOrder
+from .queries import ListOrders
 
 URL = "/orders"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -56,6 +57,9 @@ class OrdersPages:
         params = dict(request.query_params)
         if (clean := without_empty(URL, params)) is not None:  # a form sends empty filters too
             return RedirectResponse(clean, status_code=303)
+        unknown = unknown_parameter(params, ListOrders.model_fields, "/queries/orders/list")
+        if unknown is not None:  # offset and limit too: the page sets them from page and per_page
+            return self._error(request, 400, "Bad request", unknown)
         try:
             page, per_page = read_paging(params)
             filters = {name: value for name, value in params.items() if name not in PAGING}

@@ -61,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "messages"
 SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
+# Read as the write lock is taken: the newest id, and the transaction's own id, by which a commit
+# whose answer was lost is found committed or not (_recover). Its message ids cannot tell: after an
+# abort another instance appends under the same ids.
+SELECT_NEWEST_AND_XID = "SELECT COALESCE(MAX(id), 0), pg_current_xact_id()::text FROM messages"
 SCHEMA_VERSION = 3
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
@@ -161,6 +165,7 @@ class PostgresLog:
         # SQL ("sql") already run. All are sent again if the COMMIT's answer is lost (_recover).
         self._staged: list[tuple[str, tuple[Any, ...]]] = []
         self._newest = 0  # the newest id in the log when the open transaction took the lock
+        self._xid = ""  # the open transaction's id in the database (pg_current_xact_id)
         self._messages = 0  # messages staged in the open transaction
         self._savepoints: list[list[Any]] = []  # nested blocks: [level, savepoint taken?]
         self._known = 0  # the newest id this instance has told its listeners about
@@ -514,17 +519,18 @@ class PostgresLog:
                     self._lease_lost(conn, name)
             raise LeaseLost(f"a worker position was refused: {_first_line(exc)}") from None
 
-    def _recover(self, newest_when_locked: int) -> bool:
+    def _recover(self, newest_when_locked: int, xid: str) -> bool:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
 
         Reconnects (trying for up to 10 seconds, long enough for a server restart) and
-        takes the lock. If the transaction's first message is in the log, it had
-        committed. If not, and nothing was appended since it took the lock, the same
-        writes (same ids, same text, the same store SQL) are sent again: what the handlers
-        decided still holds. Otherwise it gives up (False): the command was not committed,
-        and its caller hears so (503).
+        takes the lock, so the lost transaction has ended. The database says whether it
+        committed (``pg_xact_status`` of its id); its message ids cannot, since another
+        instance may have appended under the same ids after it was aborted. If it did not
+        commit, and nothing was appended since it took the lock, the same writes (same
+        ids, same text, the same store SQL) are sent again: what the handlers decided
+        still holds. Otherwise it gives up (False): the command was not committed, and
+        its caller hears so (503).
         """
-        first = next(row[0] for kind, row in self._staged if kind == "message")
         deadline = time.monotonic() + max(10.0, self.lock_timeout)
         while True:
             try:
@@ -540,8 +546,9 @@ class PostgresLog:
             for _ in range(3):
                 cursor.nextset()
             (newest,) = cursor.fetchone()
-            if conn.execute("SELECT 1 FROM messages WHERE id = %s", (first,)).fetchone() is not None:
-                conn.execute("COMMIT")  # it had committed
+            (status,) = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+            if status == "committed":
+                conn.execute("COMMIT")  # only the lock was taken
             elif newest == newest_when_locked:
                 self._write_staged(conn, again=True)
             else:
@@ -650,7 +657,7 @@ class Transaction:
         for attempt in (1, 2):
             conn = log._connection()
             try:
-                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {SELECT_NEWEST}")
+                cursor = conn.execute(f"BEGIN; {_lock_statement(log.lock_timeout)}; {SELECT_NEWEST_AND_XID}")
                 break
             except psycopg.OperationalError as exc:
                 if not conn.broken or attempt == 2:
@@ -660,7 +667,7 @@ class Transaction:
         try:
             for _ in range(3):  # past the results of BEGIN, SET and LOCK
                 cursor.nextset()
-            (log._newest,) = cursor.fetchone()
+            log._newest, log._xid = cursor.fetchone()
             log._messages = 0
         except BaseException:
             _rollback(conn)
@@ -702,7 +709,7 @@ class Transaction:
                     raise
                 # Committed or not? Find out, and finish the job.
                 log._lost(exc)
-                if not log._recover(log._newest):
+                if not log._recover(log._newest, log._xid):
                     raise
                 notify = True
             except BaseException:
