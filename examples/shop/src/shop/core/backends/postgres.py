@@ -62,9 +62,13 @@ logger = logging.getLogger(__name__)
 CHANNEL = "messages"
 SELECT_NEWEST = "SELECT COALESCE(MAX(id), 0) FROM messages"
 # Read as the write lock is taken: the newest id, and the transaction's own id, by which a commit
-# whose answer was lost is found committed or not (_recover). Its message ids cannot tell: after an
-# abort another instance appends under the same ids.
+# whose answer was lost is found committed or not (_recover).
 SELECT_NEWEST_AND_XID = "SELECT COALESCE(MAX(id), 0), pg_current_xact_id()::text FROM messages"
+SAME_MESSAGE = "SELECT 1 FROM messages WHERE id = %s AND timestamp = %s::timestamptz AND type = %s AND data = %s"
+# NULL for an id the database has not handed out (yet again, after a crash), where pg_xact_status raises.
+XACT_STATUS = (
+    "SELECT CASE WHEN %(xid)s::xid8 < pg_snapshot_xmax(pg_current_snapshot()) THEN pg_xact_status(%(xid)s::xid8) END"
+)
 SCHEMA_VERSION = 3
 # Each entry brings the schema from version i to i + 1; append, never edit, so that a
 # database made by an older app is brought up to date on the next start.
@@ -523,14 +527,17 @@ class PostgresLog:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
 
         Reconnects (trying for up to 10 seconds, long enough for a server restart) and
-        takes the lock, so the lost transaction has ended. The database says whether it
-        committed (``pg_xact_status`` of its id); its message ids cannot, since another
-        instance may have appended under the same ids after it was aborted. If it did not
-        commit, and nothing was appended since it took the lock, the same writes (same
-        ids, same text, the same store SQL) are sent again: what the handlers decided
-        still holds. Otherwise it gives up (False): the command was not committed, and
-        its caller hears so (503).
+        takes the lock, so the lost transaction has ended. It committed if the database says
+        so (``pg_xact_status`` of its id) and its first message is in the log as it was sent.
+        Neither alone is proof: once it was aborted, another instance may append under the
+        same message ids; and a crash forgets the transaction ids it had handed out without
+        writing them to disk, so the lost transaction's id may be another's by now (both seen
+        in a test that restarts the database under load). If it did not commit, and nothing
+        was appended since it took the lock, the same writes (same ids, same text, the same
+        store SQL) are sent again: what the handlers decided still holds. Otherwise it gives
+        up (False): the command was not committed, and its caller hears so (503).
         """
+        first = next(row for kind, row in self._staged if kind == "message")
         deadline = time.monotonic() + max(10.0, self.lock_timeout)
         while True:
             try:
@@ -546,11 +553,13 @@ class PostgresLog:
             for _ in range(3):
                 cursor.nextset()
             (newest,) = cursor.fetchone()
-            (status,) = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
-            if status == "committed":
+            (status,) = conn.execute(XACT_STATUS, {"xid": xid}).fetchone()
+            if status == "committed" and conn.execute(SAME_MESSAGE, first[:4]).fetchone() is not None:
                 conn.execute("COMMIT")  # only the lock was taken
+                outcome = "it had committed"
             elif newest == newest_when_locked:
                 self._write_staged(conn, again=True)
+                outcome = "it had not: sent it again"
             else:
                 logger.error("could not recover a lost commit: another instance appended since")
                 _rollback(conn)
@@ -559,7 +568,7 @@ class PostgresLog:
             logger.error("could not recover a lost commit: %s", _first_line(exc))
             _rollback(conn)
             return False
-        logger.warning("recovered a commit whose answer was lost with the connection to %s", self.path)
+        logger.warning("recovered a commit whose answer was lost with the connection to %s (%s)", self.path, outcome)
         return True
 
     def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
