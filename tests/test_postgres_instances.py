@@ -263,6 +263,39 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(
     assert_summarized_exactly_once(pg_url, set(acknowledged))
 
 
+def test_while_its_database_is_away_the_app_answers_503_with_retry_after_and_names_no_database(
+    instances: Callable[..., list[Server]], pg_url: str
+) -> None:
+    """Found by a fresh-user trial: queries and pages answered 500 while the database was away, and no 503
+    had Retry-After; the answers named the database's user, host and port to every client."""
+    import psycopg
+
+    (server,) = instances(pg_url, 1)
+    assert create(server, "before").status_code == 201
+    database = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+            page = {"accept": "text/html"}
+            answers = {
+                "command": create(server, "during"),
+                "query": httpx.get(f"{server.url}/queries/posts/list", timeout=30, verify=TLS),
+                "list page": httpx.get(f"{server.url}/posts", headers=page, timeout=30, verify=TLS),
+                "home page": httpx.get(f"{server.url}/", headers=page, timeout=30, verify=TLS),
+            }
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    for name, answer in answers.items():
+        assert answer.status_code == 503, (name, answer.status_code, answer.text[:500])
+        assert answer.headers.get("retry-after") == "2", (name, answer.headers)
+        assert database not in answer.text and "postgres@" not in answer.text, (name, answer.text[:500])
+    assert answers["list page"].headers["content-type"].startswith("text/html")
+    wait_until(lambda: create(server, "after").status_code == 201, 15, "a command once the database is back")
+    titles = {post["title"] for post in posts(server)}
+    assert {"before", "after"} <= titles and "during" not in titles
+
+
 def test_kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_command(
     instances: Callable[..., list[Server]], pg_url: str
 ) -> None:
