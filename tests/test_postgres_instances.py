@@ -252,7 +252,8 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(
         pg_cluster.restart(mode="immediate")  # the crash case: no shutdown checkpoint
         for future in loads:
             future.result()
-    assert set(refused) <= {0, 503}, refused  # while the database was away: 503, never a 500
+    # While the database was away: 503, never a 500; 504 (outcome unknown) if it took over 10 s to come back.
+    assert set(refused) <= {0, 503, 504}, refused
     after = [create(server, "after the restart") for server in servers]
     assert [r.status_code for r in after] == [201, 201]
     acknowledged += [r.json()["data"]["id"] for r in after]
