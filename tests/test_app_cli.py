@@ -146,7 +146,7 @@ SLOW_STACK = "httptools and uvloop not installed: serving on the slower pure-Pyt
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_serve_says_once_that_the_fast_stack_is_missing_with_any_number_of_processes(
+def test_serve_says_once_that_the_fast_stack_is_missing_and_the_app_open_with_any_number_of_processes(
     blog: Path, tmp_path: Path, processes: str
 ) -> None:
     """An environment installed before the app depended on httptools and uvloop serves on h11 and
@@ -177,6 +177,8 @@ def test_serve_says_once_that_the_fast_stack_is_missing_with_any_number_of_proce
         output, _ = server.communicate(timeout=30)
     said = output.decode()
     assert said.count(SLOW_STACK) == 1, said
+    # And that anyone who can reach it may use it: a trial saw --processes 2 leave that out.
+    assert said.count("no APP_API_TOKEN: open to anyone who can reach it") == 1, said
 
 
 OLD_LOG = """
