@@ -192,6 +192,7 @@ def serve(
     # Said once, by the process the user started: a lone server, or the parent of --processes N.
     missing = _missing_fast_stack(http, loop)
     slow = f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}"
+    access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
     if processes > 1:
         code = _serve_processes(
             host,
@@ -201,11 +202,11 @@ def serve(
             stop_timeout,
             metrics=metrics,
             announce=announce,
+            access=access,
             notice=slow if missing else None,
         )
         raise typer.Exit(code)
     if not reuse_port:
-        access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
         if missing:
             announce(slow)
@@ -241,6 +242,7 @@ def _serve_processes(
     *,
     metrics: bool,
     announce: Callable[[str], None],
+    access: str,
     notice: str | None = None,
 ) -> int:
     """Keep ``processes`` servers running on one port and one database (see core/processes.py); ``notice``
@@ -259,7 +261,7 @@ def _serve_processes(
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
     shown = without_password(db)
-    announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown})")
+    announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown}; {access})")
     if notice is not None:
         announce(notice)
     # The same command line for each, minus --processes: new options reach them without changes here.

@@ -12,11 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .log import CommitOutcomeUnknown, LogUnreachable
 from .pages import Pages
 from .projections import ProjectionsUnavailable
 from .security import add_security_headers
 
 INTERNAL_ERROR = "The server hit an error; it has been logged."
+# The database's address and the driver's words go to the server's log, not to every client.
+DATABASE_AWAY = "The database cannot be reached right now; nothing was changed. Try again in a few seconds."
+DATABASE_RETRY_AFTER = "2"
 API_PREFIXES = ("/commands", "/queries", "/events", "/mcp", "/healthz")
 HEADINGS = {
     400: "Bad request",
@@ -29,6 +33,7 @@ HEADINGS = {
     429: "Too many attempts",
     500: "Something went wrong",
     503: "Back in a moment",
+    504: "Outcome unknown",
 }
 
 
@@ -64,7 +69,8 @@ def error_response(
 
 def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
     """Starlette exception handlers: styled 404 and 405 for unknown routes and methods, 503 while
-    a projection is rebuilt, 500 for crashes."""
+    a projection is rebuilt or the database cannot be reached (504 when it went away as a command
+    was committed), 500 for crashes."""
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(pages, request, 404, "There is nothing at this address.")
@@ -77,6 +83,11 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         headers = {"retry-after": str(ProjectionsUnavailable.retry_after)}
         return error_response(pages, request, 503, f"{exc}; try again in a few seconds.", headers=headers)
 
+    async def database_away(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, CommitOutcomeUnknown):  # not a 503: that says nothing was appended
+            return error_response(pages, request, 504, str(exc))
+        return error_response(pages, request, 503, DATABASE_AWAY, headers={"retry-after": DATABASE_RETRY_AFTER})
+
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
         response = error_response(pages, request, 500, INTERNAL_ERROR)
@@ -85,4 +96,10 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
             response.headers["x-request-id"] = request.scope["request_id"]
         return response
 
-    return {404: not_found, 405: method_not_allowed, ProjectionsUnavailable: unavailable, 500: server_error}
+    return {
+        404: not_found,
+        405: method_not_allowed,
+        ProjectionsUnavailable: unavailable,
+        LogUnreachable: database_away,
+        500: server_error,
+    }

@@ -144,8 +144,8 @@ def create_http_app(
             message = await app.group_commit.dispatch(command)
         except CommandRejected as exc:
             return _error(exc.status_code, str(exc))
-        except LogUnreachable as exc:  # nothing appended: safe to retry later
-            return _error(503, str(exc))
+        # The database away (LogUnreachable) is answered by errors.py: 503 with Retry-After, nothing
+        # appended; or 504 when it went away as the command was committed, and may have committed.
         return _created(message)
 
     async def list_commands(_: Request) -> Response:

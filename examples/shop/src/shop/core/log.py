@@ -63,6 +63,11 @@ class LogUnreachable(ConnectionError):
     """The log's database server cannot be reached right now (commands answer 503); the next call reconnects."""
 
 
+class CommitOutcomeUnknown(LogUnreachable):
+    """The connection was lost as a transaction was committed, and the database stayed away too long to ask
+    whether it had committed: it may have (commands answer 504; look before sending one again)."""
+
+
 class LeaseLost(RuntimeError):
     """A worker position was about to be committed by a process that no longer holds the worker's lease."""
 

@@ -44,6 +44,7 @@ import psycopg
 from ..database_urls import without_password
 from ..log import (
     DEFAULT_LEASE_SECONDS,
+    CommitOutcomeUnknown,
     LeaseLost,
     Listener,
     LogUnavailable,
@@ -163,6 +164,7 @@ class PostgresLog:
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
+        self.recover_timeout = 10.0  # how long a commit whose answer was lost tries to reconnect and find out
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are nested
         # The open transaction's writes: appends, positions and kv sent with its COMMIT; the store's
@@ -523,30 +525,34 @@ class PostgresLog:
                     self._lease_lost(conn, name)
             raise LeaseLost(f"a worker position was refused: {_first_line(exc)}") from None
 
-    def _recover(self, newest_when_locked: int, xid: str) -> bool:
+    def _recover(self, newest_when_locked: int, xid: str) -> None:
         """After the connection broke while committing: make the transaction's writes durable exactly once.
 
-        Reconnects (trying for up to 10 seconds, long enough for a server restart) and
-        takes the lock, so the lost transaction has ended. It committed if the database says
-        so (``pg_xact_status`` of its id) and its first message is in the log as it was sent.
-        Neither alone is proof: once it was aborted, another instance may append under the
-        same message ids; and a crash forgets the transaction ids it had handed out without
-        writing them to disk, so the lost transaction's id may be another's by now (both seen
-        in a test that restarts the database under load). If it did not commit, and nothing
-        was appended since it took the lock, the same writes (same ids, same text, the same
-        store SQL) are sent again: what the handlers decided still holds. Otherwise it gives
-        up (False): the command was not committed, and its caller hears so (503).
+        Reconnects (trying for up to :attr:`recover_timeout` seconds, long enough for a server
+        restart) and takes the lock, so the lost transaction has ended. It committed if the
+        database says so (``pg_xact_status`` of its id) and its first message is in the log as it
+        was sent. Neither alone is proof: once it was aborted, another instance may append under
+        the same message ids; and a crash forgets the transaction ids it had handed out without
+        writing them to disk, so the lost transaction's id may be another's by now (both seen in
+        a test that restarts the database under load). If it did not commit, and nothing was
+        appended since it took the lock, the same writes (same ids, same text, the same store
+        SQL) are sent again: what the handlers decided still holds.
+
+        Raises :class:`LogUnreachable` when it did not commit and cannot be sent again (another
+        instance appended since: a 503, nothing appended), and :class:`CommitOutcomeUnknown` when
+        the database could not be asked (a 504: it may have committed).
         """
         first = next(row for kind, row in self._staged if kind == "message")
-        deadline = time.monotonic() + max(10.0, self.lock_timeout)
+        what = self._describe_staged()
+        deadline = time.monotonic() + self.recover_timeout
         while True:
             try:
                 conn = self._conn = self._connect()
                 break
             except LogUnreachable:
                 if time.monotonic() > deadline:
-                    logger.error("could not recover a lost commit: the database stayed unreachable")
-                    return False
+                    logger.error("the outcome of %s is unknown: the database stayed unreachable", what)
+                    raise CommitOutcomeUnknown(_UNKNOWN) from None
                 time.sleep(0.05)
         try:
             cursor = conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}; {SELECT_NEWEST}")
@@ -561,15 +567,25 @@ class PostgresLog:
                 self._write_staged(conn, again=True)
                 outcome = "it had not: sent it again"
             else:
-                logger.error("could not recover a lost commit: another instance appended since")
+                logger.error("%s was not committed, and another instance appended since", what)
                 _rollback(conn)
-                return False
-        except (psycopg.Error, LogUnreachable, LeaseLost) as exc:
-            logger.error("could not recover a lost commit: %s", _first_line(exc))
+                raise LogUnreachable(_NOT_COMMITTED) from None
+        except LeaseLost:  # the worker's position was refused as the writes were sent again: nothing committed
             _rollback(conn)
-            return False
+            raise LogUnreachable(_NOT_COMMITTED) from None
+        except (psycopg.Error, LogUnreachable) as exc:
+            if isinstance(exc, LogUnreachable) and str(exc) == _NOT_COMMITTED:
+                raise
+            logger.error("the outcome of %s is unknown: %s", what, _first_line(exc))
+            _rollback(conn)
+            raise CommitOutcomeUnknown(_UNKNOWN) from None
         logger.warning("recovered a commit whose answer was lost with the connection to %s (%s)", self.path, outcome)
-        return True
+
+    def _describe_staged(self) -> str:
+        """The open transaction's messages, for an operator: "messages 25-27 (posts/create, posts/delete)"."""
+        rows = [row for kind, row in self._staged if kind == "message"]
+        ids = f"message {rows[0][0]}" if len(rows) == 1 else f"messages {rows[0][0]}-{rows[-1][0]}"
+        return f"{ids} ({', '.join(dict.fromkeys(row[2] for row in rows))})"
 
     def acquire_lease(self, name: str, ttl: float = DEFAULT_LEASE_SECONDS) -> bool:
         # The database's clock decides expiry, so machines with skewed clocks agree.
@@ -716,10 +732,9 @@ class Transaction:
                 if not (log._appended and conn.broken):
                     _rollback(conn)
                     raise
-                # Committed or not? Find out, and finish the job.
+                # Committed or not? Find out, and finish the job (or raise what the caller must hear).
                 log._lost(exc)
-                if not log._recover(log._newest, log._xid):
-                    raise
+                log._recover(log._newest, log._xid)
                 notify = True
             except BaseException:
                 _rollback(conn)
@@ -734,6 +749,14 @@ class Transaction:
             log._savepoints.clear()
             if notify:
                 log._notify()
+
+
+# What a command's caller hears when its commit's answer was lost (a 503, and a 504).
+_NOT_COMMITTED = "lost the database while committing; nothing was committed: safe to send again"
+_UNKNOWN = (
+    "lost the database while committing, and it did not come back in time to tell whether the command was "
+    "committed: look for it before sending it again"
+)
 
 
 def _lock_statement(timeout: float) -> str:
