@@ -189,10 +189,11 @@ def created_post(client: httpx.Client, title: str, headers: dict[str, str] | Non
     ids=["evil", "other-port", "null", "no-port", "cross-site", "same-site", "fetch-site-wins", "referer"],
 )
 def test_cross_origin_form_posts_are_refused_and_nothing_is_appended(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server], headers: dict[str, str]
+    open_server: Server, headers: dict[str, str]
 ) -> None:
-    db = tmp_path / "app.db"
-    server = servers(posts_dir, db, env={"SUMMARY_API_URL": ""}).start()
+    """Each case on the module's tokenless server (posts served as in an app of its own, summaries offline), with a
+    target post of its own: the log is compared before and after this case's forged forms only."""
+    server, db = open_server, open_server.db
     crafted = {name: value.replace("SELF", server.url) for name, value in headers.items()}
     with httpx.Client(base_url=server.url, timeout=5) as client:
         target = created_post(client, "Target")
@@ -210,14 +211,13 @@ def test_cross_origin_form_posts_are_refused_and_nothing_is_appended(
                 assert "another site" in response.text
         assert log_rows(db) == before
         assert client.get("/queries/posts/get", params={"id": target}).json()["title"] == "Target"
-    server.terminate()
+    assert server.process is not None and server.process.poll() is None  # still serving, for the next case
 
 
-def test_same_origin_forms_and_clients_without_browser_headers_still_work(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
-) -> None:
-    server = servers(posts_dir, tmp_path / "app.db", env={"SUMMARY_API_URL": ""}).start()
+def test_same_origin_forms_and_clients_without_browser_headers_still_work(open_server: Server) -> None:
+    server = open_server  # the same server the cross-origin cases above were refused by
     with httpx.Client(base_url=server.url, timeout=5) as client:
+        posts = client.get("/queries/posts/list").json()["total"]
         for headers in ({}, {"origin": server.url}, {"sec-fetch-site": "same-origin", "origin": server.url}):
             created = client.post("/posts/new", data={"title": "Mine", "content": "ok"}, headers=headers)
             assert created.status_code == 303, created.text
@@ -228,8 +228,7 @@ def test_same_origin_forms_and_clients_without_browser_headers_still_work(
         preflight = client.options("/commands", headers={**cross, "access-control-request-method": "POST"})
         assert preflight.status_code >= 400
         assert not [name for name in preflight.headers if name.lower().startswith("access-control-")]
-        assert client.get("/queries/posts/list").json()["total"] == 3
-    server.terminate()
+        assert client.get("/queries/posts/list").json()["total"] == posts + 3
 
 
 def test_every_response_of_a_served_app_carries_the_security_headers(
