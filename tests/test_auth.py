@@ -132,6 +132,26 @@ def create_admin(root: Path, db: Path | str, email: str, password: str) -> subpr
     )
 
 
+@pytest.fixture(scope="module")
+def admins(_with_auth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A log with one admin (ADMIN_PASSWORD), made by ``users create-admin`` once per email for the tests that
+    start from it; each copies it beside its own app (``with_admin``) rather than running the command again."""
+    made = {}
+    for email in ("admin@example.com", "ann@example.com"):
+        folder = tmp_path_factory.mktemp("admin")
+        created = create_admin(_with_auth, folder / "app.db", email, ADMIN_PASSWORD)
+        assert created.returncode == 0, created.stderr
+        made[email] = folder
+    return made
+
+
+def with_admin(root: Path, admins: dict[str, Path], email: str) -> Path:
+    """``root/app.db``: a copy of the log ``admins`` made with that admin (its SQLite files, whatever they are)."""
+    for path in admins[email].iterdir():
+        shutil.copy2(path, root / path.name)
+    return root / "app.db"
+
+
 def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
     return client.post("/login", data={"email": email, "password": password})
 
@@ -258,11 +278,10 @@ def test_a_full_flow_leaves_no_secret_in_the_log_the_store_or_the_output(
 
 
 @pytest.mark.slow
-def test_the_dev_mailbox_is_only_for_an_admin_not_behind_a_proxy(with_auth: Path) -> None:
+def test_the_dev_mailbox_is_only_for_an_admin_not_behind_a_proxy(with_auth: Path, admins: dict[str, Path]) -> None:
     """Security trial 3, F9: any loopback client (or anyone through a same-host proxy sending
     X-Real-IP) read every reset link on /dev/mailbox without signing in, and took over the admin."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "admin@example.com")
     env = {"APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
     with serving(with_auth, db, env=env) as server:
         anonymous = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
@@ -300,12 +319,11 @@ def stream_end(client: httpx.Client, headers: dict[str, str], ended: dict[str, f
 
 
 @pytest.mark.slow
-def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Path) -> None:
+def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Path, admins: dict[str, Path]) -> None:
     """Security trial 3, F5: on the users app an open /events stream outlived sign-out-everywhere,
     and one opened with a user's API token outlived disabling the user. Both end within 5 s
     while events flow (RECHECK_SECONDS), as on the token app."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "admin@example.com")
     env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1"}
     with serving(with_auth, db, env=env) as server:
         clients = [httpx.Client(base_url=server.url, follow_redirects=False, timeout=10) for _ in range(4)]
@@ -340,11 +358,10 @@ def test_an_event_stream_ends_with_its_session_or_its_users_access(with_auth: Pa
 
 
 @pytest.mark.slow
-def test_metrics_need_an_admin_or_a_token_on_the_users_app(with_auth: Path) -> None:
+def test_metrics_need_an_admin_or_a_token_on_the_users_app(with_auth: Path, admins: dict[str, Path]) -> None:
     """Security trial 3, F11: /metrics (sign-ins, resets, commands per type) was open to anyone
     on the users app served without APP_API_TOKEN, while every other route needed a sign-in."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "admin@example.com")
     with serving(with_auth, db, env={"APP_OPEN_SIGNUP": "1"}) as server:
         anonymous, member, admin = (httpx.Client(base_url=server.url, timeout=10) for _ in range(3))
         assert member.post("/register", data={"email": "bob@example.com", "password": MEMBER_PASSWORD}).is_redirect
@@ -403,12 +420,11 @@ def account_ids(client: httpx.Client) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.slow
-def test_a_users_api_token_opens_the_api_only_never_the_pages(with_auth: Path) -> None:
+def test_a_users_api_token_opens_the_api_only_never_the_pages(with_auth: Path, admins: dict[str, Path]) -> None:
     """Security trial 4, G11: a member's program token made more tokens and signed its owner out
     everywhere; an admin's read /dev/mailbox (every reset link) and changed roles on /users. A
     user's token is for /commands, /queries, /mcp and /events: everywhere else a 403, nothing done."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "admin@example.com")
     env = {"APP_API_TOKEN": API_TOKEN, "APP_SECRET_KEY": SECRET_KEY, "APP_OPEN_SIGNUP": "1", "SMTP_URL": ""}
     with serving(with_auth, db, env=env) as server:
         member, elsewhere, admin = (
@@ -469,12 +485,13 @@ def wait_for_output(server: object, text: str, timeout: float = 15.0) -> str:
 
 
 @pytest.mark.slow
-def test_without_a_usable_key_or_base_address_every_reset_request_gets_the_same_503(with_auth: Path) -> None:
+def test_without_a_usable_key_or_base_address_every_reset_request_gets_the_same_503(
+    with_auth: Path, admins: dict[str, Path]
+) -> None:
     """Security trial 4, G10 and G2: without APP_SECRET_KEY (or with a short one) an existing
     account's email got a 503 and a missing one's a 303, and a 40 x 'a' key was taken; with
     SMTP_URL but no APP_BASE_URL the mailed links pointed at http://127.0.0.1:8080, silently."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "ann@example.com")
     settings = {
         "unset": {"APP_SECRET_KEY": ""},
         "weak (16 characters": {"APP_SECRET_KEY": "short-key-16-ch!"},
@@ -615,9 +632,8 @@ def test_sign_in_answers_429_after_ten_attempts_from_one_address(with_auth: Path
 
 
 @pytest.mark.slow
-def test_an_unknown_email_takes_as_long_as_a_wrong_password(with_auth: Path) -> None:
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "admin@example.com", ADMIN_PASSWORD).returncode == 0
+def test_an_unknown_email_takes_as_long_as_a_wrong_password(with_auth: Path, admins: dict[str, Path]) -> None:
+    db = with_admin(with_auth, admins, "admin@example.com")
     with serving(with_auth, db) as server, httpx.Client(base_url=server.url, timeout=10) as client:
 
         def timed(email: str) -> float:
@@ -699,13 +715,14 @@ def test_passwords_are_normalised_and_weak_ones_refused_on_the_page_and_the_cli(
 
 
 @pytest.mark.slow
-def test_no_one_keeps_an_owner_out_by_asking_for_mail_or_guessing_from_elsewhere(with_auth: Path) -> None:
+def test_no_one_keeps_an_owner_out_by_asking_for_mail_or_guessing_from_elsewhere(
+    with_auth: Path, admins: dict[str, Path]
+) -> None:
     """Security trial 3, F18: 10 reset requests, or 10 wrong passwords, for an email from any address
     made its right password get 429 from every address for 3 minutes, again and again. Since trial 5
     an email takes 10 attempts per 3 minutes from browsers that never signed in to it (issue #33's
     limit), and a browser that did (its device cookie) is not held to that: its owner still signs in."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "ann@example.com")
     with serving(with_auth, db, env={"APP_SECRET_KEY": SECRET_KEY}) as server:
         with from_address(server.url, "127.0.0.43") as flood:
             answers = [flood.post("/password-reset", data={"email": "ann@example.com"}) for _ in range(15)]
@@ -728,11 +745,12 @@ def test_no_one_keeps_an_owner_out_by_asking_for_mail_or_guessing_from_elsewhere
 
 
 @pytest.mark.slow
-def test_the_global_sign_in_cap_refuses_browsers_without_a_device_cookie_only(with_auth: Path) -> None:
+def test_the_global_sign_in_cap_refuses_browsers_without_a_device_cookie_only(
+    with_auth: Path, admins: dict[str, Path]
+) -> None:
     """Issue #33's global cap (APP_SIGNIN_GLOBAL_CAP, here 12): many addresses trying many emails get 429
     with Retry-After once the cap is spent; a browser that signed in to its account before still signs in."""
-    db = with_auth / "app.db"
-    assert create_admin(with_auth, db, "ann@example.com", ADMIN_PASSWORD).returncode == 0
+    db = with_admin(with_auth, admins, "ann@example.com")
     with serving(with_auth, db, env={"APP_SIGNIN_GLOBAL_CAP": "12"}) as server:
         owner = from_address(server.url, "127.0.5.1")
         assert sign_in(owner, "ann@example.com", ADMIN_PASSWORD).status_code == 303  # 1 of the 12

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -119,29 +121,6 @@ def test_render_feature_returns_every_file_but_features_py() -> None:
     assert '{{ item["title"] }}' in files["src/blog/posts/templates/detail.html"]  # runtime Jinja kept
 
 
-@pytest.mark.slow
-def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(blog_with_posts: Path) -> None:
-    assert run_petrock("feature", "add", "order_items", cwd=blog_with_posts).returncode == 0
-    generated = [
-        "src/blog/posts",
-        "src/blog/order_items",
-        "src/blog/core/summaries.py",
-        "tests/test_posts.py",
-        "tests/test_order_items.py",
-        "tests/fake_summary_api.py",
-    ]
-    for rules in ([], RUFF_RULES):  # the app's own ruff settings, then petrock's stricter ones
-        lint = run_in(blog_with_posts, sys.executable, "-m", "ruff", "check", *rules, *generated)
-        assert lint.returncode == 0, lint.stdout
-    fmt = run_in(blog_with_posts, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-
-    pytest_command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"]
-    tests = run_in(blog_with_posts, *pytest_command, timeout=300)
-    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
-    assert " passed" in tests.stdout and "failed" not in tests.stdout
-
-
 EVERY_TYPE = (
     "customer:ref:customers",
     "total:decimal",
@@ -171,27 +150,53 @@ EVERY_RULE = (
 )
 
 
+@dataclass(frozen=True)
+class ManyFeatures:
+    root: Path  # the app, after every feature below was added
+    tests: subprocess.CompletedProcess  # its whole own suite, run once after the last
+
+
+# Each step a real `petrock feature add` on the app with posts: order_items; then every type, a ref to a feature
+# made before (with its own text field summarized), one feature without any text field (so no summary worker),
+# one with a rule on every type that takes one, and length rules too short for the generated tests' usual texts.
+MANY_FEATURES = [
+    ("order_items",),
+    ("customers", "name:str", "email:email", "bio:text:optional:max=1"),  # a summarized text of one letter
+    ("orders", *EVERY_TYPE, "--summarize", "note"),
+    ("stamps", "code:str:max=3", "at:datetime", "order:ref:orders:optional"),  # no room for a script tag
+    ("books", *EVERY_RULE),
+]
+
+
+@pytest.fixture(scope="module")
+def many_features(_blog_with_posts_original: Path, tmp_path_factory: pytest.TempPathFactory) -> ManyFeatures:
+    """One app with all the features the two tests below add, and the app's whole suite run once on it (with
+    -p no:xdist, as a user runs it). Two apps, one suite each, ran the app's own tests twice; here those run once,
+    beside the tests of all six features. Each test checks its own features from this one app."""
+    root = tmp_path_factory.mktemp("many-features") / "blog"
+    shutil.copytree(_blog_with_posts_original, root, symlinks=True)
+    for step in MANY_FEATURES:
+        result = run_petrock("feature", "add", *step, cwd=root)
+        assert result.returncode == 0, result.stderr
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    return ManyFeatures(root, run_in(root, *command, timeout=300))
+
+
 @pytest.mark.slow
-def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_app: Path) -> None:
+def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(
+    many_features: ManyFeatures, tmp_path: Path
+) -> None:
     """Every type, a ref to a feature made before (with its own text field summarized), one
     feature without any text field (so no summary worker), one with a rule on every type that
     takes one, and length rules too short for the generated tests' usual texts, in one app whose own
     tests then pass."""
-    steps = [
-        ("customers", "name:str", "email:email", "bio:text:optional:max=1"),  # a summarized text of one letter
-        ("orders", *EVERY_TYPE, "--summarize", "note"),
-        ("stamps", "code:str:max=3", "at:datetime", "order:ref:orders:optional"),  # no room for a script tag
-        ("books", *EVERY_RULE),
-    ]
-    for step in steps:
-        result = run_petrock("feature", "add", *step, cwd=blog_app)
-        assert result.returncode == 0, result.stderr
-    assert not (blog_app / "src/blog/stamps/worker.py").exists()
-    recorded = manifest(blog_app)["features"]
+    root = many_features.root
+    assert not (root / "src/blog/stamps/worker.py").exists()
+    recorded = manifest(root)["features"]
     assert recorded["orders"]["fields"] == list(EVERY_TYPE) and recorded["orders"]["summarize"] == "note"
     assert recorded["stamps"]["summarize"] == ""
     # upgrade re-renders exactly what was generated: nothing to bring in
-    upgrade = run_petrock("upgrade", "--dry-run", cwd=blog_app)
+    upgrade = run_petrock("upgrade", "--dry-run", cwd=root)
     assert upgrade.returncode == 0, upgrade.stderr
     assert not any(word in upgrade.stdout for word in ("update ", "merge ", "conflict ", "create ", "remove "))
 
@@ -201,16 +206,43 @@ def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(blog_a
         "src/blog/core/references.py",
     ]
     for rules in ([], RUFF_RULES):
-        lint = run_in(blog_app, sys.executable, "-m", "ruff", "check", *rules, *generated)
+        lint = run_in(root, sys.executable, "-m", "ruff", "check", *rules, *generated)
         assert lint.returncode == 0, lint.stdout
-    fmt = run_in(blog_app, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
+    fmt = run_in(root, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    tests = run_in(blog_app, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", timeout=300)
+    tests = many_features.tests
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert "failed" not in tests.stdout
 
-    refused = run_petrock("feature", "remove", "customers", cwd=blog_app)
+    # Last, on a copy: the tests of this file share the app.
+    copy = Path(shutil.copytree(root, tmp_path / "blog", symlinks=True))
+    refused = run_petrock("feature", "remove", "customers", cwd=copy)
     assert refused.returncode != 0 and "books, orders refer to 'customers'" in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(many_features: ManyFeatures) -> None:
+    """posts and order_items, added by the CLI one after the other (among the other features of ``many_features``:
+    its one run of the app's whole suite has their tests and the app's own)."""
+    root = many_features.root
+    assert set(manifest(root)["features"]) >= {"posts", "order_items"}
+    generated = [
+        "src/blog/posts",
+        "src/blog/order_items",
+        "src/blog/core/summaries.py",
+        "tests/test_posts.py",
+        "tests/test_order_items.py",
+        "tests/fake_summary_api.py",
+    ]
+    for rules in ([], RUFF_RULES):  # the app's own ruff settings, then petrock's stricter ones
+        lint = run_in(root, sys.executable, "-m", "ruff", "check", *rules, *generated)
+        assert lint.returncode == 0, lint.stdout
+    fmt = run_in(root, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+    tests = many_features.tests
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
 
 
 @pytest.mark.parametrize(

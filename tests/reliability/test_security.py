@@ -63,11 +63,8 @@ def test_serve_binds_to_loopback_only_by_default(app_dir: Path, tmp_path: Path, 
     server.terminate()
 
 
-def test_script_in_user_data_is_escaped_on_every_page(
-    app_dir: Path, tmp_path: Path, servers: Callable[..., Server]
-) -> None:
-    add_feature(app_dir, "notes")
-    server = servers(app_dir, tmp_path / "app.db").start()
+def test_script_in_user_data_is_escaped_on_every_page(notes_server: Server) -> None:
+    server = notes_server  # the generated app with the hand-written notes feature, as in this module's other tests
     note = {"id": "x", "title": SCRIPT, "body": SCRIPT, "tags": [SCRIPT], "author": {"name": SCRIPT}}
     with httpx.Client(base_url=server.url) as client:
         assert client.post("/commands", json={"type": "notes/add", "payload": note}).status_code == 201
@@ -77,7 +74,6 @@ def test_script_in_user_data_is_escaped_on_every_page(
             assert SCRIPT not in page.text, f"{path} renders user data unescaped"
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/notes/x").text
         assert client.get("/queries/notes/get", params={"id": "x"}).json()["title"] == SCRIPT
-    server.terminate()
 
 
 def test_sql_metacharacters_are_stored_verbatim_and_harmless(
@@ -120,12 +116,16 @@ def test_generated_files_get_the_usual_permissions(app_template: Path) -> None:
 
 
 def test_script_in_a_post_and_its_summary_is_escaped_on_every_page(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
+    typed_template: Path, open_server: Server, tmp_path: Path
 ) -> None:
-    db = tmp_path / "app.db"
+    """On the module's tokenless server (posts and links, summaries offline): every page it serves."""
+    server, db = open_server, open_server.db
     described = subprocess.run(
         [sys.executable, "-m", APP_NAME, "inspect", "--db", str(tmp_path / "scratch.db")],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(posts_dir / "src"), os.environ.get("PYTHONPATH", "")])},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(typed_template / "src"), os.environ.get("PYTHONPATH", "")]),
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -135,7 +135,7 @@ def test_script_in_a_post_and_its_summary_is_escaped_on_every_page(
         for route in json.loads(described.stdout)["routes"]
         if "GET" in route["methods"]
     ]
-    server = servers(posts_dir, db, env={"SUMMARY_API_URL": ""}).start()  # the offline summarizer echoes the text
+    # the offline summarizer (SUMMARY_API_URL="") echoes the text
     post = {"id": "xss", "title": SCRIPT, "content": f"{SCRIPT} is how it starts. Then more."}
     with httpx.Client(base_url=server.url) as client:
         assert client.post("/commands", json={"type": "posts/create", "payload": post}).status_code == 201
@@ -153,7 +153,6 @@ def test_script_in_a_post_and_its_summary_is_escaped_on_every_page(
         refused = client.post("/posts/new", data={"title": SCRIPT, "content": ""})
         assert 400 <= refused.status_code < 500
         assert SCRIPT not in refused.text
-    server.terminate()
 
 
 # --- cross-origin protection, headers and the API token (issue 14) ---
@@ -189,10 +188,11 @@ def created_post(client: httpx.Client, title: str, headers: dict[str, str] | Non
     ids=["evil", "other-port", "null", "no-port", "cross-site", "same-site", "fetch-site-wins", "referer"],
 )
 def test_cross_origin_form_posts_are_refused_and_nothing_is_appended(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server], headers: dict[str, str]
+    open_server: Server, headers: dict[str, str]
 ) -> None:
-    db = tmp_path / "app.db"
-    server = servers(posts_dir, db, env={"SUMMARY_API_URL": ""}).start()
+    """Each case on the module's tokenless server (posts served as in an app of its own, summaries offline), with a
+    target post of its own: the log is compared before and after this case's forged forms only."""
+    server, db = open_server, open_server.db
     crafted = {name: value.replace("SELF", server.url) for name, value in headers.items()}
     with httpx.Client(base_url=server.url, timeout=5) as client:
         target = created_post(client, "Target")
@@ -210,14 +210,13 @@ def test_cross_origin_form_posts_are_refused_and_nothing_is_appended(
                 assert "another site" in response.text
         assert log_rows(db) == before
         assert client.get("/queries/posts/get", params={"id": target}).json()["title"] == "Target"
-    server.terminate()
+    assert server.process is not None and server.process.poll() is None  # still serving, for the next case
 
 
-def test_same_origin_forms_and_clients_without_browser_headers_still_work(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
-) -> None:
-    server = servers(posts_dir, tmp_path / "app.db", env={"SUMMARY_API_URL": ""}).start()
+def test_same_origin_forms_and_clients_without_browser_headers_still_work(open_server: Server) -> None:
+    server = open_server  # the same server the cross-origin cases above were refused by
     with httpx.Client(base_url=server.url, timeout=5) as client:
+        posts = client.get("/queries/posts/list").json()["total"]
         for headers in ({}, {"origin": server.url}, {"sec-fetch-site": "same-origin", "origin": server.url}):
             created = client.post("/posts/new", data={"title": "Mine", "content": "ok"}, headers=headers)
             assert created.status_code == 303, created.text
@@ -228,14 +227,11 @@ def test_same_origin_forms_and_clients_without_browser_headers_still_work(
         preflight = client.options("/commands", headers={**cross, "access-control-request-method": "POST"})
         assert preflight.status_code >= 400
         assert not [name for name in preflight.headers if name.lower().startswith("access-control-")]
-        assert client.get("/queries/posts/list").json()["total"] == 3
-    server.terminate()
+        assert client.get("/queries/posts/list").json()["total"] == posts + 3
 
 
-def test_every_response_of_a_served_app_carries_the_security_headers(
-    posts_dir: Path, tmp_path: Path, servers: Callable[..., Server]
-) -> None:
-    server = servers(posts_dir, tmp_path / "app.db", env={"SUMMARY_API_URL": ""}).start()
+def test_every_response_of_a_served_app_carries_the_security_headers(open_server: Server) -> None:
+    server = open_server  # its pages show what the tests above stored there (escaped): no markup may come of it
     with httpx.Client(base_url=server.url, timeout=5) as client:
         item = created_post(client, "Headers")
         paths = ("/", "/posts", "/posts/new", f"/posts/{item}", f"/posts/{item}/edit", "/nope", "/static/app.js")
@@ -253,7 +249,6 @@ def test_every_response_of_a_served_app_carries_the_security_headers(
         assert len(pages) >= 6
         for page in pages:
             assert not re.search(r"<script>|<style|\sstyle=|\son[a-z]+=", page.text), page.url
-    server.terminate()
 
 
 def test_the_token_guards_the_api_and_pages_and_rotates(
