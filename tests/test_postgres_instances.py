@@ -285,6 +285,7 @@ def test_while_its_database_is_away_the_app_answers_503_with_retry_after_and_nam
                 "list page": httpx.get(f"{server.url}/posts", headers=page, timeout=30, verify=TLS),
                 "home page": httpx.get(f"{server.url}/", headers=page, timeout=30, verify=TLS),
             }
+            health = httpx.get(f"{server.url}/healthz", timeout=30, verify=TLS)
         finally:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     for name, answer in answers.items():
@@ -292,7 +293,9 @@ def test_while_its_database_is_away_the_app_answers_503_with_retry_after_and_nam
         assert answer.headers.get("retry-after") == "2", (name, answer.headers)
         assert database not in answer.text and "postgres@" not in answer.text, (name, answer.text[:500])
     assert answers["list page"].headers["content-type"].startswith("text/html")
+    assert health.status_code == 503 and health.json()["database"] == "unreachable", health.text  # and says why
     wait_until(lambda: create(server, "after").status_code == 201, 15, "a command once the database is back")
+    assert httpx.get(f"{server.url}/healthz", timeout=10, verify=TLS).json()["database"] == "reachable"
     titles = {post["title"] for post in posts(server)}
     assert {"before", "after"} <= titles and "during" not in titles
 
