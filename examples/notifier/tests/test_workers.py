@@ -21,6 +21,7 @@ from newsroom.core import (
     WorkerStopped,
     open_log,
 )
+from newsroom.core.log import LogUnreachable
 from newsroom.core.supervisor import WorkerState
 
 from .conftest import NOTES, AddNote, Notes, RemoveNote, register_notes
@@ -100,6 +101,33 @@ async def test_a_raising_worker_does_not_stop_the_others(app: App) -> None:
     handle = next(h for h in app.supervisor.handles if h.name == "broken")
     assert handle.state == WorkerState.FAILED and "broken" in (handle.last_error or "")
     assert await app.stop_workers() == []
+
+
+async def test_a_worker_waiting_for_the_database_tries_again_within_seconds_and_logs_no_traceback(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh-user trial saw /healthz stay 503 for up to 16 s after the database came back (the worker's
+    backoff had grown to 30 s) and a traceback at ERROR for every failed cycle of an outage."""
+
+    class Outage(Recorder):
+        async def work(self) -> None:
+            self.calls.append("work")
+            if self.calls.count("work") <= 6:
+                raise LogUnreachable("lost the database at postgresql://db.example/app")
+
+    waiting = Outage("waiting")
+    app.register_worker(waiting)
+    app.supervisor.backoff_base = 1.0  # any other error: 1, 2, 4, 8, 16 s between tries
+    app.supervisor.unreachable_backoff_cap = 0.05
+    began = time.monotonic()
+    await app.start_workers()
+    await wait_until(lambda: waiting.calls.count("work") >= 7, timeout=5)
+    assert time.monotonic() - began < 3
+    assert app.supervisor.handles[0].state == WorkerState.RUNNING
+    await app.stop_workers()
+    outage = [r for r in caplog.records if "waits for the database" in r.getMessage()]
+    assert len(outage) == 6 and all(r.exc_info is None and r.levelname == "WARNING" for r in outage)
+    assert app.supervisor.backoff(9) == app.supervisor.backoff_cap  # other errors back off as before
 
 
 async def test_a_failing_start_is_retried_and_reported(app: App) -> None:

@@ -185,6 +185,7 @@ def create_http_app(
         return JSONResponse(
             {
                 "status": status,
+                "database": "reachable" if version is not None else "unreachable",
                 "version": version,
                 "workers": workers,
                 "dead_letters": dead_letters,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .log import DEFAULT_LEASE_SECONDS, LeaseLost
+from .log import DEFAULT_LEASE_SECONDS, LeaseLost, LogUnreachable
 from .worker import Worker, WorkerAlreadyStarted, WorkerError, worker_name
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class Supervisor:
         random: Callable[[], float] = random.random,
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
+        unreachable_backoff_cap: float = 2.0,
         lease_ttl: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.app = app
@@ -105,6 +106,7 @@ class Supervisor:
         self.jitter = jitter
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.unreachable_backoff_cap = unreachable_backoff_cap
         self._random = random
         self._handles: list[WorkerHandle] = []
         self._started = False
@@ -146,9 +148,15 @@ class Supervisor:
         """Seconds until the next cycle: the poll interval plus a random share of the jitter."""
         return handle.poll_interval + self._random() * handle.jitter
 
-    def backoff(self, failures: int) -> float:
-        """Capped exponential backoff after ``failures`` failures in a row."""
-        return min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1))
+    def backoff(self, failures: int, error: BaseException | None = None) -> float:
+        """Capped exponential backoff after ``failures`` failures in a row.
+
+        While the database is away (``LogUnreachable``) it is at most ``unreachable_backoff_cap``:
+        trying again costs a connection attempt, and the worker (and ``/healthz``, which counts a
+        failed worker) is back within seconds of the database, not up to ``backoff_cap`` later.
+        """
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1))
+        return min(delay, self.unreachable_backoff_cap) if isinstance(error, LogUnreachable) else delay
 
     async def start(self) -> None:
         if self._started:
@@ -264,7 +272,7 @@ class Supervisor:
                 self.app.metrics.worker_cycle(handle.name, time.perf_counter() - began)
                 failures += 1
                 self._record_failure(handle, "work", exc)
-                if await _wait(handle.stopping, self.backoff(failures)):
+                if await _wait(handle.stopping, self.backoff(failures, exc)):
                     return
                 continue
             handle.cycles += 1
@@ -328,7 +336,7 @@ class Supervisor:
             except Exception as exc:  # noqa: BLE001 - report as failed, retry with backoff
                 attempt += 1
                 self._record_failure(handle, "start", exc)
-                if await _wait(handle.stopping, self.backoff(attempt)):
+                if await _wait(handle.stopping, self.backoff(attempt, exc)):
                     return False
         return False
 
@@ -336,6 +344,9 @@ class Supervisor:
         handle.state = WorkerState.FAILED
         handle.failures += 1
         handle.last_error = f"{phase}: {exc!r}"
+        if isinstance(exc, LogUnreachable):  # an outage, not a bug: one line, no traceback
+            logger.warning("worker %r waits for the database (%s()): %s", handle.name, phase, exc)
+            return
         logger.error("worker %r failed in %s(): %r", handle.name, phase, exc, exc_info=exc)
 
 
