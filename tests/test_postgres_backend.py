@@ -209,7 +209,7 @@ def test_a_lost_commit_is_not_taken_for_committed_when_another_instance_appended
         check=False,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
-    assert "message 2 (notes/add) was not committed, and another instance appended since" in result.stderr
+    assert "message 2 (notes/add) was not committed: another instance appended since" in result.stderr
 
 
 # The server drops the transaction as it commits, and the database then refuses every connection for
