@@ -156,6 +156,17 @@ def test_inspect_shows_live_worker_states_from_a_running_server(app_root: Path, 
     (worker,) = description["workers"]
     assert (worker["name"], worker["state"], worker["last_error"]) == ("echo", "running", None)
     assert worker["position"] >= 1
+    # Offline, the position is the one recorded (a fault trial saw 0 there), the state this process's own.
+    offline = subprocess.run(
+        [sys.executable, "-m", "blog", "inspect", "--db", str(db)],
+        cwd=app_root,
+        env=app_env(app_root),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (stored,) = json.loads(offline.stdout)["workers"]
+    assert stored["state"] == "registered" and stored["position"] >= worker["position"] >= 1
 
 
 def test_sigterm_stops_workers_and_exits_cleanly(app_root: Path, tmp_path: Path) -> None:
