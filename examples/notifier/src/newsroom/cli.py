@@ -426,6 +426,8 @@ def inspect(
     app = _open_app(db)
     try:
         description = app.describe()
+        for worker in description["workers"]:  # where each stands, as recorded (the live state needs --url)
+            worker["position"] = app.log.position(worker["name"])
     finally:
         app.log.close()
     if url is not None:

@@ -554,6 +554,8 @@ class PostgresLog:
                     logger.error("the outcome of %s is unknown: the database stayed unreachable", what)
                     raise CommitOutcomeUnknown(_UNKNOWN) from None
                 time.sleep(0.05)
+        outcome: str | None = None  # how it was recovered
+        not_committed: str | None = None  # or why it was not
         try:
             cursor = conn.execute(f"BEGIN; {_lock_statement(self.lock_timeout)}; {SELECT_NEWEST}")
             for _ in range(3):
@@ -567,18 +569,17 @@ class PostgresLog:
                 self._write_staged(conn, again=True)
                 outcome = "it had not: sent it again"
             else:
-                logger.error("%s was not committed, and another instance appended since", what)
-                _rollback(conn)
-                raise LogUnreachable(_NOT_COMMITTED) from None
-        except LeaseLost:  # the worker's position was refused as the writes were sent again: nothing committed
-            _rollback(conn)
-            raise LogUnreachable(_NOT_COMMITTED) from None
+                not_committed = "another instance appended since"
+        except LeaseLost:  # the position was refused as the writes were sent again, so nothing committed
+            not_committed = "its worker's lease is another process's now"
         except (psycopg.Error, LogUnreachable) as exc:
-            if isinstance(exc, LogUnreachable) and str(exc) == _NOT_COMMITTED:
-                raise
             logger.error("the outcome of %s is unknown: %s", what, _first_line(exc))
             _rollback(conn)
             raise CommitOutcomeUnknown(_UNKNOWN) from None
+        if not_committed is not None:
+            logger.error("%s was not committed: %s", what, not_committed)
+            _rollback(conn)
+            raise LogUnreachable(_NOT_COMMITTED)
         logger.warning("recovered a commit whose answer was lost with the connection to %s (%s)", self.path, outcome)
 
     def _describe_staged(self) -> str:
