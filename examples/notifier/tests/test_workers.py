@@ -127,6 +127,8 @@ async def test_a_worker_waiting_for_the_database_tries_again_within_seconds_and_
     await app.stop_workers()
     outage = [r for r in caplog.records if "waits for the database" in r.getMessage()]
     assert len(outage) == 6 and all(r.exc_info is None and r.levelname == "WARNING" for r in outage)
+    # /healthz shows the last error to whoever may read it: the database's address is not in it.
+    assert app.supervisor.handles[0].last_error == "work: the database cannot be reached"
     assert app.supervisor.backoff(9) == app.supervisor.backoff_cap  # other errors back off as before
 
 

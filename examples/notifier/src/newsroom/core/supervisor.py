@@ -345,6 +345,8 @@ class Supervisor:
         handle.failures += 1
         handle.last_error = f"{phase}: {exc!r}"
         if isinstance(exc, LogUnreachable):  # an outage, not a bug: one line, no traceback
+            # /healthz shows last_error: the database's address stays in the log, as in error answers.
+            handle.last_error = f"{phase}: the database cannot be reached"
             logger.warning("worker %r waits for the database (%s()): %s", handle.name, phase, exc)
             return
         logger.error("worker %r failed in %s(): %r", handle.name, phase, exc, exc_info=exc)
