@@ -89,6 +89,14 @@ def run_app_tests(root: Path, *args: str, env: dict[str, str] | None = None) -> 
     )
 
 
+def run_in_app(root: Path, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a Python ``script`` (``python -c``) inside a generated app, with its ``src`` on the path."""
+    command = [sys.executable, "-c", script, *args]
+    return subprocess.run(
+        command, cwd=root, env=app_env(root), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def app_env(root: Path, **extra: str) -> dict[str, str]:
     """Environment to run a generated app from its source tree with this interpreter."""
     path = os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))

@@ -205,11 +205,7 @@ def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(
         *(f"tests/test_{name}.py" for name in ("customers", "orders", "stamps", "books")),
         "src/blog/core/references.py",
     ]
-    for rules in ([], RUFF_RULES):
-        lint = run_in(root, sys.executable, "-m", "ruff", "check", *rules, *generated)
-        assert lint.returncode == 0, lint.stdout
-    fmt = run_in(root, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_lint_clean(root, generated)
     tests = many_features.tests
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert "failed" not in tests.stdout
@@ -218,6 +214,15 @@ def test_a_feature_with_every_type_passes_its_own_tests_and_is_lint_clean(
     copy = Path(shutil.copytree(root, tmp_path / "blog", symlinks=True))
     refused = run_petrock("feature", "remove", "customers", cwd=copy)
     assert refused.returncode != 0 and "books, orders refer to 'customers'" in refused.stderr
+
+
+def assert_lint_clean(root: Path, paths: list[str]) -> None:
+    """``paths`` pass ruff with the app's own settings, then petrock's stricter ones, and are formatted."""
+    for rules in ([], RUFF_RULES):
+        lint = run_in(root, sys.executable, "-m", "ruff", "check", *rules, *paths)
+        assert lint.returncode == 0, lint.stdout
+    fmt = run_in(root, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *paths)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 @pytest.mark.slow
@@ -234,11 +239,7 @@ def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(many_features:
         "tests/test_order_items.py",
         "tests/fake_summary_api.py",
     ]
-    for rules in ([], RUFF_RULES):  # the app's own ruff settings, then petrock's stricter ones
-        lint = run_in(root, sys.executable, "-m", "ruff", "check", *rules, *generated)
-        assert lint.returncode == 0, lint.stdout
-    fmt = run_in(root, sys.executable, "-m", "ruff", "format", "--check", "--line-length", "120", *generated)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_lint_clean(root, generated)
 
     tests = many_features.tests
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .pg import Cluster
-from .support import app_env, free_port, run_app_tests, run_petrock
+from .support import app_env, free_port, run_app_tests, run_in_app, run_petrock
 
 pytestmark = pytest.mark.slow
 
@@ -142,15 +142,7 @@ print("ok")
 
 
 def test_a_connection_lost_before_commit_is_recovered_with_its_rows(blog_with_posts: Path, pg_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", CONNECTION_LOST_BEFORE_COMMIT, pg_url],
-        cwd=blog_with_posts,
-        env=app_env(blog_with_posts),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_in_app(blog_with_posts, CONNECTION_LOST_BEFORE_COMMIT, pg_url, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
     assert "recovered a commit" in result.stderr
 
@@ -199,15 +191,7 @@ print("ok")
 def test_a_lost_commit_is_not_taken_for_committed_when_another_instance_appended_under_its_ids(
     blog_with_posts: Path, pg_url: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", OTHER_INSTANCE_APPENDS_UNDER_THE_LOST_IDS, pg_url],
-        cwd=blog_with_posts,
-        env=app_env(blog_with_posts),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_in_app(blog_with_posts, OTHER_INSTANCE_APPENDS_UNDER_THE_LOST_IDS, pg_url, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
     assert "message 2 (notes/add) was not committed: another instance appended since" in result.stderr
 
@@ -260,15 +244,7 @@ print("ok")
 def test_a_commit_whose_database_stays_away_answers_504_and_logs_which_messages(
     blog_with_posts: Path, pg_url: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", DATABASE_GONE_AT_COMMIT, pg_url],
-        cwd=blog_with_posts,
-        env=app_env(blog_with_posts),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_in_app(blog_with_posts, DATABASE_GONE_AT_COMMIT, pg_url, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
     assert "the outcome of message 2 (notes/add) is unknown" in result.stderr
 
@@ -315,15 +291,7 @@ def test_a_group_that_loses_its_connection_answers_every_caller_503_and_commits_
     already applied in it are not acknowledged, and none of the group is in the log or the tables."""
     import psycopg
 
-    result = subprocess.run(
-        [sys.executable, "-c", GROUP_LOSING_ITS_CONNECTION, pg_url],
-        cwd=blog_with_posts,
-        env=app_env(blog_with_posts),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_in_app(blog_with_posts, GROUP_LOSING_ITS_CONNECTION, pg_url, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["answers"] == ["LogUnreachable"] * 7

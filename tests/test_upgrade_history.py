@@ -20,7 +20,7 @@ import pytest
 
 from petrock.templates import templates_dir
 
-from .support import REPO, app_env, git, run_app_tests, run_petrock, tree_snapshot
+from .support import REPO, git, run_app_tests, run_in_app, run_petrock, tree_snapshot
 
 # `feature add` appended imports unsorted, with no blank line after them; `petrock upgrade` did not exist yet.
 UNSORTED_IMPORTS = "328609c"
@@ -223,11 +223,6 @@ def test_a_clone_without_petrock_refs_warns_and_does_not_raise_settled_conflicts
     assert statuses["src/shop/main.py"]["status"] == "conflict"
     assert "is not in this repository" in statuses["src/shop/main.py"]["note"]
     assert statuses["src/shop/core/app.py"]["status"] == "update"  # unedited: no base needed
-
-
-def run_in_app(app: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", script, *args]
-    return subprocess.run(command, cwd=app, env=app_env(app), capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_an_app_that_kept_state_in_memory_upgrades_to_projections_keeping_every_item_and_summary(
