@@ -39,7 +39,7 @@ demo: install
 ## (four workers on two cores: a third of the suite's time is waiting on servers, timeouts and the network)
 test: venv
 	$(BIN)/ruff check $(LINTED)
-	$(BIN)/python -m pytest -n 4 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder --durations=15
 
 ## image-test: build a generated app's image from its Dockerfile with buildah and run it (root; part of `test` too)
 image-test: venv

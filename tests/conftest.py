@@ -37,28 +37,41 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 collect_ignore = ["fixtures"]
 
 
-# The slowest files first (their summed durations in a `--durations=0` run, slowest first): `make test`
-# hands whole files to its workers in collection order, and with these last one worker ran alone
-# for minutes at the end. Only the order changes; a file missing here runs after these, as collected.
-# The image tests lead: on a fresh machine they first make their base with debootstrap (1 to 3 minutes of
-# downloads), which then overlaps the rest.
+# The longest files first (summed wall time of their tests in a full `make test` run, longest first):
+# `make test` hands whole files to its workers in collection order (`--no-loadscope-reorder`: xdist's
+# default reorders them by test count, which had the image tests start at minute 8 of 10 and end last).
+# Only the order changes; a file missing here runs after these, as collected. The image tests lead: on
+# a fresh machine they first make their base with debootstrap (1 to 3 minutes of downloads), which
+# then overlaps the rest.
 SLOWEST_FILES = [
     "tests/image/test_image.py",
-    "tests/test_feature_field.py",
     "tests/test_migrate_corpus.py",
+    "tests/test_feature_field.py",
     "tests/test_auth.py",
-    "tests/test_owned.py",
-    "tests/test_bench_smoke.py",
-    "tests/test_examples.py",
+    "tests/reliability/test_security.py",
     "tests/test_upgrade_history.py",
-    "tests/test_migrate_shapes.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_feature_add.py",
     "tests/reliability/test_cli_fuzz.py",
-    "tests/test_docs.py",
     "tests/test_postgres_backend.py",
+    "tests/test_docs.py",
+    "tests/reliability/test_streams_and_pipelining.py",
+    "tests/test_upgrade.py",
+    "tests/test_migrate_shapes.py",
+    "tests/test_generate.py",
+    "tests/browser/test_library.py",
+    "tests/test_postgres_instances.py",
+    "tests/reliability/test_projections.py",
     "tests/fresh_machine/test_quickstart.py",
     "tests/test_migrate.py",
-    "tests/test_feature_list_remove.py",
-    "tests/test_feature_add.py",
+    "tests/test_new.py",
+    "tests/test_selftest.py",
+    "tests/test_migrate_gate.py",
+    "tests/test_owned.py",
+    "tests/test_app_cli.py",
+    "tests/test_examples.py",
+    "tests/reliability/test_processes.py",
+    "tests/browser/test_pages.py",
 ]
 
 
