@@ -63,12 +63,16 @@ def test_the_cli_reads_and_writes_a_postgresql_log(blog_with_posts: Path, pg_url
 
 
 def test_an_unreachable_database_is_refused_in_one_line(blog_with_posts: Path) -> None:
+    """A fault trial: serve said "serving ..." first, and serve --processes 2 started its processes, each
+    failing and restarting (five times, a minute of it) before it gave up."""
     url = f"postgresql://nobody:hunter2@127.0.0.1:{free_port()}/nothing"
-    for args in (["inspect"], ["kv", "list"], ["log", "tail"], ["serve", "--port", str(free_port())]):
+    serve = ["serve", "--port", str(free_port())]
+    for args in (["inspect"], ["kv", "list"], ["log", "tail"], serve, [*serve, "--processes", "2"]):
         result = blog(blog_with_posts, *args, "--db", url)
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.startswith("error: cannot reach the database") and result.stderr.count("\n") == 1
         assert "hunter2" not in result.stderr + result.stdout and "***" in result.stderr
+        assert "serving" not in result.stdout, (args, result.stdout)
 
 
 def test_without_psycopg_the_error_names_the_extra_to_install(blog_with_posts: Path, pg_cluster: Cluster) -> None:
