@@ -12,6 +12,8 @@ from mcp import Client, MCPError, StdioServerParameters
 from pydantic import BaseModel
 
 from blog.core import App
+from blog.core.errors import DATABASE_AWAY
+from blog.core.log import LogUnreachable
 from blog.core.mcp import build_server, tool_name
 from blog.main import build_app
 
@@ -96,6 +98,22 @@ async def test_a_tool_that_fails_inside_answers_a_generic_error_and_logs_the_det
     failures = [record for record in caplog.records if record.exc_info]
     assert len(failures) == 1 and "notes_broken" in failures[0].getMessage()
     assert "too large" in str(failures[0].exc_info[1])
+
+
+async def test_a_tool_called_while_the_database_is_away_says_so_without_naming_it_or_a_traceback(
+    notes_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault trial: a tool called during an outage got the generic error, and the log a traceback."""
+
+    def away(query: Page) -> None:
+        raise LogUnreachable("cannot reach the database at postgresql://app@db.internal:5432/app (refused)")
+
+    notes_app.queries.register("notes/away", Page, away)
+    async with Client(build_server(notes_app)) as client:
+        result = await client.call_tool("notes_away", {"offset": 1})
+    assert result.is_error and result.structured_content == {"error": DATABASE_AWAY}
+    assert "db.internal" not in result.content[0].text
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_tool_names_are_command_types_with_an_underscore_for_the_slash() -> None:

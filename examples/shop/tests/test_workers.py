@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -107,7 +108,9 @@ async def test_a_worker_waiting_for_the_database_tries_again_within_seconds_and_
     app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A fresh-user trial saw /healthz stay 503 for up to 16 s after the database came back (the worker's
-    backoff had grown to 30 s) and a traceback at ERROR for every failed cycle of an outage."""
+    backoff had grown to 30 s) and a traceback at ERROR for every failed cycle of an outage; a second one,
+    a line for every failed cycle: now one when the outage begins, one when it ends."""
+    caplog.set_level(logging.INFO, logger="shop.core.supervisor")
 
     class Outage(Recorder):
         async def work(self) -> None:
@@ -125,8 +128,16 @@ async def test_a_worker_waiting_for_the_database_tries_again_within_seconds_and_
     assert time.monotonic() - began < 3
     assert app.supervisor.handles[0].state == WorkerState.RUNNING
     await app.stop_workers()
-    outage = [r for r in caplog.records if "waits for the database" in r.getMessage()]
-    assert len(outage) == 6 and all(r.exc_info is None and r.levelname == "WARNING" for r in outage)
+    lines = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.name.endswith("supervisor")]
+    about_it = [line for line in lines if "database" in line[1]]
+    assert about_it == [
+        (
+            "WARNING",
+            "worker 'waiting' waits for the database (work()): lost the database at postgresql://db.example/app",
+            None,
+        ),
+        ("INFO", "worker 'waiting' reached the database again", None),
+    ]
     # /healthz shows the last error to whoever may read it: the database's address is not in it.
     assert app.supervisor.handles[0].last_error == "work: the database cannot be reached"
     assert app.supervisor.backoff(9) == app.supervisor.backoff_cap  # other errors back off as before
@@ -188,6 +199,43 @@ async def test_an_append_wakes_workers_long_before_the_poll(db_path: Path) -> No
     app.dispatch(AddNote(id="a", text="hello"))
     await wait_until(lambda: seen == ["a"], timeout=2.0)
     assert time.monotonic() - began < 1.0
+    await app.close()
+
+
+async def test_a_worker_behind_a_stream_of_appends_lets_them_gather_and_wakes_at_once_after_quiet(
+    db_path: Path,
+) -> None:
+    """A cycle per append would pay the cycle's reads and commit for every few messages: after a cycle that
+    read ``busy_batch`` messages the next starts ``busy_interval`` after it began, with all that came meanwhile."""
+    app = App(MessageLog(db_path), poll_interval=30.0, jitter=0.0)
+    register_notes(app)
+    handled: dict[str, float] = {}
+    watcher = CommandWorker("watcher")
+    watcher.busy_interval = 0.5
+    watcher.on("notes/add", lambda command, ctx: handled.setdefault(command.id, time.monotonic()))
+    app.register_worker(watcher)
+    await app.start_workers()
+    await wait_until(lambda: app.supervisor.handles[0].cycles >= 1)
+
+    app.dispatch(AddNote(id="alone", text="one"))
+    await wait_until(lambda: "alone" in handled)
+    sent = time.monotonic()
+    app.dispatch(AddNote(id="next", text="one more"))
+    await wait_until(lambda: "next" in handled)
+    assert handled["next"] - sent < 0.25  # at once: a cycle of one message is not busy
+
+    app.commit([AddNote(id=f"burst-{n}", text="many") for n in range(watcher.busy_batch)])
+    await wait_until(lambda: "burst-0" in handled)
+    app.dispatch(AddNote(id="during", text="gathered"))
+    app.dispatch(AddNote(id="also", text="gathered"))
+    await wait_until(lambda: "also" in handled)
+    assert handled["during"] - handled["burst-0"] >= 0.4  # waited for the busy interval
+    assert handled["also"] - handled["during"] < 0.1  # both in the one cycle after it
+
+    sent = time.monotonic()
+    app.dispatch(AddNote(id="quiet", text="again"))
+    await wait_until(lambda: "quiet" in handled)
+    assert handled["quiet"] - sent < 0.25
     await app.close()
 
 

@@ -206,11 +206,10 @@ def serve(
             notice=slow if missing else None,
         )
         raise typer.Exit(code)
-    if not reuse_port:
+    if reload:
         announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
         if missing:
             announce(slow)
-    if reload:
         os.environ.update(
             APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
         )
@@ -219,6 +218,10 @@ def serve(
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
     app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
+    if not reuse_port:  # said once the database is open: a database that is not says only why
+        announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
+        if missing:
+            announce(slow)
     _exit_quietly_after_shutdown()
     http_app = create_http_app(
         app, on_closed=_leave_stuck_workers_behind, host=host, port=port, access_log=access_logger(log_format)
@@ -260,6 +263,13 @@ def _serve_processes(
         shown = without_password(db)
         typer.echo(f"error: cannot serve on {host}:{port} with database {shown}: {exc} — stop what uses them", err=True)
         return 1
+    if database.lock is None:  # PostgreSQL: one line now, not every process failing and restarting
+        try:
+            open_log(db).close()
+        except (LogUnavailable, LogUnreachable) as exc:
+            reserved.close()
+            typer.echo(f"error: {exc}", err=True)
+            return 1
     shown = without_password(db)
     announce(f"serving {PACKAGE} on http://{host}:{port} with {processes} processes (database {shown}; {access})")
     if notice is not None:

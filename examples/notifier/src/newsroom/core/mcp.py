@@ -34,8 +34,9 @@ from starlette.requests import ClientDisconnect
 
 from .app import App
 from .commands import CommandRejected
-from .errors import INTERNAL_ERROR
+from .errors import DATABASE_AWAY, INTERNAL_ERROR
 from .forms import MAX_BODY_BYTES, field_errors
+from .log import CommitOutcomeUnknown, LogUnreachable
 from .projections import ProjectionsUnavailable
 
 if TYPE_CHECKING:
@@ -72,12 +73,17 @@ class AppTool:
         """``(is_error, answer)``: the JSON answer, or the JSON error of a refused call.
 
         A call that fails unexpectedly gets the HTTP API's generic 500 message: what went wrong
-        inside (an exception's text can name tables, paths or values) goes to the log, once.
+        inside (an exception's text can name tables, paths or values) goes to the log, once. While
+        the database is away it gets the HTTP API's 503 message, which names no database.
         """
         try:
             return False, self.run(arguments)
         except ToolRefused as refused:
             return True, refused.answer
+        except CommitOutcomeUnknown as exc:  # the HTTP API's 504: it may have committed
+            return True, {"error": str(exc)}
+        except LogUnreachable:  # an outage, not a bug: the HTTP API's 503 answer; the log says it once
+            return True, {"error": DATABASE_AWAY}
         except Exception:
             logger.exception("MCP tool %s failed", self.name)
             return True, {"error": INTERNAL_ERROR}

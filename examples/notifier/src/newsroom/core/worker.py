@@ -23,8 +23,9 @@ once whenever a message is appended, and ``stop`` on shutdown::
     app.register_worker(Greeter())
 
 Optional attributes: ``name`` (defaults to the class name), ``poll_interval``
-and ``jitter`` (seconds; default to the app's), and ``wake_on_append = False``
-for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
+and ``jitter`` (seconds; default to the app's), ``busy`` (true while the worker is
+behind a stream of appends: its cycles then start at most every ``busy_interval`` seconds,
+0.05 by default, see core/supervisor.py), and ``wake_on_append = False`` for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
 stored positions, state kept in the store with them, and exactly-once dispatch on top.
 """
 
@@ -156,6 +157,7 @@ class CommandWorker:
 
     tables: tuple[TableSpec, ...] = ()
     version = "1"  # change to rebuild the tables even though the code's fingerprint did not change
+    busy_batch = 8  # a cycle that read this many messages or more was behind a stream of appends (``busy``)
 
     def __init__(
         self,
@@ -186,6 +188,8 @@ class CommandWorker:
         self._failing: set[int] = set()  # ids of messages with failed attempts on record
         self._buffer: BufferedRows | None = None  # the handlers' writes, until they commit with the position
         self._handling = False
+        self._cycle_reads = 0  # messages read by the current cycle, then by the last one
+        self._last_cycle_reads = 0
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -200,6 +204,12 @@ class CommandWorker:
         """Also run ``task(app)`` at the end of every work cycle (periodic work)."""
         self._periodic.append(task)
         return task
+
+    @property
+    def busy(self) -> bool:
+        """Whether the last cycle read ``busy_batch`` messages or more: the supervisor then starts the next
+        one ``busy_interval`` after it, so that the messages appended meanwhile are handled as one batch."""
+        return self._last_cycle_reads >= self.busy_batch
 
     @property
     def handled_types(self) -> list[str]:
@@ -363,9 +373,11 @@ class CommandWorker:
         """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
+        self._cycle_reads = 0
         await self._redeliver()
         while await self._work_batch():
             pass
+        self._last_cycle_reads = self._cycle_reads
         for task in self._periodic:
             await _maybe_await(task(self.app))
 
@@ -383,6 +395,7 @@ class CommandWorker:
         self._handling = True
         try:
             messages = self.log.batch_after(self.position, self.batch_size)
+            self._cycle_reads += len(messages)
             handled = [m for m in messages if m.type in self._handlers]
             decoded = {message.id: (message, command) for message, command in await self._decode_batch(handled)}
             for message in messages:

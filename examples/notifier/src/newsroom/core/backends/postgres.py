@@ -55,6 +55,7 @@ from ..log import (
     message_from_row,
     this_thread_in_transaction,
 )
+from ..outages import OutageLog
 from .postgres_tables import POSTGRES
 from .postgres_tables import SCHEMA as TABLES_SCHEMA
 
@@ -165,6 +166,7 @@ class PostgresLog:
         self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
         self.recover_timeout = 10.0  # how long a commit whose answer was lost tries to reconnect and find out
+        self.outage = OutageLog(logger, f"the database at {self.path}")  # one warning per outage, not per attempt
         self._mutex = threading.RLock()
         self._depth = 0  # open transaction blocks: 0 none, 1 the outermost, more are nested
         # The open transaction's writes: appends, positions and kv sent with its COMMIT; the store's
@@ -181,26 +183,31 @@ class PostgresLog:
         self._conn: psycopg.Connection[Any] | None = None
         self._binder: psycopg.ClientCursor[Any] | None = None  # for _bind, made once per connection
         with self._mutex:
-            conn = self._connection()
+            conn = self._conn = self._connect(report=False)  # the caller says it, once, as an error
             self._migrate(conn)
             # The identity's sequence, named once here (setval with each commit keeps it in step).
             (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
 
     # --- connections ---
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, *, report: bool = True) -> psycopg.Connection[Any]:
+        """A new connection; a failure is :class:`LogUnreachable`, and (``report``) part of the outage's log."""
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
                 application_name=self.owner,  # which instance a session belongs to, in pg_stat_activity
             )
         except psycopg.OperationalError as exc:
+            if report:
+                self.outage.failed(_first_line(exc))
             raise LogUnreachable(
                 f"cannot reach the database at {self.path} ({_first_line(exc)}) — "
                 "check that PostgreSQL is running there and the URL is right"
             ) from None
+        self.outage.succeeded()
+        return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The write/read connection, reconnected when the last one broke (the mutex is held)."""
@@ -333,6 +340,7 @@ class PostgresLog:
         that job and :attr:`poll_interval` is only the safety net.
         """
         backoff = 0.1
+        outage = OutageLog(logger, f"the database at {self.path} for LISTEN")
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -343,6 +351,7 @@ class PostgresLog:
                 ) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
+                    outage.succeeded()
                     self._hear_of_appends()  # whatever was appended while we were not listening
                     while True:
                         newest = 0
@@ -351,7 +360,7 @@ class PostgresLog:
                         if newest == 0 or newest > self._known:  # a poll, or news from another instance
                             self._hear_of_appends()
             except psycopg.OperationalError as exc:
-                logger.warning("lost the LISTEN connection to %s (%s); reconnecting", self.path, _first_line(exc))
+                outage.failed(_first_line(exc))  # reconnecting
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
 
@@ -359,8 +368,8 @@ class PostgresLog:
         """Call the listeners if the log has messages newer than the newest they heard of."""
         try:
             newest = self.version()
-        except LogUnreachable as exc:
-            logger.warning("%s", exc)
+        except LogUnreachable as exc:  # the connection's outage log has said so
+            logger.debug("%s", exc)
             return
         if newest > self._known:
             self._known = newest
