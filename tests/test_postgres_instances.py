@@ -201,6 +201,8 @@ def test_kill_9_of_the_worker_instance_hands_the_worker_over_exactly_once(
     assert time.monotonic() - killed_at < 15
     assert worker_holder(pg_url, [survivor]) is survivor
     assert_summarized_exactly_once(pg_url, set(first) | set(later))
+    # A fresh-user trial found no line saying which process took the worker over.
+    assert "worker 'posts-summaries' is this process's now" in survivor.log_path.read_text()
 
 
 def test_a_message_appended_without_a_notification_is_caught_by_the_poll(
