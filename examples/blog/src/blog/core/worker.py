@@ -157,7 +157,7 @@ class CommandWorker:
 
     tables: tuple[TableSpec, ...] = ()
     version = "1"  # change to rebuild the tables even though the code's fingerprint did not change
-    busy_batch = 8  # a cycle that read this many messages or more was behind a stream of appends (``busy``)
+    busy_batch = 8  # a cycle that read this many messages of others or more was behind a stream of appends (``busy``)
 
     def __init__(
         self,
@@ -188,8 +188,11 @@ class CommandWorker:
         self._failing: set[int] = set()  # ids of messages with failed attempts on record
         self._buffer: BufferedRows | None = None  # the handlers' writes, until they commit with the position
         self._handling = False
-        self._cycle_reads = 0  # messages read by the current cycle, then by the last one
+        # Messages others appended, read by the current cycle, then by the last one; the ids this worker's
+        # commits appended, until it reads them back (its own output is not a stream of appends).
+        self._cycle_reads = 0
         self._last_cycle_reads = 0
+        self._own_ids: set[int] = set()
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -207,8 +210,9 @@ class CommandWorker:
 
     @property
     def busy(self) -> bool:
-        """Whether the last cycle read ``busy_batch`` messages or more: the supervisor then starts the next
-        one ``busy_interval`` after it, so that the messages appended meanwhile are handled as one batch."""
+        """Whether the last cycle read ``busy_batch`` messages or more that others appended (its own
+        commands, read back, do not count): the supervisor then starts the next one ``busy_interval``
+        after it, so that the messages appended meanwhile are handled as one batch."""
         return self._last_cycle_reads >= self.busy_batch
 
     @property
@@ -395,7 +399,7 @@ class CommandWorker:
         self._handling = True
         try:
             messages = self.log.batch_after(self.position, self.batch_size)
-            self._cycle_reads += len(messages)
+            self._count_reads(messages)
             handled = [m for m in messages if m.type in self._handlers]
             decoded = {message.id: (message, command) for message, command in await self._decode_batch(handled)}
             for message in messages:
@@ -424,6 +428,14 @@ class CommandWorker:
             buffer.clear()  # written out by a commit, or to be written again from the same position
         return len(messages) >= self.batch_size and not self._stopped
 
+    def _count_reads(self, messages: list[Message]) -> None:
+        """Count the messages others appended (for ``busy``), and forget the own ones read back."""
+        own = self._own_ids
+        self._cycle_reads += sum(1 for message in messages if message.id not in own)
+        if own and messages:
+            newest = messages[-1].id
+            self._own_ids = {id for id in own if id > newest}
+
     def _commit(self, dispatched: list[tuple[int, list[BaseModel], int]], reached: int) -> None:
         """Commit each message's commands (all or none of them), the handlers' writes and the position,
         in one transaction.
@@ -435,12 +447,13 @@ class CommandWorker:
         app, buffer = self.app, self._buffer
         assert buffer is not None
         refused: CommandRejected | None = None
+        appended: list[Message] = []
         with app.batch():  # the state's writes held to its end (core/store.py): a batch, not a round trip each
             if dispatched:
                 self.before_commit([command for _, commands, _ in dispatched for command in commands])
             for message_id, commands, mark in dispatched:
                 try:
-                    app.commit(commands)  # a savepoint inside this transaction
+                    appended += app.commit(commands)  # a savepoint inside this transaction
                 except CommandRejected as exc:
                     refused, reached = exc, message_id - 1
                     buffer.undo(mark)
@@ -451,6 +464,7 @@ class CommandWorker:
                 app.dead_letters.clear_failures(self.name, succeeded)
             app.log.set_position(self.name, reached)
         self.position = reached
+        self._own_ids.update(message.id for message in appended)
         self._failing -= succeeded
         if refused is not None:
             raise refused

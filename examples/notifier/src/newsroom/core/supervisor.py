@@ -305,6 +305,8 @@ class Supervisor:
                 if self.app.log.acquire_lease(handle.name, self.lease_ttl):
                     handle.lease_lost.clear()
                     _database_back(handle)
+                    if handle.state == WorkerState.STANDBY:  # an operator asks which process took it, and when
+                        logger.info("worker %r is this process's now: its lease was released or expired", handle.name)
                     return True
             except Exception as exc:  # noqa: BLE001 - a busy or failing database: try again soon
                 self._lease_failed(handle, "take", exc)
