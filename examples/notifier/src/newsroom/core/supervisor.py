@@ -11,12 +11,11 @@ Once leased, the task calls ``start`` (retried with backoff if it fails), then
 ``work`` in a loop: every poll interval plus a random jitter, and at once when a
 message is appended to the log, by this process or another. Under a stream of
 appends (a worker whose ``busy`` says its last cycle had many messages) cycles
-start at most every ``busy_interval``: the messages gather into larger batches, and the worker's
-fixed cost per cycle (its reads and its commit, each a round trip on PostgreSQL,
-all on the event loop that serves requests) is paid a few times a second instead
-of once per append. A failing ``work``
-is logged and retried with capped exponential backoff while the other workers go
-on. Shutdown signals every task, calls every worker's ``stop``, releases the
+start at most every ``busy_interval``: the messages gather into larger batches,
+and the worker's fixed cost per cycle (its reads and its commit, each a round
+trip on PostgreSQL, all on the event loop that serves requests) is paid a few
+times a second instead of once per append. A failing ``work`` is logged and
+retried with capped exponential backoff while the other workers go on. Shutdown signals every task, calls every worker's ``stop``, releases the
 leases and never waits longer than its timeout.
 """
 

@@ -24,9 +24,11 @@ once whenever a message is appended, and ``stop`` on shutdown::
 
 Optional attributes: ``name`` (defaults to the class name), ``poll_interval``
 and ``jitter`` (seconds; default to the app's), ``busy`` (true while the worker is
-behind a stream of appends: its cycles then start at most every ``busy_interval`` seconds,
-0.05 by default, see core/supervisor.py), and ``wake_on_append = False`` for a purely periodic worker that should not also run after every append. :class:`CommandWorker` adds
-stored positions, state kept in the store with them, and exactly-once dispatch on top.
+behind a stream of appends: its cycles then start at most every ``busy_interval``
+seconds, 0.05 by default, see core/supervisor.py), and ``wake_on_append = False``
+for a purely periodic worker that should not also run after every append.
+:class:`CommandWorker` adds stored positions, state kept in the store with them,
+and exactly-once dispatch on top.
 """
 
 from __future__ import annotations
@@ -190,8 +192,8 @@ class CommandWorker:
         self._handling = False
         # Messages others appended, read by the current cycle, then by the last one; the ids this worker's
         # commits appended, until it reads them back (its own output is not a stream of appends).
-        self._cycle_reads = 0
-        self._last_cycle_reads = 0
+        self._others_read = 0
+        self._others_read_last_cycle = 0
         self._own_ids: set[int] = set()
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
@@ -213,7 +215,7 @@ class CommandWorker:
         """Whether the last cycle read ``busy_batch`` messages or more that others appended (its own
         commands, read back, do not count): the supervisor then starts the next one ``busy_interval``
         after it, so that the messages appended meanwhile are handled as one batch."""
-        return self._last_cycle_reads >= self.busy_batch
+        return self._others_read_last_cycle >= self.busy_batch
 
     @property
     def handled_types(self) -> list[str]:
@@ -377,11 +379,11 @@ class CommandWorker:
         """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
-        self._cycle_reads = 0
+        self._others_read = 0
         await self._redeliver()
         while await self._work_batch():
             pass
-        self._last_cycle_reads = self._cycle_reads
+        self._others_read_last_cycle = self._others_read
         for task in self._periodic:
             await _maybe_await(task(self.app))
 
@@ -431,7 +433,7 @@ class CommandWorker:
     def _count_reads(self, messages: list[Message]) -> None:
         """Count the messages others appended (for ``busy``), and forget the own ones read back."""
         own = self._own_ids
-        self._cycle_reads += sum(1 for message in messages if message.id not in own)
+        self._others_read += sum(1 for message in messages if message.id not in own)
         if own and messages:
             newest = messages[-1].id
             self._own_ids = {id for id in own if id > newest}
