@@ -237,8 +237,8 @@ async def test_a_worker_behind_a_stream_of_appends_lets_them_gather_and_wakes_at
     app.dispatch(AddNote(id="during", text="gathered"))
     app.dispatch(AddNote(id="also", text="gathered"))
     await wait_until(lambda: "also" in handled)
-    assert handled["during"] - handled["burst-0"] >= 0.9  # waited for the busy interval
-    assert handled["also"] - handled["during"] < 0.1  # both in the one cycle after it, with the burst's 8 echoes
+    assert handled["during"] - handled["burst-0"] >= 0.8  # waited for the busy interval (a loaded machine: margin)
+    assert handled["also"] - handled["during"] < 0.3  # both in the one cycle after it, with the burst's 8 echoes
 
     sent = time.monotonic()
     app.dispatch(AddNote(id="quiet", text="again"))
