@@ -145,10 +145,15 @@ print("ok")
 """
 
 
-def test_a_connection_lost_before_commit_is_recovered_with_its_rows(blog_with_posts: Path, pg_url: str) -> None:
-    result = run_in_app(blog_with_posts, CONNECTION_LOST_BEFORE_COMMIT, pg_url, timeout=60)
+def script_log(app: Path, script: str, url: str) -> str:
+    """Run ``script`` inside the app on ``url``; it must end printing "ok". Its log (stderr) is returned."""
+    result = run_in_app(app, script, url, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
-    assert "recovered a commit" in result.stderr
+    return result.stderr
+
+
+def test_a_connection_lost_before_commit_is_recovered_with_its_rows(blog_with_posts: Path, pg_url: str) -> None:
+    assert "recovered a commit" in script_log(blog_with_posts, CONNECTION_LOST_BEFORE_COMMIT, pg_url)
 
 
 # As above, but another instance appends while this one reconnects: its message takes the id
@@ -195,9 +200,8 @@ print("ok")
 def test_a_lost_commit_is_not_taken_for_committed_when_another_instance_appended_under_its_ids(
     blog_with_posts: Path, pg_url: str
 ) -> None:
-    result = run_in_app(blog_with_posts, OTHER_INSTANCE_APPENDS_UNDER_THE_LOST_IDS, pg_url, timeout=60)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
-    assert "message 2 (notes/add) was not committed: another instance appended since" in result.stderr
+    logged = script_log(blog_with_posts, OTHER_INSTANCE_APPENDS_UNDER_THE_LOST_IDS, pg_url)
+    assert "message 2 (notes/add) was not committed: another instance appended since" in logged
 
 
 # The server drops the transaction as it commits, and the database then refuses every connection for
@@ -248,9 +252,9 @@ print("ok")
 def test_a_commit_whose_database_stays_away_answers_504_and_logs_which_messages(
     blog_with_posts: Path, pg_url: str
 ) -> None:
-    result = run_in_app(blog_with_posts, DATABASE_GONE_AT_COMMIT, pg_url, timeout=60)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
-    assert "the outcome of message 2 (notes/add) is unknown" in result.stderr
+    assert "the outcome of message 2 (notes/add) is unknown" in script_log(
+        blog_with_posts, DATABASE_GONE_AT_COMMIT, pg_url
+    )
 
 
 GROUP_LOSING_ITS_CONNECTION = """
