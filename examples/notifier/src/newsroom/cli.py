@@ -193,6 +193,8 @@ def serve(
     missing = _missing_fast_stack(http, loop)
     slow = f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}"
     access = f"{TOKEN_VARIABLE} required" if tokens else f"no {TOKEN_VARIABLE}: open to anyone who can reach it"
+    serving = [f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})"]
+    serving += [slow] if missing else []
     if processes > 1:
         code = _serve_processes(
             host,
@@ -207,9 +209,8 @@ def serve(
         )
         raise typer.Exit(code)
     if reload:
-        announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-        if missing:
-            announce(slow)
+        for line in serving:
+            announce(line)
         os.environ.update(
             APP_DB=db, APP_SYNCHRONOUS=synchronous, APP_HOST=host, APP_PORT=str(port), APP_LOG_FORMAT=log_format
         )
@@ -219,9 +220,8 @@ def serve(
         return
     app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
     if not reuse_port:  # said once the database is open: a database that is not says only why
-        announce(f"serving {PACKAGE} on http://{host}:{port} (database {without_password(db)}; {access})")
-        if missing:
-            announce(slow)
+        for line in serving:
+            announce(line)
     _exit_quietly_after_shutdown()
     http_app = create_http_app(
         app, on_closed=_leave_stuck_workers_behind, host=host, port=port, access_log=access_logger(log_format)

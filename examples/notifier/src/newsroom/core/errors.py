@@ -37,6 +37,14 @@ HEADINGS = {
 }
 
 
+def database_away(exc: LogUnreachable) -> tuple[int, str]:
+    """The status and text every interface answers while the database is away: 503, nothing was
+    changed; or 504 when it went away as the command was committed, which may have landed."""
+    if isinstance(exc, CommitOutcomeUnknown):  # not a 503: that says nothing was appended
+        return 504, str(exc)
+    return 503, DATABASE_AWAY
+
+
 def is_api_path(path: str) -> bool:
     return any(path == prefix or path.startswith(f"{prefix}/") for prefix in API_PREFIXES)
 
@@ -83,10 +91,10 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         headers = {"retry-after": str(ProjectionsUnavailable.retry_after)}
         return error_response(pages, request, 503, f"{exc}; try again in a few seconds.", headers=headers)
 
-    async def database_away(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, CommitOutcomeUnknown):  # not a 503: that says nothing was appended
-            return error_response(pages, request, 504, str(exc))
-        return error_response(pages, request, 503, DATABASE_AWAY, headers={"retry-after": DATABASE_RETRY_AFTER})
+    async def unreachable(request: Request, exc: LogUnreachable) -> Response:
+        status, text = database_away(exc)
+        headers = {"retry-after": DATABASE_RETRY_AFTER} if status == 503 else None
+        return error_response(pages, request, status, text, headers=headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette answers crashes outside the other middleware, so the headers are added here.
@@ -100,6 +108,6 @@ def exception_handlers(pages: Pages) -> dict[int | type[Exception], object]:
         404: not_found,
         405: method_not_allowed,
         ProjectionsUnavailable: unavailable,
-        LogUnreachable: database_away,
+        LogUnreachable: unreachable,
         500: server_error,
     }

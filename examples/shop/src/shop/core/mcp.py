@@ -34,9 +34,9 @@ from starlette.requests import ClientDisconnect
 
 from .app import App
 from .commands import CommandRejected
-from .errors import DATABASE_AWAY, INTERNAL_ERROR
+from .errors import INTERNAL_ERROR, database_away
 from .forms import MAX_BODY_BYTES, field_errors
-from .log import CommitOutcomeUnknown, LogUnreachable
+from .log import LogUnreachable
 from .projections import ProjectionsUnavailable
 
 if TYPE_CHECKING:
@@ -80,10 +80,8 @@ class AppTool:
             return False, self.run(arguments)
         except ToolRefused as refused:
             return True, refused.answer
-        except CommitOutcomeUnknown as exc:  # the HTTP API's 504: it may have committed
-            return True, {"error": str(exc)}
-        except LogUnreachable:  # an outage, not a bug: the HTTP API's 503 answer; the log says it once
-            return True, {"error": DATABASE_AWAY}
+        except LogUnreachable as exc:  # an outage, not a bug: the HTTP API's 503 (or 504) text; the log says it once
+            return True, {"error": database_away(exc)[1]}
         except Exception:
             logger.exception("MCP tool %s failed", self.name)
             return True, {"error": INTERNAL_ERROR}

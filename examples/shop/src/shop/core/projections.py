@@ -615,6 +615,9 @@ class _Applier:
 class _TakenOver(RebuildFailed):
     """Another process took the rebuild's lease over: this one stalled past it."""
 
+    def __init__(self) -> None:
+        super().__init__("another process took the rebuild over (this one stalled past its lease)")
+
 
 class _RebuildLease:
     """One rebuild at a time per database. Processes started together with new code (``serve
@@ -653,20 +656,20 @@ class _RebuildLease:
     def renew(self) -> None:
         """Keep the lease while the rebuild goes on; raise :class:`_TakenOver` if another process has it now."""
         if self._lost.is_set():
-            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
+            raise _TakenOver
         if time.monotonic() - self._renewed < RENEW_EVERY_SECONDS:
             return
         held = self._acquire()
         if held is None:  # busy: renewed at the next call
             return
         if not held:
-            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
+            raise _TakenOver
         self._renewed = time.monotonic()
 
     def renew_within(self) -> None:
         """Renew inside the rebuild's open transaction (it commits with it): last thing before a long one commits."""
         if not self.log.acquire_lease(REBUILD_LEASE, REBUILD_LEASE_SECONDS):
-            raise _TakenOver("another process took the rebuild over (this one stalled past its lease)")
+            raise _TakenOver
         self._renewed = time.monotonic()
 
     def _acquire(self, log: MessageLogBackend | None = None) -> bool | None:

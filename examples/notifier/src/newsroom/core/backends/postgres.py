@@ -494,7 +494,7 @@ class PostgresLog:
 
         ``again``: on a new connection after the first COMMIT was lost, the store's SQL runs again too.
         """
-        messages = [row for kind, row in self._staged if kind == "message"]
+        messages = self._staged_messages()
         if len(messages) > MAX_INLINE_MESSAGES:
             conn.execute(INSERT_MANY, [list(column) for column in zip(*messages, strict=True)])
         statements = []
@@ -551,7 +551,7 @@ class PostgresLog:
         instance appended since: a 503, nothing appended), and :class:`CommitOutcomeUnknown` when
         the database could not be asked (a 504: it may have committed).
         """
-        first = next(row for kind, row in self._staged if kind == "message")
+        first = self._staged_messages()[0]
         what = self._describe_staged()
         deadline = time.monotonic() + self.recover_timeout
         while True:
@@ -591,9 +591,13 @@ class PostgresLog:
             raise LogUnreachable(_NOT_COMMITTED)
         logger.warning("recovered a commit whose answer was lost with the connection to %s (%s)", self.path, outcome)
 
+    def _staged_messages(self) -> list[tuple[Any, ...]]:
+        """The rows of the messages the open transaction appends, in id order."""
+        return [row for kind, row in self._staged if kind == "message"]
+
     def _describe_staged(self) -> str:
         """The open transaction's messages, for an operator: "messages 25-27 (posts/create, posts/delete)"."""
-        rows = [row for kind, row in self._staged if kind == "message"]
+        rows = self._staged_messages()
         ids = f"message {rows[0][0]}" if len(rows) == 1 else f"messages {rows[0][0]}-{rows[-1][0]}"
         return f"{ids} ({', '.join(dict.fromkeys(row[2] for row in rows))})"
 
