@@ -52,7 +52,7 @@ class FakeSummaryAPI:
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[ReceivedRequest] = []
-        self.concurrent = 0
+        self.concurrent = 0  # requests received and not yet answered
         self.max_concurrent = 0
         self._replies: deque[Reply] = deque()
         self._default = Reply()
@@ -131,9 +131,11 @@ class FakeSummaryAPI:
                 try:
                     if reply.delay:
                         api._closing.wait(reply.delay)
-                    self._send(reply.status, reply.body if reply.body is not None else _completion(body))
                 finally:
+                    # Done before answering: once the client has its answer it may call again at once,
+                    # and this request must not still count as in flight when that call arrives.
                     api._done()
+                self._send(reply.status, reply.body if reply.body is not None else _completion(body))
 
             def _send(self, status: int, text: str) -> None:
                 data = text.encode()
