@@ -81,6 +81,7 @@ class Plan:
     cache: bool = True
     requests: int | None = None  # a load that has this many answers stops (within ``seconds``)
     idle_looks: int = 10  # looks at the server, 30 ms apart, that tell it is idle again (ServedApp.wait_idle)
+    connections: int = CONNECTIONS  # wrk's, for every load: the issue's targets are at 32
 
 
 SIZES = {
@@ -259,9 +260,10 @@ def measure_served(
     for key, _, title, target in READS:
         if key in wanted:
             ours, baseline = loads.first(key), loads.first(f"{key}, baseline")
-            rows.append(latency_row(f"{label}: {title}", ours, baseline, target))
+            rows.append(latency_row(f"{label}: {title}", ours, baseline, target, plan.connections))
     if "create" in wanted:
-        rows.append(create_row(label, log.posts, loads.results.get("create"), loads.results.get("create, baseline")))
+        creates = loads.results.get("create"), loads.results.get("create, baseline")
+        rows.append(create_row(label, log.posts, *creates, plan.connections))
     return rows
 
 
@@ -272,6 +274,7 @@ class Loads:
         self.seconds = plan.seconds
         self.requests = plan.requests
         self.idle_looks = plan.idle_looks
+        self.connections = plan.connections
         self.database_pids = database_pids
         self.enabled = enabled  # wrk is installed
         self.results: dict[str, list[wrk.Load]] = {}
@@ -289,7 +292,7 @@ class Loads:
             script = ""
         seconds = seconds or self.seconds
         result = wrk.run(
-            server.url + path, seconds=seconds, connections=CONNECTIONS, script=script, requests=self.requests
+            server.url + path, seconds=seconds, connections=self.connections, script=script, requests=self.requests
         )
         self.results.setdefault(key, []).append(result)
         waited = server.wait_idle(IDLE_LIMIT, self.database_pids, self.idle_looks)
@@ -310,12 +313,14 @@ def seed(server: ServedApp, ids_file: Path, database_pids: Callable[[], list[int
     server.wait_idle(IDLE_LIMIT, database_pids, idle_looks)  # the summary worker summarizes them
 
 
-def latency_row(name: str, result: wrk.Load | None, baseline: wrk.Load | None, target_ms: float) -> Row:
+def latency_row(
+    name: str, result: wrk.Load | None, baseline: wrk.Load | None, target_ms: float, connections: int
+) -> Row:
     """p99 under load, beside the same request's on a small log."""
     if result is None:
         return Skipped(name, "wrk is not installed (apt-get install wrk)")
-    p99, notes = p99_floor(result)
-    base_p99 = p99_floor(baseline)[0] if baseline is not None else None
+    p99, notes = p99_floor(result, connections)
+    base_p99 = p99_floor(baseline, connections)[0] if baseline is not None else None
     ratio = p99 / base_p99 if base_p99 else None
     if baseline is not None:
         notes.append(f"baseline, {BASELINE_POSTS} posts: {baseline.describe()}")
@@ -323,7 +328,7 @@ def latency_row(name: str, result: wrk.Load | None, baseline: wrk.Load | None, t
     return Result(name, p99, base_p99, "ms", ratio, f"≤ {target_ms:g} ms", met, "; ".join(notes))
 
 
-def p99_floor(result: wrk.Load) -> tuple[float, list[str]]:
+def p99_floor(result: wrk.Load, connections: int) -> tuple[float, list[str]]:
     """wrk's p99, or the load's length when that is the most that can be said.
 
     wrk leaves out the requests still unanswered when it stops, one per connection. A connection
@@ -331,18 +336,20 @@ def p99_floor(result: wrk.Load) -> tuple[float, list[str]]:
     p99 is beyond the load's length, and that length is shown as its floor. The mean latency that
     the connections and the answers imply (Little's law) is given in the note.
     """
-    notes = [f"wrk -c{CONNECTIONS}: {result.describe()}"]
+    notes = [f"wrk -c{connections}: {result.describe()}"]
     answered = result.requests - result.errors["status"]
-    never_answered = max(0, CONNECTIONS - answered)
-    if answered >= CONNECTIONS:  # with fewer, the answers are too few to say
-        notes.append(f"mean latency by Little's law {CONNECTIONS * result.seconds * 1000 / answered:,.0f} ms")
-    if never_answered > 0.01 * (answered + CONNECTIONS) or result.p99_is_lower_bound:
+    never_answered = max(0, connections - answered)
+    if answered >= connections:  # with fewer, the answers are too few to say
+        notes.append(f"mean latency by Little's law {connections * result.seconds * 1000 / answered:,.0f} ms")
+    if never_answered > 0.01 * (answered + connections) or result.p99_is_lower_bound:
         notes.append(f"p99 is over the {result.seconds:.0f} s load: {never_answered} connections got no answer")
         return max(result.p99_ms, result.seconds * 1000), notes
     return result.p99_ms, notes
 
 
-def create_row(label: str, posts: int, big: list[wrk.Load] | None, small: list[wrk.Load] | None) -> Row:
+def create_row(
+    label: str, posts: int, big: list[wrk.Load] | None, small: list[wrk.Load] | None, connections: int
+) -> Row:
     """Throughput with the big log against the same app on a new log, over interleaved rounds."""
     name = f"{label}: POST /commands at {posts:,} posts vs a new log"
     if not big or not small:
@@ -350,7 +357,7 @@ def create_row(label: str, posts: int, big: list[wrk.Load] | None, small: list[w
     big_rate, small_rate = overall_rate(big), overall_rate(small)
     ratio = big_rate / small_rate if small_rate else 0.0
     note = (
-        f"wrk -c{CONNECTIONS}, rounds interleaved: {'; '.join(r.describe() for r in big)}; "
+        f"wrk -c{connections}, rounds interleaved: {'; '.join(r.describe() for r in big)}; "
         f"on the new log {'; '.join(r.describe() for r in small)}"
     )
     met = ratio >= 0.8 and not any(r.failed for r in (*big, *small))
@@ -407,7 +414,7 @@ def as_json(runs: list[Run], plan: Plan, load_before: tuple[float, ...]) -> str:
             "fields": list(FIELDS),
             "has projections rebuild": rebuild_command(scale_app()) is not None,
         },
-        "wrk": {"connections": CONNECTIONS, "seconds": plan.seconds, "requests": plan.requests},
+        "wrk": {"connections": plan.connections, "seconds": plan.seconds, "requests": plan.requests},
         "runs": [
             {
                 "backend": one.backend,
@@ -429,7 +436,8 @@ def parse(argv: list[str]) -> tuple[Plan, scale_log.Cache, bool]:
         prog="python -m bench.scale",
         description="A generated app with a big log, served as users serve it, measured against issue 25's targets.",
         epilog="examples:\n  python -m bench.scale --posts 100000 --backend sqlite\n"
-        "  python -m bench.scale smoke --json\n  python -m bench.scale --backend postgres --only start,memory",
+        "  python -m bench.scale smoke --json\n  python -m bench.scale --backend postgres --only start,memory\n"
+        "  python -m bench.scale --backend sqlite --only get --connections 4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("size", nargs="?", choices=tuple(SIZES), default="full", help="preset (default: full)")
@@ -437,6 +445,9 @@ def parse(argv: list[str]) -> tuple[Plan, scale_log.Cache, bool]:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), help="default: the preset's")
     parser.add_argument("--seconds", type=int, help="length of each wrk load (default: the preset's)")
     parser.add_argument("--only", help=f"comma-separated measures, of: {', '.join(MEASURES)}")
+    parser.add_argument(
+        "--connections", type=int, help=f"wrk's connections for every load (default: {CONNECTIONS}, the issue's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     default_dir = scale_log.default_cache_dir()
     parser.add_argument("--cache-dir", type=Path, help=f"where built logs are kept (default: {default_dir})")
@@ -454,6 +465,10 @@ def parse(argv: list[str]) -> tuple[Plan, scale_log.Cache, bool]:
         if args.seconds < 1:
             parser.error("--seconds must be 1 or more")
         plan = replace(plan, seconds=args.seconds)
+    if args.connections is not None:
+        if args.connections < 1:
+            parser.error("--connections must be 1 or more")
+        plan = replace(plan, connections=args.connections)
     if args.only is not None:
         measures = tuple(name.strip() for name in args.only.split(",") if name.strip())
         unknown = sorted(set(measures) - set(MEASURES))
@@ -481,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()
     print(
         f"\n({time.perf_counter() - began:.0f} s; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after;"
-        f" wrk -c{CONNECTIONS} for {load_length(plan.seconds, plan.requests)} per load)"
+        f" wrk -c{plan.connections} for {load_length(plan.seconds, plan.requests)} per load)"
     )
 
 
