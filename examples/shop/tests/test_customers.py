@@ -307,6 +307,16 @@ def test_list_is_newest_first_and_paged(feature_app: App) -> None:
         feature_app.query("customers/list", {"limit": 0})
 
 
+def test_list_answers_twenty_unless_asked_for_more(feature_app: App) -> None:
+    ids = [create(feature_app) for _ in range(21)]
+    listing = feature_app.query("customers/list", {})
+    assert [item["id"] for item in listing["items"]] == ids[:0:-1]
+    assert (listing["total"], listing["limit"]) == (21, 20)
+    assert len(feature_app.query("customers/list", {"limit": 1000})["items"]) == 21
+    with pytest.raises(ValidationError):
+        feature_app.query("customers/list", {"limit": 1001})
+
+
 @pytest.mark.parametrize(
     "name",
     [

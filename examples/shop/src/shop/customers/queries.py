@@ -42,7 +42,7 @@ class ListCustomers(Parameters):
     """A page of customers: newest first unless ``sort`` names a field (``-`` first for descending)."""
 
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
-    limit: int = Field(100, ge=1, le=1000)
+    limit: int = Field(20, ge=1, le=1000)
     sort: Sort | None = None
 
 
