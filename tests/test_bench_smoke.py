@@ -125,7 +125,7 @@ def run_scale(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_scale_benchmark_builds_a_log_the_app_serves_and_reports_json(tmp_path: Path) -> None:
     """A tiny log built through the app's log API, cached, served: every sampled id answers, as JSON.
-    (The smoke preset's short loads; the log's size and the cache as asked.)"""
+    (The smoke preset's short loads; the log's size, wrk's connections and the cache as asked.)"""
     cache = tmp_path / "cache"
     result = run_scale(
         "smoke",
@@ -137,18 +137,23 @@ def test_scale_benchmark_builds_a_log_the_app_serves_and_reports_json(tmp_path: 
         "1",
         "--only",
         "start,get",
+        "--connections",
+        "4",
         "--json",
         "--cache-dir",
         str(cache),
     )
     assert result.returncode == 0, result.stderr
-    (run,) = json.loads(result.stdout)["runs"]
+    document = json.loads(result.stdout)
+    assert document["wrk"]["connections"] == 4
+    (run,) = document["runs"]
     assert (run["backend"], run["posts"], run["messages"], run["cached"]) == ("sqlite", 40, 120, False)
     start, get = run["results"]
     assert start["name"].endswith("start until /healthz 200") and 0 < start["ours"] < 60, start
     if get["kind"] == "skipped":
         assert "wrk" in get["reason"]
     else:
+        assert get["note"].startswith("wrk -c4: "), get
         for key in ("get", "get, baseline"):  # every sampled id answers, on the big log and on the baseline's
             (get_load,) = run["loads"][key]
             assert get_load["requests"] > 0 and not any(get_load["errors"].values()), run["loads"]
