@@ -217,6 +217,25 @@ def test_projections_status_reads_an_older_database_as_it_is_and_writes_nothing(
     assert dump(old) == before
 
 
+def test_the_rebuild_command_status_suggests_runs_as_pasted_from_the_apps_folder(tmp_path: Path) -> None:
+    """Run from its source tree (``PYTHONPATH=src``, no venv of its own), the app's hint carries that
+    ``PYTHONPATH``: pasted into a shell with none set, it rebuilds (trial 69 found it said only ``python -m``)."""
+    root = new_app(tmp_path)
+    assert run_petrock("feature", "add", "posts", cwd=root).returncode == 0
+    with contextlib.closing(sqlite3.connect(root / "app.db")) as db:
+        db.executescript(OLD_LOG)
+    status = app_cli(root, "projections", "status")
+    assert status.returncode == 0, status.stderr
+    hint = status.stdout.strip().splitlines()[-1].partition("; beforehand: ")[2].partition(";")[0]
+    assert hint.startswith("PYTHONPATH=") and hint.endswith(" -m blog projections rebuild"), status.stdout
+    shell = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    pasted = subprocess.run(
+        hint, shell=True, cwd=root, env=shell, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert "current" in app_cli(root, "projections", "status").stdout
+
+
 def test_projections_status_of_a_database_with_no_log_says_so_and_makes_none(tmp_path: Path) -> None:
     root = new_app(tmp_path)
     never_run = app_cli(root, "projections", "status")
