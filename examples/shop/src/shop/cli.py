@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -295,10 +296,13 @@ def _serve_processes(
 
 
 def _this_python() -> str:
-    """The interpreter running this command, as a user would type it here (``.venv/bin/python``):
-    a hint to run another command works when pasted, whatever ``python`` is on the PATH."""
+    """The interpreter running this command, as a user would type it here (``.venv/bin/python``), after the
+    ``PYTHONPATH`` it was given (an app run from its source tree, ``PYTHONPATH=src``): a hint to run another
+    command works when pasted, whatever ``python`` is on the PATH."""
     here, python = Path.cwd(), Path(sys.executable)
-    return str(python.relative_to(here)) if python.is_relative_to(here) else str(python)
+    shown = shlex.quote(str(python.relative_to(here)) if python.is_relative_to(here) else str(python))
+    path = os.environ.get("PYTHONPATH")
+    return f"PYTHONPATH={shlex.quote(path)} {shown}" if path else shown
 
 
 REINSTALL = "reinstall the app's environment (.venv/bin/pip install -e '.[test]') to get them"
