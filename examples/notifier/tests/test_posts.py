@@ -396,7 +396,11 @@ def test_the_list_page_pages_by_number_and_drops_empty_filters(client: TestClien
     assert f'href="{URL}?per_page=2"' in page.text  # the first page's link
     cleaned = client.get(URL, params={"sort": "", "per_page": "2"}, follow_redirects=False)
     assert cleaned.status_code == 303 and cleaned.headers["location"] == f"{URL}?per_page=2"
-    assert client.get(URL, params={"per_page": "0"}).status_code == 400
+    for params in ({"per_page": "0"}, {"page": "0"}, {"page": "abc"}):
+        refused = client.get(URL, params=params)
+        assert refused.status_code == 400 and "Page and per_page are " in refused.text, params
+    unsorted = client.get(URL, params={"sort": "no-such-field"})
+    assert unsorted.status_code == 400 and "sort: " in unsorted.text and "created_at" in unsorted.text
     greedy = client.get(URL, params={"per_page": "500"})  # more than a page holds: as many as it does
     assert greedy.status_code == 200 and "Showing 1–3 of 3" in greedy.text
 

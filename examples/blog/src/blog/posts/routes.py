@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..core import App, CommandRejected, NotFound
+from ..core.forms import field_errors
 from ..core.http import RequestTooLarge, form_errors, read_form
 from ..core.listing import PAGING, BadPage, Pager, read_paging, unknown_parameter, without_empty
 from ..core.navigation import referring_items
@@ -58,8 +59,11 @@ class PostsPages:
             filters = {name: value for name, value in params.items() if name not in PAGING}
             paging = {"offset": (page - 1) * per_page, "limit": per_page}
             listing = self.app.query("posts/list", {**filters, **paging})
-        except (BadPage, ValidationError):
-            return self._error(request, 400, "Bad request", "That filter, sort or page does not exist.")
+        except BadPage as exc:
+            return self._error(request, 400, "Bad request", f"{str(exc).capitalize()}.")
+        except ValidationError as exc:  # a filter's value or the sort: each named with what it takes
+            reasons = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in field_errors(exc))
+            return self._error(request, 400, "Bad request", f"This list cannot show that. {reasons}.")
         pager = Pager.of(URL, listing, params, page, per_page)
         return self._render(request, "list.html", listing=listing, filters=filters, pager=pager)
 
