@@ -386,6 +386,18 @@ def test_a_rebuild_stores_the_rows_the_live_handlers_stored_in_their_order(db: s
         assert app.log.query(analyzed, (ORDERS.physical,))[0][0] > 0
 
 
+def test_an_app_on_an_in_memory_database_builds_its_tables() -> None:
+    """``--db :memory:`` (a demo, a quick try): its first start rebuilds every projection, on a database
+    SQLite gives no memory map to (``PRAGMA mmap_size`` answers nothing there)."""
+    app = App(open_log(":memory:"))
+    orders = Orders(app.store)
+    app.projections.add(orders)
+    app.commands.register("orders/place", PlaceOrder, orders.place)
+    app.prepare()
+    app.dispatch(PlaceOrder(id="o1", customer="Ann", status="draft"))
+    assert [row["id"] for row in app.store.table(ORDERS).find()] == ["o1"]
+
+
 def test_a_rebuild_on_sqlite_frees_pages_without_zeroing_them_and_sets_its_connection_back(db: str) -> None:
     """SQLite built with SECURE_DELETE zeroes every page a DROP frees, through the WAL: the swap's DROP of
     the old table did, under the write lock (18 s at a million posts). The rebuild's connection does not

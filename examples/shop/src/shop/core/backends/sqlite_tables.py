@@ -121,10 +121,11 @@ class SQLiteTables(Recount):
         every insert. Freed pages are not zeroed (``secure_delete=FAST``; builds with SECURE_DELETE zero every
         page of the replaced table, through the WAL, inside the swap's write lock: 18-29 s at a million posts):
         a projection holds nothing the log does not. Indexes are sorted on two threads. Connection settings
-        only: the log's journal and durability stay as they are."""
-        previous = {name: db.query(f"PRAGMA {name}")[0][0] for name in REBUILD_PRAGMAS}
-        for name, value in REBUILD_PRAGMAS.items():
-            db.query(f"PRAGMA {name}={value}")
+        only: the log's journal and durability stay as they are. A setting the database does not have is left
+        alone (an in-memory database has no memory map: its ``PRAGMA mmap_size`` answers nothing)."""
+        previous = {name: rows[0][0] for name in REBUILD_PRAGMAS if (rows := db.query(f"PRAGMA {name}"))}
+        for name in previous:
+            db.query(f"PRAGMA {name}={REBUILD_PRAGMAS[name]}")
 
         def restore() -> None:
             for name, value in previous.items():
