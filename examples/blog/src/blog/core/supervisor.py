@@ -15,8 +15,9 @@ start at most every ``busy_interval``: the messages gather into larger batches,
 and the worker's fixed cost per cycle (its reads and its commit, each a round
 trip on PostgreSQL, all on the event loop that serves requests) is paid a few
 times a second instead of once per append. A failing ``work`` is logged and
-retried with capped exponential backoff while the other workers go on. Shutdown signals every task, calls every worker's ``stop``, releases the
-leases and never waits longer than its timeout.
+retried with capped exponential backoff while the other workers go on. Shutdown
+signals every task, calls every worker's ``stop``, releases the leases and never
+waits longer than its timeout.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ QUERY_PAGING = ("offset", "limit")  # the list query's own: a page sets them fro
 
 
 class BadPage(ValueError):
-    """``page`` or ``per_page`` is not a whole number in range."""
+    """``page`` or ``per_page`` is not a whole number in range; its text is the sentence the list page shows."""
 
 
 def without_empty(path: str, params: Mapping[str, str]) -> str | None:
@@ -57,12 +57,12 @@ def read_paging(params: Mapping[str, str]) -> tuple[int, int]:
         page = int(params.get("page", "1"))
         per_page = int(params.get("per_page", str(PER_PAGE)))
     except ValueError:
-        raise BadPage("page and per_page are whole numbers") from None
+        raise BadPage("Page and per_page are whole numbers.") from None
     if page < 1 or per_page < 1:
-        raise BadPage("page and per_page are 1 or more")
+        raise BadPage("Page and per_page are 1 or more.")
     per_page = min(per_page, MAX_PER_PAGE)
     if (page - 1) * per_page > MAX_OFFSET:
-        raise BadPage(f"page is beyond the last any list has (its first row must be within {MAX_OFFSET:,})")
+        raise BadPage(f"Page is beyond the last any list has (its first row must be within {MAX_OFFSET:,}).")
     return page, per_page
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 
 class OutageLog:
-    """The log lines of one thing that can be unreachable (a connection, a worker's database)."""
+    """The log lines of one thing that can be unreachable (the log's connection, its LISTEN connection)."""
 
     def __init__(
         self,

@@ -60,7 +60,7 @@ class PostsPages:
             paging = {"offset": (page - 1) * per_page, "limit": per_page}
             listing = self.app.query("posts/list", {**filters, **paging})
         except BadPage as exc:
-            return self._error(request, 400, "Bad request", f"{str(exc).capitalize()}.")
+            return self._error(request, 400, "Bad request", str(exc))
         except ValidationError as exc:  # a filter's value or the sort: each named with what it takes
             reasons = "; ".join(f"{'.'.join(error['loc'])}: {error['msg']}" for error in field_errors(exc))
             return self._error(request, 400, "Bad request", f"This list cannot show that. {reasons}.")
