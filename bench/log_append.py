@@ -27,7 +27,7 @@ from bench.common import Result, Row, app_module, main, median
 SIZES = {"smoke": (200, 2000, 1), "full": (2000, 20000, 11)}  # (single rows, batched rows, rounds)
 BATCH = 100
 TYPE = "notes/add"
-INSERT = "INSERT INTO messages (timestamp, type, data) VALUES (?, ?, ?)"
+INSERT = "INSERT INTO messages (timestamp, type, data, version) VALUES (?, ?, ?, ?)"  # the log's own row
 
 
 def payloads(count: int) -> list[str]:
@@ -41,7 +41,7 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(
         "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "timestamp TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL)"
+        "timestamp TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1)"
     )
     return db
 
@@ -53,7 +53,7 @@ def now() -> str:
 def raw_single(db: sqlite3.Connection, rows: list[str]) -> None:
     for data in rows:
         db.execute("BEGIN IMMEDIATE")
-        db.execute(INSERT, (now(), TYPE, data))
+        db.execute(INSERT, (now(), TYPE, data, 1))
         db.execute("COMMIT")
 
 
@@ -61,7 +61,7 @@ def raw_batched(db: sqlite3.Connection, rows: list[str]) -> None:
     for start in range(0, len(rows), BATCH):
         timestamp = now()
         db.execute("BEGIN IMMEDIATE")
-        db.executemany(INSERT, [(timestamp, TYPE, data) for data in rows[start : start + BATCH]])
+        db.executemany(INSERT, [(timestamp, TYPE, data, 1) for data in rows[start : start + BATCH]])
         db.execute("COMMIT")
 
 
