@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
 
@@ -145,16 +146,22 @@ class SQLiteLog:
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any] | str]], version: int = 1) -> list[Message]:
         timestamp = _now()
-        rows = [(timestamp, type, encode(data), version) for type, data in items]
-        if not rows:
+        types: list[str] = []
+        texts: list[str] = []
+        for type, data in items:
+            types.append(type)
+            texts.append(data if isinstance(data, str) else encode(data))
+        if not types:
             return []
         with Transaction(self):
             # One executemany is much faster than a loop; inside this write transaction
             # AUTOINCREMENT hands out consecutive ids, so the last one gives them all.
-            self._db.executemany(INSERT, rows)
+            self._db.executemany(INSERT, zip(repeat(timestamp), types, texts, repeat(version)))
             last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self._appended = last
-        return list(map(message_from_row, ((id, *row) for id, row in enumerate(rows, last - len(rows) + 1))))
+        # The messages' tuples are zipped in C: a Python loop over the rows took a sixth of a batch of 100.
+        ids = range(last - len(types) + 1, last + 1)
+        return list(map(message_from_row, zip(ids, repeat(timestamp), types, texts, repeat(version))))
 
     def after(self, position: int = 0, *, batch_size: int = 1000) -> Iterator[Message]:
         return map(message_from_row, self.rows_after(position, batch_size=batch_size))
