@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,25 @@ def test_a_database_made_by_a_newer_app_is_refused(blog_with_posts: Path, pg_url
         conn.execute("UPDATE schema_version SET version = version + 1")
     result = blog(blog_with_posts, "kv", "list", "--db", pg_url)
     assert result.returncode == 1 and "newer than this app" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_user_that_may_not_create_the_tables_is_refused_in_one_line(blog_with_posts: Path, pg_url: str) -> None:
+    """A fault trial: on PostgreSQL 15 only a schema's owner may create in it, and an app run as any other
+    user printed a 90-line traceback ending in ``permission denied for schema public``."""
+    import psycopg
+
+    user = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+    try:
+        as_user = pg_url.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
+        result = blog(blog_with_posts, "kv", "list", "--db", as_user)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: the database user may not create the log's tables"), result.stderr
+        assert result.stderr.count("\n") == 1 and "CREATE on the schema" in result.stderr
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {user}")
 
 
 # The server drops this instance's connection after a state handler wrote its row, before
