@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -119,6 +120,23 @@ def test_serve_refuses_an_unknown_server_stack_in_one_line(blog: Path, option: s
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: unknown {option} {value!r} — pass {choices}\n"
     assert not (blog / "stack.db").exists()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_serve_refuses_a_port_in_use_in_one_line_before_it_says_serving(blog: Path, processes: str) -> None:
+    """A fault trial: on a taken port the app said "serving ...", started its workers, then failed with
+    uvicorn's "[Errno 98] address already in use" and exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = app_cli(blog, "serve", "--port", str(port), "--processes", processes, "--db", "taken.db")
+    assert result.returncode == 1 and "serving" not in result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    if processes == "1":  # a group refuses it as it reserves the port (core/processes.py)
+        in_use = f"port {port} on 127.0.0.1 is already in use — stop what runs there or pass --port N"
+        assert result.stderr == f"error: {in_use}\n"
+    assert not (blog / "taken.db").exists()
 
 
 def test_a_new_apps_help_loads_none_of_its_runtime(blog: Path) -> None:
