@@ -171,6 +171,7 @@ def serve(
     from .core.http import create_http_app
     from .core.limits import server_options
     from .core.logformat import LOG_FORMATS, access_logger, configure_logging, uvicorn_logging
+    from .core.ports import listen_refusal
     from .core.protocols import event_loop
 
     if log_format not in LOG_FORMATS:
@@ -190,6 +191,10 @@ def serve(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # A group checks its port as it reserves it (core/processes.py); its processes share it.
+    if processes == 1 and not reuse_port and (refusal := listen_refusal(host, port)) is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(1)
     # Said once, by the process the user started: a lone server, or the parent of --processes N.
     missing = _missing_fast_stack(http, loop)
     slow = f"{' and '.join(missing)} not installed: serving on the slower pure-Python stack; {REINSTALL}"

@@ -284,6 +284,11 @@ class PostgresLog:
                     conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
+        except psycopg.errors.InsufficientPrivilege as exc:  # PostgreSQL 15 lets only a schema's owner create in it
+            raise LogUnavailable(
+                f"the database user may not create the log's tables at {self.path} ({_first_line(exc)}) — "
+                "run the app once as the schema's owner, or grant its user CREATE on the schema"
+            ) from None
 
     # --- the log ---
 
