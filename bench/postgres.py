@@ -167,9 +167,11 @@ def one_core(server_pid: int | None) -> Iterator[None]:
                 before[pid] = cores
         yield
     finally:
-        for pid in [*before, *_children(server_pid)]:  # the server's new backends get its cores back
+        # The backends forked while it was pinned get the server's cores back (if it was pinned at all).
+        forked = {pid: before[server_pid] for pid in _children(server_pid) if server_pid in before}
+        for pid, cores in {**forked, **before}.items():
             with suppress(ProcessLookupError):
-                os.sched_setaffinity(pid, before.get(pid, before.get(server_pid, os.sched_getaffinity(pid))))
+                os.sched_setaffinity(pid, cores)
 
 
 def postmaster(server) -> int:  # server: tests.pg.Cluster
