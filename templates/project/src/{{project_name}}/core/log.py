@@ -266,11 +266,16 @@ def open_log(
             )
         try:
             from .backends.postgres import PostgresLog  # type: ignore[import-not-found]
+            from .backends.silence import answer_timeout_from_env  # type: ignore[import-not-found]
         except ImportError as exc:
             raise LogUnavailable(
                 f"the PostgreSQL backend needs its driver ({exc}) — pip install -e '.[postgres]'"
             ) from None
-        return PostgresLog(target, exclusive=exclusive)
+        try:
+            answer_timeout = answer_timeout_from_env()
+        except ValueError as exc:
+            raise LogUnavailable(str(exc)) from None
+        return PostgresLog(target, exclusive=exclusive, answer_timeout=answer_timeout)
     from .backends.sqlite import SQLiteLog
 
     return SQLiteLog(target, synchronous=synchronous, exclusive=exclusive)

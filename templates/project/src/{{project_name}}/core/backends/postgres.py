@@ -58,6 +58,7 @@ from ..log import (
 from ..outages import OutageLog
 from .postgres_tables import POSTGRES
 from .postgres_tables import SCHEMA as TABLES_SCHEMA
+from .silence import ANSWER_TIMEOUT, SilenceWatch, WatchedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class PostgresLog:
         lock_timeout: float = 5.0,
         poll_interval: float = 2.0,
         connect_timeout: float = 5.0,
+        answer_timeout: float | None = ANSWER_TIMEOUT,
     ) -> None:
         # ``exclusive`` is accepted for the interface's sake: sharing one database between
         # instances is what this backend is for.
@@ -185,19 +187,29 @@ class PostgresLog:
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
         self._binder: psycopg.ClientCursor[Any] | None = None  # for _bind, made once per connection
+        self._watch: SilenceWatch | None = None  # breaks a wait for an answer that is overdue (silence.py)
         with self._mutex:
             conn = self._conn = self._connect(report=False)  # the caller says it, once, as an error
             self._migrate(conn)
             # The identity's sequence, named once here (setval with each commit keeps it in step).
             (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
             _prepare(conn)
+            if answer_timeout is not None:  # armed after the migration, which may wait for another instance's
+                conn.watch = self._watch = SilenceWatch(answer_timeout, self._probe, on_silence=self._fell_silent)
 
     # --- connections ---
 
     def _connect(self, *, report: bool = True) -> psycopg.Connection[Any]:
-        """A new connection; a failure is :class:`LogUnreachable`, and (``report``) part of the outage's log."""
+        """A new connection; a failure is :class:`LogUnreachable`, and (``report``) part of the outage's log.
+
+        While the database is silent (it left an answer overdue, silence.py) none is tried: the
+        refusal is at once, where a connection through a pooler would wait again.
+        """
+        if self._watch is not None and self._watch.silent:
+            self.outage.failed(self._silence())
+            raise LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
         try:
-            conn = psycopg.connect(
+            conn = WatchedConnection.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
@@ -211,7 +223,23 @@ class PostgresLog:
                 "check that PostgreSQL is running there and the URL is right"
             ) from None
         self.outage.succeeded()
+        conn.watch = self._watch
         return conn
+
+    def _silence(self) -> str:
+        assert self._watch is not None
+        return f"no answer within {self._watch.seconds:g} s"
+
+    def _fell_silent(self) -> None:
+        """Called on the watch's thread when it broke a wait: the outage's first line says why."""
+        self.outage.failed(self._silence())
+
+    def _probe(self) -> None:
+        """Ask a silent database a question on a connection of its own (on the watch's thread)."""
+        with psycopg.connect(
+            self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)), application_name=self.owner
+        ) as conn:
+            conn.execute("SELECT 1")
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The write/read connection, reconnected when the last one broke (the mutex is held)."""
@@ -241,6 +269,8 @@ class PostgresLog:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
+        if self._watch is not None and self._watch.silent:
+            return LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
         return LogUnreachable(f"lost the database at {self.path}: {_first_line(exc)}")
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -471,8 +501,11 @@ class PostgresLog:
         return statements
 
     def connect_again(self) -> PostgresLog:
-        """Another connection to the same database, for a rebuild on another thread."""
-        return PostgresLog(self.url, lock_timeout=self.lock_timeout, poll_interval=self.poll_interval)
+        """Another connection to the same database, for a rebuild on another thread (where a long
+        statement is no silence: it holds no event loop)."""
+        return PostgresLog(
+            self.url, lock_timeout=self.lock_timeout, poll_interval=self.poll_interval, answer_timeout=None
+        )
 
     # --- worker positions and leases ---
 
@@ -570,7 +603,7 @@ class PostgresLog:
                 _prepare(conn)
                 break
             except LogUnreachable:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (self._watch is not None and self._watch.silent):
                     logger.error("the outcome of %s is unknown: the database stayed unreachable", what)
                     raise CommitOutcomeUnknown(_UNKNOWN) from None
                 time.sleep(0.05)
@@ -660,6 +693,8 @@ class PostgresLog:
                 self._conn.close()
             self._conn = None
             self._closed = True
+            if self._watch is not None:
+                self._watch.close()
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
