@@ -121,6 +121,41 @@ def test_a_user_that_may_not_create_the_tables_is_refused_in_one_line(blog_with_
             conn.execute(f"DROP ROLE {user}")
 
 
+
+def test_a_user_that_may_not_write_the_tables_is_refused_in_one_line_that_says_what_to_grant(
+    blog_with_posts: Path, pg_url: str
+) -> None:
+    """A fault trial: tables made by their owner, the app run as a user allowed to create but not to
+    write them, and every POST answered 500 while /healthz said 200. It now refuses to start, and
+    granting what the line names is enough."""
+    import psycopg
+
+    assert blog(blog_with_posts, "kv", "set", "theme", '"dark"', "--db", pg_url).returncode == 0  # as the owner
+    user = f"writer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+        conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {user}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user}")
+    as_user = pg_url.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
+    try:
+        refused = blog(blog_with_posts, "kv", "set", "theme", '"light"', "--db", as_user)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith("error: the database user may not write the log's tables"), refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "no INSERT on messages" in refused.stderr and "no UPDATE on kv" in refused.stderr
+        assert "no DELETE on messages" not in refused.stderr  # appending is all the log does to it
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {user}")
+            conn.execute(f"REVOKE UPDATE, DELETE ON messages FROM {user}")
+            conn.execute(f"GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {user}")
+        granted = blog(blog_with_posts, "kv", "set", "theme", '"light"', "--db", as_user)
+        assert granted.returncode == 0, granted.stderr
+        assert blog(blog_with_posts, "kv", "get", "theme", "--db", pg_url).stdout.strip() == '"light"'
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {user}")
+            conn.execute(f"DROP ROLE {user}")
+
 # The server drops this instance's connection after a state handler wrote its row, before
 # COMMIT: the transaction is lost with the connection. The backend reconnects, finds the
 # message missing and nothing appended since, sends the message (same id) and the row's SQL

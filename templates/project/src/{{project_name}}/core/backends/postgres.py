@@ -193,6 +193,7 @@ class PostgresLog:
             self._migrate(conn)
             # The identity's sequence, named once here (setval with each commit keeps it in step).
             (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
+            self._check_privileges(conn)
             _prepare(conn)
             if answer_timeout is not None:  # armed after the migration, which may wait for another instance's
                 conn.watch = self._watch = SilenceWatch(answer_timeout, self._probe, on_silence=self._fell_silent)
@@ -319,6 +320,18 @@ class PostgresLog:
                 f"the database user may not create the log's tables at {self.path} ({_first_line(exc)}) — "
                 "run the app once as the schema's owner, or grant its user CREATE on the schema"
             ) from None
+
+    def _check_privileges(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse to start, in one line, as a user that may not write the tables another user created:
+        every command would fail with a 500 while ``/healthz`` said all was well."""
+        rows = conn.execute(MISSING_PRIVILEGES, {"sequence": self._sequence})
+        missing = [f"{privilege} on {name}" for name, privilege in rows]
+        if missing:
+            raise LogUnavailable(
+                f"the database user may not write the log's tables at {self.path} (no {', no '.join(missing)}) — "
+                "grant it SELECT, INSERT, UPDATE and DELETE on the app's tables, and USAGE and UPDATE on the "
+                "sequence of messages"
+            )
 
     # --- the log ---
 
@@ -820,6 +833,23 @@ _UNKNOWN = (
     "lost the database while committing, and it did not come back in time to tell whether the command was "
     "committed: look for it before sending it again"
 )
+
+
+# What the app does to its tables: it only appends to messages; the others (its own, and the store's
+# state_* tables) it also updates and deletes from; with each commit it moves the sequence of message ids.
+MISSING_PRIVILEGES = """
+SELECT c.relname::text, p.privilege
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p(privilege)
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+  AND (c.relname IN ('positions', 'leases', 'kv', 'projections') OR c.relname LIKE 'state\\_%%'
+       OR (c.relname = 'messages' AND p.privilege IN ('SELECT', 'INSERT')))
+  AND NOT has_table_privilege(c.oid, p.privilege)
+UNION ALL
+SELECT %(sequence)s::text, p.privilege FROM unnest(ARRAY['USAGE', 'UPDATE']) AS p(privilege)
+WHERE NOT has_sequence_privilege(%(sequence)s::text, p.privilege)
+"""
 
 
 def _lock_statement(timeout: float) -> str:
