@@ -13,7 +13,9 @@ it, a small httpx load generator in this process (slower, so its numbers are low
 for both sides). After the load stops we time how long the summary worker takes to
 record an outcome for every post created during it. ``serve --processes 2`` is
 measured beside one process when the app's CLI offers it, and so is ``serve
---no-metrics``: what counting every request and command for ``/metrics`` costs.
+--no-metrics``: what counting every request and command for ``/metrics`` costs. So is the
+same app made with ``feature add posts --no-worker`` (kind ``ours-no-worker``): the request
+path alone, the most the whole app could reach if its worker cost nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def posts_app() -> Path:
     return new_app(APP, ("posts",))
 
 
+@functools.cache
+def posts_app_without_worker() -> Path:
+    """The same app made with ``feature add posts --no-worker``: the request path alone."""
+    return new_app(APP, ("posts", "--no-worker"))
+
+
 def supports_processes() -> bool:
     """Whether the generated app's ``serve`` has ``--processes``."""
     return "--processes" in serve_help()
@@ -99,7 +107,7 @@ def serve(kind: str, db: Path, root: Path | None = None) -> tuple[subprocess.Pop
     kind, _, stack = kind.partition("@")
     stack = stack or "fast"
     port = free_port()
-    root = root or posts_app()
+    root = root or (posts_app_without_worker() if kind == "ours-no-worker" else posts_app())
     if kind in ("baseline", "peer"):
         server = "bench.http_server" if kind == "baseline" else "bench.peer_app"
         argv = [sys.executable, "-m", server, str(port), str(db), stack]
@@ -226,7 +234,7 @@ def measure(kind: str, db: Path, seconds: int, script: Path | None, quota: int |
         except RuntimeError as exc:
             raise RuntimeError(f"{kind}: {exc}") from None
         cpu = cpu_seconds(process.pid) - cpu_before
-        catch_up = catch_up_time(db) if kind.startswith("ours") else None
+        catch_up = catch_up_time(db) if kind.startswith("ours") and kind != "ours-no-worker" else None
     finally:
         stop(process)
     one_process = not kind.startswith("ours-2")  # the group's parent does no work: its CPU says nothing
@@ -244,7 +252,7 @@ def run(size: str, only: tuple[str, ...] = ()) -> list[Row]:
     seconds, rounds, quota = SIZES[size]
     # Ours without metrics runs right after ours: the 5% it is compared on is less than the machine's drift.
     unmeasured = ["-no-metrics"] if supports_metrics() else []
-    kinds = [f"ours{suffix}" for suffix in ["", *unmeasured]] + ["baseline"]
+    kinds = [f"ours{suffix}" for suffix in ["", *unmeasured]] + ["baseline", "ours-no-worker"]
     kinds += ["ours@plain", "baseline@plain"] if supports_stacks() else []
     kinds += [f"ours-2{suffix}" for suffix in ["", *unmeasured]] if supports_processes() else []
     if only:
@@ -297,6 +305,8 @@ def rows(results: dict[str, list[Load]], length: str, generator: str) -> list[Ro
             catch_up is not None and catch_up <= 5,
         )
     )
+    if "ours-no-worker" in results:
+        table += without_worker_rows(results)
     if "ours-no-metrics" in results:
         unmeasured = results["ours-no-metrics"]
         bare = median(r.rate for r in unmeasured)
@@ -407,11 +417,37 @@ def stack_rows(
     ]
 
 
+def without_worker_rows(results: dict[str, list[Load]]) -> list[Row]:
+    """The same app made without its summary worker, against bare Starlette: what the request path
+    alone reaches, and so the most that cutting the worker's cost could bring the whole app to."""
+    alone, bare = results["ours-no-worker"], results["baseline"]
+    alone_rate, bare_rate = median(r.rate for r in alone), median(r.rate for r in bare)
+    alone_cpu = median(r.cpu_per_request for r in alone if r.cpu_per_request is not None)
+    bare_cpu = median(r.cpu_per_request for r in bare if r.cpu_per_request is not None)
+    what = f"{NAME}, posts --no-worker vs bare"
+    return [
+        Result(f"{what}: throughput", alone_rate, bare_rate, "req/s", alone_rate / bare_rate, "—", None),
+        Result(
+            f"{what}: server CPU per request",
+            alone_cpu,
+            bare_cpu,
+            "µs",
+            alone_cpu / bare_cpu,
+            "—",
+            None,
+            "the request path alone (no worker in the process): the ceiling for the whole app's ratio",
+        ),
+    ]
+
+
 def cli(argv: list[str] | None = None) -> None:
     """``python -m bench.http_commands [smoke|full] [--kinds KIND,...]``."""
     import argparse
 
-    known = ("ours", "baseline", "ours-no-metrics", "ours@plain", "baseline@plain", "ours-2", "ours-2-no-metrics")
+    known = (
+        "ours", "baseline", "ours-no-metrics", "ours-no-worker", "ours@plain", "baseline@plain", "ours-2",
+        "ours-2-no-metrics",
+    )  # fmt: skip
     parser = argparse.ArgumentParser(prog="python -m bench.http_commands", description=__doc__.split("\n", 1)[0])
     parser.add_argument("size", nargs="?", choices=tuple(SIZES), default="full", help="preset (default: full)")
     parser.add_argument(
