@@ -2,7 +2,9 @@
 
 While held it goes on accepting connections and reading what clients send, but passes
 nothing on in either direction: a query waits for an answer that does not come, and the
-connection stays open. Released, it passes on what it held, in order.
+connection stays open. Held one way (``hold(answers_only=True)``), it passes the queries on
+and holds the answers: a ``COMMIT`` then lands and its caller never hears so. Released, it
+passes on what it held, in order.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ class HoldingProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self._open = threading.Event()
-        self._open.set()
+        self._queries = threading.Event()  # set: what clients send is passed on
+        self._answers = threading.Event()  # set: what the server sends back is passed on
+        self.release()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
@@ -34,15 +37,18 @@ class HoldingProxy:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._closed = True
-        self._open.set()
+        self.release()
         for sock in self._sockets:
             sock.close()
 
-    def hold(self) -> None:
-        self._open.clear()
+    def hold(self, *, answers_only: bool = False) -> None:
+        self._answers.clear()
+        if not answers_only:
+            self._queries.clear()
 
     def release(self) -> None:
-        self._open.set()
+        self._queries.set()
+        self._answers.set()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -52,14 +58,15 @@ class HoldingProxy:
                 return
             server = socket.create_connection(("127.0.0.1", self.target_port))
             self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), name="proxy pump", daemon=True).start()
+            for source, sink, passing in ((client, server, self._queries), (server, client, self._answers)):
+                pump = threading.Thread(target=self._pump, args=(source, sink, passing), name="proxy pump", daemon=True)
+                pump.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        """Pass what ``source`` sends on to ``sink``, waiting while the proxy is held."""
+    def _pump(self, source: socket.socket, sink: socket.socket, passing: threading.Event) -> None:
+        """Pass what ``source`` sends on to ``sink``, waiting while ``passing`` is not set."""
         try:
             while data := source.recv(65536):
-                self._open.wait()
+                passing.wait()
                 sink.sendall(data)
         except OSError:
             pass

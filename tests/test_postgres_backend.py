@@ -121,7 +121,6 @@ def test_a_user_that_may_not_create_the_tables_is_refused_in_one_line(blog_with_
             conn.execute(f"DROP ROLE {user}")
 
 
-
 def test_a_user_that_may_not_write_the_tables_is_refused_in_one_line_that_says_what_to_grant(
     blog_with_posts: Path, pg_url: str
 ) -> None:
@@ -155,6 +154,7 @@ def test_a_user_that_may_not_write_the_tables_is_refused_in_one_line_that_says_w
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {user}")
             conn.execute(f"DROP ROLE {user}")
+
 
 # The server drops this instance's connection after a state handler wrote its row, before
 # COMMIT: the transaction is lost with the connection. The backend reconnects, finds the

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from .holding_proxy import HoldingProxy
-from .support import Server, app_env, free_port
+from .support import Server, app_env, free_port, run_in_app
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +103,103 @@ def test_shutdown_while_the_database_is_silent_ends_in_time(blog_with_posts: Pat
         stopped_in = time.monotonic() - started
     assert code == 0, server.output()
     assert stopped_in < 2 + ANSWER_TIMEOUT + 3, stopped_in
+
+
+# A worker's COMMIT lands but its answer never comes back: the watchdog cuts the wait, and the commit's
+# outcome is unknown (found by review: the worker then went on from the position it had before that
+# commit, and handled the same messages again, dispatching every command twice).
+WORKER_COMMIT_UNANSWERED = """
+import asyncio, sys
+from urllib.parse import urlsplit
+sys.path.insert(0, sys.argv[2])
+from tests.holding_proxy import HoldingProxy
+from pydantic import BaseModel
+from blog.core import App, CommandWorker, Context, Message, open_log
+from blog.core.backends.postgres import PostgresLog
+from blog.core.log import CommitOutcomeUnknown, LogUnreachable
+
+class Note(BaseModel):
+    n: int
+
+class Reply(BaseModel):
+    n: int
+
+url = urlsplit(sys.argv[1])
+cut = []
+with HoldingProxy(url.port) as proxy:
+    log = PostgresLog(url._replace(netloc=f"postgres@127.0.0.1:{proxy.port}").geturl(), answer_timeout=1.0)
+    app = App(log)
+
+    def apply_reply(command: Reply, message: Message) -> None:
+        if not cut:  # inside the worker's transaction, its BEGIN answered: the next round trip is its COMMIT
+            cut.append(command.n)
+            proxy.hold(answers_only=True)
+
+    app.commands.register("notes/add", Note, lambda command, message: None)
+    app.commands.register("notes/reply", Reply, apply_reply)
+    worker = CommandWorker("replier")
+
+    @worker.on("notes/add")
+    def reply(command: Note, ctx: Context) -> None:
+        ctx.dispatch(Reply(n=command.n))
+
+    app.prepare()
+    for n in (1, 2, 3):
+        app.dispatch(Note(n=n))
+
+    async def main() -> None:
+        assert log.acquire_lease(worker.name, 60)
+        await worker.start(app)
+        try:
+            await worker.work()
+        except CommitOutcomeUnknown:
+            pass
+        else:
+            raise AssertionError("the cut commit was answered")
+        proxy.release()
+        for _ in range(300):  # the supervisor's retries: the cycle again, after a pause
+            await asyncio.sleep(0.1)
+            try:
+                log.acquire_lease(worker.name, 60)
+                await worker.work()
+                return
+            except LogUnreachable:
+                continue
+        raise AssertionError("the worker never worked again")
+
+    asyncio.run(main())
+    log.close()
+stored = open_log(sys.argv[1])
+replies = [m.payload()["n"] for m in stored.after(0) if m.type == "notes/reply"]
+assert replies == [1, 2, 3], replies
+assert stored.position("replier") == 6, stored.position("replier")  # past its own replies too
+print("ok")
+"""
+
+
+def test_a_worker_whose_commit_landed_unanswered_goes_on_from_the_stored_position(
+    blog_with_posts: Path, pg_url: str
+) -> None:
+    result = run_in_app(blog_with_posts, WORKER_COMMIT_UNANSWERED, pg_url, str(Path(__file__).parents[1]), timeout=90)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert "the outcome of messages 4-6 (notes/reply) is unknown" in result.stderr
+
+
+def test_only_a_serving_app_bounds_its_waits(blog_with_posts: Path, pg_url: str) -> None:
+    """``projections rebuild`` builds tables and indexes that take minutes on a big log: the CLI waits as
+    long as the database takes (found by review: it was cut at the bound, blaming the database)."""
+    env = {"APP_DB_ANSWER_TIMEOUT": "0.001"}  # every statement of a rebuild takes longer
+    result = subprocess.run(
+        [sys.executable, "-m", "blog", "projections", "rebuild", "--db", pg_url],
+        cwd=blog_with_posts,
+        env=app_env(blog_with_posts, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rebuilt posts" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "inf"])

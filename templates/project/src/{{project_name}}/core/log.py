@@ -250,11 +250,14 @@ def open_log(
     *,
     synchronous: str = "NORMAL",
     exclusive: bool = False,
+    bound_answers: bool = False,
 ) -> MessageLogBackend:
     """The log at ``target``: a ``postgresql://`` URL, else an SQLite file path.
 
     ``exclusive`` holds the database for this process (or its ``serve
     --processes`` group): another server on it is refused with :class:`LogLockedError`.
+    ``bound_answers`` is for a log an event loop serves from: on PostgreSQL, a wait for an
+    answer longer than ``APP_DB_ANSWER_TIMEOUT`` seconds is cut (backends/silence.py).
     """
     refusal = database_refusal(target)
     if refusal is not None:
@@ -272,7 +275,7 @@ def open_log(
                 f"the PostgreSQL backend needs its driver ({exc}) — pip install -e '.[postgres]'"
             ) from None
         try:
-            answer_timeout = answer_timeout_from_env()
+            answer_timeout = answer_timeout_from_env() if bound_answers else None
         except ValueError as exc:
             raise LogUnavailable(str(exc)) from None
         return PostgresLog(target, exclusive=exclusive, answer_timeout=answer_timeout)

@@ -195,6 +195,7 @@ class CommandWorker:
         self._others_read = 0
         self._others_read_last_cycle = 0
         self._own_ids: set[int] = set()
+        self._in_doubt = False  # a cycle failed: its last commit may have landed (see work())
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -306,6 +307,7 @@ class CommandWorker:
         self._app = app
         self.position = app.log.position(self.name)
         self._failing = app.dead_letters.failing_ids(self.name)
+        self._in_doubt = False
         self._buffer = BufferedRows(app.store.rows)
         for spec in self.tables:
             app.store.declare(spec)
@@ -379,13 +381,28 @@ class CommandWorker:
         """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
+        if self._in_doubt:
+            self._read_stored_progress()
         self._others_read = 0
-        await self._redeliver()
-        while await self._work_batch():
-            pass
-        self._others_read_last_cycle = self._others_read
-        for task in self._periodic:
-            await _maybe_await(task(self.app))
+        try:
+            await self._redeliver()
+            while await self._work_batch():
+                pass
+            self._others_read_last_cycle = self._others_read
+            for task in self._periodic:
+                await _maybe_await(task(self.app))
+        except BaseException:
+            # A commit whose answer was lost (CommitOutcomeUnknown) may have landed: the next cycle goes on
+            # from the stored position, not from this one's, or it would dispatch the same commands again.
+            self._in_doubt = True
+            raise
+
+    def _read_stored_progress(self) -> None:
+        """The position and the failures on record, as the last committed transaction left them."""
+        app = self.app
+        self.position = app.log.position(self.name)
+        self._failing = app.dead_letters.failing_ids(self.name)
+        self._in_doubt = False
 
     async def _work_batch(self) -> bool:
         """Handle the next ``batch_size`` messages and commit what they dispatched and wrote; True if more are waiting.

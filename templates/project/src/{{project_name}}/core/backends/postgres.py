@@ -236,9 +236,19 @@ class PostgresLog:
         self.outage.failed(self._silence())
 
     def _probe(self) -> None:
-        """Ask a silent database a question on a connection of its own (on the watch's thread)."""
+        """Ask a silent database a question on a connection of its own (on the watch's thread). A host gone
+        from the network fails it within seconds (TCP keepalives and ``tcp_user_timeout``); a pooler holding
+        it until PostgreSQL is back answers it then."""
         with psycopg.connect(
-            self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)), application_name=self.owner
+            self.url,
+            autocommit=True,
+            connect_timeout=max(1, int(self.connect_timeout)),
+            application_name=self.owner,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=10_000,  # ms: a question the other end never acknowledges
         ) as conn:
             conn.execute("SELECT 1")
 

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,13 +65,14 @@ class SilenceWatch:
     """Watches one connection at a time (the log's); breaks it when its answer is overdue.
 
     ``probe`` asks the database a question on a connection of its own and raises if it
-    cannot; it runs on this watch's thread while the database is :attr:`silent`.
+    cannot; it runs on this watch's thread while the database is :attr:`silent`. Both
+    callbacks are methods of the log, held weakly: the thread ends with the log, closed or not.
     """
 
     def __init__(self, seconds: float, probe: Callable[[], None], *, on_silence: Callable[[], None]) -> None:
         self.seconds = seconds
-        self._probe = probe
-        self._on_silence = on_silence
+        self._probe = weakref.WeakMethod(probe)  # type: ignore[arg-type]
+        self._on_silence = weakref.WeakMethod(on_silence)  # type: ignore[arg-type]
         self._lock = threading.Lock()  # the socket is shut only while its wait is still going on
         self._socket: int | None = None  # the waiting connection's socket
         self._deadline = 0.0
@@ -98,15 +100,25 @@ class SilenceWatch:
     def _run(self) -> None:
         tick = min(0.25, self.seconds / 4)
         while not self._closed.wait(tick):
-            if self._break_overdue():
-                self._on_silence()
+            if self._break_overdue() and not self._call(self._on_silence):
+                return
             while self._silent.is_set() and not self._closed.is_set():
                 try:
-                    self._probe()
+                    if not self._call(self._probe):
+                        return
                 except Exception:  # noqa: BLE001 - still silent (or away): ask again
                     self._closed.wait(PROBE_INTERVAL)
                 else:
                     self._silent.clear()
+
+    @staticmethod
+    def _call(callback: weakref.WeakMethod[Callable[[], None]]) -> bool:
+        """Call the log's method; False if the log is gone (nothing left to watch)."""
+        method = callback()
+        if method is None:
+            return False
+        method()
+        return True
 
     def _break_overdue(self) -> bool:
         """Shut the waiting connection's socket if its answer is overdue: its wait then fails at once."""
