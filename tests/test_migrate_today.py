@@ -50,7 +50,9 @@ def start_background(app: App) -> None:
 '''
 
 OPENED = (
-    "    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)\n"
+    "    app = _open_app(\n"
+    "        db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics, serving=True\n"
+    "    )\n"
 )
 
 
