@@ -267,6 +267,10 @@ def test_the_apps_own_tests_pass_and_generated_code_is_lint_clean(many_features:
         ("http", "standard-library"),
         ("starlette", "depends on"),
         ("commands", "/commands"),
+        ("metrics", "/metrics"),  # a fresh-user trial: the feature's list page replaced the Prometheus answer
+        ("docs", "/docs"),
+        ("events", "/events"),
+        ("login", "/login"),
         ("messages", "class Message"),
     ],
 )

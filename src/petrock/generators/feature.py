@@ -40,8 +40,14 @@ from petrock.render import render_folder
 from petrock.templates import template_version, templates_dir
 
 USERS = "users"  # the feature `petrock generate auth` makes; --owned needs it
-# Paths the app's core already serves; a feature's pages at /NAME would be hidden behind them.
-CORE_ROUTES = frozenset({"commands", "queries", "healthz"})
+# Paths the app's core (and `petrock generate auth`) already serves; a feature's pages at /NAME would be
+# hidden behind them, or (/metrics) hide them from what reads them.
+CORE_ROUTES = frozenset(
+    {
+        "commands", "queries", "healthz", "metrics", "docs", "events", "mcp", "static",
+        "login", "logout", "register", "account", "dev",
+    }
+)  # fmt: skip
 # Names the feature's modules import or define; the feature's class (posts -> Post) must not be one.
 TEMPLATE_CLASS_NAMES = frozenset(
     {
