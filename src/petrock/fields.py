@@ -54,7 +54,7 @@ RESERVED = frozenset(
 
 # Per type: the annotation in commands.py, the form input, its step, and the alias it needs.
 ANNOTATIONS = {
-    "str": "Line", "text": "Text", "int": "int", "float": "Number", "decimal": "Amount", "bool": "bool",
+    "str": "Line", "text": "Text", "int": "Integer", "float": "Number", "decimal": "Amount", "bool": "bool",
     "date": "date", "datetime": "UtcDatetime", "email": "Email", "url": "Url", "ref": "Id",
 }  # fmt: skip
 INPUTS = {
@@ -71,7 +71,7 @@ COLUMNS = {
 SAMPLES: dict[str, tuple[object, object, object]] = {
     "str": ("A short line", "A short line", ""),
     "text": ("First sentence. Second one.", "First sentence. Second one.", "   "),
-    "int": (42, 42, "many"),
+    "int": (42, 42, 2**63),  # one past what the databases store: a 400, where it was a 500 at the database
     "float": (2.5, 2.5, "fast"),
     "decimal": ("12.50", "12.50", "12,50"),
     "bool": (True, True, "maybe"),
