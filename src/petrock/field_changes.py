@@ -223,9 +223,12 @@ def _apply(payload: dict[str, object], change: FieldChange) -> dict[str, object]
 
 
 def _added_value(change: FieldChange) -> object:
+    """What an old message gets for an added field: ``--default``, else the spec's ``default=``, else nothing."""
     field = change.old_spec
     if change.default is not None:
         return default_value(field, change.default)
+    if field.rules.default:
+        return default_value(field, field.rules.default)
     return False if field.type == "bool" and not field.optional else None
 
 
