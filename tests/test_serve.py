@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
 import socket
 import subprocess
@@ -252,6 +253,18 @@ def test_killing_petrock_with_sigkill_does_not_orphan_the_app(app_root: Path, se
             except BlockingIOError:
                 assert time.monotonic() < deadline, "the app still holds the database"
                 time.sleep(0.1)
+
+
+def test_an_app_killed_by_a_signal_nobody_sent_through_petrock_is_reported(
+    app_root: Path, servers: list[Server]
+) -> None:
+    """A fresh-user trial: after a kill -9 of the app (as the OOM killer does), petrock exited 137 in silence."""
+    server = Server(app_root)
+    servers.append(server)
+    app_pid = server.wait_healthy()["process"]["pid"]
+    os.kill(app_pid, signal.SIGKILL)
+    assert server.process.wait(timeout=10) == 128 + signal.SIGKILL
+    assert "petrock: blog was killed by SIGKILL" in server.text()
 
 
 @pytest.mark.slow

@@ -241,7 +241,10 @@ def run(command: ServeCommand, *, stop_timeout: float, echo: Callable[[str], Non
                 child.wait()
                 return 1
             time.sleep(0.05)
-    return exit_code(child.returncode, stopped=stop_requested_at is not None or bool(received))
+    stopped = stop_requested_at is not None or bool(received)
+    if child.returncode < 0 and not stopped:  # nobody asked: say so, or a kill -9 (the OOM killer's) ends in silence
+        echo(f"petrock: {command.package} was killed by {signal.Signals(-child.returncode).name}")
+    return exit_code(child.returncode, stopped=stopped)
 
 
 def _stop_when_petrock_dies() -> None:
