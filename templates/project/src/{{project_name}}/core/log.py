@@ -192,6 +192,10 @@ class MessageLogBackend(Protocol):
         """The stored log position of a worker (0 if it never stored one)."""
         ...
 
+    def has_position(self, name: str) -> bool:
+        """Whether the worker ever stored a position (a stored 0 counts)."""
+        ...
+
     def set_position(self, name: str, position: int) -> None:
         """Store a worker's position; inside :meth:`transaction` it commits with the appends.
 

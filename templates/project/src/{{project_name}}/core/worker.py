@@ -160,6 +160,8 @@ class CommandWorker:
     tables: tuple[TableSpec, ...] = ()
     version = "1"  # change to rebuild the tables even though the code's fingerprint did not change
     busy_batch = 8  # a cycle that read this many messages of others or more was behind a stream of appends (``busy``)
+    # On its first start: handle every message already in the log, as new (True), or only those after it (False).
+    catch_up = True
 
     def __init__(
         self,
@@ -268,11 +270,25 @@ class CommandWorker:
 
     async def start(self, app: App) -> None:
         """Go on from the stored position; rebuild the worker's tables first if they were never
-        built or the code that builds them changed."""
+        built or the code that builds them changed.
+
+        On its very first start a worker with ``catch_up = False`` goes on from the newest message
+        instead: what the log held before it existed is history (its tables are built from it,
+        replaying), not news to act on. The position is stored at once, so a restart goes on from it.
+        """
         self._stopped = False
         fingerprint = self._open(app)
+        first_start = not self.catch_up and not app.log.has_position(self.name)
+        if first_start:
+            self.position = self.log.version()
         if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
             await self._rebuild_at_start(fingerprint)
+        if first_start:
+            with app.log.transaction():
+                app.log.set_position(self.name, self.position)
+            logger.info(
+                "worker %r: first start, going on after message %d (catch_up = False)", self.name, self.position
+            )
 
     async def _rebuild_at_start(self, fingerprint: str) -> None:
         """Rebuild in the serving process, saying how far it is (log lines, /healthz's ``rebuilding``)

@@ -536,6 +536,9 @@ class PostgresLog:
         rows = self._read("SELECT position FROM positions WHERE name = %s", (name,))
         return rows[0][0] if rows else 0
 
+    def has_position(self, name: str) -> bool:
+        return bool(self._read("SELECT 1 FROM positions WHERE name = %s", (name,)))
+
     def set_position(self, name: str, position: int) -> None:
         with self._mutex:
             if self._depth:
