@@ -164,7 +164,7 @@ def test_rules_go_into_the_model_the_form_and_the_samples() -> None:
     )
     assert price.annotation == "Annotated[Amount, Field(ge=Decimal(0))] | None"
     assert (price.input_rules, price.hint, price.rule_breaking) == (' min="0"', "0 or more", ["-1"])
-    assert (qty.annotation, qty.default, qty.required) == ("Annotated[int, Field(ge=1, le=10)]", " = 3", False)
+    assert (qty.annotation, qty.default, qty.required) == ("Annotated[Integer, Field(ge=1, le=10)]", " = 3", False)
     assert (qty.sample, qty.rule_breaking, qty.stored_default) == (10, [0, 11], 3)  # the sample kept within max
     assert (isbn.label, isbn.annotation, isbn.input_rules) == ("ISBN", "Line", ' maxlength="200"')
     assert title.annotation == "Annotated[Line, Field(min_length=2, max_length=80)]"
