@@ -34,7 +34,9 @@ PAYLOAD = {"title": "Hello", "content": "A short post. It has two sentences."}
 TARGET_RATIO = 2.0
 
 
-def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve(db: Path, streams: int, attempts: int = 3) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the app and wait until it answers; a port taken between choosing and binding it (by another
+    program on the machine) gets another port, and a server that exits says why."""
     port = free_port()
     env = {
         "PYTHONPATH": str(posts_app() / "src"),
@@ -44,9 +46,11 @@ def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:
         "APP_MAX_CONNECTIONS": str(streams + 100),
     }
     argv = [sys.executable, "-m", APP, "serve", "--port", str(port), "--db", str(db)]
-    process = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    log = db.with_name(f"serve-{port}.log")  # read only if it fails to start (a pipe nobody reads would fill)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=output, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     with httpx.Client(timeout=1) as client:  # one for every look: each new client loads the CA bundle
@@ -57,7 +61,11 @@ def serve(db: Path, streams: int) -> tuple[subprocess.Popen[bytes], str]:
             except httpx.TransportError:
                 time.sleep(0.05)
     process.kill()
-    raise RuntimeError("the server did not start")
+    process.wait()
+    why = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    if "already in use" in why[0] and attempts > 1:
+        return serve(db, streams, attempts - 1)
+    raise RuntimeError(f"the server did not start: {why[0]}")
 
 
 def creates(client: httpx.Client, count: int) -> list[float]:
