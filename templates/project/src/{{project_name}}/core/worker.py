@@ -59,6 +59,7 @@ MAX_ERROR_LENGTH = 1_000
 REBUILD_BATCH = 2_000  # messages read and decoded at a time while a worker rebuilds its state
 FLUSH_EVERY = 10_000  # rows a rebuild writes per transaction
 YIELD_EVERY_SECONDS = 0.01  # how long a rebuild at start holds the event loop at most
+NOT_BUILT = ""  # the fingerprint of tables not built yet: the next start rebuilds them
 
 
 @runtime_checkable
@@ -101,8 +102,9 @@ def worker_name(worker: object) -> str:
 class Context:
     """What a :class:`CommandWorker` handler gets besides the command.
 
-    ``replaying`` is True while the worker rebuilds its state from the log (on its
-    first start, or when the code that builds the state changed): the handler must
+    ``replaying`` is True while the worker rebuilds its state from the log (when the
+    code that builds the state changed, or on the first start of a worker that does
+    not catch up, ``catch_up = False``): the handler must
     then skip side effects (API calls, e-mails) because they were already done and
     recorded before. Commands passed to :meth:`dispatch` are appended together with
     the worker's new position, in one transaction.
@@ -274,21 +276,23 @@ class CommandWorker:
 
         On its very first start a worker with ``catch_up = False`` goes on from the newest message
         instead: what the log held before it existed is history (its tables are built from it,
-        replaying), not news to act on. The position is stored at once, so a restart goes on from it.
+        replaying), not news to act on. That position is stored before the tables are built, with
+        a mark that they are not: a start cut short, or a rebuild run before it, ends in a rebuild
+        up to the same position, and what was appended meanwhile is still news.
         """
         self._stopped = False
         fingerprint = self._open(app)
-        first_start = not self.catch_up and not app.log.has_position(self.name)
-        if first_start:
+        if not self.catch_up and not app.log.has_position(self.name):
             self.position = self.log.version()
-        if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
-            await self._rebuild_at_start(fingerprint)
-        if first_start:
             with app.log.transaction():
                 app.log.set_position(self.name, self.position)
+                if self.tables:
+                    app.projections.record(self.state_name, NOT_BUILT, self.position)
             logger.info(
                 "worker %r: first start, going on after message %d (catch_up = False)", self.name, self.position
             )
+        if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
+            await self._rebuild_at_start(fingerprint)
 
     async def _rebuild_at_start(self, fingerprint: str) -> None:
         """Rebuild in the serving process, saying how far it is (log lines, /healthz's ``rebuilding``)
@@ -414,10 +418,12 @@ class CommandWorker:
             raise
 
     def _read_stored_progress(self) -> None:
-        """The position and the failures on record, as the last committed transaction left them."""
+        """The position and the failures on record, read under the write lock: a commit whose answer
+        was lost may still be going on in the database, and it ends before this reads."""
         app = self.app
-        self.position = app.log.position(self.name)
-        self._failing = app.dead_letters.failing_ids(self.name)
+        with app.log.transaction():
+            self.position = app.log.position(self.name)
+            self._failing = app.dead_letters.failing_ids(self.name)
         self._in_doubt = False
 
     async def _work_batch(self) -> bool:
