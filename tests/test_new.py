@@ -130,6 +130,16 @@ def test_a_failure_while_writing_leaves_no_half_made_directory(tmp_path: Path) -
     assert not target.exists()
 
 
+def test_a_second_new_of_the_same_app_says_it_exists(tmp_path: Path) -> None:
+    """A fresh-user trial ran `petrock new shop` beside the first shop: it said "would be inside the app"."""
+    app = new_app(tmp_path)
+    before = tree_snapshot(app)
+    result = run_petrock("new", app.name, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{app.name} already exists: it is an app" in result.stderr and "inside" not in result.stderr
+    assert tree_snapshot(app) == before
+
+
 def test_an_app_inside_another_app_is_refused(tmp_path: Path) -> None:
     outer = new_app(tmp_path)
     before = tree_snapshot(outer)

@@ -70,6 +70,8 @@ def plan_project(name: str, target: Path, *, parents: bool = False) -> tuple[Pla
         raise UserError(f"the folder {parent} does not exist", "create it first, or pass --parents to create it")
     with contextlib.suppress(NotInApp):
         enclosing = find_root(target.parent if not target.exists() else target)
+        if enclosing.resolve() == target.resolve():  # `petrock new shop` again, beside the first
+            raise AlreadyExists(f"{target} already exists: it is an app", "choose another name or --dir")
         raise AlreadyExists(f"{target} would be inside the app at {enclosing}", "create the new app elsewhere")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise AlreadyExists(f"{target} already exists and is not empty", "choose another name or --dir")
