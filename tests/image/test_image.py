@@ -73,7 +73,11 @@ def test_the_image_serves_as_an_unprivileged_user_with_its_database_in_data(blog
         assert app.stop() == 0  # SIGTERM, as `docker stop` sends: a clean stop
         assert "stopped blog" in app.output()
         database = app.exec(["stat", "--format=%u %n", "/data/app.db"])
-        assert database.stdout == "10001 /data/app.db\n", database.stdout + database.stderr
+        if database.returncode != 0 and not database.stdout + database.stderr:
+            # buildah run itself, right after the container's main process exited: once in six full runs
+            # of the suite under load it failed without a word. Asked again, it answers.
+            database = app.exec(["stat", "--format=%u %n", "/data/app.db"])
+        assert database.stdout == "10001 /data/app.db\n", (database.returncode, database.stdout + database.stderr)
         log = app.exec(["python", "-m", "blog", "log", "tail", "--db", "/data/app.db"])
         assert "Shipped in a container" in log.stdout, log.stdout + log.stderr
 
