@@ -325,9 +325,7 @@ class CommandWorker:
     def _open(self, app: App) -> str:
         """Read the stored position and failures, declare the tables; the fingerprint of the code now."""
         self._app = app
-        self.position = app.log.position(self.name)
-        self._failing = app.dead_letters.failing_ids(self.name)
-        self._in_doubt = False
+        self._read_stored_progress()
         self._buffer = BufferedRows(app.store.rows)
         for spec in self.tables:
             app.store.declare(spec)
@@ -402,7 +400,9 @@ class CommandWorker:
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
         if self._in_doubt:
-            self._read_stored_progress()
+            # Under the write lock: a commit whose answer was lost may still be going on in the database.
+            with self.app.log.transaction():
+                self._read_stored_progress()
         self._others_read = 0
         try:
             await self._redeliver()
@@ -418,12 +418,10 @@ class CommandWorker:
             raise
 
     def _read_stored_progress(self) -> None:
-        """The position and the failures on record, read under the write lock: a commit whose answer
-        was lost may still be going on in the database, and it ends before this reads."""
+        """The position and the failures on record, as the last committed transaction left them."""
         app = self.app
-        with app.log.transaction():
-            self.position = app.log.position(self.name)
-            self._failing = app.dead_letters.failing_ids(self.name)
+        self.position = app.log.position(self.name)
+        self._failing = app.dead_letters.failing_ids(self.name)
         self._in_doubt = False
 
     async def _work_batch(self) -> bool:

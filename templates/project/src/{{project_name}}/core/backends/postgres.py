@@ -206,16 +206,11 @@ class PostgresLog:
         While the database is silent (it left an answer overdue, silence.py) none is tried: the
         refusal is at once, where a connection through a pooler would wait again.
         """
-        if self._watch is not None and self._watch.silent:
+        if self._silent:
             self.outage.failed(self._silence())
-            raise LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
+            raise self._not_answering()
         try:
-            conn = WatchedConnection.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, int(self.connect_timeout)),
-                application_name=self.owner,  # which instance a session belongs to, in pg_stat_activity
-            )
+            conn = WatchedConnection.connect(self.url, **self._connection_options())
         except psycopg.OperationalError as exc:
             if report:
                 self.outage.failed(_first_line(exc))
@@ -227,9 +222,26 @@ class PostgresLog:
         conn.watch = self._watch
         return conn
 
+    def _connection_options(self, role: str = "") -> dict[str, Any]:
+        """What every connection of this instance is opened with; ``role`` names a connection of its own."""
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            # which instance a session belongs to, in pg_stat_activity
+            "application_name": f"{self.owner} {role}" if role else self.owner,
+        }
+
+    @property
+    def _silent(self) -> bool:
+        """The database left an answer overdue and has not answered since (silence.py)."""
+        return self._watch is not None and self._watch.silent
+
     def _silence(self) -> str:
         assert self._watch is not None
         return f"no answer within {self._watch.seconds:g} s"
+
+    def _not_answering(self) -> LogUnreachable:
+        return LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
 
     def _fell_silent(self) -> None:
         """Called on the watch's thread when it broke a wait: the outage's first line says why."""
@@ -241,9 +253,7 @@ class PostgresLog:
         it until PostgreSQL is back answers it then."""
         with psycopg.connect(
             self.url,
-            autocommit=True,
-            connect_timeout=max(1, int(self.connect_timeout)),
-            application_name=self.owner,
+            **self._connection_options(),
             keepalives=1,
             keepalives_idle=5,
             keepalives_interval=2,
@@ -280,8 +290,8 @@ class PostgresLog:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
-        if self._watch is not None and self._watch.silent:
-            return LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
+        if self._silent:
+            return self._not_answering()
         return LogUnreachable(f"lost the database at {self.path}: {_first_line(exc)}")
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -407,10 +417,7 @@ class PostgresLog:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.url,
-                    autocommit=True,
-                    connect_timeout=max(1, int(self.connect_timeout)),
-                    application_name=f"{self.owner} listen",
+                    self.url, **self._connection_options("listen")
                 ) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
@@ -629,7 +636,7 @@ class PostgresLog:
                 _prepare(conn)
                 break
             except LogUnreachable:
-                if time.monotonic() > deadline or (self._watch is not None and self._watch.silent):
+                if time.monotonic() > deadline or self._silent:
                     logger.error("the outcome of %s is unknown: the database stayed unreachable", what)
                     raise CommitOutcomeUnknown(_UNKNOWN) from None
                 time.sleep(0.05)
