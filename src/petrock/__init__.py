@@ -1,3 +1,3 @@
 """petrock: scaffold event-sourced Python web apps."""
 
-__version__ = "0.45.0"
+__version__ = "0.46.0"

@@ -22,13 +22,15 @@ def build_app(
     synchronous: str = "NORMAL",
     stop_timeout: float = 5.0,
     metrics: bool = True,
+    serving: bool = False,
 ) -> App:
     """An App on the log at ``db`` with every feature registered (projections not checked yet: ``app.prepare()``, or the first command or query, does it).
 
     ``db`` is an SQLite file path, or a ``postgresql://`` URL for the PostgreSQL backend.
-    ``metrics=False`` records no metrics and serves no ``/metrics``.
+    ``metrics=False`` records no metrics and serves no ``/metrics``. ``serving`` bounds the wait for a
+    PostgreSQL answer (``APP_DB_ANSWER_TIMEOUT``): an app that serves must not wait on a silent database.
     """
-    log = open_log(db, exclusive=exclusive, synchronous=synchronous)
+    log = open_log(db, exclusive=exclusive, synchronous=synchronous, bound_answers=serving)
     app = App(log, stop_timeout=stop_timeout, metrics=Metrics() if metrics else NoMetrics())
     register_features(app)
     app.check_versions()  # a log this code cannot read is refused before anything runs
@@ -44,6 +46,7 @@ def create_asgi_app() -> Starlette:
         exclusive=True,
         synchronous=os.environ.get("APP_SYNCHRONOUS", "NORMAL"),
         metrics=os.environ.get("APP_METRICS", "on") != "off",
+        serving=True,
     )
     port = os.environ.get("APP_PORT", "")
     return create_http_app(

@@ -224,7 +224,9 @@ def serve(
         _exit_quietly_after_shutdown()
         uvicorn.run(f"{PACKAGE}.main:create_asgi_app", factory=True, reload=True, **options)
         return
-    app = _open_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
+    app = _open_app(
+        db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics, serving=True
+    )
     if not reuse_port:  # said once the database is open: a database that is not says only why
         for line in serving:
             announce(line)
@@ -271,7 +273,7 @@ def _serve_processes(
         return 1
     if database.lock is None:  # PostgreSQL: one line now, not every process failing and restarting
         try:
-            open_log(db).close()
+            open_log(db, bound_answers=True).close()
         except (LogUnavailable, LogUnreachable) as exc:
             reserved.close()
             typer.echo(f"error: {exc}", err=True)
@@ -330,14 +332,27 @@ def _announcer(log_format: str) -> Callable[[str], None]:
 
 
 def _open_app(
-    db: str, *, exclusive: bool = False, synchronous: str = "NORMAL", stop_timeout: float = 5.0, metrics: bool = True
+    db: str,
+    *,
+    exclusive: bool = False,
+    synchronous: str = "NORMAL",
+    stop_timeout: float = 5.0,
+    metrics: bool = True,
+    serving: bool = False,
 ) -> App:
     """``build_app``, with a database that cannot be opened, or a setting that cannot be used, reported in one line."""
     from .core.summaries import SettingRefused
     from .main import build_app
 
     try:
-        return build_app(db, exclusive=exclusive, synchronous=synchronous, stop_timeout=stop_timeout, metrics=metrics)
+        return build_app(
+            db,
+            exclusive=exclusive,
+            synchronous=synchronous,
+            stop_timeout=stop_timeout,
+            metrics=metrics,
+            serving=serving,
+        )
     except (LogLockedError, LogUnavailable, LogUnreachable, SettingRefused) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -393,7 +408,7 @@ def mcp_stdio(
 
     configure_logging("text")
     try:
-        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout)
+        app = build_app(db, exclusive=True, synchronous=synchronous, stop_timeout=stop_timeout, serving=True)
     except (LogLockedError, LogUnavailable) as exc:
         typer.echo(f"error: {exc} — stop the server that owns it, or pass another --db", err=True)
         raise typer.Exit(1) from None

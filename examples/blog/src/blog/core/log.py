@@ -192,6 +192,10 @@ class MessageLogBackend(Protocol):
         """The stored log position of a worker (0 if it never stored one)."""
         ...
 
+    def has_position(self, name: str) -> bool:
+        """Whether the worker ever stored a position (a stored 0 counts)."""
+        ...
+
     def set_position(self, name: str, position: int) -> None:
         """Store a worker's position; inside :meth:`transaction` it commits with the appends.
 
@@ -250,11 +254,14 @@ def open_log(
     *,
     synchronous: str = "NORMAL",
     exclusive: bool = False,
+    bound_answers: bool = False,
 ) -> MessageLogBackend:
     """The log at ``target``: a ``postgresql://`` URL, else an SQLite file path.
 
     ``exclusive`` holds the database for this process (or its ``serve
     --processes`` group): another server on it is refused with :class:`LogLockedError`.
+    ``bound_answers`` is for a log an event loop serves from: on PostgreSQL, a wait for an
+    answer longer than ``APP_DB_ANSWER_TIMEOUT`` seconds is cut (backends/silence.py).
     """
     refusal = database_refusal(target)
     if refusal is not None:
@@ -266,11 +273,16 @@ def open_log(
             )
         try:
             from .backends.postgres import PostgresLog  # type: ignore[import-not-found]
+            from .backends.silence import answer_timeout_from_env  # type: ignore[import-not-found]
         except ImportError as exc:
             raise LogUnavailable(
                 f"the PostgreSQL backend needs its driver ({exc}) — pip install -e '.[postgres]'"
             ) from None
-        return PostgresLog(target, exclusive=exclusive)
+        try:
+            answer_timeout = answer_timeout_from_env() if bound_answers else None
+        except ValueError as exc:
+            raise LogUnavailable(str(exc)) from None
+        return PostgresLog(target, exclusive=exclusive, answer_timeout=answer_timeout)
     from .backends.sqlite import SQLiteLog
 
     return SQLiteLog(target, synchronous=synchronous, exclusive=exclusive)

@@ -358,6 +358,9 @@ class Supervisor:
             try:
                 await handle.worker.start(self.app)
                 return True
+            except LeaseLost:  # another process took the worker (its first start stores a position)
+                handle.lease_lost.set()
+                return False
             except Exception as exc:  # noqa: BLE001 - report as failed, retry with backoff
                 attempt += 1
                 self._record_failure(handle, "start", exc)

@@ -59,6 +59,7 @@ MAX_ERROR_LENGTH = 1_000
 REBUILD_BATCH = 2_000  # messages read and decoded at a time while a worker rebuilds its state
 FLUSH_EVERY = 10_000  # rows a rebuild writes per transaction
 YIELD_EVERY_SECONDS = 0.01  # how long a rebuild at start holds the event loop at most
+NOT_BUILT = ""  # the fingerprint of tables not built yet: the next start rebuilds them
 
 
 @runtime_checkable
@@ -101,8 +102,9 @@ def worker_name(worker: object) -> str:
 class Context:
     """What a :class:`CommandWorker` handler gets besides the command.
 
-    ``replaying`` is True while the worker rebuilds its state from the log (on its
-    first start, or when the code that builds the state changed): the handler must
+    ``replaying`` is True while the worker rebuilds its state from the log (when the
+    code that builds the state changed, or on the first start of a worker that does
+    not catch up, ``catch_up = False``): the handler must
     then skip side effects (API calls, e-mails) because they were already done and
     recorded before. Commands passed to :meth:`dispatch` are appended together with
     the worker's new position, in one transaction.
@@ -160,6 +162,8 @@ class CommandWorker:
     tables: tuple[TableSpec, ...] = ()
     version = "1"  # change to rebuild the tables even though the code's fingerprint did not change
     busy_batch = 8  # a cycle that read this many messages of others or more was behind a stream of appends (``busy``)
+    # On its first start: handle every message already in the log, as new (True), or only those after it (False).
+    catch_up = True
 
     def __init__(
         self,
@@ -195,6 +199,7 @@ class CommandWorker:
         self._others_read = 0
         self._others_read_last_cycle = 0
         self._own_ids: set[int] = set()
+        self._in_doubt = False  # a cycle failed: its last commit may have landed (see work())
 
     def on(self, type: str, handler: Handler | None = None) -> Any:
         """Call ``handler(command, ctx)`` for every message of ``type``; usable as a decorator."""
@@ -267,9 +272,25 @@ class CommandWorker:
 
     async def start(self, app: App) -> None:
         """Go on from the stored position; rebuild the worker's tables first if they were never
-        built or the code that builds them changed."""
+        built or the code that builds them changed.
+
+        On its very first start a worker with ``catch_up = False`` goes on from the newest message
+        instead: what the log held before it existed is history (its tables are built from it,
+        replaying), not news to act on. That position is stored before the tables are built, with
+        a mark that they are not: a start cut short, or a rebuild run before it, ends in a rebuild
+        up to the same position, and what was appended meanwhile is still news.
+        """
         self._stopped = False
         fingerprint = self._open(app)
+        if not self.catch_up and not app.log.has_position(self.name):
+            self.position = self.log.version()
+            with app.log.transaction():
+                app.log.set_position(self.name, self.position)
+                if self.tables:
+                    app.projections.record(self.state_name, NOT_BUILT, self.position)
+            logger.info(
+                "worker %r: first start, going on after message %d (catch_up = False)", self.name, self.position
+            )
         if self.tables and app.projections.stored_fingerprint(self.state_name) != fingerprint:
             await self._rebuild_at_start(fingerprint)
 
@@ -304,8 +325,7 @@ class CommandWorker:
     def _open(self, app: App) -> str:
         """Read the stored position and failures, declare the tables; the fingerprint of the code now."""
         self._app = app
-        self.position = app.log.position(self.name)
-        self._failing = app.dead_letters.failing_ids(self.name)
+        self._read_stored_progress()
         self._buffer = BufferedRows(app.store.rows)
         for spec in self.tables:
             app.store.declare(spec)
@@ -379,13 +399,30 @@ class CommandWorker:
         """
         if self._stopped:
             raise WorkerStopped(self.name, "work() called after stop()")
+        if self._in_doubt:
+            # Under the write lock: a commit whose answer was lost may still be going on in the database.
+            with self.app.log.transaction():
+                self._read_stored_progress()
         self._others_read = 0
-        await self._redeliver()
-        while await self._work_batch():
-            pass
-        self._others_read_last_cycle = self._others_read
-        for task in self._periodic:
-            await _maybe_await(task(self.app))
+        try:
+            await self._redeliver()
+            while await self._work_batch():
+                pass
+            self._others_read_last_cycle = self._others_read
+            for task in self._periodic:
+                await _maybe_await(task(self.app))
+        except BaseException:
+            # A commit whose answer was lost (CommitOutcomeUnknown) may have landed: the next cycle goes on
+            # from the stored position, not from this one's, or it would dispatch the same commands again.
+            self._in_doubt = True
+            raise
+
+    def _read_stored_progress(self) -> None:
+        """The position and the failures on record, as the last committed transaction left them."""
+        app = self.app
+        self.position = app.log.position(self.name)
+        self._failing = app.dead_letters.failing_ids(self.name)
+        self._in_doubt = False
 
     async def _work_batch(self) -> bool:
         """Handle the next ``batch_size`` messages and commit what they dispatched and wrote; True if more are waiting.

@@ -31,6 +31,7 @@ Text = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
     AfterValidator(visible_text),
 ]
+Integer = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what the databases store: 64 bits
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=30)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
@@ -63,7 +64,7 @@ class OrderFields(Command):
     due: date | None = None
     status: StatusChoice
     shipped_at: UtcDatetime | None = None
-    quantity: int
+    quantity: Integer
     weight: Number
     note: Text | None = None
 

@@ -239,6 +239,10 @@ class SQLiteLog:
             row = self._db.execute("SELECT position FROM positions WHERE name = ?", (name,)).fetchone()
         return row[0] if row else 0
 
+    def has_position(self, name: str) -> bool:
+        with self._mutex:
+            return self._db.execute("SELECT 1 FROM positions WHERE name = ?", (name,)).fetchone() is not None
+
     def set_position(self, name: str, position: int) -> None:
         with Transaction(self):
             holder = self._db.execute("SELECT owner FROM leases WHERE name = ?", (name,)).fetchone()

@@ -58,6 +58,7 @@ from ..log import (
 from ..outages import OutageLog
 from .postgres_tables import POSTGRES
 from .postgres_tables import SCHEMA as TABLES_SCHEMA
+from .silence import ANSWER_TIMEOUT, SilenceWatch, WatchedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class PostgresLog:
         lock_timeout: float = 5.0,
         poll_interval: float = 2.0,
         connect_timeout: float = 5.0,
+        answer_timeout: float | None = ANSWER_TIMEOUT,
     ) -> None:
         # ``exclusive`` is accepted for the interface's sake: sharing one database between
         # instances is what this backend is for.
@@ -185,24 +187,30 @@ class PostgresLog:
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
         self._binder: psycopg.ClientCursor[Any] | None = None  # for _bind, made once per connection
+        self._watch: SilenceWatch | None = None  # breaks a wait for an answer that is overdue (silence.py)
         with self._mutex:
             conn = self._conn = self._connect(report=False)  # the caller says it, once, as an error
             self._migrate(conn)
             # The identity's sequence, named once here (setval with each commit keeps it in step).
             (self._sequence,) = conn.execute("SELECT pg_get_serial_sequence('messages', 'id')").fetchone()
+            self._check_privileges(conn)
             _prepare(conn)
+            if answer_timeout is not None:  # armed after the migration, which may wait for another instance's
+                conn.watch = self._watch = SilenceWatch(answer_timeout, self._probe, on_silence=self._fell_silent)
 
     # --- connections ---
 
     def _connect(self, *, report: bool = True) -> psycopg.Connection[Any]:
-        """A new connection; a failure is :class:`LogUnreachable`, and (``report``) part of the outage's log."""
+        """A new connection; a failure is :class:`LogUnreachable`, and (``report``) part of the outage's log.
+
+        While the database is silent (it left an answer overdue, silence.py) none is tried: the
+        refusal is at once, where a connection through a pooler would wait again.
+        """
+        if self._silent:
+            self.outage.failed(self._silence())
+            raise self._not_answering()
         try:
-            conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, int(self.connect_timeout)),
-                application_name=self.owner,  # which instance a session belongs to, in pg_stat_activity
-            )
+            conn = WatchedConnection.connect(self.url, **self._connection_options())
         except psycopg.OperationalError as exc:
             if report:
                 self.outage.failed(_first_line(exc))
@@ -211,7 +219,48 @@ class PostgresLog:
                 "check that PostgreSQL is running there and the URL is right"
             ) from None
         self.outage.succeeded()
+        conn.watch = self._watch
         return conn
+
+    def _connection_options(self, role: str = "") -> dict[str, Any]:
+        """What every connection of this instance is opened with; ``role`` names a connection of its own."""
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            # which instance a session belongs to, in pg_stat_activity
+            "application_name": f"{self.owner} {role}" if role else self.owner,
+        }
+
+    @property
+    def _silent(self) -> bool:
+        """The database left an answer overdue and has not answered since (silence.py)."""
+        return self._watch is not None and self._watch.silent
+
+    def _silence(self) -> str:
+        assert self._watch is not None
+        return f"no answer within {self._watch.seconds:g} s"
+
+    def _not_answering(self) -> LogUnreachable:
+        return LogUnreachable(f"the database at {self.path} is not answering ({self._silence()})")
+
+    def _fell_silent(self) -> None:
+        """Called on the watch's thread when it broke a wait: the outage's first line says why."""
+        self.outage.failed(self._silence())
+
+    def _probe(self) -> None:
+        """Ask a silent database a question on a connection of its own (on the watch's thread). A host gone
+        from the network fails it within seconds (TCP keepalives and ``tcp_user_timeout``); a pooler holding
+        it until PostgreSQL is back answers it then."""
+        with psycopg.connect(
+            self.url,
+            **self._connection_options(),
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=10_000,  # ms: a question the other end never acknowledges
+        ) as conn:
+            conn.execute("SELECT 1")
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The write/read connection, reconnected when the last one broke (the mutex is held)."""
@@ -241,6 +290,8 @@ class PostgresLog:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
+        if self._silent:
+            return self._not_answering()
         return LogUnreachable(f"lost the database at {self.path}: {_first_line(exc)}")
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -289,6 +340,18 @@ class PostgresLog:
                 f"the database user may not create the log's tables at {self.path} ({_first_line(exc)}) — "
                 "run the app once as the schema's owner, or grant its user CREATE on the schema"
             ) from None
+
+    def _check_privileges(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse to start, in one line, as a user that may not write the tables another user created:
+        every command would fail with a 500 while ``/healthz`` said all was well."""
+        rows = conn.execute(MISSING_PRIVILEGES, {"sequence": self._sequence})
+        missing = [f"{privilege} on {name}" for name, privilege in rows]
+        if missing:
+            raise LogUnavailable(
+                f"the database user may not write the log's tables at {self.path} (no {', no '.join(missing)}) — "
+                "grant it SELECT, INSERT, UPDATE and DELETE on the app's tables, and USAGE and UPDATE on the "
+                "sequence of messages"
+            )
 
     # --- the log ---
 
@@ -354,10 +417,7 @@ class PostgresLog:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.url,
-                    autocommit=True,
-                    connect_timeout=max(1, int(self.connect_timeout)),
-                    application_name=f"{self.owner} listen",
+                    self.url, **self._connection_options("listen")
                 ) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
@@ -471,14 +531,20 @@ class PostgresLog:
         return statements
 
     def connect_again(self) -> PostgresLog:
-        """Another connection to the same database, for a rebuild on another thread."""
-        return PostgresLog(self.url, lock_timeout=self.lock_timeout, poll_interval=self.poll_interval)
+        """Another connection to the same database, for a rebuild on another thread (where a long
+        statement is no silence: it holds no event loop)."""
+        return PostgresLog(
+            self.url, lock_timeout=self.lock_timeout, poll_interval=self.poll_interval, answer_timeout=None
+        )
 
     # --- worker positions and leases ---
 
     def position(self, name: str) -> int:
         rows = self._read("SELECT position FROM positions WHERE name = %s", (name,))
         return rows[0][0] if rows else 0
+
+    def has_position(self, name: str) -> bool:
+        return bool(self._read("SELECT 1 FROM positions WHERE name = %s", (name,)))
 
     def set_position(self, name: str, position: int) -> None:
         with self._mutex:
@@ -570,7 +636,7 @@ class PostgresLog:
                 _prepare(conn)
                 break
             except LogUnreachable:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._silent:
                     logger.error("the outcome of %s is unknown: the database stayed unreachable", what)
                     raise CommitOutcomeUnknown(_UNKNOWN) from None
                 time.sleep(0.05)
@@ -660,6 +726,8 @@ class PostgresLog:
                 self._conn.close()
             self._conn = None
             self._closed = True
+            if self._watch is not None:
+                self._watch.close()
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -785,6 +853,23 @@ _UNKNOWN = (
     "lost the database while committing, and it did not come back in time to tell whether the command was "
     "committed: look for it before sending it again"
 )
+
+
+# What the app does to its tables: it only appends to messages; the others (its own, and the store's
+# state_* tables) it also updates and deletes from; with each commit it moves the sequence of message ids.
+MISSING_PRIVILEGES = """
+SELECT c.relname::text, p.privilege
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p(privilege)
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+  AND (c.relname IN ('positions', 'leases', 'kv', 'projections') OR c.relname LIKE 'state\\_%%'
+       OR (c.relname = 'messages' AND p.privilege IN ('SELECT', 'INSERT')))
+  AND NOT has_table_privilege(c.oid, p.privilege)
+UNION ALL
+SELECT %(sequence)s::text, p.privilege FROM unnest(ARRAY['USAGE', 'UPDATE']) AS p(privilege)
+WHERE NOT has_sequence_privilege(%(sequence)s::text, p.privilege)
+"""
 
 
 def _lock_statement(timeout: float) -> str:
